@@ -1,0 +1,611 @@
+/* parser.c: text IR to IrModule, by recursive descent over the grammar in
+ * docs/ir.md:
+ *
+ *   file      := 'model' NAME '{' item* '}'
+ *   item      := 'weights' STRING
+ *              | 'input' LOCAL ':' type
+ *              | 'output' LOCAL (',' LOCAL)*
+ *              | LOCAL [':' type] '=' OP operand (',' operand)* [attrs]
+ *   operand   := LOCAL | GLOBAL
+ *   attrs     := '{' [KEY '=' value (',' KEY '=' value)*] '}'
+ *   type      := DTYPE '[' [dim (',' dim)*] ']'      dim := INT | '?'
+ *
+ * Each statement is checked as soon as it is read: weights files are loaded at
+ * their directive, `@names` are resolved against them, and each node's result
+ * type is inferred on the spot, so the first error reported is the first one
+ * in the file, at the token that causes it. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend.h"
+
+typedef struct {
+  const char *path;       /* as written */
+  FeTensorSet set;
+} LoadedWeights;
+
+typedef struct {
+  FeLexer lx;
+  FeToken tok;            /* current token */
+  IrModule *m;
+  IrDiag *diag;
+  LoadedWeights *loaded;  /* parallel to m->weights */
+} Parser;
+
+static bool next(Parser *p) { return fe_lex_next(&p->lx, &p->tok); }
+
+static bool is_punct(const Parser *p, char c) {
+  return p->tok.kind == FE_TK_PUNCT && p->tok.text[0] == c;
+}
+
+static bool is_word(const Parser *p, const char *w) {
+  return p->tok.kind == FE_TK_IDENT && (int)strlen(w) == p->tok.len &&
+         memcmp(p->tok.text, w, (size_t)p->tok.len) == 0;
+}
+
+/* How the current token reads in "expected X, found Y". */
+static const char *found(const Parser *p, char *buf, size_t size) {
+  const FeToken *t = &p->tok;
+  switch (t->kind) {
+  case FE_TK_EOF:
+    return "end of file";
+  case FE_TK_LOCAL:
+    snprintf(buf, size, "'%%%.*s'", t->len > 40 ? 40 : t->len, t->text);
+    return buf;
+  case FE_TK_GLOBAL:
+    snprintf(buf, size, "'@%.*s'", t->len > 40 ? 40 : t->len, t->text);
+    return buf;
+  case FE_TK_STRING:
+    snprintf(buf, size, "a string");
+    return buf;
+  default:
+    snprintf(buf, size, "'%.*s'", t->len > 40 ? 40 : t->len, t->text);
+    return buf;
+  }
+}
+
+static bool expected(Parser *p, const char *what) {
+  char b[64];
+  return ir_error(p->diag, p->tok.loc, "expected %s, found %s", what, found(p, b, sizeof b));
+}
+
+static bool expect_punct(Parser *p, char c) {
+  char what[8] = {'\'', c, '\'', 0};
+  if (!is_punct(p, c))
+    return expected(p, what);
+  return next(p);
+}
+
+static char *tok_str(Parser *p) { return ir_strndup(p->m->arena, p->tok.text, (size_t)p->tok.len); }
+
+/* Levenshtein distance, for "did you mean" hints on misspelt names. */
+static int edit_distance(const char *a, int la, const char *b) {
+  int lb = (int)strlen(b), row[64];
+  if (la >= 63 || lb >= 63)
+    return 99;
+  for (int j = 0; j <= lb; j++)
+    row[j] = j;
+  for (int i = 1; i <= la; i++) {
+    int diag = row[0];
+    row[0] = i;
+    for (int j = 1; j <= lb; j++) {
+      int up = row[j];
+      int cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      int best = diag + cost;
+      if (up + 1 < best)
+        best = up + 1;
+      if (row[j - 1] + 1 < best)
+        best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+/* ---- types and attributes ---- */
+
+static bool parse_int(Parser *p, double lo, double hi, const char *what, double *out) {
+  if (p->tok.kind != FE_TK_NUMBER)
+    return expected(p, what);
+  if (!p->tok.is_int || p->tok.num < lo || p->tok.num > hi) {
+    char b[64];
+    return ir_error(p->diag, p->tok.loc, "expected %s, found %s", what, found(p, b, sizeof b));
+  }
+  *out = p->tok.num;
+  return next(p);
+}
+
+/* '[' [dim (',' dim)*] ']' where dim is an integer, or '?' when allowed. */
+static bool parse_dim_list(Parser *p, bool allow_batch, double lo, const char *what,
+                           double *vals, int *n) {
+  if (!expect_punct(p, '['))
+    return false;
+  *n = 0;
+  while (!is_punct(p, ']')) {
+    if (*n)
+      if (!expect_punct(p, ','))
+        return false;
+    if (*n == IR_MAX_RANK)
+      return ir_error(p->diag, p->tok.loc, "more than %d dimensions", IR_MAX_RANK);
+    if (allow_batch && is_punct(p, '?')) {
+      vals[(*n)++] = (double)IR_DIM_BATCH;
+      if (!next(p))
+        return false;
+    } else if (!parse_int(p, lo, 1e15, what, &vals[(*n)++])) {
+      return false;
+    }
+  }
+  return next(p);
+}
+
+static bool parse_type(Parser *p, IrType *t) {
+  if (p->tok.kind != FE_TK_IDENT)
+    return expected(p, "a tensor type such as f32[?, 64]");
+  memset(t, 0, sizeof *t);
+  t->dtype = ir_dtype_from_name(p->tok.text, (size_t)p->tok.len);
+  if (t->dtype == IR_DTYPE_NONE)
+    return ir_error(p->diag, p->tok.loc,
+                    "unknown element type '%.*s' (expected f32, i8, u8 or i32)", p->tok.len,
+                    p->tok.text);
+  if (!next(p))
+    return false;
+  double dims[IR_MAX_RANK];
+  if (!parse_dim_list(p, true, 1, "a positive dimension or '?'", dims, &t->rank))
+    return false;
+  for (int i = 0; i < t->rank; i++)
+    t->dims[i] = (int64_t)dims[i];
+  return true;
+}
+
+static bool parse_number(Parser *p, double *out) {
+  if (p->tok.kind != FE_TK_NUMBER)
+    return expected(p, "a number");
+  *out = p->tok.num;
+  return next(p);
+}
+
+static bool parse_attr_value(Parser *p, IrAttrKind kind, double *vals, int *n) {
+  switch (kind) {
+  case IR_AKIND_FLOAT:
+    *n = 1;
+    return parse_number(p, &vals[0]);
+  case IR_AKIND_RANGE: {
+    IrLoc at = p->tok.loc;
+    *n = 2;
+    if (!expect_punct(p, '[') || !parse_number(p, &vals[0]) || !expect_punct(p, ',') ||
+        !parse_number(p, &vals[1]) || !expect_punct(p, ']'))
+      return false;
+    if (!(vals[0] <= vals[1]) || !isfinite(vals[0]) || !isfinite(vals[1]))
+      return ir_error(p->diag, at, "range must be [min, max] with finite min <= max");
+    return true;
+  }
+  case IR_AKIND_INT:
+    *n = 1;
+    return parse_int(p, -2147483648.0, 2147483647.0, "an integer", &vals[0]);
+  case IR_AKIND_DTYPE: {
+    *n = 1;
+    IrDType t = p->tok.kind == FE_TK_IDENT
+                    ? ir_dtype_from_name(p->tok.text, (size_t)p->tok.len)
+                    : IR_DTYPE_NONE;
+    if (t == IR_DTYPE_NONE)
+      return expected(p, "an element type (f32, i8, u8 or i32)");
+    vals[0] = t;
+    return next(p);
+  }
+  case IR_AKIND_INTS:
+    return parse_dim_list(p, false, -1e15, "an integer", vals, n);
+  case IR_AKIND_DIMS:
+    return parse_dim_list(p, true, 1, "a positive dimension or '?'", vals, n);
+  }
+  q8_unreachable();
+}
+
+static bool parse_attrs(Parser *p, IrNode *node) {
+  if (!expect_punct(p, '{'))
+    return false;
+  while (!is_punct(p, '}')) {
+    if (node->nattrs && !expect_punct(p, ','))
+      return false;
+    if (p->tok.kind != FE_TK_IDENT)
+      return expected(p, "an attribute name");
+    IrLoc at = p->tok.loc;
+    int key = ir_attr_from_name(p->tok.text, (size_t)p->tok.len);
+    const IrOpInfo *info = &ir_op_info[node->op];
+    if (key < 0)
+      return ir_error(p->diag, at, "unknown attribute '%.*s'", p->tok.len, p->tok.text);
+    if (key != IR_ATTR_RANGE && !(info->attrs & (1u << key)))
+      return ir_error(p->diag, at, "%s does not take the attribute '%s'", info->name,
+                      ir_attr_info[key].key);
+    if (ir_node_attr(node, (IrAttrKey)key))
+      return ir_error(p->diag, at, "attribute '%s' is given twice", ir_attr_info[key].key);
+    if (!next(p) || !expect_punct(p, '='))
+      return false;
+    double vals[IR_MAX_RANK];
+    int n = 0;
+    if (!parse_attr_value(p, ir_attr_info[key].kind, vals, &n))
+      return false;
+    ir_node_set_attr(p->m, node, (IrAttrKey)key, vals, n, at);
+  }
+  return next(p);
+}
+
+/* ---- weights and operands ---- */
+
+static char *join_path(IrArena *a, const char *dir, const char *path) {
+  if (path[0] == '/' || strcmp(dir, ".") == 0)
+    return ir_strdup(a, path);
+  size_t n = strlen(dir) + strlen(path) + 2;
+  char *s = ir_alloc(a, n);
+  snprintf(s, n, "%s/%s", dir, path);
+  return s;
+}
+
+static bool parse_weights(Parser *p) {
+  IrLoc at = p->tok.loc;
+  if (p->tok.kind != FE_TK_STRING)
+    return expected(p, "the weights file name as a string");
+  /* Undo the two escapes the lexer allows. */
+  char *path = ir_alloc(p->m->arena, (size_t)p->tok.len + 1), *d = path;
+  for (int i = 0; i < p->tok.len; i++) {
+    if (p->tok.text[i] == '\\')
+      i++;
+    *d++ = p->tok.text[i];
+  }
+  int idx = p->m->nweights;
+  ir_add_weights(p->m, path, at);
+  LoadedWeights *lw = ir_alloc(p->m->arena, (size_t)(idx + 1) * sizeof *lw);
+  if (idx)
+    memcpy(lw, p->loaded, (size_t)idx * sizeof *lw);
+  p->loaded = lw;
+  lw[idx].path = path;
+  char err[512];
+  const char *full = join_path(p->m->arena, p->m->dir, path);
+  if (!fe_safetensors_read(p->m->arena, full, &lw[idx].set, err, sizeof err))
+    return ir_error(p->diag, at, "%s: %s", path, err);
+  return next(p);
+}
+
+/* The constant `@name`, loaded from the weights files on first use. */
+static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
+  IrValue *v = ir_find_const(p->m, name);
+  if (v)
+    return v;
+  if (p->m->nweights == 0) {
+    ir_error(p->diag, at, "@%s is used but the model names no weights file", name);
+    return NULL;
+  }
+  const FeTensor *hit = NULL;
+  const char *hit_file = NULL;
+  for (int i = 0; i < p->m->nweights; i++) {
+    const FeTensor *t = fe_tensorset_find(&p->loaded[i].set, name);
+    if (t && hit) {
+      ir_error(p->diag, at, "@%s is in both %s and %s", name, hit_file, p->loaded[i].path);
+      return NULL;
+    }
+    if (t) {
+      hit = t;
+      hit_file = p->loaded[i].path;
+    }
+  }
+  if (!hit) {
+    const char *best = NULL;
+    int best_d = 4;
+    for (int i = 0; i < p->m->nweights; i++)
+      for (int j = 0; j < p->loaded[i].set.n; j++) {
+        const char *cand = p->loaded[i].set.tensors[j].name;
+        int d = edit_distance(name, (int)strlen(name), cand);
+        if (d < best_d) {
+          best_d = d;
+          best = cand;
+        }
+      }
+    if (best)
+      ir_error(p->diag, at, "no tensor '%s' in %s (did you mean @%s?)", name,
+               p->loaded[0].path, best);
+    else
+      ir_error(p->diag, at, "no tensor '%s' in %s", name, p->loaded[0].path);
+    return NULL;
+  }
+  return ir_add_const(p->m, name, hit->type, hit->data, at);
+}
+
+static IrValue *parse_operand(Parser *p) {
+  char *name = tok_str(p);
+  IrLoc at = p->tok.loc;
+  IrValue *v;
+  if (p->tok.kind == FE_TK_GLOBAL) {
+    v = resolve_global(p, name, at);
+  } else if (p->tok.kind == FE_TK_LOCAL) {
+    v = ir_find_value(p->m, name);
+    if (!v)
+      ir_error(p->diag, at, "value %%%s is not defined (values must be defined before use)",
+               name);
+  } else {
+    expected(p, "an operand (%value or @constant)");
+    return NULL;
+  }
+  return v && next(p) ? v : NULL;
+}
+
+/* ---- statements ---- */
+
+static bool check_new_name(Parser *p, const char *name, IrLoc at) {
+  IrValue *old = ir_find_value(p->m, name);
+  if (old)
+    return ir_error(p->diag, at, "value %%%s is already defined at line %d", name, old->loc.line);
+  return true;
+}
+
+static bool parse_input(Parser *p) {
+  if (p->tok.kind != FE_TK_LOCAL)
+    return expected(p, "an input name such as %x");
+  char *name = tok_str(p);
+  IrLoc at = p->tok.loc;
+  IrType t;
+  if (!check_new_name(p, name, at) || !next(p) || !expect_punct(p, ':') || !parse_type(p, &t))
+    return false;
+  IrValue *v = ir_add_input(p->m, name, t, at);
+  /* An input's only attribute is its range: `{range = [lo, hi]}`. */
+  if (!is_punct(p, '{'))
+    return true;
+  if (!next(p))
+    return false;
+  if (!is_word(p, "range"))
+    return expected(p, "'range' (the only attribute an input takes)");
+  if (!next(p) || !expect_punct(p, '='))
+    return false;
+  int n;
+  if (!parse_attr_value(p, IR_AKIND_RANGE, v->range, &n))
+    return false;
+  v->has_range = true;
+  return expect_punct(p, '}');
+}
+
+static bool parse_output(Parser *p) {
+  for (;;) {
+    if (p->tok.kind != FE_TK_LOCAL)
+      return expected(p, "an output value such as %y");
+    char *name = tok_str(p);
+    IrValue *v = ir_find_value(p->m, name);
+    if (!v)
+      return ir_error(p->diag, p->tok.loc, "output %%%s is not defined", name);
+    for (int i = 0; i < p->m->noutputs; i++)
+      if (p->m->outputs[i] == v)
+        return ir_error(p->diag, p->tok.loc, "%%%s is already an output", name);
+    ir_add_output(p->m, v, p->tok.loc);
+    if (!next(p))
+      return false;
+    if (!is_punct(p, ','))
+      return true;
+    if (!next(p))
+      return false;
+  }
+}
+
+static bool unknown_op(Parser *p) {
+  const char *best = NULL;
+  int best_d = 3;
+  for (int op = 0; op < IR_OP_COUNT; op++) {
+    int d = edit_distance(p->tok.text, p->tok.len, ir_op_info[op].name);
+    if (d < best_d) {
+      best_d = d;
+      best = ir_op_info[op].name;
+    }
+  }
+  if (best)
+    return ir_error(p->diag, p->tok.loc, "unknown op '%.*s' (did you mean '%s'?)", p->tok.len,
+                    p->tok.text, best);
+  return ir_error(p->diag, p->tok.loc, "unknown op '%.*s'", p->tok.len, p->tok.text);
+}
+
+/* Does the current token begin the operand list? The first operand must be on
+ * the op's line: otherwise `%a = relu` followed by `%b = ...` on the next line
+ * would read %b as relu's operand instead of reporting the missing one. After
+ * a comma the list may continue on the next line. */
+static bool at_operand(const Parser *p, IrLoc op_loc) {
+  return (p->tok.kind == FE_TK_LOCAL || p->tok.kind == FE_TK_GLOBAL) &&
+         p->tok.loc.line == op_loc.line;
+}
+
+static bool parse_node(Parser *p) {
+  char *name = tok_str(p);
+  IrLoc at = p->tok.loc;
+  IrType declared = {0};
+  bool has_declared = false;
+  if (!check_new_name(p, name, at) || !next(p))
+    return false;
+  if (is_punct(p, ':')) {
+    if (!next(p) || !parse_type(p, &declared))
+      return false;
+    has_declared = true;
+  }
+  if (!expect_punct(p, '='))
+    return false;
+  if (p->tok.kind != FE_TK_IDENT)
+    return expected(p, "an op name");
+  int op = ir_op_from_name(p->tok.text, (size_t)p->tok.len);
+  if (op < 0)
+    return unknown_op(p);
+  IrLoc op_loc = p->tok.loc;
+  const IrOpInfo *info = &ir_op_info[op];
+  if (!next(p))
+    return false;
+
+  IrValue *opnds[16];
+  IrLoc locs[16];
+  int n = 0;
+  if (at_operand(p, op_loc)) {
+    for (;;) {
+      if (n == 16)
+        return ir_error(p->diag, p->tok.loc, "too many operands");
+      locs[n] = p->tok.loc;
+      if (!(opnds[n] = parse_operand(p)))
+        return false;
+      n++;
+      if (!is_punct(p, ','))
+        break;
+      if (!next(p))
+        return false;
+    }
+  }
+  if (n < info->min_operands || n > info->max_operands) {
+    if (info->min_operands == info->max_operands)
+      return ir_error(p->diag, op_loc, "%s takes %d operand%s, found %d", info->name,
+                      info->min_operands, info->min_operands == 1 ? "" : "s", n);
+    return ir_error(p->diag, op_loc, "%s takes %d to %d operands, found %d", info->name,
+                    info->min_operands, info->max_operands, n);
+  }
+  IrNode *node = ir_add_node(p->m, (IrOp)op, name, opnds, n, op_loc);
+  node->result->loc = at;
+  node->opnd_locs = ir_alloc(p->m->arena, (size_t)(n ? n : 1) * sizeof *locs);
+  memcpy(node->opnd_locs, locs, (size_t)n * sizeof *locs);
+  if (is_punct(p, '{') && !parse_attrs(p, node))
+    return false;
+  if (!ir_infer_type(p->m, node, &node->result->type))
+    return false;
+  char b1[96], b2[96];
+  if (has_declared && !ir_type_equal(&declared, &node->result->type))
+    return ir_error(p->diag, at, "%%%s is declared %s but %s produces %s", name,
+                    ir_type_str(&declared, b1, sizeof b1), info->name,
+                    ir_type_str(&node->result->type, b2, sizeof b2));
+  return true;
+}
+
+static bool parse_item(Parser *p) {
+  if (is_word(p, "weights"))
+    return next(p) && parse_weights(p);
+  if (is_word(p, "input"))
+    return next(p) && parse_input(p);
+  if (is_word(p, "output"))
+    return next(p) && parse_output(p);
+  if (p->tok.kind == FE_TK_LOCAL)
+    return parse_node(p);
+  return expected(p, "'weights', 'input', 'output', a %value = op statement or '}'");
+}
+
+static bool parse_model(Parser *p) {
+  if (!next(p))
+    return false;
+  if (!is_word(p, "model"))
+    return expected(p, "'model'");
+  IrLoc open_at = p->tok.loc;
+  if (!next(p))
+    return false;
+  if (p->tok.kind != FE_TK_IDENT)
+    return expected(p, "a model name");
+  p->m->name = tok_str(p);
+  if (!next(p) || !expect_punct(p, '{'))
+    return false;
+  while (!is_punct(p, '}')) {
+    if (p->tok.kind == FE_TK_EOF)
+      return ir_error(p->diag, p->tok.loc,
+                      "expected '}' to close model '%s' (opened at line %d), found end of file",
+                      p->m->name, open_at.line);
+    if (!parse_item(p))
+      return false;
+  }
+  if (p->m->noutputs == 0)
+    return ir_error(p->diag, p->tok.loc, "model '%s' has no outputs (add 'output %%value')",
+                    p->m->name);
+  if (!next(p))
+    return false;
+  if (p->tok.kind != FE_TK_EOF)
+    return expected(p, "end of file after the model's '}'");
+  return ir_verify(p->m);
+}
+
+static char *dir_of(IrArena *a, const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash)
+    return ir_strdup(a, ".");
+  if (slash == path)
+    return ir_strdup(a, "/");
+  return ir_strndup(a, path, (size_t)(slash - path));
+}
+
+IrModule *fe_parse(const char *path, const char *src) {
+  IrModule *m = ir_module_new("model");
+  m->dir = dir_of(m->arena, path);
+  ir_diag_init(&m->diag, ir_strdup(m->arena, path), NULL);
+  /* The module keeps its own copy of the text: diagnostics from later
+   * passes quote it. */
+  size_t len = strlen(src);
+  char *copy = ir_alloc_data(m->arena, len + 1);
+  if (!copy) {
+    ir_error(&m->diag, (IrLoc){0}, "out of memory reading the model");
+    return m;
+  }
+  memcpy(copy, src, len + 1);
+  m->diag.src = copy;
+  Parser p = {.m = m, .diag = &m->diag};
+  fe_lex_init(&p.lx, copy, &m->diag);
+  parse_model(&p);
+  return m;
+}
+
+/* The whole file in malloc'd memory, NUL-terminated; a pipe or /dev/stdin
+ * has no size to ask for, so it is read in growing chunks. */
+static char *slurp(FILE *f, size_t *len, const char **err) {
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  for (;;) {
+    if (!buf) {
+      *err = "out of memory reading the model";
+      return NULL;
+    }
+    n += fread(buf + n, 1, cap - n - 1, f);
+    if (n < cap - 1)
+      break;
+    char *bigger = cap < ((size_t)1 << 30) ? realloc(buf, cap * 2) : NULL;
+    if (!bigger) {
+      free(buf);
+      *err = "model text is larger than 1 GiB";
+      return NULL;
+    }
+    buf = bigger;
+    cap *= 2;
+  }
+  if (ferror(f)) {
+    free(buf);
+    *err = "read error";
+    return NULL;
+  }
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+}
+
+/* A module that carries only an error about the file itself. */
+static IrModule *file_error(const char *path, const char *msg) {
+  IrModule *m = ir_module_new("model");
+  ir_diag_init(&m->diag, ir_strdup(m->arena, path), NULL);
+  ir_error(&m->diag, (IrLoc){0}, "%s", msg);
+  return m;
+}
+
+IrModule *fe_parse_file(const char *path) {
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  if (!f) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "cannot open: %s", strerror(errno));
+    return file_error(path, msg);
+  }
+  size_t len = 0;
+  const char *err = NULL;
+  char *buf = slurp(f, &len, &err);
+  if (f != stdin)
+    fclose(f);
+  if (!buf)
+    return file_error(path, err);
+  if (memchr(buf, '\0', len)) {
+    free(buf);
+    return file_error(path, "not a text file (it contains a NUL byte)");
+  }
+  IrModule *m = fe_parse(path, buf);
+  free(buf);
+  return m;
+}

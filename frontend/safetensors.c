@@ -1,0 +1,653 @@
+/* safetensors.c: reading and writing weights in the safetensors format.
+ *
+ * A file is an 8-byte little-endian header length N, N bytes of JSON naming
+ * each tensor's dtype, shape and byte range [begin, end) in the data buffer
+ * that follows, and that buffer. The model's `weights "file"` directive loads
+ * one, and `@name` constants take their data from it.
+ *
+ * The file is untrusted: every count, offset and size is checked before it is
+ * used, products are computed with overflow checks, and each problem gets one
+ * precise message ("tensor 'w': data_offsets span 12 bytes but F32[2, 3] needs
+ * 24"); the parser prefixes it with the position of the directive. Tensor data
+ * is copied (and F16/BF16 widened to f32) into the caller's arena, which gives
+ * every tensor 64-byte alignment whatever its offset in the file.
+ *
+ * Bytes are assembled explicitly in little-endian order, so neither reading nor
+ * writing depends on the host's byte order. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "frontend.h"
+
+/* The safetensors reference implementation refuses larger headers too; it
+ * bounds the memory a hostile header can make the JSON parser use. */
+#define MAX_HEADER_LEN 100000000ull
+
+typedef enum { ST_F32, ST_F16, ST_BF16, ST_I8, ST_U8, ST_I32 } StKind;
+
+static const struct {
+  const char *name;  /* spelling in the header */
+  StKind kind;
+  size_t size;       /* bytes per element in the file */
+  IrDType load_as;   /* dtype of the loaded tensor */
+} st_dtypes[] = {
+    {"F32", ST_F32, 4, IR_F32}, {"F16", ST_F16, 2, IR_F32}, {"BF16", ST_BF16, 2, IR_F32},
+    {"I8", ST_I8, 1, IR_I8},    {"U8", ST_U8, 1, IR_U8},    {"I32", ST_I32, 4, IR_I32},
+};
+
+/* Valid safetensors dtypes that q8c does not take: told apart from typos so
+ * that the message says whether the file or q8c is at fault. */
+static const char *const st_unsupported[] = {
+    "BOOL", "F4",  "F6_E2M3", "F6_E3M2", "F8_E5M2", "F8_E4M3", "F8_E8M0",
+    "I16",  "U16", "U32",     "C64",     "F64",     "I64",     "U64",
+};
+
+enum { NDTYPES = sizeof st_dtypes / sizeof st_dtypes[0] };
+
+/* One tensor entry of the header while it is being checked. */
+typedef struct {
+  const char *name;
+  const FeJson *info;
+  int index;  /* position in the header, for stable ordering */
+  int dt;     /* index into st_dtypes */
+  IrType type;
+  uint64_t begin, end, numel;
+} Entry;
+
+static bool errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static bool errf(char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return false;
+}
+
+static bool mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+  if (b != 0 && a > UINT64_MAX / b)
+    return false;
+  *out = a * b;
+  return true;
+}
+
+/* Element count; a zero dimension makes it 0 even when the other dimensions
+ * would overflow together. */
+static bool numel_of(const IrType *t, uint64_t *out) {
+  for (int i = 0; i < t->rank; i++)
+    if (t->dims[i] == 0) {
+      *out = 0;
+      return true;
+    }
+  uint64_t n = 1;
+  for (int i = 0; i < t->rank; i++)
+    if (!mul_u64(n, (uint64_t)t->dims[i], &n))
+      return false;
+  *out = n;
+  return true;
+}
+
+/* "F32[2, 3]"; `dtype` is the spelling in the file. */
+static const char *type_str(const char *dtype, const IrType *t, char *buf, size_t size) {
+  size_t n = (size_t)snprintf(buf, size, "%s[", dtype);
+  for (int i = 0; i < t->rank && n < size; i++)
+    n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "", (long long)t->dims[i]);
+  if (n < size)
+    snprintf(buf + n, size - n, "]");
+  return buf;
+}
+
+/* A JSON number that is a whole number in [0, limit). Doubles hold integers
+ * exactly up to 2^53; larger values are off by rounding, which is harmless
+ * because no real file has offsets or dimensions that large and they fail the
+ * later size checks anyway. "24.0" is accepted as 24. */
+static bool json_uint(const FeJson *v, double limit, uint64_t *out) {
+  if (v->kind != FE_JSON_NUM || !(v->num >= 0) || !(v->num < limit) || v->num != floor(v->num))
+    return false;
+  *out = (uint64_t)v->num;
+  return true;
+}
+
+static int cmp_entry_name(const void *x, const void *y) {
+  const Entry *a = *(const Entry *const *)x, *b = *(const Entry *const *)y;
+  int c = strcmp(a->name, b->name);
+  return c ? c : (a->index > b->index) - (a->index < b->index);
+}
+
+static int cmp_entry_offset(const void *x, const void *y) {
+  const Entry *a = *(const Entry *const *)x, *b = *(const Entry *const *)y;
+  if (a->begin != b->begin)
+    return a->begin < b->begin ? -1 : 1;
+  if (a->end != b->end)
+    return a->end < b->end ? -1 : 1;
+  return (a->index > b->index) - (a->index < b->index);
+}
+
+static bool check_metadata(const FeJson *meta, char *err, size_t errlen) {
+  if (meta->kind != FE_JSON_OBJ)
+    return errf(err, errlen, "\"__metadata__\" is not an object of strings");
+  for (size_t i = 0; i < meta->len; i++)
+    if (meta->items[i].kind != FE_JSON_STR)
+      return errf(err, errlen, "\"__metadata__\" is not an object of strings");
+  return true;
+}
+
+/* Check one tensor entry's dtype, shape and offsets against the data size. */
+static bool check_entry(Entry *e, uint64_t data_size, char *err, size_t errlen) {
+  const char *name = e->name;
+  const FeJson *info = e->info;
+  if (info->kind != FE_JSON_OBJ)
+    return errf(err, errlen,
+                "tensor '%s': expected an object with \"dtype\", \"shape\" and \"data_offsets\"",
+                name);
+
+  const FeJson *dtype = fe_json_get(info, "dtype");
+  if (!dtype)
+    return errf(err, errlen, "tensor '%s': missing \"dtype\"", name);
+  if (dtype->kind != FE_JSON_STR)
+    return errf(err, errlen, "tensor '%s': \"dtype\" is not a string", name);
+  e->dt = -1;
+  for (int i = 0; i < NDTYPES; i++)
+    if (strcmp(dtype->str, st_dtypes[i].name) == 0)
+      e->dt = i;
+  if (e->dt < 0) {
+    for (size_t i = 0; i < sizeof st_unsupported / sizeof st_unsupported[0]; i++)
+      if (strcmp(dtype->str, st_unsupported[i]) == 0)
+        return errf(err, errlen, "tensor '%s': unsupported dtype '%s'", name, dtype->str);
+    return errf(err, errlen, "tensor '%s': unknown dtype '%s'", name, dtype->str);
+  }
+
+  const FeJson *shape = fe_json_get(info, "shape");
+  if (!shape)
+    return errf(err, errlen, "tensor '%s': missing \"shape\"", name);
+  if (shape->kind != FE_JSON_ARR)
+    return errf(err, errlen, "tensor '%s': \"shape\" is not a list of non-negative integers", name);
+  if (shape->len > IR_MAX_RANK)
+    return errf(err, errlen, "tensor '%s': rank %zu exceeds the maximum of %d", name, shape->len,
+                (int)IR_MAX_RANK);
+  e->type.dtype = st_dtypes[e->dt].load_as;
+  e->type.rank = (int)shape->len;
+  for (size_t i = 0; i < shape->len; i++) {
+    uint64_t d;
+    if (!json_uint(&shape->items[i], 9223372036854775808.0, &d))
+      return errf(err, errlen, "tensor '%s': \"shape\" is not a list of non-negative integers",
+                  name);
+    e->type.dims[i] = (int64_t)d;
+  }
+
+  const FeJson *offs = fe_json_get(info, "data_offsets");
+  if (!offs)
+    return errf(err, errlen, "tensor '%s': missing \"data_offsets\"", name);
+  if (offs->kind != FE_JSON_ARR || offs->len != 2 ||
+      !json_uint(&offs->items[0], 18446744073709551616.0, &e->begin) ||
+      !json_uint(&offs->items[1], 18446744073709551616.0, &e->end))
+    return errf(err, errlen, "tensor '%s': \"data_offsets\" is not a pair of non-negative integers",
+                name);
+  if (e->end < e->begin)
+    return errf(err, errlen, "tensor '%s': data_offsets [%llu, %llu] end before they begin", name,
+                (unsigned long long)e->begin, (unsigned long long)e->end);
+  if (e->end > data_size)
+    return errf(err, errlen,
+                "tensor '%s': data_offsets [%llu, %llu] are past the end of the data (%llu bytes)",
+                name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                (unsigned long long)data_size);
+
+  char ts[256];
+  uint64_t file_bytes, load_bytes;
+  if (!numel_of(&e->type, &e->numel) || !mul_u64(e->numel, st_dtypes[e->dt].size, &file_bytes) ||
+      !mul_u64(e->numel, 4, &load_bytes) || load_bytes > SIZE_MAX)
+    return errf(err, errlen, "tensor '%s': %s has too many elements", name,
+                type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts));
+  if (e->end - e->begin != file_bytes)
+    return errf(err, errlen, "tensor '%s': data_offsets span %llu bytes but %s needs %llu", name,
+                (unsigned long long)(e->end - e->begin),
+                type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts),
+                (unsigned long long)file_bytes);
+  return true;
+}
+
+static uint32_t load_u32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static float f32_from_bits(uint32_t bits) {
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+/* IEEE half to single, exactly: every half value is a single value. */
+static float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+  if (exp == 0x1F) /* inf, or nan with its payload */
+    return f32_from_bits(sign | 0x7F800000u | mant << 13);
+  if (exp != 0) /* rebias the exponent from 15 to 127 */
+    return f32_from_bits(sign | (exp + 112) << 23 | mant << 13);
+  if (mant == 0)
+    return f32_from_bits(sign);
+  /* A half subnormal is a normal single: shift the leading 1 into the
+   * implicit bit, lowering the exponent from that of 2^-14 once per shift. */
+  uint32_t e = 113;
+  while (!(mant & 0x400)) {
+    mant <<= 1;
+    e--;
+  }
+  return f32_from_bits(sign | e << 23 | (mant & 0x3FF) << 13);
+}
+
+/* Copy (and widen) one checked tensor into arena memory. */
+static bool load_entry(IrArena *a, const Entry *e, const unsigned char *src, FeTensor *t,
+                       char *err, size_t errlen) {
+  size_t n = (size_t)e->numel;
+  size_t nbytes = n * (st_dtypes[e->dt].kind == ST_I8 || st_dtypes[e->dt].kind == ST_U8 ? 1 : 4);
+  void *dst = ir_alloc_data(a, nbytes);
+  if (!dst)
+    return errf(err, errlen, "tensor '%s': out of memory for %zu bytes", e->name, nbytes);
+  switch (st_dtypes[e->dt].kind) {
+  case ST_F32:
+    for (size_t i = 0; i < n; i++)
+      ((float *)dst)[i] = f32_from_bits(load_u32(src + 4 * i));
+    break;
+  case ST_I32:
+    for (size_t i = 0; i < n; i++)
+      ((int32_t *)dst)[i] = (int32_t)load_u32(src + 4 * i);
+    break;
+  case ST_F16:
+    for (size_t i = 0; i < n; i++)
+      ((float *)dst)[i] = f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+    break;
+  case ST_BF16: /* bf16 is the top half of an f32 */
+    for (size_t i = 0; i < n; i++)
+      ((float *)dst)[i] = f32_from_bits((uint32_t)src[2 * i] << 16 | (uint32_t)src[2 * i + 1] << 24);
+    break;
+  case ST_I8:
+  case ST_U8:
+    if (n)
+      memcpy(dst, src, n);
+    break;
+  }
+  t->name = e->name;
+  t->type = e->type;
+  t->data = dst;
+  t->nbytes = nbytes;
+  return true;
+}
+
+bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, FeTensorSet *out,
+                          char *err, size_t errlen) {
+  out->n = 0;
+  out->tensors = NULL;
+  if (err && errlen)
+    err[0] = '\0';
+  if (!bytes)
+    size = 0;
+  if (size < 8)
+    return errf(err, errlen, "file is too short to be safetensors (%zu bytes)", size);
+  uint64_t hlen = (uint64_t)load_u32(bytes) | (uint64_t)load_u32(bytes + 4) << 32;
+  if (hlen > size - 8)
+    return errf(err, errlen, "header length %llu is past the end of the file (%zu bytes)",
+                (unsigned long long)hlen, size);
+  if (hlen > MAX_HEADER_LEN)
+    return errf(err, errlen, "header length %llu exceeds the limit of %llu bytes",
+                (unsigned long long)hlen, MAX_HEADER_LEN);
+  const unsigned char *data = bytes + 8 + hlen;
+  uint64_t data_size = size - 8 - hlen;
+
+  char jerr[256];
+  FeJson *root = fe_json_parse(a, (const char *)bytes + 8, (size_t)hlen, jerr, sizeof jerr);
+  if (!root) {
+    /* Say which JSON is invalid without repeating "invalid JSON". */
+    static const char prefix[] = "invalid JSON: ";
+    if (strncmp(jerr, prefix, sizeof prefix - 1) == 0)
+      return errf(err, errlen, "invalid JSON header: %s", jerr + sizeof prefix - 1);
+    return errf(err, errlen, "%s", jerr);
+  }
+  if (root->kind != FE_JSON_OBJ)
+    return errf(err, errlen, "header is not a JSON object");
+
+  /* Gather the tensor entries, setting the metadata aside. */
+  size_t nent = 0;
+  bool seen_meta = false;
+  if (root->len > INT32_MAX) /* FeTensorSet counts with an int */
+    return errf(err, errlen, "header has too many entries (%zu)", root->len);
+  Entry *ents = ir_alloc_data(a, root->len * sizeof *ents);
+  Entry **order = ir_alloc_data(a, root->len * sizeof *order);
+  if (!ents || !order)
+    return errf(err, errlen, "out of memory");
+  for (size_t i = 0; i < root->len; i++) {
+    if (strcmp(root->keys[i], "__metadata__") == 0) {
+      if (seen_meta)
+        return errf(err, errlen, "duplicate \"__metadata__\"");
+      seen_meta = true;
+      if (!check_metadata(&root->items[i], err, errlen))
+        return false;
+      continue;
+    }
+    ents[nent] = (Entry){.name = root->keys[i], .info = &root->items[i], .index = (int)nent};
+    order[nent] = &ents[nent];
+    nent++;
+  }
+
+  /* Names by sorting, so that a header of many tensors stays fast. */
+  if (nent > 1)
+    qsort(order, nent, sizeof *order, cmp_entry_name);
+  for (size_t i = 1; i < nent; i++)
+    if (strcmp(order[i - 1]->name, order[i]->name) == 0)
+      return errf(err, errlen, "duplicate tensor '%s'", order[i]->name);
+
+  for (size_t i = 0; i < nent; i++)
+    if (!check_entry(&ents[i], data_size, err, errlen))
+      return false;
+
+  /* Overlap: sweep the ranges by start, remembering the one reaching
+   * furthest. Empty tensors occupy no bytes and overlap nothing. */
+  if (nent > 1)
+    qsort(order, nent, sizeof *order, cmp_entry_offset);
+  const Entry *reach = NULL;
+  for (size_t i = 0; i < nent; i++) {
+    const Entry *e = order[i];
+    if (e->begin == e->end)
+      continue;
+    if (reach && e->begin < reach->end)
+      return errf(err, errlen, "tensors '%s' and '%s' overlap in the data ([%llu, %llu] and [%llu, %llu])",
+                  reach->name, e->name, (unsigned long long)reach->begin,
+                  (unsigned long long)reach->end, (unsigned long long)e->begin,
+                  (unsigned long long)e->end);
+    if (!reach || e->end > reach->end)
+      reach = e;
+  }
+
+  FeTensor *ts = ir_alloc_data(a, nent * sizeof *ts);
+  if (!ts)
+    return errf(err, errlen, "out of memory");
+  for (size_t i = 0; i < nent; i++)
+    if (!load_entry(a, &ents[i], data + ents[i].begin, &ts[i], err, errlen))
+      return false;
+  out->n = (int)nent;
+  out->tensors = ts;
+  return true;
+}
+
+bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *err,
+                         size_t errlen) {
+  out->n = 0;
+  out->tensors = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return errf(err, errlen, "cannot open: %s", strerror(errno));
+  /* Size the buffer from fstat when possible; keep reading past it anyway in
+   * case the file grows or is not a regular file. */
+  struct stat st;
+  size_t cap = 64 * 1024, len = 0;
+  if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
+      (uintmax_t)st.st_size < SIZE_MAX)
+    cap = (size_t)st.st_size + 1;
+  unsigned char *buf = malloc(cap);
+  if (!buf) {
+    fclose(f);
+    return errf(err, errlen, "out of memory reading the file");
+  }
+  for (;;) {
+    if (len == cap) {
+      if (cap > SIZE_MAX / 2) {
+        free(buf);
+        fclose(f);
+        return errf(err, errlen, "file is too large");
+      }
+      unsigned char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        free(buf);
+        fclose(f);
+        return errf(err, errlen, "out of memory reading the file");
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    size_t got = fread(buf + len, 1, cap - len, f);
+    len += got;
+    if (got == 0) {
+      if (ferror(f)) {
+        int e = errno;
+        free(buf);
+        fclose(f);
+        return errf(err, errlen, "cannot read: %s", strerror(e));
+      }
+      break;
+    }
+  }
+  fclose(f);
+  bool ok = fe_safetensors_parse(a, buf, len, out, err, errlen);
+  free(buf);
+  return ok;
+}
+
+const FeTensor *fe_tensorset_find(const FeTensorSet *s, const char *name) {
+  if (!s || !name)
+    return NULL;
+  for (int i = 0; i < s->n; i++)
+    if (strcmp(s->tensors[i].name, name) == 0)
+      return &s->tensors[i];
+  return NULL;
+}
+
+/* ---- writing ---- */
+
+/* A growable string for the header. */
+typedef struct {
+  char *s;
+  size_t len, cap;
+  bool oom;
+} Buf;
+
+static void buf_add(Buf *b, const char *s, size_t n) {
+  if (b->oom)
+    return;
+  if (n > SIZE_MAX / 2 - b->len) {
+    b->oom = true;
+    return;
+  }
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    char *ns = realloc(b->s, cap);
+    if (!ns) {
+      b->oom = true;
+      return;
+    }
+    b->s = ns;
+    b->cap = cap;
+  }
+  memcpy(b->s + b->len, s, n);
+  b->len += n;
+  b->s[b->len] = '\0';
+}
+
+static void buf_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
+
+static void buf_u64(Buf *b, uint64_t v) {
+  char t[32];
+  buf_add(b, t, (size_t)snprintf(t, sizeof t, "%llu", (unsigned long long)v));
+}
+
+/* A name as a JSON string: quotes, backslashes and control characters
+ * escaped; other bytes (UTF-8) as they are. */
+static void buf_json_string(Buf *b, const char *s) {
+  buf_add(b, "\"", 1);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      char esc[2] = {'\\', (char)c};
+      buf_add(b, esc, 2);
+    } else if (c < 0x20) {
+      char esc[8];
+      buf_add(b, esc, (size_t)snprintf(esc, sizeof esc, "\\u%04x", c));
+    } else {
+      buf_add(b, (const char *)&c, 1);
+    }
+  }
+  buf_add(b, "\"", 1);
+}
+
+static const char *write_dtype_name(IrDType t) {
+  switch (t) {
+  case IR_F32: return "F32";
+  case IR_I8: return "I8";
+  case IR_U8: return "U8";
+  case IR_I32: return "I32";
+  default: return NULL;
+  }
+}
+
+static int cmp_tensor_name(const void *x, const void *y) {
+  const FeTensor *a = *(const FeTensor *const *)x, *b = *(const FeTensor *const *)y;
+  return strcmp(a->name, b->name);
+}
+
+/* Check what the caller passed: a bad tensor would write a file that the
+ * reader (rightly) refuses. */
+static bool check_for_write(const FeTensor *tensors, int n, char *err, size_t errlen) {
+  for (int i = 0; i < n; i++) {
+    const FeTensor *t = &tensors[i];
+    if (!t->name)
+      return errf(err, errlen, "tensor %d has no name", i);
+    if (strcmp(t->name, "__metadata__") == 0)
+      return errf(err, errlen, "tensor name '__metadata__' is reserved");
+    const char *dt = write_dtype_name(t->type.dtype);
+    if (!dt)
+      return errf(err, errlen, "tensor '%s': cannot write dtype %d", t->name, (int)t->type.dtype);
+    if (t->type.rank < 0 || t->type.rank > IR_MAX_RANK)
+      return errf(err, errlen, "tensor '%s': rank %d exceeds the maximum of %d", t->name,
+                  t->type.rank, (int)IR_MAX_RANK);
+    for (int d = 0; d < t->type.rank; d++)
+      if (t->type.dims[d] < 0)
+        return errf(err, errlen, "tensor '%s': dimension %d is not a concrete size", t->name, d);
+    uint64_t numel, nbytes;
+    char ts[256];
+    if (!numel_of(&t->type, &numel) || !mul_u64(numel, t->type.dtype == IR_F32 || t->type.dtype == IR_I32 ? 4 : 1, &nbytes))
+      return errf(err, errlen, "tensor '%s': %s has too many elements", t->name,
+                  type_str(dt, &t->type, ts, sizeof ts));
+    if (nbytes != t->nbytes)
+      return errf(err, errlen, "tensor '%s': nbytes is %zu but %s needs %llu", t->name, t->nbytes,
+                  type_str(dt, &t->type, ts, sizeof ts), (unsigned long long)nbytes);
+    if (nbytes && !t->data)
+      return errf(err, errlen, "tensor '%s': no data", t->name);
+  }
+  if (n < 2)
+    return true;
+  const FeTensor **order = malloc((size_t)n * sizeof *order);
+  if (!order)
+    return errf(err, errlen, "out of memory");
+  for (int i = 0; i < n; i++)
+    order[i] = &tensors[i];
+  qsort(order, (size_t)n, sizeof *order, cmp_tensor_name);
+  for (int i = 1; i < n; i++)
+    if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
+      errf(err, errlen, "duplicate tensor '%s'", order[i]->name);
+      free(order);
+      return false;
+    }
+  free(order);
+  return true;
+}
+
+/* The tensor's elements in little-endian order. */
+static bool write_data(FILE *f, const FeTensor *t) {
+  if (t->type.dtype == IR_I8 || t->type.dtype == IR_U8)
+    return t->nbytes == 0 || fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
+  const unsigned char *src = t->data;
+  unsigned char chunk[4096];
+  for (size_t done = 0; done < t->nbytes;) {
+    size_t k = t->nbytes - done < sizeof chunk ? t->nbytes - done : sizeof chunk;
+    for (size_t i = 0; i < k; i += 4) {
+      uint32_t v;
+      memcpy(&v, src + done + i, 4);
+      chunk[i] = (unsigned char)v;
+      chunk[i + 1] = (unsigned char)(v >> 8);
+      chunk[i + 2] = (unsigned char)(v >> 16);
+      chunk[i + 3] = (unsigned char)(v >> 24);
+    }
+    if (fwrite(chunk, 1, k, f) != k)
+      return false;
+    done += k;
+  }
+  return true;
+}
+
+bool fe_safetensors_write(const char *path, const FeTensor *tensors, int n, char *err,
+                          size_t errlen) {
+  if (n < 0 || (n > 0 && !tensors))
+    return errf(err, errlen, "no tensors to write");
+  if (!check_for_write(tensors, n, err, errlen))
+    return false;
+
+  /* The header, tensors in the given order and packed back to back. */
+  Buf h = {0};
+  uint64_t offset = 0;
+  buf_str(&h, "{");
+  for (int i = 0; i < n; i++) {
+    const FeTensor *t = &tensors[i];
+    if (i)
+      buf_str(&h, ",");
+    buf_json_string(&h, t->name);
+    buf_str(&h, ":{\"dtype\":\"");
+    buf_str(&h, write_dtype_name(t->type.dtype));
+    buf_str(&h, "\",\"shape\":[");
+    for (int d = 0; d < t->type.rank; d++) {
+      if (d)
+        buf_str(&h, ",");
+      buf_u64(&h, (uint64_t)t->type.dims[d]);
+    }
+    buf_str(&h, "],\"data_offsets\":[");
+    buf_u64(&h, offset);
+    buf_str(&h, ",");
+    offset += t->nbytes;
+    buf_u64(&h, offset);
+    buf_str(&h, "]}");
+  }
+  buf_str(&h, "}");
+  /* Spaces up to a multiple of 8 keep the data 8-byte aligned in the file,
+   * as the format recommends, so that mapped tensors can be used in place. */
+  while (!h.oom && h.len % 8)
+    buf_str(&h, " ");
+  if (h.oom) {
+    free(h.s);
+    return errf(err, errlen, "out of memory");
+  }
+
+  FILE *f = fopen(path, "wb");
+  if (!f) {
+    int e = errno;
+    free(h.s);
+    return errf(err, errlen, "cannot create: %s", strerror(e));
+  }
+  unsigned char len8[8];
+  for (int i = 0; i < 8; i++)
+    len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+  bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.s, 1, h.len, f) == h.len;
+  for (int i = 0; ok && i < n; i++)
+    ok = write_data(f, &tensors[i]);
+  int e = errno;
+  free(h.s);
+  if (fclose(f) != 0 && ok) {
+    ok = false;
+    e = errno;
+  }
+  if (!ok) {
+    remove(path); /* a half-written file would only fail later, less clearly */
+    return errf(err, errlen, "write error: %s", strerror(e));
+  }
+  return true;
+}

@@ -1,0 +1,63 @@
+/* q8c.h: the q8c compiler as a library, for applications that embed it.
+ *
+ * A q8c_module is a model read from text IR (docs/ir.md) together with its
+ * weights. Every function reports failure through its return value and keeps
+ * the message, formatted `file:line:col: error: ...`, for q8c_module_error();
+ * nothing here prints or exits. Modules are independent: separate threads may
+ * use separate modules at the same time.
+ *
+ * This version parses, prints and runs models with the f32 reference
+ * interpreter; quantization and code generation come in later versions. */
+#ifndef Q8C_H
+#define Q8C_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define Q8C_MAX_RANK 8
+
+typedef struct q8c_module q8c_module;
+
+/* Parse the model in the file at `path` (its weights file is resolved relative
+ * to it). Returns a module, or NULL only when out of memory; check
+ * q8c_module_error() before using it. */
+q8c_module *q8c_parse_file(const char *path);
+
+/* Parse model text held in memory. `name` is used in error messages and, like
+ * a path, locates relative weights files ("dir/model.ir" -> "dir/"). */
+q8c_module *q8c_parse_string(const char *name, const char *text);
+
+/* The first error met, or NULL if the module is fine. Valid until free. */
+const char *q8c_module_error(const q8c_module *m);
+
+/* The module as text IR with every type filled in; malloc'd, free() it.
+ * Returns NULL if the module failed or memory ran out. */
+char *q8c_module_print(const q8c_module *m);
+
+/* Inputs and outputs: count, name, and shape with the batch dimension bound
+ * to `batch`. Shape functions write up to Q8C_MAX_RANK dims and return the
+ * rank, or -1 for a bad index. */
+int q8c_num_inputs(const q8c_module *m);
+int q8c_num_outputs(const q8c_module *m);
+const char *q8c_input_name(const q8c_module *m, int i);
+const char *q8c_output_name(const q8c_module *m, int i);
+int q8c_input_shape(const q8c_module *m, int i, int64_t batch, int64_t *dims);
+int q8c_output_shape(const q8c_module *m, int i, int64_t batch, int64_t *dims);
+
+/* Run the model with the f32 reference interpreter. inputs[i] holds input i,
+ * dense row-major, with the shape q8c_input_shape(m, i, batch) gives;
+ * outputs[i] receives output i likewise. Returns 0, or -1 with the message in
+ * q8c_module_error(). */
+int q8c_run_reference(q8c_module *m, int64_t batch, const float *const *inputs,
+                      float *const *outputs);
+
+void q8c_module_free(q8c_module *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,963 @@
+/* interp.c: the reference interpreter, the oracle every later stage is
+ * checked against and the engine the calibration pass runs.
+ *
+ * Each value of the module (input, constant, node result) gets one slot: its
+ * type with `?` bound to the batch size, in the value's own dtype (f32, u8, i8
+ * or i32), and a dense row-major buffer of that dtype. Nodes run in definition
+ * order through a table generated from ops.def, one eval_<name> per op; the
+ * observer sees every result as soon as it exists.
+ *
+ * The float ops take and give f32 only. Clarity comes before speed there:
+ * plain loops, reductions accumulated in double and rounded to float once, so
+ * results sit within float rounding of numpy's.
+ *
+ * The quantized ops are the exact integer reference that generated code must
+ * match bit for bit. Their arithmetic comes only from quant.c (ir_qbounds,
+ * ir_quantize_value, ir_requantize, ir_fold_qlinear), so the passes and the
+ * interpreter compute every constant alike. Accumulators are int32 with
+ * two's-complement wraparound, computed in uint32 where wrapping is defined;
+ * every float expression is one IEEE operation stored into a float variable,
+ * never contracted into a fused multiply-add.
+ *
+ * Every eval_ function re-checks that its operands fit the result type it was
+ * given: shape inference should guarantee it, but a wrong type must give a
+ * message, never an out-of-bounds read. */
+
+/* No contraction of a * b + c into an FMA: it would round once where the
+ * quantized semantics round twice. GCC ignores the standard pragma (and warns
+ * about it under -Wall, silenced here) but does not contract in ISO C mode,
+ * which the build uses (-std=c11 without extensions). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#pragma STDC FP_CONTRACT OFF
+#pragma GCC diagnostic pop
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir.h"
+
+typedef struct {
+  const IrValue *value;
+  IrType type;       /* `?` bound, in the value's own dtype */
+  int64_t numel;
+  size_t bytes;      /* numel * the dtype's size */
+  const void *data;  /* NULL until the value is computed */
+  void *owned;       /* malloc'd storage to free, or NULL (constants, inputs) */
+} Slot;
+
+/* More than any op in ops.def takes, checked before a node runs. */
+enum { MAX_OPERANDS = 8 };
+
+typedef bool EvalFn(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r);
+
+/* "%x" or "@w", as the text IR spells the value. */
+static const char *sigil(const IrValue *v) { return v->kind == IR_VAL_CONST ? "@" : "%"; }
+
+/* Product of dims[from..to). Types were checked with ir_type_numel, so no
+ * partial product can overflow. */
+static int64_t prod(const int64_t *dims, int from, int to) {
+  int64_t p = 1;
+  for (int i = from; i < to; i++)
+    p *= dims[i];
+  return p;
+}
+
+static bool same_dims(const int64_t *a, const int64_t *b, int n) {
+  for (int i = 0; i < n; i++)
+    if (a[i] != b[i])
+      return false;
+  return true;
+}
+
+static bool same_shape(const Slot *x, const Slot *r) {
+  return x->type.rank == r->type.rank && same_dims(x->type.dims, r->type.dims, x->type.rank);
+}
+
+/* The shared message of the consistency checks: names every operand shape
+ * and the result shape, which is what is needed to see which one is off. */
+static bool bad_shapes(IrDiag *d, const IrNode *n, const Slot *const *a, const Slot *r) {
+  char shapes[1024], buf[160];
+  size_t len = 0;
+  shapes[0] = '\0';
+  for (int i = 0; i < n->nopnds && len < sizeof shapes; i++)
+    len += (size_t)snprintf(shapes + len, sizeof shapes - len, "%s%s%s %s", i ? ", " : "",
+                            sigil(a[i]->value), a[i]->value->name,
+                            ir_dims_str(a[i]->type.dims, a[i]->type.rank, buf, sizeof buf));
+  return ir_error(d, n->loc, "%s: operands %s do not give the result %%%s %s",
+                  ir_op_info[n->op].name, shapes, r->value->name,
+                  ir_dims_str(r->type.dims, r->type.rank, buf, sizeof buf));
+}
+
+/* ---- the float ops ---- */
+
+static const float *f32_of(const Slot *s) { return s->data; }
+static float *f32_out(Slot *r) { return r->owned; }
+
+/* Float ops read and write f32 only. Shape inference enforces it; this keeps
+ * an integer tensor in a hand-built module from being read as floats. */
+static bool need_f32(IrDiag *d, const IrNode *n, const Slot *const *a, const Slot *r) {
+  char buf[160];
+  for (int i = 0; i < n->nopnds; i++)
+    if (a[i]->type.dtype != IR_F32)
+      return ir_error(d, n->loc, "%s expects f32 operands, but %s%s is %s",
+                      ir_op_info[n->op].name, sigil(a[i]->value), a[i]->value->name,
+                      ir_type_str(&a[i]->type, buf, sizeof buf));
+  if (r->type.dtype != IR_F32)
+    return ir_error(d, n->loc, "%s gives f32, but its result %%%s is declared %s",
+                    ir_op_info[n->op].name, r->value->name,
+                    ir_type_str(&r->type, buf, sizeof buf));
+  return true;
+}
+
+/* x [..., K], W [N, K], b [N] -> [..., N] = x W^T + b. */
+static bool eval_linear(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  const Slot *x = a[0], *w = a[1], *b = n->nopnds > 2 ? a[2] : NULL;
+  int rank = x->type.rank;
+  if (rank < 1 || w->type.rank != 2 || r->type.rank != rank)
+    return bad_shapes(d, n, a, r);
+  int64_t k = x->type.dims[rank - 1], nout = w->type.dims[0];
+  if (w->type.dims[1] != k || r->type.dims[rank - 1] != nout ||
+      !same_dims(x->type.dims, r->type.dims, rank - 1) ||
+      (b && (b->type.rank != 1 || b->type.dims[0] != nout)))
+    return bad_shapes(d, n, a, r);
+  const float *xd = f32_of(x), *wd = f32_of(w), *bd = b ? f32_of(b) : NULL;
+  float *y = f32_out(r);
+  int64_t rows = prod(x->type.dims, 0, rank - 1);
+  for (int64_t i = 0; i < rows; i++) {
+    const float *xi = xd + i * k;
+    for (int64_t j = 0; j < nout; j++) {
+      const float *wj = wd + j * k;
+      double acc = 0;
+      for (int64_t l = 0; l < k; l++)
+        acc += (double)xi[l] * wj[l];
+      if (bd)
+        acc += bd[j];
+      y[i * nout + j] = (float)acc;
+    }
+  }
+  return true;
+}
+
+/* A [..., M, K] times B [K, N] (one matrix for every leading index of A) or
+ * B [..., K, N] (one matrix per leading index, the same leading dims). */
+static bool eval_matmul(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  const Slot *x = a[0], *y = a[1];
+  int rank = x->type.rank;
+  bool shared = y->type.rank == 2;
+  if (rank < 2 || r->type.rank != rank || (!shared && y->type.rank != rank))
+    return bad_shapes(d, n, a, r);
+  const int64_t *yd = y->type.dims + y->type.rank - 2;
+  int64_t m = x->type.dims[rank - 2], k = x->type.dims[rank - 1], nout = yd[1];
+  if (yd[0] != k || r->type.dims[rank - 2] != m || r->type.dims[rank - 1] != nout ||
+      !same_dims(x->type.dims, r->type.dims, rank - 2) ||
+      (!shared && !same_dims(x->type.dims, y->type.dims, rank - 2)))
+    return bad_shapes(d, n, a, r);
+  int64_t batches = prod(x->type.dims, 0, rank - 2);
+  for (int64_t bi = 0; bi < batches; bi++) {
+    const float *xb = f32_of(x) + bi * m * k;
+    const float *yb = f32_of(y) + (shared ? 0 : bi * k * nout);
+    float *rb = f32_out(r) + bi * m * nout;
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < nout; j++) {
+        double acc = 0;
+        for (int64_t l = 0; l < k; l++)
+          acc += (double)xb[i * k + l] * yb[l * nout + j];
+        rb[i * nout + j] = (float)acc;
+      }
+  }
+  return true;
+}
+
+/* Elementwise operands fit when one shape is a suffix of the other and the
+ * result has the longer shape. Then indexing each operand modulo its own
+ * element count repeats the shorter one over the leading dims. */
+static bool broadcast_fits(const Slot *x, const Slot *y, const Slot *r) {
+  const IrType *lo = x->type.rank <= y->type.rank ? &x->type : &y->type;
+  const IrType *hi = x->type.rank <= y->type.rank ? &y->type : &x->type;
+  return r->type.rank == hi->rank && same_dims(hi->dims, r->type.dims, hi->rank) &&
+         same_dims(lo->dims, hi->dims + hi->rank - lo->rank, lo->rank);
+}
+
+static bool eval_add(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  const Slot *x = a[0], *y = a[1];
+  if (!broadcast_fits(x, y, r))
+    return bad_shapes(d, n, a, r);
+  const float *xd = f32_of(x), *yd = f32_of(y);
+  float *out = f32_out(r);
+  for (int64_t i = 0; i < r->numel; i++)
+    out[i] = xd[i % x->numel] + yd[i % y->numel];
+  return true;
+}
+
+static bool eval_mul(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  const Slot *x = a[0], *y = a[1];
+  if (!broadcast_fits(x, y, r))
+    return bad_shapes(d, n, a, r);
+  const float *xd = f32_of(x), *yd = f32_of(y);
+  float *out = f32_out(r);
+  for (int64_t i = 0; i < r->numel; i++)
+    out[i] = xd[i % x->numel] * yd[i % y->numel];
+  return true;
+}
+
+static bool eval_relu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  if (!same_shape(a[0], r))
+    return bad_shapes(d, n, a, r);
+  const float *x = f32_of(a[0]);
+  float *out = f32_out(r);
+  /* Written as a comparison that is false for NaN, so NaN passes through as
+   * numpy's maximum lets it. */
+  for (int64_t i = 0; i < r->numel; i++)
+    out[i] = x[i] < 0 ? 0.0f : x[i];
+  return true;
+}
+
+/* The exact erf form, not the tanh approximation some frameworks use. */
+static bool eval_gelu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  if (!same_shape(a[0], r))
+    return bad_shapes(d, n, a, r);
+  const double sqrt2 = sqrt(2.0);
+  const float *xd = f32_of(a[0]);
+  float *out = f32_out(r);
+  for (int64_t i = 0; i < r->numel; i++) {
+    double x = xd[i];
+    out[i] = (float)(0.5 * x * (1.0 + erf(x / sqrt2)));
+  }
+  return true;
+}
+
+/* Over the last axis. Subtracting the row maximum keeps exp() from
+ * overflowing and does not change the result. */
+static bool eval_softmax(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  const Slot *x = a[0];
+  if (x->type.rank < 1 || !same_shape(x, r))
+    return bad_shapes(d, n, a, r);
+  int64_t len = x->type.dims[x->type.rank - 1];
+  int64_t rows = prod(x->type.dims, 0, x->type.rank - 1);
+  for (int64_t i = 0; i < rows; i++) {
+    const float *xi = f32_of(x) + i * len;
+    float *ri = f32_out(r) + i * len;
+    double max = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < len; j++)
+      if (xi[j] > max || isnan(xi[j]))
+        max = xi[j];
+    for (int64_t j = 0; j < len; j++)
+      sum += exp((double)xi[j] - max);
+    for (int64_t j = 0; j < len; j++)
+      ri[j] = (float)(exp((double)xi[j] - max) / sum);
+  }
+  return true;
+}
+
+/* Over the last axis, with the biased variance (divide by D, as numpy's
+ * var() and every framework's layernorm do). */
+static bool eval_layernorm(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  const Slot *x = a[0], *gamma = a[1], *beta = a[2];
+  if (x->type.rank < 1 || !same_shape(x, r))
+    return bad_shapes(d, n, a, r);
+  int64_t len = x->type.dims[x->type.rank - 1];
+  if (gamma->type.rank != 1 || gamma->type.dims[0] != len || beta->type.rank != 1 ||
+      beta->type.dims[0] != len)
+    return bad_shapes(d, n, a, r);
+  double eps = ir_node_attr_float(n, IR_ATTR_EPS, 1e-5);
+  const float *g = f32_of(gamma), *be = f32_of(beta);
+  int64_t rows = prod(x->type.dims, 0, x->type.rank - 1);
+  for (int64_t i = 0; i < rows; i++) {
+    const float *xi = f32_of(x) + i * len;
+    float *ri = f32_out(r) + i * len;
+    double mean = 0, var = 0;
+    for (int64_t j = 0; j < len; j++)
+      mean += xi[j];
+    mean /= (double)len;
+    for (int64_t j = 0; j < len; j++)
+      var += ((double)xi[j] - mean) * ((double)xi[j] - mean);
+    var /= (double)len;
+    double inv = 1.0 / sqrt(var + eps);
+    for (int64_t j = 0; j < len; j++)
+      ri[j] = (float)(((double)xi[j] - mean) * inv * g[j] + be[j]);
+  }
+  return true;
+}
+
+/* result[i_0, ..., i_{r-1}] = x[j] where j[perm[k]] = i_k, as numpy.transpose.
+ * The loop walks the result in order, keeping the result index as a counter
+ * and the matching offset into x up to date. */
+static bool eval_transpose(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  const Slot *x = a[0];
+  int rank = x->type.rank;
+  int perm[IR_MAX_RANK];
+  const IrAttr *pa = ir_node_attr(n, IR_ATTR_PERM);
+  if (pa) {
+    bool seen[IR_MAX_RANK] = {false};
+    if (pa->n != rank)
+      return ir_error(d, pa->loc, "transpose: perm has %d entries but the input has rank %d",
+                      pa->n, rank);
+    for (int i = 0; i < rank; i++) {
+      double p = pa->vals[i];
+      if (!(p >= 0 && p < rank) || p != (int)p || seen[(int)p])
+        return ir_error(d, pa->loc, "transpose: perm must list each axis 0..%d exactly once",
+                        rank - 1);
+      perm[i] = (int)p;
+      seen[perm[i]] = true;
+    }
+  } else {
+    if (rank < 2)
+      return bad_shapes(d, n, a, r);
+    for (int i = 0; i < rank; i++)
+      perm[i] = i;
+    perm[rank - 2] = rank - 1;
+    perm[rank - 1] = rank - 2;
+  }
+  if (r->type.rank != rank)
+    return bad_shapes(d, n, a, r);
+  for (int i = 0; i < rank; i++)
+    if (r->type.dims[i] != x->type.dims[perm[i]])
+      return bad_shapes(d, n, a, r);
+
+  const float *xd = f32_of(x);
+  float *out = f32_out(r);
+  int64_t xstride[IR_MAX_RANK], idx[IR_MAX_RANK] = {0}, off = 0;
+  int64_t stride = 1;
+  for (int i = rank - 1; i >= 0; i--) {
+    xstride[i] = stride;
+    stride *= x->type.dims[i];
+  }
+  for (int64_t e = 0; e < r->numel; e++) {
+    out[e] = xd[off];
+    /* Advance the result index, carrying into earlier axes. */
+    for (int k = rank - 1; k >= 0; k--) {
+      off += xstride[perm[k]];
+      if (++idx[k] < r->type.dims[k])
+        break;
+      off -= idx[k] * xstride[perm[k]];
+      idx[k] = 0;
+    }
+  }
+  return true;
+}
+
+/* Row-major data does not move; only the type changes. */
+static bool eval_reshape(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  if (a[0]->numel != r->numel)
+    return bad_shapes(d, n, a, r);
+  if (r->numel)
+    memcpy(r->owned, a[0]->data, r->bytes);
+  return true;
+}
+
+/* ---- the quantized ops ---- */
+
+#define DT(t) (1u << (t))
+
+static int32_t load_q(const void *p, IrDType t, int64_t i) {
+  return t == IR_U8 ? ((const uint8_t *)p)[i] : ((const int8_t *)p)[i];
+}
+
+/* q was clamped to the type's range by quant.c, so the conversion is exact. */
+static void store_q(void *p, IrDType t, int64_t i, int32_t q) {
+  if (t == IR_U8)
+    ((uint8_t *)p)[i] = (uint8_t)q;
+  else
+    ((int8_t *)p)[i] = (int8_t)q;
+}
+
+/* The int32 with the bits of `u`: the two's-complement wraparound of the
+ * accumulators, without the implementation-defined unsigned-to-signed cast. */
+static int32_t wrap_i32(uint32_t u) {
+  return u <= INT32_MAX ? (int32_t)u : -(int32_t)(UINT32_MAX - u) - 1;
+}
+
+/* Operand `i` must have one of the dtypes in `mask` (DT bits), spelled `what`. */
+static bool need_dtype(IrDiag *d, const IrNode *n, const Slot *const *a, int i, unsigned mask,
+                       const char *what) {
+  char buf[160];
+  if (mask & DT(a[i]->type.dtype))
+    return true;
+  return ir_error(d, n->loc, "%s: %s %s%s must be %s, but it is %s", ir_op_info[n->op].name,
+                  i == 0 ? "input" : "operand", sigil(a[i]->value), a[i]->value->name, what,
+                  ir_type_str(&a[i]->type, buf, sizeof buf));
+}
+
+static bool need_result_dtype(IrDiag *d, const IrNode *n, const Slot *r, IrDType t) {
+  char buf[160];
+  if (r->type.dtype == t)
+    return true;
+  return ir_error(d, n->loc, "%s gives %s, but its result %%%s is declared %s",
+                  ir_op_info[n->op].name, ir_dtype_name(t), r->value->name,
+                  ir_type_str(&r->type, buf, sizeof buf));
+}
+
+static IrLoc attr_loc(const IrNode *n, const IrAttr *at) {
+  return at->loc.line ? at->loc : n->loc;
+}
+
+static const IrAttr *need_attr(IrDiag *d, const IrNode *n, IrAttrKey key) {
+  const IrAttr *at = ir_node_attr(n, key);
+  if (at && at->n >= 1)
+    return at;
+  ir_error(d, n->loc, "%s needs the attribute '%s'", ir_op_info[n->op].name,
+           ir_attr_info[key].key);
+  return NULL;
+}
+
+/* A scale attribute as the f32 the arithmetic uses (passes store values that
+ * f32 represents exactly); it must stay positive and finite in f32. */
+static bool read_scale(IrDiag *d, const IrNode *n, IrAttrKey key, float *out) {
+  const IrAttr *at = need_attr(d, n, key);
+  if (!at)
+    return false;
+  double v = at->vals[0];
+  float s = v > 0 && v <= FLT_MAX ? (float)v : 0.0f;
+  if (!(s > 0))
+    return ir_error(d, attr_loc(n, at), "%s: %s = %g is not a positive finite f32 number",
+                    ir_op_info[n->op].name, ir_attr_info[key].key, v);
+  *out = s;
+  return true;
+}
+
+/* A zero point: an integer inside the range of the quantized type `t`. */
+static bool read_zero_point(IrDiag *d, const IrNode *n, IrAttrKey key, IrDType t, int32_t *out) {
+  const IrAttr *at = need_attr(d, n, key);
+  int32_t qmin, qmax;
+  if (!at)
+    return false;
+  ir_qbounds(t, &qmin, &qmax);
+  double v = at->vals[0];
+  if (!(v >= qmin && v <= qmax) || v != rint(v))
+    return ir_error(d, attr_loc(n, at), "%s: %s %g is not an integer in %s's range [%d, %d]",
+                    ir_op_info[n->op].name, ir_attr_info[key].key, v, ir_dtype_name(t), qmin,
+                    qmax);
+  *out = (int32_t)v;
+  return true;
+}
+
+/* A DTYPE attribute that must be one of `mask`, spelled `what`. */
+static bool read_dtype(IrDiag *d, const IrNode *n, IrAttrKey key, unsigned mask,
+                       const char *what, IrDType *out) {
+  const IrAttr *at = need_attr(d, n, key);
+  if (!at)
+    return false;
+  double v = at->vals[0];
+  if (!(v > IR_DTYPE_NONE && v < IR_DTYPE_COUNT) || v != rint(v) || !(mask & DT((int)v)))
+    return ir_error(d, attr_loc(n, at), "%s: %s must be %s", ir_op_info[n->op].name,
+                    ir_attr_info[key].key, what);
+  *out = (IrDType)(int)v;
+  return true;
+}
+
+static bool read_relu(IrDiag *d, const IrNode *n, bool *out) {
+  const IrAttr *at = ir_node_attr(n, IR_ATTR_RELU);
+  *out = false;
+  if (!at)
+    return true;
+  if (at->n < 1 || (at->vals[0] != 0 && at->vals[0] != 1))
+    return ir_error(d, attr_loc(n, at), "%s: relu must be 0 or 1", ir_op_info[n->op].name);
+  *out = at->vals[0] == 1;
+  return true;
+}
+
+/* x [..., K] and Wq [N, K] give r [..., N]; operands 2.. are vectors of N
+ * entries, the first of them (w_scale) [1] too when `one_ok`. */
+static bool linear_shapes(IrDiag *d, const IrNode *n, const Slot *const *a, const Slot *r,
+                          bool one_ok, int64_t *rows, int64_t *k, int64_t *nout) {
+  const Slot *x = a[0], *w = a[1];
+  int rank = x->type.rank;
+  if (rank < 1 || w->type.rank != 2 || r->type.rank != rank)
+    return bad_shapes(d, n, a, r);
+  *k = x->type.dims[rank - 1];
+  *nout = w->type.dims[0];
+  if (w->type.dims[1] != *k || r->type.dims[rank - 1] != *nout ||
+      !same_dims(x->type.dims, r->type.dims, rank - 1))
+    return bad_shapes(d, n, a, r);
+  for (int i = 2; i < n->nopnds; i++) {
+    const IrType *t = &a[i]->type;
+    bool one = one_ok && i == 2 && t->rank == 1 && t->dims[0] == 1;
+    if (t->rank != 1 || (t->dims[0] != *nout && !one))
+      return bad_shapes(d, n, a, r);
+  }
+  *rows = prod(x->type.dims, 0, rank - 1);
+  return true;
+}
+
+/* Scratch room for `count` int32 or f32 values (a row of quantized inputs,
+ * folded constants), or NULL with a message. */
+static void *scratch(IrDiag *d, const IrNode *n, int64_t count) {
+  void *p = NULL;
+  if ((uint64_t)count <= SIZE_MAX / 4)
+    p = malloc(count ? (size_t)count * 4 : 1);
+  if (!p)
+    ir_error(d, n->loc, "%s: out of memory for %lld scratch values", ir_op_info[n->op].name,
+             (long long)count);
+  return p;
+}
+
+/* x -> round(x / scale) + zero_point, saturated to the dtype's range. */
+static bool eval_quantize(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  IrDType t;
+  float scale;
+  int32_t zp, qmin, qmax;
+  if (!need_dtype(d, n, a, 0, DT(IR_F32), "f32") ||
+      !read_dtype(d, n, IR_ATTR_DTYPE, DT(IR_U8) | DT(IR_I8), "u8 or i8", &t) ||
+      !need_result_dtype(d, n, r, t) || !read_scale(d, n, IR_ATTR_SCALE, &scale) ||
+      !read_zero_point(d, n, IR_ATTR_ZERO_POINT, t, &zp))
+    return false;
+  if (!same_shape(a[0], r))
+    return bad_shapes(d, n, a, r);
+  ir_qbounds(t, &qmin, &qmax);
+  const float *x = f32_of(a[0]);
+  for (int64_t i = 0; i < r->numel; i++)
+    store_q(r->owned, t, i, ir_quantize_value(x[i], scale, zp, qmin, qmax));
+  return true;
+}
+
+/* q -> (float)(q - zero_point) * scale: one f32 multiply. */
+static bool eval_dequantize(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  IrDType t = a[0]->type.dtype;
+  float scale;
+  int32_t zp;
+  if (!need_dtype(d, n, a, 0, DT(IR_U8) | DT(IR_I8), "u8 or i8") ||
+      !need_result_dtype(d, n, r, IR_F32) || !read_scale(d, n, IR_ATTR_SCALE, &scale) ||
+      !read_zero_point(d, n, IR_ATTR_ZERO_POINT, t, &zp))
+    return false;
+  if (!same_shape(a[0], r))
+    return bad_shapes(d, n, a, r);
+  float *y = f32_out(r);
+  for (int64_t i = 0; i < r->numel; i++) {
+    float v = (float)(load_q(a[0]->data, t, i) - zp);
+    y[i] = v * scale;
+  }
+  return true;
+}
+
+/* The attributes and shapes of qgemm and qlinear, read and checked once. */
+typedef struct {
+  IrDType xt;                  /* the input's dtype: f32, u8 or i8 */
+  IrDType xq;                  /* its quantized type: x_dtype, or xt when integer */
+  float x_scale;               /* 0 when not given (qgemm with an integer input) */
+  int32_t x_zp, x_qmin, x_qmax;
+  IrDType yt;                  /* the result's dtype: f32, u8 or i8 */
+  float y_scale;               /* 0 when yt is f32 */
+  int32_t y_zp, y_lo, y_qmax;  /* integer result range [y_lo, y_qmax]; relu raises y_lo */
+  bool relu;
+  int64_t rows, k, nout;
+} QGemm;
+
+/* `need_x`: the input's scale, zero point and x_dtype are required even for
+ * an integer input (qlinear folds them; qgemm needs them only for f32). */
+static bool read_qgemm(IrDiag *d, const IrNode *n, const Slot *const *a, const Slot *r,
+                       bool need_x, bool one_ok, QGemm *p) {
+  *p = (QGemm){.xt = a[0]->type.dtype};
+  if (!need_dtype(d, n, a, 0, DT(IR_F32) | DT(IR_U8) | DT(IR_I8), "f32, u8 or i8") ||
+      !need_dtype(d, n, a, 1, DT(IR_I8), "i8"))
+    return false;
+  need_x = need_x || p->xt == IR_F32;
+  p->xq = p->xt;
+  if (need_x || ir_node_attr(n, IR_ATTR_X_DTYPE)) {
+    if (!read_dtype(d, n, IR_ATTR_X_DTYPE, DT(IR_U8) | DT(IR_I8), "u8 or i8", &p->xq))
+      return false;
+    if (p->xt != IR_F32 && p->xq != p->xt)
+      return ir_error(d, n->loc, "%s: x_dtype %s does not match the input's type %s",
+                      ir_op_info[n->op].name, ir_dtype_name(p->xq), ir_dtype_name(p->xt));
+  }
+  ir_qbounds(p->xq, &p->x_qmin, &p->x_qmax);
+  if ((need_x || ir_node_attr(n, IR_ATTR_X_SCALE)) &&
+      !read_scale(d, n, IR_ATTR_X_SCALE, &p->x_scale))
+    return false;
+  if ((need_x || ir_node_attr(n, IR_ATTR_X_ZERO_POINT)) &&
+      !read_zero_point(d, n, IR_ATTR_X_ZERO_POINT, p->xq, &p->x_zp))
+    return false;
+  if (!read_dtype(d, n, IR_ATTR_DTYPE, DT(IR_F32) | DT(IR_U8) | DT(IR_I8), "u8, i8 or f32",
+                  &p->yt) ||
+      !need_result_dtype(d, n, r, p->yt) || !read_relu(d, n, &p->relu))
+    return false;
+  if (p->yt != IR_F32) {
+    int32_t qmin;
+    if (!read_scale(d, n, IR_ATTR_SCALE, &p->y_scale) ||
+        !read_zero_point(d, n, IR_ATTR_ZERO_POINT, p->yt, &p->y_zp))
+      return false;
+    ir_qbounds(p->yt, &qmin, &p->y_qmax);
+    /* relu clamps at the real 0, which is the zero point. */
+    p->y_lo = p->relu && p->y_zp > qmin ? p->y_zp : qmin;
+  }
+  return linear_shapes(d, n, a, r, one_ok, &p->rows, &p->k, &p->nout);
+}
+
+/* The integer GEMM of qgemm on the folded constants bias (i32 [N]) and mult
+ * (f32 [N]):
+ *   xq = x (u8, i8), or ir_quantize_value(x, x_scale, x_zp) (f32)
+ *   acc[m, n] = bias[n] + sum_k xq[m, k] wq[n, k]   (int32, wrapping)
+ *   y = ir_requantize(acc, mult[n], zp, lo, qmax), or (float)acc * mult[n]
+ * The input's zero point is in bias already (ir_fold_qlinear put it there), so
+ * xq is used as it is. */
+static bool run_qgemm(IrDiag *d, const IrNode *n, const QGemm *p, const Slot *x,
+                      const int8_t *wq, const int32_t *bias, const float *mult, Slot *r) {
+  int32_t *xq = scratch(d, n, p->k);
+  if (!xq)
+    return false;
+  for (int64_t i = 0; i < p->rows; i++) {
+    /* Load one row of the input, quantizing it when it is f32. */
+    for (int64_t l = 0; l < p->k; l++)
+      xq[l] = p->xt == IR_F32 ? ir_quantize_value(f32_of(x)[i * p->k + l], p->x_scale, p->x_zp,
+                                                  p->x_qmin, p->x_qmax)
+                              : load_q(x->data, p->xt, i * p->k + l);
+    for (int64_t j = 0; j < p->nout; j++) {
+      /* Multiply-accumulate in uint32, where wraparound is defined. */
+      const int8_t *wj = wq + j * p->k;
+      uint32_t acc = (uint32_t)bias[j];
+      for (int64_t l = 0; l < p->k; l++)
+        acc += (uint32_t)(xq[l] * (int32_t)wj[l]);
+      int32_t s = wrap_i32(acc);
+      int64_t e = i * p->nout + j;
+      /* Requantize, or scale to f32 (relu there maps -0.0 and NaN to +0.0). */
+      if (p->yt != IR_F32) {
+        store_q(r->owned, p->yt, e, ir_requantize(s, mult[j], p->y_zp, p->y_lo, p->y_qmax));
+      } else {
+        float y = (float)s * mult[j];
+        if (p->relu)
+          y = y > 0 ? y : 0.0f;
+        f32_out(r)[e] = y;
+      }
+    }
+  }
+  free(xq);
+  return true;
+}
+
+/* x, Wq [N, K] i8, bias [N] i32, mult [N] f32: the folded form of qlinear. */
+static bool eval_qgemm(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  QGemm p;
+  if (!read_qgemm(d, n, a, r, false, false, &p) || !need_dtype(d, n, a, 2, DT(IR_I32), "i32") ||
+      !need_dtype(d, n, a, 3, DT(IR_F32), "f32"))
+    return false;
+  return run_qgemm(d, n, &p, a[0], a[1]->data, a[2]->data, f32_of(a[3]), r);
+}
+
+/* x, Wq [N, K] i8, w_scale [N] or [1] f32, [b [N] f32]. Defined as its folded
+ * form: ir_fold_qlinear's constants run through qgemm, so folding a qlinear
+ * into a qgemm never changes a bit. */
+static bool eval_qlinear(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  QGemm p;
+  if (!read_qgemm(d, n, a, r, true, true, &p) || !need_dtype(d, n, a, 2, DT(IR_F32), "f32") ||
+      (n->nopnds > 3 && !need_dtype(d, n, a, 3, DT(IR_F32), "f32")))
+    return false;
+  int32_t *bias = scratch(d, n, p.nout);
+  float *mult = bias ? scratch(d, n, p.nout) : NULL;
+  bool ok = bias && mult;
+  if (ok) {
+    /* ir_fold_qlinear only tells a length of 1 (per tensor) from any other. */
+    int w_scale_len = a[2]->type.dims[0] == 1 ? 1 : (int)(p.nout < INT_MAX ? p.nout : INT_MAX);
+    ir_fold_qlinear(a[1]->data, f32_of(a[2]), w_scale_len, n->nopnds > 3 ? f32_of(a[3]) : NULL,
+                    p.nout, p.k, p.x_scale, p.x_zp, p.y_scale, bias, mult);
+    ok = run_qgemm(d, n, &p, a[0], a[1]->data, bias, mult, r);
+  }
+  free(bias);
+  free(mult);
+  return ok;
+}
+
+/* x f32, Wq [N, K] i8, w_scale [N] or [1] f32, [b [N] f32] -> f32, each row
+ * of x quantized to u8 with its own range:
+ *   [lo, hi] = the row's finite range widened to include 0
+ *   sx = (hi - lo) / 255 (1 when below 1e-30), zx = rint(-lo / sx) in [0, 255]
+ *   acc[n] = sum_k (xq - zx) wq[n, k]   (int32, wrapping)
+ *   y = (float)acc * (sx * w_scale[n]) + b[n], each operation in f32 */
+static bool eval_qlinear_dyn(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  int64_t rows, k, nout;
+  if (!need_dtype(d, n, a, 0, DT(IR_F32), "f32") || !need_dtype(d, n, a, 1, DT(IR_I8), "i8") ||
+      !need_dtype(d, n, a, 2, DT(IR_F32), "f32") ||
+      (n->nopnds > 3 && !need_dtype(d, n, a, 3, DT(IR_F32), "f32")) ||
+      !need_result_dtype(d, n, r, IR_F32) ||
+      !linear_shapes(d, n, a, r, true, &rows, &k, &nout))
+    return false;
+  const float *x = f32_of(a[0]), *ws = f32_of(a[2]), *b = n->nopnds > 3 ? f32_of(a[3]) : NULL;
+  const int8_t *wq = a[1]->data;
+  bool per_tensor = a[2]->type.dims[0] == 1;
+  float *y = f32_out(r);
+  int32_t *xq = scratch(d, n, k);
+  if (!xq)
+    return false;
+  for (int64_t i = 0; i < rows; i++) {
+    const float *xi = x + i * k;
+    /* The row's range over its finite elements, widened to include 0. */
+    float lo = 0, hi = 0;
+    for (int64_t l = 0; l < k; l++)
+      if (isfinite(xi[l])) {
+        lo = xi[l] < lo ? xi[l] : lo;
+        hi = xi[l] > hi ? xi[l] : hi;
+      }
+    /* u8 parameters for the row, then the row quantized, less its zero point. */
+    float sx = (float)(((double)hi - (double)lo) / 255.0);
+    if (!(sx >= 1e-30))
+      sx = 1.0f;
+    double zd = rint(-(double)lo / (double)sx);
+    int32_t zx = (int32_t)fmin(fmax(zd, 0.0), 255.0);
+    for (int64_t l = 0; l < k; l++)
+      xq[l] = ir_quantize_value(xi[l], sx, zx, 0, 255) - zx;
+    for (int64_t j = 0; j < nout; j++) {
+      /* Multiply-accumulate in uint32, where wraparound is defined. */
+      const int8_t *wj = wq + j * k;
+      uint32_t acc = 0;
+      for (int64_t l = 0; l < k; l++)
+        acc += (uint32_t)(xq[l] * (int32_t)wj[l]);
+      /* Scale back to f32 and add the bias: three separate roundings. */
+      float t = sx * ws[per_tensor ? 0 : j];
+      float v = (float)wrap_i32(acc) * t;
+      if (b)
+        v = v + b[j];
+      y[i * nout + j] = v;
+    }
+  }
+  free(xq);
+  return true;
+}
+
+static EvalFn *const eval_table[IR_OP_COUNT] = {
+#define OP(ID, name, minops, maxops, attrs) [IR_OP_##ID] = eval_##name,
+#include "ops.def"
+#undef OP
+};
+
+/* ---- running a module ---- */
+
+/* Give slot `s` the type of `v` with `?` bound, and room for its elements when
+ * `alloc` is set. */
+static bool bind_slot(IrDiag *d, const IrValue *v, int64_t batch, bool alloc, Slot *s) {
+  char buf[160];
+  s->value = v;
+  if (v->type.dtype <= IR_DTYPE_NONE || v->type.dtype >= IR_DTYPE_COUNT || v->type.rank < 0 ||
+      v->type.rank > IR_MAX_RANK)
+    return ir_error(d, v->loc, "%s%s has no type; shapes must be inferred before running",
+                    sigil(v), v->name);
+  s->type = ir_type_bind(&v->type, batch);
+  size_t esize = ir_dtype_size(s->type.dtype);
+  if (!ir_type_numel(&s->type, batch, &s->numel) || (uint64_t)s->numel > SIZE_MAX / esize)
+    return ir_error(d, v->loc, "%s%s : %s has no valid size with the batch size %lld",
+                    sigil(v), v->name, ir_type_str(&v->type, buf, sizeof buf), (long long)batch);
+  s->bytes = (size_t)s->numel * esize;
+  if (!alloc)
+    return true;
+  if (!(s->owned = malloc(s->bytes ? s->bytes : 1)))
+    return ir_error(d, (IrLoc){0}, "out of memory for %s%s (%lld elements of %s)", sigil(v),
+                    v->name, (long long)s->numel, ir_dtype_name(s->type.dtype));
+  return true;
+}
+
+/* Inputs come in the module input's own dtype, with `?` bound. */
+static bool bind_inputs(IrModule *m, int64_t batch, const IrTensor *inputs, Slot *slots) {
+  char b1[160], b2[160];
+  if (m->ninputs && !inputs)
+    return ir_error(&m->diag, (IrLoc){0}, "the model has %d inputs but none were given",
+                    m->ninputs);
+  for (int i = 0; i < m->ninputs; i++) {
+    const IrValue *v = m->inputs[i];
+    const IrTensor *t = &inputs[i];
+    Slot *s = &slots[v->id];
+    if (!bind_slot(&m->diag, v, batch, false, s))
+      return false;
+    if (t->type.dtype != s->type.dtype)
+      return ir_error(&m->diag, (IrLoc){0}, "input '%s' is %s but the model expects %s",
+                      v->name, ir_type_str(&t->type, b1, sizeof b1),
+                      ir_type_str(&s->type, b2, sizeof b2));
+    if (t->type.rank != s->type.rank || !same_dims(t->type.dims, s->type.dims, s->type.rank))
+      return ir_error(&m->diag, (IrLoc){0}, "input '%s' has shape %s but the model expects %s",
+                      v->name, ir_dims_str(t->type.dims, t->type.rank, b1, sizeof b1),
+                      ir_type_str(&s->type, b2, sizeof b2));
+    if (!t->data && s->numel)
+      return ir_error(&m->diag, (IrLoc){0}, "input '%s' has no data", v->name);
+    s->data = t->data;
+  }
+  return true;
+}
+
+/* Constants are read in place, in their own dtype: float ops accept only f32
+ * ones, quantized ops read integer ones as the integers they are. */
+static bool load_consts(IrModule *m, int64_t batch, Slot *slots) {
+  for (int i = 0; i < m->nconsts; i++) {
+    const IrValue *v = m->consts[i];
+    Slot *s = &slots[v->id];
+    if (!bind_slot(&m->diag, v, batch, false, s))
+      return false;
+    if (!v->data && s->numel)
+      return ir_error(&m->diag, v->loc, "constant @%s has no data", v->name);
+    s->data = v->data;
+  }
+  return true;
+}
+
+/* The slot of operand `v`, or NULL with a message when `v` is not a value of
+ * this module computed before this node. */
+static const Slot *operand(IrModule *m, const IrNode *n, const IrValue *v, Slot *slots,
+                           int count) {
+  if (!v || v->id < 0 || v->id >= count || slots[v->id].value != v) {
+    ir_error(&m->diag, n->loc, "%s: an operand is not a value of this module",
+             ir_op_info[n->op].name);
+    return NULL;
+  }
+  const Slot *s = &slots[v->id];
+  if (!s->data && s->numel) {
+    ir_error(&m->diag, n->loc, "%%%s is used before it is computed", v->name);
+    return NULL;
+  }
+  return s;
+}
+
+static bool check_node(IrDiag *d, const IrNode *n) {
+  if ((unsigned)n->op >= IR_OP_COUNT || n->nopnds < ir_op_info[n->op].min_operands ||
+      n->nopnds > ir_op_info[n->op].max_operands || n->nopnds > MAX_OPERANDS || !n->result)
+    return ir_error(d, n->loc, "node %%%s has a bad op or operand count",
+                    n->result ? n->result->name : "?");
+  return true;
+}
+
+/* Bind the result slot of `n` and compute it from `args`. */
+static bool eval_node(IrDiag *d, const IrNode *n, int64_t batch, const Slot *const *args,
+                      Slot *r) {
+  if (!bind_slot(d, n->result, batch, true, r) || !eval_table[n->op](d, n, args, r))
+    return false;
+  r->data = r->owned;
+  return true;
+}
+
+static bool run_nodes(IrModule *m, int64_t batch, Slot *slots, int count, IrObserver observe,
+                      void *user) {
+  for (int i = 0; i < m->nnodes; i++) {
+    const IrNode *n = m->nodes[i];
+    if (!check_node(&m->diag, n))
+      return false;
+    const Slot *args[MAX_OPERANDS];
+    for (int j = 0; j < n->nopnds; j++)
+      if (!(args[j] = operand(m, n, n->opnds[j], slots, count)))
+        return false;
+    Slot *r = &slots[n->result->id];
+    if (!eval_node(&m->diag, n, batch, args, r))
+      return false;
+    if (observe) {
+      IrTensor t = {r->type, r->owned};
+      observe(user, n, &t);
+    }
+  }
+  return true;
+}
+
+/* Outputs are copies: one value may be output twice, or be an input or a
+ * constant the interpreter does not own. */
+static bool copy_outputs(IrModule *m, const Slot *slots, IrTensor *outputs) {
+  for (int i = 0; i < m->noutputs; i++) {
+    const Slot *s = &slots[m->outputs[i]->id];
+    void *p = malloc(s->bytes ? s->bytes : 1);
+    if (!p) {
+      for (int j = 0; j < i; j++) {
+        free(outputs[j].data);
+        outputs[j].data = NULL;
+      }
+      return ir_error(&m->diag, (IrLoc){0}, "out of memory for output %s%s",
+                      sigil(s->value), s->value->name);
+    }
+    if (s->bytes)
+      memcpy(p, s->data, s->bytes);
+    outputs[i].type = s->type;
+    outputs[i].data = p;
+  }
+  return true;
+}
+
+bool ir_interp_f32(IrModule *m, int64_t batch, const IrTensor *inputs, IrTensor *outputs,
+                   IrObserver observe, void *user) {
+  if (m->noutputs && !outputs)
+    return ir_error(&m->diag, (IrLoc){0}, "no room was given for the %d outputs", m->noutputs);
+  for (int i = 0; i < m->noutputs; i++)
+    outputs[i].data = NULL;
+  int count = ir_number_values(m);
+  Slot *slots = calloc(count ? (size_t)count : 1, sizeof *slots);
+  if (!slots)
+    return ir_error(&m->diag, (IrLoc){0}, "out of memory for %d values", count);
+  bool ok = bind_inputs(m, batch, inputs, slots) && load_consts(m, batch, slots) &&
+            run_nodes(m, batch, slots, count, observe, user);
+  /* An output that is none of the module's values would index past slots. */
+  for (int i = 0; ok && i < m->noutputs; i++) {
+    const IrValue *v = m->outputs[i];
+    if (v->id < 0 || v->id >= count || slots[v->id].value != v || (!slots[v->id].data &&
+                                                                     slots[v->id].numel))
+      ok = ir_error(&m->diag, m->output_locs ? m->output_locs[i] : (IrLoc){0},
+                    "output %s is not a computed value of this module", v->name);
+  }
+  ok = ok && copy_outputs(m, slots, outputs);
+  for (int i = 0; i < count; i++)
+    free(slots[i].owned);
+  free(slots);
+  return ok;
+}
+
+/* The node alone: its operands come from `opnds`, or from the module for
+ * constants left without data; no other value of the module is touched. */
+bool ir_interp_node(IrModule *m, const IrNode *n, int64_t batch, const IrTensor *opnds,
+                    IrTensor *out) {
+  char b1[160], b2[160];
+  if (!out)
+    return ir_error(&m->diag, (IrLoc){0}, "no room was given for the result");
+  out->data = NULL;
+  if (!n)
+    return ir_error(&m->diag, (IrLoc){0}, "no node was given");
+  if (!check_node(&m->diag, n))
+    return false;
+  Slot slots[MAX_OPERANDS] = {{0}}, r = {0};
+  const Slot *args[MAX_OPERANDS];
+  for (int i = 0; i < n->nopnds; i++) {
+    const IrValue *v = n->opnds[i];
+    const IrTensor *t = opnds ? &opnds[i] : NULL;
+    Slot *s = &slots[i];
+    if (!v)
+      return ir_error(&m->diag, n->loc, "%s: operand %d is missing", ir_op_info[n->op].name, i);
+    if (!bind_slot(&m->diag, v, batch, false, s))
+      return false;
+    if (t && t->data) {
+      if (t->type.dtype != s->type.dtype || t->type.rank != s->type.rank ||
+          !same_dims(t->type.dims, s->type.dims, s->type.rank))
+        return ir_error(&m->diag, n->loc,
+                        "%s: operand %s%s was given as %s but the node expects %s",
+                        ir_op_info[n->op].name, sigil(v), v->name,
+                        ir_type_str(&t->type, b1, sizeof b1),
+                        ir_type_str(&s->type, b2, sizeof b2));
+      s->data = t->data;
+    } else if (v->kind == IR_VAL_CONST && (v->data || !s->numel)) {
+      s->data = v->data;
+    } else if (s->numel) {
+      return ir_error(&m->diag, n->loc, "%s: operand %s%s has no data%s", ir_op_info[n->op].name,
+                      sigil(v), v->name,
+                      v->kind == IR_VAL_CONST ? "" : " (only constants may be left without)");
+    }
+    args[i] = s;
+  }
+  if (!eval_node(&m->diag, n, batch, args, &r)) {
+    free(r.owned);
+    return false;
+  }
+  out->type = r.type;
+  out->data = r.owned;
+  return true;
+}

@@ -1,0 +1,353 @@
+/* ir.h: the q8c graph IR, the layer every other layer builds on.
+ *
+ * A model is an IrModule: a list of inputs, a list of nodes in definition
+ * order, a list of outputs, and the constant tensors (`@name`) the nodes use.
+ * Every value is an IrValue: a graph input, a constant, or the result of exactly
+ * one node. Operations come from ops.def and attribute keys from attrs.def.
+ *
+ * All memory of a module (values, nodes, names, constant data) belongs to the
+ * module's arena and is freed by one call to ir_module_free(). There is no
+ * global mutable state: separate modules may be used from separate threads.
+ *
+ * User errors are recorded in an IrDiag as `file:line:col: error: message`
+ * with the source line and a caret; the library never prints and never exits.
+ *
+ * The API is grouped by the file that implements it. */
+#ifndef Q8_IR_H
+#define Q8_IR_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { IR_MAX_RANK = 8 };
+
+/* The `?` dimension: the batch size, bound at compile or run time. */
+#define IR_DIM_BATCH ((int64_t)-1)
+
+/* ---- element types ---- */
+
+#define IR_DTYPES(X) \
+  X(F32, "f32", 4)   \
+  X(I8, "i8", 1)     \
+  X(U8, "u8", 1)     \
+  X(I32, "i32", 4)
+
+typedef enum {
+  IR_DTYPE_NONE, /* not yet inferred */
+#define X(id, spelling, size) IR_##id,
+  IR_DTYPES(X)
+#undef X
+  IR_DTYPE_COUNT
+} IrDType;
+
+typedef struct {
+  IrDType dtype;
+  int rank;
+  int64_t dims[IR_MAX_RANK]; /* IR_DIM_BATCH for `?` */
+} IrType;
+
+/* A source position; line 0 means "no position". */
+typedef struct {
+  int line, col;
+} IrLoc;
+
+/* ---- operations and attributes ---- */
+
+typedef enum {
+#define OP(ID, name, minops, maxops, attrs) IR_OP_##ID,
+#include "ops.def"
+#undef OP
+  IR_OP_COUNT
+} IrOp;
+
+typedef enum {
+  IR_AKIND_FLOAT,
+  IR_AKIND_INT,
+  IR_AKIND_DTYPE,
+  IR_AKIND_INTS,
+  IR_AKIND_DIMS,
+  IR_AKIND_RANGE
+} IrAttrKind;
+
+typedef enum {
+#define ATTR(ID, key, kind) IR_ATTR_##ID,
+#include "attrs.def"
+#undef ATTR
+  IR_ATTR_COUNT
+} IrAttrKey;
+
+#define IR_ATTR_BIT(ID) (1u << IR_ATTR_##ID)
+
+typedef struct {
+  const char *name;  /* spelling in the text IR */
+  int min_operands;
+  int max_operands;
+  unsigned attrs;    /* IR_ATTR_BIT mask of accepted keys besides range */
+} IrOpInfo;
+
+typedef struct {
+  const char *key;
+  IrAttrKind kind;
+} IrAttrInfo;
+
+/* One attribute: FLOAT, INT and DTYPE have n = 1 (a DTYPE holds an IrDType),
+ * RANGE has n = 2, INTS and DIMS have n >= 0 (a DIMS value holds IR_DIM_BATCH
+ * for `?`). */
+typedef struct {
+  IrAttrKey key;
+  int n;
+  double *vals;
+  IrLoc loc;
+} IrAttr;
+
+/* ---- values, nodes, module ---- */
+
+typedef enum { IR_VAL_INPUT, IR_VAL_CONST, IR_VAL_NODE } IrValueKind;
+
+typedef struct IrNode IrNode;
+
+typedef struct IrValue {
+  IrValueKind kind;
+  const char *name;  /* without the % or @ sigil */
+  IrType type;       /* dtype IR_DTYPE_NONE until inferred */
+  IrNode *def;       /* IR_VAL_NODE: the node that produces it */
+  const void *data;  /* IR_VAL_CONST: dense row-major elements of `type` */
+  IrLoc loc;         /* where it is defined (or first used, for constants) */
+  int id;            /* index in ir_module_values order; set by ir_number_values */
+  bool has_range;    /* IR_VAL_INPUT: `{range = [lo, hi]}` on its declaration */
+  double range[2];   /* (a node's result keeps its range in the node's attrs) */
+} IrValue;
+
+struct IrNode {
+  IrOp op;
+  IrValue *result;
+  int nopnds;
+  IrValue **opnds;
+  IrLoc *opnd_locs;  /* where each operand is written; NULL for built nodes */
+  int nattrs;
+  IrAttr *attrs;
+  IrLoc loc;         /* of the op keyword */
+};
+
+typedef struct IrArena IrArena;
+
+/* The first user error met, already formatted. */
+typedef struct {
+  const char *file;  /* for `file:line:col` */
+  const char *src;   /* source text, for the quoted line; may be NULL */
+  bool failed;
+  char msg[4096];
+} IrDiag;
+
+typedef struct {
+  const char *path;  /* as written in the model */
+  IrLoc loc;
+} IrWeightsRef;
+
+typedef struct {
+  IrArena *arena;
+  const char *name;      /* model NAME */
+  const char *dir;       /* directory of the model file, for relative paths */
+  IrDiag diag;
+
+  int nweights;
+  IrWeightsRef *weights;
+
+  int ninputs;
+  IrValue **inputs;
+  int noutputs;
+  IrValue **outputs;
+  IrLoc *output_locs;
+  int nnodes;
+  IrNode **nodes;
+  int nconsts;
+  IrValue **consts;
+  int cap_inputs, cap_outputs, cap_nodes, cap_consts, cap_weights;
+} IrModule;
+
+/* A tensor with concrete dims (no `?`), for interpreters and file I/O. */
+typedef struct {
+  IrType type;
+  void *data;
+} IrTensor;
+
+/* ---- arena.c ---- */
+
+IrArena *ir_arena_new(void);
+void ir_arena_free(IrArena *a);
+/* Zeroed memory aligned to 64 bytes; aborts on exhaustion (internal sizes). */
+void *ir_alloc(IrArena *a, size_t size);
+/* Zeroed memory, or NULL if `size` cannot be had (for tensor data). */
+void *ir_alloc_data(IrArena *a, size_t size);
+char *ir_strdup(IrArena *a, const char *s);
+char *ir_strndup(IrArena *a, const char *s, size_t n);
+
+/* ---- diag.c ---- */
+
+void ir_diag_init(IrDiag *d, const char *file, const char *src);
+/* Record `file:line:col: error: ...` plus the source line and a caret. Only the
+ * first error is kept. Returns false, so callers can `return ir_error(...)`. */
+bool ir_error(IrDiag *d, IrLoc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+bool ir_verror(IrDiag *d, IrLoc loc, const char *fmt, va_list ap);
+
+/* Internal errors: a bug in q8c, not in the input. */
+_Noreturn void q8_die_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define q8_die(...) q8_die_at(__FILE__, __LINE__, __VA_ARGS__)
+#define q8_unreachable() q8_die_at(__FILE__, __LINE__, "unreachable")
+
+/* ---- types.c ---- */
+
+extern const IrOpInfo ir_op_info[IR_OP_COUNT];
+extern const IrAttrInfo ir_attr_info[IR_ATTR_COUNT];
+
+const char *ir_dtype_name(IrDType t);
+size_t ir_dtype_size(IrDType t);
+/* Parse "f32", "u8", ...; returns IR_DTYPE_NONE when unknown. */
+IrDType ir_dtype_from_name(const char *s, size_t len);
+/* Lookups by spelling; return -1 when unknown. */
+int ir_op_from_name(const char *s, size_t len);
+int ir_attr_from_name(const char *s, size_t len);
+
+bool ir_type_equal(const IrType *a, const IrType *b);
+/* Element count with `?` bound to `batch`; false on overflow of int64. */
+bool ir_type_numel(const IrType *t, int64_t batch, int64_t *out);
+/* The type with every `?` replaced by `batch`. */
+IrType ir_type_bind(const IrType *t, int64_t batch);
+/* "f32[?, 64]" into buf; returns buf. */
+char *ir_type_str(const IrType *t, char *buf, size_t size);
+/* "[?, 64]" into buf; returns buf. */
+char *ir_dims_str(const int64_t *dims, int rank, char *buf, size_t size);
+
+/* ---- module.c ---- */
+
+IrModule *ir_module_new(const char *name);
+void ir_module_free(IrModule *m);
+IrValue *ir_add_input(IrModule *m, const char *name, IrType type, IrLoc loc);
+/* Constant whose `data` must live as long as the module (arena memory). */
+IrValue *ir_add_const(IrModule *m, const char *name, IrType type, const void *data, IrLoc loc);
+IrNode *ir_add_node(IrModule *m, IrOp op, const char *result_name, IrValue **opnds, int nopnds,
+                    IrLoc loc);
+/* A node that is not yet in the module's list (passes build new lists with
+ * ir_set_nodes). It defines `result` when given (taking over an existing
+ * value, so that its uses follow), else a new value named `result_name`. */
+IrNode *ir_new_node(IrModule *m, IrOp op, IrValue *result, const char *result_name,
+                    IrValue **opnds, int nopnds, IrLoc loc);
+void ir_set_nodes(IrModule *m, IrNode **nodes, int n);
+void ir_node_remove_attr(IrNode *n, IrAttrKey key);
+/* `base`, or `base.1`, `base.2`, ... : a value name not used in the module. */
+const char *ir_unique_name(IrModule *m, const char *base);
+/* Same for constant names. */
+const char *ir_unique_const_name(IrModule *m, const char *base);
+/* The calibrated range of a value (an input's declaration or the `range`
+ * attribute of the node that produces it); false when it has none. */
+bool ir_value_range(const IrValue *v, double *lo, double *hi);
+void ir_set_value_range(IrModule *m, IrValue *v, double lo, double hi);
+/* Drop nodes whose results nothing uses (and that are not outputs), then
+ * constants nothing uses. Returns the number of nodes removed. */
+int ir_remove_dead(IrModule *m);
+/* How many operands of nodes, plus outputs, refer to `v`. */
+int ir_count_uses(const IrModule *m, const IrValue *v);
+/* Replace every use of `from` (operands and outputs) by `to`. */
+void ir_replace_uses(IrModule *m, IrValue *from, IrValue *to);
+void ir_node_set_attr(IrModule *m, IrNode *n, IrAttrKey key, const double *vals, int nvals,
+                      IrLoc loc);
+void ir_add_output(IrModule *m, IrValue *v, IrLoc loc);
+void ir_add_weights(IrModule *m, const char *path, IrLoc loc);
+/* Lookups by name (without sigil); NULL when absent. */
+IrValue *ir_find_value(const IrModule *m, const char *name);
+IrValue *ir_find_const(const IrModule *m, const char *name);
+const IrAttr *ir_node_attr(const IrNode *n, IrAttrKey key);
+/* Attribute value or `dflt` when the node has no such FLOAT attribute. */
+double ir_node_attr_float(const IrNode *n, IrAttrKey key, double dflt);
+/* Number every value (inputs, constants, node results) 0..count-1 in
+ * definition order; returns the count. */
+int ir_number_values(IrModule *m);
+
+/* ---- infer.c ---- */
+
+/* Compute the result type of one node from its operands' types and its
+ * attributes into *out. Returns false with a diagnostic if the operands do not
+ * fit the op (wrong dtype, rank or dims; a bad attribute). */
+bool ir_infer_type(IrModule *m, const IrNode *n, IrType *out);
+/* Set the result type of every node, in order. */
+bool ir_infer_shapes(IrModule *m);
+/* Replace every `?` (in types and in DIMS attributes) with `batch`. */
+void ir_bind_batch(IrModule *m, int64_t batch);
+
+/* ---- verify.c ---- */
+
+/* Check the module's invariants: every operand defined before use, one
+ * definition per name, operand counts and attributes as ops.def says, types
+ * inferred and consistent. Returns false with a diagnostic otherwise. */
+bool ir_verify(IrModule *m);
+
+/* ---- printer.c ---- */
+
+/* Print the module as text IR that ir parsing reads back to the same graph.
+ * Returns a malloc'd string (caller frees), or NULL on allocation failure. */
+char *ir_print(const IrModule *m);
+/* Shortest decimal spelling of `v` that reads back as the same double. */
+void ir_format_double(double v, char *buf, size_t size);
+
+/* ---- quant.c ---- */
+
+/* The quantization arithmetic of docs/quantization.md, shared by the passes
+ * that choose and fold parameters and by the reference interpreter, so that
+ * both compute every constant the same way. */
+
+/* real = (q - zero_point) * scale, q saturated to [qmin, qmax]. */
+typedef struct {
+  float scale;
+  int32_t zero_point;
+  IrDType dtype;  /* IR_U8 or IR_I8 */
+} IrQParams;
+
+/* The integer range of a quantized type: u8 [0, 255], i8 [-127, 127]. */
+void ir_qbounds(IrDType t, int32_t *qmin, int32_t *qmax);
+/* Parameters for a calibrated range [lo, hi]: u8 asymmetric (range widened to
+ * include 0) or i8 symmetric. Returns false if the range was degenerate (zero
+ * width, or not finite) and a default scale of 1 was used. */
+bool ir_qparams_from_range(double lo, double hi, IrDType dtype, IrQParams *out);
+/* q = clamp(rint(x / scale), qmin - zp, qmax - zp) + zp in f32, NaN -> zp. */
+int32_t ir_quantize_value(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax);
+/* q = clamp(rint((float)acc * mult), qmin - zp, qmax - zp) + zp in f32. */
+int32_t ir_requantize(int32_t acc, float mult, int32_t zp, int32_t qmin, int32_t qmax);
+/* Symmetric int8 weights in [-127, 127]: w_scale[n] = max|W[n, :]| / 127 per
+ * output channel (or one scale for all when !per_channel; w_scale then has
+ * one entry). Returns the number of all-zero channels (given scale 1). */
+int64_t ir_quantize_weights(const float *w, int64_t n, int64_t k, bool per_channel, int8_t *wq,
+                            float *w_scale);
+/* Fold a qlinear into a qgemm's constants: for each output channel n
+ *   bias[n] = rint(b[n] / (x_scale * w_scale[n])) - x_zp * sum_k wq[n, k]
+ *   mult[n] = x_scale * w_scale[n] / y_scale   (y_scale = 0: f32 output,
+ *                                              mult = x_scale * w_scale[n])
+ * in double, rounded once to int32 (saturated) and f32. `b` may be NULL and
+ * w_scale has n entries, or 1 when per-tensor. Returns the number of
+ * channels whose bias saturated int32. */
+int64_t ir_fold_qlinear(const int8_t *wq, const float *w_scale, int w_scale_len, const float *b,
+                        int64_t n, int64_t k, float x_scale, int32_t x_zp, float y_scale,
+                        int32_t *bias, float *mult);
+
+/* ---- interp.c ---- */
+
+/* Called after each node with its result (for calibration observers). */
+typedef void (*IrObserver)(void *user, const IrNode *node, const IrTensor *result);
+
+/* Run the module in f32. `inputs` are the module's inputs in order, with `?`
+ * bound to `batch` in their types. On success `outputs` (module's outputs in
+ * order) receive malloc'd data the caller frees with free(outputs[i].data).
+ * Returns false with a message in m->diag on failure. */
+bool ir_interp_f32(IrModule *m, int64_t batch, const IrTensor *inputs, IrTensor *outputs,
+                   IrObserver observe, void *user);
+/* Evaluate node `n` of `m` alone on operand tensors `opnds` (one per operand,
+ * types with `?` bound, in each operand's dtype; an entry whose data is NULL
+ * takes the module's constant). The result, in the node's dtype, is malloc'd
+ * into *out (free(out->data)). Used to measure one layer in isolation. */
+bool ir_interp_node(IrModule *m, const IrNode *n, int64_t batch, const IrTensor *opnds,
+                    IrTensor *out);
+
+#endif

@@ -1,0 +1,256 @@
+/* module.c: building a module: inputs, constants, nodes, outputs and
+ * attributes, and the lookups the parser and passes need.
+ *
+ * Lists grow by doubling inside the arena (the old copy is simply left there:
+ * modules are small, and the arena frees everything at once). Lookups by name
+ * are linear scans: a model has tens to hundreds of values, and a hash table
+ * would be more code than the time it saves. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ir.h"
+
+/* Make room for one more element in an arena-backed array. */
+static void *grow(IrArena *a, void *items, int n, int *cap, size_t elem) {
+  if (n < *cap)
+    return items;
+  int newcap = *cap ? *cap * 2 : 8;
+  void *p = ir_alloc(a, (size_t)newcap * elem);
+  if (n)
+    memcpy(p, items, (size_t)n * elem);
+  *cap = newcap;
+  return p;
+}
+
+#define PUSH(m, list, count, cap, item)                                                   \
+  do {                                                                                    \
+    (m)->list = grow((m)->arena, (m)->list, (m)->count, &(m)->cap, sizeof *(m)->list);    \
+    (m)->list[(m)->count++] = (item);                                                     \
+  } while (0)
+
+IrModule *ir_module_new(const char *name) {
+  IrArena *a = ir_arena_new();
+  IrModule *m = ir_alloc(a, sizeof *m);
+  m->arena = a;
+  m->name = ir_strdup(a, name ? name : "model");
+  m->dir = ir_strdup(a, ".");
+  ir_diag_init(&m->diag, NULL, NULL);
+  return m;
+}
+
+void ir_module_free(IrModule *m) {
+  if (m)
+    ir_arena_free(m->arena);
+}
+
+static IrValue *new_value(IrModule *m, IrValueKind kind, const char *name, IrLoc loc) {
+  IrValue *v = ir_alloc(m->arena, sizeof *v);
+  v->kind = kind;
+  v->name = ir_strdup(m->arena, name);
+  v->loc = loc;
+  v->id = -1;
+  return v;
+}
+
+IrValue *ir_add_input(IrModule *m, const char *name, IrType type, IrLoc loc) {
+  IrValue *v = new_value(m, IR_VAL_INPUT, name, loc);
+  v->type = type;
+  PUSH(m, inputs, ninputs, cap_inputs, v);
+  return v;
+}
+
+IrValue *ir_add_const(IrModule *m, const char *name, IrType type, const void *data, IrLoc loc) {
+  IrValue *v = new_value(m, IR_VAL_CONST, name, loc);
+  v->type = type;
+  v->data = data;
+  PUSH(m, consts, nconsts, cap_consts, v);
+  return v;
+}
+
+IrNode *ir_new_node(IrModule *m, IrOp op, IrValue *result, const char *result_name,
+                    IrValue **opnds, int nopnds, IrLoc loc) {
+  IrNode *n = ir_alloc(m->arena, sizeof *n);
+  n->op = op;
+  n->loc = loc;
+  n->nopnds = nopnds;
+  n->opnds = ir_alloc(m->arena, (size_t)(nopnds ? nopnds : 1) * sizeof *n->opnds);
+  if (nopnds)
+    memcpy(n->opnds, opnds, (size_t)nopnds * sizeof *opnds);
+  n->result = result ? result : new_value(m, IR_VAL_NODE, result_name, loc);
+  n->result->def = n;
+  return n;
+}
+
+IrNode *ir_add_node(IrModule *m, IrOp op, const char *result_name, IrValue **opnds, int nopnds,
+                    IrLoc loc) {
+  IrNode *n = ir_new_node(m, op, NULL, result_name, opnds, nopnds, loc);
+  PUSH(m, nodes, nnodes, cap_nodes, n);
+  return n;
+}
+
+void ir_set_nodes(IrModule *m, IrNode **nodes, int n) {
+  IrNode **list = ir_alloc(m->arena, (size_t)(n ? n : 1) * sizeof *list);
+  if (n)
+    memcpy(list, nodes, (size_t)n * sizeof *list);
+  m->nodes = list;
+  m->nnodes = m->cap_nodes = n;
+}
+
+void ir_node_remove_attr(IrNode *n, IrAttrKey key) {
+  for (int i = 0; i < n->nattrs; i++)
+    if (n->attrs[i].key == key) {
+      memmove(&n->attrs[i], &n->attrs[i + 1], (size_t)(n->nattrs - i - 1) * sizeof *n->attrs);
+      n->nattrs--;
+      return;
+    }
+}
+
+static const char *unique(IrModule *m, const char *base, IrValue *(*find)(const IrModule *, const char *)) {
+  if (!find(m, base))
+    return ir_strdup(m->arena, base);
+  size_t len = strlen(base) + 24;
+  char *name = ir_alloc(m->arena, len);
+  for (int i = 1;; i++) {
+    snprintf(name, len, "%s.%d", base, i);
+    if (!find(m, name))
+      return name;
+  }
+}
+
+const char *ir_unique_name(IrModule *m, const char *base) { return unique(m, base, ir_find_value); }
+const char *ir_unique_const_name(IrModule *m, const char *base) {
+  return unique(m, base, ir_find_const);
+}
+
+bool ir_value_range(const IrValue *v, double *lo, double *hi) {
+  if (v->kind == IR_VAL_INPUT && v->has_range) {
+    *lo = v->range[0];
+    *hi = v->range[1];
+    return true;
+  }
+  const IrAttr *a = v->kind == IR_VAL_NODE && v->def ? ir_node_attr(v->def, IR_ATTR_RANGE) : NULL;
+  if (!a)
+    return false;
+  *lo = a->vals[0];
+  *hi = a->vals[1];
+  return true;
+}
+
+void ir_set_value_range(IrModule *m, IrValue *v, double lo, double hi) {
+  if (v->kind == IR_VAL_INPUT) {
+    v->has_range = true;
+    v->range[0] = lo;
+    v->range[1] = hi;
+  } else if (v->kind == IR_VAL_NODE) {
+    double r[2] = {lo, hi};
+    ir_node_set_attr(m, v->def, IR_ATTR_RANGE, r, 2, v->def->loc);
+  }
+}
+
+int ir_count_uses(const IrModule *m, const IrValue *v) {
+  int uses = 0;
+  for (int i = 0; i < m->nnodes; i++)
+    for (int j = 0; j < m->nodes[i]->nopnds; j++)
+      uses += m->nodes[i]->opnds[j] == v;
+  for (int i = 0; i < m->noutputs; i++)
+    uses += m->outputs[i] == v;
+  return uses;
+}
+
+void ir_replace_uses(IrModule *m, IrValue *from, IrValue *to) {
+  for (int i = 0; i < m->nnodes; i++)
+    for (int j = 0; j < m->nodes[i]->nopnds; j++)
+      if (m->nodes[i]->opnds[j] == from)
+        m->nodes[i]->opnds[j] = to;
+  for (int i = 0; i < m->noutputs; i++)
+    if (m->outputs[i] == from)
+      m->outputs[i] = to;
+}
+
+int ir_remove_dead(IrModule *m) {
+  int removed = 0;
+  /* Backwards, so a chain of dead nodes goes in one sweep. */
+  for (int i = m->nnodes - 1; i >= 0; i--) {
+    if (ir_count_uses(m, m->nodes[i]->result) == 0) {
+      memmove(&m->nodes[i], &m->nodes[i + 1], (size_t)(m->nnodes - i - 1) * sizeof *m->nodes);
+      m->nnodes--;
+      removed++;
+    }
+  }
+  int kept = 0;
+  for (int i = 0; i < m->nconsts; i++)
+    if (ir_count_uses(m, m->consts[i]) > 0)
+      m->consts[kept++] = m->consts[i];
+  m->nconsts = kept;
+  return removed;
+}
+
+void ir_node_set_attr(IrModule *m, IrNode *n, IrAttrKey key, const double *vals, int nvals,
+                      IrLoc loc) {
+  IrAttr *slot = (IrAttr *)ir_node_attr(n, key);
+  if (!slot) {
+    IrAttr *attrs = ir_alloc(m->arena, (size_t)(n->nattrs + 1) * sizeof *attrs);
+    if (n->nattrs)
+      memcpy(attrs, n->attrs, (size_t)n->nattrs * sizeof *attrs);
+    n->attrs = attrs;
+    slot = &attrs[n->nattrs++];
+  }
+  slot->key = key;
+  slot->n = nvals;
+  slot->vals = ir_alloc(m->arena, (size_t)(nvals ? nvals : 1) * sizeof(double));
+  if (nvals)
+    memcpy(slot->vals, vals, (size_t)nvals * sizeof(double));
+  slot->loc = loc;
+}
+
+void ir_add_output(IrModule *m, IrValue *v, IrLoc loc) {
+  int cap = m->cap_outputs;
+  PUSH(m, outputs, noutputs, cap_outputs, v);
+  m->output_locs = grow(m->arena, m->output_locs, m->noutputs - 1, &cap, sizeof(IrLoc));
+  m->output_locs[m->noutputs - 1] = loc;
+}
+
+void ir_add_weights(IrModule *m, const char *path, IrLoc loc) {
+  IrWeightsRef w = {ir_strdup(m->arena, path), loc};
+  PUSH(m, weights, nweights, cap_weights, w);
+}
+
+IrValue *ir_find_value(const IrModule *m, const char *name) {
+  for (int i = 0; i < m->ninputs; i++)
+    if (strcmp(m->inputs[i]->name, name) == 0)
+      return m->inputs[i];
+  for (int i = 0; i < m->nnodes; i++)
+    if (strcmp(m->nodes[i]->result->name, name) == 0)
+      return m->nodes[i]->result;
+  return NULL;
+}
+
+IrValue *ir_find_const(const IrModule *m, const char *name) {
+  for (int i = 0; i < m->nconsts; i++)
+    if (strcmp(m->consts[i]->name, name) == 0)
+      return m->consts[i];
+  return NULL;
+}
+
+const IrAttr *ir_node_attr(const IrNode *n, IrAttrKey key) {
+  for (int i = 0; i < n->nattrs; i++)
+    if (n->attrs[i].key == key)
+      return &n->attrs[i];
+  return NULL;
+}
+
+double ir_node_attr_float(const IrNode *n, IrAttrKey key, double dflt) {
+  const IrAttr *a = ir_node_attr(n, key);
+  return a && a->n == 1 ? a->vals[0] : dflt;
+}
+
+int ir_number_values(IrModule *m) {
+  int id = 0;
+  for (int i = 0; i < m->ninputs; i++)
+    m->inputs[i]->id = id++;
+  for (int i = 0; i < m->nconsts; i++)
+    m->consts[i]->id = id++;
+  for (int i = 0; i < m->nnodes; i++)
+    m->nodes[i]->result->id = id++;
+  return id;
+}

@@ -1,0 +1,112 @@
+/* types.c: the static tables of the IR (ops from ops.def, attribute keys from
+ * attrs.def, element types) and the arithmetic on tensor types.
+ *
+ * Element counts are computed with overflow checks: a shape read from a file
+ * is untrusted, and a product that wraps would make a small allocation look
+ * large enough. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ir.h"
+
+const IrOpInfo ir_op_info[IR_OP_COUNT] = {
+#define OP(ID, name, minops, maxops, attrs) [IR_OP_##ID] = {#name, minops, maxops, attrs},
+#include "ops.def"
+#undef OP
+};
+
+const IrAttrInfo ir_attr_info[IR_ATTR_COUNT] = {
+#define ATTR(ID, key, kind) [IR_ATTR_##ID] = {#key, IR_AKIND_##kind},
+#include "attrs.def"
+#undef ATTR
+};
+
+static const struct {
+  const char *name;
+  size_t size;
+} dtype_info[IR_DTYPE_COUNT] = {
+    [IR_DTYPE_NONE] = {"none", 0},
+#define X(id, spelling, size) [IR_##id] = {spelling, size},
+    IR_DTYPES(X)
+#undef X
+};
+
+const char *ir_dtype_name(IrDType t) { return t < IR_DTYPE_COUNT ? dtype_info[t].name : "?"; }
+
+size_t ir_dtype_size(IrDType t) { return t < IR_DTYPE_COUNT ? dtype_info[t].size : 0; }
+
+static bool spelled(const char *word, const char *s, size_t len) {
+  return strlen(word) == len && memcmp(word, s, len) == 0;
+}
+
+IrDType ir_dtype_from_name(const char *s, size_t len) {
+  for (int t = IR_DTYPE_NONE + 1; t < IR_DTYPE_COUNT; t++)
+    if (spelled(dtype_info[t].name, s, len))
+      return (IrDType)t;
+  return IR_DTYPE_NONE;
+}
+
+int ir_op_from_name(const char *s, size_t len) {
+  for (int op = 0; op < IR_OP_COUNT; op++)
+    if (spelled(ir_op_info[op].name, s, len))
+      return op;
+  return -1;
+}
+
+int ir_attr_from_name(const char *s, size_t len) {
+  for (int k = 0; k < IR_ATTR_COUNT; k++)
+    if (spelled(ir_attr_info[k].key, s, len))
+      return k;
+  return -1;
+}
+
+bool ir_type_equal(const IrType *a, const IrType *b) {
+  if (a->dtype != b->dtype || a->rank != b->rank)
+    return false;
+  for (int i = 0; i < a->rank; i++)
+    if (a->dims[i] != b->dims[i])
+      return false;
+  return true;
+}
+
+bool ir_type_numel(const IrType *t, int64_t batch, int64_t *out) {
+  int64_t n = 1;
+  for (int i = 0; i < t->rank; i++) {
+    int64_t d = t->dims[i] == IR_DIM_BATCH ? batch : t->dims[i];
+    if (d < 0 || (d != 0 && n > INT64_MAX / d))
+      return false;
+    n *= d;
+  }
+  *out = n;
+  return true;
+}
+
+IrType ir_type_bind(const IrType *t, int64_t batch) {
+  IrType r = *t;
+  for (int i = 0; i < r.rank; i++)
+    if (r.dims[i] == IR_DIM_BATCH)
+      r.dims[i] = batch;
+  return r;
+}
+
+char *ir_dims_str(const int64_t *dims, int rank, char *buf, size_t size) {
+  size_t n = 0;
+  n += (size_t)snprintf(buf, size, "[");
+  for (int i = 0; i < rank && n < size; i++) {
+    const char *sep = i ? ", " : "";
+    if (dims[i] == IR_DIM_BATCH)
+      n += (size_t)snprintf(buf + n, size - n, "%s?", sep);
+    else
+      n += (size_t)snprintf(buf + n, size - n, "%s%lld", sep, (long long)dims[i]);
+  }
+  if (n < size)
+    snprintf(buf + n, size - n, "]");
+  return buf;
+}
+
+char *ir_type_str(const IrType *t, char *buf, size_t size) {
+  int n = snprintf(buf, size, "%s", ir_dtype_name(t->dtype));
+  if (n >= 0 && (size_t)n < size)
+    ir_dims_str(t->dims, t->rank, buf + n, size - (size_t)n);
+  return buf;
+}

@@ -1,0 +1,135 @@
+/* calibrate.c: the calibrate pass. It runs the float interpreter over the
+ * calibration samples and gives every activation a quantizable op consumes or
+ * produces a `range` attribute, from one observer per activation
+ * (observe.c).
+ *
+ * Samples are streamed in batches of --calib-batch rows, so memory is bounded
+ * by the observers' histograms and one batch of activations, never by the
+ * number of samples. Histogram methods read the data twice: once for min and
+ * max, once to fill the histogram over that range. Ranges already written in
+ * the IR are kept as given; a model whose activations all have ranges needs
+ * no data. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "passes.h"
+
+typedef struct {
+  PassObserver **by_id;  /* observer of each value id, or NULL */
+} Calib;
+
+static void observe(void *user, const IrNode *node, const IrTensor *t) {
+  Calib *c = user;
+  PassObserver *obs = c->by_id[node->result->id];
+  int64_t n;
+  if (obs && t->type.dtype == IR_F32 && ir_type_numel(&t->type, 1, &n))
+    pass_observer_update(obs, t->data, n);
+}
+
+static bool is_listed(IrValue **vals, int n, const IrValue *v) {
+  for (int i = 0; i < n; i++)
+    if (vals[i] == v)
+      return true;
+  return false;
+}
+
+/* The activations that need a range and have none yet. */
+static int wanted_values(IrModule *m, const PassOptions *o, IrValue **out) {
+  int n = 0;
+  double lo, hi;
+  for (int i = 0; i < m->nnodes; i++) {
+    IrNode *node = m->nodes[i];
+    if (!pass_is_quantizable(m, node, o))
+      continue;
+    IrValue *vs[2] = {node->opnds[0], node->result};
+    for (int j = 0; j < 2; j++)
+      if (!ir_value_range(vs[j], &lo, &hi) && !is_listed(out, n, vs[j]))
+        out[n++] = vs[j];
+  }
+  return n;
+}
+
+/* One pass over all samples, feeding every observer: model inputs directly,
+ * node results through the interpreter's observer hook. */
+static bool run_samples(IrModule *m, PassSamples *samples, Calib *c, PassObserver **input_obs) {
+  IrTensor *in = calloc((size_t)m->ninputs, sizeof *in);
+  IrTensor *out = calloc((size_t)m->noutputs, sizeof *out);
+  bool ok = in && out;
+  if (!ok)
+    ir_error(&m->diag, (IrLoc){0}, "out of memory");
+  for (int64_t batch; ok && (batch = pass_samples_next(samples, in)) != 0;) {
+    ok = batch > 0;
+    for (int i = 0; ok && i < m->ninputs; i++) {
+      int64_t n;
+      ir_type_numel(&in[i].type, batch, &n);
+      if (input_obs[i])
+        pass_observer_update(input_obs[i], in[i].data, n);
+    }
+    ok = ok && ir_interp_f32(m, batch, in, out, observe, c);
+    for (int i = 0; ok && i < m->noutputs; i++)
+      free(out[i].data);
+  }
+  free(in);
+  free(out);
+  return ok;
+}
+
+bool pass_calibrate(IrModule *m, const PassOptions *o) {
+  if (o->dynamic)
+    return true;
+  IrValue **want = ir_alloc(m->arena, (size_t)(2 * m->nnodes + 1) * sizeof *want);
+  int nwant = wanted_values(m, o, want);
+  if (nwant == 0)
+    return true;
+  if (!o->calib_path)
+    return ir_error(&m->diag, want[0]->loc,
+                    "%d activation%s need%s a range to be quantized, starting with %%%s: give "
+                    "calibration samples (--calib FILE), write {range = [min, max]} on them, "
+                    "or use --dynamic",
+                    nwant, nwant == 1 ? "" : "s", nwant == 1 ? "s" : "", want[0]->name);
+  PassSamples *samples = pass_samples_open(m, o->calib_path, o->calib_batch);
+  if (!samples)
+    return false;
+
+  int nvalues = ir_number_values(m);
+  IrArena *tmp = ir_arena_new();
+  Calib c = {ir_alloc(tmp, (size_t)nvalues * sizeof(PassObserver *))};
+  PassObserver **all = ir_alloc(tmp, (size_t)nwant * sizeof *all);
+  PassObserver **input_obs = ir_alloc(tmp, (size_t)m->ninputs * sizeof *input_obs);
+  bool ok = true;
+  for (int i = 0; ok && i < nwant; i++) {
+    all[i] = pass_observer_new(&o->calib);
+    if (!all[i]) {
+      ok = ir_error(&m->diag, (IrLoc){0}, "out of memory for calibration histograms");
+      break;
+    }
+    c.by_id[want[i]->id] = all[i];
+    for (int j = 0; j < m->ninputs; j++)
+      if (m->inputs[j] == want[i])
+        input_obs[j] = all[i];
+  }
+  int npasses = ok ? pass_observer_passes(all[0]) : 0;
+  for (int p = 0; ok && p < npasses; p++) {
+    if (p > 0) {
+      for (int i = 0; i < nwant; i++)
+        pass_observer_next_pass(all[i]);
+      ok = pass_samples_rewind(samples);
+    }
+    ok = ok && run_samples(m, samples, &c, input_obs);
+  }
+  for (int i = 0; ok && i < nwant; i++) {
+    float lo, hi;
+    char note[256];
+    if (!pass_observer_range(all[i], &lo, &hi, note, sizeof note))
+      lo = hi = 0;
+    if (note[0])
+      pass_note(o, "calibrate: %%%s: %s", want[i]->name, note);
+    ir_set_value_range(m, want[i], lo, hi);
+  }
+  for (int i = 0; i < nwant; i++)
+    pass_observer_free(all[i]);
+  pass_samples_close(samples);
+  ir_arena_free(tmp);
+  return ok;
+}

@@ -1,0 +1,200 @@
+/* manager.c: the pass manager. It runs the table in passes.def in order,
+ * verifies the module after every pass, drops what a pass left unused, and
+ * serves the debugging options: --print-before/--print-after (IR to the
+ * print callback), --stop-after, and --dump-dir, which writes one numbered
+ * file per pass (03-calibrate.ir) with the constants it uses in a sidecar
+ * safetensors file, so that any dump parses back and compilation can resume
+ * from it. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../frontend/frontend.h"
+#include "passes.h"
+
+typedef bool PassFn(IrModule *m, const PassOptions *o);
+
+static const struct {
+  const char *name;
+  PassFn *run;
+  const char *description;
+} passes[] = {
+#define PASS(ID, name, fn, desc) {name, fn, desc},
+#include "passes.def"
+#undef PASS
+};
+
+enum { NPASSES = sizeof passes / sizeof passes[0] };
+
+int pass_count(void) { return NPASSES; }
+const char *pass_name(int i) { return i >= 0 && i < NPASSES ? passes[i].name : NULL; }
+const char *pass_description(int i) { return i >= 0 && i < NPASSES ? passes[i].description : NULL; }
+
+void pass_options_init(PassOptions *o) {
+  memset(o, 0, sizeof *o);
+  o->calib.method = PASS_CALIB_MINMAX;
+  o->calib.momentum = 0.01;
+  o->calib.percentile = 99.99;
+  o->calib.bins = 2048;
+  o->calib.levels = 256;
+  o->calib_batch = 16;
+  o->activations = IR_U8;
+}
+
+void pass_note(const PassOptions *o, const char *fmt, ...) {
+  if (!o->note)
+    return;
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  o->note(o->user, buf);
+}
+
+bool pass_verify(IrModule *m, const PassOptions *o) { return ir_verify(m); }
+bool pass_infer_shapes(IrModule *m, const PassOptions *o) { return ir_infer_shapes(m); }
+
+/* Every name in a comma-separated list must be a pass. */
+static bool check_list(IrModule *m, const char *option, const char *list) {
+  if (!list)
+    return true;
+  for (const char *p = list; *p;) {
+    size_t len = strcspn(p, ",");
+    bool found = false;
+    for (int i = 0; i < NPASSES; i++)
+      found |= strlen(passes[i].name) == len && memcmp(passes[i].name, p, len) == 0;
+    if (!found)
+      return ir_error(&m->diag, (IrLoc){0}, "%s: unknown pass '%.*s' (see --list-passes)",
+                      option, (int)len, p);
+    p += len + (p[len] == ',');
+  }
+  return true;
+}
+
+/* Every --keep-float name must be a value or a constant of the model. */
+static bool check_keep_float(IrModule *m, const char *list) {
+  if (!list)
+    return true;
+  for (const char *p = list; *p;) {
+    size_t len = strcspn(p, ",");
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)len, p);
+    if (!ir_find_value(m, name) && !ir_find_const(m, name))
+      return ir_error(&m->diag, (IrLoc){0},
+                      "--keep-float: the model has no value %%%s and no weight @%s", name, name);
+    p += len + (p[len] == ',');
+  }
+  return true;
+}
+
+bool pass_check_options(IrModule *m, const PassOptions *o) {
+  return check_keep_float(m, o->keep_float) &&
+         check_list(m, "--print-before", o->print_before) &&
+         check_list(m, "--print-after", o->print_after) &&
+         check_list(m, "--stop-after", o->stop_after);
+}
+
+static void print_ir(IrModule *m, const PassOptions *o, const char *when, const char *pass) {
+  if (!o->print)
+    return;
+  char *text = ir_print(m);
+  char header[128];
+  snprintf(header, sizeof header, "; *** IR %s %s ***\n", when, pass);
+  o->print(o->user, header);
+  o->print(o->user, text ? text : "; (out of memory)\n");
+  free(text);
+}
+
+bool pass_write_module(IrModule *m, const char *ir_path, char *err, size_t errlen) {
+  /* The sidecar sits beside the .ir file and is named relative to it. */
+  size_t plen = strlen(ir_path);
+  size_t stem = plen > 3 && strcmp(ir_path + plen - 3, ".ir") == 0 ? plen - 3 : plen;
+  char *st_path = malloc(stem + 16);
+  if (!st_path) {
+    snprintf(err, errlen, "out of memory");
+    return false;
+  }
+  snprintf(st_path, stem + 16, "%.*s.safetensors", (int)stem, ir_path);
+  const char *slash = strrchr(st_path, '/');
+  const char *st_name = slash ? slash + 1 : st_path;
+
+  FeTensor *ts = calloc((size_t)m->nconsts + 1, sizeof *ts);
+  bool ok = ts != NULL;
+  for (int i = 0; ok && i < m->nconsts; i++) {
+    const IrValue *c = m->consts[i];
+    int64_t numel;
+    ir_type_numel(&c->type, 1, &numel);
+    ts[i] = (FeTensor){c->name, c->type, c->data, (size_t)numel * ir_dtype_size(c->type.dtype)};
+  }
+  if (!ok)
+    snprintf(err, errlen, "out of memory");
+  if (ok && m->nconsts)
+    ok = fe_safetensors_write(st_path, ts, m->nconsts, err, errlen);
+  free(ts);
+
+  /* Print with the sidecar as the only weights file, then put back the
+   * module's own list. */
+  int nweights = m->nweights;
+  IrWeightsRef *weights = m->weights, sidecar = {st_name, {0}};
+  m->weights = &sidecar;
+  m->nweights = m->nconsts ? 1 : 0;
+  char *text = ok ? ir_print(m) : NULL;
+  m->weights = weights;
+  m->nweights = nweights;
+  free(st_path);
+  if (ok && !text) {
+    snprintf(err, errlen, "out of memory");
+    ok = false;
+  }
+  if (ok) {
+    FILE *f = fopen(ir_path, "w");
+    if (!f || fputs(text, f) == EOF || fclose(f) != 0) {
+      snprintf(err, errlen, "cannot write %s: %s", ir_path, strerror(errno));
+      ok = false;
+    }
+  }
+  free(text);
+  return ok;
+}
+
+static bool dump(IrModule *m, const PassOptions *o, int index, const char *pass) {
+  char path[4096], err[512];
+  if (mkdir(o->dump_dir, 0777) != 0 && errno != EEXIST)
+    return ir_error(&m->diag, (IrLoc){0}, "--dump-dir: cannot create %s: %s", o->dump_dir,
+                    strerror(errno));
+  snprintf(path, sizeof path, "%s/%02d-%s.ir", o->dump_dir, index, pass);
+  if (!pass_write_module(m, path, err, sizeof err))
+    return ir_error(&m->diag, (IrLoc){0}, "--dump-dir: %s", err);
+  return true;
+}
+
+bool pass_run_pipeline(IrModule *m, const PassOptions *o) {
+  if (!pass_check_options(m, o))
+    return false;
+  for (int i = 0; i < NPASSES; i++) {
+    const char *name = passes[i].name;
+    if (pass_name_listed(o->print_before, name))
+      print_ir(m, o, "before", name);
+    if (!passes[i].run(m, o))
+      return false;
+    ir_remove_dead(m);
+    if (!ir_verify(m)) {
+      /* A pass that breaks the graph is a bug in q8c; say which pass. */
+      char msg[sizeof m->diag.msg];
+      snprintf(msg, sizeof msg, "%s", m->diag.msg);
+      m->diag.failed = false;
+      return ir_error(&m->diag, (IrLoc){0}, "internal error: IR invalid after %s: %s", name, msg);
+    }
+    if (o->print_after_all || pass_name_listed(o->print_after, name))
+      print_ir(m, o, "after", name);
+    if (o->dump_dir && !dump(m, o, i + 1, name))
+      return false;
+    if (pass_name_listed(o->stop_after, name))
+      break;
+  }
+  return true;
+}

@@ -1,0 +1,140 @@
+/* passes.h: IR-to-IR transformations and what they need: the calibration
+ * observers, the pass manager, and the quantization passes.
+ *
+ * The API is grouped by the file that implements it; prefix pass_. */
+#ifndef Q8_PASSES_H
+#define Q8_PASSES_H
+
+#include "../ir/ir.h"
+
+/* ---- observe.c ---- */
+
+/* How an observer turns the values it has seen into a range [lo, hi]. */
+typedef enum {
+  PASS_CALIB_MINMAX,     /* the smallest and largest finite value seen */
+  PASS_CALIB_MA_MINMAX,  /* moving average of per-batch min and max */
+  PASS_CALIB_PERCENTILE, /* the P and 100-P percentiles, from the histogram */
+  PASS_CALIB_ENTROPY,    /* the threshold minimising KL divergence (TensorRT) */
+  PASS_CALIB_MSE,        /* the range minimising the expected squared error */
+} PassCalibMethod;
+
+typedef struct {
+  PassCalibMethod method;
+  double momentum;    /* ma-minmax: weight of each new batch, 0 < m <= 1 (default 0.01) */
+  double percentile;  /* percentile: P in (50, 100] (e.g. 99.99) */
+  int bins;           /* histogram methods: number of bins (default 2048) */
+  int levels;         /* quantized levels the range is for: 256 (u8 or s8) */
+} PassCalibConfig;
+
+typedef struct PassObserver PassObserver;
+
+/* A new observer; its memory is fixed at creation (the histogram), never
+ * growing with the number of values seen. NULL when out of memory. */
+PassObserver *pass_observer_new(const PassCalibConfig *cfg);
+void pass_observer_free(PassObserver *o);
+/* How many passes over the data the method needs: 1 (minmax, ma-minmax) or 2
+ * (histogram methods: the first finds min and max, the second fills the
+ * histogram over that fixed range). */
+int pass_observer_passes(const PassObserver *o);
+/* Start the second pass (histogram methods). */
+void pass_observer_next_pass(PassObserver *o);
+/* Observe one batch of n values. NaN and +-Inf are not part of the range; they
+ * are counted and reported by pass_observer_range. */
+void pass_observer_update(PassObserver *o, const float *x, int64_t n);
+/* The calibrated range. Returns false when no finite value was seen (then
+ * lo = hi = 0). `note` receives a remark for the user when something is
+ * degenerate ("12 NaN and 3 Inf values ignored", "all values equal 0.5"), or
+ * an empty string. */
+bool pass_observer_range(const PassObserver *o, float *lo, float *hi, char *note,
+                         size_t notelen);
+
+/* ---- manager.c ---- */
+
+typedef struct {
+  /* Calibration: samples along the first axis, in a .npy (one input) or a
+   * safetensors file of arrays named after the inputs. */
+  const char *calib_path;
+  PassCalibConfig calib;
+  int64_t calib_batch;        /* samples per interpreter run (default 16) */
+  /* The quantization scheme. */
+  bool weights_per_tensor;    /* default: one scale per output channel */
+  IrDType activations;        /* IR_U8 asymmetric (default) or IR_I8 symmetric */
+  bool dynamic;               /* activations quantized per row at run time */
+  const char *keep_float;     /* comma-separated value or weight names kept in f32 */
+  /* Pipeline control: comma-separated pass names. */
+  const char *print_before, *print_after, *stop_after;
+  bool print_after_all;
+  const char *dump_dir;       /* one NN-pass.ir (+ .safetensors) per pass */
+  /* Where text goes: IR asked for by --print-*, and remarks for the user
+   * (degenerate ranges, all-zero weight channels). */
+  void (*print)(void *user, const char *text);
+  void (*note)(void *user, const char *text);
+  void *user;
+} PassOptions;
+
+void pass_options_init(PassOptions *o);
+/* Check that every pass named in the options exists (message in m->diag). */
+bool pass_check_options(IrModule *m, const PassOptions *o);
+/* Run the pipeline (up to stop_after), verifying after every pass. */
+bool pass_run_pipeline(IrModule *m, const PassOptions *o);
+int pass_count(void);
+const char *pass_name(int i);
+const char *pass_description(int i);
+/* A remark for the user, through o->note (printf-style). */
+void pass_note(const PassOptions *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Write the module as text IR at `ir_path`, with every constant it uses in a
+ * safetensors file beside it (same name, .safetensors) that the text names,
+ * so the file parses back on its own. */
+bool pass_write_module(IrModule *m, const char *ir_path, char *err, size_t errlen);
+
+/* ---- the passes (one file each) ---- */
+
+bool pass_verify(IrModule *m, const PassOptions *o);
+bool pass_infer_shapes(IrModule *m, const PassOptions *o);
+bool pass_calibrate(IrModule *m, const PassOptions *o);
+bool pass_quantize(IrModule *m, const PassOptions *o);
+bool pass_fuse_requant(IrModule *m, const PassOptions *o);
+bool pass_fold_constants(IrModule *m, const PassOptions *o);
+
+/* ---- samples.c ---- */
+
+/* Calibration samples, streamed batch by batch: a .npy for a model with one
+ * input, or a safetensors file with one array per input, named after it. The
+ * first axis counts samples; the rest is one sample of the input's shape
+ * without `?` (or the whole shape, when the input has no `?`: then each
+ * sample runs alone with batch 1). */
+typedef struct PassSamples PassSamples;
+
+/* NULL with a message in m->diag when the file does not fit the model. */
+PassSamples *pass_samples_open(IrModule *m, const char *path, int64_t batch_rows);
+/* The next batch as one tensor per model input (valid until the next call);
+ * returns the batch size to run with, 0 at the end, -1 on error (m->diag). */
+int64_t pass_samples_next(PassSamples *s, IrTensor *inputs);
+bool pass_samples_rewind(PassSamples *s);
+int64_t pass_samples_count(const PassSamples *s);
+void pass_samples_close(PassSamples *s);
+
+/* ---- report.c ---- */
+
+/* Measure the quantized module `q` against the float module `ref` on the
+ * calibration samples (o->calib_path): for each quantized op (qgemm, qlinear,
+ * qlinear_dyn), SQNR, max abs error and cosine similarity of its output
+ * against the float value it replaces, propagated (the int8 model end to end)
+ * and isolated (the op alone, fed the float model's input); its scales and
+ * zero points; and the model size in f32 and int8. Returns malloc'd text (or
+ * JSON when `json`), or NULL with a message in q->diag. */
+char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, bool json);
+
+/* ---- select.c ---- */
+
+/* Will the quantize pass turn this node into an int8 op? linear, and matmul
+ * whose right operand is a rank-2 constant, on f32, unless kept in float by
+ * --keep-float (the result's name or the weight's). */
+bool pass_is_quantizable(const IrModule *m, const IrNode *n, const PassOptions *o);
+/* Is `name` listed in the comma-separated `list`? */
+bool pass_name_listed(const char *list, const char *name);
+/* The weight of a quantizable node as [N, K] f32 (a matmul's B transposed,
+ * into arena memory); *n_out, *k_out receive N and K. */
+const float *pass_weight_nk(IrModule *m, const IrNode *n, int64_t *n_out, int64_t *k_out);
+
+#endif

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install what q8c needs to build and test, from Debian 12's own packages:
+# a C compiler and CMake, LLVM 19 (C API), cmocka, and Python with numpy
+# (tests only). Run as root, or as a user who can sudo.
+set -euo pipefail
+packages=(gcc libc6-dev make cmake llvm-19-dev libcmocka-dev python3 python3-numpy)
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
