@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../codegen/codegen.h"
+#include "../passes/passes.h"
 #include "frontend.h"
 #include "q8c.h"
 
@@ -91,6 +93,59 @@ done:
   free(in);
   free(out);
   return rc;
+}
+
+int q8c_quantize(q8c_module *qm, const q8c_quant_options *qo) {
+  IrModule *m = ir_of(qm);
+  if (!m || m->diag.failed)
+    return -1;
+  q8c_quant_options none = {0};
+  if (!qo)
+    qo = &none;
+  PassOptions o;
+  pass_options_init(&o);
+  char err[256];
+  const struct {
+    const char *name, *value;
+  } set[] = {{"calib", qo->calib_path},     {"calib-method", qo->calib_method},
+             {"weights", qo->weights},      {"activations", qo->activations},
+             {"keep-float", qo->keep_float}};
+  for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
+    if (set[i].value && !pass_options_set(&o, set[i].name, set[i].value, err, sizeof err)) {
+      ir_error(&m->diag, (IrLoc){0}, "%s", err);
+      return -1;
+    }
+  o.dynamic = qo->dynamic != 0;
+  return pass_run_pipeline(m, &o) ? 0 : -1;
+}
+
+static void release_jit(void *jit) { cg_jit_free(jit); }
+
+q8rt_model *q8c_compile(q8c_module *qm, const q8c_compile_options *co) {
+  IrModule *m = ir_of(qm);
+  if (!m || m->diag.failed)
+    return NULL;
+  q8c_compile_options none = {0};
+  if (!co)
+    co = &none;
+  CgOptions o = {.opt_level = co->opt_level ? co->opt_level : 3,
+                 .batch = co->batch > 0 ? co->batch : 1};
+  char err[512];
+  if (!cg_parse_targets(co->target ? co->target : "native", &o, err, sizeof err)) {
+    ir_error(&m->diag, (IrLoc){0}, "target: %s", err);
+    return NULL;
+  }
+  const q8_model_desc *desc;
+  CgJit *jit = cg_jit_compile(m, &o, &desc);
+  if (!jit)
+    return NULL;
+  q8rt_model *rt = NULL;
+  if (q8rt_model_from_desc(desc, release_jit, jit, &rt, err, sizeof err) != Q8RT_OK) {
+    cg_jit_free(jit);
+    ir_error(&m->diag, (IrLoc){0}, "%s", err);
+    return NULL;
+  }
+  return rt;
 }
 
 void q8c_module_free(q8c_module *m) { ir_module_free(ir_of(m)); }

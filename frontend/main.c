@@ -12,28 +12,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../codegen/codegen.h"
 #include "../passes/passes.h"
+#include "q8rt.h"
 #include "frontend.h"
 
 enum { EXIT_INPUT = 1, EXIT_USAGE = 2, MAX_FILES = 64 };
 
 static const char usage_text[] =
-    "usage: q8c [options] MODEL.ir\n"
-    "       q8c run MODEL.ir -i [NAME=]INPUT.npy... [-o [NAME=]OUTPUT.npy]...\n"
+    "usage: q8c [options] MODEL.ir [-o OUTPUT]\n"
+    "       q8c run MODEL.ir|MODEL.so -i [NAME=]INPUT.npy... [-o [NAME=]OUTPUT.npy]...\n"
     "\n"
-    "Quantize a float model written in q8c's text IR (docs/ir.md) to INT8:\n"
-    "calibrate, quantize, fuse requantization, fold constants (--list-passes).\n"
-    "The result is printed as IR (this version's only output; -o FILE writes it\n"
-    "with its constants in FILE's .safetensors sidecar).\n"
+    "Quantize a float model written in q8c's text IR (docs/ir.md) to INT8 and\n"
+    "compile it to machine code specialized to its shapes. The pipeline:\n"
+    "calibrate, quantize, fuse-requant, fold-constants (--list-passes).\n"
     "\n"
     "Output:\n"
-    "  --emit=ir              the IR after the pipeline (the default)\n"
-    "  -o FILE                write to FILE instead of standard output\n"
-    "  --batch N              bind the batch dimension '?' to N\n"
+    "  -o FILE                write to FILE; without --emit its suffix chooses:\n"
+    "                         .ir .ll .s .o .h, anything else a shared library\n"
+    "  --emit=KIND            ir (the quantized IR; -o also writes its constants\n"
+    "                         to FILE's .safetensors sidecar), llvm, asm, obj,\n"
+    "                         so (a self-contained model library), header (a C\n"
+    "                         header declaring the model's entry points).\n"
+    "                         Default: ir to standard output, or by -o's suffix\n"
+    "  --target=T[,T]         native (default) or variants: avx512vnni, avxvnni,\n"
+    "                         avx2, generic; several go in one library and the\n"
+    "                         runtime picks the best the CPU supports\n"
+    "  -O0 .. -O3             LLVM optimisation level (default -O3)\n"
+    "  --batch N              bind the batch dimension '?' to N (default 1)\n"
     "  --report[=text|json]   per-layer accuracy of the int8 model against the\n"
     "                         float one on the --calib samples (SQNR, max error,\n"
     "                         cosine; propagated and isolated) and model sizes,\n"
-    "                         on standard output (the IR then needs -o)\n"
+    "                         on standard output (the compiled output then needs -o)\n"
     "\n"
     "Calibration:\n"
     "  --calib FILE           samples along the first axis: .npy for a model with\n"
@@ -55,17 +65,19 @@ static const char usage_text[] =
     "  --print-before=P[,P]   print the IR before these passes (to stderr)\n"
     "  --print-after=P[,P]    print the IR after these passes (to stderr)\n"
     "  --print-after-all      print the IR after every pass (to stderr)\n"
-    "  --stop-after=P         stop the pipeline after pass P\n"
+    "  --stop-after=P         stop the pipeline after pass P (the output is IR)\n"
     "  --dump-dir=DIR         write DIR/NN-PASS.ir (+ .safetensors) after each pass;\n"
     "                         every dump compiles again on its own\n"
     "\n"
     "  -h, --help             show this help and exit\n"
     "  --version              show the version and exit\n"
     "\n"
-    "`q8c run` executes a model (float or quantized) with the reference\n"
-    "interpreter. Inputs and outputs are .npy files; a model with several\n"
-    "inputs or outputs names them as -i NAME=FILE and -o NAME=FILE. Without -o\n"
-    "the outputs are printed. `--batch` defaults to the inputs' batch size.\n"
+    "`q8c run` executes a model: MODEL.so through the runtime (libq8rt), MODEL.ir\n"
+    "with the reference interpreter, or with --jit compiled in memory for\n"
+    "--target. Inputs and outputs are .npy files; a model with several inputs or\n"
+    "outputs names them as -i NAME=FILE and -o NAME=FILE. Without -o the outputs\n"
+    "are printed. For .ir, --batch defaults to the inputs' batch size.\n"
+    "Environment: Q8_ISA forces a variant, Q8_THREADS sets threads (q8rt.h).\n"
     "MODEL.ir may be '-' to read standard input (weights then resolve from the\n"
     "current directory). Exit status: 0 success, 1 an error in the model or\n"
     "data, 2 a usage error.\n";
@@ -85,11 +97,14 @@ typedef struct {
 
 typedef struct {
   bool run;
+  bool jit;           /* run: compile in memory instead of interpreting */
   const char *model;
   const char *emit;
   const char *out;
   int64_t batch;     /* 0 = not given */
   const char *report; /* NULL, "text" or "json" */
+  const char *target; /* --target, default "native" */
+  int opt_level;      /* -O0..-O3, default 3 */
   bool list_passes;
   PassOptions pass;
   FileArg inputs[MAX_FILES], outputs[MAX_FILES];
@@ -136,109 +151,66 @@ static bool is_opt(const char *arg, const char *opt) {
   return strncmp(arg, opt, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
 }
 
-static bool parse_double(const char *s, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || *end || end == s || !(v >= lo && v <= hi))
-    return false;
-  *out = v;
-  return true;
-}
-
-static int set_calib_method(PassCalibConfig *c, const char *v) {
-  if (strcmp(v, "minmax") == 0)
-    c->method = PASS_CALIB_MINMAX;
-  else if (strcmp(v, "ma-minmax") == 0)
-    c->method = PASS_CALIB_MA_MINMAX;
-  else if (strcmp(v, "entropy") == 0)
-    c->method = PASS_CALIB_ENTROPY;
-  else if (strcmp(v, "mse") == 0)
-    c->method = PASS_CALIB_MSE;
-  else if (strncmp(v, "percentile:", 11) == 0) {
-    c->method = PASS_CALIB_PERCENTILE;
-    if (!parse_double(v + 11, 50.0000001, 100, &c->percentile))
-      return usage_error("percentile:P needs 50 < P <= 100, got '%s'", v + 11);
-  } else {
-    return usage_error("unknown --calib-method '%s' (minmax, ma-minmax, percentile:P, entropy, "
-                       "mse)", v);
-  }
-  return 0;
-}
-
-/* The options that configure the pass pipeline. Returns true when argv[*i]
- * was one of them; *rc is then non-zero on a bad value. */
+/* The options that configure the pass pipeline (passes.h names them).
+ * Returns true when argv[*i] was one of them; *rc is then non-zero on a bad
+ * value. */
 static bool is_pass_option(int argc, char **argv, int *i, PassOptions *p, int *rc) {
-  const char *a = argv[*i], *v;
-  static const char *const with_value[] = {
-      "--calib", "--calib-method", "--calib-momentum", "--calib-batch", "--weights",
-      "--activations", "--keep-float", "--print-before", "--print-after", "--stop-after",
-      "--dump-dir"};
+  const char *a = argv[*i];
+  char name[64], opt[70];
+  size_t len = strcspn(a + 2, "=");
   *rc = 0;
-  if (strcmp(a, "--dynamic") == 0) {
-    p->dynamic = true;
-    return true;
-  }
-  if (strcmp(a, "--print-after-all") == 0) {
-    p->print_after_all = true;
-    return true;
-  }
-  size_t k = 0, n = sizeof with_value / sizeof with_value[0];
-  while (k < n && !is_opt(a, with_value[k]))
-    k++;
-  if (k == n)
+  if (strncmp(a, "--", 2) != 0 || len >= sizeof name)
     return false;
-  const char *opt = with_value[k];
-  if (!(v = opt_value(argc, argv, i, opt)) || !*v) {
-    *rc = usage_error("%s needs a value", opt);
-    return true;
-  }
-  double d;
-  if (strcmp(opt, "--calib") == 0) {
-    p->calib_path = v;
-  } else if (strcmp(opt, "--calib-method") == 0) {
-    *rc = set_calib_method(&p->calib, v);
-  } else if (strcmp(opt, "--calib-momentum") == 0) {
-    if (!parse_double(v, 1e-9, 1, &p->calib.momentum))
-      *rc = usage_error("--calib-momentum needs a number in (0, 1], got '%s'", v);
-  } else if (strcmp(opt, "--calib-batch") == 0) {
-    if (!parse_double(v, 1, 1 << 20, &d) || d != (int64_t)d)
-      *rc = usage_error("--calib-batch needs a positive integer, got '%s'", v);
-    p->calib_batch = (int64_t)d;
-  } else if (strcmp(opt, "--weights") == 0) {
-    if (strcmp(v, "s8-per-channel") == 0 || strcmp(v, "s8-per-tensor") == 0)
-      p->weights_per_tensor = strcmp(v, "s8-per-tensor") == 0;
-    else
-      *rc = usage_error("--weights takes s8-per-channel or s8-per-tensor, not '%s'", v);
-  } else if (strcmp(opt, "--activations") == 0) {
-    if (strcmp(v, "u8-asym") == 0 || strcmp(v, "s8-sym") == 0)
-      p->activations = strcmp(v, "s8-sym") == 0 ? IR_I8 : IR_U8;
-    else
-      *rc = usage_error("--activations takes u8-asym or s8-sym, not '%s'", v);
-  } else if (strcmp(opt, "--keep-float") == 0) {
-    /* Names may be written with their sigils (%h, @fc1.weight). */
-    static char names[4096];
-    size_t len = 0;
-    for (const char *q = v; *q && len + 1 < sizeof names; q++)
-      if (!((*q == '%' || *q == '@') && (q == v || q[-1] == ',')))
-        names[len++] = *q;
-    names[len] = '\0';
-    p->keep_float = names;
-  } else if (strcmp(opt, "--print-before") == 0) {
-    p->print_before = v;
-  } else if (strcmp(opt, "--print-after") == 0) {
-    p->print_after = v;
-  } else if (strcmp(opt, "--stop-after") == 0) {
-    p->stop_after = v;
-  } else {
-    p->dump_dir = v;
-  }
+  memcpy(name, a + 2, len);
+  name[len] = '\0';
+  int kind = pass_option_kind(name);
+  if (kind == 0)
+    return false;
+  snprintf(opt, sizeof opt, "--%s", name);
+  const char *v = kind == 2 ? opt_value(argc, argv, i, opt) : NULL;
+  char err[256];
+  if (!pass_options_set(p, name, v, err, sizeof err))
+    *rc = usage_error("%s", err);
   return true;
+}
+
+/* What --emit names, as a CgEmit, or EMIT_IR; -1 when unknown. */
+enum { EMIT_IR = 100 };
+
+static int emit_kind(const char *s) {
+  static const struct {
+    const char *name;
+    int kind;
+  } kinds[] = {{"ir", EMIT_IR},         {"llvm", CG_EMIT_LLVM}, {"asm", CG_EMIT_ASM},
+               {"obj", CG_EMIT_OBJ},    {"so", CG_EMIT_SO},     {"header", CG_EMIT_HEADER}};
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+    if (strcmp(s, kinds[i].name) == 0)
+      return kinds[i].kind;
+  return -1;
+}
+
+/* Without --emit: what the -o file's name asks for, else IR on stdout. */
+static int default_emit(const char *out) {
+  static const struct {
+    const char *suffix;
+    int kind;
+  } by_suffix[] = {{".ir", EMIT_IR},    {".ll", CG_EMIT_LLVM}, {".s", CG_EMIT_ASM},
+                   {".o", CG_EMIT_OBJ}, {".h", CG_EMIT_HEADER}};
+  if (!out)
+    return EMIT_IR;
+  size_t len = strlen(out);
+  for (size_t i = 0; i < sizeof by_suffix / sizeof by_suffix[0]; i++) {
+    size_t sl = strlen(by_suffix[i].suffix);
+    if (len > sl && strcmp(out + len - sl, by_suffix[i].suffix) == 0)
+      return by_suffix[i].kind;
+  }
+  return CG_EMIT_SO;
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
   int i = 1, rc = 0;
   pass_options_init(&o->pass);
+  o->opt_level = 3;
   if (argc > 1 && strcmp(argv[1], "run") == 0) {
     o->run = true;
     i = 2;
@@ -258,10 +230,18 @@ static int parse_args(int argc, char **argv, Options *o) {
     } else if (is_opt(a, "--batch")) {
       if (!(v = opt_value(argc, argv, &i, "--batch")) || !parse_batch(v, &o->batch))
         return usage_error("--batch needs a positive integer, got '%s'", v ? v : "");
+    } else if (is_opt(a, "--target")) {
+      if (!(v = opt_value(argc, argv, &i, "--target")))
+        return usage_error("%s needs a value", a);
+      o->target = v;
+    } else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
+      o->opt_level = a[2] - '0';
     } else if (is_opt(a, "--report")) {
       o->report = a[8] == '=' ? a + 9 : "text";
       if (strcmp(o->report, "text") != 0 && strcmp(o->report, "json") != 0)
         return usage_error("--report takes text or json, not '%s'", o->report);
+    } else if (strcmp(a, "--jit") == 0) {
+      o->jit = true;
     } else if (strcmp(a, "--list-passes") == 0) {
       o->list_passes = true;
     } else if (is_pass_option(argc, argv, &i, &o->pass, &rc)) {
@@ -293,14 +273,16 @@ static int parse_args(int argc, char **argv, Options *o) {
     return usage_error("no model file given%s", "");
   if (o->report && !o->pass.calib_path)
     return usage_error("--report measures on the calibration samples: give --calib FILE%s", "");
-  if (o->emit && strcmp(o->emit, "ir") != 0)
-    return usage_error("--emit=%s is not supported (this version emits: ir)", o->emit);
+  if (o->emit && emit_kind(o->emit) < 0)
+    return usage_error("--emit takes ir, llvm, asm, obj, so or header, not '%s'", o->emit);
   if (o->run && o->emit)
     return usage_error("--emit does not apply to `q8c run`%s", "");
   if (!o->run && o->ninputs)
     return usage_error("-i is for `q8c run`%s", "");
   if (!o->run && o->noutputs > 1)
     return usage_error("more than one -o given%s", "");
+  if (o->jit && !o->run)
+    return usage_error("--jit is for `q8c run`%s", "");
   if (o->run && o->ninputs == 0)
     return usage_error("`q8c run` needs at least one -i INPUT.npy%s", "");
   return 0;
@@ -376,7 +358,33 @@ static int compile(IrModule *m, Options *o) {
     free(text);
   }
   ir_module_free(ref);
-  return rc ? rc : emit_ir(m, o);
+  if (rc)
+    return rc;
+  const char *out = o->noutputs ? o->outputs[0].path : NULL;
+  int kind = o->emit ? emit_kind(o->emit) : default_emit(out);
+  if (o->pass.stop_after && kind != EMIT_IR) {
+    if (o->emit) {
+      fprintf(stderr, "q8c: error: --stop-after gives IR; it cannot be combined with --emit=%s\n",
+              o->emit);
+      return EXIT_USAGE;
+    }
+    kind = EMIT_IR;
+  }
+  if (kind == EMIT_IR)
+    return emit_ir(m, o);
+  if (!out && (kind == CG_EMIT_OBJ || kind == CG_EMIT_SO)) {
+    fprintf(stderr, "q8c: error: --emit=%s writes a binary file: give -o FILE\n", o->emit);
+    return EXIT_USAGE;
+  }
+  CgOptions co = {.opt_level = o->opt_level, .batch = o->batch ? o->batch : 1};
+  char err[512];
+  if (!cg_parse_targets(o->target ? o->target : "native", &co, err, sizeof err)) {
+    fprintf(stderr, "q8c: error: --target: %s\n", err);
+    return EXIT_USAGE;
+  }
+  if (!cg_compile_to_file(m, &co, (CgEmit)kind, out ? out : "/dev/stdout"))
+    return fail(m);
+  return 0;
 }
 
 /* Which file argument belongs to model value `v` (index `idx` of `count`). */
@@ -445,13 +453,71 @@ static void print_tensor(const char *name, const IrTensor *t) {
   ir_type_numel(&t->type, 0, &n);
   printf("%%%s : %s =", name, ir_type_str(&t->type, b, sizeof b));
   int64_t row = t->type.rank ? t->type.dims[t->type.rank - 1] : 1;
-  const float *x = t->data;
   for (int64_t i = 0; i < n; i++) {
     if (row && i % row == 0)
       printf("\n ");
-    printf(" %.6g", x[i]);
+    switch (t->type.dtype) {
+    case IR_F32:
+      printf(" %.6g", ((const float *)t->data)[i]);
+      break;
+    case IR_U8:
+      printf(" %d", ((const uint8_t *)t->data)[i]);
+      break;
+    case IR_I8:
+      printf(" %d", ((const int8_t *)t->data)[i]);
+      break;
+    default:
+      printf(" %d", (int)((const int32_t *)t->data)[i]);
+      break;
+    }
   }
   printf("\n");
+}
+
+static void release_jit(void *jit) { cg_jit_free(jit); }
+
+/* `q8c run --jit`: compile the (quantized) module in memory for --target and
+ * run the machine code instead of the interpreter; outputs are allocated like
+ * the interpreter's. */
+static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, IrTensor *out) {
+  CgOptions co = {.opt_level = o->opt_level, .batch = batch};
+  char err[512];
+  if (!cg_parse_targets(o->target ? o->target : "native", &co, err, sizeof err))
+    return ir_error(&m->diag, (IrLoc){0}, "--target: %s", err);
+  const q8_model_desc *desc;
+  CgJit *jit = cg_jit_compile(m, &co, &desc);
+  if (!jit)
+    return false;
+  q8rt_model *rt = NULL;
+  if (q8rt_model_from_desc(desc, release_jit, jit, &rt, err, sizeof err) != Q8RT_OK) {
+    cg_jit_free(jit);
+    return ir_error(&m->diag, (IrLoc){0}, "%s", err);
+  }
+  const void *inp[MAX_FILES];
+  void *outp[MAX_FILES];
+  bool ok = true;
+  for (int i = 0; ok && i < m->ninputs; i++) {
+    IrType want = ir_type_bind(&m->inputs[i]->type, batch);
+    char b1[128], b2[128];
+    if (!ir_type_equal(&in[i].type, &want))
+      ok = ir_error(&m->diag, (IrLoc){0}, "input '%s' is %s but the model expects %s",
+                    m->inputs[i]->name, ir_type_str(&in[i].type, b1, sizeof b1),
+                    ir_type_str(&want, b2, sizeof b2));
+    inp[i] = in[i].data;
+  }
+  for (int i = 0; ok && i < m->noutputs; i++) {
+    out[i].type = ir_type_bind(&m->outputs[i]->type, batch);
+    int64_t n;
+    ir_type_numel(&out[i].type, batch, &n);
+    out[i].data = outp[i] = malloc((size_t)(n ? n : 1) * ir_dtype_size(out[i].type.dtype));
+    ok = out[i].data != NULL;
+  }
+  if (!ok)
+    ir_error(&m->diag, (IrLoc){0}, "out of memory");
+  else if (q8rt_run(rt, inp, outp, err, sizeof err) != Q8RT_OK)
+    ok = ir_error(&m->diag, (IrLoc){0}, "%s", err);
+  q8rt_free(rt);
+  return ok;
 }
 
 static int run_model(IrModule *m, const Options *o) {
@@ -480,7 +546,7 @@ static int run_model(IrModule *m, const Options *o) {
   int64_t batch;
   if (!infer_batch(m, in, o, &batch))
     goto done;
-  if (!ir_interp_f32(m, batch, in, out, NULL, NULL)) {
+  if (o->jit ? !run_jit(m, o, batch, in, out) : !ir_interp_f32(m, batch, in, out, NULL, NULL)) {
     fail(m);
     goto done;
   }
@@ -503,6 +569,97 @@ done:
   return status;
 }
 
+static bool ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* The descriptor's tensor as an IrType, for messages and .npy files. */
+static IrType desc_type(const q8_tensor_desc *d) {
+  IrType t = {d->dtype == Q8_DTYPE_F32 ? IR_F32 : d->dtype == Q8_DTYPE_U8 ? IR_U8
+              : d->dtype == Q8_DTYPE_I8 ? IR_I8 : IR_I32, d->rank, {0}};
+  for (int i = 0; i < d->rank && i < IR_MAX_RANK; i++)
+    t.dims[i] = d->dims[i];
+  return t;
+}
+
+/* `q8c run model.so`: load with the runtime and run the compiled code. */
+static int run_compiled(const Options *o) {
+  char err[512];
+  q8rt_model *model = NULL;
+  if (q8rt_load(o->model, &model, err, sizeof err) != Q8RT_OK) {
+    fprintf(stderr, "%s: error: %s\n", o->model, err);
+    return EXIT_INPUT;
+  }
+  int nin = q8rt_num_inputs(model), nout = q8rt_num_outputs(model), status = EXIT_INPUT;
+  IrTensor in[MAX_FILES] = {0}, out[MAX_FILES] = {0};
+  const void *inp[MAX_FILES];
+  void *outp[MAX_FILES];
+  if (nin > MAX_FILES || nout > MAX_FILES) {
+    fprintf(stderr, "q8c: error: more than %d inputs or outputs\n", MAX_FILES);
+    goto done;
+  }
+  for (int i = 0; i < nin; i++) {
+    const q8_tensor_desc *d = q8rt_input(model, i);
+    IrValue v = {.name = d->name};
+    const FileArg *f = match_file(o->inputs, o->ninputs, &v, nin);
+    if (!f) {
+      fprintf(stderr, "q8c: error: no file given for input '%s' (-i %s=FILE.npy)\n", d->name,
+              d->name);
+      goto done;
+    }
+    if (!fe_npy_read(f->path, &in[i], err, sizeof err)) {
+      fprintf(stderr, "%s: error: %s\n", f->path, err);
+      goto done;
+    }
+    IrType want = desc_type(d);
+    char b1[128], b2[128];
+    if (!ir_type_equal(&in[i].type, &want)) {
+      fprintf(stderr,
+              "%s: error: input '%s' is %s but the model was compiled for %s (recompile with "
+              "--batch to change the batch size)\n",
+              f->path, d->name, ir_type_str(&in[i].type, b1, sizeof b1),
+              ir_type_str(&want, b2, sizeof b2));
+      goto done;
+    }
+    inp[i] = in[i].data;
+  }
+  for (int i = 0; i < nout; i++) {
+    const q8_tensor_desc *d = q8rt_output(model, i);
+    out[i].type = desc_type(d);
+    int64_t n = q8rt_tensor_numel(d);
+    out[i].data = malloc((size_t)(n > 0 ? n : 1) * ir_dtype_size(out[i].type.dtype));
+    outp[i] = out[i].data;
+    if (!out[i].data) {
+      fprintf(stderr, "q8c: error: out of memory\n");
+      goto done;
+    }
+  }
+  if (q8rt_run(model, inp, outp, err, sizeof err) != Q8RT_OK) {
+    fprintf(stderr, "%s: error: %s\n", o->model, err);
+    goto done;
+  }
+  for (int i = 0; i < nout; i++) {
+    const q8_tensor_desc *d = q8rt_output(model, i);
+    IrValue v = {.name = d->name};
+    const FileArg *f = match_file(o->outputs, o->noutputs, &v, nout);
+    if (o->noutputs == 0)
+      print_tensor(d->name, &out[i]);
+    else if (f && !fe_npy_write(f->path, &out[i], err, sizeof err)) {
+      fprintf(stderr, "%s: error: %s\n", f->path, err);
+      goto done;
+    }
+  }
+  status = 0;
+done:
+  for (int i = 0; i < MAX_FILES; i++) {
+    free(in[i].data);
+    free(out[i].data);
+  }
+  q8rt_free(model);
+  return status;
+}
+
 int main(int argc, char **argv) {
   Options o = {0};
   int rc = parse_args(argc, argv, &o);
@@ -510,6 +667,8 @@ int main(int argc, char **argv) {
     return rc;
   if (o.list_passes)
     return list_passes();
+  if (o.run && ends_with(o.model, ".so"))
+    return run_compiled(&o);
   IrModule *m = fe_parse_file(o.model);
   if (!m) {
     fprintf(stderr, "q8c: error: out of memory\n");

@@ -217,7 +217,7 @@ static bool parse_attrs(Parser *p, IrNode *node) {
     const IrOpInfo *info = &ir_op_info[node->op];
     if (key < 0)
       return ir_error(p->diag, at, "unknown attribute '%.*s'", p->tok.len, p->tok.text);
-    if (key != IR_ATTR_RANGE && !(info->attrs & (1u << key)))
+    if (!((info->attrs | IR_ATTRS_ANY_OP) & (1u << key)))
       return ir_error(p->diag, at, "%s does not take the attribute '%s'", info->name,
                       ir_attr_info[key].key);
     if (ir_node_attr(node, (IrAttrKey)key))

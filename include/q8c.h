@@ -6,12 +6,22 @@
  * nothing here prints or exits. Modules are independent: separate threads may
  * use separate modules at the same time.
  *
- * This version parses, prints and runs models with the f32 reference
- * interpreter; quantization and code generation come in later versions. */
+ * The path from text to running code:
+ *
+ *   q8c_module *m = q8c_parse_file("model.ir");        // or q8c_parse_string
+ *   q8c_quant_options qo = {.calib_path = "samples.npy"};
+ *   q8c_quantize(m, &qo);                              // calibrate, quantize, fold
+ *   q8rt_model *rt = q8c_compile(m, NULL);             // machine code, in memory
+ *   q8rt_run(rt, inputs, outputs, err, sizeof err);    // q8rt.h
+ *   q8rt_free(rt); q8c_module_free(m);
+ *
+ * examples/embed.c is a complete program. */
 #ifndef Q8C_H
 #define Q8C_H
 
 #include <stdint.h>
+
+#include "q8rt.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,6 +63,36 @@ int q8c_output_shape(const q8c_module *m, int i, int64_t batch, int64_t *dims);
  * q8c_module_error(). */
 int q8c_run_reference(q8c_module *m, int64_t batch, const float *const *inputs,
                       float *const *outputs);
+
+/* Quantization choices; a zeroed struct gives the defaults. Strings are the
+ * values of the command-line options of the same names (q8c --help). */
+typedef struct {
+  const char *calib_path;    /* samples (.npy or .safetensors); NULL when every
+                              * activation has a range, or with dynamic */
+  const char *calib_method;  /* "minmax" (default), "ma-minmax", "percentile:P",
+                              * "entropy", "mse" */
+  const char *weights;       /* "s8-per-channel" (default) or "s8-per-tensor" */
+  const char *activations;   /* "u8-asym" (default) or "s8-sym" */
+  int dynamic;               /* quantize activations per row at run time */
+  const char *keep_float;    /* comma-separated names kept in f32, or NULL */
+} q8c_quant_options;
+
+/* Run the quantization pipeline on the module (calibrate, quantize,
+ * fuse-requant, fold-constants). Returns 0, or -1 with the message in
+ * q8c_module_error(). `o` may be NULL for the defaults. */
+int q8c_quantize(q8c_module *m, const q8c_quant_options *o);
+
+typedef struct {
+  const char *target;        /* "native" (default), or variants: "avx2,avx512vnni" */
+  int opt_level;             /* 0..3; 0 in a zeroed struct means the default, 3 */
+  int64_t batch;             /* the batch dimension `?`; 0 means 1 */
+} q8c_compile_options;
+
+/* Compile a quantized module to machine code in memory (LLVM ORC) and return
+ * a runtime handle, as q8rt_load would for a .so: run it with q8rt_run,
+ * release it with q8rt_free (the module may be freed first). NULL with the
+ * message in q8c_module_error(). `o` may be NULL for the defaults. */
+q8rt_model *q8c_compile(q8c_module *m, const q8c_compile_options *o);
 
 void q8c_module_free(q8c_module *m);
 

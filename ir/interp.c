@@ -7,30 +7,16 @@
  * order through a table generated from ops.def, one eval_<name> per op; the
  * observer sees every result as soon as it exists.
  *
- * The float ops take and give f32 only. Clarity comes before speed there:
- * plain loops, reductions accumulated in double and rounded to float once, so
- * results sit within float rounding of numpy's.
- *
- * The quantized ops are the exact integer reference that generated code must
- * match bit for bit. Their arithmetic comes only from quant.c (ir_qbounds,
- * ir_quantize_value, ir_requantize, ir_fold_qlinear), so the passes and the
- * interpreter compute every constant alike. Accumulators are int32 with
- * two's-complement wraparound, computed in uint32 where wrapping is defined;
- * every float expression is one IEEE operation stored into a float variable,
- * never contracted into a fused multiply-add.
+ * An eval_ function reads the node (attributes, shapes, dtypes) and leaves
+ * the arithmetic to refops.c, which compiled models link too, so the
+ * interpreter and compiled code compute each op with the same code. No
+ * arithmetic on tensor elements is done here. The quantized ops' parameters
+ * come from quant.c (ir_qbounds, ir_fold_qlinear), so the passes and the
+ * interpreter compute every constant alike.
  *
  * Every eval_ function re-checks that its operands fit the result type it was
  * given: shape inference should guarantee it, but a wrong type must give a
  * message, never an out-of-bounds read. */
-
-/* No contraction of a * b + c into an FMA: it would round once where the
- * quantized semantics round twice. GCC ignores the standard pragma (and warns
- * about it under -Wall, silenced here) but does not contract in ISO C mode,
- * which the build uses (-std=c11 without extensions). */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunknown-pragmas"
-#pragma STDC FP_CONTRACT OFF
-#pragma GCC diagnostic pop
 
 #include <float.h>
 #include <limits.h>
@@ -40,6 +26,7 @@
 #include <string.h>
 
 #include "ir.h"
+#include "refops.h"
 
 typedef struct {
   const IrValue *value;
@@ -127,21 +114,8 @@ static bool eval_linear(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *
       !same_dims(x->type.dims, r->type.dims, rank - 1) ||
       (b && (b->type.rank != 1 || b->type.dims[0] != nout)))
     return bad_shapes(d, n, a, r);
-  const float *xd = f32_of(x), *wd = f32_of(w), *bd = b ? f32_of(b) : NULL;
-  float *y = f32_out(r);
-  int64_t rows = prod(x->type.dims, 0, rank - 1);
-  for (int64_t i = 0; i < rows; i++) {
-    const float *xi = xd + i * k;
-    for (int64_t j = 0; j < nout; j++) {
-      const float *wj = wd + j * k;
-      double acc = 0;
-      for (int64_t l = 0; l < k; l++)
-        acc += (double)xi[l] * wj[l];
-      if (bd)
-        acc += bd[j];
-      y[i * nout + j] = (float)acc;
-    }
-  }
+  q8_ref_linear(f32_of(x), f32_of(w), b ? f32_of(b) : NULL, f32_out(r),
+                prod(x->type.dims, 0, rank - 1), k, nout);
   return true;
 }
 
@@ -161,25 +135,14 @@ static bool eval_matmul(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *
       !same_dims(x->type.dims, r->type.dims, rank - 2) ||
       (!shared && !same_dims(x->type.dims, y->type.dims, rank - 2)))
     return bad_shapes(d, n, a, r);
-  int64_t batches = prod(x->type.dims, 0, rank - 2);
-  for (int64_t bi = 0; bi < batches; bi++) {
-    const float *xb = f32_of(x) + bi * m * k;
-    const float *yb = f32_of(y) + (shared ? 0 : bi * k * nout);
-    float *rb = f32_out(r) + bi * m * nout;
-    for (int64_t i = 0; i < m; i++)
-      for (int64_t j = 0; j < nout; j++) {
-        double acc = 0;
-        for (int64_t l = 0; l < k; l++)
-          acc += (double)xb[i * k + l] * yb[l * nout + j];
-        rb[i * nout + j] = (float)acc;
-      }
-  }
+  q8_ref_matmul(f32_of(x), f32_of(y), f32_out(r), prod(x->type.dims, 0, rank - 2), m, k, nout,
+                !shared);
   return true;
 }
 
 /* Elementwise operands fit when one shape is a suffix of the other and the
- * result has the longer shape. Then indexing each operand modulo its own
- * element count repeats the shorter one over the leading dims. */
+ * result has the longer shape. Then the shorter one repeats over the leading
+ * dims of the longer (q8_ref_add and q8_ref_mul). */
 static bool broadcast_fits(const Slot *x, const Slot *y, const Slot *r) {
   const IrType *lo = x->type.rank <= y->type.rank ? &x->type : &y->type;
   const IrType *hi = x->type.rank <= y->type.rank ? &y->type : &x->type;
@@ -193,10 +156,7 @@ static bool eval_add(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) 
   const Slot *x = a[0], *y = a[1];
   if (!broadcast_fits(x, y, r))
     return bad_shapes(d, n, a, r);
-  const float *xd = f32_of(x), *yd = f32_of(y);
-  float *out = f32_out(r);
-  for (int64_t i = 0; i < r->numel; i++)
-    out[i] = xd[i % x->numel] + yd[i % y->numel];
+  q8_ref_add(f32_of(x), x->numel, f32_of(y), y->numel, f32_out(r));
   return true;
 }
 
@@ -206,10 +166,7 @@ static bool eval_mul(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) 
   const Slot *x = a[0], *y = a[1];
   if (!broadcast_fits(x, y, r))
     return bad_shapes(d, n, a, r);
-  const float *xd = f32_of(x), *yd = f32_of(y);
-  float *out = f32_out(r);
-  for (int64_t i = 0; i < r->numel; i++)
-    out[i] = xd[i % x->numel] * yd[i % y->numel];
+  q8_ref_mul(f32_of(x), x->numel, f32_of(y), y->numel, f32_out(r));
   return true;
 }
 
@@ -218,58 +175,32 @@ static bool eval_relu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r)
     return false;
   if (!same_shape(a[0], r))
     return bad_shapes(d, n, a, r);
-  const float *x = f32_of(a[0]);
-  float *out = f32_out(r);
-  /* Written as a comparison that is false for NaN, so NaN passes through as
-   * numpy's maximum lets it. */
-  for (int64_t i = 0; i < r->numel; i++)
-    out[i] = x[i] < 0 ? 0.0f : x[i];
+  q8_ref_relu(f32_of(a[0]), f32_out(r), r->numel);
   return true;
 }
 
-/* The exact erf form, not the tanh approximation some frameworks use. */
 static bool eval_gelu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
   if (!need_f32(d, n, a, r))
     return false;
   if (!same_shape(a[0], r))
     return bad_shapes(d, n, a, r);
-  const double sqrt2 = sqrt(2.0);
-  const float *xd = f32_of(a[0]);
-  float *out = f32_out(r);
-  for (int64_t i = 0; i < r->numel; i++) {
-    double x = xd[i];
-    out[i] = (float)(0.5 * x * (1.0 + erf(x / sqrt2)));
-  }
+  q8_ref_gelu(f32_of(a[0]), f32_out(r), r->numel);
   return true;
 }
 
-/* Over the last axis. Subtracting the row maximum keeps exp() from
- * overflowing and does not change the result. */
+/* Over the last axis. */
 static bool eval_softmax(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
   if (!need_f32(d, n, a, r))
     return false;
   const Slot *x = a[0];
   if (x->type.rank < 1 || !same_shape(x, r))
     return bad_shapes(d, n, a, r);
-  int64_t len = x->type.dims[x->type.rank - 1];
-  int64_t rows = prod(x->type.dims, 0, x->type.rank - 1);
-  for (int64_t i = 0; i < rows; i++) {
-    const float *xi = f32_of(x) + i * len;
-    float *ri = f32_out(r) + i * len;
-    double max = -INFINITY, sum = 0;
-    for (int64_t j = 0; j < len; j++)
-      if (xi[j] > max || isnan(xi[j]))
-        max = xi[j];
-    for (int64_t j = 0; j < len; j++)
-      sum += exp((double)xi[j] - max);
-    for (int64_t j = 0; j < len; j++)
-      ri[j] = (float)(exp((double)xi[j] - max) / sum);
-  }
+  q8_ref_softmax(f32_of(x), f32_out(r), prod(x->type.dims, 0, x->type.rank - 1),
+                 x->type.dims[x->type.rank - 1]);
   return true;
 }
 
-/* Over the last axis, with the biased variance (divide by D, as numpy's
- * var() and every framework's layernorm do). */
+/* Over the last axis, gamma and beta [D]. */
 static bool eval_layernorm(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
   if (!need_f32(d, n, a, r))
     return false;
@@ -281,34 +212,19 @@ static bool eval_layernorm(IrDiag *d, const IrNode *n, const Slot *const *a, Slo
       beta->type.dims[0] != len)
     return bad_shapes(d, n, a, r);
   double eps = ir_node_attr_float(n, IR_ATTR_EPS, 1e-5);
-  const float *g = f32_of(gamma), *be = f32_of(beta);
-  int64_t rows = prod(x->type.dims, 0, x->type.rank - 1);
-  for (int64_t i = 0; i < rows; i++) {
-    const float *xi = f32_of(x) + i * len;
-    float *ri = f32_out(r) + i * len;
-    double mean = 0, var = 0;
-    for (int64_t j = 0; j < len; j++)
-      mean += xi[j];
-    mean /= (double)len;
-    for (int64_t j = 0; j < len; j++)
-      var += ((double)xi[j] - mean) * ((double)xi[j] - mean);
-    var /= (double)len;
-    double inv = 1.0 / sqrt(var + eps);
-    for (int64_t j = 0; j < len; j++)
-      ri[j] = (float)(((double)xi[j] - mean) * inv * g[j] + be[j]);
-  }
+  q8_ref_layernorm(f32_of(x), f32_of(gamma), f32_of(beta), eps, f32_out(r),
+                   prod(x->type.dims, 0, x->type.rank - 1), len);
   return true;
 }
 
-/* result[i_0, ..., i_{r-1}] = x[j] where j[perm[k]] = i_k, as numpy.transpose.
- * The loop walks the result in order, keeping the result index as a counter
- * and the matching offset into x up to date. */
+/* result[i_0, ..., i_{r-1}] = x[j] where j[perm[k]] = i_k, as numpy.transpose:
+ * the perm (or the default swap of the last two axes) is checked here. */
 static bool eval_transpose(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
   if (!need_f32(d, n, a, r))
     return false;
   const Slot *x = a[0];
   int rank = x->type.rank;
-  int perm[IR_MAX_RANK];
+  int64_t perm[IR_MAX_RANK];
   const IrAttr *pa = ir_node_attr(n, IR_ATTR_PERM);
   if (pa) {
     bool seen[IR_MAX_RANK] = {false};
@@ -337,25 +253,7 @@ static bool eval_transpose(IrDiag *d, const IrNode *n, const Slot *const *a, Slo
     if (r->type.dims[i] != x->type.dims[perm[i]])
       return bad_shapes(d, n, a, r);
 
-  const float *xd = f32_of(x);
-  float *out = f32_out(r);
-  int64_t xstride[IR_MAX_RANK], idx[IR_MAX_RANK] = {0}, off = 0;
-  int64_t stride = 1;
-  for (int i = rank - 1; i >= 0; i--) {
-    xstride[i] = stride;
-    stride *= x->type.dims[i];
-  }
-  for (int64_t e = 0; e < r->numel; e++) {
-    out[e] = xd[off];
-    /* Advance the result index, carrying into earlier axes. */
-    for (int k = rank - 1; k >= 0; k--) {
-      off += xstride[perm[k]];
-      if (++idx[k] < r->type.dims[k])
-        break;
-      off -= idx[k] * xstride[perm[k]];
-      idx[k] = 0;
-    }
-  }
+  q8_ref_transpose(f32_of(x), f32_out(r), rank, x->type.dims, perm);
   return true;
 }
 
@@ -373,24 +271,6 @@ static bool eval_reshape(IrDiag *d, const IrNode *n, const Slot *const *a, Slot 
 /* ---- the quantized ops ---- */
 
 #define DT(t) (1u << (t))
-
-static int32_t load_q(const void *p, IrDType t, int64_t i) {
-  return t == IR_U8 ? ((const uint8_t *)p)[i] : ((const int8_t *)p)[i];
-}
-
-/* q was clamped to the type's range by quant.c, so the conversion is exact. */
-static void store_q(void *p, IrDType t, int64_t i, int32_t q) {
-  if (t == IR_U8)
-    ((uint8_t *)p)[i] = (uint8_t)q;
-  else
-    ((int8_t *)p)[i] = (int8_t)q;
-}
-
-/* The int32 with the bits of `u`: the two's-complement wraparound of the
- * accumulators, without the implementation-defined unsigned-to-signed cast. */
-static int32_t wrap_i32(uint32_t u) {
-  return u <= INT32_MAX ? (int32_t)u : -(int32_t)(UINT32_MAX - u) - 1;
-}
 
 /* Operand `i` must have one of the dtypes in `mask` (DT bits), spelled `what`. */
 static bool need_dtype(IrDiag *d, const IrNode *n, const Slot *const *a, int i, unsigned mask,
@@ -504,12 +384,12 @@ static bool linear_shapes(IrDiag *d, const IrNode *n, const Slot *const *a, cons
   return true;
 }
 
-/* Scratch room for `count` int32 or f32 values (a row of quantized inputs,
- * folded constants), or NULL with a message. */
-static void *scratch(IrDiag *d, const IrNode *n, int64_t count) {
+/* Scratch room for `count` values of `size` bytes (quantized inputs, folded
+ * constants), or NULL with a message. */
+static void *scratch(IrDiag *d, const IrNode *n, int64_t count, size_t size) {
   void *p = NULL;
-  if ((uint64_t)count <= SIZE_MAX / 4)
-    p = malloc(count ? (size_t)count * 4 : 1);
+  if ((uint64_t)count <= SIZE_MAX / size)
+    p = malloc(count ? (size_t)count * size : 1);
   if (!p)
     ir_error(d, n->loc, "%s: out of memory for %lld scratch values", ir_op_info[n->op].name,
              (long long)count);
@@ -529,9 +409,9 @@ static bool eval_quantize(IrDiag *d, const IrNode *n, const Slot *const *a, Slot
   if (!same_shape(a[0], r))
     return bad_shapes(d, n, a, r);
   ir_qbounds(t, &qmin, &qmax);
-  const float *x = f32_of(a[0]);
-  for (int64_t i = 0; i < r->numel; i++)
-    store_q(r->owned, t, i, ir_quantize_value(x[i], scale, zp, qmin, qmax));
+  /* Dense, so the whole tensor is one row. */
+  q8_ref_quantize(f32_of(a[0]), r->owned, r->numel, 1, r->numel, scale, zp, qmin, qmax,
+                  t == IR_I8);
   return true;
 }
 
@@ -546,11 +426,7 @@ static bool eval_dequantize(IrDiag *d, const IrNode *n, const Slot *const *a, Sl
     return false;
   if (!same_shape(a[0], r))
     return bad_shapes(d, n, a, r);
-  float *y = f32_out(r);
-  for (int64_t i = 0; i < r->numel; i++) {
-    float v = (float)(load_q(a[0]->data, t, i) - zp);
-    y[i] = v * scale;
-  }
+  q8_ref_dequantize(a[0]->data, r->numel, f32_out(r), 1, r->numel, scale, zp, t == IR_I8);
   return true;
 }
 
@@ -607,44 +483,35 @@ static bool read_qgemm(IrDiag *d, const IrNode *n, const Slot *const *a, const S
   return linear_shapes(d, n, a, r, one_ok, &p->rows, &p->k, &p->nout);
 }
 
+/* The y_dtype code q8_ref_qgemm takes for a result dtype (Q8_DTYPE_*). */
+static int ref_dtype(IrDType t) {
+  switch (t) {
+  case IR_F32: return 1;
+  case IR_I8: return 2;
+  case IR_U8: return 3;
+  default: q8_unreachable();
+  }
+}
+
 /* The integer GEMM of qgemm on the folded constants bias (i32 [N]) and mult
- * (f32 [N]):
- *   xq = x (u8, i8), or ir_quantize_value(x, x_scale, x_zp) (f32)
- *   acc[m, n] = bias[n] + sum_k xq[m, k] wq[n, k]   (int32, wrapping)
- *   y = ir_requantize(acc, mult[n], zp, lo, qmax), or (float)acc * mult[n]
- * The input's zero point is in bias already (ir_fold_qlinear put it there), so
- * xq is used as it is. */
+ * (f32 [N]), q8_ref_qgemm, on x as it is (u8, i8) or quantized with x_scale
+ * and x_zp first (f32). The input's zero point is in bias already
+ * (ir_fold_qlinear put it there), so the quantized x is used as it is. */
 static bool run_qgemm(IrDiag *d, const IrNode *n, const QGemm *p, const Slot *x,
                       const int8_t *wq, const int32_t *bias, const float *mult, Slot *r) {
-  int32_t *xq = scratch(d, n, p->k);
-  if (!xq)
-    return false;
-  for (int64_t i = 0; i < p->rows; i++) {
-    /* Load one row of the input, quantizing it when it is f32. */
-    for (int64_t l = 0; l < p->k; l++)
-      xq[l] = p->xt == IR_F32 ? ir_quantize_value(f32_of(x)[i * p->k + l], p->x_scale, p->x_zp,
-                                                  p->x_qmin, p->x_qmax)
-                              : load_q(x->data, p->xt, i * p->k + l);
-    for (int64_t j = 0; j < p->nout; j++) {
-      /* Multiply-accumulate in uint32, where wraparound is defined. */
-      const int8_t *wj = wq + j * p->k;
-      uint32_t acc = (uint32_t)bias[j];
-      for (int64_t l = 0; l < p->k; l++)
-        acc += (uint32_t)(xq[l] * (int32_t)wj[l]);
-      int32_t s = wrap_i32(acc);
-      int64_t e = i * p->nout + j;
-      /* Requantize, or scale to f32 (relu there maps -0.0 and NaN to +0.0). */
-      if (p->yt != IR_F32) {
-        store_q(r->owned, p->yt, e, ir_requantize(s, mult[j], p->y_zp, p->y_lo, p->y_qmax));
-      } else {
-        float y = (float)s * mult[j];
-        if (p->relu)
-          y = y > 0 ? y : 0.0f;
-        f32_out(r)[e] = y;
-      }
-    }
+  const void *xq = x->data;
+  void *owned = NULL;
+  bool x_signed = p->xq == IR_I8;
+  if (p->xt == IR_F32) {
+    if (!(owned = scratch(d, n, x->numel, 1)))
+      return false;
+    q8_ref_quantize(f32_of(x), owned, p->k, p->rows, p->k, p->x_scale, p->x_zp, p->x_qmin,
+                    p->x_qmax, x_signed);
+    xq = owned;
   }
-  free(xq);
+  q8_ref_qgemm(xq, p->k, x_signed, wq, bias, mult, r->owned, p->nout, ref_dtype(p->yt), p->rows,
+               p->k, p->nout, p->y_zp, p->y_lo, p->y_qmax, p->relu);
+  free(owned);
   return true;
 }
 
@@ -665,8 +532,8 @@ static bool eval_qlinear(IrDiag *d, const IrNode *n, const Slot *const *a, Slot 
   if (!read_qgemm(d, n, a, r, true, true, &p) || !need_dtype(d, n, a, 2, DT(IR_F32), "f32") ||
       (n->nopnds > 3 && !need_dtype(d, n, a, 3, DT(IR_F32), "f32")))
     return false;
-  int32_t *bias = scratch(d, n, p.nout);
-  float *mult = bias ? scratch(d, n, p.nout) : NULL;
+  int32_t *bias = scratch(d, n, p.nout, sizeof *bias);
+  float *mult = bias ? scratch(d, n, p.nout, sizeof *mult) : NULL;
   bool ok = bias && mult;
   if (ok) {
     /* ir_fold_qlinear only tells a length of 1 (per tensor) from any other. */
@@ -681,11 +548,7 @@ static bool eval_qlinear(IrDiag *d, const IrNode *n, const Slot *const *a, Slot 
 }
 
 /* x f32, Wq [N, K] i8, w_scale [N] or [1] f32, [b [N] f32] -> f32, each row
- * of x quantized to u8 with its own range:
- *   [lo, hi] = the row's finite range widened to include 0
- *   sx = (hi - lo) / 255 (1 when below 1e-30), zx = rint(-lo / sx) in [0, 255]
- *   acc[n] = sum_k (xq - zx) wq[n, k]   (int32, wrapping)
- *   y = (float)acc * (sx * w_scale[n]) + b[n], each operation in f32 */
+ * of x quantized to u8 with its own range (q8_ref_qlinear_dyn). */
 static bool eval_qlinear_dyn(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
   int64_t rows, k, nout;
   if (!need_dtype(d, n, a, 0, DT(IR_F32), "f32") || !need_dtype(d, n, a, 1, DT(IR_I8), "i8") ||
@@ -694,45 +557,8 @@ static bool eval_qlinear_dyn(IrDiag *d, const IrNode *n, const Slot *const *a, S
       !need_result_dtype(d, n, r, IR_F32) ||
       !linear_shapes(d, n, a, r, true, &rows, &k, &nout))
     return false;
-  const float *x = f32_of(a[0]), *ws = f32_of(a[2]), *b = n->nopnds > 3 ? f32_of(a[3]) : NULL;
-  const int8_t *wq = a[1]->data;
-  bool per_tensor = a[2]->type.dims[0] == 1;
-  float *y = f32_out(r);
-  int32_t *xq = scratch(d, n, k);
-  if (!xq)
-    return false;
-  for (int64_t i = 0; i < rows; i++) {
-    const float *xi = x + i * k;
-    /* The row's range over its finite elements, widened to include 0. */
-    float lo = 0, hi = 0;
-    for (int64_t l = 0; l < k; l++)
-      if (isfinite(xi[l])) {
-        lo = xi[l] < lo ? xi[l] : lo;
-        hi = xi[l] > hi ? xi[l] : hi;
-      }
-    /* u8 parameters for the row, then the row quantized, less its zero point. */
-    float sx = (float)(((double)hi - (double)lo) / 255.0);
-    if (!(sx >= 1e-30))
-      sx = 1.0f;
-    double zd = rint(-(double)lo / (double)sx);
-    int32_t zx = (int32_t)fmin(fmax(zd, 0.0), 255.0);
-    for (int64_t l = 0; l < k; l++)
-      xq[l] = ir_quantize_value(xi[l], sx, zx, 0, 255) - zx;
-    for (int64_t j = 0; j < nout; j++) {
-      /* Multiply-accumulate in uint32, where wraparound is defined. */
-      const int8_t *wj = wq + j * k;
-      uint32_t acc = 0;
-      for (int64_t l = 0; l < k; l++)
-        acc += (uint32_t)(xq[l] * (int32_t)wj[l]);
-      /* Scale back to f32 and add the bias: three separate roundings. */
-      float t = sx * ws[per_tensor ? 0 : j];
-      float v = (float)wrap_i32(acc) * t;
-      if (b)
-        v = v + b[j];
-      y[i * nout + j] = v;
-    }
-  }
-  free(xq);
+  q8_ref_qlinear_dyn(f32_of(a[0]), a[1]->data, f32_of(a[2]), a[2]->type.dims[0],
+                     n->nopnds > 3 ? f32_of(a[3]) : NULL, f32_out(r), rows, k, nout);
   return true;
 }
 

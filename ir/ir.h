@@ -79,12 +79,14 @@ typedef enum {
 } IrAttrKey;
 
 #define IR_ATTR_BIT(ID) (1u << IR_ATTR_##ID)
+/* Attributes every op may carry. */
+#define IR_ATTRS_ANY_OP (IR_ATTR_BIT(RANGE) | IR_ATTR_BIT(KEEP_FLOAT))
 
 typedef struct {
   const char *name;  /* spelling in the text IR */
   int min_operands;
   int max_operands;
-  unsigned attrs;    /* IR_ATTR_BIT mask of accepted keys besides range */
+  unsigned attrs;    /* IR_ATTR_BIT mask of accepted keys besides IR_ATTRS_ANY_OP */
 } IrOpInfo;
 
 typedef struct {

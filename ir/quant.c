@@ -1,6 +1,9 @@
 /* quant.c: the quantization arithmetic, exactly as docs/quantization.md
- * states it. Everything that must agree bit for bit between the passes, the
- * reference interpreter and generated code is computed here once.
+ * states it. The parameters and folded constants that must agree bit for bit
+ * between the passes, the reference interpreter and generated code are
+ * computed here once; the per-element quantize and requantize steps are the
+ * ops' own and live in refops.c (ir_quantize_value and ir_requantize call
+ * them).
  *
  * Two habits keep it exact and portable: each f32 result comes from one IEEE
  * operation (a division, a multiplication, rintf) or from a double computation
@@ -9,6 +12,7 @@
 #include <math.h>
 
 #include "ir.h"
+#include "refops.h"
 
 /* A scale below this is treated as degenerate: its reciprocal products would
  * overflow f32 in the multipliers. */
@@ -55,23 +59,14 @@ bool ir_qparams_from_range(double lo, double hi, IrDType dtype, IrQParams *out) 
   return ok;
 }
 
+/* These two are the ops' own arithmetic, so they live with the ops in
+ * refops.c, which compiled models link. */
 int32_t ir_quantize_value(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
-  float v = x / scale;
-  if (isnan(v))
-    return zp;
-  float r = rintf(v);
-  float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
-  r = r < lo ? lo : r > hi ? hi : r;
-  return (int32_t)r + zp;
+  return q8_ref_quantize_value(x, scale, zp, qmin, qmax);
 }
 
 int32_t ir_requantize(int32_t acc, float mult, int32_t zp, int32_t qmin, int32_t qmax) {
-  float r = rintf((float)acc * mult);
-  float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
-  if (isnan(r))
-    return zp;
-  r = r < lo ? lo : r > hi ? hi : r;
-  return (int32_t)r + zp;
+  return q8_ref_requantize(acc, mult, zp, qmin, qmax);
 }
 
 int64_t ir_quantize_weights(const float *w, int64_t n, int64_t k, bool per_channel, int8_t *wq,

@@ -67,7 +67,7 @@ static bool check_node(IrModule *m, int idx) {
                       n->opnds[i]->name);
   for (int i = 0; i < n->nattrs; i++) {
     IrAttrKey k = n->attrs[i].key;
-    if (k != IR_ATTR_RANGE && !(info->attrs & (1u << k)))
+    if (!((info->attrs | IR_ATTRS_ANY_OP) & (1u << k)))
       return ir_error(&m->diag, n->attrs[i].loc, "%s does not take the attribute '%s'",
                       info->name, ir_attr_info[k].key);
   }

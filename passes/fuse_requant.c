@@ -98,6 +98,9 @@ static void remove_pairs(IrModule *m) {
 }
 
 static void fuse_exit(IrModule *m) {
+  /* Dequantize nodes that go are only marked here: ir_count_uses must see
+   * the whole, unchanged list while the loop runs. */
+  bool *gone = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *gone);
   for (int i = 0; i < m->nnodes; i++) {
     IrNode *deq = m->nodes[i], *q = producer(deq->opnds[0]);
     if (deq->op != IR_OP_DEQUANTIZE || !is_int_qlinear(q) || ir_count_uses(m, q->result) != 1)
@@ -105,15 +108,18 @@ static void fuse_exit(IrModule *m) {
     set_attr(m, q, IR_ATTR_DTYPE, IR_F32);
     ir_node_remove_attr(q, IR_ATTR_SCALE);
     ir_node_remove_attr(q, IR_ATTR_ZERO_POINT);
+    move_range(m, deq, q);
+    /* q takes over the dequantize's value; the dequantize keeps q's old
+     * result as its operand, and nothing else uses it. */
+    IrValue *old = q->result;
     q->result = deq->result;
     q->result->def = q;
-    move_range(m, deq, q);
-    /* The dequantize now defines nothing anyone uses: drop it. */
-    m->nodes[i] = NULL;
+    deq->result = old;
+    gone[i] = true;
   }
   int kept = 0;
   for (int i = 0; i < m->nnodes; i++)
-    if (m->nodes[i])
+    if (!gone[i])
       m->nodes[kept++] = m->nodes[i];
   m->nnodes = kept;
 }

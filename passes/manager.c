@@ -44,6 +44,116 @@ void pass_options_init(PassOptions *o) {
   o->activations = IR_U8;
 }
 
+static bool parse_double(const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || end == s || !(v >= lo && v <= hi))
+    return false;
+  *out = v;
+  return true;
+}
+
+static bool set_calib_method(PassCalibConfig *c, const char *v, char *err, size_t errlen) {
+  static const struct {
+    const char *name;
+    PassCalibMethod method;
+  } methods[] = {{"minmax", PASS_CALIB_MINMAX},
+                 {"ma-minmax", PASS_CALIB_MA_MINMAX},
+                 {"entropy", PASS_CALIB_ENTROPY},
+                 {"mse", PASS_CALIB_MSE}};
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    if (strcmp(v, methods[i].name) == 0) {
+      c->method = methods[i].method;
+      return true;
+    }
+  if (strncmp(v, "percentile:", 11) == 0) {
+    c->method = PASS_CALIB_PERCENTILE;
+    if (parse_double(v + 11, 50.0000001, 100, &c->percentile))
+      return true;
+    snprintf(err, errlen, "percentile:P needs 50 < P <= 100, got '%s'", v + 11);
+    return false;
+  }
+  snprintf(err, errlen,
+           "unknown calibration method '%s' (minmax, ma-minmax, percentile:P, entropy, mse)", v);
+  return false;
+}
+
+static const char *const flag_options[] = {"dynamic", "print-after-all"};
+static const char *const value_options[] = {
+    "calib",      "calib-method", "calib-momentum", "calib-batch", "weights",  "activations",
+    "keep-float", "print-before", "print-after",    "stop-after",  "dump-dir"};
+
+int pass_option_kind(const char *name) {
+  for (size_t i = 0; i < sizeof flag_options / sizeof flag_options[0]; i++)
+    if (strcmp(name, flag_options[i]) == 0)
+      return 1;
+  for (size_t i = 0; i < sizeof value_options / sizeof value_options[0]; i++)
+    if (strcmp(name, value_options[i]) == 0)
+      return 2;
+  return 0;
+}
+
+bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err,
+                      size_t errlen) {
+  err[0] = '\0';
+  int kind = pass_option_kind(name);
+  if (kind == 0)
+    return false;
+  if (strcmp(name, "dynamic") == 0) {
+    o->dynamic = true;
+    return true;
+  }
+  if (strcmp(name, "print-after-all") == 0) {
+    o->print_after_all = true;
+    return true;
+  }
+  if (!v || !*v) {
+    snprintf(err, errlen, "--%s needs a value", name);
+    return false;
+  }
+  double d;
+  if (strcmp(name, "calib") == 0) {
+    o->calib_path = v;
+  } else if (strcmp(name, "calib-method") == 0) {
+    return set_calib_method(&o->calib, v, err, errlen);
+  } else if (strcmp(name, "calib-momentum") == 0) {
+    if (!parse_double(v, 1e-9, 1, &o->calib.momentum)) {
+      snprintf(err, errlen, "--calib-momentum needs a number in (0, 1], got '%s'", v);
+      return false;
+    }
+  } else if (strcmp(name, "calib-batch") == 0) {
+    if (!parse_double(v, 1, 1 << 20, &d) || d != (double)(int64_t)d) {
+      snprintf(err, errlen, "--calib-batch needs a positive integer, got '%s'", v);
+      return false;
+    }
+    o->calib_batch = (int64_t)d;
+  } else if (strcmp(name, "weights") == 0) {
+    if (strcmp(v, "s8-per-channel") != 0 && strcmp(v, "s8-per-tensor") != 0) {
+      snprintf(err, errlen, "--weights takes s8-per-channel or s8-per-tensor, not '%s'", v);
+      return false;
+    }
+    o->weights_per_tensor = strcmp(v, "s8-per-tensor") == 0;
+  } else if (strcmp(name, "activations") == 0) {
+    if (strcmp(v, "u8-asym") != 0 && strcmp(v, "s8-sym") != 0) {
+      snprintf(err, errlen, "--activations takes u8-asym or s8-sym, not '%s'", v);
+      return false;
+    }
+    o->activations = strcmp(v, "s8-sym") == 0 ? IR_I8 : IR_U8;
+  } else if (strcmp(name, "keep-float") == 0) {
+    o->keep_float = v;
+  } else if (strcmp(name, "print-before") == 0) {
+    o->print_before = v;
+  } else if (strcmp(name, "print-after") == 0) {
+    o->print_after = v;
+  } else if (strcmp(name, "stop-after") == 0) {
+    o->stop_after = v;
+  } else {
+    o->dump_dir = v;
+  }
+  return true;
+}
+
 void pass_note(const PassOptions *o, const char *fmt, ...) {
   if (!o->note)
     return;
@@ -82,7 +192,8 @@ static bool check_keep_float(IrModule *m, const char *list) {
   for (const char *p = list; *p;) {
     size_t len = strcspn(p, ",");
     char name[256];
-    snprintf(name, sizeof name, "%.*s", (int)len, p);
+    int skip = *p == '%' || *p == '@';
+    snprintf(name, sizeof name, "%.*s", (int)len - skip, p + skip);
     if (!ir_find_value(m, name) && !ir_find_const(m, name))
       return ir_error(&m->diag, (IrLoc){0},
                       "--keep-float: the model has no value %%%s and no weight @%s", name, name);

@@ -73,6 +73,16 @@ typedef struct {
 } PassOptions;
 
 void pass_options_init(PassOptions *o);
+/* Set one option by its command-line name without the dashes ("calib",
+ * "calib-method", "calib-momentum", "calib-batch", "weights", "activations",
+ * "keep-float", "print-before", "print-after", "stop-after", "dump-dir";
+ * "dynamic" and "print-after-all" take no value). Returns false with a
+ * message in err for a bad value, and also when the name is not an option
+ * (err then empty). `value` must outlive the options. */
+bool pass_options_set(PassOptions *o, const char *name, const char *value, char *err,
+                      size_t errlen);
+/* 0: not a pipeline option; 1: a flag; 2: an option that takes a value. */
+int pass_option_kind(const char *name);
 /* Check that every pass named in the options exists (message in m->diag). */
 bool pass_check_options(IrModule *m, const PassOptions *o);
 /* Run the pipeline (up to stop_after), verifying after every pass. */

@@ -150,6 +150,14 @@ bool pass_quantize(IrModule *m, const PassOptions *o) {
   for (int i = 0; i < nold; i++) {
     IrNode *n = old[i];
     if (!pass_is_quantizable(m, n, o)) {
+      /* Remember a --keep-float choice in the IR itself, so that a dump or
+       * a saved model compiled later keeps the op in f32 too. */
+      PassOptions all = *o;
+      all.keep_float = NULL;
+      if (pass_is_quantizable(m, n, &all)) {
+        double one = 1;
+        ir_node_set_attr(m, n, IR_ATTR_KEEP_FLOAT, &one, 1, n->loc);
+      }
       out[nout++] = n;
       continue;
     }

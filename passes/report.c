@@ -149,10 +149,13 @@ static bool ref_failed(Report *r) {
 static bool find_ref_value(Report *r, const IrNode *n, const IrValue *qv, RefValue *out) {
   const char *name = float_name(r->arena, qv->name);
   IrValue *v = ir_find_value(r->ref, name);
+  if (!v && qv == n->result)
+    return internal_error(r->q, n->loc, "%s %%%s: the float model has no value %%%s for it to "
+                          "replace", ir_op_info[n->op].name, n->result->name, name);
   if (!v)
-    return internal_error(r->q, n->loc,
-                          "%s %%%s: %%%s has no float value %%%s in the original model",
-                          ir_op_info[n->op].name, n->result->name, qv->name, name);
+    return internal_error(r->q, n->loc, "%s %%%s: its input %%%s has no float value %%%s in "
+                          "the float model", ir_op_info[n->op].name, n->result->name, qv->name,
+                          name);
   if (v->type.dtype != IR_F32)
     return internal_error(r->q, n->loc, "%%%s in the original model is not f32", name);
   *out = (RefValue){v, -1, -1};

@@ -4,8 +4,10 @@
  *
  * A node is quantizable when it is a linear, or a matmul whose right operand
  * is a rank-2 constant (then it is a linear with W = B^T), all in f32, and
- * neither its result nor its weight is listed in --keep-float. A matmul of
- * two activations stays in f32. */
+ * neither its result nor its weight is listed in --keep-float, nor is it
+ * marked {keep_float = 1} (the quantize pass marks the ones --keep-float
+ * kept, so a saved model remembers the choice). A matmul of two activations
+ * stays in f32. */
 #include <string.h>
 
 #include "passes.h"
@@ -16,7 +18,14 @@ bool pass_name_listed(const char *list, const char *name) {
   size_t n = strlen(name);
   for (const char *p = list; *p;) {
     size_t len = strcspn(p, ",");
-    if (len == n && memcmp(p, name, n) == 0)
+    /* Names may carry their sigil: %h, @fc1.weight. */
+    const char *q = p;
+    size_t qlen = len;
+    if (qlen && (*q == '%' || *q == '@')) {
+      q++;
+      qlen--;
+    }
+    if (qlen == n && memcmp(q, name, n) == 0)
       return true;
     p += len + (p[len] == ',');
   }
@@ -34,7 +43,8 @@ bool pass_is_quantizable(const IrModule *m, const IrNode *n, const PassOptions *
     return false;
   if (w->kind != IR_VAL_CONST || w->type.dtype != IR_F32 || n->opnds[0]->type.dtype != IR_F32)
     return false;
-  return !pass_name_listed(o->keep_float, n->result->name) &&
+  return ir_node_attr_float(n, IR_ATTR_KEEP_FLOAT, 0) == 0 &&
+         !pass_name_listed(o->keep_float, n->result->name) &&
          !pass_name_listed(o->keep_float, w->name);
 }
 

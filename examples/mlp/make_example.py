@@ -1,8 +1,9 @@
-"""Regenerate the bundled example: mlp.safetensors and input.npy.
+"""Regenerate the bundled example: mlp.safetensors, input.npy and calib.npy.
 
 The weights follow PyTorch's nn.Linear initialisation (uniform in
 +-1/sqrt(in_features)), so the example behaves like a freshly built model;
-the input is a batch of 4 standard-normal rows. Deterministic (seed 0).
+the input is a batch of 4 standard-normal rows and the calibration set 256
+more. Deterministic (seed 0).
 Usage: /usr/bin/python3 make_example.py   (writes next to this script)
 """
 import json
@@ -41,6 +42,7 @@ def main():
     write_safetensors(os.path.join(here, "mlp.safetensors"),
                       {"fc1.weight": w1, "fc1.bias": b1, "fc2.weight": w2, "fc2.bias": b2})
     np.save(os.path.join(here, "input.npy"), rng.standard_normal((4, 64)).astype(np.float32))
+    np.save(os.path.join(here, "calib.npy"), rng.standard_normal((256, 64)).astype(np.float32))
 
 
 if __name__ == "__main__":

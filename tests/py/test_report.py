@@ -20,6 +20,11 @@ report's code:
   * names, ops, weight shapes, scales and zero points against q.ir's text;
   * sizes against the byte counts of the weights files (exact).
 
+The same for --activations=s8-sym with --calib-batch 7, --dynamic,
+--stop-after=quantize (qlinear between quantize and dequantize), and a
+branching model: two layers sharing one quantized input, a matmul by a
+constant, a layernorm between int8 layers, two outputs.
+
 Also: the text report (one row per layer, the size line), a model whose
 int8 arithmetic is exact (SQNR inf -> null / "inf"), a calibration path that
 needs JSON escapes, and a file that does not fit the model (an error, exit 1).
@@ -52,7 +57,40 @@ MODEL = """model mlp {
   output %y
 }
 """
-FLOAT_VALUES = ["x", "h1", "a1", "h2", "a2", "y"]
+FLOAT_VALUES = ["h1", "a1", "h2", "a2", "y"]
+
+# Two quantized layers share the input (one quantize feeding both), one is a
+# matmul by a constant (stored transposed), and a layernorm between two
+# layers leaves two int8 ops with f32 results feeding float code.
+BRANCHES = """model branches {
+  weights "branches.safetensors"
+  input %x : f32[?, 24]
+  %a = linear %x, @w1, @b1
+  %m = matmul %x, @w2
+  %n = layernorm %a, @g, @beta
+  %c = linear %n, @w3
+  output %m, %c
+}
+"""
+BRANCH_VALUES = ["a", "m", "n", "c"]
+
+
+class Model:
+    """A float model in a scratch directory: its .ir, weights, samples, and a
+    copy with every value of `values` made an output (probe)."""
+
+    def __init__(self, d, name, text, tensors, values, calib):
+        self.name, self.values, self.nsamples = name, values, calib.shape[0]
+        self.ir = os.path.join(d, f"{name}.ir")
+        self.weights = os.path.join(d, text.split('"')[1])
+        self.calib = os.path.join(d, f"{name}_calib.npy")
+        self.probe = os.path.join(d, f"{name}_probe.ir")
+        q8test.write_safetensors(self.weights, tensors)
+        with open(self.ir, "w") as f:
+            f.write(text)
+        with open(self.probe, "w") as f:
+            f.write(with_outputs(text, values))
+        np.save(self.calib, calib)
 
 
 def close(got, want, rel=1e-6):
@@ -138,9 +176,9 @@ def check_stats(t, label, got, ref, x):
     t.record(label, ok, f"json {got}, numpy sqnr {sqnr!r} max {maxerr!r} cos {cos!r}")
 
 
-def check_model(t, q8c, d, name, args):
+def check_model(t, q8c, d, mod, name, args):
     case = Case(q8c, d, name)
-    model, calib, qir = case.path("model.ir"), case.path("calib.npy"), case.path(f"q_{name}.ir")
+    model, calib, qir = mod.ir, mod.calib, case.path(f"q_{name}.ir")
     try:
         proc = q8test.run(q8c, model, "--calib", calib, "--report=json", *args, "-o", qir)
         rep = json.loads(proc.stdout)
@@ -154,7 +192,7 @@ def check_model(t, q8c, d, name, args):
         qir_text = f.read()
     ir = q8test.parse_ir(qir_text)
     qnodes = [n for n in ir["nodes"] if n["op"] in QUANTIZED_OPS]
-    t.record(f"{name}: samples and calib", rep["samples"] == NSAMPLES and rep["calib"] == calib,
+    t.record(f"{name}: samples and calib", rep["samples"] == mod.nsamples and rep["calib"] == calib,
              f"{rep['samples']} from {rep['calib']}")
     names = [strip_q(n["name"]) for n in qnodes]
     t.record(f"{name}: one layer per quantized op, in order",
@@ -164,7 +202,7 @@ def check_model(t, q8c, d, name, args):
         return
 
     # The figures, recomputed.
-    fl = case.run_outputs(case.path("probe.ir"), FLOAT_VALUES[1:], calib)
+    fl = case.run_outputs(mod.probe, mod.values, calib)
     fl["x"] = np.load(calib)
     probe_q = case.path(f"probe_q_{name}.ir")
     with open(probe_q, "w") as f:
@@ -205,12 +243,14 @@ def check_model(t, q8c, d, name, args):
         x_float = fl[strip_q(node["operands"][0][1])]
         iso = isolated_output(case, qir_text, ir, node, x_float)
         check_stats(t, f"{label}: isolated", layer["isolated"], ref, dequantize(iso, node))
-    # The first layer reads the model's input: its two errors are the same.
-    first = rep["layers"][0]
-    t.record(f"{name}: first layer isolated == propagated", first["isolated"] == first["propagated"])
+    # A layer that reads the model's input has the same two errors.
+    for layer, node in zip(rep["layers"], qnodes):
+        if strip_q(node["operands"][0][1]) == "x":
+            t.record(f"{name}/{layer['name']}: on the model input, isolated == propagated",
+                     layer["isolated"] == layer["propagated"])
 
     # Sizes: every constant, from the weights files.
-    f32_bytes = sum(v.nbytes for v in q8test.read_safetensors(case.path("mlp.safetensors")).values())
+    f32_bytes = sum(v.nbytes for v in q8test.read_safetensors(mod.weights).values())
     int8_bytes = sum(v.nbytes for v in consts.values())
     size = rep["size"]
     t.record(f"{name}: size", size["f32_bytes"] == f32_bytes and size["int8_bytes"] == int8_bytes
@@ -227,7 +267,7 @@ def check_model(t, q8c, d, name, args):
     widths = {len(l) for l in rows + [l for l in lines if l.startswith("layer ")]}
     t.record(f"{name}: text rows aligned", len(widths) == 1, f"line lengths {sorted(widths)}")
     t.record(f"{name}: text header", bool(lines) and lines[0] ==
-             f"q8c report: {NSAMPLES} samples from {calib}", lines[0] if lines else "(empty)")
+             f"q8c report: {mod.nsamples} samples from {calib}", lines[0] if lines else "(empty)")
     want_size = f"model size: f32 {f32_bytes / 1024:.1f} KiB, int8 {int8_bytes / 1024:.1f} KiB"
     t.record(f"{name}: text size line", any(l.startswith(want_size) for l in lines),
              f"want '{want_size}...' in {lines[-1:]}")
@@ -267,13 +307,13 @@ def check_exact(t, q8c, d):
              row[0] if row else text)
 
 
-def check_escapes(t, q8c, d):
+def check_escapes(t, q8c, d, mod):
     """A calibration path with a quote, a backslash and non-ASCII letters
     comes back unchanged through JSON."""
     calib = os.path.join(d, 'cal"ib\\\u00e9t\u00e9.npy')
-    np.save(calib, np.load(os.path.join(d, "calib.npy"))[:20])
+    np.save(calib, np.load(mod.calib)[:20])
     try:
-        rep = json.loads(q8test.run(q8c, os.path.join(d, "model.ir"), "--calib", calib,
+        rep = json.loads(q8test.run(q8c, mod.ir, "--calib", calib,
                                     "--report=json", "-o", os.path.join(d, "q_esc.ir")).stdout)
         t.record("escapes: calib path round-trips", rep["calib"] == calib and rep["samples"] == 20,
                  rep["calib"])
@@ -281,12 +321,12 @@ def check_escapes(t, q8c, d):
         t.record("escapes: calib path round-trips", False, str(e))
 
 
-def check_bad_samples(t, q8c, d):
+def check_bad_samples(t, q8c, d, mod):
     """Samples of the wrong width: the report fails with a message (with
     --dynamic no calibration reads them first)."""
     bad = os.path.join(d, "bad.npy")
     np.save(bad, np.zeros((4, 7), F32))
-    proc = q8test.run(q8c, os.path.join(d, "model.ir"), "--calib", bad, "--dynamic",
+    proc = q8test.run(q8c, mod.ir, "--calib", bad, "--dynamic",
                       "--report=json", "-o", os.path.join(d, "q_bad.ir"), check=False)
     t.record("bad samples: exit 1 with a message",
              proc.returncode == 1 and "bad.npy" in proc.stderr and proc.stdout == "",
@@ -304,21 +344,26 @@ def main():
     for i in range(3):
         w, b = q8test.pytorch_linear(rng, SIZES[i], SIZES[i + 1])
         tensors[f"fc{i + 1}.weight"], tensors[f"fc{i + 1}.bias"] = w, b
-    q8test.write_safetensors(os.path.join(d, "mlp.safetensors"), tensors)
-    with open(os.path.join(d, "model.ir"), "w") as f:
-        f.write(MODEL)
-    with open(os.path.join(d, "probe.ir"), "w") as f:
-        f.write(with_outputs(MODEL, FLOAT_VALUES[1:]))
-    np.save(os.path.join(d, "calib.npy"), rng.standard_normal((NSAMPLES, SIZES[0])).astype(F32))
+    mlp = Model(d, "mlp", MODEL, tensors, FLOAT_VALUES,
+                rng.standard_normal((NSAMPLES, SIZES[0])).astype(F32))
+    w1, b1 = q8test.pytorch_linear(rng, 24, 40)
+    w2, _ = q8test.pytorch_linear(rng, 24, 16)
+    w3, _ = q8test.pytorch_linear(rng, 40, 6)
+    branches = Model(d, "branches", BRANCHES,
+                     {"w1": w1, "b1": b1, "w2": w2.T.copy(), "w3": w3,
+                      "g": rng.uniform(0.5, 1.5, 40).astype(F32),
+                      "beta": rng.uniform(-0.1, 0.1, 40).astype(F32)},
+                     BRANCH_VALUES, rng.standard_normal((100, 24)).astype(F32))
 
     t = q8test.Tally()
-    check_model(t, q8c, d, "default", [])
-    check_model(t, q8c, d, "s8-sym", ["--activations=s8-sym", "--calib-batch", "7"])
-    check_model(t, q8c, d, "dynamic", ["--dynamic"])
-    check_model(t, q8c, d, "stop-after-quantize", ["--stop-after=quantize"])
+    check_model(t, q8c, d, mlp, "default", [])
+    check_model(t, q8c, d, mlp, "s8-sym", ["--activations=s8-sym", "--calib-batch", "7"])
+    check_model(t, q8c, d, mlp, "dynamic", ["--dynamic"])
+    check_model(t, q8c, d, mlp, "stop-after-quantize", ["--stop-after=quantize"])
+    check_model(t, q8c, d, branches, "branches", [])
     check_exact(t, q8c, d)
-    check_escapes(t, q8c, d)
-    check_bad_samples(t, q8c, d)
+    check_escapes(t, q8c, d, mlp)
+    check_bad_samples(t, q8c, d, mlp)
     return t.finish()
 
 

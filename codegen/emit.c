@@ -1,0 +1,262 @@
+/* emit.c: from the LLVM module to files: LLVM IR, assembly, an object file,
+ * a self-contained shared library, or a C header declaring the model's entry
+ * points.
+ *
+ * The shared library is the object linked with the system C compiler driver
+ * (`cc -shared`, or $CC) against libq8support.a, the reference ops the model
+ * calls for layers without a generated kernel; so a model .so needs nothing
+ * but libc and libm. The support library is found through $Q8_SUPPORT_LIB,
+ * beside the q8c executable, or in the build tree q8c was built in. */
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include "codegen.h"
+
+extern char **environ;
+
+static void init_llvm_targets(void) {
+  LLVMInitializeX86TargetInfo();
+  LLVMInitializeX86Target();
+  LLVMInitializeX86TargetMC();
+  LLVMInitializeX86AsmPrinter();
+}
+
+static const char *triple_for(const CgOptions *o) {
+  (void)o;
+  return "x86_64-pc-linux-gnu";
+}
+
+/* A target machine for the module: baseline CPU, position-independent code;
+ * each function carries its variant's features itself. */
+static LLVMTargetMachineRef target_machine(IrModule *m, const CgOptions *o) {
+  init_llvm_targets();
+  LLVMTargetRef target;
+  char *msg = NULL;
+  const char *triple = triple_for(o);
+  if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
+    ir_error(&m->diag, (IrLoc){0}, "codegen: no LLVM target for %s: %s", triple, msg);
+    LLVMDisposeMessage(msg);
+    return NULL;
+  }
+  LLVMCodeGenOptLevel level = o->opt_level <= 0   ? LLVMCodeGenLevelNone
+                              : o->opt_level == 1 ? LLVMCodeGenLevelLess
+                              : o->opt_level == 2 ? LLVMCodeGenLevelDefault
+                                                  : LLVMCodeGenLevelAggressive;
+  return LLVMCreateTargetMachine(target, triple, "x86-64", "", level, LLVMRelocPIC,
+                                 LLVMCodeModelDefault);
+}
+
+/* Run LLVM's standard optimisation pipeline at -O<level>. */
+static bool optimize(IrModule *m, LLVMModuleRef mod, LLVMTargetMachineRef tm, int level) {
+  char passes[32];
+  snprintf(passes, sizeof passes, "default<O%d>", level < 0 ? 0 : level > 3 ? 3 : level);
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(mod, passes, tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  if (e) {
+    char *msg = LLVMGetErrorMessage(e);
+    ir_error(&m->diag, (IrLoc){0}, "codegen: optimisation failed: %s", msg);
+    LLVMDisposeErrorMessage(msg);
+    return false;
+  }
+  return true;
+}
+
+/* Build and optimise the module for `m`; the caller disposes of both. */
+static LLVMModuleRef compile(IrModule *m, const CgOptions *o, LLVMContextRef ctx,
+                             LLVMTargetMachineRef *tm_out) {
+  LLVMTargetMachineRef tm = target_machine(m, o);
+  if (!tm)
+    return NULL;
+  LLVMModuleRef mod = cg_build_module(m, ctx, o);
+  if (!mod || !optimize(m, mod, tm, o->opt_level)) {
+    if (mod)
+      LLVMDisposeModule(mod);
+    LLVMDisposeTargetMachine(tm);
+    return NULL;
+  }
+  LLVMSetTarget(mod, triple_for(o));
+  LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
+  LLVMSetModuleDataLayout(mod, dl);
+  LLVMDisposeTargetData(dl);
+  *tm_out = tm;
+  return mod;
+}
+
+static bool emit_machine_code(IrModule *m, LLVMTargetMachineRef tm, LLVMModuleRef mod,
+                              LLVMCodeGenFileType kind, const char *path) {
+  char *msg = NULL;
+  if (LLVMTargetMachineEmitToFile(tm, mod, path, kind, &msg)) {
+    ir_error(&m->diag, (IrLoc){0}, "codegen: cannot write %s: %s", path, msg);
+    LLVMDisposeMessage(msg);
+    return false;
+  }
+  return true;
+}
+
+/* ---- linking ---- */
+
+static bool file_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static const char *support_lib(char *buf, size_t size) {
+  const char *env = getenv("Q8_SUPPORT_LIB");
+  if (env && *env)
+    return env;
+  ssize_t n = readlink("/proc/self/exe", buf, size - 32);
+  if (n > 0) {
+    buf[n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (slash) {
+      strcpy(slash + 1, "libq8support.a");
+      if (file_exists(buf))
+        return buf;
+    }
+  }
+#ifdef Q8_SUPPORT_LIB_BUILD
+  if (file_exists(Q8_SUPPORT_LIB_BUILD))
+    return Q8_SUPPORT_LIB_BUILD;
+#endif
+  return NULL;
+}
+
+/* Run argv, its output going to our stderr; the exit status, or -1 with
+ * errno when it could not be started. */
+static int run_command(char *const argv[]) {
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+  if (rc != 0) {
+    errno = rc;
+    return -1;
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR)
+      return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static bool link_shared(IrModule *m, const char *obj, const char *out) {
+  char buf[4096];
+  const char *support = support_lib(buf, sizeof buf);
+  if (!support)
+    return ir_error(&m->diag, (IrLoc){0},
+                    "cannot find libq8support.a to link %s: set Q8_SUPPORT_LIB to its path", out);
+  const char *cc = getenv("CC");
+  if (!cc || !*cc)
+    cc = "cc";
+  char *argv[] = {(char *)cc, "-shared", "-o", (char *)out, (char *)obj, (char *)support,
+                  "-lm",      NULL};
+  int rc = run_command(argv);
+  if (rc < 0)
+    return ir_error(&m->diag, (IrLoc){0},
+                    "cannot run the C compiler '%s' to link %s: %s (install gcc, or set CC)", cc,
+                    out, strerror(errno));
+  if (rc != 0)
+    return ir_error(&m->diag, (IrLoc){0}, "linking %s with '%s -shared' failed (exit status %d)",
+                    out, cc, rc);
+  return true;
+}
+
+/* ---- the C header ---- */
+
+static bool write_header(IrModule *m, const CgOptions *o, const char *path) {
+  char prefix[128];
+  size_t n = 0;
+  for (const char *s = m->name; *s && n + 1 < sizeof prefix; s++)
+    prefix[n++] = (char)((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+                                 (*s >= '0' && *s <= '9')
+                             ? *s
+                             : '_');
+  prefix[n] = '\0';
+  FILE *f = fopen(path, "w");
+  if (!f)
+    return ir_error(&m->diag, (IrLoc){0}, "cannot write %s: %s", path, strerror(errno));
+  fprintf(f, "/* %s: the entry points of model '%s', compiled by q8c %s.\n", path, m->name,
+          Q8_VERSION);
+  fprintf(f, " *\n * Link the model's .so and call one entry point with the inputs and outputs\n"
+             " * below (dense, row-major) and a scratch buffer of %s_SCRATCH_BYTES bytes\n"
+             " * aligned to 64; pass NULL for threads to run on the calling thread. Use the\n"
+             " * entry point of a variant this CPU supports (or load the model with libq8rt,\n"
+             " * which checks and chooses for you). */\n",
+          prefix);
+  fprintf(f, "#ifndef Q8_MODEL_%s_H\n#define Q8_MODEL_%s_H\n\n#include <q8model.h>\n\n", prefix,
+          prefix);
+  for (int i = 0; i < m->ninputs + m->noutputs; i++) {
+    const IrValue *v = i < m->ninputs ? m->inputs[i] : m->outputs[i - m->ninputs];
+    char t[128];
+    IrType bound = ir_type_bind(&v->type, o->batch > 0 ? o->batch : 1);
+    fprintf(f, "/* %s %d: %%%s : %s */\n", i < m->ninputs ? "input" : "output",
+            i < m->ninputs ? i : i - m->ninputs, v->name, ir_type_str(&bound, t, sizeof t));
+  }
+  fprintf(f, "\nextern const q8_model_desc q8_model;\n");
+  fprintf(f, "#define %s_SCRATCH_BYTES (q8_model.scratch_bytes)\n\n", prefix);
+  for (int i = 0; i < o->nisas; i++)
+    fprintf(f,
+            "/* needs: %s */\nint %s_run_%s(const q8_threads *threads, const void *const *inputs,\n"
+            "    void *const *outputs, void *scratch);\n",
+            cg_isa_info[o->isas[i]].features[0] ? cg_isa_info[o->isas[i]].features : "x86-64",
+            prefix, cg_isa_info[o->isas[i]].name);
+  fprintf(f, "\n#endif\n");
+  if (fclose(f) != 0)
+    return ir_error(&m->diag, (IrLoc){0}, "cannot write %s: %s", path, strerror(errno));
+  return true;
+}
+
+LLVMModuleRef cg_build_optimized(IrModule *m, const CgOptions *o, LLVMContextRef ctx) {
+  LLVMTargetMachineRef tm = NULL;
+  LLVMModuleRef mod = compile(m, o, ctx, &tm);
+  if (tm)
+    LLVMDisposeTargetMachine(tm);
+  return mod;
+}
+
+bool cg_compile_to_file(IrModule *m, const CgOptions *o, CgEmit emit, const char *path) {
+  if (emit == CG_EMIT_HEADER)
+    return write_header(m, o, path);
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMTargetMachineRef tm = NULL;
+  LLVMModuleRef mod = compile(m, o, ctx, &tm);
+  bool ok = mod != NULL;
+  if (ok && emit == CG_EMIT_LLVM) {
+    char *msg = NULL;
+    if (LLVMPrintModuleToFile(mod, path, &msg)) {
+      ok = ir_error(&m->diag, (IrLoc){0}, "cannot write %s: %s", path, msg);
+      LLVMDisposeMessage(msg);
+    }
+  } else if (ok && emit == CG_EMIT_ASM) {
+    ok = emit_machine_code(m, tm, mod, LLVMAssemblyFile, path);
+  } else if (ok && emit == CG_EMIT_OBJ) {
+    ok = emit_machine_code(m, tm, mod, LLVMObjectFile, path);
+  } else if (ok && emit == CG_EMIT_SO) {
+    /* No suffix: the C compiler driver takes such a file as an object. */
+    char obj[4096];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(obj, sizeof obj, "%s/q8c-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(obj);
+    if (fd < 0) {
+      ok = ir_error(&m->diag, (IrLoc){0}, "cannot create a temporary file: %s", strerror(errno));
+    } else {
+      close(fd);
+      ok = emit_machine_code(m, tm, mod, LLVMObjectFile, obj) && link_shared(m, obj, path);
+      unlink(obj);
+    }
+  }
+  if (mod)
+    LLVMDisposeModule(mod);
+  if (tm)
+    LLVMDisposeTargetMachine(tm);
+  LLVMContextDispose(ctx);
+  return ok;
+}

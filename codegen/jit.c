@@ -1,0 +1,120 @@
+/* jit.c: compiling a model in memory with LLVM ORC (LLJIT), for
+ * applications that go from IR text to running code without writing a file.
+ *
+ * The module is the same one emit.c writes to a .so. The reference ops it
+ * calls are bound to this library's own copies by address (the JIT need not
+ * find them among the process's exported symbols), and libc/libm functions
+ * (memcpy, erf, exp) come from the process. Each compilation has its own
+ * LLJIT instance and LLVM context, so threads may compile at the same time. */
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <stdlib.h>
+
+#include "../ir/refops.h"
+#include "codegen.h"
+
+struct CgJit {
+  LLVMOrcLLJITRef jit;
+};
+
+static bool orc_error(IrModule *m, const char *what, LLVMErrorRef e) {
+  char *msg = LLVMGetErrorMessage(e);
+  ir_error(&m->diag, (IrLoc){0}, "jit: %s: %s", what, msg);
+  LLVMDisposeErrorMessage(msg);
+  return false;
+}
+
+/* The reference ops a compiled model may call, by name and address. */
+static const struct {
+  const char *name;
+  void (*fn)(void);
+} refops[] = {
+#define REF(f) {#f, (void (*)(void))f}
+    REF(q8_ref_linear),   REF(q8_ref_matmul),     REF(q8_ref_add),        REF(q8_ref_mul),
+    REF(q8_ref_relu),     REF(q8_ref_gelu),       REF(q8_ref_softmax),    REF(q8_ref_layernorm),
+    REF(q8_ref_transpose), REF(q8_ref_quantize),  REF(q8_ref_dequantize), REF(q8_ref_qgemm),
+    REF(q8_ref_qlinear_dyn),
+#undef REF
+};
+
+static bool define_refops(IrModule *m, LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd) {
+  enum { N = sizeof refops / sizeof refops[0] };
+  LLVMOrcCSymbolMapPair pairs[N];
+  for (int i = 0; i < N; i++) {
+    pairs[i].Name = LLVMOrcLLJITMangleAndIntern(jit, refops[i].name);
+    pairs[i].Sym.Address = (LLVMOrcExecutorAddress)(uintptr_t)refops[i].fn;
+    pairs[i].Sym.Flags.GenericFlags = LLVMJITSymbolGenericFlagsExported |
+                                      LLVMJITSymbolGenericFlagsCallable;
+    pairs[i].Sym.Flags.TargetFlags = 0;
+  }
+  LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(pairs, N);
+  LLVMErrorRef e = LLVMOrcJITDylibDefine(jd, mu);
+  return e ? orc_error(m, "defining the reference ops", e) : true;
+}
+
+CgJit *cg_jit_compile(IrModule *m, const CgOptions *o, const q8_model_desc **desc) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  CgJit *cj = calloc(1, sizeof *cj);
+  if (!cj) {
+    ir_error(&m->diag, (IrLoc){0}, "jit: out of memory");
+    return NULL;
+  }
+  LLVMErrorRef e = LLVMOrcCreateLLJIT(&cj->jit, NULL);
+  if (e) {
+    orc_error(m, "cannot create LLJIT", e);
+    free(cj);
+    return NULL;
+  }
+  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(cj->jit);
+  LLVMOrcDefinitionGeneratorRef gen;
+  e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+      &gen, LLVMOrcLLJITGetGlobalPrefix(cj->jit), NULL, NULL);
+  if (e) {
+    orc_error(m, "cannot search the process for symbols", e);
+    cg_jit_free(cj);
+    return NULL;
+  }
+  LLVMOrcJITDylibAddGenerator(jd, gen);
+  if (!define_refops(m, cj->jit, jd)) {
+    cg_jit_free(cj);
+    return NULL;
+  }
+
+  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+  LLVMModuleRef mod = cg_build_optimized(m, o, LLVMOrcThreadSafeContextGetContext(tsc));
+  if (!mod) {
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    cg_jit_free(cj);
+    return NULL;
+  }
+  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
+  LLVMOrcDisposeThreadSafeContext(tsc); /* the module holds its own reference */
+  e = LLVMOrcLLJITAddLLVMIRModule(cj->jit, jd, tsm);
+  if (e) {
+    LLVMOrcDisposeThreadSafeModule(tsm);
+    orc_error(m, "cannot add the module", e);
+    cg_jit_free(cj);
+    return NULL;
+  }
+  LLVMOrcExecutorAddress addr = 0;
+  e = LLVMOrcLLJITLookup(cj->jit, &addr, "q8_model");
+  if (e) {
+    orc_error(m, "cannot compile the model", e);
+    cg_jit_free(cj);
+    return NULL;
+  }
+  *desc = (const q8_model_desc *)(uintptr_t)addr;
+  return cj;
+}
+
+void cg_jit_free(CgJit *cj) {
+  if (!cj)
+    return;
+  if (cj->jit) {
+    LLVMErrorRef e = LLVMOrcDisposeLLJIT(cj->jit);
+    if (e)
+      LLVMConsumeError(e);
+  }
+  free(cj);
+}

@@ -1,0 +1,679 @@
+/* x86/qgemm.c: the int8 GEMM kernels, y[m, n] = requant(bias[n] + sum_k
+ * x[m, k] * wq[n, k]), emitted as LLVM IR specialised to one layer's shapes.
+ *
+ * M, K and N are constants, so every loop bound, stride and tail is known
+ * here; the kernel is a task function `void NAME(CgGemmArgs *args, int64_t
+ * task)` around a few "tile" functions. A tile computes MR rows by NRV
+ * vectors of nr channels (pack.c's nr) over the whole of K, keeping the
+ * MR x NRV accumulators in registers, then requantizes them in registers and
+ * stores the bytes (or floats). The names follow XNNPACK: a 6x64c4 avx512vnni
+ * tile is 6 rows by 64 channels (4 zmm) with K interleaved by 4.
+ *
+ * How one K group (4 input bytes of a row, 4 weights of each of nr channels)
+ * is multiplied, per ISA:
+ *
+ *   avx512vnni  vpbroadcastd x; vpdpbusd zmm (llvm.x86.avx512.vpdpbusd.512)
+ *   avxvnni     vpbroadcastd x; {vex} vpdpbusd ymm (llvm.x86.avx512.vpdpbusd.256
+ *               under +avxvnni)
+ *   avx2        when no pair can saturate (cg_pairs_can_saturate):
+ *               vpmaddubsw (two u8*s8 products into i16), vpmaddwd by ones
+ *               (into i32), vpaddd
+ *               else: vpmovsxbw the weights, vpmovzxbw/vpmovsxbw x, vpmaddwd
+ *               (pairs of i16 products into i32, exact), vpaddd; the two pair
+ *               lanes of each channel are added after the K loop
+ *   generic     the widened pairs form at 128 bits: SSE2 pmaddwd
+ *               (llvm.x86.sse2.pmadd.wd; SSE2 is baseline x86-64)
+ *
+ * vpdpbusd and vpmaddubsw take x unsigned: an i8 input is multiplied as
+ * x ^ 0x80 = x + 128, and -128 * sum_k wq[n, k] is folded into the bias here.
+ *
+ * Tile choice: NRV as large as the register file allows a good tile (4 zmm,
+ * 2 ymm, 1 for the widened AVX2 form and SSE2), spread evenly over N; then
+ * MR as large as the registers left allow (up to 8), spread evenly over M.
+ * When MR x NRV x parts gives fewer than 8 independent accumulator chains
+ * (vpdpbusd has 4 cycles of latency and may issue twice a cycle), K is split
+ * into KS sets of accumulators (group g feeds set g % KS) added after the
+ * loop. So for large layers: 6x64c4 avx512vnni (24 zmm accumulators, 4
+ * weight vectors, 1-2 broadcasts: 30 of 32 registers), 6x16c4 avxvnni,
+ * 5x16c4 avx2 (vpmaddubsw) or 6x8c4 avx2 (widened), 4x4c4 generic; for
+ * M = 1: 1x64c4 avx512vnni with KS = 2, 1x16c4 avxvnni with KS = 4. The
+ * budgets were checked on the assembly: no spill in any K loop.
+ *
+ * Edges: K is padded to groups of 4 with zero weights, so the tail reads 4
+ * bytes of x (rows are x_stride bytes apart, a multiple of 4: the padding is
+ * readable) and the garbage meets zeros. The last channel block may have
+ * fewer vectors and its last vector fewer valid channels: it is a tile of its
+ * own that computes whole vectors and stores the valid channels only. The
+ * last rows are a tile with fewer rows.
+ *
+ * Tasks split the channel blocks (and, for large M, the row tiles) into
+ * contiguous ranges of at least ~2M multiply-adds each (~5 us, well above a
+ * ~1 us thread hand-off), at most 64 tasks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../codegen.h"
+
+/* How a K group is multiplied (see the table above). PAIRS is both the
+ * widened AVX2 form (256 bits) and the generic one (128 bits). */
+typedef enum { FORM_VNNI, FORM_MADDUBS, FORM_PAIRS } Form;
+
+enum {
+  MAX_MR = 8,
+  MAX_NRV = 4,
+  MAX_KS = 4,
+  MAX_PARTS = 2,
+  MIN_CHAINS = 8,           /* independent accumulators that hide the latency */
+  MAX_TASKS = 64,
+};
+static const int64_t min_task_macs = (int64_t)1 << 21;
+
+typedef struct {
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  const CgGemm *g;
+  CgIsa isa;
+  Form form;
+  bool flip;         /* i8 x multiplied as x ^ 0x80 (bias corrected) */
+  bool x_signed;     /* PAIRS: x sign-extended (i8) rather than zero-extended */
+  int nr;            /* channels per vector */
+  int parts;         /* accumulator vectors per row and channel vector */
+  unsigned lanes16;  /* PAIRS: i16 lanes of one pmaddwd (8 SSE2, 16 AVX2) */
+  int64_t kg;        /* groups of 4 along K */
+  int64_t nvec;      /* vectors of nr channels, ceil(N / nr) */
+  int64_t ysize;     /* bytes per output element */
+  /* the tile */
+  int mr, nrv, ks, unroll;
+  int64_t mtiles, nblocks;
+  LLVMTypeRef i8, i16, i32, i64, f32, ptr, vd;
+  LLVMTypeRef acc_ty; /* one accumulator vector */
+  LLVMValueRef w, bias, mult; /* constant globals */
+} Gemm;
+
+/* ---- small IR helpers ---- */
+
+static LLVMValueRef i32c(Gemm *e, int64_t v) { return LLVMConstInt(e->i32, (uint64_t)v, 1); }
+static LLVMValueRef i64c(Gemm *e, int64_t v) { return LLVMConstInt(e->i64, (uint64_t)v, 1); }
+
+static LLVMValueRef splat(LLVMValueRef c, unsigned n) {
+  LLVMValueRef v[64];
+  for (unsigned i = 0; i < n; i++)
+    v[i] = c;
+  return LLVMConstVector(v, n);
+}
+
+/* A constant shuffle mask. */
+static LLVMValueRef mask(Gemm *e, const int *idx, unsigned n) {
+  LLVMValueRef v[64];
+  for (unsigned i = 0; i < n; i++)
+    v[i] = i32c(e, idx[i]);
+  return LLVMConstVector(v, n);
+}
+
+static LLVMValueRef shuffle(Gemm *e, LLVMValueRef a, LLVMValueRef b, const int *idx, unsigned n) {
+  return LLVMBuildShuffleVector(e->b, a, b ? b : LLVMGetUndef(LLVMTypeOf(a)), mask(e, idx, n), "");
+}
+
+static LLVMValueRef intrinsic(Gemm *e, const char *name, LLVMTypeRef *over, size_t nover,
+                              LLVMValueRef *args, unsigned nargs) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  if (!id)
+    q8_die("LLVM has no intrinsic %s", name);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->mod, id, over, nover);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(e->ctx, id, over, nover);
+  return LLVMBuildCall2(e->b, fty, fn, args, nargs, "");
+}
+
+/* base + g * scale + off bytes, g an i64 value. */
+static LLVMValueRef at(Gemm *e, LLVMValueRef base, LLVMValueRef g, int64_t scale, int64_t off) {
+  LLVMValueRef o = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, g, i64c(e, scale), ""), i64c(e, off), "");
+  return LLVMBuildGEP2(e->b, e->i8, base, &o, 1, "");
+}
+
+static LLVMValueRef load(Gemm *e, LLVMTypeRef t, LLVMValueRef p, unsigned align) {
+  LLVMValueRef v = LLVMBuildLoad2(e->b, t, p, "");
+  LLVMSetAlignment(v, align);
+  return v;
+}
+
+static LLVMValueRef private_const(Gemm *e, const char *suffix, LLVMValueRef init) {
+  char name[512];
+  snprintf(name, sizeof name, "%s.%s", e->g->name, suffix);
+  LLVMValueRef gv = LLVMAddGlobal(e->mod, LLVMTypeOf(init), name);
+  LLVMSetInitializer(gv, init);
+  LLVMSetGlobalConstant(gv, 1);
+  LLVMSetLinkage(gv, LLVMPrivateLinkage);
+  LLVMSetUnnamedAddress(gv, LLVMGlobalUnnamedAddr);
+  LLVMSetAlignment(gv, 64);
+  return gv;
+}
+
+/* ---- choosing the form and the tile ---- */
+
+static Form choose_form(const CgGemm *g, CgIsa isa, bool *flip) {
+  bool i8 = g->x_dtype == IR_I8;
+  switch (isa) {
+  case CG_ISA_AVX512VNNI:
+  case CG_ISA_AVXVNNI:
+    *flip = i8;
+    return FORM_VNNI;
+  case CG_ISA_AVX2: {
+    /* vpmaddubsw sees x as unsigned bytes: x + 128 for i8. */
+    int32_t lo = g->x_min, hi = g->x_max;
+    if (lo > hi)
+      ir_qbounds(g->x_dtype, &lo, &hi);
+    if (i8) {
+      lo += 128;
+      hi += 128;
+    }
+    if (!cg_pairs_can_saturate(g->wq, g->n, g->k, lo, hi)) {
+      *flip = i8;
+      return FORM_MADDUBS;
+    }
+    *flip = false;
+    return FORM_PAIRS;
+  }
+  default:
+    *flip = false;
+    return FORM_PAIRS;
+  }
+}
+
+/* Vector registers a tile of mr x nrv needs besides its accumulators: the
+ * weights of one K group, the broadcast x and temporaries. */
+static int fixed_regs(const Gemm *e, int nrv) {
+  switch (e->form) {
+  case FORM_VNNI:
+    return nrv + 2;
+  case FORM_MADDUBS:
+    return nrv + 3; /* x, ones, the i16 product */
+  case FORM_PAIRS:
+    /* Two widened weight parts per vector, x, a product. SSE2's two-operand
+     * pmaddwd also copies x, and LLVM spilled in the loop with 5 rows of
+     * SSE2 accumulators, not with 4: leave it more room. */
+    return 2 * nrv + (e->isa == CG_ISA_GENERIC ? 5 : 2);
+  }
+  q8_unreachable();
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+static void choose_tile(Gemm *e) {
+  const CgGemm *g = e->g;
+  int regs = e->isa == CG_ISA_AVX512VNNI ? 32 : 16;
+  int nrv_max = e->form == FORM_VNNI ? (e->isa == CG_ISA_AVX512VNNI ? 4 : 2)
+                : e->form == FORM_MADDUBS ? 2
+                                          : 1;
+  /* Channel vectors per block, spread evenly: 5 vectors are 3 + 2, not 4 + 1. */
+  int64_t nrv = e->nvec < nrv_max ? e->nvec : nrv_max;
+  e->nblocks = ceil_div(e->nvec, nrv);
+  e->nrv = (int)ceil_div(e->nvec, e->nblocks);
+  /* Rows: as many as the registers left hold, spread evenly over M. */
+  int per_row = e->nrv * e->parts;
+  int mr = (regs - fixed_regs(e, e->nrv)) / per_row;
+  mr = mr < 1 ? 1 : mr > MAX_MR ? MAX_MR : mr;
+  if (mr > g->m)
+    mr = (int)g->m;
+  e->mtiles = ceil_div(g->m, mr);
+  e->mr = (int)ceil_div(g->m, e->mtiles);
+  /* Split K when the tile has too few independent chains. */
+  int chains = e->mr * e->nrv * e->parts;
+  e->ks = 1;
+  while (e->ks < MAX_KS && chains * e->ks < MIN_CHAINS &&
+         (e->ks + 1) * per_row * e->mr + fixed_regs(e, e->nrv) <= regs)
+    e->ks++;
+  e->unroll = e->ks > 1 ? e->ks : 2;
+}
+
+/* ---- one K group ---- */
+
+/* The weights of K group g of one channel vector (wv: the vector's stream). */
+static void load_weights(Gemm *e, LLVMValueRef wv, LLVMValueRef g, LLVMValueRef out[MAX_PARTS]) {
+  int64_t bytes = e->nr * 4;
+  switch (e->form) {
+  case FORM_VNNI:
+    out[0] = load(e, LLVMVectorType(e->i32, (unsigned)e->nr), at(e, wv, g, bytes, 0),
+                  (unsigned)bytes);
+    break;
+  case FORM_MADDUBS:
+    out[0] = load(e, LLVMVectorType(e->i8, 32), at(e, wv, g, bytes, 0), 32);
+    break;
+  case FORM_PAIRS:
+    /* lanes16 bytes (lanes16 / 4 channels x 4 K) per part, widened to i16. */
+    for (int p = 0; p < e->parts; p++) {
+      LLVMValueRef v = load(e, LLVMVectorType(e->i8, e->lanes16),
+                            at(e, wv, g, bytes, e->lanes16 * p), e->lanes16);
+      out[p] = LLVMBuildSExt(e->b, v, LLVMVectorType(e->i16, e->lanes16), "");
+    }
+    break;
+  }
+}
+
+/* The 4 bytes of K group g of one row, broadcast as the form wants them. */
+static LLVMValueRef load_x(Gemm *e, LLVMValueRef xr, LLVMValueRef g) {
+  LLVMValueRef x4 = load(e, e->i32, at(e, xr, g, 4, 0), 1);
+  if (e->form == FORM_VNNI || e->form == FORM_MADDUBS) {
+    unsigned lanes = e->form == FORM_VNNI ? (unsigned)e->nr : 8;
+    LLVMTypeRef vt = LLVMVectorType(e->i32, lanes);
+    LLVMValueRef v = LLVMBuildInsertElement(e->b, LLVMGetUndef(vt), x4, i32c(e, 0), "");
+    int zeros[16] = {0};
+    v = shuffle(e, v, NULL, zeros, lanes);
+    if (e->flip) /* i8 -> u8: x + 128 */
+      v = LLVMBuildXor(e->b, v, splat(i32c(e, (int32_t)0x80808080u), lanes), "");
+    return e->form == FORM_MADDUBS ? LLVMBuildBitCast(e->b, v, LLVMVectorType(e->i8, 32), "")
+                                   : v;
+  }
+  /* Pairs: x0 x1 x2 x3 as i16, repeated for the 4 channels of a part. */
+  LLVMValueRef b4 = LLVMBuildBitCast(e->b, x4, LLVMVectorType(e->i8, 4), "");
+  LLVMTypeRef w4 = LLVMVectorType(e->i16, 4);
+  b4 = e->x_signed ? LLVMBuildSExt(e->b, b4, w4, "") : LLVMBuildZExt(e->b, b4, w4, "");
+  static const int rep[16] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3};
+  return shuffle(e, b4, NULL, rep, e->lanes16);
+}
+
+/* acc + the products of x and the weights (one part). */
+static LLVMValueRef mac(Gemm *e, LLVMValueRef acc, LLVMValueRef x, LLVMValueRef w) {
+  switch (e->form) {
+  case FORM_VNNI: {
+    const char *name =
+        e->nr == 16 ? "llvm.x86.avx512.vpdpbusd.512" : "llvm.x86.avx512.vpdpbusd.256";
+    return intrinsic(e, name, NULL, 0, (LLVMValueRef[]){acc, x, w}, 3);
+  }
+  case FORM_MADDUBS: {
+    LLVMValueRef p16 = intrinsic(e, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, (LLVMValueRef[]){x, w}, 2);
+    LLVMValueRef ones = splat(LLVMConstInt(e->i16, 1, 0), 16);
+    LLVMValueRef p32 = intrinsic(e, "llvm.x86.avx2.pmadd.wd", NULL, 0, (LLVMValueRef[]){p16, ones}, 2);
+    return LLVMBuildAdd(e->b, acc, p32, "");
+  }
+  case FORM_PAIRS: {
+    /* pmaddwd: lane i = x[2i] * w[2i] + x[2i+1] * w[2i+1], exact in i32.
+     * The generic variant uses SSE2's: plain IR (sext, mul, even/odd
+     * shuffles, add) is lowered to pmaddwd by LLVM 19 only before the
+     * accumulation is reassociated, and ran 10x slower. */
+    const char *name = e->lanes16 == 16 ? "llvm.x86.avx2.pmadd.wd" : "llvm.x86.sse2.pmadd.wd";
+    return LLVMBuildAdd(e->b, acc, intrinsic(e, name, NULL, 0, (LLVMValueRef[]){x, w}, 2), "");
+  }
+  }
+  q8_unreachable();
+}
+
+/* The accumulators of a tile: acc[set][row][vector][part]. */
+typedef LLVMValueRef Accs[MAX_KS][MAX_MR][MAX_NRV][MAX_PARTS];
+
+/* Multiply-accumulate K group g into accumulator set s. */
+static void kgroup(Gemm *e, int mr, int nrv, LLVMValueRef x, LLVMValueRef w, LLVMValueRef g,
+                   int s, Accs acc) {
+  LLVMValueRef wv[MAX_NRV][MAX_PARTS];
+  for (int v = 0; v < nrv; v++)
+    load_weights(e, at(e, w, i64c(e, v), e->kg * e->nr * 4, 0), g, wv[v]);
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef xb = load_x(e, at(e, x, i64c(e, r), e->g->x_stride, 0), g);
+    for (int v = 0; v < nrv; v++)
+      for (int p = 0; p < e->parts; p++)
+        acc[s][r][v][p] = mac(e, acc[s][r][v][p], xb, wv[v][p]);
+  }
+}
+
+/* ---- requantization ---- */
+
+/* rint, ties to even, of every lane. GENERIC (SSE2) has no rounding
+ * instruction and LLVM would call roundevenf, so there: below 2^23 in
+ * magnitude, (|v| + 2^23) - 2^23 rounds to an integer in the current (nearest
+ * even) mode, and the sign is put back; larger values are integers already. */
+static LLVMValueRef round_even(Gemm *e, LLVMValueRef v, unsigned n) {
+  LLVMTypeRef vt = LLVMVectorType(e->f32, n);
+  if (e->isa != CG_ISA_GENERIC)
+    return intrinsic(e, "llvm.roundeven", &vt, 1, &v, 1);
+  LLVMValueRef a = intrinsic(e, "llvm.fabs", &vt, 1, &v, 1);
+  LLVMValueRef big = splat(LLVMConstReal(e->f32, 8388608.0), n);
+  LLVMValueRef r = LLVMBuildFSub(e->b, LLVMBuildFAdd(e->b, a, big, ""), big, "");
+  r = intrinsic(e, "llvm.copysign", &vt, 1, (LLVMValueRef[]){r, v}, 2);
+  LLVMValueRef small = LLVMBuildFCmp(e->b, LLVMRealOLT, a, big, "");
+  return LLVMBuildSelect(e->b, small, r, v, "");
+}
+
+/* Requantize one vector of channel sums (bias included) and store its first
+ * `valid` lanes at y. */
+static void requant_store(Gemm *e, LLVMValueRef acc, LLVMValueRef mult, LLVMValueRef y,
+                          int valid) {
+  const CgGemm *g = e->g;
+  unsigned n = (unsigned)e->nr;
+  LLVMTypeRef fv = LLVMVectorType(e->f32, n);
+  LLVMValueRef zero = LLVMConstNull(fv);
+  /* f32(f32(acc) * mult): two roundings, no fused multiply-add. */
+  LLVMValueRef v = LLVMBuildFMul(e->b, LLVMBuildSIToFP(e->b, acc, fv, ""), mult, "");
+  LLVMValueRef out;
+  if (g->y_dtype == IR_F32) {
+    out = v;
+    if (g->relu) /* y > 0 ? y : +0.0 (NaN and -0.0 give +0.0) */
+      out = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOGT, v, zero, ""), v, zero, "");
+  } else {
+    /* clamp(rint(v), y_min - zp, y_max - zp) + zp, NaN -> zp. */
+    LLVMValueRef r = round_even(e, v, n);
+    LLVMValueRef lo = splat(LLVMConstReal(e->f32, (float)(g->y_min - g->y_zero_point)), n);
+    LLVMValueRef hi = splat(LLVMConstReal(e->f32, (float)(g->y_max - g->y_zero_point)), n);
+    r = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOLT, r, lo, ""), lo, r, "");
+    r = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOGT, r, hi, ""), hi, r, "");
+    r = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealUNO, r, r, ""), zero, r, "");
+    LLVMTypeRef iv = LLVMVectorType(e->i32, n);
+    LLVMValueRef q = LLVMBuildAdd(e->b, LLVMBuildFPToSI(e->b, r, iv, ""),
+                                  splat(i32c(e, g->y_zero_point), n), "");
+    out = LLVMBuildTrunc(e->b, q, LLVMVectorType(e->i8, n), ""); /* in range already */
+  }
+  if (valid < (int)n) {
+    int idx[16];
+    for (int i = 0; i < valid; i++)
+      idx[i] = i;
+    out = valid == 1 ? LLVMBuildExtractElement(e->b, out, i32c(e, 0), "")
+                     : shuffle(e, out, NULL, idx, (unsigned)valid);
+  }
+  LLVMSetAlignment(LLVMBuildStore(e->b, out, y), 1);
+}
+
+/* The channel sums of one accumulator's parts: PAIRS holds the two pair sums
+ * of channel c in lanes 2c and 2c + 1 of its parts, one after the other. */
+static LLVMValueRef channel_sums(Gemm *e, LLVMValueRef parts[MAX_PARTS]) {
+  if (e->form == FORM_VNNI || e->form == FORM_MADDUBS)
+    return parts[0];
+  static const int even[8] = {0, 2, 4, 6, 8, 10, 12, 14}, odd[8] = {1, 3, 5, 7, 9, 11, 13, 15};
+  unsigned n = (unsigned)e->nr;
+  return LLVMBuildAdd(e->b, shuffle(e, parts[0], parts[1], even, n),
+                      shuffle(e, parts[0], parts[1], odd, n), "");
+}
+
+/* ---- the tile ---- */
+
+/* void tile(x, y, w, bias, mult): mr rows from x, nrv channel vectors from the
+ * packed stream w (bias, mult at the block's first channel), the last vector
+ * with `last_valid` valid channels, into y. */
+static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
+  const CgGemm *g = e->g;
+  char name[512];
+  snprintf(name, sizeof name, "%s.%dx%dc4", g->name, mr, nrv * e->nr);
+  LLVMTypeRef pt[5] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr};
+  LLVMValueRef fn = LLVMAddFunction(e->mod, name, LLVMFunctionType(e->vd, pt, 5, 0));
+  LLVMSetLinkage(fn, LLVMPrivateLinkage);
+  cg_set_isa_attrs(fn, e->isa);
+  LLVMValueRef x = LLVMGetParam(fn, 0), y = LLVMGetParam(fn, 1), w = LLVMGetParam(fn, 2);
+  LLVMValueRef bias = LLVMGetParam(fn, 3), mult = LLVMGetParam(fn, 4);
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(e->ctx, fn, "entry");
+  LLVMPositionBuilderAtEnd(e->b, entry);
+
+  Accs acc;
+  int nacc = 0;
+  for (int s = 0; s < e->ks; s++)
+    for (int r = 0; r < mr; r++)
+      for (int v = 0; v < nrv; v++)
+        for (int p = 0; p < e->parts; p++, nacc++)
+          acc[s][r][v][p] = LLVMConstNull(e->acc_ty);
+
+  /* The K loop, `unroll` groups per trip (group u of a trip feeds set u % ks). */
+  int64_t trips = e->kg / e->unroll;
+  if (trips > 0) {
+    LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(e->ctx, fn, "k.loop");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->ctx, fn, "k.done");
+    LLVMBuildBr(e->b, loop);
+    LLVMPositionBuilderAtEnd(e->b, loop);
+    LLVMValueRef i = LLVMBuildPhi(e->b, e->i64, "k");
+    Accs phi, init;
+    memcpy(init, acc, sizeof acc);
+    for (int s = 0; s < e->ks; s++)
+      for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nrv; v++)
+          for (int p = 0; p < e->parts; p++)
+            phi[s][r][v][p] = acc[s][r][v][p] = LLVMBuildPhi(e->b, e->acc_ty, "acc");
+    for (int u = 0; u < e->unroll; u++) {
+      LLVMValueRef gi = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i, i64c(e, e->unroll), ""),
+                                     i64c(e, u), "");
+      kgroup(e, mr, nrv, x, w, gi, u % e->ks, acc);
+    }
+    LLVMValueRef next = LLVMBuildAdd(e->b, i, i64c(e, 1), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(e->b);
+    LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntEQ, next, i64c(e, trips), ""), done, loop);
+    LLVMValueRef zero = i64c(e, 0);
+    LLVMAddIncoming(i, &zero, &entry, 1);
+    LLVMAddIncoming(i, &next, &latch, 1);
+    for (int s = 0; s < e->ks; s++)
+      for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nrv; v++)
+          for (int p = 0; p < e->parts; p++) {
+            LLVMAddIncoming(phi[s][r][v][p], &init[s][r][v][p], &entry, 1);
+            LLVMAddIncoming(phi[s][r][v][p], &acc[s][r][v][p], &latch, 1);
+          }
+    LLVMPositionBuilderAtEnd(e->b, done);
+  }
+  /* The K groups left over by the unrolled loop. */
+  for (int64_t gi = trips * e->unroll; gi < e->kg; gi++)
+    kgroup(e, mr, nrv, x, w, i64c(e, gi), (int)(gi % e->unroll) % e->ks, acc);
+
+  /* Requantize: sum the K sets, combine pair lanes, add the bias. */
+  LLVMTypeRef iv = LLVMVectorType(e->i32, (unsigned)e->nr);
+  LLVMTypeRef fv = LLVMVectorType(e->f32, (unsigned)e->nr);
+  for (int v = 0; v < nrv; v++) {
+    LLVMValueRef bv = load(e, iv, at(e, bias, i64c(e, v), e->nr * 4, 0), 4);
+    LLVMValueRef mv = load(e, fv, at(e, mult, i64c(e, v), e->nr * 4, 0), 4);
+    for (int r = 0; r < mr; r++) {
+      LLVMValueRef parts[MAX_PARTS];
+      for (int p = 0; p < e->parts; p++) {
+        parts[p] = acc[0][r][v][p];
+        for (int s = 1; s < e->ks; s++)
+          parts[p] = LLVMBuildAdd(e->b, parts[p], acc[s][r][v][p], "");
+      }
+      LLVMValueRef sum = LLVMBuildAdd(e->b, channel_sums(e, parts), bv, "");
+      LLVMValueRef yp = at(e, y, i64c(e, r), g->y_stride * e->ysize, v * e->nr * e->ysize);
+      requant_store(e, sum, mv, yp, v == nrv - 1 ? last_valid : e->nr);
+    }
+  }
+  LLVMBuildRetVoid(e->b);
+  return fn;
+}
+
+/* ---- constants ---- */
+
+static void emit_constants(Gemm *e) {
+  const CgGemm *g = e->g;
+  size_t wsize = cg_packed_size(e->isa, g->n, g->k);
+  int8_t *packed = malloc(wsize);
+  if (!packed)
+    q8_die("out of memory packing %zu bytes of weights", wsize);
+  cg_pack_weights(e->isa, g->wq, g->n, g->k, packed);
+  e->w = private_const(e, "w",
+                       LLVMConstStringInContext2(e->ctx, (const char *)packed, wsize, 1));
+  free(packed);
+
+  int64_t npad = e->nvec * e->nr;
+  LLVMValueRef *bv = malloc(sizeof *bv * (size_t)npad), *mv = malloc(sizeof *mv * (size_t)npad);
+  if (!bv || !mv)
+    q8_die("out of memory");
+  for (int64_t c = 0; c < npad; c++) {
+    uint32_t b = 0;
+    float mu = 0;
+    if (c < g->n) {
+      b = (uint32_t)g->bias[c];
+      if (e->flip) { /* the kernel adds 128 * sum_k wq[c, k]: take it out (wrapping) */
+        uint32_t s = 0;
+        for (int64_t i = 0; i < g->k; i++)
+          s += (uint32_t)(int32_t)g->wq[c * g->k + i];
+        b -= 127u * s;
+      }
+      mu = g->mult[c];
+    }
+    bv[c] = LLVMConstInt(e->i32, b, 0);
+    mv[c] = LLVMConstReal(e->f32, mu);
+  }
+  e->bias = private_const(e, "bias", LLVMConstArray2(e->i32, bv, (uint64_t)npad));
+  e->mult = private_const(e, "mult", LLVMConstArray2(e->f32, mv, (uint64_t)npad));
+  free(bv);
+  free(mv);
+}
+
+/* ---- the task function ---- */
+
+static void split_tasks(Gemm *e, int64_t *n_chunks, int64_t *m_chunks) {
+  const CgGemm *g = e->g;
+  int64_t macs = g->m * g->n * g->k;
+  int64_t want = macs / min_task_macs;
+  want = want < 1 ? 1 : want > MAX_TASKS ? MAX_TASKS : want;
+  *n_chunks = want < e->nblocks ? want : e->nblocks;
+  int64_t mc = want / *n_chunks;
+  *m_chunks = mc < 1 ? 1 : mc > e->mtiles ? e->mtiles : mc;
+}
+
+/* (c * count) / chunks: the first item of chunk c of `count` split evenly. */
+static LLVMValueRef chunk_start(Gemm *e, LLVMValueRef c, int64_t count, int64_t chunks) {
+  return LLVMBuildUDiv(e->b, LLVMBuildMul(e->b, c, i64c(e, count), ""), i64c(e, chunks), "");
+}
+
+LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
+                           char *err, size_t errlen) {
+  if (strcmp(cg_isa_info[isa].arch, "x86_64") != 0) {
+    snprintf(err, errlen, "no int8 GEMM kernel for %s", cg_isa_info[isa].name);
+    return NULL;
+  }
+  if (g->m <= 0 || g->k <= 0 || g->n <= 0 || g->x_stride < g->k || g->x_stride % 4 != 0 ||
+      g->y_stride < g->n) {
+    snprintf(err, errlen, "qgemm %s: bad shape m=%lld k=%lld n=%lld x_stride=%lld y_stride=%lld",
+             g->name, (long long)g->m, (long long)g->k, (long long)g->n,
+             (long long)g->x_stride, (long long)g->y_stride);
+    return NULL;
+  }
+  if ((g->x_dtype != IR_U8 && g->x_dtype != IR_I8) ||
+      (g->y_dtype != IR_U8 && g->y_dtype != IR_I8 && g->y_dtype != IR_F32)) {
+    snprintf(err, errlen, "qgemm %s: unsupported types %s -> %s", g->name,
+             ir_dtype_name(g->x_dtype), ir_dtype_name(g->y_dtype));
+    return NULL;
+  }
+  if (LLVMGetNamedFunction(mod, g->name)) {
+    snprintf(err, errlen, "qgemm %s: a function of that name exists", g->name);
+    return NULL;
+  }
+
+  Gemm e = {.mod = mod, .ctx = LLVMGetModuleContext(mod), .g = g, .isa = isa};
+  e.b = LLVMCreateBuilderInContext(e.ctx);
+  e.i8 = LLVMInt8TypeInContext(e.ctx);
+  e.i16 = LLVMInt16TypeInContext(e.ctx);
+  e.i32 = LLVMInt32TypeInContext(e.ctx);
+  e.i64 = LLVMInt64TypeInContext(e.ctx);
+  e.f32 = LLVMFloatTypeInContext(e.ctx);
+  e.ptr = LLVMPointerTypeInContext(e.ctx, 0);
+  e.vd = LLVMVoidTypeInContext(e.ctx);
+  e.form = choose_form(g, isa, &e.flip);
+  e.x_signed = g->x_dtype == IR_I8 && !e.flip;
+  e.nr = cg_pack_nr(isa);
+  /* PAIRS: nr channels x 4 K are two pmaddwd of lanes16 = 2 * nr i16. */
+  e.lanes16 = isa == CG_ISA_GENERIC ? 8 : 16;
+  e.parts = e.form == FORM_PAIRS ? 2 : 1;
+  e.acc_ty = LLVMVectorType(e.i32, e.form == FORM_VNNI       ? (unsigned)e.nr
+                                   : e.form == FORM_MADDUBS ? 8
+                                                            : e.lanes16 / 2);
+  e.kg = ceil_div(g->k, 4);
+  e.nvec = ceil_div(g->n, e.nr);
+  e.ysize = g->y_dtype == IR_F32 ? 4 : 1;
+  choose_tile(&e);
+  emit_constants(&e);
+
+  /* The tiles: full, and the last channel block and last rows when they
+   * differ. tile[last rows][last block]. */
+  int last_nrv = (int)(e.nvec - (e.nblocks - 1) * e.nrv);
+  int last_valid = (int)(g->n - (e.nvec - 1) * e.nr);
+  int last_mr = (int)(g->m - (e.mtiles - 1) * e.mr);
+  bool n_edge = last_nrv != e.nrv || last_valid != e.nr;
+  bool m_edge = last_mr != e.mr;
+  LLVMValueRef tile[2][2] = {{NULL}};
+  for (int lm = 0; lm <= (int)m_edge; lm++)
+    for (int ln = 0; ln <= (int)n_edge; ln++)
+      tile[lm][ln] = emit_tile(&e, lm ? last_mr : e.mr, ln ? last_nrv : e.nrv,
+                               ln ? last_valid : e.nr);
+
+  int64_t n_chunks, m_chunks;
+  split_tasks(&e, &n_chunks, &m_chunks);
+  *ntasks = n_chunks * m_chunks;
+
+  LLVMTypeRef tty = LLVMFunctionType(e.vd, (LLVMTypeRef[]){e.ptr, e.i64}, 2, 0);
+  LLVMValueRef fn = LLVMAddFunction(mod, g->name, tty);
+  cg_set_isa_attrs(fn, isa);
+  LLVMValueRef args = LLVMGetParam(fn, 0), task = LLVMGetParam(fn, 1);
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(e.ctx, fn, "entry");
+  LLVMBasicBlockRef nloop = LLVMAppendBasicBlockInContext(e.ctx, fn, "n.loop");
+  LLVMBasicBlockRef mloop = LLVMAppendBasicBlockInContext(e.ctx, fn, "m.loop");
+  LLVMBasicBlockRef mnext = LLVMAppendBasicBlockInContext(e.ctx, fn, "m.next");
+  LLVMBasicBlockRef nnext = LLVMAppendBasicBlockInContext(e.ctx, fn, "n.next");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e.ctx, fn, "done");
+
+  /* This task's channel blocks [nb0, nb1) and row tiles [mt0, mt1). */
+  LLVMPositionBuilderAtEnd(e.b, entry);
+  LLVMValueRef x = load(&e, e.ptr, args, 8);
+  LLVMValueRef y = load(&e, e.ptr, at(&e, args, i64c(&e, 1), sizeof(void *), 0), 8);
+  LLVMValueRef nc = LLVMBuildURem(e.b, task, i64c(&e, n_chunks), "");
+  LLVMValueRef mc = LLVMBuildUDiv(e.b, task, i64c(&e, n_chunks), "");
+  LLVMValueRef one = i64c(&e, 1);
+  LLVMValueRef nb0 = chunk_start(&e, nc, e.nblocks, n_chunks);
+  LLVMValueRef nb1 = chunk_start(&e, LLVMBuildAdd(e.b, nc, one, ""), e.nblocks, n_chunks);
+  LLVMValueRef mt0 = chunk_start(&e, mc, e.mtiles, m_chunks);
+  LLVMValueRef mt1 = chunk_start(&e, LLVMBuildAdd(e.b, mc, one, ""), e.mtiles, m_chunks);
+  LLVMBuildBr(e.b, nloop);
+
+  /* For each channel block: its weights, bias and multipliers. */
+  LLVMPositionBuilderAtEnd(e.b, nloop);
+  LLVMValueRef nb = LLVMBuildPhi(e.b, e.i64, "nb");
+  int64_t block_ch = (int64_t)e.nrv * e.nr;
+  LLVMValueRef wb = at(&e, e.w, nb, block_ch * e.kg * 4, 0);
+  LLVMValueRef bb = at(&e, e.bias, nb, block_ch * 4, 0);
+  LLVMValueRef mb = at(&e, e.mult, nb, block_ch * 4, 0);
+  LLVMValueRef yb = at(&e, y, nb, block_ch * e.ysize, 0);
+  LLVMValueRef last_n = LLVMBuildICmp(e.b, LLVMIntEQ, nb, i64c(&e, e.nblocks - 1), "");
+  LLVMBuildBr(e.b, mloop);
+
+  /* For each row tile: call the tile that fits it. */
+  LLVMPositionBuilderAtEnd(e.b, mloop);
+  LLVMValueRef mt = LLVMBuildPhi(e.b, e.i64, "mt");
+  LLVMValueRef xt = at(&e, x, mt, e.mr * g->x_stride, 0);
+  LLVMValueRef yt = at(&e, yb, mt, e.mr * g->y_stride * e.ysize, 0);
+  LLVMValueRef last_m = LLVMBuildICmp(e.b, LLVMIntEQ, mt, i64c(&e, e.mtiles - 1), "");
+  LLVMTypeRef pt[5] = {e.ptr, e.ptr, e.ptr, e.ptr, e.ptr};
+  LLVMTypeRef tile_ty = LLVMFunctionType(e.vd, pt, 5, 0);
+  LLVMValueRef targs[5] = {xt, yt, wb, bb, mb};
+  for (int lm = 0; lm <= (int)m_edge; lm++) {
+    LLVMBasicBlockRef other = NULL;
+    if (m_edge && lm == 0) {
+      LLVMBasicBlockRef here = LLVMAppendBasicBlockInContext(e.ctx, fn, "m.full");
+      other = LLVMAppendBasicBlockInContext(e.ctx, fn, "m.last");
+      LLVMBuildCondBr(e.b, last_m, other, here);
+      LLVMPositionBuilderAtEnd(e.b, here);
+    }
+    if (n_edge) {
+      LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(e.ctx, fn, "n.full");
+      LLVMBasicBlockRef last = LLVMAppendBasicBlockInContext(e.ctx, fn, "n.last");
+      LLVMBuildCondBr(e.b, last_n, last, full);
+      LLVMPositionBuilderAtEnd(e.b, full);
+      LLVMBuildCall2(e.b, tile_ty, tile[lm][0], targs, 5, "");
+      LLVMBuildBr(e.b, mnext);
+      LLVMPositionBuilderAtEnd(e.b, last);
+      LLVMBuildCall2(e.b, tile_ty, tile[lm][1], targs, 5, "");
+    } else {
+      LLVMBuildCall2(e.b, tile_ty, tile[lm][0], targs, 5, "");
+    }
+    LLVMBuildBr(e.b, mnext);
+    if (other)
+      LLVMPositionBuilderAtEnd(e.b, other);
+  }
+
+  LLVMPositionBuilderAtEnd(e.b, mnext);
+  LLVMValueRef mt_next = LLVMBuildAdd(e.b, mt, one, "");
+  LLVMBuildCondBr(e.b, LLVMBuildICmp(e.b, LLVMIntULT, mt_next, mt1, ""), mloop, nnext);
+  LLVMAddIncoming(mt, &mt0, &nloop, 1);
+  LLVMAddIncoming(mt, &mt_next, &mnext, 1);
+
+  LLVMPositionBuilderAtEnd(e.b, nnext);
+  LLVMValueRef nb_next = LLVMBuildAdd(e.b, nb, one, "");
+  LLVMBuildCondBr(e.b, LLVMBuildICmp(e.b, LLVMIntULT, nb_next, nb1, ""), nloop, done);
+  LLVMAddIncoming(nb, &nb0, &entry, 1);
+  LLVMAddIncoming(nb, &nb_next, &nnext, 1);
+
+  LLVMPositionBuilderAtEnd(e.b, done);
+  LLVMBuildRetVoid(e.b);
+  LLVMDisposeBuilder(e.b);
+  return fn;
+}

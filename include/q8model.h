@@ -1,0 +1,91 @@
+/* q8model.h: the binary interface of a model compiled by q8c.
+ *
+ * A model shared library (`q8c model.ir -o model.so`), or a model compiled in
+ * memory by the JIT, exports one constant, `q8_model`, a q8_model_desc. It
+ * names the model's inputs and outputs and lists one entry point per
+ * instruction-set variant compiled in, best first. The runtime (q8rt.h)
+ * reads it; an application can also use it directly with nothing but this
+ * header and the .so (see the header `q8c --emit=header` writes).
+ *
+ * Everything here is plain data and function pointers, so the generated code
+ * needs no library of its own: threads, when wanted, are lent by the caller
+ * through q8_threads. */
+#ifndef Q8MODEL_H
+#define Q8MODEL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define Q8_MODEL_MAGIC 0x4d443851u /* "Q8DM" little-endian */
+#define Q8_MODEL_ABI_VERSION 1
+#define Q8_MODEL_MAX_RANK 8
+
+/* Element types (the same numbering as q8rt_dtype). */
+enum { Q8_DTYPE_F32 = 1, Q8_DTYPE_I8 = 2, Q8_DTYPE_U8 = 3, Q8_DTYPE_I32 = 4 };
+
+/* CPU features a variant needs (q8_variant_desc.features). */
+enum {
+  Q8_FEATURE_SSE41 = 1u << 0,
+  Q8_FEATURE_AVX2 = 1u << 1,
+  Q8_FEATURE_FMA = 1u << 2,
+  Q8_FEATURE_AVX512F = 1u << 3,
+  Q8_FEATURE_AVX512BW = 1u << 4,
+  Q8_FEATURE_AVX512VL = 1u << 5,
+  Q8_FEATURE_AVX512VNNI = 1u << 6,
+  Q8_FEATURE_AVXVNNI = 1u << 7,
+  Q8_FEATURE_F16C = 1u << 8,
+  Q8_FEATURE_NEON = 1u << 16,
+  Q8_FEATURE_DOTPROD = 1u << 17,
+  Q8_FEATURE_I8MM = 1u << 18,
+};
+
+typedef struct {
+  const char *name;
+  int32_t dtype;                      /* Q8_DTYPE_* */
+  int32_t rank;
+  int64_t dims[Q8_MODEL_MAX_RANK];    /* the batch dimension bound at compile time */
+} q8_tensor_desc;
+
+/* A unit of parallel work: fn(args, i) for one i in [0, n). */
+typedef void (*q8_task_fn)(void *args, int64_t i);
+
+/* Threads lent by the caller. parallel_for runs fn(args, i) for every i in
+ * [0, n), possibly on several threads, and returns when all have finished. */
+typedef struct q8_threads {
+  void (*parallel_for)(const struct q8_threads *self, q8_task_fn fn, void *args, int64_t n);
+  void *impl;
+} q8_threads;
+
+/* Run the model once. inputs[i] and outputs[i] are dense row-major tensors
+ * as the descriptor gives them; scratch is scratch_bytes of memory aligned to
+ * 64 bytes, private to this call; threads may be NULL (run on the calling
+ * thread). Returns 0. */
+typedef int (*q8_entry_fn)(const q8_threads *threads, const void *const *inputs,
+                           void *const *outputs, void *scratch);
+
+typedef struct {
+  const char *isa;        /* "avx512vnni", "avxvnni", "avx2", "generic", ... */
+  uint64_t features;      /* Q8_FEATURE_* bits this variant's code uses */
+  q8_entry_fn run;
+} q8_variant_desc;
+
+typedef struct {
+  uint32_t magic;         /* Q8_MODEL_MAGIC */
+  uint32_t abi_version;   /* Q8_MODEL_ABI_VERSION */
+  const char *name;       /* the model's name in its IR */
+  const char *compiler;   /* "q8c 0.2.0" */
+  int32_t ninputs, noutputs;
+  const q8_tensor_desc *inputs, *outputs;
+  int64_t scratch_bytes;
+  int32_t nvariants;
+  const q8_variant_desc *variants; /* best first */
+} q8_model_desc;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,330 @@
+/* refops.c: the reference arithmetic of every op, on plain arrays
+ * (refops.h). The interpreter (interp.c) checks a node's operands and calls
+ * these; compiled models link the same object code from libq8support.a for
+ * the layers that have no generated kernel. So there is one definition of
+ * each op's arithmetic, and docs/ir.md and docs/quantization.md describe it.
+ *
+ * Only libc and libm, no IR types: this file is compiled alone for every
+ * target. Nothing here allocates, so nothing here can fail; the caller
+ * guarantees the shapes (the interpreter checks them against the node).
+ *
+ * The float ops are plain loops with reductions accumulated in double and
+ * rounded to float once, so results sit within float rounding of numpy's.
+ * The quantized ops are exact: int32 accumulators with two's-complement
+ * wraparound, computed in uint32 where wrapping is defined; every float
+ * expression is one IEEE operation stored into a float variable, never
+ * contracted into a fused multiply-add. */
+
+/* No contraction of a * b + c into an FMA: it would round once where the
+ * quantized semantics round twice. GCC ignores the standard pragma (and warns
+ * about it under -Wall, silenced here) but does not contract in ISO C mode,
+ * which the build uses (-std=c11 without extensions, and -ffp-contract=off). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#pragma STDC FP_CONTRACT OFF
+#pragma GCC diagnostic pop
+
+#include <math.h>
+#include <stdint.h>
+
+#include "refops.h"
+
+/* The y_dtype codes of q8_ref_qgemm: Q8_DTYPE_* of include/q8model.h, which
+ * this file does not include (it belongs to the compiled-model ABI). */
+enum { DTYPE_F32 = 1, DTYPE_I8 = 2, DTYPE_U8 = 3 };
+
+/* The IR's rank limit (IR_MAX_RANK in ir.h), for q8_ref_transpose's index
+ * arrays. */
+enum { MAX_RANK = 8 };
+
+/* ---- f32 ops ---- */
+
+void q8_ref_linear(const float *x, const float *w, const float *b, float *y, int64_t m,
+                   int64_t k, int64_t n) {
+  for (int64_t i = 0; i < m; i++) {
+    const float *xi = x + i * k;
+    for (int64_t j = 0; j < n; j++) {
+      const float *wj = w + j * k;
+      double acc = 0;
+      for (int64_t l = 0; l < k; l++)
+        acc += (double)xi[l] * wj[l];
+      if (b)
+        acc += b[j];
+      y[i * n + j] = (float)acc;
+    }
+  }
+}
+
+void q8_ref_matmul(const float *a, const float *b, float *y, int64_t batch, int64_t m, int64_t k,
+                   int64_t n, int b_batched) {
+  for (int64_t bi = 0; bi < batch; bi++) {
+    const float *ab = a + bi * m * k;
+    const float *bb = b + (b_batched ? bi * k * n : 0);
+    float *yb = y + bi * m * n;
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) {
+        double acc = 0;
+        for (int64_t l = 0; l < k; l++)
+          acc += (double)ab[i * k + l] * bb[l * n + j];
+        yb[i * n + j] = (float)acc;
+      }
+  }
+}
+
+/* Indexing each operand modulo its own element count repeats the shorter
+ * over the leading dims of the longer. An empty operand makes an empty
+ * result (a shape like [0, 3] with [3]): nothing is written, and nothing is
+ * taken modulo 0. */
+void q8_ref_add(const float *a, int64_t na, const float *b, int64_t nb, float *y) {
+  if (na == 0 || nb == 0)
+    return;
+  int64_t n = na > nb ? na : nb;
+  for (int64_t i = 0; i < n; i++)
+    y[i] = a[i % na] + b[i % nb];
+}
+
+void q8_ref_mul(const float *a, int64_t na, const float *b, int64_t nb, float *y) {
+  if (na == 0 || nb == 0)
+    return;
+  int64_t n = na > nb ? na : nb;
+  for (int64_t i = 0; i < n; i++)
+    y[i] = a[i % na] * b[i % nb];
+}
+
+void q8_ref_relu(const float *x, float *y, int64_t n) {
+  /* Written as a comparison that is false for NaN, so NaN passes through as
+   * numpy's maximum lets it. */
+  for (int64_t i = 0; i < n; i++)
+    y[i] = x[i] < 0 ? 0.0f : x[i];
+}
+
+/* The exact erf form, not the tanh approximation some frameworks use. */
+void q8_ref_gelu(const float *x, float *y, int64_t n) {
+  const double sqrt2 = sqrt(2.0);
+  for (int64_t i = 0; i < n; i++) {
+    double v = x[i];
+    y[i] = (float)(0.5 * v * (1.0 + erf(v / sqrt2)));
+  }
+}
+
+/* Over each row. Subtracting the row maximum keeps exp() from overflowing
+ * and does not change the result; a NaN in the row makes the row NaN. */
+void q8_ref_softmax(const float *x, float *y, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float *xi = x + i * cols;
+    float *yi = y + i * cols;
+    double max = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < cols; j++)
+      if (xi[j] > max || isnan(xi[j]))
+        max = xi[j];
+    for (int64_t j = 0; j < cols; j++)
+      sum += exp((double)xi[j] - max);
+    for (int64_t j = 0; j < cols; j++)
+      yi[j] = (float)(exp((double)xi[j] - max) / sum);
+  }
+}
+
+/* Over each row, with the biased variance (divide by cols, as numpy's var()
+ * and every framework's layernorm do). */
+void q8_ref_layernorm(const float *x, const float *gamma, const float *beta, double eps, float *y,
+                      int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float *xi = x + i * cols;
+    float *yi = y + i * cols;
+    double mean = 0, var = 0;
+    for (int64_t j = 0; j < cols; j++)
+      mean += xi[j];
+    mean /= (double)cols;
+    for (int64_t j = 0; j < cols; j++)
+      var += ((double)xi[j] - mean) * ((double)xi[j] - mean);
+    var /= (double)cols;
+    double inv = 1.0 / sqrt(var + eps);
+    for (int64_t j = 0; j < cols; j++)
+      yi[j] = (float)(((double)xi[j] - mean) * inv * gamma[j] + beta[j]);
+  }
+}
+
+/* y[i_0, ..., i_{r-1}] = x[j] where j[perm[k]] = i_k. The loop walks y in
+ * order, keeping y's index as a counter and the matching offset into x up to
+ * date. `perm` must list each axis 0..rank-1 once; a rank beyond the IR's
+ * limit writes nothing. */
+void q8_ref_transpose(const float *x, float *y, int rank, const int64_t *dims, const int64_t *perm) {
+  if (rank < 0 || rank > MAX_RANK)
+    return;
+  int64_t xstride[MAX_RANK], ydims[MAX_RANK], idx[MAX_RANK] = {0}, off = 0;
+  int64_t stride = 1, numel = 1;
+  for (int i = rank - 1; i >= 0; i--) {
+    xstride[i] = stride;
+    stride *= dims[i];
+  }
+  for (int i = 0; i < rank; i++) {
+    ydims[i] = dims[perm[i]];
+    numel *= ydims[i];
+  }
+  for (int64_t e = 0; e < numel; e++) {
+    y[e] = x[off];
+    /* Advance y's index, carrying into earlier axes. */
+    for (int k = rank - 1; k >= 0; k--) {
+      off += xstride[perm[k]];
+      if (++idx[k] < ydims[k])
+        break;
+      off -= idx[k] * xstride[perm[k]];
+      idx[k] = 0;
+    }
+  }
+}
+
+/* ---- quantized ops ---- */
+
+int32_t q8_ref_quantize_value(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
+  float v = x / scale;
+  if (isnan(v))
+    return zp;
+  float r = rintf(v);
+  float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
+  r = r < lo ? lo : r > hi ? hi : r;
+  return (int32_t)r + zp;
+}
+
+int32_t q8_ref_requantize(int32_t acc, float mult, int32_t zp, int32_t qmin, int32_t qmax) {
+  float r = rintf((float)acc * mult);
+  float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
+  if (isnan(r))
+    return zp;
+  r = r < lo ? lo : r > hi ? hi : r;
+  return (int32_t)r + zp;
+}
+
+/* The int32 with the bits of `u`: the two's-complement wraparound of the
+ * accumulators, without the implementation-defined unsigned-to-signed cast. */
+static int32_t wrap_i32(uint32_t u) {
+  return u <= INT32_MAX ? (int32_t)u : -(int32_t)(UINT32_MAX - u) - 1;
+}
+
+/* q was clamped to [qmin, qmax] (inside the type's range), so the conversion
+ * is exact. */
+void q8_ref_quantize(const float *x, void *q, int64_t q_stride, int64_t rows, int64_t cols,
+                     float scale, int32_t zp, int32_t qmin, int32_t qmax, int is_signed) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float *xi = x + i * cols;
+    for (int64_t j = 0; j < cols; j++) {
+      int32_t v = q8_ref_quantize_value(xi[j], scale, zp, qmin, qmax);
+      if (is_signed)
+        ((int8_t *)q)[i * q_stride + j] = (int8_t)v;
+      else
+        ((uint8_t *)q)[i * q_stride + j] = (uint8_t)v;
+    }
+  }
+}
+
+/* y = (float)(q - zp) * scale: one f32 multiply. */
+void q8_ref_dequantize(const void *q, int64_t q_stride, float *y, int64_t rows, int64_t cols,
+                       float scale, int32_t zp, int is_signed) {
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) {
+      int64_t e = i * q_stride + j;
+      int32_t qv = is_signed ? ((const int8_t *)q)[e] : ((const uint8_t *)q)[e];
+      float v = (float)(qv - zp);
+      y[i * cols + j] = v * scale;
+    }
+}
+
+/* docs/quantization.md, "The quantized linear layer":
+ *   acc[m, n] = bias[n] + sum_k x[m, k] w[n, k]   (int32, wrapping)
+ *   y = requantize(acc, mult[n], zp, y_min, y_max), or (float)acc * mult[n]
+ * The input's zero point is in bias already, so x is used as it is. Only the
+ * first k bytes of each row of x are read; y_stride counts elements of y
+ * (floats when y_dtype is f32). */
+void q8_ref_qgemm(const void *x, int64_t x_stride, int x_signed, const int8_t *w,
+                  const int32_t *bias, const float *mult, void *y, int64_t y_stride, int y_dtype,
+                  int64_t m, int64_t k, int64_t n, int32_t zp, int32_t y_min, int32_t y_max,
+                  int relu) {
+  for (int64_t i = 0; i < m; i++) {
+    const int8_t *xs = (const int8_t *)x + i * x_stride;
+    const uint8_t *xu = (const uint8_t *)x + i * x_stride;
+    for (int64_t j = 0; j < n; j++) {
+      /* Multiply-accumulate in uint32, where wraparound is defined. Each
+       * product (at most 255 * 128 in magnitude) is exact in int32. */
+      const int8_t *wj = w + j * k;
+      uint32_t acc = (uint32_t)bias[j];
+      if (x_signed)
+        for (int64_t l = 0; l < k; l++)
+          acc += (uint32_t)((int32_t)xs[l] * (int32_t)wj[l]);
+      else
+        for (int64_t l = 0; l < k; l++)
+          acc += (uint32_t)((int32_t)xu[l] * (int32_t)wj[l]);
+      int32_t s = wrap_i32(acc);
+      int64_t e = i * y_stride + j;
+      /* Requantize, or scale to f32 (relu there maps -0.0 and NaN to +0.0). */
+      if (y_dtype == DTYPE_U8) {
+        ((uint8_t *)y)[e] = (uint8_t)q8_ref_requantize(s, mult[j], zp, y_min, y_max);
+      } else if (y_dtype == DTYPE_I8) {
+        ((int8_t *)y)[e] = (int8_t)q8_ref_requantize(s, mult[j], zp, y_min, y_max);
+      } else if (y_dtype == DTYPE_F32) {
+        float v = (float)s * mult[j];
+        if (relu)
+          v = v > 0 ? v : 0.0f;
+        ((float *)y)[e] = v;
+      }
+    }
+  }
+}
+
+/* Tiles of qlinear_dyn: the accumulators of NB outputs and KB quantized
+ * inputs live on the stack, so the function needs no allocation. */
+enum { DYN_NB = 128, DYN_KB = 512 };
+
+/* docs/quantization.md, "Dynamic quantization": each row of x quantized to
+ * u8 with its own range,
+ *   [lo, hi] = the row's finite range widened to include 0
+ *   sx = (hi - lo) / 255 (1 when below 1e-30), zx = rint(-lo / sx) in [0, 255]
+ *   acc[n] = sum_k (xq - zx) w[n, k]   (int32, wrapping)
+ *   y = (float)acc * (sx * w_scale[n]) + b[n], each operation in f32
+ * The row is quantized one tile of K at a time for each tile of N (so up to
+ * ceil(n / DYN_NB) times: the same values each time). Wrapping sums give the
+ * same bits however they are split. */
+void q8_ref_qlinear_dyn(const float *x, const int8_t *w, const float *w_scale,
+                        int64_t w_scale_len, const float *b, float *y, int64_t m, int64_t k,
+                        int64_t n) {
+  for (int64_t i = 0; i < m; i++) {
+    const float *xi = x + i * k;
+    /* The row's range over its finite elements, widened to include 0. */
+    float lo = 0, hi = 0;
+    for (int64_t l = 0; l < k; l++)
+      if (isfinite(xi[l])) {
+        lo = xi[l] < lo ? xi[l] : lo;
+        hi = xi[l] > hi ? xi[l] : hi;
+      }
+    /* u8 parameters for the row. */
+    float sx = (float)(((double)hi - (double)lo) / 255.0);
+    if (!(sx >= 1e-30))
+      sx = 1.0f;
+    double zd = rint(-(double)lo / (double)sx);
+    int32_t zx = (int32_t)fmin(fmax(zd, 0.0), 255.0);
+    for (int64_t j0 = 0; j0 < n; j0 += DYN_NB) {
+      int64_t nb = n - j0 < DYN_NB ? n - j0 : DYN_NB;
+      uint32_t acc[DYN_NB] = {0};
+      for (int64_t l0 = 0; l0 < k; l0 += DYN_KB) {
+        int64_t kb = k - l0 < DYN_KB ? k - l0 : DYN_KB;
+        /* A tile of the row quantized, less its zero point. */
+        int32_t xq[DYN_KB];
+        for (int64_t l = 0; l < kb; l++)
+          xq[l] = q8_ref_quantize_value(xi[l0 + l], sx, zx, 0, 255) - zx;
+        /* Multiply-accumulate in uint32, where wraparound is defined. */
+        for (int64_t j = 0; j < nb; j++) {
+          const int8_t *wj = w + (j0 + j) * k + l0;
+          for (int64_t l = 0; l < kb; l++)
+            acc[j] += (uint32_t)(xq[l] * (int32_t)wj[l]);
+        }
+      }
+      /* Scale back to f32 and add the bias: three separate roundings. */
+      for (int64_t j = 0; j < nb; j++) {
+        float t = sx * w_scale[w_scale_len == 1 ? 0 : j0 + j];
+        float v = (float)wrap_i32(acc[j]) * t;
+        if (b)
+          v = v + b[j0 + j];
+        y[i * n + j0 + j] = v;
+      }
+    }
+  }
+}

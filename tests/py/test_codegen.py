@@ -1,0 +1,265 @@
+"""End-to-end tests of the LLVM backend: compiled code, ahead of time (.so
+through libq8rt) and in memory (q8c run --jit), must give output bytes
+identical to the integer reference interpreter on every ISA variant this
+machine can execute. Variants it cannot execute are still compiled, and
+their assembly is checked for the intended instructions; the runtime's
+refusal to run them is checked too, and each such case is counted as
+skipped, with the reason.
+
+Usage: test_codegen.py /path/to/q8c
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from q8test import Tally, tmpdir, write_safetensors  # noqa: E402
+
+ISAS = ["avx512vnni", "avxvnni", "avx2", "generic"]
+Q8C = os.path.abspath(sys.argv[1])
+
+
+def q8c(*args, env=None, check=True):
+    e = dict(os.environ)
+    e.update(env or {})
+    r = subprocess.run([Q8C] + [str(a) for a in args], capture_output=True, text=True,
+                       env=e, timeout=300)
+    if check and r.returncode != 0:
+        raise RuntimeError("q8c %s failed (%d):\n%s" % (" ".join(map(str, args)),
+                                                       r.returncode, r.stderr))
+    return r
+
+
+def linear_params(rng, n_out, n_in):
+    bound = 1.0 / np.sqrt(n_in)
+    return (rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32),
+            rng.uniform(-bound, bound, n_out).astype(np.float32))
+
+
+def write_model(d, name, text, tensors):
+    write_safetensors(os.path.join(d, name + ".safetensors"), tensors)
+    path = os.path.join(d, name + ".ir")
+    with open(path, "w") as f:
+        f.write(text.replace("WEIGHTS", name + ".safetensors"))
+    return path
+
+
+class Runner:
+    """Compiles one quantized model every way and compares with the interpreter."""
+
+    def __init__(self, tally):
+        self.t = tally
+        self.unavailable = {}  # isa -> the runtime's reason
+
+    def check(self, label, model, calib, x, batch, extra=(), outputs=("y",)):
+        d = os.path.dirname(model)
+        q_ir = os.path.join(d, "q.ir")
+        args = [model] + (["--calib", calib] if calib else []) + list(extra)
+        q8c(*args, "-o", q_ir)
+        xpath = os.path.join(d, "x.npy")
+        np.save(xpath, x)
+
+        def outs(tag):
+            return {o: os.path.join(d, "%s-%s.npy" % (o, tag)) for o in outputs}
+
+        def out_args(files):
+            return [a for o, f in files.items() for a in ("-o", "%s=%s" % (o, f))]
+
+        ref = outs("ref")
+        q8c("run", q_ir, "-i", xpath, *out_args(ref))
+        so = os.path.join(d, "m.so")
+        q8c(q_ir, "--batch", batch, "--target=" + ",".join(ISAS), "-o", so)
+        for isa in ISAS:
+            for how in ("aot", "jit"):
+                got = outs(isa + "-" + how)
+                if how == "aot":
+                    r = q8c("run", so, "-i", xpath, *out_args(got), env={"Q8_ISA": isa},
+                            check=False)
+                else:
+                    r = q8c("run", q_ir, "--jit", "--target=" + isa, "-i", xpath,
+                            *out_args(got), check=False)
+                if r.returncode != 0 and "lacks" in r.stderr:
+                    self.unavailable[isa] = r.stderr.strip().splitlines()[-1]
+                    self.t.skip("%s %s %s" % (label, isa, how), "CPU lacks it")
+                    continue
+                if r.returncode != 0:
+                    self.t.check("%s %s %s runs" % (label, isa, how), False, r.stderr)
+                    continue
+                for o in outputs:
+                    want, have = np.load(ref[o]), np.load(got[o])
+                    same = have.dtype == want.dtype and have.shape == want.shape and \
+                        have.tobytes() == want.tobytes()
+                    detail = "" if same else "max |diff| %g" % float(
+                        np.max(np.abs(have.astype(np.float64) - want)))
+                    self.t.check("%s %s %s %%%s bit-exact" % (label, isa, how, o), same, detail)
+
+
+def test_linear_sweep(t, run, rng):
+    """Single layers over M (1..17), K and N (primes, non-multiples of 4/16/64)."""
+    shapes = [(1, 1, 1), (1, 3, 7), (2, 4, 16), (3, 5, 17), (4, 17, 33), (5, 31, 15),
+              (6, 64, 64), (7, 65, 100), (8, 127, 16), (9, 200, 7), (10, 3, 64), (11, 64, 1),
+              (12, 100, 33), (13, 257, 48), (14, 16, 129), (15, 300, 17), (16, 64, 256),
+              (17, 129, 65), (1, 4096, 1024), (64, 784, 256), (33, 1000, 200)]
+    for m, k, n in shapes:
+        d = tmpdir()
+        w, b = linear_params(rng, n, k)
+        model = write_model(d, "lin", """model lin {
+  weights "WEIGHTS"
+  input %%x : f32[?, %d]
+  %%y = linear %%x, @w, @b
+  output %%y
+}
+""" % k, {"w": w, "b": b})
+        calib = os.path.join(d, "calib.npy")
+        np.save(calib, rng.standard_normal((32, k)).astype(np.float32))
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        run.check("linear %dx%dx%d" % (m, k, n), model, calib, x, m)
+
+
+MLP = """model mlp {
+  weights "WEIGHTS"
+  input %x : f32[?, 48]
+  %h = linear %x, @w1, @b1
+  %a = relu %h
+  %h2 = linear %a, @w2, @b2
+  %a2 = relu %h2
+  %y = linear %a2, @w3, @b3
+  output %y
+}
+"""
+
+
+def mlp_tensors(rng):
+    w1, b1 = linear_params(rng, 96, 48)
+    w2, b2 = linear_params(rng, 80, 96)
+    w3, b3 = linear_params(rng, 10, 80)
+    return {"w1": w1, "b1": b1, "w2": w2, "b2": b2, "w3": w3, "b3": b3}
+
+
+def test_schemes(t, run, rng):
+    """A 3-layer MLP (u8 chains with fused relu) under every scheme."""
+    for label, extra in [("mlp u8-asym", []),
+                         ("mlp s8-sym", ["--activations=s8-sym"]),
+                         ("mlp per-tensor", ["--weights=s8-per-tensor"]),
+                         ("mlp dynamic", ["--dynamic"]),
+                         ("mlp keep-float", ["--keep-float=%h2"])]:
+        d = tmpdir()
+        model = write_model(d, "mlp", MLP, mlp_tensors(rng))
+        calib = os.path.join(d, "calib.npy")
+        np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
+        x = rng.standard_normal((5, 48)).astype(np.float32)
+        run.check(label, model, None if "--dynamic" in extra else calib, x, 5, extra)
+
+
+def test_float_ops(t, run, rng):
+    """int8 layers around every float op, which run through the reference ops."""
+    text = """model mixed {
+  weights "WEIGHTS"
+  input %x : f32[?, 4, 16]
+  %h = linear %x, @w1, @b1
+  %g = gelu %h
+  %l = layernorm %g, @gamma, @beta {eps = 1e-5}
+  %r = add %l, %x
+  %s = mul %r, @scale
+  %k = matmul %s, @m
+  %kt = transpose %k
+  %att = matmul %k, %kt
+  %p = softmax %att
+  %f = reshape %p {shape = [?, 16]}
+  %y = linear %f, @w2
+  output %y, %p
+}
+"""
+    w1, b1 = linear_params(rng, 16, 16)
+    w2, _ = linear_params(rng, 8, 16)
+    tensors = {"w1": w1, "b1": b1, "w2": w2,
+               "gamma": rng.uniform(0.5, 1.5, 16).astype(np.float32),
+               "beta": rng.uniform(-0.5, 0.5, 16).astype(np.float32),
+               "scale": rng.uniform(0.5, 1.5, 16).astype(np.float32),
+               "m": (rng.standard_normal((16, 4)) * 0.3).astype(np.float32)}
+    d = tmpdir()
+    model = write_model(d, "mixed", text, tensors)
+    calib = os.path.join(d, "calib.npy")
+    np.save(calib, rng.standard_normal((32, 4, 16)).astype(np.float32))
+    run.check("float ops", model, calib, rng.standard_normal((3, 4, 16)).astype(np.float32), 3,
+              outputs=("y", "p"))
+
+
+def test_asm(t, rng):
+    """Every variant compiles; its assembly holds the intended instructions."""
+    d = tmpdir()
+    model = write_model(d, "mlp", MLP, mlp_tensors(rng))
+    calib = os.path.join(d, "calib.npy")
+    np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
+    want = {"avx512vnni": ["vpdpbusd", "zmm"], "avxvnni": ["vpdpbusd", "{vex}", "ymm"],
+            "avx2": ["vpmaddwd", "ymm"], "generic": []}
+    for isa, needles in want.items():
+        asm = os.path.join(d, isa + ".s")
+        r = q8c(model, "--calib", calib, "--target=" + isa, "--emit=asm", "-o", asm,
+                check=False)
+        if not t.check("asm %s compiles" % isa, r.returncode == 0, r.stderr):
+            continue
+        text = open(asm).read()
+        lines = [l for l in text.splitlines() if needles and needles[0] in l]
+        ok = all(any(n in l for l in lines) for n in needles) if needles else \
+            "vpdpbusd" not in text and "ymm" not in text
+        t.check("asm %s has %s" % (isa, " + ".join(needles) or "no AVX"), ok)
+
+
+def test_outputs(t, rng):
+    """What each --emit writes, and the errors around them."""
+    d = tmpdir()
+    model = write_model(d, "mlp", MLP, mlp_tensors(rng))
+    calib = os.path.join(d, "calib.npy")
+    np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
+    for kind, check in [("llvm", "@q8_model"), ("header", "mlp_run_")]:
+        out = os.path.join(d, "out." + kind)
+        r = q8c(model, "--calib", calib, "--emit=" + kind, "-o", out, check=False)
+        t.check("--emit=%s writes %s" % (kind, check),
+                r.returncode == 0 and check in open(out).read(), r.stderr)
+    obj = os.path.join(d, "m.o")
+    r = q8c(model, "--calib", calib, "-o", obj, check=False)
+    t.check("-o m.o writes an ELF object",
+            r.returncode == 0 and open(obj, "rb").read(4) == b"\x7fELF", r.stderr)
+    r = q8c(model, "--calib", calib, "--emit=so", check=False)
+    t.check("--emit=so without -o is refused",
+            r.returncode == 2 and "give -o FILE" in r.stderr, r.stderr)
+    r = q8c(model, "--calib", calib, "--target=avx9", "-o", os.path.join(d, "x.so"),
+            check=False)
+    t.check("an unknown target is named",
+            r.returncode == 2 and "unknown target 'avx9'" in r.stderr, r.stderr)
+    r = q8c(model, "--calib", calib, "-o", os.path.join(d, "x.so"),
+            env={"CC": "/nonexistent/cc"}, check=False)
+    t.check("a missing C compiler is reported",
+            r.returncode == 1 and "cannot run the C compiler '/nonexistent/cc'" in r.stderr,
+            r.stderr)
+    so = os.path.join(d, "m.so")
+    q8c(model, "--calib", calib, "--target=generic", "-o", so)
+    x = os.path.join(d, "x.npy")
+    np.save(x, rng.standard_normal((2, 48)).astype(np.float32))
+    r = q8c("run", so, "-i", x, check=False)
+    t.check("a .so compiled for batch 1 refuses batch 2",
+            r.returncode == 1 and "compiled for f32[1, 48]" in r.stderr, r.stderr)
+    r = q8c("run", so, "-i", x, env={"Q8_ISA": "avx512vnni"}, check=False)
+    t.check("Q8_ISA naming an absent variant is refused",
+            r.returncode == 1 and "no variant 'avx512vnni'" in r.stderr, r.stderr)
+
+
+def main():
+    t = Tally()
+    rng = np.random.default_rng(2024)
+    run = Runner(t)
+    test_linear_sweep(t, run, rng)
+    test_schemes(t, run, rng)
+    test_float_ops(t, run, rng)
+    test_asm(t, rng)
+    test_outputs(t, rng)
+    for isa, why in sorted(run.unavailable.items()):
+        print("skipped %s: %s" % (isa, why))
+    return t.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
