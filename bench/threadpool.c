@@ -15,9 +15,9 @@
  *
  * Each figure is the median over many samples (a sample times a batch of
  * back-to-back calls, except in the idle case). For the 2-thread runs with
- * work it also counts how often the two tasks ran on two threads, and how
- * often those two threads were on one CPU (the scheduler may place a woken
- * worker on its waker's CPU; then there is no parallelism to be had).
+ * work it also counts how often a worker ran a task, and how often that
+ * worker was on the caller's CPU (a scheduler may place a woken worker on
+ * its waker's CPU; then there is no parallelism to be had).
  *
  * Run: build/tests/bench_threadpool [samples]; Q8_SPIN_US changes how long
  * idle workers spin. Not run by ctest: its numbers depend on the machine. */
@@ -50,7 +50,8 @@ typedef struct {
   uint64_t sink[2]; /* results, so the work is not removed */
   pthread_t who[2]; /* which thread ran each task, on which CPU */
   int cpu[2];
-  long calls, split, split_same_cpu; /* calls; on two threads; ... on one CPU */
+  pthread_t caller;
+  long calls, on_worker, same_cpu; /* calls; a worker ran a task; ... on our CPU */
 } work_args;
 
 static void empty_task(void *args, int64_t i) { (void)args, (void)i; }
@@ -62,12 +63,16 @@ static void work_task(void *args, int64_t i) {
   w->cpu[i] = sched_getcpu();
 }
 
+/* After a call: did a worker run one of the tasks, on the caller's CPU? */
 static void count_placement(work_args *w) {
+  int me = sched_getcpu();
   w->calls++;
-  if (!pthread_equal(w->who[0], w->who[1])) {
-    w->split++;
-    w->split_same_cpu += w->cpu[0] == w->cpu[1];
-  }
+  for (int i = 0; i < 2; i++)
+    if (!pthread_equal(w->who[i], w->caller)) {
+      w->on_worker++;
+      w->same_cpu += w->cpu[i] == me;
+      break;
+    }
 }
 
 /* What the entry point measures, passed as the model's one input. */
@@ -75,7 +80,7 @@ typedef struct {
   int samples;
   uint64_t iters;                  /* per task, for ~1 us */
   double empty_ns, work_ns, idle_ns, layers_ns; /* results: median ns per call */
-  long calls, split, split_same_cpu;           /* placement of the work tasks */
+  long calls, on_worker, same_cpu;             /* placement of the work tasks */
 } bench_cfg;
 
 static int cmp_double(const void *a, const void *b) {
@@ -116,16 +121,16 @@ static int bench_entry(const q8_threads *threads, const void *const *inputs,
                        void *const *outputs, void *scratch) {
   (void)outputs, (void)scratch;
   bench_cfg *cfg = (bench_cfg *)inputs[0];
-  work_args w = {.iters = cfg->iters, .sink = {1, 2}};
+  work_args w = {.iters = cfg->iters, .sink = {1, 2}, .caller = pthread_self()};
   measure(threads, work_task, &w, cfg->samples / 10 + 1, 10, 0); /* warm up */
-  w.calls = w.split = w.split_same_cpu = 0;
+  w.calls = w.on_worker = w.same_cpu = 0;
   cfg->empty_ns = measure(threads, empty_task, NULL, cfg->samples, 100, 0);
   cfg->work_ns = measure(threads, work_task, &w, cfg->samples, 20, 0);
   cfg->idle_ns = measure(threads, work_task, &w, cfg->samples / 10 + 1, 1, 500);
   cfg->layers_ns = 10 * measure(threads, work_task, &w, cfg->samples / 10 + 1, 10, 500);
   cfg->calls = w.calls;
-  cfg->split = w.split;
-  cfg->split_same_cpu = w.split_same_cpu;
+  cfg->on_worker = w.on_worker;
+  cfg->same_cpu = w.same_cpu;
   return 0;
 }
 
@@ -193,9 +198,9 @@ int main(int argc, char **argv) {
                                                                     : r[t].layers_ns;
     printf("%-38s %10.0f %10.0f %7.2fx\n", names[c], a[0], a[1], a[0] / a[1]);
   }
-  printf("2 threads, calls with work: %ld; tasks on two threads: %.1f%%, of which on one CPU: "
-         "%.1f%%\n",
-         r[1].calls, 100.0 * (double)r[1].split / (double)r[1].calls,
-         r[1].split ? 100.0 * (double)r[1].split_same_cpu / (double)r[1].split : 0.0);
+  printf("2 threads, %ld calls with work: a worker ran a task in %.1f%%, on the caller's CPU in "
+         "%.1f%% of those\n",
+         r[1].calls, 100.0 * (double)r[1].on_worker / (double)r[1].calls,
+         r[1].on_worker ? 100.0 * (double)r[1].same_cpu / (double)r[1].on_worker : 0.0);
   return 0;
 }

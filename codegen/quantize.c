@@ -81,8 +81,8 @@ static void quantize_vector(Quant *q, LLVMValueRef src, LLVMValueRef dst, unsign
 LLVMValueRef cg_emit_quantize_rows(LLVMModuleRef mod, const char *name, CgIsa isa, int64_t m,
                                    int64_t k, int64_t x_stride, float scale, int32_t zero_point,
                                    IrDType dtype) {
-  Quant q = {.mod = mod, .ctx = LLVMGetModuleContext(mod), .isa = isa, .scale = scale,
-             .zp = zero_point};
+  Quant q = {
+      .mod = mod, .ctx = LLVMGetModuleContext(mod), .isa = isa, .scale = scale, .zp = zero_point};
   ir_qbounds(dtype, &q.qmin, &q.qmax);
   q.b = LLVMCreateBuilderInContext(q.ctx);
   q.i8 = LLVMInt8TypeInContext(q.ctx);
@@ -92,8 +92,8 @@ LLVMValueRef cg_emit_quantize_rows(LLVMModuleRef mod, const char *name, CgIsa is
   q.ptr = LLVMPointerTypeInContext(q.ctx, 0);
   unsigned vl = isa == CG_ISA_AVX512VNNI ? 16 : isa == CG_ISA_GENERIC ? 4 : 8;
 
-  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(q.ctx),
-                                     (LLVMTypeRef[]){q.ptr, q.ptr}, 2, 0);
+  LLVMTypeRef fty =
+      LLVMFunctionType(LLVMVoidTypeInContext(q.ctx), (LLVMTypeRef[]){q.ptr, q.ptr}, 2, 0);
   LLVMValueRef fn = LLVMAddFunction(mod, name, fty);
   cg_set_isa_attrs(fn, isa);
   LLVMValueRef x = LLVMGetParam(fn, 0), dst = LLVMGetParam(fn, 1);
@@ -111,7 +111,8 @@ LLVMValueRef cg_emit_quantize_rows(LLVMModuleRef mod, const char *name, CgIsa is
   /* For each row: its source and destination. */
   LLVMPositionBuilderAtEnd(q.b, rows);
   LLVMValueRef r = LLVMBuildPhi(q.b, q.i64, "r");
-  LLVMValueRef src = gep(&q, x, LLVMBuildMul(q.b, r, LLVMConstInt(q.i64, (uint64_t)(4 * k), 0), ""));
+  LLVMValueRef src =
+      gep(&q, x, LLVMBuildMul(q.b, r, LLVMConstInt(q.i64, (uint64_t)(4 * k), 0), ""));
   LLVMValueRef out =
       gep(&q, dst, LLVMBuildMul(q.b, r, LLVMConstInt(q.i64, (uint64_t)x_stride, 0), ""));
 
@@ -130,7 +131,8 @@ LLVMValueRef cg_emit_quantize_rows(LLVMModuleRef mod, const char *name, CgIsa is
     LLVMValueRef zero = LLVMConstInt(q.i64, 0, 0);
     LLVMAddIncoming(j, &zero, &rows, 1);
     LLVMAddIncoming(j, &jn, &vloop, 1);
-    LLVMBuildCondBr(q.b, LLVMBuildICmp(q.b, LLVMIntEQ, jn, LLVMConstInt(q.i64, (uint64_t)nfull, 0), ""),
+    LLVMBuildCondBr(q.b,
+                    LLVMBuildICmp(q.b, LLVMIntEQ, jn, LLVMConstInt(q.i64, (uint64_t)nfull, 0), ""),
                     vdone, vloop);
     LLVMPositionBuilderAtEnd(q.b, vdone);
   }

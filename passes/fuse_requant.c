@@ -80,8 +80,12 @@ static int fuse_relu(IrModule *m, Rename *renames) {
   return nrenames;
 }
 
+/* Scales are f32 values; compare them as f32, because a scale read back from
+ * a dump is the shortest decimal of the f32, not the same double. */
+static bool same_scale(double a, double b) { return (float)a == (float)b; }
+
 static bool same_params(const IrNode *a, const IrNode *b) {
-  return attr(a, IR_ATTR_SCALE) == attr(b, IR_ATTR_SCALE) &&
+  return same_scale(attr(a, IR_ATTR_SCALE), attr(b, IR_ATTR_SCALE)) &&
          attr(a, IR_ATTR_ZERO_POINT) == attr(b, IR_ATTR_ZERO_POINT);
 }
 
@@ -129,7 +133,7 @@ static void fuse_entry(IrModule *m) {
     IrNode *q = m->nodes[i], *quant = producer(q->opnds[0]);
     if (q->op != IR_OP_QLINEAR || !quant || quant->op != IR_OP_QUANTIZE ||
         ir_count_uses(m, quant->result) != 1 ||
-        attr(quant, IR_ATTR_SCALE) != attr(q, IR_ATTR_X_SCALE) ||
+        !same_scale(attr(quant, IR_ATTR_SCALE), attr(q, IR_ATTR_X_SCALE)) ||
         attr(quant, IR_ATTR_ZERO_POINT) != attr(q, IR_ATTR_X_ZERO_POINT))
       continue;
     q->opnds[0] = quant->opnds[0];

@@ -64,7 +64,7 @@ enum {
   MAX_NRV = 4,
   MAX_KS = 4,
   MAX_PARTS = 2,
-  MIN_CHAINS = 8,           /* independent accumulators that hide the latency */
+  MIN_CHAINS = 8, /* independent accumulators that hide the latency */
   MAX_TASKS = 64,
 };
 static const int64_t min_task_macs = (int64_t)1 << 21;
@@ -76,19 +76,19 @@ typedef struct {
   const CgGemm *g;
   CgIsa isa;
   Form form;
-  bool flip;         /* i8 x multiplied as x ^ 0x80 (bias corrected) */
-  bool x_signed;     /* PAIRS: x sign-extended (i8) rather than zero-extended */
-  int nr;            /* channels per vector */
-  int parts;         /* accumulator vectors per row and channel vector */
-  unsigned lanes16;  /* PAIRS: i16 lanes of one pmaddwd (8 SSE2, 16 AVX2) */
-  int64_t kg;        /* groups of 4 along K */
-  int64_t nvec;      /* vectors of nr channels, ceil(N / nr) */
-  int64_t ysize;     /* bytes per output element */
+  bool flip;        /* i8 x multiplied as x ^ 0x80 (bias corrected) */
+  bool x_signed;    /* PAIRS: x sign-extended (i8) rather than zero-extended */
+  int nr;           /* channels per vector */
+  int parts;        /* accumulator vectors per row and channel vector */
+  unsigned lanes16; /* PAIRS: i16 lanes of one pmaddwd (8 SSE2, 16 AVX2) */
+  int64_t kg;       /* groups of 4 along K */
+  int64_t nvec;     /* vectors of nr channels, ceil(N / nr) */
+  int64_t ysize;    /* bytes per output element */
   /* the tile */
   int mr, nrv, ks, unroll;
   int64_t mtiles, nblocks;
   LLVMTypeRef i8, i16, i32, i64, f32, ptr, vd;
-  LLVMTypeRef acc_ty; /* one accumulator vector */
+  LLVMTypeRef acc_ty;         /* one accumulator vector */
   LLVMValueRef w, bias, mult; /* constant globals */
 } Gemm;
 
@@ -203,7 +203,7 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static void choose_tile(Gemm *e) {
   const CgGemm *g = e->g;
   int regs = e->isa == CG_ISA_AVX512VNNI ? 32 : 16;
-  int nrv_max = e->form == FORM_VNNI ? (e->isa == CG_ISA_AVX512VNNI ? 4 : 2)
+  int nrv_max = e->form == FORM_VNNI      ? (e->isa == CG_ISA_AVX512VNNI ? 4 : 2)
                 : e->form == FORM_MADDUBS ? 2
                                           : 1;
   /* Channel vectors per block, spread evenly: 5 vectors are 3 + 2, not 4 + 1. */
@@ -234,8 +234,8 @@ static void load_weights(Gemm *e, LLVMValueRef wv, LLVMValueRef g, LLVMValueRef 
   int64_t bytes = e->nr * 4;
   switch (e->form) {
   case FORM_VNNI:
-    out[0] = load(e, LLVMVectorType(e->i32, (unsigned)e->nr), at(e, wv, g, bytes, 0),
-                  (unsigned)bytes);
+    out[0] =
+        load(e, LLVMVectorType(e->i32, (unsigned)e->nr), at(e, wv, g, bytes, 0), (unsigned)bytes);
     break;
   case FORM_MADDUBS:
     out[0] = load(e, LLVMVectorType(e->i8, 32), at(e, wv, g, bytes, 0), 32);
@@ -262,10 +262,9 @@ static LLVMValueRef load_x(Gemm *e, LLVMValueRef xr, LLVMValueRef g) {
     v = shuffle(e, v, NULL, zeros, lanes);
     if (e->flip) /* i8 -> u8: x + 128 */
       v = LLVMBuildXor(e->b, v, splat(i32c(e, (int32_t)0x80808080u), lanes), "");
-    return e->form == FORM_MADDUBS ? LLVMBuildBitCast(e->b, v, LLVMVectorType(e->i8, 32), "")
-                                   : v;
+    return e->form == FORM_MADDUBS ? LLVMBuildBitCast(e->b, v, LLVMVectorType(e->i8, 32), "") : v;
   }
-  /* Pairs: x0 x1 x2 x3 as i16, repeated for the 4 channels of a part. */
+  /* Pairs: x0 x1 x2 x3 as i16, repeated for each channel of a part. */
   LLVMValueRef b4 = LLVMBuildBitCast(e->b, x4, LLVMVectorType(e->i8, 4), "");
   LLVMTypeRef w4 = LLVMVectorType(e->i16, 4);
   b4 = e->x_signed ? LLVMBuildSExt(e->b, b4, w4, "") : LLVMBuildZExt(e->b, b4, w4, "");
@@ -282,16 +281,18 @@ static LLVMValueRef mac(Gemm *e, LLVMValueRef acc, LLVMValueRef x, LLVMValueRef 
     return intrinsic(e, name, NULL, 0, (LLVMValueRef[]){acc, x, w}, 3);
   }
   case FORM_MADDUBS: {
-    LLVMValueRef p16 = intrinsic(e, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, (LLVMValueRef[]){x, w}, 2);
+    LLVMValueRef p16 =
+        intrinsic(e, "llvm.x86.avx2.pmadd.ub.sw", NULL, 0, (LLVMValueRef[]){x, w}, 2);
     LLVMValueRef ones = splat(LLVMConstInt(e->i16, 1, 0), 16);
-    LLVMValueRef p32 = intrinsic(e, "llvm.x86.avx2.pmadd.wd", NULL, 0, (LLVMValueRef[]){p16, ones}, 2);
+    LLVMValueRef p32 =
+        intrinsic(e, "llvm.x86.avx2.pmadd.wd", NULL, 0, (LLVMValueRef[]){p16, ones}, 2);
     return LLVMBuildAdd(e->b, acc, p32, "");
   }
   case FORM_PAIRS: {
     /* pmaddwd: lane i = x[2i] * w[2i] + x[2i+1] * w[2i+1], exact in i32.
-     * The generic variant uses SSE2's: plain IR (sext, mul, even/odd
-     * shuffles, add) is lowered to pmaddwd by LLVM 19 only before the
-     * accumulation is reassociated, and ran 10x slower. */
+     * The generic variant uses SSE2's: LLVM 19 did not turn the plain IR
+     * form (sext, mul, even/odd shuffles, add into the accumulator) into
+     * pmaddwd once the adds were reassociated, and ran 3-4x slower. */
     const char *name = e->lanes16 == 16 ? "llvm.x86.avx2.pmadd.wd" : "llvm.x86.sse2.pmadd.wd";
     return LLVMBuildAdd(e->b, acc, intrinsic(e, name, NULL, 0, (LLVMValueRef[]){x, w}, 2), "");
   }
@@ -303,8 +304,8 @@ static LLVMValueRef mac(Gemm *e, LLVMValueRef acc, LLVMValueRef x, LLVMValueRef 
 typedef LLVMValueRef Accs[MAX_KS][MAX_MR][MAX_NRV][MAX_PARTS];
 
 /* Multiply-accumulate K group g into accumulator set s. */
-static void kgroup(Gemm *e, int mr, int nrv, LLVMValueRef x, LLVMValueRef w, LLVMValueRef g,
-                   int s, Accs acc) {
+static void kgroup(Gemm *e, int mr, int nrv, LLVMValueRef x, LLVMValueRef w, LLVMValueRef g, int s,
+                   Accs acc) {
   LLVMValueRef wv[MAX_NRV][MAX_PARTS];
   for (int v = 0; v < nrv; v++)
     load_weights(e, at(e, w, i64c(e, v), e->kg * e->nr * 4, 0), g, wv[v]);
@@ -336,8 +337,7 @@ static LLVMValueRef round_even(Gemm *e, LLVMValueRef v, unsigned n) {
 
 /* Requantize one vector of channel sums (bias included) and store its first
  * `valid` lanes at y. */
-static void requant_store(Gemm *e, LLVMValueRef acc, LLVMValueRef mult, LLVMValueRef y,
-                          int valid) {
+static void requant_store(Gemm *e, LLVMValueRef acc, LLVMValueRef mult, LLVMValueRef y, int valid) {
   const CgGemm *g = e->g;
   unsigned n = (unsigned)e->nr;
   LLVMTypeRef fv = LLVMVectorType(e->f32, n);
@@ -401,12 +401,12 @@ static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(e->ctx, fn, "entry");
   LLVMPositionBuilderAtEnd(e->b, entry);
 
+  /* The accumulators start at 0; the bias is added after the K loop. */
   Accs acc;
-  int nacc = 0;
   for (int s = 0; s < e->ks; s++)
     for (int r = 0; r < mr; r++)
       for (int v = 0; v < nrv; v++)
-        for (int p = 0; p < e->parts; p++, nacc++)
+        for (int p = 0; p < e->parts; p++)
           acc[s][r][v][p] = LLVMConstNull(e->acc_ty);
 
   /* The K loop, `unroll` groups per trip (group u of a trip feeds set u % ks). */
@@ -425,8 +425,8 @@ static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
           for (int p = 0; p < e->parts; p++)
             phi[s][r][v][p] = acc[s][r][v][p] = LLVMBuildPhi(e->b, e->acc_ty, "acc");
     for (int u = 0; u < e->unroll; u++) {
-      LLVMValueRef gi = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i, i64c(e, e->unroll), ""),
-                                     i64c(e, u), "");
+      LLVMValueRef gi =
+          LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i, i64c(e, e->unroll), ""), i64c(e, u), "");
       kgroup(e, mr, nrv, x, w, gi, u % e->ks, acc);
     }
     LLVMValueRef next = LLVMBuildAdd(e->b, i, i64c(e, 1), "");
@@ -472,21 +472,25 @@ static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
 
 /* ---- constants ---- */
 
-static void emit_constants(Gemm *e) {
+/* The packed weights, the bias (corrected when x is flipped) and the
+ * multipliers, padded to whole vectors, as private constants. False when
+ * memory runs out (nothing is added to the module then). */
+static bool emit_constants(Gemm *e) {
   const CgGemm *g = e->g;
   size_t wsize = cg_packed_size(e->isa, g->n, g->k);
+  int64_t npad = e->nvec * e->nr;
   int8_t *packed = malloc(wsize);
-  if (!packed)
-    q8_die("out of memory packing %zu bytes of weights", wsize);
+  LLVMValueRef *bv = malloc(sizeof *bv * (size_t)npad), *mv = malloc(sizeof *mv * (size_t)npad);
+  if (!packed || !bv || !mv) {
+    free(packed);
+    free(bv);
+    free(mv);
+    return false;
+  }
   cg_pack_weights(e->isa, g->wq, g->n, g->k, packed);
-  e->w = private_const(e, "w",
-                       LLVMConstStringInContext2(e->ctx, (const char *)packed, wsize, 1));
+  e->w = private_const(e, "w", LLVMConstStringInContext2(e->ctx, (const char *)packed, wsize, 1));
   free(packed);
 
-  int64_t npad = e->nvec * e->nr;
-  LLVMValueRef *bv = malloc(sizeof *bv * (size_t)npad), *mv = malloc(sizeof *mv * (size_t)npad);
-  if (!bv || !mv)
-    q8_die("out of memory");
   for (int64_t c = 0; c < npad; c++) {
     uint32_t b = 0;
     float mu = 0;
@@ -496,7 +500,7 @@ static void emit_constants(Gemm *e) {
         uint32_t s = 0;
         for (int64_t i = 0; i < g->k; i++)
           s += (uint32_t)(int32_t)g->wq[c * g->k + i];
-        b -= 127u * s;
+        b -= 128u * s;
       }
       mu = g->mult[c];
     }
@@ -507,6 +511,7 @@ static void emit_constants(Gemm *e) {
   e->mult = private_const(e, "mult", LLVMConstArray2(e->f32, mv, (uint64_t)npad));
   free(bv);
   free(mv);
+  return true;
 }
 
 /* ---- the task function ---- */
@@ -535,8 +540,8 @@ LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_
   if (g->m <= 0 || g->k <= 0 || g->n <= 0 || g->x_stride < g->k || g->x_stride % 4 != 0 ||
       g->y_stride < g->n) {
     snprintf(err, errlen, "qgemm %s: bad shape m=%lld k=%lld n=%lld x_stride=%lld y_stride=%lld",
-             g->name, (long long)g->m, (long long)g->k, (long long)g->n,
-             (long long)g->x_stride, (long long)g->y_stride);
+             g->name, (long long)g->m, (long long)g->k, (long long)g->n, (long long)g->x_stride,
+             (long long)g->y_stride);
     return NULL;
   }
   if ((g->x_dtype != IR_U8 && g->x_dtype != IR_I8) ||
@@ -565,14 +570,19 @@ LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_
   /* PAIRS: nr channels x 4 K are two pmaddwd of lanes16 = 2 * nr i16. */
   e.lanes16 = isa == CG_ISA_GENERIC ? 8 : 16;
   e.parts = e.form == FORM_PAIRS ? 2 : 1;
-  e.acc_ty = LLVMVectorType(e.i32, e.form == FORM_VNNI       ? (unsigned)e.nr
+  e.acc_ty = LLVMVectorType(e.i32, e.form == FORM_VNNI      ? (unsigned)e.nr
                                    : e.form == FORM_MADDUBS ? 8
                                                             : e.lanes16 / 2);
   e.kg = ceil_div(g->k, 4);
   e.nvec = ceil_div(g->n, e.nr);
   e.ysize = g->y_dtype == IR_F32 ? 4 : 1;
   choose_tile(&e);
-  emit_constants(&e);
+  if (!emit_constants(&e)) {
+    snprintf(err, errlen, "qgemm %s: out of memory packing %zu bytes of weights", g->name,
+             cg_packed_size(isa, g->n, g->k));
+    LLVMDisposeBuilder(e.b);
+    return NULL;
+  }
 
   /* The tiles: full, and the last channel block and last rows when they
    * differ. tile[last rows][last block]. */
@@ -584,8 +594,8 @@ LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_
   LLVMValueRef tile[2][2] = {{NULL}};
   for (int lm = 0; lm <= (int)m_edge; lm++)
     for (int ln = 0; ln <= (int)n_edge; ln++)
-      tile[lm][ln] = emit_tile(&e, lm ? last_mr : e.mr, ln ? last_nrv : e.nrv,
-                               ln ? last_valid : e.nr);
+      tile[lm][ln] =
+          emit_tile(&e, lm ? last_mr : e.mr, ln ? last_nrv : e.nrv, ln ? last_valid : e.nr);
 
   int64_t n_chunks, m_chunks;
   split_tasks(&e, &n_chunks, &m_chunks);

@@ -164,7 +164,7 @@ typedef struct {
   IrDType xt, yt;
   bool relu;
   int wmax;        /* weights in [-wmax, wmax], both ends present */
-  int32_t xlo, xhi;/* the range x is drawn from (and the kernel is told) */
+  int32_t xlo, xhi; /* the range x is drawn from (and the kernel is told) */
   int mult_kind;   /* 0: random; 1: a power of two (exact products, rounding ties) */
   int64_t x_pad, y_pad;
   uint64_t seed;
@@ -451,9 +451,8 @@ static void test_large(void **state) {
 /* Tasks cover the output exactly once: run each alone and check that the
  * elements it writes are disjoint from the others' and that together they
  * are all of y. */
-static void test_tasks_partition(void **state) {
-  CgIsa isa = cg_isa_native();
-  Config c = random_config(64, 784, 256, 2001);
+static void check_partition(int64_t m, int64_t k, int64_t n, CgIsa isa) {
+  Config c = random_config(m, k, n, 2001);
   c.yt = IR_F32; /* a NaN-free f32 never equals the 0xA5A5A5A5 sentinel by chance here */
   c.y_pad = 0;
   Batch b;
@@ -485,7 +484,14 @@ static void test_tasks_partition(void **state) {
     assert_int_not_equal(owner[e], 0);
   free(owner);
   free_case(&t);
+}
 
+static void test_tasks_partition(void **state) {
+  CgIsa isa = cg_isa_native();
+  check_partition(64, 784, 256, isa);  /* split along N */
+  check_partition(1200, 256, 20, isa); /* one channel block: split along M */
+  Batch b;
+  Case t;
   /* A tiny layer is one task. */
   batch_begin(&b);
   make_case(&t, &(Config){.m = 2, .k = 16, .n = 16, .xt = IR_U8, .yt = IR_U8, .wmax = 127,
