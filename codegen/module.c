@@ -12,10 +12,11 @@
  *   - the constants those calls read, as private globals;
  *   - the exported descriptor `q8_model` (q8model.h).
  *
- * Memory: inputs and f32 outputs are used in place; every other value gets
- * its own 64-byte aligned slot in the caller's scratch buffer. Quantized
- * values keep rows padded to a multiple of 4 bytes, the layout the kernels
- * read 4 bytes at a time. A reshape is free: it shares its operand's slot. */
+ * Memory: inputs and outputs are used in place; every other value gets its
+ * own 64-byte aligned slot in the caller's scratch buffer. Quantized values
+ * keep rows padded to a multiple of 4 bytes, the layout the kernels read 4
+ * bytes at a time, so a quantized input or output whose rows are not is
+ * copied on entry or exit. A reshape is free: it shares its operand's slot. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,8 +105,9 @@ static bool plan_memory(Cg *cg) {
     l->stride = l->cols;
     l->kind = LOC_INPUT;
     l->index = i;
-    if (is_quantized(v->type.dtype)) {
-      /* Copied into padded rows on entry. */
+    if (is_quantized(v->type.dtype) && l->cols % 4 != 0) {
+      /* Copied into padded rows on entry (rows of a multiple of 4 bytes are
+       * read in place). */
       l->stride = round_up(l->cols, 4);
       place_in_scratch(cg, l, v->type.dtype);
     }
@@ -143,7 +145,7 @@ static bool plan_memory(Cg *cg) {
         continue;
       }
     }
-    if (out >= 0 && v->type.dtype == IR_F32) {
+    if (out >= 0 && l->stride == l->cols) {
       l->kind = LOC_OUTPUT;
       l->index = out;
     } else {

@@ -187,6 +187,27 @@ def test_float_ops(t, run, rng):
               outputs=("y", "p"))
 
 
+def test_quantized_io(t, run, rng):
+    """A hand-quantized layer with u8 input and output, used in place when its
+    rows are a multiple of 4 bytes and copied through padded rows when not."""
+    for k in (6, 8):
+        n = 12
+        text = """model qio {
+  weights "WEIGHTS"
+  input %%x : u8[?, %d]
+  %%y : u8[?, %d] = qgemm %%x, @w, @bias, @mult {scale = 0.05, zero_point = 3, dtype = u8, relu = 1}
+  output %%y
+}
+""" % (k, n)
+        tensors = {"w": rng.integers(-127, 128, (n, k)).astype(np.int8),
+                   "bias": rng.integers(-5000, 5000, n).astype(np.int32),
+                   "mult": rng.uniform(0.001, 0.02, n).astype(np.float32)}
+        d = tmpdir()
+        model = write_model(d, "qio", text, tensors)
+        x = rng.integers(0, 256, (7, k)).astype(np.uint8)
+        run.check("u8 in/out k=%d" % k, model, None, x, 7)
+
+
 def test_asm(t, rng):
     """Every variant compiles; its assembly holds the intended instructions."""
     d = tmpdir()
@@ -254,6 +275,7 @@ def main():
     test_linear_sweep(t, run, rng)
     test_schemes(t, run, rng)
     test_float_ops(t, run, rng)
+    test_quantized_io(t, run, rng)
     test_asm(t, rng)
     test_outputs(t, rng)
     for isa, why in sorted(run.unavailable.items()):
