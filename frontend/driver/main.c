@@ -1,4 +1,6 @@
-/* main.c: the `q8c` command-line driver.
+/* main.c: the `q8c` command line: its options, and `q8c MODEL.ir`, which
+ * runs the pass pipeline and writes what --emit asks for. `q8c run` is in
+ * run.c.
  *
  *   q8c [options] MODEL.ir                   compile (for now: --emit=ir)
  *   q8c run MODEL.ir -i X.npy [-o Y.npy]     run the float reference interpreter
@@ -12,12 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../codegen/codegen.h"
-#include "../passes/passes.h"
-#include "q8rt.h"
-#include "frontend.h"
-
-enum { EXIT_INPUT = 1, EXIT_USAGE = 2, MAX_FILES = 64 };
+#include "../../codegen/codegen.h"
+#include "driver.h"
 
 static const char usage_text[] =
     "usage: q8c [options] MODEL.ir [-o OUTPUT]\n"
@@ -88,28 +86,6 @@ static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "\nTry 'q8c --help' for more information.\n");
   return EXIT_USAGE;
 }
-
-typedef struct {
-  const char *name;  /* NULL when given without NAME= */
-  const char *path;
-  char name_buf[128];
-} FileArg;
-
-typedef struct {
-  bool run;
-  bool jit;           /* run: compile in memory instead of interpreting */
-  const char *model;
-  const char *emit;
-  const char *out;
-  int64_t batch;     /* 0 = not given */
-  const char *report; /* NULL, "text" or "json" */
-  const char *target; /* --target, default "native" */
-  int opt_level;      /* -O0..-O3, default 3 */
-  bool list_passes;
-  PassOptions pass;
-  FileArg inputs[MAX_FILES], outputs[MAX_FILES];
-  int ninputs, noutputs;
-} Options;
 
 static bool parse_batch(const char *s, int64_t *out) {
   char *end;
@@ -288,7 +264,7 @@ static int parse_args(int argc, char **argv, Options *o) {
   return 0;
 }
 
-static int fail(const IrModule *m) {
+int driver_fail(const IrModule *m) {
   fprintf(stderr, "%s\n", m->diag.msg);
   return EXIT_INPUT;
 }
@@ -341,18 +317,18 @@ static int compile(IrModule *m, Options *o) {
     /* The float model, untouched, to measure the int8 one against. */
     ref = fe_parse_file(o->model);
     if (ref->diag.failed) {
-      int rc = fail(ref);
+      int rc = driver_fail(ref);
       ir_module_free(ref);
       return rc;
     }
   }
   int rc = 0;
   if (!pass_run_pipeline(m, &o->pass)) {
-    rc = fail(m);
+    rc = driver_fail(m);
   } else if (o->report) {
     char *text = pass_report(ref, m, &o->pass, strcmp(o->report, "json") == 0);
     if (!text)
-      rc = fail(m);
+      rc = driver_fail(m);
     else
       fputs(text, stdout);
     free(text);
@@ -383,281 +359,8 @@ static int compile(IrModule *m, Options *o) {
     return EXIT_USAGE;
   }
   if (!cg_compile_to_file(m, &co, (CgEmit)kind, out ? out : "/dev/stdout"))
-    return fail(m);
+    return driver_fail(m);
   return 0;
-}
-
-/* Which file argument belongs to model value `v` (index `idx` of `count`). */
-static const FileArg *match_file(const FileArg *args, int nargs, const IrValue *v, int count) {
-  for (int i = 0; i < nargs; i++)
-    if (args[i].name && strcmp(args[i].name, v->name) == 0)
-      return &args[i];
-  if (count == 1 && nargs == 1 && !args[0].name)
-    return &args[0];
-  return NULL;
-}
-
-static bool check_file_names(const FileArg *args, int nargs, IrValue **vals, int nvals,
-                             const char *kind) {
-  for (int i = 0; i < nargs; i++) {
-    if (!args[i].name) {
-      if (nvals > 1 || nargs > 1) {
-        fprintf(stderr, "q8c: error: the model has %d %ss; name each as %s NAME=FILE\n", nvals,
-                kind, kind[0] == 'i' ? "-i" : "-o");
-        return false;
-      }
-      continue;
-    }
-    bool found = false;
-    for (int j = 0; j < nvals; j++)
-      found |= strcmp(args[i].name, vals[j]->name) == 0;
-    if (!found) {
-      fprintf(stderr, "q8c: error: the model has no %s named '%s'\n", kind, args[i].name);
-      return false;
-    }
-  }
-  return true;
-}
-
-/* The batch size the inputs imply: the length of each `?` dim must agree. */
-static bool infer_batch(const IrModule *m, const IrTensor *in, const Options *o, int64_t *batch) {
-  *batch = o->batch;
-  for (int i = 0; i < m->ninputs; i++) {
-    const IrType *t = &m->inputs[i]->type;
-    if (in[i].type.rank != t->rank)
-      continue; /* the interpreter reports the mismatch */
-    for (int d = 0; d < t->rank; d++) {
-      if (t->dims[d] != IR_DIM_BATCH)
-        continue;
-      int64_t got = in[i].type.dims[d];
-      if (*batch == 0) {
-        *batch = got;
-      } else if (got != *batch) {
-        fprintf(stderr,
-                "q8c: error: input '%s' has %" PRId64 " in the batch dimension ('?') but the "
-                "batch is %" PRId64 "%s\n",
-                m->inputs[i]->name, got, *batch, o->batch ? " (--batch)" : "");
-        return false;
-      }
-    }
-  }
-  if (*batch == 0)
-    *batch = 1;
-  return true;
-}
-
-/* Print a tensor like numpy's repr, for `q8c run` without -o. */
-static void print_tensor(const char *name, const IrTensor *t) {
-  char b[160];
-  int64_t n;
-  ir_type_numel(&t->type, 0, &n);
-  printf("%%%s : %s =", name, ir_type_str(&t->type, b, sizeof b));
-  int64_t row = t->type.rank ? t->type.dims[t->type.rank - 1] : 1;
-  for (int64_t i = 0; i < n; i++) {
-    if (row && i % row == 0)
-      printf("\n ");
-    switch (t->type.dtype) {
-    case IR_F32:
-      printf(" %.6g", ((const float *)t->data)[i]);
-      break;
-    case IR_U8:
-      printf(" %d", ((const uint8_t *)t->data)[i]);
-      break;
-    case IR_I8:
-      printf(" %d", ((const int8_t *)t->data)[i]);
-      break;
-    default:
-      printf(" %d", (int)((const int32_t *)t->data)[i]);
-      break;
-    }
-  }
-  printf("\n");
-}
-
-static void release_jit(void *jit) { cg_jit_free(jit); }
-
-/* `q8c run --jit`: compile the (quantized) module in memory for --target and
- * run the machine code instead of the interpreter; outputs are allocated like
- * the interpreter's. */
-static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, IrTensor *out) {
-  CgOptions co = {.opt_level = o->opt_level, .batch = batch};
-  char err[512];
-  if (!cg_parse_targets(o->target ? o->target : "native", &co, err, sizeof err))
-    return ir_error(&m->diag, (IrLoc){0}, "--target: %s", err);
-  const q8_model_desc *desc;
-  CgJit *jit = cg_jit_compile(m, &co, &desc);
-  if (!jit)
-    return false;
-  q8rt_model *rt = NULL;
-  if (q8rt_model_from_desc(desc, release_jit, jit, &rt, err, sizeof err) != Q8RT_OK) {
-    cg_jit_free(jit);
-    return ir_error(&m->diag, (IrLoc){0}, "%s", err);
-  }
-  const void *inp[MAX_FILES];
-  void *outp[MAX_FILES];
-  bool ok = true;
-  for (int i = 0; ok && i < m->ninputs; i++) {
-    IrType want = ir_type_bind(&m->inputs[i]->type, batch);
-    char b1[128], b2[128];
-    if (!ir_type_equal(&in[i].type, &want))
-      ok = ir_error(&m->diag, (IrLoc){0}, "input '%s' is %s but the model expects %s",
-                    m->inputs[i]->name, ir_type_str(&in[i].type, b1, sizeof b1),
-                    ir_type_str(&want, b2, sizeof b2));
-    inp[i] = in[i].data;
-  }
-  for (int i = 0; ok && i < m->noutputs; i++) {
-    out[i].type = ir_type_bind(&m->outputs[i]->type, batch);
-    int64_t n;
-    ir_type_numel(&out[i].type, batch, &n);
-    out[i].data = outp[i] = malloc((size_t)(n ? n : 1) * ir_dtype_size(out[i].type.dtype));
-    ok = out[i].data != NULL;
-  }
-  if (!ok)
-    ir_error(&m->diag, (IrLoc){0}, "out of memory");
-  else if (q8rt_run(rt, inp, outp, err, sizeof err) != Q8RT_OK)
-    ok = ir_error(&m->diag, (IrLoc){0}, "%s", err);
-  q8rt_free(rt);
-  return ok;
-}
-
-static int run_model(IrModule *m, const Options *o) {
-  if (!check_file_names(o->inputs, o->ninputs, m->inputs, m->ninputs, "input") ||
-      !check_file_names(o->outputs, o->noutputs, m->outputs, m->noutputs, "output"))
-    return EXIT_USAGE;
-  static IrTensor in[MAX_FILES], out[MAX_FILES];
-  int status = EXIT_INPUT;
-  if (m->ninputs > MAX_FILES || m->noutputs > MAX_FILES) {
-    fprintf(stderr, "q8c: error: more than %d inputs or outputs\n", MAX_FILES);
-    return EXIT_INPUT;
-  }
-  for (int i = 0; i < m->ninputs; i++) {
-    const FileArg *f = match_file(o->inputs, o->ninputs, m->inputs[i], m->ninputs);
-    char err[512];
-    if (!f) {
-      fprintf(stderr, "q8c: error: no file given for input '%s' (-i %s=FILE.npy)\n",
-              m->inputs[i]->name, m->inputs[i]->name);
-      goto done;
-    }
-    if (!fe_npy_read(f->path, &in[i], err, sizeof err)) {
-      fprintf(stderr, "%s: error: %s\n", f->path, err);
-      goto done;
-    }
-  }
-  int64_t batch;
-  if (!infer_batch(m, in, o, &batch))
-    goto done;
-  if (o->jit ? !run_jit(m, o, batch, in, out) : !ir_interp_f32(m, batch, in, out, NULL, NULL)) {
-    fail(m);
-    goto done;
-  }
-  for (int i = 0; i < m->noutputs; i++) {
-    char err[512];
-    const FileArg *f = match_file(o->outputs, o->noutputs, m->outputs[i], m->noutputs);
-    if (o->noutputs == 0)
-      print_tensor(m->outputs[i]->name, &out[i]);
-    else if (f && !fe_npy_write(f->path, &out[i], err, sizeof err)) {
-      fprintf(stderr, "%s: error: %s\n", f->path, err);
-      goto done;
-    }
-  }
-  status = 0;
-done:
-  for (int i = 0; i < MAX_FILES; i++) {
-    free(in[i].data);
-    free(out[i].data);
-  }
-  return status;
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
-/* The descriptor's tensor as an IrType, for messages and .npy files. */
-static IrType desc_type(const q8_tensor_desc *d) {
-  IrType t = {d->dtype == Q8_DTYPE_F32 ? IR_F32 : d->dtype == Q8_DTYPE_U8 ? IR_U8
-              : d->dtype == Q8_DTYPE_I8 ? IR_I8 : IR_I32, d->rank, {0}};
-  for (int i = 0; i < d->rank && i < IR_MAX_RANK; i++)
-    t.dims[i] = d->dims[i];
-  return t;
-}
-
-/* `q8c run model.so`: load with the runtime and run the compiled code. */
-static int run_compiled(const Options *o) {
-  char err[512];
-  q8rt_model *model = NULL;
-  if (q8rt_load(o->model, &model, err, sizeof err) != Q8RT_OK) {
-    fprintf(stderr, "%s: error: %s\n", o->model, err);
-    return EXIT_INPUT;
-  }
-  int nin = q8rt_num_inputs(model), nout = q8rt_num_outputs(model), status = EXIT_INPUT;
-  IrTensor in[MAX_FILES] = {0}, out[MAX_FILES] = {0};
-  const void *inp[MAX_FILES];
-  void *outp[MAX_FILES];
-  if (nin > MAX_FILES || nout > MAX_FILES) {
-    fprintf(stderr, "q8c: error: more than %d inputs or outputs\n", MAX_FILES);
-    goto done;
-  }
-  for (int i = 0; i < nin; i++) {
-    const q8_tensor_desc *d = q8rt_input(model, i);
-    IrValue v = {.name = d->name};
-    const FileArg *f = match_file(o->inputs, o->ninputs, &v, nin);
-    if (!f) {
-      fprintf(stderr, "q8c: error: no file given for input '%s' (-i %s=FILE.npy)\n", d->name,
-              d->name);
-      goto done;
-    }
-    if (!fe_npy_read(f->path, &in[i], err, sizeof err)) {
-      fprintf(stderr, "%s: error: %s\n", f->path, err);
-      goto done;
-    }
-    IrType want = desc_type(d);
-    char b1[128], b2[128];
-    if (!ir_type_equal(&in[i].type, &want)) {
-      fprintf(stderr,
-              "%s: error: input '%s' is %s but the model was compiled for %s (recompile with "
-              "--batch to change the batch size)\n",
-              f->path, d->name, ir_type_str(&in[i].type, b1, sizeof b1),
-              ir_type_str(&want, b2, sizeof b2));
-      goto done;
-    }
-    inp[i] = in[i].data;
-  }
-  for (int i = 0; i < nout; i++) {
-    const q8_tensor_desc *d = q8rt_output(model, i);
-    out[i].type = desc_type(d);
-    int64_t n = q8rt_tensor_numel(d);
-    out[i].data = malloc((size_t)(n > 0 ? n : 1) * ir_dtype_size(out[i].type.dtype));
-    outp[i] = out[i].data;
-    if (!out[i].data) {
-      fprintf(stderr, "q8c: error: out of memory\n");
-      goto done;
-    }
-  }
-  if (q8rt_run(model, inp, outp, err, sizeof err) != Q8RT_OK) {
-    fprintf(stderr, "%s: error: %s\n", o->model, err);
-    goto done;
-  }
-  for (int i = 0; i < nout; i++) {
-    const q8_tensor_desc *d = q8rt_output(model, i);
-    IrValue v = {.name = d->name};
-    const FileArg *f = match_file(o->outputs, o->noutputs, &v, nout);
-    if (o->noutputs == 0)
-      print_tensor(d->name, &out[i]);
-    else if (f && !fe_npy_write(f->path, &out[i], err, sizeof err)) {
-      fprintf(stderr, "%s: error: %s\n", f->path, err);
-      goto done;
-    }
-  }
-  status = 0;
-done:
-  for (int i = 0; i < MAX_FILES; i++) {
-    free(in[i].data);
-    free(out[i].data);
-  }
-  q8rt_free(model);
-  return status;
 }
 
 int main(int argc, char **argv) {
@@ -667,17 +370,17 @@ int main(int argc, char **argv) {
     return rc;
   if (o.list_passes)
     return list_passes();
-  if (o.run && ends_with(o.model, ".so"))
-    return run_compiled(&o);
+  if (o.run)
+    return driver_run(&o);
   IrModule *m = fe_parse_file(o.model);
   if (!m) {
     fprintf(stderr, "q8c: error: out of memory\n");
     return EXIT_INPUT;
   }
   if (m->diag.failed)
-    rc = fail(m);
+    rc = driver_fail(m);
   else
-    rc = o.run ? run_model(m, &o) : compile(m, &o);
+    rc = compile(m, &o);
   ir_module_free(m);
   return rc;
 }

@@ -1,0 +1,316 @@
+/* run.c: `q8c run`: execute a model on .npy inputs and write .npy outputs
+ * (or print them). A .so goes through the runtime (libq8rt); a .ir runs in
+ * the reference interpreter, or with --jit as machine code compiled in
+ * memory, the interpreter's exact twin. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../codegen/codegen.h"
+#include "driver.h"
+#include "q8rt.h"
+
+/* The model's inputs or outputs, by name, for matching -i and -o. */
+typedef struct {
+  int n;
+  const char *names[MAX_FILES];
+} Names;
+
+/* Which file argument belongs to the value named `name`: NAME=FILE, or a
+ * bare FILE when the model has exactly one. */
+static const FileArg *match_file(const FileArg *args, int nargs, const char *name, int count) {
+  for (int i = 0; i < nargs; i++)
+    if (args[i].name && strcmp(args[i].name, name) == 0)
+      return &args[i];
+  if (count == 1 && nargs == 1 && !args[0].name)
+    return &args[0];
+  return NULL;
+}
+
+static bool check_file_names(const FileArg *args, int nargs, const Names *names,
+                             const char *kind) {
+  if (names->n > MAX_FILES) {
+    fprintf(stderr, "q8c: error: the model has more than %d %ss\n", MAX_FILES, kind);
+    return false;
+  }
+  for (int i = 0; i < nargs; i++) {
+    if (!args[i].name) {
+      if (names->n > 1 || nargs > 1) {
+        fprintf(stderr, "q8c: error: the model has %d %ss; name each as %s NAME=FILE\n",
+                names->n, kind, kind[0] == 'i' ? "-i" : "-o");
+        return false;
+      }
+      continue;
+    }
+    bool found = false;
+    for (int j = 0; j < names->n; j++)
+      found |= strcmp(args[i].name, names->names[j]) == 0;
+    if (!found) {
+      fprintf(stderr, "q8c: error: the model has no %s named '%s'\n", kind, args[i].name);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Read each input's .npy into in[] (malloc'd data). */
+static bool read_inputs(const Options *o, const Names *names, IrTensor *in) {
+  char err[512];
+  for (int i = 0; i < names->n; i++) {
+    const FileArg *f = match_file(o->inputs, o->ninputs, names->names[i], names->n);
+    if (!f) {
+      fprintf(stderr, "q8c: error: no file given for input '%s' (-i %s=FILE.npy)\n",
+              names->names[i], names->names[i]);
+      return false;
+    }
+    if (!fe_npy_read(f->path, &in[i], err, sizeof err)) {
+      fprintf(stderr, "%s: error: %s\n", f->path, err);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* The batch size the inputs imply: the length of each `?` dim must agree. */
+static bool infer_batch(const IrModule *m, const IrTensor *in, const Options *o, int64_t *batch) {
+  *batch = o->batch;
+  for (int i = 0; i < m->ninputs; i++) {
+    const IrType *t = &m->inputs[i]->type;
+    if (in[i].type.rank != t->rank)
+      continue; /* the interpreter reports the mismatch */
+    for (int d = 0; d < t->rank; d++) {
+      if (t->dims[d] != IR_DIM_BATCH)
+        continue;
+      int64_t got = in[i].type.dims[d];
+      if (*batch == 0) {
+        *batch = got;
+      } else if (got != *batch) {
+        fprintf(stderr,
+                "q8c: error: input '%s' has %" PRId64 " in the batch dimension ('?') but the "
+                "batch is %" PRId64 "%s\n",
+                m->inputs[i]->name, got, *batch, o->batch ? " (--batch)" : "");
+        return false;
+      }
+    }
+  }
+  if (*batch == 0)
+    *batch = 1;
+  return true;
+}
+
+/* Print a tensor like numpy's repr, for `q8c run` without -o. */
+static void print_tensor(const char *name, const IrTensor *t) {
+  char b[160];
+  int64_t n;
+  ir_type_numel(&t->type, 0, &n);
+  printf("%%%s : %s =", name, ir_type_str(&t->type, b, sizeof b));
+  int64_t row = t->type.rank ? t->type.dims[t->type.rank - 1] : 1;
+  for (int64_t i = 0; i < n; i++) {
+    if (row && i % row == 0)
+      printf("\n ");
+    switch (t->type.dtype) {
+    case IR_F32:
+      printf(" %.6g", ((const float *)t->data)[i]);
+      break;
+    case IR_U8:
+      printf(" %d", ((const uint8_t *)t->data)[i]);
+      break;
+    case IR_I8:
+      printf(" %d", ((const int8_t *)t->data)[i]);
+      break;
+    default:
+      printf(" %d", (int)((const int32_t *)t->data)[i]);
+      break;
+    }
+  }
+  printf("\n");
+}
+
+/* Write each output to its -o file, or print them all when there is none. */
+static bool write_outputs(const Options *o, const Names *names, const IrTensor *out) {
+  char err[512];
+  for (int i = 0; i < names->n; i++) {
+    const FileArg *f = match_file(o->outputs, o->noutputs, names->names[i], names->n);
+    if (o->noutputs == 0)
+      print_tensor(names->names[i], &out[i]);
+    else if (f && !fe_npy_write(f->path, &out[i], err, sizeof err)) {
+      fprintf(stderr, "%s: error: %s\n", f->path, err);
+      return false;
+    }
+  }
+  return true;
+}
+
+static void free_tensors(IrTensor *t, int n) {
+  for (int i = 0; i < n; i++)
+    free(t[i].data);
+}
+
+/* Room for each output of `types` (malloc'd data). */
+static bool alloc_outputs(IrTensor *out, const IrType *types, int n) {
+  for (int i = 0; i < n; i++) {
+    int64_t numel;
+    out[i].type = types[i];
+    if (!ir_type_numel(&types[i], 1, &numel) ||
+        !(out[i].data = malloc((size_t)(numel ? numel : 1) * ir_dtype_size(types[i].dtype)))) {
+      fprintf(stderr, "q8c: error: out of memory for output %d\n", i);
+      return false;
+    }
+  }
+  return true;
+}
+
+static void release_jit(void *jit) { cg_jit_free(jit); }
+
+/* `q8c run --jit`: compile the module in memory for --target and run the
+ * machine code instead of the interpreter. */
+static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, IrTensor *out) {
+  for (int i = 0; i < m->ninputs; i++) {
+    IrType want = ir_type_bind(&m->inputs[i]->type, batch);
+    char b1[128], b2[128];
+    if (!ir_type_equal(&in[i].type, &want))
+      return ir_error(&m->diag, (IrLoc){0}, "input '%s' is %s but the model expects %s",
+                      m->inputs[i]->name, ir_type_str(&in[i].type, b1, sizeof b1),
+                      ir_type_str(&want, b2, sizeof b2));
+  }
+  CgOptions co = {.opt_level = o->opt_level, .batch = batch};
+  char err[512];
+  if (!cg_parse_targets(o->target ? o->target : "native", &co, err, sizeof err))
+    return ir_error(&m->diag, (IrLoc){0}, "--target: %s", err);
+  const q8_model_desc *desc;
+  CgJit *jit = cg_jit_compile(m, &co, &desc);
+  if (!jit)
+    return false;
+  q8rt_model *rt = NULL;
+  if (q8rt_model_from_desc(desc, release_jit, jit, &rt, err, sizeof err) != Q8RT_OK) {
+    cg_jit_free(jit);
+    return ir_error(&m->diag, (IrLoc){0}, "%s", err);
+  }
+  IrType types[MAX_FILES];
+  const void *inp[MAX_FILES];
+  void *outp[MAX_FILES];
+  for (int i = 0; i < m->noutputs; i++)
+    types[i] = ir_type_bind(&m->outputs[i]->type, batch);
+  bool ok = alloc_outputs(out, types, m->noutputs);
+  for (int i = 0; ok && i < m->ninputs; i++)
+    inp[i] = in[i].data;
+  for (int i = 0; ok && i < m->noutputs; i++)
+    outp[i] = out[i].data;
+  if (ok && q8rt_run(rt, inp, outp, err, sizeof err) != Q8RT_OK)
+    ok = ir_error(&m->diag, (IrLoc){0}, "%s", err);
+  q8rt_free(rt);
+  return ok;
+}
+
+/* A .ir model: the reference interpreter, or --jit. */
+static int run_ir(IrModule *m, const Options *o) {
+  Names ins = {m->ninputs, {0}}, outs = {m->noutputs, {0}};
+  for (int i = 0; i < m->ninputs && i < MAX_FILES; i++)
+    ins.names[i] = m->inputs[i]->name;
+  for (int i = 0; i < m->noutputs && i < MAX_FILES; i++)
+    outs.names[i] = m->outputs[i]->name;
+  if (!check_file_names(o->inputs, o->ninputs, &ins, "input") ||
+      !check_file_names(o->outputs, o->noutputs, &outs, "output"))
+    return EXIT_USAGE;
+  IrTensor in[MAX_FILES] = {{{0}, 0}}, out[MAX_FILES] = {{{0}, 0}};
+  int64_t batch;
+  int status = EXIT_INPUT;
+  if (read_inputs(o, &ins, in) && infer_batch(m, in, o, &batch)) {
+    bool ran = o->jit ? run_jit(m, o, batch, in, out)
+                      : ir_interp_f32(m, batch, in, out, NULL, NULL);
+    if (!ran)
+      driver_fail(m);
+    else if (write_outputs(o, &outs, out))
+      status = 0;
+  }
+  free_tensors(in, MAX_FILES);
+  free_tensors(out, MAX_FILES);
+  return status;
+}
+
+/* The descriptor's tensor as an IrType, for messages and .npy files. */
+static IrType desc_type(const q8_tensor_desc *d) {
+  IrType t = {d->dtype == Q8_DTYPE_F32  ? IR_F32
+              : d->dtype == Q8_DTYPE_U8 ? IR_U8
+              : d->dtype == Q8_DTYPE_I8 ? IR_I8
+                                        : IR_I32,
+              d->rank,
+              {0}};
+  for (int i = 0; i < d->rank && i < IR_MAX_RANK; i++)
+    t.dims[i] = d->dims[i];
+  return t;
+}
+
+/* A .so model: loaded and run by the runtime, with its compiled shapes. */
+static int run_so(const Options *o) {
+  char err[512];
+  q8rt_model *model = NULL;
+  if (q8rt_load(o->model, &model, err, sizeof err) != Q8RT_OK) {
+    fprintf(stderr, "%s: error: %s\n", o->model, err);
+    return EXIT_INPUT;
+  }
+  Names ins = {q8rt_num_inputs(model), {0}}, outs = {q8rt_num_outputs(model), {0}};
+  for (int i = 0; i < ins.n && i < MAX_FILES; i++)
+    ins.names[i] = q8rt_input(model, i)->name;
+  for (int i = 0; i < outs.n && i < MAX_FILES; i++)
+    outs.names[i] = q8rt_output(model, i)->name;
+  if (!check_file_names(o->inputs, o->ninputs, &ins, "input") ||
+      !check_file_names(o->outputs, o->noutputs, &outs, "output")) {
+    q8rt_free(model);
+    return EXIT_USAGE;
+  }
+  IrTensor in[MAX_FILES] = {{{0}, 0}}, out[MAX_FILES] = {{{0}, 0}};
+  IrType types[MAX_FILES];
+  const void *inp[MAX_FILES];
+  void *outp[MAX_FILES];
+  int status = EXIT_INPUT;
+  bool ok = read_inputs(o, &ins, in);
+  for (int i = 0; ok && i < ins.n; i++) {
+    IrType want = desc_type(q8rt_input(model, i));
+    char b1[128], b2[128];
+    if (!ir_type_equal(&in[i].type, &want)) {
+      fprintf(stderr,
+              "q8c: error: input '%s' is %s but the model was compiled for %s (recompile with "
+              "--batch to change the batch size)\n",
+              ins.names[i], ir_type_str(&in[i].type, b1, sizeof b1),
+              ir_type_str(&want, b2, sizeof b2));
+      ok = false;
+    }
+    inp[i] = in[i].data;
+  }
+  for (int i = 0; ok && i < outs.n; i++)
+    types[i] = desc_type(q8rt_output(model, i));
+  ok = ok && alloc_outputs(out, types, outs.n);
+  for (int i = 0; ok && i < outs.n; i++)
+    outp[i] = out[i].data;
+  if (ok && q8rt_run(model, inp, outp, err, sizeof err) != Q8RT_OK) {
+    fprintf(stderr, "%s: error: %s\n", o->model, err);
+    ok = false;
+  }
+  if (ok && write_outputs(o, &outs, out))
+    status = 0;
+  free_tensors(in, MAX_FILES);
+  free_tensors(out, MAX_FILES);
+  q8rt_free(model);
+  return status;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+int driver_run(const Options *o) {
+  if (ends_with(o->model, ".so"))
+    return run_so(o);
+  IrModule *m = fe_parse_file(o->model);
+  if (!m) {
+    fprintf(stderr, "q8c: error: out of memory\n");
+    return EXIT_INPUT;
+  }
+  int rc = m->diag.failed ? driver_fail(m) : run_ir(m, o);
+  ir_module_free(m);
+  return rc;
+}
