@@ -229,6 +229,60 @@ def test_asm(t, rng):
         t.check("asm %s has %s" % (isa, " + ".join(needles) or "no AVX"), ok)
 
 
+HEADER_MAIN = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+
+/* Uses the model library alone: no runtime, no q8c. */
+int main(int argc, char **argv) {
+  FILE *f = fopen(argv[1], "rb");
+  float x[2 * 48], y[2 * 10];
+  if (!f || fread(x, sizeof x, 1, f) != 1)
+    return 2;
+  fclose(f);
+  void *scratch = aligned_alloc(64, ((size_t)mlp_SCRATCH_BYTES + 63) / 64 * 64);
+  const void *in[1] = {x};
+  void *out[1] = {y};
+  if (mlp_run_generic(NULL, in, out, scratch) != 0)
+    return 3;
+  fwrite(y, sizeof y, 1, stdout);
+  free(scratch);
+  return 0;
+}
+"""
+
+
+def test_header(t, rng):
+    """A C program using only the .so and the header --emit=header writes."""
+    d = tmpdir()
+    model = write_model(d, "mlp", MLP, mlp_tensors(rng))
+    calib = os.path.join(d, "calib.npy")
+    np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
+    q8c(model, "--calib", calib, "-o", os.path.join(d, "q.ir"))
+    q8c(os.path.join(d, "q.ir"), "--batch", 2, "--target=generic", "-o", os.path.join(d, "model.h"))
+    q8c(os.path.join(d, "q.ir"), "--batch", 2, "--target=generic", "-o", os.path.join(d, "libmlp.so"))
+    with open(os.path.join(d, "main.c"), "w") as f:
+        f.write(HEADER_MAIN)
+    include = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__)))), "include")
+    r = subprocess.run(["cc", "-std=c11", "-o", os.path.join(d, "app"), os.path.join(d, "main.c"),
+                        "-I", d, "-I", include, "-L", d, "-lmlp", "-Wl,-rpath," + d],
+                       capture_output=True, text=True)
+    if not t.check("a C program builds against model.h and the .so", r.returncode == 0, r.stderr):
+        return
+    x = rng.standard_normal((2, 48)).astype(np.float32)
+    xp = os.path.join(d, "x.bin")
+    x.tofile(xp)
+    r = subprocess.run([os.path.join(d, "app"), xp], capture_output=True)
+    np.save(os.path.join(d, "x.npy"), x)
+    q8c("run", os.path.join(d, "q.ir"), "-i", os.path.join(d, "x.npy"), "-o",
+        os.path.join(d, "ref.npy"))
+    want = np.load(os.path.join(d, "ref.npy"))
+    t.check("its output equals the interpreter's, bit for bit",
+            r.returncode == 0 and r.stdout == want.tobytes(), "exit %d" % r.returncode)
+
+
 def test_outputs(t, rng):
     """What each --emit writes, and the errors around them."""
     d = tmpdir()
@@ -277,6 +331,7 @@ def main():
     test_float_ops(t, run, rng)
     test_quantized_io(t, run, rng)
     test_asm(t, rng)
+    test_header(t, rng)
     test_outputs(t, rng)
     for isa, why in sorted(run.unavailable.items()):
         print("skipped %s: %s" % (isa, why))
