@@ -8,6 +8,8 @@
  *   isa.c       the variants (isa.def): names, LLVM features, CPU bits
  *   quantize.c  the f32 -> u8/i8 input quantization loop (any ISA)
  *   x86/qgemm.c the int8 GEMM kernels (AVX512-VNNI, AVX-VNNI, AVX2, generic)
+ *   aarch64/qgemm.c  the AArch64 ones (i8mm, dot product, plain NEON), with
+ *               their own weight packing
  *   pack.c      weight packing and the AVX2 saturation check
  *   emit.c      LLVM IR / assembly / object / shared library / C header
  *   jit.c       compile in memory with ORC LLJIT
@@ -43,8 +45,12 @@ typedef struct {
 extern const CgIsaInfo cg_isa_info[CG_ISA_COUNT];
 /* -1 when unknown. */
 int cg_isa_from_name(const char *s, size_t len);
-/* The best variant the machine running q8c supports ("native"). */
+/* The best variant the machine running q8c supports ("native"), among those
+ * of its own architecture. */
 CgIsa cg_isa_native(void);
+/* The architecture q8c itself runs on, spelled as CgIsaInfo.arch. */
+const char *cg_host_arch(void);
+bool cg_isa_is_aarch64(CgIsa isa);
 /* Give function `fn` the CPU and features of `isa` (per-function target
  * attributes: one LLVM module holds every variant). */
 void cg_set_isa_attrs(LLVMValueRef fn, CgIsa isa);
@@ -100,6 +106,14 @@ typedef struct {
 LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
                            char *err, size_t errlen);
 
+/* ---- aarch64/qgemm.c ---- */
+
+/* cg_emit_qgemm for the AArch64 variants: the same task function, CgGemmArgs
+ * and arithmetic, emitted with sdot/sudot (dot product), smmla/usmmla (i8mm)
+ * or smull/sadalp (plain NEON), the weights packed in a layout of its own. */
+LLVMValueRef cg_emit_qgemm_aarch64(LLVMModuleRef mod, const CgGemm *g, CgIsa isa,
+                                   int64_t *ntasks, char *err, size_t errlen);
+
 /* ---- quantize.c ---- */
 
 /* Emit `void NAME(const float *x, void *q)` quantizing x [m, k] (dense) into
@@ -128,6 +142,12 @@ LLVMModuleRef cg_build_module(IrModule *m, LLVMContextRef ctx, const CgOptions *
 /* ---- emit.c ---- */
 
 typedef enum { CG_EMIT_LLVM, CG_EMIT_ASM, CG_EMIT_OBJ, CG_EMIT_SO, CG_EMIT_HEADER } CgEmit;
+
+/* Register LLVM's targets (x86-64, AArch64, the host's). LLVM's target
+ * registry is a linked list that two threads registering the same target at
+ * once can corrupt, so this runs once per process (pthread_once) and every
+ * path into LLVM here (compiling to a file, the JIT) calls it first. */
+void cg_init_llvm(void);
 
 /* The LLVM module for `m`, optimised at -O<opt_level>, with its triple and
  * data layout set (for the JIT). NULL with a message in m->diag. */

@@ -6,9 +6,16 @@
  * (`cc -shared`, or $CC) against libq8support.a, the reference ops the model
  * calls for layers without a generated kernel; so a model .so needs nothing
  * but libc and libm. The support library is found through $Q8_SUPPORT_LIB,
- * beside the q8c executable, or in the build tree q8c was built in. */
+ * beside the q8c executable, or in the build tree q8c was built in.
+ *
+ * AArch64 variants are cross-compiled: LLVM's AArch64 target writes the
+ * object, Debian's cross driver (aarch64-linux-gnu-gcc, or $Q8_CC_AARCH64)
+ * links it against an aarch64 libq8support.a ($Q8_SUPPORT_LIB_AARCH64,
+ * aarch64/ beside q8c, or the build tree's aarch64/). The variants of one
+ * library share an architecture (cg_parse_targets checks), which chooses. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,17 +35,62 @@ static void init_llvm_targets(void) {
   LLVMInitializeX86Target();
   LLVMInitializeX86TargetMC();
   LLVMInitializeX86AsmPrinter();
+  LLVMInitializeAArch64TargetInfo();
+  LLVMInitializeAArch64Target();
+  LLVMInitializeAArch64TargetMC();
+  LLVMInitializeAArch64AsmPrinter();
+  LLVMInitializeNativeTarget(); /* for the JIT; the host's target is one of the above */
+  LLVMInitializeNativeAsmPrinter();
 }
 
-static const char *triple_for(const CgOptions *o) {
-  (void)o;
-  return "x86_64-pc-linux-gnu";
+void cg_init_llvm(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, init_llvm_targets);
 }
+
+#ifndef Q8_SUPPORT_LIB_BUILD
+#define Q8_SUPPORT_LIB_BUILD NULL
+#endif
+#ifndef Q8_SUPPORT_LIB_AARCH64_BUILD
+#define Q8_SUPPORT_LIB_AARCH64_BUILD NULL
+#endif
+
+/* What the code of one architecture needs: the LLVM triple and baseline CPU
+ * of the target machine, and the driver and support library that link it
+ * into a .so. (The x86_64 driver is the host's own cc: q8c is built on
+ * x86_64 or cross-compiles from it.) */
+typedef struct {
+  const char *arch;       /* CgIsaInfo.arch */
+  const char *triple, *cpu;
+  const char *cc, *cc_env, *cc_package; /* driver, the variable naming another, its package */
+  const char *lib_env;    /* the variable naming libq8support.a */
+  const char *lib_beside; /* its path relative to q8c's directory */
+  const char *lib_build;  /* in the build tree q8c was built in, or NULL */
+} Arch;
+
+static const Arch arches[] = {
+    {"x86_64", "x86_64-pc-linux-gnu", "x86-64", "cc", "CC", "gcc", "Q8_SUPPORT_LIB",
+     "libq8support.a", Q8_SUPPORT_LIB_BUILD},
+    {"aarch64", "aarch64-unknown-linux-gnu", "generic", "aarch64-linux-gnu-gcc", "Q8_CC_AARCH64",
+     "gcc-aarch64-linux-gnu", "Q8_SUPPORT_LIB_AARCH64", "aarch64/libq8support.a",
+     Q8_SUPPORT_LIB_AARCH64_BUILD},
+};
+
+/* The architecture of the variants in `o` (all share one). */
+static const Arch *arch_of(const CgOptions *o) {
+  const char *name = cg_isa_info[o->nisas > 0 ? o->isas[0] : CG_ISA_GENERIC].arch;
+  for (size_t i = 0; i < sizeof arches / sizeof arches[0]; i++)
+    if (strcmp(arches[i].arch, name) == 0)
+      return &arches[i];
+  q8_die("no architecture entry for %s", name);
+}
+
+static const char *triple_for(const CgOptions *o) { return arch_of(o)->triple; }
 
 /* A target machine for the module: baseline CPU, position-independent code;
  * each function carries its variant's features itself. */
 static LLVMTargetMachineRef target_machine(IrModule *m, const CgOptions *o) {
-  init_llvm_targets();
+  cg_init_llvm();
   LLVMTargetRef target;
   char *msg = NULL;
   const char *triple = triple_for(o);
@@ -51,7 +103,7 @@ static LLVMTargetMachineRef target_machine(IrModule *m, const CgOptions *o) {
                               : o->opt_level == 1 ? LLVMCodeGenLevelLess
                               : o->opt_level == 2 ? LLVMCodeGenLevelDefault
                                                   : LLVMCodeGenLevelAggressive;
-  return LLVMCreateTargetMachine(target, triple, "x86-64", "", level, LLVMRelocPIC,
+  return LLVMCreateTargetMachine(target, triple, arch_of(o)->cpu, "", level, LLVMRelocPIC,
                                  LLVMCodeModelDefault);
 }
 
@@ -110,24 +162,22 @@ static bool file_exists(const char *path) {
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static const char *support_lib(char *buf, size_t size) {
-  const char *env = getenv("Q8_SUPPORT_LIB");
+static const char *support_lib(const Arch *a, char *buf, size_t size) {
+  const char *env = getenv(a->lib_env);
   if (env && *env)
     return env;
-  ssize_t n = readlink("/proc/self/exe", buf, size - 32);
+  ssize_t n = readlink("/proc/self/exe", buf, size - 64);
   if (n > 0) {
     buf[n] = '\0';
     char *slash = strrchr(buf, '/');
     if (slash) {
-      strcpy(slash + 1, "libq8support.a");
+      strcpy(slash + 1, a->lib_beside);
       if (file_exists(buf))
         return buf;
     }
   }
-#ifdef Q8_SUPPORT_LIB_BUILD
-  if (file_exists(Q8_SUPPORT_LIB_BUILD))
-    return Q8_SUPPORT_LIB_BUILD;
-#endif
+  if (a->lib_build && file_exists(a->lib_build))
+    return a->lib_build;
   return NULL;
 }
 
@@ -147,22 +197,28 @@ static int run_command(char *const argv[]) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
-static bool link_shared(IrModule *m, const char *obj, const char *out) {
+static bool link_shared(IrModule *m, const CgOptions *o, const char *obj, const char *out) {
+  const Arch *a = arch_of(o);
   char buf[4096];
-  const char *support = support_lib(buf, sizeof buf);
-  if (!support)
+  const char *support = support_lib(a, buf, sizeof buf);
+  if (!support && strcmp(a->arch, "x86_64") == 0)
     return ir_error(&m->diag, (IrLoc){0},
                     "cannot find libq8support.a to link %s: set Q8_SUPPORT_LIB to its path", out);
-  const char *cc = getenv("CC");
+  if (!support)
+    return ir_error(&m->diag, (IrLoc){0},
+                    "cannot find the %s libq8support.a to link %s: set %s to its path (a build "
+                    "of q8c with %s installed makes one in %s)",
+                    a->arch, out, a->lib_env, a->cc_package, a->lib_beside);
+  const char *cc = getenv(a->cc_env);
   if (!cc || !*cc)
-    cc = "cc";
+    cc = a->cc;
   char *argv[] = {(char *)cc, "-shared", "-o", (char *)out, (char *)obj, (char *)support,
                   "-lm",      NULL};
   int rc = run_command(argv);
   if (rc < 0)
     return ir_error(&m->diag, (IrLoc){0},
-                    "cannot run the C compiler '%s' to link %s: %s (install gcc, or set CC)", cc,
-                    out, strerror(errno));
+                    "cannot run the C compiler '%s' to link %s: %s (install %s, or set %s)", cc,
+                    out, strerror(errno), a->cc_package, a->cc_env);
   if (rc != 0)
     return ir_error(&m->diag, (IrLoc){0}, "linking %s with '%s -shared' failed (exit status %d)",
                     out, cc, rc);
@@ -249,7 +305,7 @@ bool cg_compile_to_file(IrModule *m, const CgOptions *o, CgEmit emit, const char
       ok = ir_error(&m->diag, (IrLoc){0}, "cannot create a temporary file: %s", strerror(errno));
     } else {
       close(fd);
-      ok = emit_machine_code(m, tm, mod, LLVMObjectFile, obj) && link_shared(m, obj, path);
+      ok = emit_machine_code(m, tm, mod, LLVMObjectFile, obj) && link_shared(m, o, obj, path);
       unlink(obj);
     }
   }

@@ -3,7 +3,9 @@
  *
  * Detection uses cpuid and, for the AVX and AVX-512 register state, xgetbv:
  * a CPU can have AVX-512 while the operating system does not save its
- * registers, and then the instructions fault. */
+ * registers, and then the instructions fault. On aarch64 the kernel's hwcaps
+ * say it. native picks among the variants of the machine's own
+ * architecture: x86_64 code on x86_64, aarch64 code on aarch64. */
 #include <string.h>
 
 #include "codegen.h"
@@ -57,16 +59,52 @@ static uint64_t host_features(void) {
     f |= Q8_FEATURE_AVXVNNI;
   return f;
 }
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+
+/* The bit values from the kernel's uapi/asm/hwcap.h, for older headers. */
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1ul << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1ul << 20)
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1ul << 13)
+#endif
+
+static uint64_t host_features(void) {
+  unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+  uint64_t f = 0;
+  if (hw & HWCAP_ASIMD)
+    f |= Q8_FEATURE_NEON;
+  if (hw & HWCAP_ASIMDDP)
+    f |= Q8_FEATURE_DOTPROD;
+  if (hw2 & HWCAP2_I8MM)
+    f |= Q8_FEATURE_I8MM;
+  return f;
+}
 #else
 static uint64_t host_features(void) { return 0; }
 #endif
 
+const char *cg_host_arch(void) {
+#if defined(__aarch64__)
+  return "aarch64";
+#else
+  return "x86_64";
+#endif
+}
+
+bool cg_isa_is_aarch64(CgIsa isa) { return strcmp(cg_isa_info[isa].arch, "aarch64") == 0; }
+
 CgIsa cg_isa_native(void) {
   uint64_t have = host_features();
+  const char *arch = cg_host_arch();
   for (int i = 0; i < CG_ISA_COUNT; i++)
-    if (strcmp(cg_isa_info[i].arch, "x86_64") == 0 && (cg_isa_info[i].bits & ~have) == 0)
+    if (strcmp(cg_isa_info[i].arch, arch) == 0 && (cg_isa_info[i].bits & ~have) == 0)
       return (CgIsa)i;
-  return CG_ISA_GENERIC;
+  return strcmp(arch, "aarch64") == 0 ? CG_ISA_AARCH64 : CG_ISA_GENERIC;
 }
 
 void cg_set_isa_attrs(LLVMValueRef fn, CgIsa isa) {

@@ -9,6 +9,7 @@
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../ir/refops.h"
 #include "codegen.h"
@@ -53,8 +54,14 @@ static bool define_refops(IrModule *m, LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef j
 }
 
 CgJit *cg_jit_compile(IrModule *m, const CgOptions *o, const q8_model_desc **desc) {
-  LLVMInitializeNativeTarget();
-  LLVMInitializeNativeAsmPrinter();
+  if (o->nisas > 0 && strcmp(cg_isa_info[o->isas[0]].arch, cg_host_arch()) != 0) {
+    ir_error(&m->diag, (IrLoc){0},
+             "jit: cannot run %s code on this %s machine (compile a .so with -o and run it on an "
+             "%s machine or emulator)",
+             cg_isa_info[o->isas[0]].arch, cg_host_arch(), cg_isa_info[o->isas[0]].arch);
+    return NULL;
+  }
+  cg_init_llvm();
   CgJit *cj = calloc(1, sizeof *cj);
   if (!cj) {
     ir_error(&m->diag, (IrLoc){0}, "jit: out of memory");

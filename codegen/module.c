@@ -5,10 +5,11 @@
  *       int NAME_run_ISA(const q8_threads *, const void *const *inputs,
  *                        void *const *outputs, void *scratch)
  *     that runs the nodes in order: qgemm through a generated kernel
- *     (x86/qgemm.c; f32 inputs quantized first by quantize.c), split into
- *     tasks that the caller's threads may share; every other op through the
- *     reference functions of ir/refops.h (linked from libq8support.a), which
- *     compute exactly what the interpreter computes;
+ *     (x86/qgemm.c or aarch64/qgemm.c; f32 inputs quantized first by
+ *     quantize.c), split into tasks that the caller's threads may share;
+ *     every other op through the reference functions of ir/refops.h (linked
+ *     from libq8support.a), which compute exactly what the interpreter
+ *     computes;
  *   - the constants those calls read, as private globals;
  *   - the exported descriptor `q8_model` (q8model.h).
  *
@@ -80,10 +81,18 @@ static int64_t bytes_of(const Loc *l, IrDType t) {
   return l->rows * l->stride * (int64_t)ir_dtype_size(t);
 }
 
+/* Reserve `bytes` of scratch (rounded up to 64) and return its offset. Each
+ * value fits the memory cap (ir_verify), so `bytes` cannot overflow, but the
+ * sum of many can: it saturates at INT64_MAX, which plan_memory refuses. */
+static int64_t reserve(Cg *cg, int64_t bytes) {
+  int64_t at = cg->scratch, size = round_up(bytes > 0 ? bytes : 1, 64);
+  cg->scratch = at > INT64_MAX - size ? INT64_MAX : at + size;
+  return at;
+}
+
 static void place_in_scratch(Cg *cg, Loc *l, IrDType t) {
   l->kind = LOC_SCRATCH;
-  l->offset = cg->scratch;
-  cg->scratch += round_up(bytes_of(l, t) > 0 ? bytes_of(l, t) : 1, 64);
+  l->offset = reserve(cg, bytes_of(l, t));
 }
 
 static int output_index(const IrModule *m, const IrValue *v) {
@@ -130,8 +139,7 @@ static bool plan_memory(Cg *cg) {
       Loc xq;
       shape_of(&n->opnds[0]->type, &xq.rows, &xq.cols);
       xq.stride = round_up(xq.cols, 4);
-      cg->xq_offset[i] = cg->scratch;
-      cg->scratch += round_up(xq.rows * xq.stride, 64);
+      cg->xq_offset[i] = reserve(cg, xq.rows * xq.stride);
     }
     if (n->op == IR_OP_RESHAPE) {
       /* Same bytes, another shape: share the operand's slot unless the
@@ -152,6 +160,11 @@ static bool plan_memory(Cg *cg) {
       place_in_scratch(cg, l, v->type.dtype);
     }
   }
+  char why[160];
+  if (!ir_bytes_allowed((uint64_t)cg->scratch, why, sizeof why))
+    return ir_error(&m->diag, (IrLoc){0},
+                    "codegen: the scratch memory for the intermediate values (batch size %lld) %s",
+                    (long long)(cg->o->batch > 0 ? cg->o->batch : 1), why);
   return true;
 }
 
@@ -162,7 +175,8 @@ static LLVMValueRef i32c(Cg *cg, int64_t v) { return LLVMConstInt(cg->i32, (unsi
 
 /* A private constant global holding `size` bytes, 64-byte aligned. */
 static LLVMValueRef const_bytes(Cg *cg, const char *name, const void *data, size_t size) {
-  LLVMValueRef init = LLVMConstStringInContext(cg->ctx, data, (unsigned)size, 1);
+  /* The size_t variant: (unsigned)size would cut a constant over 4 GiB. */
+  LLVMValueRef init = LLVMConstStringInContext2(cg->ctx, data, size, 1);
   LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), name);
   LLVMSetInitializer(g, init);
   LLVMSetGlobalConstant(g, 1);
@@ -345,7 +359,9 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   }
   char err[512];
   int64_t ntasks = 1;
-  LLVMValueRef kernel = cg_emit_qgemm(cg->mod, &g, isa, &ntasks, err, sizeof err);
+  LLVMValueRef kernel = cg_isa_is_aarch64(isa)
+                           ? cg_emit_qgemm_aarch64(cg->mod, &g, isa, &ntasks, err, sizeof err)
+                           : cg_emit_qgemm(cg->mod, &g, isa, &ntasks, err, sizeof err);
   if (!kernel)
     return ir_error(&m->diag, n->loc, "codegen: %s", err);
   /* CgGemmArgs {x, y} on the entry's stack. */
@@ -678,6 +694,16 @@ bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen) 
     snprintf(err, errlen, "no target given");
     return false;
   }
+  /* One library, one architecture: the object has one ELF machine. */
+  for (int i = 1; i < o->nisas; i++)
+    if (strcmp(cg_isa_info[o->isas[i]].arch, cg_isa_info[o->isas[0]].arch) != 0) {
+      snprintf(err, errlen,
+               "'%s' is %s code but '%s' is %s: one model library holds one architecture's "
+               "variants (compile one library per architecture)",
+               cg_isa_info[o->isas[0]].name, cg_isa_info[o->isas[0]].arch,
+               cg_isa_info[o->isas[i]].name, cg_isa_info[o->isas[i]].arch);
+      return false;
+    }
   /* Best first: the order of isa.def, whatever the order given. */
   for (int i = 0; i < o->nisas; i++)
     for (int j = i + 1; j < o->nisas; j++)

@@ -505,6 +505,12 @@ bool fe_npy_read(const char *path, IrTensor *out, char *err, size_t errlen) {
   if (ok) {
     /* read_preamble checked that this product fits in size_t. */
     size_t bytes = (size_t)info.numel * ir_dtype_size(info.type.dtype);
+    char why[160], shape[IR_MAX_RANK * 22 + 4];
+    if (!ir_bytes_allowed(bytes, why, sizeof why)) {
+      shape_str(info.type.dims, info.type.rank, shape, sizeof shape);
+      fclose(f);
+      return fail(err, errlen, "array of shape %s %s", shape, why);
+    }
     data = malloc(bytes ? bytes : 1);
     if (!data)
       ok = fail(err, errlen, "out of memory: the array needs %zu bytes", bytes);

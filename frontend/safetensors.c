@@ -214,6 +214,11 @@ static bool check_entry(Entry *e, uint64_t data_size, char *err, size_t errlen) 
                 (unsigned long long)(e->end - e->begin),
                 type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts),
                 (unsigned long long)file_bytes);
+  /* In memory (F16 and BF16 widened to f32) it must fit the memory cap. */
+  char why[160];
+  if (!ir_bytes_allowed(load_bytes, why, sizeof why))
+    return errf(err, errlen, "tensor '%s': %s %s", name,
+                type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts), why);
   return true;
 }
 
@@ -391,9 +396,22 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
    * case the file grows or is not a regular file. */
   struct stat st;
   size_t cap = 64 * 1024, len = 0;
-  if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
-      (uintmax_t)st.st_size < SIZE_MAX)
+  /* The whole file is held in memory, so the memory cap bounds it too; a
+   * pipe (or /dev/zero) has no size to check first, so the loop checks as
+   * the buffer grows. */
+  uint64_t limit;
+  char why[160];
+  if (!ir_max_tensor_bytes(&limit, why, sizeof why)) {
+    fclose(f);
+    return errf(err, errlen, "%s", why);
+  }
+  if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0) {
+    if (!ir_bytes_allowed((uint64_t)st.st_size, why, sizeof why)) {
+      fclose(f);
+      return errf(err, errlen, "the file %s", why);
+    }
     cap = (size_t)st.st_size + 1;
+  }
   unsigned char *buf = malloc(cap);
   if (!buf) {
     fclose(f);
@@ -401,19 +419,23 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
   }
   for (;;) {
     if (len == cap) {
-      if (cap > SIZE_MAX / 2) {
+      if ((uint64_t)cap > limit) {
         free(buf);
         fclose(f);
-        return errf(err, errlen, "file is too large");
+        return errf(err, errlen,
+                    "the file is larger than the limit of %llu bytes (Q8_MAX_TENSOR_BYTES)",
+                    (unsigned long long)limit);
       }
-      unsigned char *nb = realloc(buf, cap * 2);
+      /* limit <= 2^60, so neither product overflows. */
+      size_t next = (uint64_t)cap > limit / 2 ? (size_t)limit + 1 : cap * 2;
+      unsigned char *nb = realloc(buf, next);
       if (!nb) {
         free(buf);
         fclose(f);
         return errf(err, errlen, "out of memory reading the file");
       }
       buf = nb;
-      cap *= 2;
+      cap = next;
     }
     size_t got = fread(buf + len, 1, cap - len, f);
     len += got;

@@ -580,11 +580,11 @@ static bool bind_slot(IrDiag *d, const IrValue *v, int64_t batch, bool alloc, Sl
     return ir_error(d, v->loc, "%s%s has no type; shapes must be inferred before running",
                     sigil(v), v->name);
   s->type = ir_type_bind(&v->type, batch);
-  size_t esize = ir_dtype_size(s->type.dtype);
-  if (!ir_type_numel(&s->type, batch, &s->numel) || (uint64_t)s->numel > SIZE_MAX / esize)
-    return ir_error(d, v->loc, "%s%s : %s has no valid size with the batch size %lld",
-                    sigil(v), v->name, ir_type_str(&v->type, buf, sizeof buf), (long long)batch);
-  s->bytes = (size_t)s->numel * esize;
+  char why[192];
+  if (!ir_type_bytes(&s->type, batch, &s->bytes, why, sizeof why))
+    return ir_error(d, v->loc, "%s%s : %s with the batch size %lld %s", sigil(v), v->name,
+                    ir_type_str(&v->type, buf, sizeof buf), (long long)batch, why);
+  ir_type_numel(&s->type, batch, &s->numel);
   if (!alloc)
     return true;
   if (!(s->owned = malloc(s->bytes ? s->bytes : 1)))

@@ -219,6 +219,26 @@ bool ir_type_equal(const IrType *a, const IrType *b);
 bool ir_type_numel(const IrType *t, int64_t batch, int64_t *out);
 /* The type with every `?` replaced by `batch`. */
 IrType ir_type_bind(const IrType *t, int64_t batch);
+
+/* The memory cap: no single buffer of model data that q8c allocates (a
+ * tensor: weight, input, intermediate value or output; a weights file read
+ * into memory; a batch of calibration samples; a compiled model's scratch)
+ * may exceed it. It is Q8_MAX_TENSOR_BYTES from the environment, a byte count
+ * with an optional K, M, G or T suffix (powers of 1024) from 1 to 2^60,
+ * default 16G (IR_DEFAULT_MAX_TENSOR_BYTES). Returns false with a message
+ * when the variable is malformed. docs/reliability.md. */
+#define IR_DEFAULT_MAX_TENSOR_BYTES ((uint64_t)16 << 30)
+bool ir_max_tensor_bytes(uint64_t *limit, char *err, size_t errlen);
+/* Is a buffer of `bytes` within the cap? If not, err receives the end of a
+ * sentence about it: "needs N bytes, over the limit of L
+ * (Q8_MAX_TENSOR_BYTES)", or what is wrong with the variable. */
+bool ir_bytes_allowed(uint64_t bytes, char *err, size_t errlen);
+/* The bytes of a tensor of type `t` with `?` bound to `batch`, checked
+ * before anything is allocated: false with the end of a sentence in err
+ * ("has more elements than 64-bit arithmetic holds", or as
+ * ir_bytes_allowed says) when the element count or the byte size overflows
+ * or exceeds the cap. */
+bool ir_type_bytes(const IrType *t, int64_t batch, size_t *bytes, char *err, size_t errlen);
 /* "f32[?, 64]" into buf; returns buf. */
 char *ir_type_str(const IrType *t, char *buf, size_t size);
 /* "[?, 64]" into buf; returns buf. */

@@ -28,7 +28,8 @@ static void put(Out *o, const char *fmt, ...) {
   for (;;) {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+    /* Before the first allocation buf is NULL, and NULL + 0 is undefined. */
+    int n = vsnprintf(o->buf ? o->buf + o->len : NULL, o->cap - o->len, fmt, ap);
     va_end(ap);
     if (n < 0) {
       o->oom = true;

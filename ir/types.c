@@ -5,6 +5,7 @@
  * is untrusted, and a product that wraps would make a small allocation look
  * large enough. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
@@ -87,6 +88,63 @@ IrType ir_type_bind(const IrType *t, int64_t batch) {
     if (r.dims[i] == IR_DIM_BATCH)
       r.dims[i] = batch;
   return r;
+}
+
+bool ir_max_tensor_bytes(uint64_t *limit, char *err, size_t errlen) {
+  const char *env = getenv("Q8_MAX_TENSOR_BYTES");
+  *limit = IR_DEFAULT_MAX_TENSOR_BYTES;
+  if (!env || !*env)
+    return true;
+  /* Digits only: strtoull would take "-1" and wrap it. */
+  uint64_t v = 0;
+  const char *p = env;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    if (v > (UINT64_MAX - 9) / 10)
+      break;
+    v = v * 10 + (uint64_t)(*p - '0');
+  }
+  int shift = 0;
+  if (p != env && *p && !p[1]) {
+    const char *units = "KkMmGgTt";
+    const char *u = strchr(units, *p);
+    if (u) {
+      shift = 10 * (1 + (int)(u - units) / 2);
+      p++;
+    }
+  }
+  const uint64_t max = (uint64_t)1 << 60;
+  if (p == env || *p || v == 0 || v > (max >> shift)) {
+    snprintf(err, errlen,
+             "Q8_MAX_TENSOR_BYTES: expected a byte count from 1 to 2^60 such as 16G, got '%s'", env);
+    return false;
+  }
+  *limit = v << shift;
+  return true;
+}
+
+bool ir_bytes_allowed(uint64_t bytes, char *err, size_t errlen) {
+  uint64_t limit;
+  if (!ir_max_tensor_bytes(&limit, err, errlen))
+    return false;
+  if (bytes <= limit && bytes <= SIZE_MAX)
+    return true;
+  snprintf(err, errlen, "needs %llu bytes, over the limit of %llu (Q8_MAX_TENSOR_BYTES)",
+           (unsigned long long)bytes, (unsigned long long)limit);
+  return false;
+}
+
+bool ir_type_bytes(const IrType *t, int64_t batch, size_t *bytes, char *err, size_t errlen) {
+  int64_t numel;
+  size_t esize = ir_dtype_size(t->dtype);
+  if (!ir_type_numel(t, batch, &numel) || (uint64_t)numel > UINT64_MAX / (esize ? esize : 1)) {
+    snprintf(err, errlen, "has more elements than 64-bit arithmetic holds");
+    return false;
+  }
+  uint64_t n = (uint64_t)numel * esize;
+  if (!ir_bytes_allowed(n, err, errlen))
+    return false;
+  *bytes = (size_t)n;
+  return true;
 }
 
 char *ir_dims_str(const int64_t *dims, int rank, char *buf, size_t size) {

@@ -82,16 +82,39 @@ static bool check_node(IrModule *m, int idx) {
   return true;
 }
 
+/* Every value fits in memory with the batch size 1: its element count and
+ * byte size overflow nothing and stay under the cap (ir_max_tensor_bytes),
+ * so that no later stage tries to allocate, or compute offsets for, a shape
+ * that cannot exist. (A larger batch is checked where it is bound.) */
+static bool check_size(IrModule *m, const IrValue *v) {
+  char err[192], t[192];
+  size_t bytes;
+  if (ir_type_bytes(&v->type, 1, &bytes, err, sizeof err))
+    return true;
+  bool batched = false;
+  for (int i = 0; i < v->type.rank; i++)
+    batched |= v->type.dims[i] == IR_DIM_BATCH;
+  return ir_error(&m->diag, v->loc, "%s%s : %s%s %s", v->kind == IR_VAL_CONST ? "@" : "%",
+                  v->name, ir_type_str(&v->type, t, sizeof t),
+                  batched ? " with the batch size 1" : "", err);
+}
+
 bool ir_verify(IrModule *m) {
   if (m->diag.failed)
     return false;
   if (!check_names(m))
     return false;
-  for (int i = 0; i < m->ninputs; i++)
+  for (int i = 0; i < m->ninputs; i++) {
     if (m->inputs[i]->type.dtype == IR_DTYPE_NONE)
       return ir_error(&m->diag, m->inputs[i]->loc, "input %%%s has no type", m->inputs[i]->name);
+    if (!check_size(m, m->inputs[i]))
+      return false;
+  }
+  for (int i = 0; i < m->nconsts; i++)
+    if (!check_size(m, m->consts[i]))
+      return false;
   for (int i = 0; i < m->nnodes; i++)
-    if (!check_node(m, i))
+    if (!check_node(m, i) || !check_size(m, m->nodes[i]->result))
       return false;
   if (m->noutputs == 0)
     return ir_error(&m->diag, (IrLoc){0}, "model '%s' has no outputs", m->name);

@@ -75,8 +75,27 @@ static bool weight_consts(IrModule *m, const PassOptions *o, IrNode *n, IrValue 
   return true;
 }
 
+/* `base`, or `base.1`, `base.2`, ...: a name neither in the module nor among
+ * the nodes this pass made so far, out[0..nout), which join the module's
+ * list only at the end of the pass (ir_unique_name sees only that list: two
+ * quantized layers in a row would both name a value %h.q). */
+static const char *fresh_name(IrModule *m, IrNode *const *out, int nout, const char *base) {
+  char name[600];
+  for (int i = 0;; i++) {
+    if (i == 0)
+      snprintf(name, sizeof name, "%s", base);
+    else
+      snprintf(name, sizeof name, "%s.%d", base, i);
+    bool taken = ir_find_value(m, name) != NULL;
+    for (int j = 0; j < nout && !taken; j++)
+      taken = strcmp(out[j]->result->name, name) == 0;
+    if (!taken)
+      return ir_strdup(m->arena, name);
+  }
+}
+
 static IrNode *input_quantize(IrModule *m, MadeQuantize *made, int *nmade, IrValue *x,
-                              const IrQParams *p, bool *is_new) {
+                              const IrQParams *p, IrNode *const *out, int nout, bool *is_new) {
   for (int i = 0; i < *nmade; i++)
     if (made[i].x == x) {
       *is_new = false;
@@ -84,7 +103,8 @@ static IrNode *input_quantize(IrModule *m, MadeQuantize *made, int *nmade, IrVal
     }
   char name[512];
   snprintf(name, sizeof name, "%s.q", x->name);
-  IrNode *q = ir_new_node(m, IR_OP_QUANTIZE, NULL, ir_unique_name(m, name), &x, 1, x->loc);
+  IrNode *q =
+      ir_new_node(m, IR_OP_QUANTIZE, NULL, fresh_name(m, out, nout, name), &x, 1, x->loc);
   set_attr(m, q, IR_ATTR_SCALE, p->scale);
   set_attr(m, q, IR_ATTR_ZERO_POINT, p->zero_point);
   set_attr(m, q, IR_ATTR_DTYPE, p->dtype);
@@ -114,15 +134,15 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
   if (!act_params(m, o, x, &px) || !act_params(m, o, y, &py))
     return false;
   bool is_new;
-  IrNode *xq = input_quantize(m, made, nmade, x, &px, &is_new);
+  IrNode *xq = input_quantize(m, made, nmade, x, &px, out, *nout, &is_new);
   if (is_new)
     out[(*nout)++] = xq;
 
   char name[512];
   snprintf(name, sizeof name, "%s.q", y->name);
   IrValue *ops[4] = {xq->result, wq, ws, bias};
-  IrNode *q = ir_new_node(m, IR_OP_QLINEAR, NULL, ir_unique_name(m, name), ops, bias ? 4 : 3,
-                          n->loc);
+  IrNode *q = ir_new_node(m, IR_OP_QLINEAR, NULL, fresh_name(m, out, *nout, name), ops,
+                          bias ? 4 : 3, n->loc);
   set_attr(m, q, IR_ATTR_X_SCALE, px.scale);
   set_attr(m, q, IR_ATTR_X_ZERO_POINT, px.zero_point);
   set_attr(m, q, IR_ATTR_X_DTYPE, px.dtype);

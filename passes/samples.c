@@ -115,6 +115,16 @@ PassSamples *pass_samples_open(IrModule *m, const char *path, int64_t batch_rows
     s->batched = s->batched && s->src[i].batch_first;
   s->batch_rows = s->batched ? batch_rows : 1;
   for (int i = 0; i < m->ninputs; i++) {
+    /* Each row fits the memory cap (ir_verify); a batch of them may not. */
+    uint64_t rows = (uint64_t)s->batch_rows, row_bytes = (uint64_t)s->src[i].row_numel * 4;
+    char err[160];
+    if (!ir_bytes_allowed(row_bytes > UINT64_MAX / rows ? UINT64_MAX : rows * row_bytes, err,
+                          sizeof err)) {
+      ir_error(&m->diag, (IrLoc){0}, "%s: a batch of %lld samples for %%%s %s; lower --calib-batch",
+               path, (long long)s->batch_rows, m->inputs[i]->name, err);
+      pass_samples_close(s);
+      return NULL;
+    }
     s->src[i].buf = ir_alloc_data(a, (size_t)(s->batch_rows * s->src[i].row_numel) * sizeof(float));
     if (!s->src[i].buf) {
       ir_error(&m->diag, (IrLoc){0}, "out of memory for a batch of samples");

@@ -49,6 +49,7 @@
  * Tasks split the channel blocks (and, for large M, the row tiles) into
  * contiguous ranges of at least ~2M multiply-adds each (~5 us, well above a
  * ~1 us thread hand-off), at most 64 tasks. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ typedef struct {
   Form form;
   bool flip;        /* i8 x multiplied as x ^ 0x80 (bias corrected) */
   bool x_signed;    /* PAIRS: x sign-extended (i8) rather than zero-extended */
+  bool mult_finite; /* every multiplier is finite: requantized values are never NaN */
   int nr;           /* channels per vector */
   int parts;        /* accumulator vectors per row and channel vector */
   unsigned lanes16; /* PAIRS: i16 lanes of one pmaddwd (8 SSE2, 16 AVX2) */
@@ -350,16 +352,32 @@ static void requant_store(Gemm *e, LLVMValueRef acc, LLVMValueRef mult, LLVMValu
     if (g->relu) /* y > 0 ? y : +0.0 (NaN and -0.0 give +0.0) */
       out = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOGT, v, zero, ""), v, zero, "");
   } else {
-    /* clamp(rint(v), y_min - zp, y_max - zp) + zp, NaN -> zp. */
-    LLVMValueRef r = round_even(e, v, n);
+    /* clamp(rint(v), y_min - zp, y_max - zp) + zp, NaN -> zp. The bounds
+     * are integers, so clamping before rounding gives the same result, and
+     * AVX-512 rounds and converts in one vcvtps2dq with embedded
+     * round-to-nearest-even ({rn-sae}: whatever MXCSR says); elsewhere
+     * roundeven (vroundps) and a truncating conversion. v can be NaN only
+     * when a multiplier is not finite (a finite product overflows to
+     * +-Inf, which the clamp handles), so the NaN select is only emitted
+     * then. */
+    LLVMTypeRef iv = LLVMVectorType(e->i32, n);
     LLVMValueRef lo = splat(LLVMConstReal(e->f32, (float)(g->y_min - g->y_zero_point)), n);
     LLVMValueRef hi = splat(LLVMConstReal(e->f32, (float)(g->y_max - g->y_zero_point)), n);
+    bool fused = e->isa == CG_ISA_AVX512VNNI && n == 16;
+    LLVMValueRef r = fused ? v : round_even(e, v, n);
     r = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOLT, r, lo, ""), lo, r, "");
     r = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOGT, r, hi, ""), hi, r, "");
-    r = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealUNO, r, r, ""), zero, r, "");
-    LLVMTypeRef iv = LLVMVectorType(e->i32, n);
-    LLVMValueRef q = LLVMBuildAdd(e->b, LLVMBuildFPToSI(e->b, r, iv, ""),
-                                  splat(i32c(e, g->y_zero_point), n), "");
+    if (!e->mult_finite)
+      r = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealUNO, r, r, ""), zero, r, "");
+    LLVMValueRef ri;
+    if (fused)
+      ri = intrinsic(e, "llvm.x86.avx512.mask.cvtps2dq.512", NULL, 0,
+                     (LLVMValueRef[]){r, LLVMGetUndef(iv), LLVMConstInt(e->i16, 0xffff, 0),
+                                      i32c(e, 8 /* {rn-sae} */)},
+                     4);
+    else
+      ri = LLVMBuildFPToSI(e->b, r, iv, "");
+    LLVMValueRef q = LLVMBuildAdd(e->b, ri, splat(i32c(e, g->y_zero_point), n), "");
     out = LLVMBuildTrunc(e->b, q, LLVMVectorType(e->i8, n), ""); /* in range already */
   }
   if (valid < (int)n) {
@@ -566,6 +584,9 @@ LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_
   e.vd = LLVMVoidTypeInContext(e.ctx);
   e.form = choose_form(g, isa, &e.flip);
   e.x_signed = g->x_dtype == IR_I8 && !e.flip;
+  e.mult_finite = true;
+  for (int64_t c = 0; c < g->n; c++)
+    e.mult_finite &= isfinite(g->mult[c]) != 0;
   e.nr = cg_pack_nr(isa);
   /* PAIRS: nr channels x 4 K are two pmaddwd of lanes16 = 2 * nr i16. */
   e.lanes16 = isa == CG_ISA_GENERIC ? 8 : 16;

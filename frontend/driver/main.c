@@ -34,8 +34,11 @@ static const char usage_text[] =
     "                         header declaring the model's entry points).\n"
     "                         Default: ir to standard output, or by -o's suffix\n"
     "  --target=T[,T]         native (default) or variants: avx512vnni, avxvnni,\n"
-    "                         avx2, generic; several go in one library and the\n"
-    "                         runtime picks the best the CPU supports\n"
+    "                         avx2, generic (x86-64); aarch64-i8mm,\n"
+    "                         aarch64-dotprod, aarch64 (cross-compiled with\n"
+    "                         aarch64-linux-gnu-gcc). Several of one architecture\n"
+    "                         go in one library; the runtime picks the best the\n"
+    "                         CPU supports\n"
     "  -O0 .. -O3             LLVM optimisation level (default -O3)\n"
     "  --batch N              bind the batch dimension '?' to N (default 1)\n"
     "  --report[=text|json]   per-layer accuracy of the int8 model against the\n"
@@ -197,7 +200,9 @@ static int parse_args(int argc, char **argv, Options *o) {
       fputs(usage_text, stdout);
       exit(0);
     } else if (strcmp(a, "--version") == 0) {
-      printf("q8c %s\n", Q8_VERSION);
+      unsigned major, minor, patch;
+      LLVMGetVersion(&major, &minor, &patch);
+      printf("q8c %s (LLVM %u.%u.%u)\n", Q8_VERSION, major, minor, patch);
       exit(0);
     } else if (is_opt(a, "--emit")) {
       if (!(v = opt_value(argc, argv, &i, "--emit")))

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# CI's short fuzzing run: build the libFuzzer targets (fuzz/build.sh) and run
+# each for $Q8_FUZZ_SECONDS seconds (default 60) from its seed corpus, one
+# after the other. Any crash, sanitizer report, failed property, leak or hang
+# fails the script; the input that caused it is in $Q8_FUZZ_WORK/artifacts
+# (default /tmp/q8c-fuzz-smoke). Needs clang-19 and libclang-rt-19-dev.
+#
+#   bash scripts/fuzz-smoke.sh [BUILD_DIR]       # default build-fuzz/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-fuzz}
+seconds=${Q8_FUZZ_SECONDS:-60}
+export Q8_FUZZ_WORK=${Q8_FUZZ_WORK:-/tmp/q8c-fuzz-smoke}
+bash fuzz/build.sh "$build"
+rm -rf "$Q8_FUZZ_WORK"
+failed=0
+for t in parse safetensors npy pipeline; do
+  echo "== fuzz_$t: $seconds s"
+  log="$Q8_FUZZ_WORK/$t.log"
+  mkdir -p "$Q8_FUZZ_WORK"
+  if bash fuzz/run.sh "$t" "$seconds" "$build" >"$log" 2>&1; then
+    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' "$log" || true
+  else
+    failed=1
+    echo "fuzz_$t FAILED; last lines of $log:"
+    tail -40 "$log"
+    ls "$Q8_FUZZ_WORK/artifacts" 2>/dev/null | sed "s|^|  artifact: $Q8_FUZZ_WORK/artifacts/|"
+  fi
+done
+exit $failed
