@@ -78,7 +78,9 @@ static const char usage_text[] =
     "--target. Inputs and outputs are .npy files; a model with several inputs or\n"
     "outputs names them as -i NAME=FILE and -o NAME=FILE. Without -o the outputs\n"
     "are printed. For .ir, --batch defaults to the inputs' batch size.\n"
-    "Environment: Q8_ISA forces a variant, Q8_THREADS sets threads (q8rt.h).\n"
+    "Environment: Q8_ISA forces a variant, Q8_THREADS sets threads,\n"
+    "Q8_CPU_FEATURES limits the CPU features the runtime and --target=native\n"
+    "see (q8rt.h).\n"
     "MODEL.ir may be '-' to read standard input (weights then resolve from the\n"
     "current directory). Exit status: 0 success, 1 an error in the model or\n"
     "data, 2 a usage error.\n";
