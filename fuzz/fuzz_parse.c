@@ -3,7 +3,7 @@
  *
  * The input is model text, parsed as fuzz/data/model.ir, so that `weights`
  * lines resolve against the committed weights files there (the float ones
- * of the golden tests, and quantized dumps: fuzz/data/README). Properties:
+ * of the golden tests, and quantized dumps: fuzz/data/README.md). Properties:
  *
  *   - no crash, hang or sanitizer report on any text;
  *   - a failed parse has a message that starts "fuzz/data/model.ir:";

@@ -15,7 +15,13 @@
  *   q8rt_run(rt, inputs, outputs, err, sizeof err);    // q8rt.h
  *   q8rt_free(rt); q8c_module_free(m);
  *
- * examples/embed.c is a complete program. */
+ * examples/embed.c is a complete program.
+ *
+ * Memory: no buffer of model data (a tensor, a weights file, a calibration
+ * batch, a compiled model's scratch) may exceed Q8_MAX_TENSOR_BYTES from the
+ * environment (default 16G); larger or overflowing shapes are refused with a
+ * message before anything is allocated. docs/reliability.md lists what is
+ * checked and guaranteed on bad input. */
 #ifndef Q8C_H
 #define Q8C_H
 
@@ -59,7 +65,9 @@ int q8c_output_shape(const q8c_module *m, int i, int64_t batch, int64_t *dims);
 
 /* Run the model with the f32 reference interpreter. inputs[i] holds input i,
  * dense row-major, with the shape q8c_input_shape(m, i, batch) gives;
- * outputs[i] receives output i likewise. Returns 0, or -1 with the message in
+ * outputs[i] receives output i likewise (the arrays have q8c_num_inputs and
+ * q8c_num_outputs entries: their lengths cannot be checked). The model's
+ * inputs and outputs must be f32. Returns 0, or -1 with the message in
  * q8c_module_error(). */
 int q8c_run_reference(q8c_module *m, int64_t batch, const float *const *inputs,
                       float *const *outputs);
@@ -91,7 +99,10 @@ typedef struct {
 /* Compile a quantized module to machine code in memory (LLVM ORC) and return
  * a runtime handle, as q8rt_load would for a .so: run it with q8rt_run,
  * release it with q8rt_free (the module may be freed first). NULL with the
- * message in q8c_module_error(). `o` may be NULL for the defaults. */
+ * message in q8c_module_error(). `o` may be NULL for the defaults. This binds
+ * the module's batch dimension `?` to o->batch: afterwards the module's
+ * shapes are those of that batch size, and q8c_run_reference and further
+ * compiles accept only it. */
 q8rt_model *q8c_compile(q8c_module *m, const q8c_compile_options *o);
 
 void q8c_module_free(q8c_module *m);

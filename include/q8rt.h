@@ -112,7 +112,8 @@ Q8RT_API const q8_tensor_desc *q8rt_output(const q8rt_model *m, int i);
 Q8RT_API const char *q8rt_variant(const q8rt_model *m);
 /* The model's descriptor (its name, compiler, every variant). */
 Q8RT_API const q8_model_desc *q8rt_desc(const q8rt_model *m);
-/* Elements in a tensor: the product of its dims (1 for rank 0). */
+/* Elements in a tensor: the product of its dims (1 for rank 0), or -1 for
+ * NULL, a bad rank, a negative dimension or a product past int64. */
 Q8RT_API int64_t q8rt_tensor_numel(const q8_tensor_desc *t);
 
 /* --- Running ------------------------------------------------------------ */
@@ -120,7 +121,9 @@ Q8RT_API int64_t q8rt_tensor_numel(const q8_tensor_desc *t);
 /* Run the model once. inputs[i] points to input i and outputs[i] to the
  * memory for output i, dense row-major with the dims and dtype that
  * q8rt_input / q8rt_output give (inputs may be NULL for a model without
- * inputs). Scratch memory is allocated here (64-byte aligned, reused across
+ * inputs). The arrays must have q8rt_num_inputs(m) and q8rt_num_outputs(m)
+ * entries: a C array carries no length, so a shorter one is read past its
+ * end (NULL entries are reported). Scratch memory is allocated here (64-byte aligned, reused across
  * calls). Several threads may call q8rt_run on one model at once: each call
  * gets its own scratch; the model's thread pool serves one call at a time and
  * the others run on their calling thread. Errors: Q8RT_ERR_ARG, _NOMEM,

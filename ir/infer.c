@@ -416,15 +416,25 @@ bool ir_infer_shapes(IrModule *m) {
 }
 
 void ir_bind_batch(IrModule *m, int64_t batch) {
-  for (int i = 0; i < m->ninputs; i++)
-    m->inputs[i]->type = ir_type_bind(&m->inputs[i]->type, batch);
+  bool any = false;
+  for (int i = 0; i < m->ninputs; i++) {
+    IrType t = ir_type_bind(&m->inputs[i]->type, batch);
+    any |= !ir_type_equal(&t, &m->inputs[i]->type);
+    m->inputs[i]->type = t;
+  }
   for (int i = 0; i < m->nnodes; i++) {
     IrNode *n = m->nodes[i];
-    n->result->type = ir_type_bind(&n->result->type, batch);
+    IrType t = ir_type_bind(&n->result->type, batch);
+    any |= !ir_type_equal(&t, &n->result->type);
+    n->result->type = t;
     for (int a = 0; a < n->nattrs; a++)
       if (ir_attr_info[n->attrs[a].key].kind == IR_AKIND_DIMS)
         for (int j = 0; j < n->attrs[a].n; j++)
-          if (n->attrs[a].vals[j] == (double)IR_DIM_BATCH)
+          if (n->attrs[a].vals[j] == (double)IR_DIM_BATCH) {
             n->attrs[a].vals[j] = (double)batch;
+            any = true;
+          }
   }
+  if (any)
+    m->bound_batch = batch;
 }

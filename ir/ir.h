@@ -152,6 +152,7 @@ typedef struct {
   IrArena *arena;
   const char *name;      /* model NAME */
   const char *dir;       /* directory of the model file, for relative paths */
+  int64_t bound_batch;   /* the size ir_bind_batch bound `?` to, or 0 */
   IrDiag diag;
 
   int nweights;
@@ -297,7 +298,8 @@ int ir_number_values(IrModule *m);
 bool ir_infer_type(IrModule *m, const IrNode *n, IrType *out);
 /* Set the result type of every node, in order. */
 bool ir_infer_shapes(IrModule *m);
-/* Replace every `?` (in types and in DIMS attributes) with `batch`. */
+/* Replace every `?` (in types and in DIMS attributes) with `batch`, and
+ * remember it in m->bound_batch if there was any. */
 void ir_bind_batch(IrModule *m, int64_t batch);
 
 /* ---- verify.c ---- */

@@ -4,7 +4,10 @@
  * Lists grow by doubling inside the arena (the old copy is simply left there:
  * modules are small, and the arena frees everything at once). Lookups by name
  * are linear scans: a model has tens to hundreds of values, and a hash table
- * would be more code than the time it saves. */
+ * would be more code than the time it saves. What runs on every node of a
+ * whole graph (ir_remove_dead here, the verifier, the parser's name lookups)
+ * is linear or n log n instead, so that a hostile file of many thousands of
+ * statements cannot make q8c run for minutes. */
 #include <stdio.h>
 #include <string.h>
 
@@ -167,19 +170,59 @@ void ir_replace_uses(IrModule *m, IrValue *from, IrValue *to) {
       m->outputs[i] = to;
 }
 
+/* The id of `v` if it is a value of the module as last numbered, else -1. */
+static int value_id(IrValue *const *by_id, int count, const IrValue *v) {
+  return v && v->id >= 0 && v->id < count && by_id[v->id] == v ? v->id : -1;
+}
+
 int ir_remove_dead(IrModule *m) {
+  /* Use counts by value id, in one sweep over the graph; then backwards,
+   * each dead node releases its operands, so a chain of dead nodes goes in
+   * one sweep. Linear in the size of the graph, as everything run on every
+   * pass must be: a model file of a few megabytes holds 100k nodes. A value
+   * that is not the module's (a bug the verifier reports next) counts as
+   * nothing. */
+  int count = ir_number_values(m);
+  IrValue **by_id = ir_alloc(m->arena, (size_t)(count + 1) * sizeof *by_id);
+  int *uses = ir_alloc(m->arena, (size_t)(count + 1) * sizeof *uses);
+  bool *dead = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *dead);
+  for (int i = 0; i < m->ninputs; i++)
+    by_id[m->inputs[i]->id] = m->inputs[i];
+  for (int i = 0; i < m->nconsts; i++)
+    by_id[m->consts[i]->id] = m->consts[i];
+  for (int i = 0; i < m->nnodes; i++)
+    by_id[m->nodes[i]->result->id] = m->nodes[i]->result;
+  for (int i = 0; i < m->nnodes; i++)
+    for (int j = 0; j < m->nodes[i]->nopnds; j++) {
+      int id = value_id(by_id, count, m->nodes[i]->opnds[j]);
+      if (id >= 0)
+        uses[id]++;
+    }
+  for (int i = 0; i < m->noutputs; i++) {
+    int id = value_id(by_id, count, m->outputs[i]);
+    if (id >= 0)
+      uses[id]++;
+  }
   int removed = 0;
-  /* Backwards, so a chain of dead nodes goes in one sweep. */
   for (int i = m->nnodes - 1; i >= 0; i--) {
-    if (ir_count_uses(m, m->nodes[i]->result) == 0) {
-      memmove(&m->nodes[i], &m->nodes[i + 1], (size_t)(m->nnodes - i - 1) * sizeof *m->nodes);
-      m->nnodes--;
+    if (uses[m->nodes[i]->result->id] == 0) {
+      dead[i] = true;
       removed++;
+      for (int j = 0; j < m->nodes[i]->nopnds; j++) {
+        int id = value_id(by_id, count, m->nodes[i]->opnds[j]);
+        if (id >= 0)
+          uses[id]--;
+      }
     }
   }
   int kept = 0;
+  for (int i = 0; i < m->nnodes; i++)
+    if (!dead[i])
+      m->nodes[kept++] = m->nodes[i];
+  m->nnodes = kept;
+  kept = 0;
   for (int i = 0; i < m->nconsts; i++)
-    if (ir_count_uses(m, m->consts[i]) > 0)
+    if (uses[m->consts[i]->id] > 0)
       m->consts[kept++] = m->consts[i];
   m->nconsts = kept;
   return removed;

@@ -6,62 +6,106 @@
  * module, or the result of an earlier node; operand counts and attribute keys
  * are those ops.def allows; every type is known and equals what inference
  * computes from the operands; every output is a defined value. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
 
-static bool is_const_of(const IrModule *m, const IrValue *v) {
-  for (int i = 0; i < m->nconsts; i++)
-    if (m->consts[i] == v)
-      return true;
-  return false;
+/* Where each value is defined, by value id, so that "defined before node
+ * i" is one lookup: the verifier runs after every pass, and must stay linear
+ * in the size of the graph (a hostile model may have 100k nodes). */
+typedef struct {
+  int count;
+  const IrValue **by_id; /* the value numbered id, to tell a stranger with a stale id */
+  int *pos;              /* node results: the node's index; inputs and constants: -1 */
+} Defs;
+
+static Defs index_defs(IrModule *m) {
+  Defs d = {ir_number_values(m), NULL, NULL};
+  d.by_id = ir_alloc(m->arena, (size_t)(d.count + 1) * sizeof *d.by_id);
+  d.pos = ir_alloc(m->arena, (size_t)(d.count + 1) * sizeof *d.pos);
+  for (int i = 0; i < m->ninputs; i++) {
+    d.by_id[m->inputs[i]->id] = m->inputs[i];
+    d.pos[m->inputs[i]->id] = -1;
+  }
+  for (int i = 0; i < m->nconsts; i++) {
+    d.by_id[m->consts[i]->id] = m->consts[i];
+    d.pos[m->consts[i]->id] = -1;
+  }
+  for (int i = 0; i < m->nnodes; i++) {
+    d.by_id[m->nodes[i]->result->id] = m->nodes[i]->result;
+    d.pos[m->nodes[i]->result->id] = i;
+  }
+  return d;
 }
 
 /* Defined before node `upto` (inputs, constants, results of nodes[0..upto)). */
-static bool defined_before(const IrModule *m, const IrValue *v, int upto) {
+static bool defined_before(const Defs *d, const IrValue *v, int upto) {
+  if (!v || v->id < 0 || v->id >= d->count || d->by_id[v->id] != v)
+    return false;
   switch (v->kind) {
   case IR_VAL_INPUT:
-    for (int i = 0; i < m->ninputs; i++)
-      if (m->inputs[i] == v)
-        return true;
-    return false;
+    return d->pos[v->id] == -1;
   case IR_VAL_CONST:
-    return is_const_of(m, v) && v->data;
+    return d->pos[v->id] == -1 && v->data;
   case IR_VAL_NODE:
-    for (int i = 0; i < upto; i++)
-      if (m->nodes[i]->result == v)
-        return true;
-    return false;
+    return d->pos[v->id] >= 0 && d->pos[v->id] < upto;
   }
   return false;
+}
+
+typedef struct {
+  const char *name;
+  int index; /* order of definition */
+} Name;
+
+static int cmp_names(const void *x, const void *y) {
+  const Name *a = x, *b = y;
+  int c = strcmp(a->name, b->name);
+  return c ? c : (a->index > b->index) - (a->index < b->index);
+}
+
+/* The index of the first definition (in order) that repeats an earlier
+ * name, or -1: sorting, not comparing every pair. */
+static int first_repeat(Name *names, int n) {
+  if (n < 2)
+    return -1;
+  qsort(names, (size_t)n, sizeof *names, cmp_names);
+  int first = -1;
+  for (int i = 1; i < n; i++)
+    if (strcmp(names[i - 1].name, names[i].name) == 0 && (first < 0 || names[i].index < first))
+      first = names[i].index;
+  return first;
 }
 
 static bool check_names(IrModule *m) {
   int n = m->ninputs + m->nnodes;
-  for (int i = 0; i < n; i++) {
-    const IrValue *a = i < m->ninputs ? m->inputs[i] : m->nodes[i - m->ninputs]->result;
-    for (int j = 0; j < i; j++) {
-      const IrValue *b = j < m->ninputs ? m->inputs[j] : m->nodes[j - m->ninputs]->result;
-      if (strcmp(a->name, b->name) == 0)
-        return ir_error(&m->diag, a->loc, "value %%%s is defined twice", a->name);
-    }
+  Name *names = ir_alloc(m->arena, (size_t)(n + m->nconsts + 1) * sizeof *names);
+  for (int i = 0; i < n; i++)
+    names[i] = (Name){i < m->ninputs ? m->inputs[i]->name : m->nodes[i - m->ninputs]->result->name,
+                      i};
+  int dup = first_repeat(names, n);
+  if (dup >= 0) {
+    const IrValue *a = dup < m->ninputs ? m->inputs[dup] : m->nodes[dup - m->ninputs]->result;
+    return ir_error(&m->diag, a->loc, "value %%%s is defined twice", a->name);
   }
   for (int i = 0; i < m->nconsts; i++)
-    for (int j = 0; j < i; j++)
-      if (strcmp(m->consts[i]->name, m->consts[j]->name) == 0)
-        return ir_error(&m->diag, m->consts[i]->loc, "constant @%s appears twice",
-                        m->consts[i]->name);
+    names[i] = (Name){m->consts[i]->name, i};
+  dup = first_repeat(names, m->nconsts);
+  if (dup >= 0)
+    return ir_error(&m->diag, m->consts[dup]->loc, "constant @%s appears twice",
+                    m->consts[dup]->name);
   return true;
 }
 
-static bool check_node(IrModule *m, int idx) {
+static bool check_node(IrModule *m, const Defs *d, int idx) {
   const IrNode *n = m->nodes[idx];
   const IrOpInfo *info = &ir_op_info[n->op];
   if (n->nopnds < info->min_operands || n->nopnds > info->max_operands)
     return ir_error(&m->diag, n->loc, "%s has %d operands; it takes %d to %d", info->name,
                     n->nopnds, info->min_operands, info->max_operands);
   for (int i = 0; i < n->nopnds; i++)
-    if (!defined_before(m, n->opnds[i], idx))
+    if (!defined_before(d, n->opnds[i], idx))
       return ir_error(&m->diag, n->loc, "%s: operand %s%s is not defined before its use",
                       info->name, n->opnds[i]->kind == IR_VAL_CONST ? "@" : "%",
                       n->opnds[i]->name);
@@ -113,13 +157,14 @@ bool ir_verify(IrModule *m) {
   for (int i = 0; i < m->nconsts; i++)
     if (!check_size(m, m->consts[i]))
       return false;
+  Defs d = index_defs(m);
   for (int i = 0; i < m->nnodes; i++)
-    if (!check_node(m, i) || !check_size(m, m->nodes[i]->result))
+    if (!check_node(m, &d, i) || !check_size(m, m->nodes[i]->result))
       return false;
   if (m->noutputs == 0)
     return ir_error(&m->diag, (IrLoc){0}, "model '%s' has no outputs", m->name);
   for (int i = 0; i < m->noutputs; i++)
-    if (m->outputs[i]->kind == IR_VAL_CONST || !defined_before(m, m->outputs[i], m->nnodes))
+    if (m->outputs[i]->kind == IR_VAL_CONST || !defined_before(&d, m->outputs[i], m->nnodes))
       return ir_error(&m->diag, m->output_locs ? m->output_locs[i] : (IrLoc){0},
                       "output %%%s is not a value defined in the model", m->outputs[i]->name);
   return true;

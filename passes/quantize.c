@@ -75,27 +75,69 @@ static bool weight_consts(IrModule *m, const PassOptions *o, IrNode *n, IrValue 
   return true;
 }
 
-/* `base`, or `base.1`, `base.2`, ...: a name neither in the module nor among
- * the nodes this pass made so far, out[0..nout), which join the module's
- * list only at the end of the pass (ir_unique_name sees only that list: two
- * quantized layers in a row would both name a value %h.q). */
-static const char *fresh_name(IrModule *m, IrNode *const *out, int nout, const char *base) {
+/* The value names in use: the module's, and those of the nodes this pass
+ * made so far, which join the module's list only at the end of the pass
+ * (ir_unique_name sees only that list: two quantized layers in a row would
+ * both name a value %h.q). A hash set, so that naming stays linear in the
+ * number of nodes. */
+typedef struct {
+  const char **slots;
+  size_t cap, count; /* cap: a power of two */
+} NameSet;
+
+static size_t hash_name(const char *s) {
+  size_t h = 14695981039346656037u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211u;
+  return h;
+}
+
+static bool name_taken(const NameSet *t, const char *name) {
+  for (size_t i = hash_name(name) & (t->cap - 1); t->slots[i]; i = (i + 1) & (t->cap - 1))
+    if (strcmp(t->slots[i], name) == 0)
+      return true;
+  return false;
+}
+
+static void name_put(const char **slots, size_t cap, const char *name) {
+  size_t i = hash_name(name) & (cap - 1);
+  while (slots[i])
+    i = (i + 1) & (cap - 1);
+  slots[i] = name;
+}
+
+static void take_name(IrArena *a, NameSet *t, const char *name) {
+  if (2 * (t->count + 1) > t->cap) {
+    size_t cap = t->cap ? 2 * t->cap : 64;
+    const char **slots = ir_alloc(a, cap * sizeof *slots);
+    for (size_t i = 0; i < t->cap; i++)
+      if (t->slots[i])
+        name_put(slots, cap, t->slots[i]);
+    t->slots = slots;
+    t->cap = cap;
+  }
+  name_put(t->slots, t->cap, name);
+  t->count++;
+}
+
+/* `base`, or `base.1`, `base.2`, ...: the first name not taken; takes it. */
+static const char *fresh_name(IrModule *m, NameSet *names, const char *base) {
   char name[600];
   for (int i = 0;; i++) {
     if (i == 0)
       snprintf(name, sizeof name, "%s", base);
     else
       snprintf(name, sizeof name, "%s.%d", base, i);
-    bool taken = ir_find_value(m, name) != NULL;
-    for (int j = 0; j < nout && !taken; j++)
-      taken = strcmp(out[j]->result->name, name) == 0;
-    if (!taken)
-      return ir_strdup(m->arena, name);
+    if (!name_taken(names, name)) {
+      const char *s = ir_strdup(m->arena, name);
+      take_name(m->arena, names, s);
+      return s;
+    }
   }
 }
 
 static IrNode *input_quantize(IrModule *m, MadeQuantize *made, int *nmade, IrValue *x,
-                              const IrQParams *p, IrNode *const *out, int nout, bool *is_new) {
+                              const IrQParams *p, NameSet *names, bool *is_new) {
   for (int i = 0; i < *nmade; i++)
     if (made[i].x == x) {
       *is_new = false;
@@ -104,7 +146,7 @@ static IrNode *input_quantize(IrModule *m, MadeQuantize *made, int *nmade, IrVal
   char name[512];
   snprintf(name, sizeof name, "%s.q", x->name);
   IrNode *q =
-      ir_new_node(m, IR_OP_QUANTIZE, NULL, fresh_name(m, out, nout, name), &x, 1, x->loc);
+      ir_new_node(m, IR_OP_QUANTIZE, NULL, fresh_name(m, names, name), &x, 1, x->loc);
   set_attr(m, q, IR_ATTR_SCALE, p->scale);
   set_attr(m, q, IR_ATTR_ZERO_POINT, p->zero_point);
   set_attr(m, q, IR_ATTR_DTYPE, p->dtype);
@@ -115,7 +157,7 @@ static IrNode *input_quantize(IrModule *m, MadeQuantize *made, int *nmade, IrVal
 
 /* Append the nodes that replace quantizable node `n` to out[]. */
 static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, int *nout,
-                    MadeQuantize *made, int *nmade) {
+                    MadeQuantize *made, int *nmade, NameSet *names) {
   IrValue *wq = NULL, *ws = NULL;
   if (!weight_consts(m, o, n, &wq, &ws))
     return false;
@@ -134,14 +176,14 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
   if (!act_params(m, o, x, &px) || !act_params(m, o, y, &py))
     return false;
   bool is_new;
-  IrNode *xq = input_quantize(m, made, nmade, x, &px, out, *nout, &is_new);
+  IrNode *xq = input_quantize(m, made, nmade, x, &px, names, &is_new);
   if (is_new)
     out[(*nout)++] = xq;
 
   char name[512];
   snprintf(name, sizeof name, "%s.q", y->name);
   IrValue *ops[4] = {xq->result, wq, ws, bias};
-  IrNode *q = ir_new_node(m, IR_OP_QLINEAR, NULL, fresh_name(m, out, *nout, name), ops,
+  IrNode *q = ir_new_node(m, IR_OP_QLINEAR, NULL, fresh_name(m, names, name), ops,
                           bias ? 4 : 3, n->loc);
   set_attr(m, q, IR_ATTR_X_SCALE, px.scale);
   set_attr(m, q, IR_ATTR_X_ZERO_POINT, px.zero_point);
@@ -165,6 +207,11 @@ bool pass_quantize(IrModule *m, const PassOptions *o) {
   IrNode **out = ir_alloc(m->arena, (size_t)(3 * m->nnodes + 1) * sizeof *out);
   MadeQuantize *made = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *made);
   int nout = 0, nmade = 0;
+  NameSet names = {NULL, 0, 0};
+  for (int i = 0; i < m->ninputs; i++)
+    take_name(m->arena, &names, m->inputs[i]->name);
+  for (int i = 0; i < m->nnodes; i++)
+    take_name(m->arena, &names, m->nodes[i]->result->name);
   IrNode **old = m->nodes;
   int nold = m->nnodes;
   for (int i = 0; i < nold; i++) {
@@ -181,7 +228,7 @@ bool pass_quantize(IrModule *m, const PassOptions *o) {
       out[nout++] = n;
       continue;
     }
-    if (!rewrite(m, o, n, out, &nout, made, &nmade))
+    if (!rewrite(m, o, n, out, &nout, made, &nmade, &names))
       return false;
   }
   ir_set_nodes(m, out, nout);

@@ -408,9 +408,14 @@ Q8RT_API int q8rt_num_threads(const q8rt_model *m) { return m ? m->nthreads : -1
 Q8RT_API int64_t q8rt_tensor_numel(const q8_tensor_desc *t) {
   if (!t || t->rank < 0 || t->rank > Q8_MODEL_MAX_RANK)
     return -1;
+  /* The caller may pass any descriptor, not only a checked model's: a
+   * negative dimension or a product past int64 is -1, not an overflow. */
   int64_t n = 1;
-  for (int d = 0; d < t->rank; d++)
+  for (int d = 0; d < t->rank; d++) {
+    if (t->dims[d] < 0 || (t->dims[d] != 0 && n > INT64_MAX / t->dims[d]))
+      return -1;
     n *= t->dims[d];
+  }
   return n;
 }
 

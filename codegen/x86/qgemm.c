@@ -46,9 +46,16 @@
  * own that computes whole vectors and stores the valid channels only. The
  * last rows are a tile with fewer rows.
  *
+ * Requantization is fused after the K loop, in registers (requant_store):
+ * bias, int -> float, multiply, clamp, round and convert, zero point,
+ * narrow, store; on AVX-512 the rounding and the conversion are one
+ * vcvtps2dq {rn-sae}, and the NaN check only exists for layers whose
+ * multipliers are not all finite.
+ *
  * Tasks split the channel blocks (and, for large M, the row tiles) into
- * contiguous ranges of at least ~2M multiply-adds each (~5 us, well above a
- * ~1 us thread hand-off), at most 64 tasks. */
+ * contiguous ranges of at least ~2M multiply-adds each (~10 us at one
+ * core's int8 peak, well above a ~1 us thread hand-off), at most 64 tasks.
+ * docs/kernels.md has the measured choices and the benchmark. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

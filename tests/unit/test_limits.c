@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -316,6 +317,54 @@ static void test_compile_scratch(void **state) {
   q8c_module_free(m);
 }
 
+/* Size in the other direction: many statements. Parsing, verifying and the
+ * passes are linear (or n log n) in the number of nodes; they were
+ * quadratic (name lookups, the verifier's checks, dead-node removal), and a
+ * model of 100k statements, a 2.6 MB file, took hours. */
+static void test_many_nodes(void **state) {
+  (void)state;
+  enum { N = 100000 };
+  size_t cap = (size_t)N * 64, len = 0;
+  char *text = malloc(cap);
+  len += (size_t)snprintf(text + len, cap - len, "model chain {\n  input %%v0 : f32[?, 4]\n");
+  for (int i = 1; i < N; i++)
+    len += (size_t)snprintf(text + len, cap - len, "  %%v%d = relu %%v%d\n", i, i - 1);
+  /* The dead half: unused values the passes remove. */
+  for (int i = 0; i < N / 2; i++)
+    len += (size_t)snprintf(text + len, cap - len, "  %%d%d = gelu %%v%d\n", i, i);
+  snprintf(text + len, cap - len, "  output %%v%d\n}\n", N - 1);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  IrModule *m = fe_parse(path_in_dir("chain.ir"), text);
+  assert_false(m->diag.failed);
+  assert_int_equal(m->nnodes, N - 1 + N / 2);
+  PassOptions o;
+  pass_options_init(&o);
+  o.dynamic = true;
+  assert_true(pass_run_pipeline(m, &o));
+  assert_int_equal(m->nnodes, N - 1);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  /* About 1 s here, a few under sanitizers; quadratic code takes hours. */
+  assert_true(seconds < 60);
+  ir_module_free(m);
+  /* A duplicate far down is still found, and the first one is reported. */
+  len = 0;
+  len += (size_t)snprintf(text + len, cap - len, "model dup {\n  input %%v0 : f32[?, 4]\n");
+  for (int i = 1; i < N; i++)
+    len += (size_t)snprintf(text + len, cap - len, "  %%v%d = relu %%v%d\n", i, i - 1);
+  len += (size_t)snprintf(text + len, cap - len, "  %%v77 = relu %%v0\n  %%v5 = relu %%v0\n");
+  snprintf(text + len, cap - len, "  output %%v%d\n}\n", N - 1);
+  m = fe_parse(path_in_dir("dup.ir"), text);
+  assert_true(m->diag.failed);
+  char want[128];
+  snprintf(want, sizeof want, "dup.ir:%d:3: error: value %%v77 is already defined at line 79",
+           N + 2);
+  assert_non_null(strstr(m->diag.msg, want));
+  ir_module_free(m);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_cap_setting, reset_env),
@@ -325,6 +374,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_npy_cap, reset_env),
       cmocka_unit_test_teardown(test_calibration_batch, reset_env),
       cmocka_unit_test_teardown(test_compile_scratch, reset_env),
+      cmocka_unit_test(test_many_nodes),
   };
   return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

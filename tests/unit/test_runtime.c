@@ -600,11 +600,13 @@ static int pool_entry(const q8_threads *threads, const void *const *inputs,
   }
   /* Every thread takes part: one task per thread, each long enough (20 us)
    * for a spinning worker to claim its own chunk before another thread
-   * steals it. */
+   * steals it. On a loaded machine a worker may not be scheduled for a
+   * while, so keep going until each has been seen, for up to ~100000 jobs
+   * (seconds): a worker that never runs is a bug, one that runs late is not. */
   pthread_t seen[8];
   int nseen = 0;
   j.slow_ns = 20000;
-  for (int rep = 0; rep < (spinning ? 200 : 0); rep++) {
+  for (int rep = 0; spinning && nseen < nthreads && rep < 100000; rep++) {
     threads->parallel_for(threads, visit_task, &j, nthreads);
     for (int i = 0; i < nthreads; i++) {
       int known = 0;
