@@ -280,10 +280,17 @@ static void jit_and_compare(IrModule *m, Bytes *b, int64_t batch, const IrTensor
       size_t j = 0;
       while (x[j] == y[j])
         j++;
+      char values[160] = "";
+      if (want[i].type.dtype == IR_F32) {
+        float fx, fy;
+        memcpy(&fx, x + j / 4 * 4, 4);
+        memcpy(&fy, y + j / 4 * 4, 4);
+        snprintf(values, sizeof values, " (element %zu: %a vs %a)", j / 4, fx, fy);
+      }
       fuzz_fail(__FILE__, __LINE__,
                 "output %d: compiled (%s, -O%d) differs from the interpreter at byte %zu "
-                "(0x%02x vs 0x%02x)\n%s",
-                i, q8rt_variant(rt), o.opt_level, j, x[j], y[j], text ? text : "");
+                "(0x%02x vs 0x%02x)%s\n%s",
+                i, q8rt_variant(rt), o.opt_level, j, x[j], y[j], values, text ? text : "");
     }
     free(outs[i]);
   }

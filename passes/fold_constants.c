@@ -7,6 +7,7 @@
  * so a kernel computes acc = bias[n] + sum_k xq * Wq and requantizes with one
  * multiply. The interpreter defines qlinear through the same folding
  * (ir_fold_qlinear), so this pass changes no bit of any result. */
+#include <math.h>
 #include <stdio.h>
 
 #include "passes.h"
@@ -28,6 +29,19 @@ static bool fold(IrModule *m, const PassOptions *o, IrNode *n) {
   if (sat)
     pass_note(o, "fold-constants: %%%s: %lld bias value%s saturated int32", n->result->name,
               (long long)sat, sat == 1 ? "" : "s");
+  /* x_scale * w_scale (/ scale) past the f32 range: every output of the
+   * channel would be +-inf, or NaN for an accumulator of 0, and LLVM does
+   * not keep the sign of a NaN, so compiled code and the interpreter could
+   * not even agree on the bits. The ranges or weights are beyond int8. */
+  for (int64_t c = 0; c < nn; c++)
+    if (!isfinite(mult[c]))
+      return ir_error(&m->diag, n->loc,
+                      "fold-constants: %%%s: output channel %lld cannot be quantized: its "
+                      "multiplier x_scale * w_scale%s is %g (x_scale %g, w_scale %g); the "
+                      "activation range or the weights are too large",
+                      n->result->name, (long long)c, f32_out ? "" : " / scale",
+                      (double)mult[c], (double)x_scale,
+                      (double)((const float *)ws->data)[ws->type.dims[0] == 1 ? 0 : c]);
   char name[512];
   IrType bt = {IR_I32, 1, {nn}}, mt = {IR_F32, 1, {nn}};
   snprintf(name, sizeof name, "%s.bias", n->result->name);

@@ -286,6 +286,25 @@ static void test_nan_inf_inputs(void **state) {
   }
 }
 
+/* Ranges and weights so large that x_scale * w_scale overflows f32: refused
+ * when folding, not compiled into a model whose outputs are inf and NaN
+ * (and whose NaN signs compiled code and the interpreter disagree on). */
+static void test_overflowing_multiplier(void **state) {
+  (void)state;
+  char buf[512];
+  const char *text = "model m {\n weights \"big.safetensors\"\n"
+                     " input %x : f32[?, 4] {range = [-1, 3e38]}\n"
+                     " %y = linear %x, @w {range = [-1, 1]}\n output %y\n}\n";
+  q8c_module *m = q8c_parse_string(model_path, text);
+  assert_null(q8c_module_error(m));
+  assert_int_equal(q8c_quantize(m, NULL), -1);
+  assert_string_equal(first_error_line(m, buf, sizeof buf),
+                      "fold-constants: %y: output channel 0 cannot be quantized: its multiplier "
+                      "x_scale * w_scale is inf (x_scale 1.17647e+36, w_scale "
+                      "7.87402e+17); the activation range or the weights are too large");
+  q8c_module_free(m);
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(dir, sizeof dir, "/tmp/q8_misuse_XXXXXX");
@@ -304,7 +323,12 @@ static int setup(void **state) {
                     {"m", {IR_F32, 2, {4, 4}}, mm, sizeof mm}};
   char path[160], err[256];
   snprintf(path, sizeof path, "%s/w.safetensors", dir);
-  return fe_safetensors_write(path, ts, 3, err, sizeof err) ? 0 : -1;
+  if (!fe_safetensors_write(path, ts, 3, err, sizeof err))
+    return -1;
+  static float big[2 * 4] = {1e20f, -1e20f, 1, 0, 1e20f, 2, 3, 4};
+  FeTensor tb = {"w", {IR_F32, 2, {2, 4}}, big, sizeof big};
+  snprintf(path, sizeof path, "%s/big.safetensors", dir);
+  return fe_safetensors_write(path, &tb, 1, err, sizeof err) ? 0 : -1;
 }
 
 static int teardown(void **state) {
@@ -321,6 +345,7 @@ int main(void) {
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_compiled_batch),
       cmocka_unit_test(test_nan_inf_inputs),
+      cmocka_unit_test(test_overflowing_multiplier),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
