@@ -134,8 +134,8 @@ static int bench_entry(const q8_threads *threads, const void *const *inputs,
   return 0;
 }
 
-static const q8_tensor_desc cfg_tensor[] = {{"cfg", Q8_DTYPE_U8, 1, {sizeof(bench_cfg)}}};
-static const q8_variant_desc variants[] = {{"generic", 0, bench_entry}};
+static const q8_tensor_desc cfg_tensor[] = {{"cfg", Q8_DTYPE_U8, 1, {sizeof(bench_cfg)}, Q8_DTYPE_U8, 0, 0}};
+static const q8_variant_desc variants[] = {{"generic", 0, bench_entry, bench_entry}};
 static const q8_model_desc desc = {
     Q8_MODEL_MAGIC, Q8_MODEL_ABI_VERSION, "bench_threadpool", "hand-written", 1, 1,
     cfg_tensor,     cfg_tensor,           0,                  1, variants};

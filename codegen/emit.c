@@ -243,7 +243,9 @@ static bool write_header(IrModule *m, const CgOptions *o, const char *path) {
           Q8_VERSION);
   fprintf(f, " *\n * Link the model's .so and call one entry point with the inputs and outputs\n"
              " * below (dense, row-major) and a scratch buffer of %s_SCRATCH_BYTES bytes\n"
-             " * aligned to 64; pass NULL for threads to run on the calling thread. Use the\n"
+             " * aligned to 64; pass NULL for threads to run on the calling thread. The\n"
+             " * _run_quantized_ entries take and give the quantized form noted below instead\n"
+             " * of f32 (docs/quantization.md, \"The quantized boundary\"). Use the\n"
              " * entry point of a variant this CPU supports (or load the model with libq8rt,\n"
              " * which checks and chooses for you). */\n",
           prefix);
@@ -253,17 +255,26 @@ static bool write_header(IrModule *m, const CgOptions *o, const char *path) {
     const IrValue *v = i < m->ninputs ? m->inputs[i] : m->outputs[i - m->ninputs];
     char t[128];
     IrType bound = ir_type_bind(&v->type, o->batch > 0 ? o->batch : 1);
-    fprintf(f, "/* %s %d: %%%s : %s */\n", i < m->ninputs ? "input" : "output",
+    fprintf(f, "/* %s %d: %%%s : %s", i < m->ninputs ? "input" : "output",
             i < m->ninputs ? i : i - m->ninputs, v->name, ir_type_str(&bound, t, sizeof t));
+    if (v->has_qform) {
+      char num[40];
+      ir_format_double(v->qform.scale, num, sizeof num);
+      fprintf(f, "; quantized entry: %s, real = (q - %d) * %s", ir_dtype_name(v->qform.dtype),
+              (int)v->qform.zero_point, num);
+    }
+    fprintf(f, " */\n");
   }
   fprintf(f, "\nextern const q8_model_desc q8_model;\n");
   fprintf(f, "#define %s_SCRATCH_BYTES (q8_model.scratch_bytes)\n\n", prefix);
   for (int i = 0; i < o->nisas; i++)
-    fprintf(f,
-            "/* needs: %s */\nint %s_run_%s(const q8_threads *threads, const void *const *inputs,\n"
-            "    void *const *outputs, void *scratch);\n",
-            cg_isa_info[o->isas[i]].features[0] ? cg_isa_info[o->isas[i]].features : "x86-64",
-            prefix, cg_isa_info[o->isas[i]].name);
+    for (int q = 0; q < 2; q++)
+      fprintf(f,
+              "/* needs: %s%s */\nint %s_run_%s%s(const q8_threads *threads, "
+              "const void *const *inputs,\n    void *const *outputs, void *scratch);\n",
+              cg_isa_info[o->isas[i]].features[0] ? cg_isa_info[o->isas[i]].features : "x86-64",
+              q ? "; inputs and outputs in their quantized form where they have one" : "",
+              prefix, q ? "quantized_" : "", cg_isa_info[o->isas[i]].name);
   fprintf(f, "\n#endif\n");
   if (fclose(f) != 0)
     return ir_error(&m->diag, (IrLoc){0}, "cannot write %s: %s", path, strerror(errno));

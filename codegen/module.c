@@ -1,15 +1,21 @@
 /* module.c: the codegen driver. It lays out a folded, quantized module's
  * values in memory and builds one LLVM module holding:
  *
- *   - for every variant (isa.def) an entry point
+ *   - for every variant (isa.def) two entry points
  *       int NAME_run_ISA(const q8_threads *, const void *const *inputs,
  *                        void *const *outputs, void *scratch)
- *     that runs the nodes in order: qgemm through a generated kernel
+ *       int NAME_run_quantized_ISA(...the same...)
+ *     that run the nodes in order: qgemm through a generated kernel
  *     (x86/qgemm.c or aarch64/qgemm.c; f32 inputs quantized first by
  *     quantize.c), split into tasks that the caller's threads may share;
  *     every other op through the reference functions of ir/refops.h (linked
  *     from libq8support.a), which compute exactly what the interpreter
  *     computes;
+ *     The quantized entry takes and gives the quantized form of each input
+ *     and output that has one (ir/qform.c): such an input's layers read its
+ *     bytes instead of quantizing the f32 tensor, and such an output is
+ *     quantized on exit (q8_ref_quantize). Both entries call the same
+ *     kernels;
  *   - the constants those calls read, as private globals;
  *   - the exported descriptor `q8_model` (q8model.h).
  *
@@ -36,6 +42,8 @@ typedef struct {
   LLVMValueRef global;/* LOC_CONST */
   int64_t rows, cols; /* the value as [rows, cols]: cols is the last dim */
   int64_t stride;     /* elements between rows (padded for quantized values) */
+  int64_t q_offset;   /* a LOC_OUTPUT value with a quantized form: its f32 slot in
+                       * scratch at the quantized entry, or -1 */
 } Loc;
 
 typedef struct {
@@ -49,7 +57,12 @@ typedef struct {
   int64_t scratch;    /* bytes */
   int64_t *xq_offset; /* per node: scratch for a qgemm's quantized f32 input, or -1 */
   char prefix[128];   /* the model's name as a C identifier */
+  /* per node, for the variant being built: its kernel (shared by the two
+   * entries) and task count */
+  LLVMValueRef *kernel;
+  int64_t *kernel_tasks;
   /* inside the entry being built */
+  bool quantized;     /* the quantized entry */
   LLVMValueRef fn, thr, inputs, outputs, scratch_ptr;
 } Cg;
 
@@ -153,9 +166,12 @@ static bool plan_memory(Cg *cg) {
         continue;
       }
     }
+    l->q_offset = -1;
     if (out >= 0 && l->stride == l->cols) {
       l->kind = LOC_OUTPUT;
       l->index = out;
+      if (v->has_qform)
+        l->q_offset = reserve(cg, bytes_of(l, v->type.dtype));
     } else {
       place_in_scratch(cg, l, v->type.dtype);
     }
@@ -212,6 +228,11 @@ static LLVMValueRef addr(Cg *cg, const IrValue *v) {
     return LLVMBuildLoad2(cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->inputs, &idx, 1, ""),
                           v->name);
   case LOC_OUTPUT:
+    if (cg->quantized && l->q_offset >= 0) {
+      /* The quantized entry quantizes this f32 output on exit. */
+      idx = i64c(cg, l->q_offset);
+      return LLVMBuildGEP2(cg->b, cg->i8, cg->scratch_ptr, &idx, 1, v->name);
+    }
     idx = i64c(cg, l->index);
     return LLVMBuildLoad2(cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->outputs, &idx, 1, ""),
                           v->name);
@@ -258,6 +279,21 @@ static void call_ref(Cg *cg, const char *name, Args *a) {
 }
 
 static double attr(const IrNode *n, IrAttrKey k, double dflt) { return ir_node_attr_float(n, k, dflt); }
+
+/* Copy quantized inputs into padded rows, and outputs that live in scratch
+ * into the caller's buffers. */
+static void copy_rows(Cg *cg, LLVMValueRef dst, int64_t dst_stride, LLVMValueRef src,
+                      int64_t src_stride, int64_t rows, int64_t row_bytes) {
+  if (dst_stride == src_stride) {
+    LLVMBuildMemCpy(cg->b, dst, 1, src, 1, i64c(cg, rows * row_bytes));
+    return;
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    LLVMValueRef di = i64c(cg, r * dst_stride), si = i64c(cg, r * src_stride);
+    LLVMBuildMemCpy(cg->b, LLVMBuildGEP2(cg->b, cg->i8, dst, &di, 1, ""), 1,
+                    LLVMBuildGEP2(cg->b, cg->i8, src, &si, 1, ""), 1, i64c(cg, row_bytes));
+  }
+}
 
 /* ---- nodes ---- */
 
@@ -329,7 +365,19 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   g.y_stride = yl->stride;
   g.relu = attr(n, IR_ATTR_RELU, 0) != 0;
   LLVMValueRef xptr = addr(cg, x);
-  if (x->type.dtype == IR_F32) {
+  if (x->type.dtype == IR_F32 && cg->quantized && x->has_qform) {
+    /* The quantized entry gets this input's bytes (ir_check_qforms: as this
+     * layer would quantize them); rows not a multiple of 4 bytes are copied
+     * into padded ones, the layout the kernel reads. */
+    g.x_dtype = x->qform.dtype;
+    g.x_stride = round_up(g.k, 4);
+    if (g.x_stride != g.k) {
+      LLVMValueRef xq = scratch_at(cg, cg->xq_offset[idx]);
+      copy_rows(cg, xq, g.x_stride, xptr, g.k, g.m, g.k);
+      xptr = xq;
+    }
+    ir_qbounds(g.x_dtype, &g.x_min, &g.x_max);
+  } else if (x->type.dtype == IR_F32) {
     /* Quantize the f32 input into padded rows first. */
     g.x_dtype = (IrDType)attr(n, IR_ATTR_X_DTYPE, IR_U8);
     g.x_stride = round_up(g.k, 4);
@@ -358,12 +406,17 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
     g.relu = false;
   }
   char err[512];
-  int64_t ntasks = 1;
-  LLVMValueRef kernel = cg_isa_is_aarch64(isa)
-                           ? cg_emit_qgemm_aarch64(cg->mod, &g, isa, &ntasks, err, sizeof err)
-                           : cg_emit_qgemm(cg->mod, &g, isa, &ntasks, err, sizeof err);
-  if (!kernel)
-    return ir_error(&m->diag, n->loc, "codegen: %s", err);
+  if (!cg->kernel[idx]) {
+    cg->kernel_tasks[idx] = 1;
+    cg->kernel[idx] =
+        cg_isa_is_aarch64(isa)
+            ? cg_emit_qgemm_aarch64(cg->mod, &g, isa, &cg->kernel_tasks[idx], err, sizeof err)
+            : cg_emit_qgemm(cg->mod, &g, isa, &cg->kernel_tasks[idx], err, sizeof err);
+    if (!cg->kernel[idx])
+      return ir_error(&m->diag, n->loc, "codegen: %s", err);
+  }
+  LLVMValueRef kernel = cg->kernel[idx];
+  int64_t ntasks = cg->kernel_tasks[idx];
   /* CgGemmArgs {x, y} on the entry's stack. */
   LLVMTypeRef args_ty = LLVMStructTypeInContext(cg->ctx, (LLVMTypeRef[]){cg->ptr, cg->ptr}, 2, 0);
   LLVMValueRef args = LLVMBuildAlloca(cg->b, args_ty, "gemm.args");
@@ -530,25 +583,12 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   q8_unreachable();
 }
 
-/* Copy quantized inputs into padded rows, and outputs that live in scratch
- * into the caller's buffers. */
-static void copy_rows(Cg *cg, LLVMValueRef dst, int64_t dst_stride, LLVMValueRef src,
-                      int64_t src_stride, int64_t rows, int64_t row_bytes) {
-  if (dst_stride == src_stride) {
-    LLVMBuildMemCpy(cg->b, dst, 1, src, 1, i64c(cg, rows * row_bytes));
-    return;
-  }
-  for (int64_t r = 0; r < rows; r++) {
-    LLVMValueRef di = i64c(cg, r * dst_stride), si = i64c(cg, r * src_stride);
-    LLVMBuildMemCpy(cg->b, LLVMBuildGEP2(cg->b, cg->i8, dst, &di, 1, ""), 1,
-                    LLVMBuildGEP2(cg->b, cg->i8, src, &si, 1, ""), 1, i64c(cg, row_bytes));
-  }
-}
-
-static bool emit_entry(Cg *cg, CgIsa isa, LLVMValueRef *entry) {
+static bool emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
   IrModule *m = cg->m;
   char name[256];
-  snprintf(name, sizeof name, "%s_run_%s", cg->prefix, cg_isa_info[isa].name);
+  snprintf(name, sizeof name, "%s_run_%s%s", cg->prefix, quantized ? "quantized_" : "",
+           cg_isa_info[isa].name);
+  cg->quantized = quantized;
   LLVMTypeRef fty =
       LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->ptr, cg->ptr, cg->ptr, cg->ptr}, 4, 0);
   cg->fn = LLVMAddFunction(cg->mod, name, fty);
@@ -574,11 +614,31 @@ static bool emit_entry(Cg *cg, CgIsa isa, LLVMValueRef *entry) {
   for (int i = 0; i < m->noutputs; i++) {
     const IrValue *v = m->outputs[i];
     const Loc *l = &cg->loc[v->id];
-    if (l->kind == LOC_OUTPUT)
+    if (l->kind == LOC_OUTPUT && !(quantized && v->has_qform))
       continue;
     LLVMValueRef idx = i64c(cg, i);
     LLVMValueRef dst = LLVMBuildLoad2(
         cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->outputs, &idx, 1, ""), "");
+    if (quantized && v->has_qform) {
+      /* Dense rows of the quantized form (q8_ref_quantize, as the
+       * interpreter's ir_interp_quantized). */
+      const IrQParams *q = &v->qform;
+      int32_t qmin, qmax;
+      ir_qbounds(q->dtype, &qmin, &qmax);
+      Args a = {.n = 0};
+      arg(&a, cg->ptr, addr(cg, v));
+      arg(&a, cg->ptr, dst);
+      arg(&a, cg->i64, i64c(cg, l->cols));
+      arg(&a, cg->i64, i64c(cg, l->rows));
+      arg(&a, cg->i64, i64c(cg, l->cols));
+      arg(&a, cg->f32, LLVMConstReal(cg->f32, q->scale));
+      arg(&a, cg->i32, i32c(cg, q->zero_point));
+      arg(&a, cg->i32, i32c(cg, qmin));
+      arg(&a, cg->i32, i32c(cg, qmax));
+      arg(&a, cg->i32, i32c(cg, q->dtype == IR_I8));
+      call_ref(cg, "q8_ref_quantize", &a);
+      continue;
+    }
     size_t es = ir_dtype_size(v->type.dtype);
     copy_rows(cg, dst, l->cols * (int64_t)es, addr(cg, v), l->stride * (int64_t)es, l->rows,
               l->cols * (int64_t)es);
@@ -608,17 +668,21 @@ static int32_t abi_dtype(IrDType t) {
 /* q8_tensor_desc[] for a list of values, as a private constant. */
 static LLVMValueRef tensor_descs(Cg *cg, IrValue **vals, int n, const char *what) {
   LLVMTypeRef dims_ty = LLVMArrayType2(cg->i64, Q8_MODEL_MAX_RANK);
-  LLVMTypeRef ty =
-      LLVMStructTypeInContext(cg->ctx, (LLVMTypeRef[]){cg->ptr, cg->i32, cg->i32, dims_ty}, 4, 0);
+  LLVMTypeRef ty = LLVMStructTypeInContext(
+      cg->ctx, (LLVMTypeRef[]){cg->ptr, cg->i32, cg->i32, dims_ty, cg->i32, cg->f32, cg->i32}, 7,
+      0);
   LLVMValueRef *elems = calloc((size_t)n + 1, sizeof *elems);
   for (int i = 0; i < n; i++) {
     LLVMValueRef dims[Q8_MODEL_MAX_RANK];
     for (int d = 0; d < Q8_MODEL_MAX_RANK; d++)
       dims[d] = i64c(cg, d < vals[i]->type.rank ? vals[i]->type.dims[d] : 0);
-    LLVMValueRef f[4] = {const_string(cg, vals[i]->name), i32c(cg, abi_dtype(vals[i]->type.dtype)),
-                         i32c(cg, vals[i]->type.rank),
-                         LLVMConstArray2(cg->i64, dims, Q8_MODEL_MAX_RANK)};
-    elems[i] = LLVMConstStructInContext(cg->ctx, f, 4, 0);
+    const IrValue *v = vals[i];
+    LLVMValueRef f[7] = {const_string(cg, v->name), i32c(cg, abi_dtype(v->type.dtype)),
+                         i32c(cg, v->type.rank), LLVMConstArray2(cg->i64, dims, Q8_MODEL_MAX_RANK),
+                         i32c(cg, abi_dtype(ir_boundary_dtype(v, true))),
+                         LLVMConstReal(cg->f32, v->has_qform ? v->qform.scale : 0.0),
+                         i32c(cg, v->has_qform ? v->qform.zero_point : 0)};
+    elems[i] = LLVMConstStructInContext(cg->ctx, f, 7, 0);
   }
   LLVMValueRef arr = LLVMConstArray2(ty, elems, (uint64_t)n);
   free(elems);
@@ -631,15 +695,17 @@ static LLVMValueRef tensor_descs(Cg *cg, IrValue **vals, int n, const char *what
   return g;
 }
 
-static void emit_descriptor(Cg *cg, LLVMValueRef *entries) {
+static void emit_descriptor(Cg *cg, LLVMValueRef (*entries)[2]) {
   IrModule *m = cg->m;
   const CgOptions *o = cg->o;
-  LLVMTypeRef vty = LLVMStructTypeInContext(cg->ctx, (LLVMTypeRef[]){cg->ptr, cg->i64, cg->ptr}, 3, 0);
+  LLVMTypeRef vty = LLVMStructTypeInContext(
+      cg->ctx, (LLVMTypeRef[]){cg->ptr, cg->i64, cg->ptr, cg->ptr}, 4, 0);
   LLVMValueRef vars[CG_ISA_COUNT];
   for (int i = 0; i < o->nisas; i++) {
     const CgIsaInfo *info = &cg_isa_info[o->isas[i]];
-    LLVMValueRef f[3] = {const_string(cg, info->name), i64c(cg, (int64_t)info->bits), entries[i]};
-    vars[i] = LLVMConstStructInContext(cg->ctx, f, 3, 0);
+    LLVMValueRef f[4] = {const_string(cg, info->name), i64c(cg, (int64_t)info->bits),
+                         entries[i][0], entries[i][1]};
+    vars[i] = LLVMConstStructInContext(cg->ctx, f, 4, 0);
   }
   LLVMValueRef varr = LLVMConstArray2(vty, vars, (uint64_t)o->nisas);
   LLVMValueRef vglob = LLVMAddGlobal(cg->mod, LLVMTypeOf(varr), "q8_model.variants");
@@ -731,9 +797,14 @@ LLVMModuleRef cg_build_module(IrModule *m, LLVMContextRef ctx, const CgOptions *
   cg.ptr = LLVMPointerTypeInContext(ctx, 0);
   cg.vd = LLVMVoidTypeInContext(ctx);
   bool ok = plan_memory(&cg);
-  LLVMValueRef entries[CG_ISA_COUNT];
-  for (int i = 0; ok && i < o->nisas; i++)
-    ok = emit_entry(&cg, o->isas[i], &entries[i]);
+  cg.kernel = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.kernel);
+  cg.kernel_tasks = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.kernel_tasks);
+  LLVMValueRef entries[CG_ISA_COUNT][2];
+  for (int i = 0; ok && i < o->nisas; i++) {
+    memset(cg.kernel, 0, (size_t)(m->nnodes + 1) * sizeof *cg.kernel);
+    ok = emit_entry(&cg, o->isas[i], false, &entries[i][0]) &&
+         emit_entry(&cg, o->isas[i], true, &entries[i][1]);
+  }
   if (ok)
     emit_descriptor(&cg, entries);
   LLVMDisposeBuilder(cg.b);

@@ -3,8 +3,8 @@
  *
  *   file      := 'model' NAME '{' item* '}'
  *   item      := 'weights' STRING
- *              | 'input' LOCAL ':' type
- *              | 'output' LOCAL (',' LOCAL)*
+ *              | 'input' LOCAL ':' type [attrs]
+ *              | 'output' LOCAL [attrs] (',' LOCAL [attrs])*
  *              | LOCAL [':' type] '=' OP operand (',' operand)* [attrs]
  *   operand   := LOCAL | GLOBAL
  *   attrs     := '{' [KEY '=' value (',' KEY '=' value)*] '}'
@@ -408,6 +408,70 @@ static bool check_new_name(Parser *p, const char *name, IrLoc at) {
   return true;
 }
 
+/* The attributes of an input or output declaration: an input's calibrated
+ * `range`, and the quantized form of either, `scale`, `zero_point` and
+ * `dtype` together (ir_check_qforms checks them against the graph). */
+static bool parse_decl_attrs(Parser *p, IrValue *v, bool input) {
+  IrLoc open = p->tok.loc, q_at = {0};
+  bool seen[3] = {false, false, false}; /* scale, zero_point, dtype */
+  static const char *const qkeys[3] = {"scale", "zero_point", "dtype"};
+  static const IrAttrKind qkinds[3] = {IR_AKIND_FLOAT, IR_AKIND_INT, IR_AKIND_DTYPE};
+  if (!next(p))
+    return false;
+  while (!is_punct(p, '}')) {
+    if (p->tok.kind != FE_TK_IDENT)
+      return expected(p, input ? "an input attribute (range, scale, zero_point, dtype)"
+                               : "an output attribute (scale, zero_point, dtype)");
+    IrLoc key_at = p->tok.loc;
+    double vals[2];
+    int n, k = -1;
+    for (int i = 0; i < 3; i++)
+      if (is_word(p, qkeys[i]))
+        k = i;
+    if (k < 0 && !(input && is_word(p, "range")))
+      return ir_error(p->diag, key_at, "'%.*s' is not an %s attribute (%s)", p->tok.len,
+                      p->tok.text, input ? "input" : "output",
+                      input ? "range, scale, zero_point, dtype" : "scale, zero_point, dtype");
+    if ((k >= 0 && seen[k]) || (k < 0 && v->has_range))
+      return ir_error(p->diag, key_at, "attribute '%.*s' given twice", p->tok.len, p->tok.text);
+    if (!next(p) || !expect_punct(p, '=') ||
+        !parse_attr_value(p, k < 0 ? IR_AKIND_RANGE : qkinds[k], vals, &n))
+      return false;
+    if (k < 0) {
+      v->range[0] = vals[0];
+      v->range[1] = vals[1];
+      v->has_range = true;
+    } else {
+      seen[k] = true;
+      if (k == 0) {
+        v->qform.scale = (float)vals[0];
+        q_at = key_at;
+      } else if (k == 1) {
+        v->qform.zero_point = (int32_t)vals[0];
+      } else {
+        v->qform.dtype = (IrDType)vals[0];
+      }
+      if (!q_at.line)
+        q_at = key_at;
+    }
+    if (!is_punct(p, ','))
+      break;
+    if (!next(p))
+      return false;
+  }
+  if (seen[0] || seen[1] || seen[2]) {
+    for (int i = 0; i < 3; i++)
+      if (!seen[i])
+        return ir_error(p->diag, open,
+                        "the quantized form of %%%s needs scale, zero_point and dtype; "
+                        "'%s' is missing",
+                        v->name, qkeys[i]);
+    v->has_qform = true;
+    v->qform_loc = q_at;
+  }
+  return expect_punct(p, '}');
+}
+
 static bool parse_input(Parser *p) {
   if (p->tok.kind != FE_TK_LOCAL)
     return expected(p, "an input name such as %x");
@@ -418,20 +482,7 @@ static bool parse_input(Parser *p) {
     return false;
   IrValue *v = ir_add_input(p->m, name, t, at);
   add_value(p, v);
-  /* An input's only attribute is its range: `{range = [lo, hi]}`. */
-  if (!is_punct(p, '{'))
-    return true;
-  if (!next(p))
-    return false;
-  if (!is_word(p, "range"))
-    return expected(p, "'range' (the only attribute an input takes)");
-  if (!next(p) || !expect_punct(p, '='))
-    return false;
-  int n;
-  if (!parse_attr_value(p, IR_AKIND_RANGE, v->range, &n))
-    return false;
-  v->has_range = true;
-  return expect_punct(p, '}');
+  return !is_punct(p, '{') || parse_decl_attrs(p, v, true);
 }
 
 static bool parse_output(Parser *p) {
@@ -448,6 +499,13 @@ static bool parse_output(Parser *p) {
     ir_add_output(p->m, v, p->tok.loc);
     if (!next(p))
       return false;
+    if (is_punct(p, '{')) {
+      if (v->kind == IR_VAL_INPUT)
+        return ir_error(p->diag, p->tok.loc,
+                        "output %%%s is a model input: give its attributes on the input", name);
+      if (!parse_decl_attrs(p, v, false))
+        return false;
+    }
     if (!is_punct(p, ','))
       return true;
     if (!next(p))

@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define Q8_MODEL_MAGIC 0x4d443851u /* "Q8DM" little-endian */
-#define Q8_MODEL_ABI_VERSION 1
+#define Q8_MODEL_ABI_VERSION 2
 #define Q8_MODEL_MAX_RANK 8
 
 /* Element types (the same numbering as q8rt_dtype). */
@@ -44,9 +44,15 @@ enum {
 
 typedef struct {
   const char *name;
-  int32_t dtype;                      /* Q8_DTYPE_* */
+  int32_t dtype;                      /* Q8_DTYPE_*: at the (f32) entry */
   int32_t rank;
   int64_t dims[Q8_MODEL_MAX_RANK];    /* the batch dimension bound at compile time */
+  /* At the quantized entry: the element type (Q8_DTYPE_U8 or _I8 for an f32
+   * tensor that has a quantized form, else dtype), and the form's
+   * parameters, real = (q - zero_point) * scale (scale 0 when it has none). */
+  int32_t qdtype;
+  float scale;
+  int32_t zero_point;
 } q8_tensor_desc;
 
 /* A unit of parallel work: fn(args, i) for one i in [0, n). */
@@ -69,7 +75,8 @@ typedef int (*q8_entry_fn)(const q8_threads *threads, const void *const *inputs,
 typedef struct {
   const char *isa;        /* "avx512vnni", "avxvnni", "avx2", "generic", ... */
   uint64_t features;      /* Q8_FEATURE_* bits this variant's code uses */
-  q8_entry_fn run;
+  q8_entry_fn run;        /* tensors as q8_tensor_desc.dtype gives them */
+  q8_entry_fn run_quantized; /* tensors as q8_tensor_desc.qdtype gives them */
 } q8_variant_desc;
 
 typedef struct {

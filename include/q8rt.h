@@ -131,6 +131,17 @@ Q8RT_API int64_t q8rt_tensor_numel(const q8_tensor_desc *t);
 Q8RT_API q8rt_status q8rt_run(q8rt_model *m, const void *const *inputs, void *const *outputs,
                               char *err, size_t errlen);
 
+/* Run the model's quantized entry, for pipelines that hold or want int8
+ * tensors: every input and output whose q8_tensor_desc has qdtype U8 or I8
+ * (an f32 tensor with a quantized form) is passed in that type instead,
+ * real = (q - zero_point) * scale; the others as q8rt_run takes them. For an
+ * f32 input x and output y, the quantized entry computes exactly
+ * quantize(y) from quantize(x) (docs/quantization.md, "The quantized
+ * boundary"), without the f32 quantize / dequantize steps. Same rules and
+ * errors as q8rt_run. */
+Q8RT_API q8rt_status q8rt_run_quantized(q8rt_model *m, const void *const *inputs,
+                                        void *const *outputs, char *err, size_t errlen);
+
 /* Use n threads (the calling thread plus n - 1 workers, 1 <= n <= 256) for
  * this model's runs. The default is Q8_THREADS, else 1: a library should not
  * start threads nobody asked for (the application may already run one model

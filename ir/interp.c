@@ -593,8 +593,11 @@ static bool bind_slot(IrDiag *d, const IrValue *v, int64_t batch, bool alloc, Sl
   return true;
 }
 
-/* Inputs come in the module input's own dtype, with `?` bound. */
-static bool bind_inputs(IrModule *m, int64_t batch, const IrTensor *inputs, Slot *slots) {
+/* Inputs come in the module input's own dtype, with `?` bound; at the
+ * quantized entry, those with a quantized form come in it (its layers then
+ * read the integers as they are). */
+static bool bind_inputs(IrModule *m, int64_t batch, bool quantized, const IrTensor *inputs,
+                        Slot *slots) {
   char b1[160], b2[160];
   if (m->ninputs && !inputs)
     return ir_error(&m->diag, (IrLoc){0}, "the model has %d inputs but none were given",
@@ -605,6 +608,10 @@ static bool bind_inputs(IrModule *m, int64_t batch, const IrTensor *inputs, Slot
     Slot *s = &slots[v->id];
     if (!bind_slot(&m->diag, v, batch, false, s))
       return false;
+    if (ir_boundary_dtype(v, quantized) != s->type.dtype) {
+      s->type.dtype = ir_boundary_dtype(v, quantized);
+      s->bytes = (size_t)s->numel * ir_dtype_size(s->type.dtype);
+    }
     if (t->type.dtype != s->type.dtype)
       return ir_error(&m->diag, (IrLoc){0}, "input '%s' is %s but the model expects %s",
                       v->name, ir_type_str(&t->type, b1, sizeof b1),
@@ -691,11 +698,15 @@ static bool run_nodes(IrModule *m, int64_t batch, Slot *slots, int count, IrObse
 }
 
 /* Outputs are copies: one value may be output twice, or be an input or a
- * constant the interpreter does not own. */
-static bool copy_outputs(IrModule *m, const Slot *slots, IrTensor *outputs) {
+ * constant the interpreter does not own. At the quantized entry an output
+ * with a quantized form is quantized into the copy. */
+static bool copy_outputs(IrModule *m, bool quantized, const Slot *slots, IrTensor *outputs) {
   for (int i = 0; i < m->noutputs; i++) {
-    const Slot *s = &slots[m->outputs[i]->id];
-    void *p = malloc(s->bytes ? s->bytes : 1);
+    const IrValue *v = m->outputs[i];
+    const Slot *s = &slots[v->id];
+    bool quantize = quantized && v->has_qform && s->type.dtype == IR_F32;
+    size_t bytes = quantize ? (size_t)s->numel : s->bytes;
+    void *p = malloc(bytes ? bytes : 1);
     if (!p) {
       for (int j = 0; j < i; j++) {
         free(outputs[j].data);
@@ -704,16 +715,24 @@ static bool copy_outputs(IrModule *m, const Slot *slots, IrTensor *outputs) {
       return ir_error(&m->diag, (IrLoc){0}, "out of memory for output %s%s",
                       sigil(s->value), s->value->name);
     }
-    if (s->bytes)
-      memcpy(p, s->data, s->bytes);
     outputs[i].type = s->type;
     outputs[i].data = p;
+    if (quantize) {
+      const IrQParams *q = &v->qform;
+      int32_t qmin, qmax;
+      ir_qbounds(q->dtype, &qmin, &qmax);
+      q8_ref_quantize(s->data, p, s->numel, 1, s->numel, q->scale, q->zero_point, qmin, qmax,
+                      q->dtype == IR_I8);
+      outputs[i].type.dtype = q->dtype;
+    } else if (s->bytes) {
+      memcpy(p, s->data, s->bytes);
+    }
   }
   return true;
 }
 
-bool ir_interp_f32(IrModule *m, int64_t batch, const IrTensor *inputs, IrTensor *outputs,
-                   IrObserver observe, void *user) {
+static bool interp(IrModule *m, int64_t batch, bool quantized, const IrTensor *inputs,
+                   IrTensor *outputs, IrObserver observe, void *user) {
   if (m->noutputs && !outputs)
     return ir_error(&m->diag, (IrLoc){0}, "no room was given for the %d outputs", m->noutputs);
   for (int i = 0; i < m->noutputs; i++)
@@ -722,7 +741,7 @@ bool ir_interp_f32(IrModule *m, int64_t batch, const IrTensor *inputs, IrTensor 
   Slot *slots = calloc(count ? (size_t)count : 1, sizeof *slots);
   if (!slots)
     return ir_error(&m->diag, (IrLoc){0}, "out of memory for %d values", count);
-  bool ok = bind_inputs(m, batch, inputs, slots) && load_consts(m, batch, slots) &&
+  bool ok = bind_inputs(m, batch, quantized, inputs, slots) && load_consts(m, batch, slots) &&
             run_nodes(m, batch, slots, count, observe, user);
   /* An output that is none of the module's values would index past slots. */
   for (int i = 0; ok && i < m->noutputs; i++) {
@@ -732,11 +751,20 @@ bool ir_interp_f32(IrModule *m, int64_t batch, const IrTensor *inputs, IrTensor 
       ok = ir_error(&m->diag, m->output_locs ? m->output_locs[i] : (IrLoc){0},
                     "output %s is not a computed value of this module", v->name);
   }
-  ok = ok && copy_outputs(m, slots, outputs);
+  ok = ok && copy_outputs(m, quantized, slots, outputs);
   for (int i = 0; i < count; i++)
     free(slots[i].owned);
   free(slots);
   return ok;
+}
+
+bool ir_interp_f32(IrModule *m, int64_t batch, const IrTensor *inputs, IrTensor *outputs,
+                   IrObserver observe, void *user) {
+  return interp(m, batch, false, inputs, outputs, observe, user);
+}
+
+bool ir_interp_quantized(IrModule *m, int64_t batch, const IrTensor *inputs, IrTensor *outputs) {
+  return interp(m, batch, true, inputs, outputs, NULL, NULL);
 }
 
 /* The node alone: its operands come from `opnds`, or from the module for

@@ -110,6 +110,13 @@ typedef enum { IR_VAL_INPUT, IR_VAL_CONST, IR_VAL_NODE } IrValueKind;
 
 typedef struct IrNode IrNode;
 
+/* real = (q - zero_point) * scale, q saturated to [qmin, qmax] (quant.c). */
+typedef struct {
+  float scale;
+  int32_t zero_point;
+  IrDType dtype;  /* IR_U8 or IR_I8 */
+} IrQParams;
+
 typedef struct IrValue {
   IrValueKind kind;
   const char *name;  /* without the % or @ sigil */
@@ -120,6 +127,12 @@ typedef struct IrValue {
   int id;            /* index in ir_module_values order; set by ir_number_values */
   bool has_range;    /* IR_VAL_INPUT: `{range = [lo, hi]}` on its declaration */
   double range[2];   /* (a node's result keeps its range in the node's attrs) */
+  /* A model input or output of type f32: its quantized form, the tensor the
+   * model's quantized entry takes or gives instead (`{scale = s, zero_point
+   * = z, dtype = u8}` on its declaration; docs/quantization.md). */
+  bool has_qform;
+  IrQParams qform;
+  IrLoc qform_loc;   /* of the declaration's `scale`, for messages */
 } IrValue;
 
 struct IrNode {
@@ -323,13 +336,6 @@ void ir_format_double(double v, char *buf, size_t size);
  * that choose and fold parameters and by the reference interpreter, so that
  * both compute every constant the same way. */
 
-/* real = (q - zero_point) * scale, q saturated to [qmin, qmax]. */
-typedef struct {
-  float scale;
-  int32_t zero_point;
-  IrDType dtype;  /* IR_U8 or IR_I8 */
-} IrQParams;
-
 /* The integer range of a quantized type: u8 [0, 255], i8 [-127, 127]. */
 void ir_qbounds(IrDType t, int32_t *qmin, int32_t *qmax);
 /* Parameters for a calibrated range [lo, hi]: u8 asymmetric (range widened to
@@ -356,6 +362,22 @@ int64_t ir_fold_qlinear(const int8_t *wq, const float *w_scale, int w_scale_len,
                         int64_t n, int64_t k, float x_scale, int32_t x_zp, float y_scale,
                         int32_t *bias, float *mult);
 
+/* ---- qform.c: the quantized boundary (inputs and outputs in their
+ * quantized form, for the quantized entry) ---- */
+
+/* Does node `n` use input `x` only as a quantized layer's operand 0 that it
+ * quantizes with exactly the parameters `q`? */
+bool ir_qform_use_ok(const IrNode *n, const IrValue *x, const IrQParams *q);
+/* Give each f32 input whose uses all quantize it alike (and that is no
+ * output) that quantized form. */
+void ir_set_input_qforms(IrModule *m);
+/* The verifier's checks of every quantized form (parameters, f32, uses). */
+bool ir_check_qforms(IrModule *m);
+bool ir_has_qforms(const IrModule *m);
+/* The element type of input or output `v` at the quantized entry (its
+ * quantized form's) or at the f32 entry (its own). */
+IrDType ir_boundary_dtype(const IrValue *v, bool quantized);
+
 /* ---- interp.c ---- */
 
 /* Called after each node with its result (for calibration observers). */
@@ -367,6 +389,10 @@ typedef void (*IrObserver)(void *user, const IrNode *node, const IrTensor *resul
  * Returns false with a message in m->diag on failure. */
 bool ir_interp_f32(IrModule *m, int64_t batch, const IrTensor *inputs, IrTensor *outputs,
                    IrObserver observe, void *user);
+/* The same run through the model's quantized entry: each input and output
+ * that has a quantized form is given or returned in it (ir_boundary_dtype),
+ * the others as ir_interp_f32 takes them. */
+bool ir_interp_quantized(IrModule *m, int64_t batch, const IrTensor *inputs, IrTensor *outputs);
 /* Evaluate node `n` of `m` alone on operand tensors `opnds` (one per operand,
  * types with `?` bound, in each operand's dtype; an entry whose data is NULL
  * takes the module's constant). The result, in the node's dtype, is malloc'd

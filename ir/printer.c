@@ -120,6 +120,26 @@ static void put_string(Out *o, const char *s) {
   put(o, "\"");
 }
 
+/* An input's range and quantized form, an output's quantized form. */
+static void put_decl_attrs(Out *o, const IrValue *v, bool input) {
+  IrAttr a[4];
+  int n = 0;
+  double scale = v->qform.scale, zp = v->qform.zero_point, dtype = v->qform.dtype;
+  if (input && v->has_range)
+    a[n++] = (IrAttr){IR_ATTR_RANGE, 2, (double *)v->range, v->loc};
+  if (v->has_qform) {
+    a[n++] = (IrAttr){IR_ATTR_SCALE, 1, &scale, v->qform_loc};
+    a[n++] = (IrAttr){IR_ATTR_ZERO_POINT, 1, &zp, v->qform_loc};
+    a[n++] = (IrAttr){IR_ATTR_DTYPE, 1, &dtype, v->qform_loc};
+  }
+  for (int i = 0; i < n; i++) {
+    put(o, i ? ", " : " {");
+    put_attr(o, &a[i]);
+  }
+  if (n)
+    put(o, "}");
+}
+
 static void put_node(Out *o, const IrNode *n) {
   put(o, "  %%%s : ", n->result->name);
   put_type(o, &n->result->type);
@@ -153,18 +173,17 @@ char *ir_print(const IrModule *m) {
     const IrValue *in = m->inputs[i];
     put(&o, "  input %%%s : ", in->name);
     put_type(&o, &in->type);
-    if (in->has_range) {
-      IrAttr range = {IR_ATTR_RANGE, 2, (double *)in->range, in->loc};
-      put(&o, " {");
-      put_attr(&o, &range);
-      put(&o, "}");
-    }
+    put_decl_attrs(&o, in, true);
     put(&o, "\n");
   }
   for (int i = 0; i < m->nnodes; i++)
     put_node(&o, m->nodes[i]);
-  for (int i = 0; i < m->noutputs; i++)
-    put(&o, "  output %%%s\n", m->outputs[i]->name);
+  for (int i = 0; i < m->noutputs; i++) {
+    put(&o, "  output %%%s", m->outputs[i]->name);
+    if (m->outputs[i]->kind != IR_VAL_INPUT)
+      put_decl_attrs(&o, m->outputs[i], false);
+    put(&o, "\n");
+  }
   put(&o, "}\n");
   if (o.oom) {
     free(o.buf);

@@ -5,7 +5,8 @@
  * Invariants: names are unique; every operand is an input, a constant of the
  * module, or the result of an earlier node; operand counts and attribute keys
  * are those ops.def allows; every type is known and equals what inference
- * computes from the operands; every output is a defined value. */
+ * computes from the operands; every output is a defined value; quantized
+ * forms of inputs and outputs are consistent (qform.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,5 +168,5 @@ bool ir_verify(IrModule *m) {
     if (m->outputs[i]->kind == IR_VAL_CONST || !defined_before(&d, m->outputs[i], m->nnodes))
       return ir_error(&m->diag, m->output_locs ? m->output_locs[i] : (IrLoc){0},
                       "output %%%s is not a value defined in the model", m->outputs[i]->name);
-  return true;
+  return ir_check_qforms(m);
 }

@@ -10,7 +10,10 @@
  *   4. entry:  quantize -> qlinear (its only use) becomes qlinear on f32, which
  *              quantizes its input itself with its x_scale and x_zero_point.
  *
- * The model still takes f32 in and gives f32 out. Each step is a local
+ * The model still takes f32 in and gives f32 out. The parameters of a fused
+ * entry or exit are kept as the quantized form of the model input or output
+ * (`{scale, zero_point, dtype}` on its declaration), which the model's
+ * quantized entry takes or gives instead (ir/qform.c). Each step is a local
  * rewrite followed by dead-node removal, so the pass is idempotent and can
  * resume from any dump. */
 #include <stdio.h>
@@ -101,6 +104,13 @@ static void remove_pairs(IrModule *m) {
   ir_remove_dead(m);
 }
 
+static bool is_output(const IrModule *m, const IrValue *v) {
+  for (int i = 0; i < m->noutputs; i++)
+    if (m->outputs[i] == v)
+      return true;
+  return false;
+}
+
 static void fuse_exit(IrModule *m) {
   /* Dequantize nodes that go are only marked here: ir_count_uses must see
    * the whole, unchanged list while the loop runs. */
@@ -109,6 +119,14 @@ static void fuse_exit(IrModule *m) {
     IrNode *deq = m->nodes[i], *q = producer(deq->opnds[0]);
     if (deq->op != IR_OP_DEQUANTIZE || !is_int_qlinear(q) || ir_count_uses(m, q->result) != 1)
       continue;
+    /* A model output keeps the parameters as its quantized form. */
+    IrValue *y = deq->result;
+    if (is_output(m, y) && !y->has_qform) {
+      y->has_qform = true;
+      y->qform = (IrQParams){(float)attr(q, IR_ATTR_SCALE), (int32_t)attr(q, IR_ATTR_ZERO_POINT),
+                             (IrDType)attr(q, IR_ATTR_DTYPE)};
+      y->qform_loc = deq->loc;
+    }
     set_attr(m, q, IR_ATTR_DTYPE, IR_F32);
     ir_node_remove_attr(q, IR_ATTR_SCALE);
     ir_node_remove_attr(q, IR_ATTR_ZERO_POINT);
@@ -153,5 +171,6 @@ bool pass_fuse_requant(IrModule *m, const PassOptions *o) {
   }
   fuse_exit(m);
   fuse_entry(m);
+  ir_set_input_qforms(m);
   return ir_infer_shapes(m);
 }

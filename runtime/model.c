@@ -7,7 +7,9 @@
  * buffers are kept on a small lock-protected free list so that repeated runs
  * do not allocate and concurrent runs each get their own. */
 #include <dlfcn.h>
+#include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +96,18 @@ static q8rt_status check_tensors(const char *kind, const q8_tensor_desc *t, int3
                          "bad model descriptor: %s %d ('%s') is too large", kind, i, t[i].name);
       numel *= dim;
     }
+    /* The quantized entry's form: the tensor's own type, or u8 / i8 for an
+     * f32 tensor, with a scale that means something. */
+    bool own = t[i].qdtype == t[i].dtype;
+    bool qform = t[i].dtype == Q8_DTYPE_F32 &&
+                 (t[i].qdtype == Q8_DTYPE_U8 || t[i].qdtype == Q8_DTYPE_I8) && t[i].scale > 0 &&
+                 t[i].scale < INFINITY;
+    if (!own && !qform)
+      return q8rt_fail(Q8RT_ERR_FORMAT, err, errlen,
+                       "bad model descriptor: %s %d ('%s') has quantized form %d (scale %g) "
+                       "for dtype %d",
+                       kind, i, t[i].name, (int)t[i].qdtype, (double)t[i].scale,
+                       (int)t[i].dtype);
   }
   return Q8RT_OK;
 }
@@ -140,10 +154,10 @@ static q8rt_status check_desc(const q8_model_desc *d, const char *where, char *e
     if (!d->variants[i].isa)
       return q8rt_fail(Q8RT_ERR_FORMAT, err, errlen,
                        "bad model descriptor: variant %d has no isa name", i);
-    if (!d->variants[i].run)
+    if (!d->variants[i].run || !d->variants[i].run_quantized)
       return q8rt_fail(Q8RT_ERR_FORMAT, err, errlen,
-                       "bad model descriptor: variant %d (%s) has no entry point", i,
-                       d->variants[i].isa);
+                       "bad model descriptor: variant %d (%s) has no %s entry point", i,
+                       d->variants[i].isa, d->variants[i].run ? "quantized" : "f32");
   }
   return Q8RT_OK;
 }
@@ -457,38 +471,52 @@ static void scratch_put(q8rt_model *m, void *p) {
   pthread_mutex_unlock(&m->scratch_mu);
 }
 
-Q8RT_API q8rt_status q8rt_run(q8rt_model *m, const void *const *inputs, void *const *outputs,
-                              char *err, size_t errlen) {
+/* q8rt_run and q8rt_run_quantized: the same checks and scratch, another
+ * entry point. */
+static q8rt_status run_entry(q8rt_model *m, bool quantized, const void *const *inputs,
+                             void *const *outputs, char *err, size_t errlen) {
+  const char *fn = quantized ? "q8rt_run_quantized" : "q8rt_run";
   if (!m)
-    return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "q8rt_run: model is NULL");
+    return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "%s: model is NULL", fn);
   const q8_model_desc *d = m->desc;
   if (d->ninputs > 0 && !inputs)
-    return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "q8rt_run: inputs is NULL (the model has %d)",
+    return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "%s: inputs is NULL (the model has %d)", fn,
                      (int)d->ninputs);
   for (int i = 0; i < d->ninputs; i++)
     if (!inputs[i])
-      return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "q8rt_run: inputs[%d] ('%s') is NULL", i,
+      return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "%s: inputs[%d] ('%s') is NULL", fn, i,
                        d->inputs[i].name);
   if (!outputs)
-    return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "q8rt_run: outputs is NULL (the model has %d)",
+    return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "%s: outputs is NULL (the model has %d)", fn,
                      (int)d->noutputs);
   for (int i = 0; i < d->noutputs; i++)
     if (!outputs[i])
-      return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "q8rt_run: outputs[%d] ('%s') is NULL", i,
+      return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "%s: outputs[%d] ('%s') is NULL", fn, i,
                        d->outputs[i].name);
   void *scratch = NULL;
   if (m->scratch_size) {
     scratch = scratch_get(m);
     if (!scratch)
-      return q8rt_fail(Q8RT_ERR_NOMEM, err, errlen,
-                       "q8rt_run: cannot allocate %zu bytes of scratch", m->scratch_size);
+      return q8rt_fail(Q8RT_ERR_NOMEM, err, errlen, "%s: cannot allocate %zu bytes of scratch",
+                       fn, m->scratch_size);
   }
-  int rc = m->variant->run(q8rt_pool_threads(m->pool), inputs, outputs, scratch);
+  q8_entry_fn entry = quantized ? m->variant->run_quantized : m->variant->run;
+  int rc = entry(q8rt_pool_threads(m->pool), inputs, outputs, scratch);
   if (scratch)
     scratch_put(m, scratch);
   if (rc != 0)
-    return q8rt_fail(Q8RT_ERR_RUN, err, errlen, "model variant %s failed (its entry returned %d)",
-                     m->variant->isa, rc);
+    return q8rt_fail(Q8RT_ERR_RUN, err, errlen, "model variant %s failed (its %sentry returned %d)",
+                     m->variant->isa, quantized ? "quantized " : "", rc);
   clear_err(err, errlen);
   return Q8RT_OK;
+}
+
+Q8RT_API q8rt_status q8rt_run(q8rt_model *m, const void *const *inputs, void *const *outputs,
+                              char *err, size_t errlen) {
+  return run_entry(m, false, inputs, outputs, err, errlen);
+}
+
+Q8RT_API q8rt_status q8rt_run_quantized(q8rt_model *m, const void *const *inputs,
+                                        void *const *outputs, char *err, size_t errlen) {
+  return run_entry(m, true, inputs, outputs, err, errlen);
 }

@@ -24,6 +24,8 @@ typedef struct {
 typedef struct {
   bool run;
   bool jit;           /* run: compile in memory instead of interpreting */
+  bool quantized;     /* run: the quantized entry (inputs and outputs in their
+                       * quantized form where they have one) */
   const char *model;
   const char *emit;
   int64_t batch;      /* 0 = not given */

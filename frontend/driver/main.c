@@ -78,6 +78,9 @@ static const char usage_text[] =
     "--target. Inputs and outputs are .npy files; a model with several inputs or\n"
     "outputs names them as -i NAME=FILE and -o NAME=FILE. Without -o the outputs\n"
     "are printed. For .ir, --batch defaults to the inputs' batch size.\n"
+    "--quantized runs the model's quantized entry: inputs and outputs that have a\n"
+    "quantized form (`{scale, zero_point, dtype}` on their declaration, written by\n"
+    "the fuse-requant pass) are u8 or i8 .npy files instead of f32.\n"
     "Environment: Q8_ISA forces a variant, Q8_THREADS sets threads,\n"
     "Q8_CPU_FEATURES limits the CPU features the runtime and --target=native\n"
     "see (q8rt.h).\n"
@@ -225,6 +228,8 @@ static int parse_args(int argc, char **argv, Options *o) {
         return usage_error("--report takes text or json, not '%s'", o->report);
     } else if (strcmp(a, "--jit") == 0) {
       o->jit = true;
+    } else if (strcmp(a, "--quantized") == 0) {
+      o->quantized = true;
     } else if (strcmp(a, "--list-passes") == 0) {
       o->list_passes = true;
     } else if (is_pass_option(argc, argv, &i, &o->pass, &rc)) {
@@ -266,6 +271,8 @@ static int parse_args(int argc, char **argv, Options *o) {
     return usage_error("more than one -o given%s", "");
   if (o->jit && !o->run)
     return usage_error("--jit is for `q8c run`%s", "");
+  if (o->quantized && !o->run)
+    return usage_error("--quantized is for `q8c run`%s", "");
   if (o->run && o->ninputs == 0)
     return usage_error("`q8c run` needs at least one -i INPUT.npy%s", "");
   return 0;

@@ -1,7 +1,8 @@
 /* run.c: `q8c run`: execute a model on .npy inputs and write .npy outputs
  * (or print them). A .so goes through the runtime (libq8rt); a .ir runs in
  * the reference interpreter, or with --jit as machine code compiled in
- * memory, the interpreter's exact twin. */
+ * memory, the interpreter's exact twin. --quantized runs the quantized entry
+ * (q8rt_run_quantized, ir_interp_quantized) instead. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -169,6 +170,7 @@ static void release_jit(void *jit) { cg_jit_free(jit); }
 static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, IrTensor *out) {
   for (int i = 0; i < m->ninputs; i++) {
     IrType want = ir_type_bind(&m->inputs[i]->type, batch);
+    want.dtype = ir_boundary_dtype(m->inputs[i], o->quantized);
     char b1[128], b2[128];
     if (!ir_type_equal(&in[i].type, &want))
       return ir_error(&m->diag, (IrLoc){0}, "input '%s' is %s but the model expects %s",
@@ -191,14 +193,17 @@ static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, 
   IrType types[MAX_FILES];
   const void *inp[MAX_FILES];
   void *outp[MAX_FILES];
-  for (int i = 0; i < m->noutputs; i++)
+  for (int i = 0; i < m->noutputs; i++) {
     types[i] = ir_type_bind(&m->outputs[i]->type, batch);
+    types[i].dtype = ir_boundary_dtype(m->outputs[i], o->quantized);
+  }
   bool ok = alloc_outputs(out, types, m->noutputs);
   for (int i = 0; ok && i < m->ninputs; i++)
     inp[i] = in[i].data;
   for (int i = 0; ok && i < m->noutputs; i++)
     outp[i] = out[i].data;
-  if (ok && q8rt_run(rt, inp, outp, err, sizeof err) != Q8RT_OK)
+  if (ok && (o->quantized ? q8rt_run_quantized : q8rt_run)(rt, inp, outp, err, sizeof err) !=
+                Q8RT_OK)
     ok = ir_error(&m->diag, (IrLoc){0}, "%s", err);
   q8rt_free(rt);
   return ok;
@@ -218,8 +223,9 @@ static int run_ir(IrModule *m, const Options *o) {
   int64_t batch;
   int status = EXIT_INPUT;
   if (read_inputs(o, &ins, in) && infer_batch(m, in, o, &batch)) {
-    bool ran = o->jit ? run_jit(m, o, batch, in, out)
-                      : ir_interp_f32(m, batch, in, out, NULL, NULL);
+    bool ran = o->jit         ? run_jit(m, o, batch, in, out)
+               : o->quantized ? ir_interp_quantized(m, batch, in, out)
+                              : ir_interp_f32(m, batch, in, out, NULL, NULL);
     if (!ran)
       driver_fail(m);
     else if (write_outputs(o, &outs, out))
@@ -230,12 +236,14 @@ static int run_ir(IrModule *m, const Options *o) {
   return status;
 }
 
-/* The descriptor's tensor as an IrType, for messages and .npy files. */
-static IrType desc_type(const q8_tensor_desc *d) {
-  IrType t = {d->dtype == Q8_DTYPE_F32  ? IR_F32
-              : d->dtype == Q8_DTYPE_U8 ? IR_U8
-              : d->dtype == Q8_DTYPE_I8 ? IR_I8
-                                        : IR_I32,
+/* The descriptor's tensor as an IrType at the f32 or the quantized entry,
+ * for messages and .npy files. */
+static IrType desc_type(const q8_tensor_desc *d, bool quantized) {
+  int32_t dt = quantized ? d->qdtype : d->dtype;
+  IrType t = {dt == Q8_DTYPE_F32  ? IR_F32
+              : dt == Q8_DTYPE_U8 ? IR_U8
+              : dt == Q8_DTYPE_I8 ? IR_I8
+                                  : IR_I32,
               d->rank,
               {0}};
   for (int i = 0; i < d->rank && i < IR_MAX_RANK; i++)
@@ -268,7 +276,7 @@ static int run_so(const Options *o) {
   int status = EXIT_INPUT;
   bool ok = read_inputs(o, &ins, in);
   for (int i = 0; ok && i < ins.n; i++) {
-    IrType want = desc_type(q8rt_input(model, i));
+    IrType want = desc_type(q8rt_input(model, i), o->quantized);
     char b1[128], b2[128];
     if (!ir_type_equal(&in[i].type, &want)) {
       fprintf(stderr,
@@ -281,11 +289,12 @@ static int run_so(const Options *o) {
     inp[i] = in[i].data;
   }
   for (int i = 0; ok && i < outs.n; i++)
-    types[i] = desc_type(q8rt_output(model, i));
+    types[i] = desc_type(q8rt_output(model, i), o->quantized);
   ok = ok && alloc_outputs(out, types, outs.n);
   for (int i = 0; ok && i < outs.n; i++)
     outp[i] = out[i].data;
-  if (ok && q8rt_run(model, inp, outp, err, sizeof err) != Q8RT_OK) {
+  if (ok && (o->quantized ? q8rt_run_quantized : q8rt_run)(model, inp, outp, err, sizeof err) !=
+                Q8RT_OK) {
     fprintf(stderr, "%s: error: %s\n", o->model, err);
     ok = false;
   }

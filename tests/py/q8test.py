@@ -225,7 +225,7 @@ def parse_ir(text):
     """Parse the text IR as q8c prints it (one statement per line) into a dict:
     {"name", "weights": [paths], "inputs": [{"name", "type", "attrs"}],
      "nodes": [{"name", "type", "op", "operands": [(sigil, name)], "attrs"}],
-     "outputs": [names]}. A type is (dtype, dims) with None for `?`;
+     "outputs": [names], "output_attrs": {name: attrs}}. A type is (dtype, dims) with None for `?`;
     attribute values are ints, floats, lists or names (dtypes)."""
     mod = {"name": None, "weights": [], "inputs": [], "nodes": [], "outputs": []}
     for raw in text.splitlines():
@@ -243,7 +243,10 @@ def parse_ir(text):
                  "attrs": _ir_attrs(m.group(4))}
             )
         elif line.startswith("output "):
-            mod["outputs"] += [t.strip().lstrip("%") for t in line[7:].split(",")]
+            # `output %y {scale = s, zero_point = z, dtype = u8}, %z`
+            for m in re.finditer(r"%([\w.]+)\s*(?:\{([^}]*)\})?", line[7:]):
+                mod["outputs"].append(m.group(1))
+                mod.setdefault("output_attrs", {})[m.group(1)] = _ir_attrs(m.group(2))
         else:
             m = _IR_NODE.match(line)
             if not m:

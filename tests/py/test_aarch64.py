@@ -63,11 +63,12 @@ def why_cannot_run():
     return None
 
 
-def run_a64(so, inputs, outputs, cpu="max", env=None):
+def run_a64(so, inputs, outputs, cpu="max", env=None, quantized=False):
     """Run `so` under qemu-aarch64 -cpu CPU through run_model."""
     e = dict(os.environ)
     e.update(env or {})
     cmd = ["qemu-aarch64", "-cpu", cpu, "-L", SYSROOT, os.path.join(A64, "run_model"), so]
+    cmd += ["--quantized"] if quantized else []
     cmd += [a for i in inputs for a in ("-i", i)] + [a for o in outputs for a in ("-o", o)]
     return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=300)
 
@@ -104,14 +105,15 @@ class Runner:
         self.link_reason = why_cannot_link()
         self.run_reason = why_cannot_run()
 
-    def check_qir(self, label, q_ir, inputs, outputs, batch, x86=False):
+    def check_qir(self, label, q_ir, inputs, outputs, batch, x86=False, quantized=False):
         """Compare every variant's outputs (and with x86, the native x86
         .so's) with the interpreter's, byte for byte. Returns the aarch64
         output files of the first variant that ran, by output name."""
         d = os.path.dirname(q_ir)
         tag = re.sub(r"\W+", "_", label)
         ref = {o: os.path.join(d, "%s-%s-ref.npy" % (tag, o)) for o in outputs}
-        q8c("run", q_ir, *[a for i in inputs for a in ("-i", i)],
+        flags = ["--quantized"] if quantized else []
+        q8c("run", q_ir, *flags, *[a for i in inputs for a in ("-i", i)],
             *[a for o, f in ref.items() for a in ("-o", "%s=%s" % (o, f))])
         if self.link_reason:
             self.t.skip("%s: aarch64 .so" % label, self.link_reason)
@@ -127,7 +129,7 @@ class Runner:
         first = None
         for isa in ISAS:
             got = {o: os.path.join(d, "%s-%s-%s.npy" % (tag, o, isa)) for o in outputs}
-            r = run_a64(so, inputs, list(got.values()), env={"Q8_ISA": isa})
+            r = run_a64(so, inputs, list(got.values()), env={"Q8_ISA": isa}, quantized=quantized)
             if not self.t.check("%s %s runs" % (label, isa),
                                 r.returncode == 0 and ("variant: %s\n" % isa) in r.stdout,
                                 r.stdout + r.stderr):
@@ -141,7 +143,7 @@ class Runner:
             so86 = os.path.join(d, tag + "-x86.so")
             q8c(q_ir, "--batch", batch, "-o", so86)
             got86 = {o: os.path.join(d, "%s-%s-x86.npy" % (tag, o)) for o in outputs}
-            q8c("run", so86, *[a for i in inputs for a in ("-i", i)],
+            q8c("run", so86, *flags, *[a for i in inputs for a in ("-i", i)],
                 *[a for o, f in got86.items() for a in ("-o", "%s=%s" % (o, f))])
             for o in outputs:
                 ok, detail = same_bytes(got86[o], first[o])
@@ -231,6 +233,25 @@ def test_schemes(t, run, rng):
         x = rng.standard_normal((5, 48)).astype(np.float32)
         run.check(label, model, None if "--dynamic" in extra else calib, x, 5, extra,
                   x86=label == "mlp u8-asym")
+        if "--dynamic" in extra:
+            continue
+        # The quantized entry: u8 / i8 in and out, on the input quantized as
+        # its first layer would (the interpreter's --quantized is the oracle).
+        d = os.path.dirname(model)
+        q_ir = os.path.join(d, "q.ir")
+        with open(q_ir) as f:
+            form = re.search(r"input %x : [^{]*\{[^}]*scale = ([^,]+), zero_point = (-?\d+), "
+                             r"dtype = (u8|i8)\}", f.read())
+        if not t.check("%s: input %%x has a quantized form" % label, form is not None):
+            continue
+        scale, zp, dt = np.float32(form.group(1)), int(form.group(2)), form.group(3)
+        lo, hi = (0, 255) if dt == "u8" else (-127, 127)
+        xq = (np.clip(np.rint(x / scale), lo - zp, hi - zp) + zp).astype(
+            np.uint8 if dt == "u8" else np.int8)
+        xqpath = os.path.join(d, "xq.npy")
+        np.save(xqpath, xq)
+        run.check_qir(label + " quantized entry", q_ir, [xqpath], ("y",), 5,
+                      x86=label == "mlp u8-asym", quantized=True)
 
 
 def test_float_ops(t, run, rng):

@@ -9,6 +9,7 @@ skipped, with the reason.
 Usage: test_codegen.py /path/to/q8c
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -38,6 +39,24 @@ def linear_params(rng, n_out, n_in):
             rng.uniform(-bound, bound, n_out).astype(np.float32))
 
 
+QFORM = re.compile(r"^\s*(input|output) %([\w.]+)[^{\n]*\{[^}\n]*scale = ([^,}]+), "
+                   r"zero_point = (-?\d+), dtype = (u8|i8)\}", re.M)
+
+
+def qforms(ir_text):
+    """{(kind, name): (scale, zero_point, dtype)} of the quantized boundary."""
+    return {(m.group(1), m.group(2)): (np.float32(m.group(3)), int(m.group(4)), m.group(5))
+            for m in QFORM.finditer(ir_text)}
+
+
+def quantize(y, form):
+    """quantize as docs/quantization.md defines it: clamp(rint(y / scale)) + zp, in f32."""
+    scale, zp, dtype = form
+    lo, hi = (0, 255) if dtype == "u8" else (-127, 127)
+    q = np.clip(np.rint(y.astype(np.float32) / scale), lo - zp, hi - zp) + zp
+    return q.astype(np.uint8 if dtype == "u8" else np.int8)
+
+
 def write_model(d, name, text, tensors):
     write_safetensors(os.path.join(d, name + ".safetensors"), tensors)
     path = os.path.join(d, name + ".ir")
@@ -53,7 +72,7 @@ class Runner:
         self.t = tally
         self.unavailable = {}  # isa -> the runtime's reason
 
-    def check(self, label, model, calib, x, batch, extra=(), outputs=("y",)):
+    def check(self, label, model, calib, x, batch, extra=(), outputs=("y",), x_form=True):
         d = os.path.dirname(model)
         q_ir = os.path.join(d, "q.ir")
         args = [model] + (["--calib", calib] if calib else []) + list(extra)
@@ -71,14 +90,41 @@ class Runner:
         q8c("run", q_ir, "-i", xpath, *out_args(ref))
         so = os.path.join(d, "m.so")
         q8c(q_ir, "--batch", batch, "--target=" + ",".join(ISAS), "-o", so)
+        self.compare(label, so, q_ir, xpath, ref, outs, out_args, outputs, [])
+
+        # The quantized entry, on the input quantized as the model would:
+        # the interpreter's run_quantized(quantize(x)) must be quantize(run(x))
+        # exactly, and every variant must give the interpreter's bytes.
+        with open(q_ir) as f:
+            forms = qforms(f.read())
+        xform = forms.get(("input", "x"))
+        self.t.check("%s input %%x %s a quantized form" % (label, "has" if x_form else "lacks"),
+                     (xform is not None) == x_form, str(forms))
+        xq = quantize(x, xform) if xform else x
+        xqpath = os.path.join(d, "xq.npy")
+        np.save(xqpath, xq)
+        qref = outs("qref")
+        q8c("run", q_ir, "--quantized", "-i", xqpath, *out_args(qref))
+        for o in outputs:
+            form = forms.get(("output", o))
+            want = quantize(np.load(ref[o]), form) if form else np.load(ref[o])
+            have = np.load(qref[o])
+            self.t.check("%s quantized entry %%%s%s = %s" % (
+                label, o, "" if form else " (no quantized form)",
+                "quantize(f32 entry)" if form else "f32 entry"),
+                have.dtype == want.dtype and have.tobytes() == want.tobytes())
+        self.compare(label + " quantized", so, q_ir, xqpath, qref, outs, out_args, outputs,
+                     ["--quantized"])
+
+    def compare(self, label, so, q_ir, xpath, ref, outs, out_args, outputs, flags):
         for isa in ISAS:
             for how in ("aot", "jit"):
                 got = outs(isa + "-" + how)
                 if how == "aot":
-                    r = q8c("run", so, "-i", xpath, *out_args(got), env={"Q8_ISA": isa},
-                            check=False)
+                    r = q8c("run", so, *flags, "-i", xpath, *out_args(got),
+                            env={"Q8_ISA": isa}, check=False)
                 else:
-                    r = q8c("run", q_ir, "--jit", "--target=" + isa, "-i", xpath,
+                    r = q8c("run", q_ir, "--jit", *flags, "--target=" + isa, "-i", xpath,
                             *out_args(got), check=False)
                 if r.returncode != 0 and "lacks" in r.stderr:
                     self.unavailable[isa] = r.stderr.strip().splitlines()[-1]
@@ -150,7 +196,8 @@ def test_schemes(t, run, rng):
         calib = os.path.join(d, "calib.npy")
         np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
         x = rng.standard_normal((5, 48)).astype(np.float32)
-        run.check(label, model, None if "--dynamic" in extra else calib, x, 5, extra)
+        run.check(label, model, None if "--dynamic" in extra else calib, x, 5, extra,
+                  x_form="--dynamic" not in extra)
 
 
 def test_float_ops(t, run, rng):
@@ -184,7 +231,7 @@ def test_float_ops(t, run, rng):
     calib = os.path.join(d, "calib.npy")
     np.save(calib, rng.standard_normal((32, 4, 16)).astype(np.float32))
     run.check("float ops", model, calib, rng.standard_normal((3, 4, 16)).astype(np.float32), 3,
-              outputs=("y", "p"))
+              outputs=("y", "p"), x_form=False)
 
 
 def test_quantized_io(t, run, rng):
@@ -205,7 +252,7 @@ def test_quantized_io(t, run, rng):
         d = tmpdir()
         model = write_model(d, "qio", text, tensors)
         x = rng.integers(0, 256, (7, k)).astype(np.uint8)
-        run.check("u8 in/out k=%d" % k, model, None, x, 7)
+        run.check("u8 in/out k=%d" % k, model, None, x, 7, x_form=False)
 
 
 def test_asm(t, rng):
@@ -247,6 +294,20 @@ int main(int argc, char **argv) {
   if (mlp_run_generic(NULL, in, out, scratch) != 0)
     return 3;
   fwrite(y, sizeof y, 1, stdout);
+  /* The quantized entry, on x quantized with the descriptor's parameters. */
+  const q8_tensor_desc *xd = &q8_model.inputs[0], *yd = &q8_model.outputs[0];
+  if (xd->qdtype != Q8_DTYPE_U8 || yd->qdtype != Q8_DTYPE_U8 || !(xd->scale > 0))
+    return 4;
+  unsigned char xq[2 * 48], yq[2 * 10];
+  for (int i = 0; i < 2 * 48; i++) {
+    float q = __builtin_rintf(x[i] / xd->scale) + (float)xd->zero_point;
+    xq[i] = (unsigned char)(q < 0 ? 0 : q > 255 ? 255 : q);
+  }
+  const void *qin[1] = {xq};
+  void *qout[1] = {yq};
+  if (mlp_run_quantized_generic(NULL, qin, qout, scratch) != 0)
+    return 5;
+  fwrite(yq, sizeof yq, 1, stdout);
   free(scratch);
   return 0;
 }
@@ -280,7 +341,17 @@ def test_header(t, rng):
         os.path.join(d, "ref.npy"))
     want = np.load(os.path.join(d, "ref.npy"))
     t.check("its output equals the interpreter's, bit for bit",
-            r.returncode == 0 and r.stdout == want.tobytes(), "exit %d" % r.returncode)
+            r.returncode == 0 and r.stdout[:want.nbytes] == want.tobytes(),
+            "exit %d" % r.returncode)
+    with open(os.path.join(d, "q.ir")) as f:
+        forms = qforms(f.read())
+    np.save(os.path.join(d, "xq.npy"), quantize(x, forms[("input", "x")]))
+    q8c("run", os.path.join(d, "q.ir"), "--quantized", "-i", os.path.join(d, "xq.npy"), "-o",
+        os.path.join(d, "qref.npy"))
+    qwant = np.load(os.path.join(d, "qref.npy"))
+    t.check("its quantized entry (parameters from the descriptor) equals the interpreter's",
+            r.returncode == 0 and r.stdout[want.nbytes:] == qwant.tobytes(),
+            "exit %d" % r.returncode)
 
 
 def test_outputs(t, rng):
@@ -289,7 +360,7 @@ def test_outputs(t, rng):
     model = write_model(d, "mlp", MLP, mlp_tensors(rng))
     calib = os.path.join(d, "calib.npy")
     np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
-    for kind, check in [("llvm", "@q8_model"), ("header", "mlp_run_")]:
+    for kind, check in [("llvm", "@q8_model"), ("header", "mlp_run_quantized_")]:
         out = os.path.join(d, "out." + kind)
         r = q8c(model, "--calib", calib, "--emit=" + kind, "-o", out, check=False)
         t.check("--emit=%s writes %s" % (kind, check),

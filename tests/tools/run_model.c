@@ -3,8 +3,10 @@
  * tests/py/test_aarch64.py). It needs nothing but libc and the runtime, so
  * any cross compiler builds it.
  *
- *   run_model MODEL.so [-i INPUT.npy]... [-o OUTPUT.npy]...
+ *   run_model MODEL.so [--quantized] [-i INPUT.npy]... [-o OUTPUT.npy]...
  *
+ * --quantized runs the quantized entry (q8rt_run_quantized): tensors in
+ * their quantized form (q8_tensor_desc.qdtype) where they have one.
  * Inputs and outputs are in the model's order, .npy files (format version 1
  * to 3, little-endian, C order; f32, i8, u8 or i32) whose dtype and shape
  * must be the model's. The variant the runtime chose is printed as
@@ -171,11 +173,21 @@ static int write_npy(const char *path, const q8_tensor_desc *t, const void *data
   return 1;
 }
 
+/* Tensor `t` as the chosen entry takes or gives it. */
+static q8_tensor_desc at_entry(const q8_tensor_desc *t, int quantized) {
+  q8_tensor_desc e = *t;
+  if (quantized)
+    e.dtype = t->qdtype;
+  return e;
+}
+
 int main(int argc, char **argv) {
   const char *model = NULL, *ins[MAX_FILES], *outs[MAX_FILES];
-  int nin = 0, nout = 0;
+  int nin = 0, nout = 0, quantized = 0;
   for (int i = 1; i < argc; i++) {
-    if ((strcmp(argv[i], "-i") == 0 || strcmp(argv[i], "-o") == 0) && i + 1 < argc) {
+    if (strcmp(argv[i], "--quantized") == 0) {
+      quantized = 1;
+    } else if ((strcmp(argv[i], "-i") == 0 || strcmp(argv[i], "-o") == 0) && i + 1 < argc) {
       if (argv[i][1] == 'i' && nin < MAX_FILES)
         ins[nin++] = argv[++i];
       else if (argv[i][1] == 'o' && nout < MAX_FILES)
@@ -185,12 +197,12 @@ int main(int argc, char **argv) {
     } else if (!model && argv[i][0] != '-') {
       model = argv[i];
     } else {
-      fprintf(stderr, "usage: run_model MODEL.so [-i INPUT.npy]... [-o OUTPUT.npy]...\n");
+      fprintf(stderr, "usage: run_model MODEL.so [--quantized] [-i INPUT.npy]... [-o OUTPUT.npy]...\n");
       return 1;
     }
   }
   if (!model) {
-    fprintf(stderr, "usage: run_model MODEL.so [-i INPUT.npy]... [-o OUTPUT.npy]...\n");
+    fprintf(stderr, "usage: run_model MODEL.so [--quantized] [-i INPUT.npy]... [-o OUTPUT.npy]...\n");
     return 1;
   }
   char err[512];
@@ -207,24 +219,29 @@ int main(int argc, char **argv) {
     fail("the model has %s%s", count, "");
     goto done;
   }
-  for (int i = 0; i < nin; i++)
-    if (!read_npy(ins[i], q8rt_input(m, i), &in[i]))
+  for (int i = 0; i < nin; i++) {
+    q8_tensor_desc t = at_entry(q8rt_input(m, i), quantized);
+    if (!read_npy(ins[i], &t, &in[i]))
       goto done;
+  }
   for (int i = 0; i < nout; i++) {
-    const q8_tensor_desc *t = q8rt_output(m, i);
-    size_t bytes = (size_t)q8rt_tensor_numel(t) * size_of(t->dtype);
+    q8_tensor_desc t = at_entry(q8rt_output(m, i), quantized);
+    size_t bytes = (size_t)q8rt_tensor_numel(&t) * size_of(t.dtype);
     if (!(out[i] = calloc(bytes ? bytes : 1, 1))) {
       fail("out of memory%s%s", "", "");
       goto done;
     }
   }
-  if (q8rt_run(m, (const void *const *)in, out, err, sizeof err) != Q8RT_OK) {
+  if ((quantized ? q8rt_run_quantized : q8rt_run)(m, (const void *const *)in, out, err,
+                                                  sizeof err) != Q8RT_OK) {
     fail("%s%s", err, "");
     goto done;
   }
-  for (int i = 0; i < nout; i++)
-    if (!write_npy(outs[i], q8rt_output(m, i), out[i]))
+  for (int i = 0; i < nout; i++) {
+    q8_tensor_desc t = at_entry(q8rt_output(m, i), quantized);
+    if (!write_npy(outs[i], &t, out[i]))
       goto done;
+  }
   rc = 0;
 done:
   for (int i = 0; i < MAX_FILES; i++) {

@@ -299,7 +299,7 @@ static void test_load_errors(void **state) {
            FIXTURE_BADMAGIC);
   load_fails(FIXTURE_BADMAGIC, Q8RT_ERR_FORMAT, msg);
   load_fails(FIXTURE_ABI99, Q8RT_ERR_VERSION,
-             "built by an incompatible q8c (model ABI 99, runtime ABI 1)");
+             "built by an incompatible q8c (model ABI 99, runtime ABI 2)");
 
   /* The only variant needs what this "CPU" lacks. */
   setenv("Q8_CPU_FEATURES", "none", 1);
@@ -519,8 +519,8 @@ static void test_concurrent_runs(void **state) {
 
 /* --- Descriptors in memory, and the pool itself ------------------------ */
 
-static const q8_tensor_desc t_in[] = {{"a", Q8_DTYPE_I32, 1, {2}}};
-static const q8_tensor_desc t_out[] = {{"result", Q8_DTYPE_I32, 1, {8}}};
+static const q8_tensor_desc t_in[] = {{"a", Q8_DTYPE_I32, 1, {2}, Q8_DTYPE_I32, 0, 0}};
+static const q8_tensor_desc t_out[] = {{"result", Q8_DTYPE_I32, 1, {8}, Q8_DTYPE_I32, 0, 0}};
 
 /* What the pool-checking entry reports: out[0] counters. */
 enum { R_FAILURES, R_DISTINCT, R_NESTED, R_CALLS, R_N };
@@ -628,7 +628,7 @@ static int fail_entry(const q8_threads *threads, const void *const *inputs,
   return 3;
 }
 
-static const q8_variant_desc pool_variants[] = {{"generic", 0, pool_entry}};
+static const q8_variant_desc pool_variants[] = {{"generic", 0, pool_entry, pool_entry}};
 
 static q8_model_desc pool_desc(void) {
   return (q8_model_desc){Q8_MODEL_MAGIC, Q8_MODEL_ABI_VERSION, "pool", "test", 1, 1, t_in,
@@ -682,7 +682,7 @@ static void test_from_desc(void **state) {
   assert_string_equal(err, "q8rt_model_from_desc: out is NULL");
 
   /* An entry that reports failure. */
-  static const q8_variant_desc failing[] = {{"generic", 0, fail_entry}};
+  static const q8_variant_desc failing[] = {{"generic", 0, fail_entry, fail_entry}};
   d.variants = failing;
   assert_int_equal(q8rt_model_from_desc(&d, count_release, &released, &m, err, sizeof err),
                    Q8RT_OK);
@@ -691,20 +691,31 @@ static void test_from_desc(void **state) {
   void *out[] = {r};
   assert_int_equal(q8rt_run(m, in, out, err, sizeof err), Q8RT_ERR_RUN);
   assert_string_equal(err, "model variant generic failed (its entry returned 3)");
+  assert_int_equal(q8rt_run_quantized(m, in, out, err, sizeof err), Q8RT_ERR_RUN);
+  assert_string_equal(err, "model variant generic failed (its quantized entry returned 3)");
+  assert_int_equal(q8rt_run_quantized(NULL, in, out, err, sizeof err), Q8RT_ERR_ARG);
+  assert_string_equal(err, "q8rt_run_quantized: model is NULL");
+  assert_int_equal(q8rt_run_quantized(m, in, NULL, err, sizeof err), Q8RT_ERR_ARG);
+  assert_string_equal(err, "q8rt_run_quantized: outputs is NULL (the model has 1)");
   q8rt_free(m);
   assert_int_equal(released, 1);
 
   /* Malformed descriptors: each message, and release never called. */
-  static const q8_tensor_desc rank9[] = {{"a", Q8_DTYPE_I32, 9, {1}}};
-  static const q8_tensor_desc negdim[] = {{"a", Q8_DTYPE_I32, 2, {4, -3}}};
-  static const q8_tensor_desc huge[] = {{"a", Q8_DTYPE_I32, 3, {1 << 30, 1 << 30, 1 << 30}}};
-  static const q8_tensor_desc nodtype[] = {{"a", 9, 1, {1}}};
-  static const q8_tensor_desc noname[] = {{NULL, Q8_DTYPE_I32, 1, {1}}};
-  static const q8_variant_desc noisa[] = {{NULL, 0, pool_entry}};
-  static const q8_variant_desc norun[] = {{"generic", 0, pool_entry}, {"avx2", 0, NULL}};
+  static const q8_tensor_desc rank9[] = {{"a", Q8_DTYPE_I32, 9, {1}, Q8_DTYPE_I32, 0, 0}};
+  static const q8_tensor_desc negdim[] = {{"a", Q8_DTYPE_I32, 2, {4, -3}, Q8_DTYPE_I32, 0, 0}};
+  static const q8_tensor_desc huge[] = {{"a", Q8_DTYPE_I32, 3, {1 << 30, 1 << 30, 1 << 30}, Q8_DTYPE_I32, 0, 0}};
+  static const q8_tensor_desc nodtype[] = {{"a", 9, 1, {1}, 9, 0, 0}};
+  static const q8_tensor_desc noname[] = {{NULL, Q8_DTYPE_I32, 1, {1}, Q8_DTYPE_I32, 0, 0}};
+  /* Quantized forms: only of f32, only u8 or i8, with a positive scale. */
+  static const q8_tensor_desc qform_i32[] = {{"a", Q8_DTYPE_I32, 1, {2}, Q8_DTYPE_U8, 0.5f, 3}};
+  static const q8_tensor_desc qform_noscale[] = {{"x", Q8_DTYPE_F32, 1, {2}, Q8_DTYPE_I8, 0, 0}};
+  static const q8_tensor_desc qform_i32out[] = {{"y", Q8_DTYPE_F32, 1, {8}, Q8_DTYPE_I32, 1, 0}};
+  static const q8_variant_desc noisa[] = {{NULL, 0, pool_entry, pool_entry}};
+  static const q8_variant_desc norun[] = {{"generic", 0, pool_entry, pool_entry}, {"avx2", 0, NULL, pool_entry}};
+  static const q8_variant_desc norunq[] = {{"generic", 0, pool_entry, NULL}};
   static const q8_variant_desc vnni[] = {
       {"avx512vnni", Q8_FEATURE_AVX512VNNI | Q8_FEATURE_AVX512BW | ((uint64_t)1 << 40),
-       pool_entry}};
+       pool_entry, pool_entry}};
   struct {
     q8_model_desc d;
     q8rt_status status;
@@ -716,7 +727,7 @@ static void test_from_desc(void **state) {
        "not a q8c model: bad magic 0x4d443852 in the descriptor (expected 0x4d443851)"},
       {{Q8_MODEL_MAGIC, 7, "bad", "test", 1, 1, t_in, t_out, 0, 1, pool_variants},
        Q8RT_ERR_VERSION,
-       "built by an incompatible q8c (model ABI 7, runtime ABI 1)"},
+       "built by an incompatible q8c (model ABI 7, runtime ABI 2)"},
       {D(-1, 1, t_in, t_out, 0, 1, pool_variants), Q8RT_ERR_FORMAT,
        "bad model descriptor: ninputs is -1 (expected 0 to 65536)"},
       {D(1, 0, t_in, t_out, 0, 1, pool_variants), Q8RT_ERR_FORMAT,
@@ -744,7 +755,15 @@ static void test_from_desc(void **state) {
       {D(1, 1, t_in, t_out, 0, 1, noisa), Q8RT_ERR_FORMAT,
        "bad model descriptor: variant 0 has no isa name"},
       {D(1, 1, t_in, t_out, 0, 2, norun), Q8RT_ERR_FORMAT,
-       "bad model descriptor: variant 1 (avx2) has no entry point"},
+       "bad model descriptor: variant 1 (avx2) has no f32 entry point"},
+      {D(1, 1, t_in, t_out, 0, 1, norunq), Q8RT_ERR_FORMAT,
+       "bad model descriptor: variant 0 (generic) has no quantized entry point"},
+      {D(1, 1, qform_i32, t_out, 0, 1, pool_variants), Q8RT_ERR_FORMAT,
+       "bad model descriptor: input 0 ('a') has quantized form 3 (scale 0.5) for dtype 4"},
+      {D(1, 1, qform_noscale, t_out, 0, 1, pool_variants), Q8RT_ERR_FORMAT,
+       "bad model descriptor: input 0 ('x') has quantized form 2 (scale 0) for dtype 1"},
+      {D(1, 1, t_in, qform_i32out, 0, 1, pool_variants), Q8RT_ERR_FORMAT,
+       "bad model descriptor: output 0 ('y') has quantized form 4 (scale 1) for dtype 1"},
       /* A feature bit the runtime does not know is never present. */
       {D(1, 1, t_in, t_out, 0, 1, vnni), Q8RT_ERR_CPU,
        "no variant of the model runs on this CPU: model variant avx512vnni needs avx512vnni, "

@@ -1,0 +1,147 @@
+/* qform.c: the quantized boundary of a model.
+ *
+ * A quantized model still takes f32 in and gives f32 out: its first layers
+ * quantize their f32 input themselves and its last ones dequantize (the
+ * fuse-requant pass fused those steps into them). A pipeline that already
+ * holds the quantized tensor, or wants one, uses the model's quantized entry
+ * instead, which takes and gives the quantized form of each f32 input and
+ * output that has one (docs/quantization.md, "The quantized boundary"):
+ *
+ *   input %x : f32[?, 64] {scale = 0.027, zero_point = 122, dtype = u8}
+ *   output %y {scale = 2.25, zero_point = 139, dtype = u8}
+ *
+ * An input's quantized form is exactly what its layers would compute from
+ * the f32 tensor, so it is allowed only when every use of the input is a
+ * quantized layer that quantizes it itself with those parameters: the
+ * quantized entry hands them the bytes as they are. An output's quantized
+ * form is the output quantized with its parameters (quantize, refops.c).
+ * So for every f32 x:
+ *
+ *   run_quantized(quantize(x)) == quantize(run(x))      (bit for bit)
+ *
+ * which the interpreter (ir_interp_quantized) and the generated entries both
+ * compute. */
+#include <math.h>
+
+#include "ir.h"
+
+static bool is_qlayer(IrOp op) { return op == IR_OP_QLINEAR || op == IR_OP_QGEMM; }
+
+bool ir_qform_use_ok(const IrNode *n, const IrValue *x, const IrQParams *q) {
+  if (!is_qlayer(n->op) || n->opnds[0] != x)
+    return false;
+  for (int i = 1; i < n->nopnds; i++)
+    if (n->opnds[i] == x)
+      return false;
+  const IrAttr *s = ir_node_attr(n, IR_ATTR_X_SCALE), *z = ir_node_attr(n, IR_ATTR_X_ZERO_POINT),
+               *t = ir_node_attr(n, IR_ATTR_X_DTYPE);
+  return s && z && t && (float)s->vals[0] == q->scale && z->vals[0] == q->zero_point &&
+         (IrDType)t->vals[0] == q->dtype;
+}
+
+static bool is_output(const IrModule *m, const IrValue *v) {
+  for (int i = 0; i < m->noutputs; i++)
+    if (m->outputs[i] == v)
+      return true;
+  return false;
+}
+
+void ir_set_input_qforms(IrModule *m) {
+  for (int i = 0; i < m->ninputs; i++) {
+    IrValue *x = m->inputs[i];
+    if (x->has_qform || x->type.dtype != IR_F32 || is_output(m, x))
+      continue;
+    const IrNode *first = NULL;
+    IrQParams q = {0};
+    bool ok = true;
+    for (int j = 0; ok && j < m->nnodes; j++) {
+      const IrNode *n = m->nodes[j];
+      bool uses = false;
+      for (int k = 0; k < n->nopnds; k++)
+        uses |= n->opnds[k] == x;
+      if (!uses)
+        continue;
+      if (!first) {
+        const IrAttr *s = ir_node_attr(n, IR_ATTR_X_SCALE),
+                     *z = ir_node_attr(n, IR_ATTR_X_ZERO_POINT),
+                     *t = ir_node_attr(n, IR_ATTR_X_DTYPE);
+        if (!is_qlayer(n->op) || !s || !z || !t) {
+          ok = false;
+          break;
+        }
+        first = n;
+        q = (IrQParams){(float)s->vals[0], (int32_t)z->vals[0], (IrDType)t->vals[0]};
+      }
+      ok = ir_qform_use_ok(n, x, &q);
+    }
+    if (ok && first) {
+      x->has_qform = true;
+      x->qform = q;
+      x->qform_loc = x->loc;
+    }
+  }
+}
+
+static bool check_params(IrModule *m, const IrValue *v, const char *what) {
+  const IrQParams *q = &v->qform;
+  if (q->dtype != IR_U8 && q->dtype != IR_I8)
+    return ir_error(&m->diag, v->qform_loc, "%s %%%s: the dtype of its quantized form must be u8 or i8, not %s",
+                    what, v->name, ir_dtype_name(q->dtype));
+  if (!(q->scale > 0) || !isfinite(q->scale))
+    return ir_error(&m->diag, v->qform_loc,
+                    "%s %%%s: the scale of its quantized form must be a positive finite f32",
+                    what, v->name);
+  int32_t lo, hi;
+  ir_qbounds(q->dtype, &lo, &hi);
+  if (q->zero_point < lo || q->zero_point > hi)
+    return ir_error(&m->diag, v->qform_loc,
+                    "%s %%%s: zero_point %d is outside %s [%d, %d]", what, v->name,
+                    (int)q->zero_point, ir_dtype_name(q->dtype), (int)lo, (int)hi);
+  if (v->type.dtype != IR_F32)
+    return ir_error(&m->diag, v->qform_loc,
+                    "%s %%%s is %s: only an f32 %s has a quantized form", what, v->name,
+                    ir_dtype_name(v->type.dtype), what);
+  return true;
+}
+
+bool ir_check_qforms(IrModule *m) {
+  for (int i = 0; i < m->ninputs; i++) {
+    const IrValue *x = m->inputs[i];
+    if (!x->has_qform)
+      continue;
+    if (!check_params(m, x, "input"))
+      return false;
+    if (is_output(m, x))
+      return ir_error(&m->diag, x->qform_loc,
+                      "input %%%s is also an output, so it cannot have a quantized form", x->name);
+    for (int j = 0; j < m->nnodes; j++) {
+      const IrNode *n = m->nodes[j];
+      for (int k = 0; k < n->nopnds; k++)
+        if (n->opnds[k] == x && !ir_qform_use_ok(n, x, &x->qform))
+          return ir_error(&m->diag, n->loc,
+                          "%s uses input %%%s, which has a quantized form: only quantized "
+                          "layers that quantize it with the same scale, zero_point and dtype "
+                          "(x_scale, x_zero_point, x_dtype) may use it",
+                          ir_op_info[n->op].name, x->name);
+    }
+  }
+  for (int i = 0; i < m->noutputs; i++)
+    if (m->outputs[i]->has_qform && m->outputs[i]->kind != IR_VAL_INPUT &&
+        !check_params(m, m->outputs[i], "output"))
+      return false;
+  return true;
+}
+
+bool ir_has_qforms(const IrModule *m) {
+  for (int i = 0; i < m->ninputs; i++)
+    if (m->inputs[i]->has_qform)
+      return true;
+  for (int i = 0; i < m->noutputs; i++)
+    if (m->outputs[i]->has_qform)
+      return true;
+  return false;
+}
+
+IrDType ir_boundary_dtype(const IrValue *v, bool quantized) {
+  return quantized && v->has_qform ? v->qform.dtype : v->type.dtype;
+}
