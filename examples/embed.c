@@ -1,9 +1,13 @@
 /* embed.c: an application that embeds q8c: it reads a float model, quantizes
  * it on calibration samples, compiles it to machine code in memory (JIT),
  * runs it, and checks the result against q8c's reference interpreter, which
- * defines the exact int8 arithmetic. No file is written.
+ * defines the exact int8 arithmetic. Then it uses the model the way a
+ * pipeline holding uint8 tensors would: the quantized entry, with each
+ * tensor's scale and zero point from the descriptor. No file is written.
  *
  *   embed [MODEL.ir [CALIB.npy]]     (default: the bundled examples/mlp) */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +16,16 @@
 #include "q8rt.h"
 
 enum { BATCH = 4 };
+
+/* quantize as docs/quantization.md defines it (u8 here). */
+static uint8_t quantize_u8(float x, const q8_tensor_desc *t) {
+  if (x != x)
+    return (uint8_t)t->zero_point;
+  float q = rintf(x / t->scale);
+  float lo = (float)(0 - t->zero_point), hi = (float)(255 - t->zero_point);
+  q = q < lo ? lo : q > hi ? hi : q;
+  return (uint8_t)((int32_t)q + t->zero_point);
+}
 
 int main(int argc, char **argv) {
   const char *model_path = argc > 1 ? argv[1] : "examples/mlp/mlp.ir";
@@ -48,6 +62,7 @@ int main(int argc, char **argv) {
   int64_t nin = q8rt_tensor_numel(in), nout = q8rt_tensor_numel(out);
   float *x = malloc((size_t)nin * sizeof *x), *y = malloc((size_t)nout * sizeof *y);
   float *ref = malloc((size_t)nout * sizeof *ref);
+  uint8_t *xq = NULL, *yq = NULL;
   if (!x || !y || !ref)
     goto done;
   unsigned seed = 12345;
@@ -73,11 +88,43 @@ int main(int argc, char **argv) {
     goto done;
   }
   printf("bit-identical to the reference interpreter (%lld values)\n", (long long)nout);
+
+  /* 4. The quantized entry: uint8 in, uint8 out. Fed quantize(x), it gives
+   * exactly quantize(y), without the f32 steps at either end. */
+  if (in->qdtype != Q8_DTYPE_U8 || out->qdtype != Q8_DTYPE_U8) {
+    fprintf(stderr, "expected u8 quantized forms (u8-asym activations)\n");
+    goto done;
+  }
+  xq = malloc((size_t)nin);
+  yq = malloc((size_t)nout);
+  if (!xq || !yq)
+    goto done;
+  for (int64_t i = 0; i < nin; i++)
+    xq[i] = quantize_u8(x[i], in);
+  const void *qinputs[1] = {xq};
+  void *qoutputs[1] = {yq};
+  if (q8rt_run_quantized(rt, qinputs, qoutputs, err, sizeof err) != Q8RT_OK) {
+    fprintf(stderr, "run_quantized: %s\n", err);
+    goto done;
+  }
+  printf("quantized entry: %%%s u8 (scale %g, zero point %d) -> %%%s u8 (scale %g, zero point "
+         "%d)\n",
+         in->name, (double)in->scale, (int)in->zero_point, out->name, (double)out->scale,
+         (int)out->zero_point);
+  for (int64_t i = 0; i < nout; i++)
+    if (yq[i] != quantize_u8(y[i], out)) {
+      fprintf(stderr, "quantized entry: element %lld is %d, quantize(y) is %d\n", (long long)i,
+              yq[i], quantize_u8(y[i], out));
+      goto done;
+    }
+  printf("quantized entry gives quantize(y) exactly (%lld values)\n", (long long)nout);
   status = 0;
 done:
   free(x);
   free(y);
   free(ref);
+  free(xq);
+  free(yq);
   q8rt_free(rt);
   q8c_module_free(m);
   return status;

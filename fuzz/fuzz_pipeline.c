@@ -30,6 +30,7 @@
 
 #include "codegen/codegen.h"
 #include "fuzz.h"
+#include "ir/refops.h"
 #include "passes/passes.h"
 #include "q8rt.h"
 
@@ -247,31 +248,25 @@ static size_t tensor_bytes(const IrTensor *t) {
   return (size_t)n * ir_dtype_size(t->type.dtype);
 }
 
-/* Compile `m` with the JIT, run it on `in`, and compare with `want`. */
-static void jit_and_compare(IrModule *m, Bytes *b, int64_t batch, const IrTensor *in, int nin,
-                            const IrTensor *want, int nout) {
-  CgOptions o = {.opt_level = (int)pick(b, 4), .batch = batch};
+/* Run entry `quantized` of `rt` on `in` and compare with `want`. */
+static void run_and_compare(IrModule *m, q8rt_model *rt, int opt_level, bool quantized,
+                            const IrTensor *in, int nin, const IrTensor *want, int nout) {
   char err[512];
-  fuzz_check(cg_parse_targets(pick(b, 2) ? "generic" : "native", &o, err, sizeof err), "%s", err);
-  const q8_model_desc *desc;
-  CgJit *jit = cg_jit_compile(m, &o, &desc);
-  fuzz_check(jit != NULL, "a quantized module does not compile: %s", m->diag.msg);
-  q8rt_model *rt;
-  q8rt_status s = q8rt_model_from_desc(desc, NULL, NULL, &rt, err, sizeof err);
-  fuzz_check(s == Q8RT_OK, "the runtime refuses a JIT descriptor: %s", err);
-  fuzz_check(q8rt_num_inputs(rt) == nin && q8rt_num_outputs(rt) == nout, "input/output counts");
+  q8rt_status s;
   const void *ins[2];
   void *outs[2];
   for (int i = 0; i < nin; i++)
     ins[i] = in[i].data;
   for (int i = 0; i < nout; i++) {
-    fuzz_check(q8rt_output(rt, i)->dtype == (int)want[i].type.dtype, "output %d dtype", i);
+    const q8_tensor_desc *t = q8rt_output(rt, i);
+    fuzz_check((quantized ? t->qdtype : t->dtype) == (int)want[i].type.dtype, "output %d dtype",
+               i);
     fuzz_check(q8rt_tensor_numel(q8rt_output(rt, i)) * (int64_t)ir_dtype_size(want[i].type.dtype) ==
                    (int64_t)tensor_bytes(&want[i]),
                "output %d size", i);
     outs[i] = malloc(tensor_bytes(&want[i]) + 1);
   }
-  s = q8rt_run(rt, ins, outs, err, sizeof err);
+  s = (quantized ? q8rt_run_quantized : q8rt_run)(rt, ins, outs, err, sizeof err);
   fuzz_check(s == Q8RT_OK, "the compiled model fails: %s", err);
   for (int i = 0; i < nout; i++) {
     if (memcmp(outs[i], want[i].data, tensor_bytes(&want[i])) != 0) {
@@ -288,14 +283,55 @@ static void jit_and_compare(IrModule *m, Bytes *b, int64_t batch, const IrTensor
         snprintf(values, sizeof values, " (element %zu: %a vs %a)", j / 4, fx, fy);
       }
       fuzz_fail(__FILE__, __LINE__,
-                "output %d: compiled (%s, -O%d) differs from the interpreter at byte %zu "
+                "output %d: compiled (%s%s, -O%d) differs from the interpreter at byte %zu "
                 "(0x%02x vs 0x%02x)%s\n%s",
-                i, q8rt_variant(rt), o.opt_level, j, x[j], y[j], values, text ? text : "");
+                i, q8rt_variant(rt), quantized ? ", quantized entry" : "", opt_level, j, x[j],
+                y[j], values, text ? text : "");
     }
     free(outs[i]);
   }
+}
+
+/* Compile `m` with the JIT and compare both of its entries with the
+ * interpreter's: `in` -> `want` (f32 entry), `qin` -> `qwant` (quantized). */
+static void jit_and_compare(IrModule *m, Bytes *b, int64_t batch, const IrTensor *in,
+                            const IrTensor *want, const IrTensor *qin, const IrTensor *qwant) {
+  CgOptions o = {.opt_level = (int)pick(b, 4), .batch = batch};
+  char err[512];
+  fuzz_check(cg_parse_targets(pick(b, 2) ? "generic" : "native", &o, err, sizeof err), "%s", err);
+  const q8_model_desc *desc;
+  CgJit *jit = cg_jit_compile(m, &o, &desc);
+  fuzz_check(jit != NULL, "a quantized module does not compile: %s", m->diag.msg);
+  q8rt_model *rt;
+  q8rt_status s = q8rt_model_from_desc(desc, NULL, NULL, &rt, err, sizeof err);
+  fuzz_check(s == Q8RT_OK, "the runtime refuses a JIT descriptor: %s", err);
+  fuzz_check(q8rt_num_inputs(rt) == m->ninputs && q8rt_num_outputs(rt) == m->noutputs,
+             "input/output counts");
+  run_and_compare(m, rt, o.opt_level, false, in, m->ninputs, want, m->noutputs);
+  run_and_compare(m, rt, o.opt_level, true, qin, m->ninputs, qwant, m->noutputs);
   q8rt_free(rt);
   cg_jit_free(jit);
+}
+
+/* The inputs as the quantized entry takes them: those with a quantized form
+ * quantized (q8_ref_quantize, as their layers would), the others as they
+ * are (data shared with `in`; `owned` says which to free). */
+static void quantize_inputs(const IrModule *m, const IrTensor *in, IrTensor *qin, bool *owned) {
+  for (int i = 0; i < m->ninputs; i++) {
+    const IrValue *v = m->inputs[i];
+    qin[i] = in[i];
+    owned[i] = v->has_qform;
+    if (!v->has_qform)
+      continue;
+    int64_t n;
+    fuzz_check(ir_type_numel(&in[i].type, 1, &n), "input size");
+    int32_t lo, hi;
+    ir_qbounds(v->qform.dtype, &lo, &hi);
+    qin[i].type.dtype = v->qform.dtype;
+    qin[i].data = malloc((size_t)(n ? n : 1));
+    q8_ref_quantize(in[i].data, qin[i].data, n, 1, n, v->qform.scale, v->qform.zero_point, lo,
+                    hi, v->qform.dtype == IR_I8);
+  }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -414,8 +450,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   IrTensor q[2] = {{.data = NULL}, {.data = NULL}};
   fuzz_check(ir_interp_f32(m, batch, in, q, NULL, NULL),
              "the interpreter fails on the quantized module: %s\n%s", m->diag.msg, g->text);
+  /* The quantized entry's oracle: quantize(run(x)) for outputs with a
+   * quantized form, checked here against the interpreter's f32 outputs. */
+  IrTensor qin[2], qq[2] = {{.data = NULL}, {.data = NULL}};
+  bool owned[2] = {false, false};
+  quantize_inputs(m, in, qin, owned);
+  fuzz_check(ir_interp_quantized(m, batch, qin, qq),
+             "the interpreter fails on the quantized entry: %s\n%s", m->diag.msg, g->text);
+  for (int i = 0; i < m->noutputs; i++) {
+    const IrValue *v = m->outputs[i];
+    int64_t n;
+    fuzz_check(ir_type_numel(&q[i].type, 1, &n), "output size");
+    if (!v->has_qform) {
+      fuzz_check(memcmp(qq[i].data, q[i].data, tensor_bytes(&q[i])) == 0,
+                 "output %d has no quantized form but the quantized entry changes it", i);
+      continue;
+    }
+    int32_t lo, hi;
+    ir_qbounds(v->qform.dtype, &lo, &hi);
+    for (int64_t j = 0; j < n; j++) {
+      int32_t want = ir_quantize_value(((const float *)q[i].data)[j], v->qform.scale,
+                                       v->qform.zero_point, lo, hi);
+      int32_t got = v->qform.dtype == IR_U8 ? ((const uint8_t *)qq[i].data)[j]
+                                            : ((const int8_t *)qq[i].data)[j];
+      fuzz_check(got == want, "quantized entry output %d element %lld: %d, quantize(f32) %d", i,
+                 (long long)j, got, want);
+    }
+  }
   if (want_jit || getenv("Q8_FUZZ_ALWAYS_JIT"))
-    jit_and_compare(m, &b, batch, in, m->ninputs, q, m->noutputs);
+    jit_and_compare(m, &b, batch, in, q, qin, qq);
+  for (int i = 0; i < m->ninputs; i++)
+    if (owned[i])
+      free(qin[i].data);
+  free_outputs(qq, m->noutputs);
   if (verbose)
     fprintf(stderr, "%s: %d nodes quantized%s\n", m->name, m->nnodes,
             want_jit ? ", compiled and compared" : "");
