@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run the benchmark (bench/q8bench.c): q8c's compiled int8 layers and MLP
+# against oneDNN's int8 and f32 matmuls, in one run on this machine. oneDNN
+# is a benchmark-only dependency (Debian's libdnnl-dev, installed here if
+# missing); q8c and libq8rt never link it.
+#
+#   bash scripts/bench.sh                       # every case, 1 and 2 threads
+#   bash scripts/bench.sh --cases mlp --rounds 31   # arguments go to q8bench
+#
+# It prints the comparison table and writes q8bench.json (see --help).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! dpkg-query -W -f='${Status}' libdnnl-dev 2>/dev/null | grep -q "install ok installed"; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "installing: libdnnl-dev"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev
+fi
+# Release flags for the q8c side too (the generated code does not depend on
+# them, but the runtime's thread pool and the driver do).
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQ8_BENCH=ON >/dev/null
+cmake --build build -j"$(nproc)" --target q8bench q8c
+exec build/bench/q8bench "$@"
