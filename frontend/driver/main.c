@@ -19,7 +19,8 @@
 
 static const char usage_text[] =
     "usage: q8c [options] MODEL.ir [-o OUTPUT]\n"
-    "       q8c run MODEL.ir|MODEL.so -i [NAME=]INPUT.npy... [-o [NAME=]OUTPUT.npy]...\n"
+    "       q8c run MODEL.ir|MODEL.so [--jit] [--quantized] -i [NAME=]INPUT.npy...\n"
+    "               [-o [NAME=]OUTPUT.npy]...\n"
     "\n"
     "Quantize a float model written in q8c's text IR (docs/ir.md) to INT8 and\n"
     "compile it to machine code specialized to its shapes. The pipeline:\n"
