@@ -55,6 +55,22 @@
  * Tasks split the channel blocks (and, for large M, the row tiles) into
  * contiguous ranges of at least ~2M multiply-adds each (~10 us at one
  * core's int8 peak, well above a ~1 us thread hand-off), at most 64 tasks.
+ * A task walks its channel blocks outer and its row tiles inner, so a
+ * block's packed weights (64 channels x K: 256 KB at K = 4096) come from L3
+ * for its first row tile and from L2 (1 MB per core on Zen 4) after.
+ *
+ * Prefetch (avx512vnni, tiles of 2+ rows): each K group also issues one
+ * prefetcht0 per weight stream, PREFETCH_AHEAD = 2048 bytes (32 groups, one
+ * 64-byte line each) ahead. The first row tile of a block reads its weights
+ * from L3, and the hardware prefetchers alone left it short of the vpdpbusd
+ * peak: on Zen 4 (232 G MAC/s probed per core), 16x4096x4096 (row tiles 6,
+ * 6, 4, so a third of the work is first passes) went from 209-217 to
+ * 220-226 G MAC/s on one thread and from 390-406 to 435-438 on two (medians
+ * of 5-7 interleaved rounds, in several sessions); 1024, 4096 and 8192
+ * bytes ahead did no better. Where the weights are in L2
+ * (128x768x3072, 1024x1024x1024, 64x784x256) it measured neutral, within
+ * 1%. The one-row (K-split) tiles are bound by the weight stream's loads
+ * and do not prefetch: it cost them 8% (1x784x256, 113 -> 104).
  * docs/kernels.md has the measured choices and the benchmark. */
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +90,7 @@ enum {
   MAX_PARTS = 2,
   MIN_CHAINS = 8, /* independent accumulators that hide the latency */
   MAX_TASKS = 64,
+  PREFETCH_AHEAD = 2048, /* bytes ahead in each weight stream (see the header) */
 };
 static const int64_t min_task_macs = (int64_t)1 << 21;
 
@@ -95,6 +112,7 @@ typedef struct {
   int64_t ysize;    /* bytes per output element */
   /* the tile */
   int mr, nrv, ks, unroll;
+  bool prefetch; /* tiles of 2+ rows prefetch their weight streams ahead */
   int64_t mtiles, nblocks;
   LLVMTypeRef i8, i16, i32, i64, f32, ptr, vd;
   LLVMTypeRef acc_ty;         /* one accumulator vector */
@@ -316,8 +334,21 @@ typedef LLVMValueRef Accs[MAX_KS][MAX_MR][MAX_NRV][MAX_PARTS];
 static void kgroup(Gemm *e, int mr, int nrv, LLVMValueRef x, LLVMValueRef w, LLVMValueRef g, int s,
                    Accs acc) {
   LLVMValueRef wv[MAX_NRV][MAX_PARTS];
-  for (int v = 0; v < nrv; v++)
-    load_weights(e, at(e, w, i64c(e, v), e->kg * e->nr * 4, 0), g, wv[v]);
+  for (int v = 0; v < nrv; v++) {
+    LLVMValueRef wstream = at(e, w, i64c(e, v), e->kg * e->nr * 4, 0);
+    load_weights(e, wstream, g, wv[v]);
+    if (e->prefetch && mr >= 2) {
+      /* prefetcht0 of the line PREFETCH_AHEAD bytes on (one 64-byte line
+       * per group and stream; past the stream's end it touches the next
+       * stream or block, or harmlessly nothing: prefetches do not fault). */
+      LLVMValueRef p = at(e, wstream, g, e->nr * 4, PREFETCH_AHEAD);
+      LLVMTypeRef pt = e->ptr;
+      intrinsic(e, "llvm.prefetch", &pt, 1,
+                (LLVMValueRef[]){p, i32c(e, 0 /* read */), i32c(e, 3 /* all levels */),
+                                 i32c(e, 1 /* data */)},
+                4);
+    }
+  }
   for (int r = 0; r < mr; r++) {
     LLVMValueRef xb = load_x(e, at(e, x, i64c(e, r), e->g->x_stride, 0), g);
     for (int v = 0; v < nrv; v++)
@@ -605,6 +636,7 @@ LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_
   e.nvec = ceil_div(g->n, e.nr);
   e.ysize = g->y_dtype == IR_F32 ? 4 : 1;
   choose_tile(&e);
+  e.prefetch = isa == CG_ISA_AVX512VNNI;
   if (!emit_constants(&e)) {
     snprintf(err, errlen, "qgemm %s: out of memory packing %zu bytes of weights", g->name,
              cg_packed_size(isa, g->n, g->k));
