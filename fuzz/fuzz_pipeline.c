@@ -17,10 +17,12 @@
  *   - the f32 interpreter runs it;
  *   - the pipeline either succeeds or reports a user error, never "internal
  *     error" (a pass that breaks the IR);
- *   - the quantized module runs in the interpreter;
+ *   - the quantized module runs in the interpreter, through its f32 entry and
+ *     its quantized entry (inputs quantized as their layers would), and each
+ *     output with a quantized form is exactly quantize(the f32 output);
  *   - compiled by the JIT (one input in four, generic or native variant, at
- *     -O0..-O3), it loads through the runtime and its outputs are the
- *     interpreter's, byte for byte. JIT compilation takes ~50-100 ms, so
+ *     -O0..-O3), it loads through the runtime and the outputs of both entries
+ *     are the interpreter's, byte for byte. JIT compilation takes ~50-100 ms, so
  *     libFuzzer runs this target at some tens of inputs per second. */
 #include <math.h>
 #include <stdarg.h>
