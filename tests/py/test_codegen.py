@@ -327,8 +327,12 @@ def test_header(t, rng):
         f.write(HEADER_MAIN)
     include = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
         __file__)))), "include")
-    r = subprocess.run(["cc", "-std=c11", "-o", os.path.join(d, "app"), os.path.join(d, "main.c"),
-                        "-I", d, "-I", include, "-L", d, "-lmlp", "-Wl,-rpath," + d],
+    # In a sanitizer build the library's reference ops are instrumented, so
+    # the program links the sanitizer runtime too (tests/CMakeLists.txt).
+    sanitize = os.environ.get("Q8_TEST_LDFLAGS", "").split()
+    r = subprocess.run(["cc", "-std=c11", *sanitize, "-o", os.path.join(d, "app"),
+                        os.path.join(d, "main.c"), "-I", d, "-I", include, "-L", d, "-lmlp",
+                        "-Wl,-rpath," + d],
                        capture_output=True, text=True)
     if not t.check("a C program builds against model.h and the .so", r.returncode == 0, r.stderr):
         return
