@@ -365,7 +365,7 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   g.y_stride = yl->stride;
   g.relu = attr(n, IR_ATTR_RELU, 0) != 0;
   LLVMValueRef xptr = addr(cg, x);
-  if (x->type.dtype == IR_F32 && cg->quantized && x->has_qform) {
+  if (x->type.dtype == IR_F32 && cg->quantized && x->kind == IR_VAL_INPUT && x->has_qform) {
     /* The quantized entry gets this input's bytes (ir_check_qforms: as this
      * layer would quantize them); rows not a multiple of 4 bytes are copied
      * into padded ones, the layout the kernel reads. */

@@ -253,6 +253,26 @@ def test_quantized_io(t, run, rng):
         model = write_model(d, "qio", text, tensors)
         x = rng.integers(0, 256, (7, k)).astype(np.uint8)
         run.check("u8 in/out k=%d" % k, model, None, x, 7, x_form=False)
+    # An f32 output with a quantized form that a later layer quantizes again:
+    # at the quantized entry the later layer must still read the f32 value.
+    text = """model chain {
+  weights "WEIGHTS"
+  input %x : f32[?, 12] {scale = 0.02, zero_point = 128, dtype = u8}
+  %y : f32[?, 8] = qgemm %x, @w1, @bias1, @mult1 {x_scale = 0.02, x_zero_point = 128, x_dtype = u8, dtype = f32}
+  %z : f32[?, 4] = qgemm %y, @w2, @bias2, @mult2 {x_scale = 0.05, x_zero_point = 120, x_dtype = u8, dtype = f32}
+  output %y {scale = 0.05, zero_point = 120, dtype = u8}, %z {scale = 0.1, zero_point = 128, dtype = u8}
+}
+"""
+    tensors = {"w1": rng.integers(-127, 128, (8, 12)).astype(np.int8),
+               "bias1": rng.integers(-3000, 3000, 8).astype(np.int32),
+               "mult1": rng.uniform(0.0005, 0.002, 8).astype(np.float32),
+               "w2": rng.integers(-127, 128, (4, 8)).astype(np.int8),
+               "bias2": rng.integers(-3000, 3000, 4).astype(np.int32),
+               "mult2": rng.uniform(0.0005, 0.002, 4).astype(np.float32)}
+    d = tmpdir()
+    model = write_model(d, "chain", text, tensors)
+    x = rng.uniform(-2.5, 2.5, (3, 12)).astype(np.float32)
+    run.check("f32 output used again", model, None, x, 3, outputs=("y", "z"))
 
 
 def test_asm(t, rng):
