@@ -106,6 +106,33 @@ typedef struct {
 LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
                            char *err, size_t errlen);
 
+/* ---- gemm_tasks.c: what every GEMM backend shares ---- */
+
+/* A backend's kernel, as the shared task function calls it: tile functions
+ *   void tile(const void *x, void *y, const int8_t *w, const int32_t *bias,
+ *             const float *mult)
+ * computing one row tile of one channel block (x, y, w, bias and mult
+ * already offset to them), and the constants they read. */
+typedef struct {
+  int64_t nblocks, mtiles;      /* channel blocks, row tiles */
+  int64_t block_channels;       /* channels per block (the last may have fewer) */
+  int64_t block_weight_bytes;   /* packed weight bytes per block */
+  int64_t tile_rows;            /* rows per tile (the last may have fewer) */
+  LLVMValueRef w, bias, mult;   /* the packed constants */
+  /* tile[last row tile][last channel block]: [0][0] always; [1][*] only when
+   * the last row tile is smaller, [*][1] only when the last block differs. */
+  LLVMValueRef tile[2][2];
+} CgGemmTiles;
+
+/* The checks every backend makes of `g` (shapes, strides, types, a free
+ * name): false with a message in err. */
+bool cg_gemm_check(LLVMModuleRef mod, const CgGemm *g, char *err, size_t errlen);
+/* The task function `void g->name(CgGemmArgs *args, int64_t task)` around
+ * `t`'s tiles; *ntasks is the number of tasks (gemm_tasks.c says how the
+ * work is split). */
+LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa,
+                                const CgGemmTiles *t, int64_t *ntasks);
+
 /* ---- aarch64/qgemm.c ---- */
 
 /* cg_emit_qgemm for the AArch64 variants: the same task function, CgGemmArgs

@@ -2,8 +2,8 @@
  * x[m, k] * wq[n, k]), emitted as LLVM IR specialised to one layer's shapes.
  *
  * M, K and N are constants, so every loop bound, stride and tail is known
- * here; the kernel is a task function `void NAME(CgGemmArgs *args, int64_t
- * task)` around a few "tile" functions. A tile computes MR rows by NRV
+ * here; the kernel is a few "tile" functions, which the task function
+ * `void NAME(CgGemmArgs *args, int64_t task)` of gemm_tasks.c calls. A tile computes MR rows by NRV
  * vectors of nr channels (pack.c's nr) over the whole of K, keeping the
  * MR x NRV accumulators in registers, then requantizes them in registers and
  * stores the bytes (or floats). The names follow XNNPACK: a 6x64c4 avx512vnni
@@ -52,9 +52,8 @@
  * vcvtps2dq {rn-sae}, and the NaN check only exists for layers whose
  * multipliers are not all finite.
  *
- * Tasks split the channel blocks (and, for large M, the row tiles) into
- * contiguous ranges of at least ~2M multiply-adds each (~10 us at one
- * core's int8 peak, well above a ~1 us thread hand-off), at most 64 tasks.
+ * Tasks (gemm_tasks.c) split the channel blocks, and for large M the row
+ * tiles, into ranges of at least ~2M multiply-adds, at most 64 tasks.
  * A task walks its channel blocks outer and its row tiles inner, so a
  * block's packed weights (64 channels x K: 256 KB at K = 4096) come from L3
  * for its first row tile and from L2 (1 MB per core on Zen 4) after.
@@ -89,10 +88,8 @@ enum {
   MAX_KS = 4,
   MAX_PARTS = 2,
   MIN_CHAINS = 8, /* independent accumulators that hide the latency */
-  MAX_TASKS = 64,
   PREFETCH_AHEAD = 2048, /* bytes ahead in each weight stream (see the header) */
 };
-static const int64_t min_task_macs = (int64_t)1 << 21;
 
 typedef struct {
   LLVMContextRef ctx;
@@ -570,46 +567,14 @@ static bool emit_constants(Gemm *e) {
   return true;
 }
 
-/* ---- the task function ---- */
-
-static void split_tasks(Gemm *e, int64_t *n_chunks, int64_t *m_chunks) {
-  const CgGemm *g = e->g;
-  int64_t macs = g->m * g->n * g->k;
-  int64_t want = macs / min_task_macs;
-  want = want < 1 ? 1 : want > MAX_TASKS ? MAX_TASKS : want;
-  *n_chunks = want < e->nblocks ? want : e->nblocks;
-  int64_t mc = want / *n_chunks;
-  *m_chunks = mc < 1 ? 1 : mc > e->mtiles ? e->mtiles : mc;
-}
-
-/* (c * count) / chunks: the first item of chunk c of `count` split evenly. */
-static LLVMValueRef chunk_start(Gemm *e, LLVMValueRef c, int64_t count, int64_t chunks) {
-  return LLVMBuildUDiv(e->b, LLVMBuildMul(e->b, c, i64c(e, count), ""), i64c(e, chunks), "");
-}
-
 LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
                            char *err, size_t errlen) {
   if (strcmp(cg_isa_info[isa].arch, "x86_64") != 0) {
     snprintf(err, errlen, "no int8 GEMM kernel for %s", cg_isa_info[isa].name);
     return NULL;
   }
-  if (g->m <= 0 || g->k <= 0 || g->n <= 0 || g->x_stride < g->k || g->x_stride % 4 != 0 ||
-      g->y_stride < g->n) {
-    snprintf(err, errlen, "qgemm %s: bad shape m=%lld k=%lld n=%lld x_stride=%lld y_stride=%lld",
-             g->name, (long long)g->m, (long long)g->k, (long long)g->n, (long long)g->x_stride,
-             (long long)g->y_stride);
+  if (!cg_gemm_check(mod, g, err, errlen))
     return NULL;
-  }
-  if ((g->x_dtype != IR_U8 && g->x_dtype != IR_I8) ||
-      (g->y_dtype != IR_U8 && g->y_dtype != IR_I8 && g->y_dtype != IR_F32)) {
-    snprintf(err, errlen, "qgemm %s: unsupported types %s -> %s", g->name,
-             ir_dtype_name(g->x_dtype), ir_dtype_name(g->y_dtype));
-    return NULL;
-  }
-  if (LLVMGetNamedFunction(mod, g->name)) {
-    snprintf(err, errlen, "qgemm %s: a function of that name exists", g->name);
-    return NULL;
-  }
 
   Gemm e = {.mod = mod, .ctx = LLVMGetModuleContext(mod), .g = g, .isa = isa};
   e.b = LLVMCreateBuilderInContext(e.ctx);
@@ -645,105 +610,25 @@ LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_
   }
 
   /* The tiles: full, and the last channel block and last rows when they
-   * differ. tile[last rows][last block]. */
+   * differ (CgGemmTiles.tile); the shared task function calls them. */
   int last_nrv = (int)(e.nvec - (e.nblocks - 1) * e.nrv);
   int last_valid = (int)(g->n - (e.nvec - 1) * e.nr);
   int last_mr = (int)(g->m - (e.mtiles - 1) * e.mr);
   bool n_edge = last_nrv != e.nrv || last_valid != e.nr;
   bool m_edge = last_mr != e.mr;
-  LLVMValueRef tile[2][2] = {{NULL}};
+  CgGemmTiles t = {.nblocks = e.nblocks,
+                    .mtiles = e.mtiles,
+                    .block_channels = (int64_t)e.nrv * e.nr,
+                    .block_weight_bytes = (int64_t)e.nrv * e.nr * e.kg * 4,
+                    .tile_rows = e.mr,
+                    .w = e.w,
+                    .bias = e.bias,
+                    .mult = e.mult};
   for (int lm = 0; lm <= (int)m_edge; lm++)
     for (int ln = 0; ln <= (int)n_edge; ln++)
-      tile[lm][ln] =
+      t.tile[lm][ln] =
           emit_tile(&e, lm ? last_mr : e.mr, ln ? last_nrv : e.nrv, ln ? last_valid : e.nr);
 
-  int64_t n_chunks, m_chunks;
-  split_tasks(&e, &n_chunks, &m_chunks);
-  *ntasks = n_chunks * m_chunks;
-
-  LLVMTypeRef tty = LLVMFunctionType(e.vd, (LLVMTypeRef[]){e.ptr, e.i64}, 2, 0);
-  LLVMValueRef fn = LLVMAddFunction(mod, g->name, tty);
-  cg_set_isa_attrs(fn, isa);
-  LLVMValueRef args = LLVMGetParam(fn, 0), task = LLVMGetParam(fn, 1);
-  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(e.ctx, fn, "entry");
-  LLVMBasicBlockRef nloop = LLVMAppendBasicBlockInContext(e.ctx, fn, "n.loop");
-  LLVMBasicBlockRef mloop = LLVMAppendBasicBlockInContext(e.ctx, fn, "m.loop");
-  LLVMBasicBlockRef mnext = LLVMAppendBasicBlockInContext(e.ctx, fn, "m.next");
-  LLVMBasicBlockRef nnext = LLVMAppendBasicBlockInContext(e.ctx, fn, "n.next");
-  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e.ctx, fn, "done");
-
-  /* This task's channel blocks [nb0, nb1) and row tiles [mt0, mt1). */
-  LLVMPositionBuilderAtEnd(e.b, entry);
-  LLVMValueRef x = load(&e, e.ptr, args, 8);
-  LLVMValueRef y = load(&e, e.ptr, at(&e, args, i64c(&e, 1), sizeof(void *), 0), 8);
-  LLVMValueRef nc = LLVMBuildURem(e.b, task, i64c(&e, n_chunks), "");
-  LLVMValueRef mc = LLVMBuildUDiv(e.b, task, i64c(&e, n_chunks), "");
-  LLVMValueRef one = i64c(&e, 1);
-  LLVMValueRef nb0 = chunk_start(&e, nc, e.nblocks, n_chunks);
-  LLVMValueRef nb1 = chunk_start(&e, LLVMBuildAdd(e.b, nc, one, ""), e.nblocks, n_chunks);
-  LLVMValueRef mt0 = chunk_start(&e, mc, e.mtiles, m_chunks);
-  LLVMValueRef mt1 = chunk_start(&e, LLVMBuildAdd(e.b, mc, one, ""), e.mtiles, m_chunks);
-  LLVMBuildBr(e.b, nloop);
-
-  /* For each channel block: its weights, bias and multipliers. */
-  LLVMPositionBuilderAtEnd(e.b, nloop);
-  LLVMValueRef nb = LLVMBuildPhi(e.b, e.i64, "nb");
-  int64_t block_ch = (int64_t)e.nrv * e.nr;
-  LLVMValueRef wb = at(&e, e.w, nb, block_ch * e.kg * 4, 0);
-  LLVMValueRef bb = at(&e, e.bias, nb, block_ch * 4, 0);
-  LLVMValueRef mb = at(&e, e.mult, nb, block_ch * 4, 0);
-  LLVMValueRef yb = at(&e, y, nb, block_ch * e.ysize, 0);
-  LLVMValueRef last_n = LLVMBuildICmp(e.b, LLVMIntEQ, nb, i64c(&e, e.nblocks - 1), "");
-  LLVMBuildBr(e.b, mloop);
-
-  /* For each row tile: call the tile that fits it. */
-  LLVMPositionBuilderAtEnd(e.b, mloop);
-  LLVMValueRef mt = LLVMBuildPhi(e.b, e.i64, "mt");
-  LLVMValueRef xt = at(&e, x, mt, e.mr * g->x_stride, 0);
-  LLVMValueRef yt = at(&e, yb, mt, e.mr * g->y_stride * e.ysize, 0);
-  LLVMValueRef last_m = LLVMBuildICmp(e.b, LLVMIntEQ, mt, i64c(&e, e.mtiles - 1), "");
-  LLVMTypeRef pt[5] = {e.ptr, e.ptr, e.ptr, e.ptr, e.ptr};
-  LLVMTypeRef tile_ty = LLVMFunctionType(e.vd, pt, 5, 0);
-  LLVMValueRef targs[5] = {xt, yt, wb, bb, mb};
-  for (int lm = 0; lm <= (int)m_edge; lm++) {
-    LLVMBasicBlockRef other = NULL;
-    if (m_edge && lm == 0) {
-      LLVMBasicBlockRef here = LLVMAppendBasicBlockInContext(e.ctx, fn, "m.full");
-      other = LLVMAppendBasicBlockInContext(e.ctx, fn, "m.last");
-      LLVMBuildCondBr(e.b, last_m, other, here);
-      LLVMPositionBuilderAtEnd(e.b, here);
-    }
-    if (n_edge) {
-      LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(e.ctx, fn, "n.full");
-      LLVMBasicBlockRef last = LLVMAppendBasicBlockInContext(e.ctx, fn, "n.last");
-      LLVMBuildCondBr(e.b, last_n, last, full);
-      LLVMPositionBuilderAtEnd(e.b, full);
-      LLVMBuildCall2(e.b, tile_ty, tile[lm][0], targs, 5, "");
-      LLVMBuildBr(e.b, mnext);
-      LLVMPositionBuilderAtEnd(e.b, last);
-      LLVMBuildCall2(e.b, tile_ty, tile[lm][1], targs, 5, "");
-    } else {
-      LLVMBuildCall2(e.b, tile_ty, tile[lm][0], targs, 5, "");
-    }
-    LLVMBuildBr(e.b, mnext);
-    if (other)
-      LLVMPositionBuilderAtEnd(e.b, other);
-  }
-
-  LLVMPositionBuilderAtEnd(e.b, mnext);
-  LLVMValueRef mt_next = LLVMBuildAdd(e.b, mt, one, "");
-  LLVMBuildCondBr(e.b, LLVMBuildICmp(e.b, LLVMIntULT, mt_next, mt1, ""), mloop, nnext);
-  LLVMAddIncoming(mt, &mt0, &nloop, 1);
-  LLVMAddIncoming(mt, &mt_next, &mnext, 1);
-
-  LLVMPositionBuilderAtEnd(e.b, nnext);
-  LLVMValueRef nb_next = LLVMBuildAdd(e.b, nb, one, "");
-  LLVMBuildCondBr(e.b, LLVMBuildICmp(e.b, LLVMIntULT, nb_next, nb1, ""), nloop, done);
-  LLVMAddIncoming(nb, &nb0, &entry, 1);
-  LLVMAddIncoming(nb, &nb_next, &nnext, 1);
-
-  LLVMPositionBuilderAtEnd(e.b, done);
-  LLVMBuildRetVoid(e.b);
   LLVMDisposeBuilder(e.b);
-  return fn;
+  return cg_emit_gemm_tasks(mod, g, isa, &t, ntasks);
 }

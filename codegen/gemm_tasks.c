@@ -1,0 +1,176 @@
+/* gemm_tasks.c: the part of an int8 GEMM kernel every backend shares: the
+ * checks of a CgGemm, the split of the work into tasks, and the task
+ * function that walks a task's channel blocks and row tiles and calls the
+ * backend's tile functions (x86/qgemm.c, aarch64/qgemm.c). A backend brings
+ * its packing and its tiles; the loop around them is the same everywhere.
+ *
+ *   void NAME(CgGemmArgs *args, int64_t task)
+ *     for nb in this task's channel blocks        (weights of a block stay in
+ *       for mt in this task's row tiles            cache across its row tiles)
+ *         tile[last row tile?][last block?](x + mt rows, y + nb block + mt
+ * rows, w + nb block, bias + nb, mult + nb)
+ *
+ * Tasks split the channel blocks (and, for large M, the row tiles) into
+ * contiguous ranges of at least ~2M multiply-adds each (~10 us at one core's
+ * int8 peak, well above a ~1 us thread hand-off), at most 64 tasks. */
+#include <stdio.h>
+#include <string.h>
+
+#include "codegen.h"
+
+enum { MAX_TASKS = 64 };
+static const int64_t min_task_macs = (int64_t)1 << 21;
+
+bool cg_gemm_check(LLVMModuleRef mod, const CgGemm *g, char *err, size_t errlen) {
+  if (g->m <= 0 || g->k <= 0 || g->n <= 0 || g->x_stride < g->k || g->x_stride % 4 != 0 ||
+      g->y_stride < g->n) {
+    snprintf(err, errlen, "qgemm %s: bad shape m=%lld k=%lld n=%lld x_stride=%lld y_stride=%lld",
+             g->name, (long long)g->m, (long long)g->k, (long long)g->n, (long long)g->x_stride,
+             (long long)g->y_stride);
+    return false;
+  }
+  if ((g->x_dtype != IR_U8 && g->x_dtype != IR_I8) ||
+      (g->y_dtype != IR_U8 && g->y_dtype != IR_I8 && g->y_dtype != IR_F32)) {
+    snprintf(err, errlen, "qgemm %s: unsupported types %s -> %s", g->name,
+             ir_dtype_name(g->x_dtype), ir_dtype_name(g->y_dtype));
+    return false;
+  }
+  if (LLVMGetNamedFunction(mod, g->name)) {
+    snprintf(err, errlen, "qgemm %s: a function of that name exists", g->name);
+    return false;
+  }
+  return true;
+}
+
+/* How many chunks of channel blocks and of row tiles: n_chunks * m_chunks
+ * tasks of at least min_task_macs each where the layer allows. */
+static void split_tasks(const CgGemm *g, const CgGemmTiles *t, int64_t *n_chunks,
+                        int64_t *m_chunks) {
+  int64_t want = g->m * g->n * g->k / min_task_macs;
+  want = want < 1 ? 1 : want > MAX_TASKS ? MAX_TASKS : want;
+  *n_chunks = want < t->nblocks ? want : t->nblocks;
+  int64_t mc = want / *n_chunks;
+  *m_chunks = mc < 1 ? 1 : mc > t->mtiles ? t->mtiles : mc;
+}
+
+typedef struct {
+  LLVMBuilderRef b;
+  LLVMTypeRef i8, i64, ptr;
+} Emit;
+
+static LLVMValueRef i64c(Emit *e, int64_t v) { return LLVMConstInt(e->i64, (uint64_t)v, 1); }
+
+/* base + i * scale bytes, i an i64 value. */
+static LLVMValueRef at(Emit *e, LLVMValueRef base, LLVMValueRef i, int64_t scale) {
+  LLVMValueRef o = LLVMBuildMul(e->b, i, i64c(e, scale), "");
+  return LLVMBuildGEP2(e->b, e->i8, base, &o, 1, "");
+}
+
+/* (c * count) / chunks: the first item of chunk c of `count` split evenly. */
+static LLVMValueRef chunk_start(Emit *e, LLVMValueRef c, int64_t count, int64_t chunks) {
+  return LLVMBuildUDiv(e->b, LLVMBuildMul(e->b, c, i64c(e, count), ""), i64c(e, chunks), "");
+}
+
+static LLVMValueRef load_ptr(Emit *e, LLVMValueRef p) {
+  LLVMValueRef v = LLVMBuildLoad2(e->b, e->ptr, p, "");
+  LLVMSetAlignment(v, 8);
+  return v;
+}
+
+LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, const CgGemmTiles *t,
+                                int64_t *ntasks) {
+  LLVMContextRef ctx = LLVMGetModuleContext(mod);
+  Emit e = {LLVMCreateBuilderInContext(ctx), LLVMInt8TypeInContext(ctx),
+            LLVMInt64TypeInContext(ctx), LLVMPointerTypeInContext(ctx, 0)};
+  LLVMTypeRef vd = LLVMVoidTypeInContext(ctx);
+  int64_t n_chunks, m_chunks;
+  split_tasks(g, t, &n_chunks, &m_chunks);
+  *ntasks = n_chunks * m_chunks;
+  bool m_edge = t->tile[1][0] != NULL, n_edge = t->tile[0][1] != NULL;
+  int64_t ysize = g->y_dtype == IR_F32 ? 4 : 1;
+
+  LLVMTypeRef tty = LLVMFunctionType(vd, (LLVMTypeRef[]){e.ptr, e.i64}, 2, 0);
+  LLVMValueRef fn = LLVMAddFunction(mod, g->name, tty);
+  cg_set_isa_attrs(fn, isa);
+  LLVMValueRef args = LLVMGetParam(fn, 0), task = LLVMGetParam(fn, 1);
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(ctx, fn, "entry");
+  LLVMBasicBlockRef nloop = LLVMAppendBasicBlockInContext(ctx, fn, "n.loop");
+  LLVMBasicBlockRef mloop = LLVMAppendBasicBlockInContext(ctx, fn, "m.loop");
+  LLVMBasicBlockRef mnext = LLVMAppendBasicBlockInContext(ctx, fn, "m.next");
+  LLVMBasicBlockRef nnext = LLVMAppendBasicBlockInContext(ctx, fn, "n.next");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(ctx, fn, "done");
+
+  /* This task's channel blocks [nb0, nb1) and row tiles [mt0, mt1). */
+  LLVMPositionBuilderAtEnd(e.b, entry);
+  LLVMValueRef x = load_ptr(&e, args);
+  LLVMValueRef y = load_ptr(&e, at(&e, args, i64c(&e, 1), sizeof(void *)));
+  LLVMValueRef nc = LLVMBuildURem(e.b, task, i64c(&e, n_chunks), "");
+  LLVMValueRef mc = LLVMBuildUDiv(e.b, task, i64c(&e, n_chunks), "");
+  LLVMValueRef one = i64c(&e, 1);
+  LLVMValueRef nb0 = chunk_start(&e, nc, t->nblocks, n_chunks);
+  LLVMValueRef nb1 = chunk_start(&e, LLVMBuildAdd(e.b, nc, one, ""), t->nblocks, n_chunks);
+  LLVMValueRef mt0 = chunk_start(&e, mc, t->mtiles, m_chunks);
+  LLVMValueRef mt1 = chunk_start(&e, LLVMBuildAdd(e.b, mc, one, ""), t->mtiles, m_chunks);
+  LLVMBuildBr(e.b, nloop);
+
+  /* For each channel block: its weights, bias and multipliers. */
+  LLVMPositionBuilderAtEnd(e.b, nloop);
+  LLVMValueRef nb = LLVMBuildPhi(e.b, e.i64, "nb");
+  LLVMValueRef wb = at(&e, t->w, nb, t->block_weight_bytes);
+  LLVMValueRef bb = at(&e, t->bias, nb, t->block_channels * 4);
+  LLVMValueRef mb = at(&e, t->mult, nb, t->block_channels * 4);
+  LLVMValueRef yb = at(&e, y, nb, t->block_channels * ysize);
+  LLVMValueRef last_n = LLVMBuildICmp(e.b, LLVMIntEQ, nb, i64c(&e, t->nblocks - 1), "");
+  LLVMBuildBr(e.b, mloop);
+
+  /* For each row tile: call the tile that fits it. */
+  LLVMPositionBuilderAtEnd(e.b, mloop);
+  LLVMValueRef mt = LLVMBuildPhi(e.b, e.i64, "mt");
+  LLVMValueRef xt = at(&e, x, mt, t->tile_rows * g->x_stride);
+  LLVMValueRef yt = at(&e, yb, mt, t->tile_rows * g->y_stride * ysize);
+  LLVMValueRef last_m = LLVMBuildICmp(e.b, LLVMIntEQ, mt, i64c(&e, t->mtiles - 1), "");
+  LLVMTypeRef pt[5] = {e.ptr, e.ptr, e.ptr, e.ptr, e.ptr};
+  LLVMTypeRef tile_ty = LLVMFunctionType(vd, pt, 5, 0);
+  LLVMValueRef targs[5] = {xt, yt, wb, bb, mb};
+  for (int lm = 0; lm <= (int)m_edge; lm++) {
+    LLVMBasicBlockRef other = NULL;
+    if (m_edge && lm == 0) {
+      LLVMBasicBlockRef here = LLVMAppendBasicBlockInContext(ctx, fn, "m.full");
+      other = LLVMAppendBasicBlockInContext(ctx, fn, "m.last");
+      LLVMBuildCondBr(e.b, last_m, other, here);
+      LLVMPositionBuilderAtEnd(e.b, here);
+    }
+    if (n_edge) {
+      LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(ctx, fn, "n.full");
+      LLVMBasicBlockRef last = LLVMAppendBasicBlockInContext(ctx, fn, "n.last");
+      LLVMBuildCondBr(e.b, last_n, last, full);
+      LLVMPositionBuilderAtEnd(e.b, full);
+      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][0], targs, 5, "");
+      LLVMBuildBr(e.b, mnext);
+      LLVMPositionBuilderAtEnd(e.b, last);
+      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][1], targs, 5, "");
+    } else {
+      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][0], targs, 5, "");
+    }
+    LLVMBuildBr(e.b, mnext);
+    if (other)
+      LLVMPositionBuilderAtEnd(e.b, other);
+  }
+
+  LLVMPositionBuilderAtEnd(e.b, mnext);
+  LLVMValueRef mt_next = LLVMBuildAdd(e.b, mt, one, "");
+  LLVMBuildCondBr(e.b, LLVMBuildICmp(e.b, LLVMIntULT, mt_next, mt1, ""), mloop, nnext);
+  LLVMAddIncoming(mt, &mt0, &nloop, 1);
+  LLVMAddIncoming(mt, &mt_next, &mnext, 1);
+
+  LLVMPositionBuilderAtEnd(e.b, nnext);
+  LLVMValueRef nb_next = LLVMBuildAdd(e.b, nb, one, "");
+  LLVMBuildCondBr(e.b, LLVMBuildICmp(e.b, LLVMIntULT, nb_next, nb1, ""), nloop, done);
+  LLVMAddIncoming(nb, &nb0, &entry, 1);
+  LLVMAddIncoming(nb, &nb_next, &nnext, 1);
+
+  LLVMPositionBuilderAtEnd(e.b, done);
+  LLVMBuildRetVoid(e.b);
+  LLVMDisposeBuilder(e.b);
+  return fn;
+}
