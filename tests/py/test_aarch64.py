@@ -20,7 +20,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from q8test import Tally, tmpdir, write_safetensors  # noqa: E402
+from q8models import (float_ops_model, linear_params, mlp_model, qforms,  # noqa: E402
+                      quantize, write_model)
+from q8test import Tally, tmpdir  # noqa: E402
 
 ISAS = ["aarch64-i8mm", "aarch64-dotprod", "aarch64"]
 Q8C = os.path.abspath(sys.argv[1])
@@ -80,20 +82,6 @@ def same_bytes(want_path, have_path):
     if have.shape != want.shape or have.dtype != want.dtype:
         return False, "%s%s vs %s%s" % (have.dtype, have.shape, want.dtype, want.shape)
     return False, "max |diff| %g" % float(np.max(np.abs(have.astype(np.float64) - want)))
-
-
-def linear_params(rng, n_out, n_in):
-    bound = 1.0 / np.sqrt(n_in)
-    return (rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32),
-            rng.uniform(-bound, bound, n_out).astype(np.float32))
-
-
-def write_model(d, name, text, tensors):
-    write_safetensors(os.path.join(d, name + ".safetensors"), tensors)
-    path = os.path.join(d, name + ".ir")
-    with open(path, "w") as f:
-        f.write(text.replace("WEIGHTS", name + ".safetensors"))
-    return path
 
 
 class Runner:
@@ -194,34 +182,6 @@ def test_linear_sweep(t, run, rng):
                   ["--activations=s8-sym"])
 
 
-MLP = """model mlp {
-  weights "WEIGHTS"
-  input %x : f32[?, 48]
-  %h = linear %x, @w1, @b1
-  %a = relu %h
-  %h2 = linear %a, @w2, @b2
-  %a2 = relu %h2
-  %y = linear %a2, @w3, @b3
-  output %y
-}
-"""
-
-
-def mlp_tensors(rng):
-    w1, b1 = linear_params(rng, 96, 48)
-    w2, b2 = linear_params(rng, 80, 96)
-    w3, b3 = linear_params(rng, 10, 80)
-    return {"w1": w1, "b1": b1, "w2": w2, "b2": b2, "w3": w3, "b3": b3}
-
-
-def mlp_model(rng):
-    d = tmpdir()
-    model = write_model(d, "mlp", MLP, mlp_tensors(rng))
-    calib = os.path.join(d, "calib.npy")
-    np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
-    return model, calib
-
-
 def test_schemes(t, run, rng):
     """A 3-layer MLP (u8 chains with fused relu) under every scheme."""
     for label, extra in [("mlp u8-asym", []),
@@ -240,14 +200,10 @@ def test_schemes(t, run, rng):
         d = os.path.dirname(model)
         q_ir = os.path.join(d, "q.ir")
         with open(q_ir) as f:
-            form = re.search(r"input %x : [^{]*\{[^}]*scale = ([^,]+), zero_point = (-?\d+), "
-                             r"dtype = (u8|i8)\}", f.read())
+            form = qforms(f.read()).get(("input", "x"))
         if not t.check("%s: input %%x has a quantized form" % label, form is not None):
             continue
-        scale, zp, dt = np.float32(form.group(1)), int(form.group(2)), form.group(3)
-        lo, hi = (0, 255) if dt == "u8" else (-127, 127)
-        xq = (np.clip(np.rint(x / scale), lo - zp, hi - zp) + zp).astype(
-            np.uint8 if dt == "u8" else np.int8)
+        xq = quantize(x, form)
         xqpath = os.path.join(d, "xq.npy")
         np.save(xqpath, xq)
         run.check_qir(label + " quantized entry", q_ir, [xqpath], ("y",), 5,
@@ -258,34 +214,7 @@ def test_float_ops(t, run, rng):
     """int8 layers around every float op, which run through the aarch64
     libq8support.a: the reference ops built by another compiler for another
     libm must still give the interpreter's bytes."""
-    text = """model mixed {
-  weights "WEIGHTS"
-  input %x : f32[?, 4, 16]
-  %h = linear %x, @w1, @b1
-  %g = gelu %h
-  %l = layernorm %g, @gamma, @beta {eps = 1e-5}
-  %r = add %l, %x
-  %s = mul %r, @scale
-  %k = matmul %s, @m
-  %kt = transpose %k
-  %att = matmul %k, %kt
-  %p = softmax %att
-  %f = reshape %p {shape = [?, 16]}
-  %y = linear %f, @w2
-  output %y, %p
-}
-"""
-    w1, b1 = linear_params(rng, 16, 16)
-    w2, _ = linear_params(rng, 8, 16)
-    tensors = {"w1": w1, "b1": b1, "w2": w2,
-               "gamma": rng.uniform(0.5, 1.5, 16).astype(np.float32),
-               "beta": rng.uniform(-0.5, 0.5, 16).astype(np.float32),
-               "scale": rng.uniform(0.5, 1.5, 16).astype(np.float32),
-               "m": (rng.standard_normal((16, 4)) * 0.3).astype(np.float32)}
-    d = tmpdir()
-    model = write_model(d, "mixed", text, tensors)
-    calib = os.path.join(d, "calib.npy")
-    np.save(calib, rng.standard_normal((32, 4, 16)).astype(np.float32))
+    model, calib = float_ops_model(rng)
     run.check("float ops", model, calib, rng.standard_normal((3, 4, 16)).astype(np.float32), 3,
               outputs=("y", "p"))
 

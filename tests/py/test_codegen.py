@@ -9,14 +9,15 @@ skipped, with the reason.
 Usage: test_codegen.py /path/to/q8c
 """
 import os
-import re
 import subprocess
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from q8test import Tally, tmpdir, write_safetensors  # noqa: E402
+from q8models import (float_ops_model, linear_params, mlp_model, qforms,  # noqa: E402
+                      quantize, write_model)
+from q8test import Tally, tmpdir  # noqa: E402
 
 ISAS = ["avx512vnni", "avxvnni", "avx2", "generic"]
 Q8C = os.path.abspath(sys.argv[1])
@@ -31,38 +32,6 @@ def q8c(*args, env=None, check=True):
         raise RuntimeError("q8c %s failed (%d):\n%s" % (" ".join(map(str, args)),
                                                        r.returncode, r.stderr))
     return r
-
-
-def linear_params(rng, n_out, n_in):
-    bound = 1.0 / np.sqrt(n_in)
-    return (rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32),
-            rng.uniform(-bound, bound, n_out).astype(np.float32))
-
-
-QFORM = re.compile(r"^\s*(input|output) %([\w.]+)[^{\n]*\{[^}\n]*scale = ([^,}]+), "
-                   r"zero_point = (-?\d+), dtype = (u8|i8)\}", re.M)
-
-
-def qforms(ir_text):
-    """{(kind, name): (scale, zero_point, dtype)} of the quantized boundary."""
-    return {(m.group(1), m.group(2)): (np.float32(m.group(3)), int(m.group(4)), m.group(5))
-            for m in QFORM.finditer(ir_text)}
-
-
-def quantize(y, form):
-    """quantize as docs/quantization.md defines it: clamp(rint(y / scale)) + zp, in f32."""
-    scale, zp, dtype = form
-    lo, hi = (0, 255) if dtype == "u8" else (-127, 127)
-    q = np.clip(np.rint(y.astype(np.float32) / scale), lo - zp, hi - zp) + zp
-    return q.astype(np.uint8 if dtype == "u8" else np.int8)
-
-
-def write_model(d, name, text, tensors):
-    write_safetensors(os.path.join(d, name + ".safetensors"), tensors)
-    path = os.path.join(d, name + ".ir")
-    with open(path, "w") as f:
-        f.write(text.replace("WEIGHTS", name + ".safetensors"))
-    return path
 
 
 class Runner:
@@ -164,26 +133,6 @@ def test_linear_sweep(t, run, rng):
         run.check("linear %dx%dx%d" % (m, k, n), model, calib, x, m)
 
 
-MLP = """model mlp {
-  weights "WEIGHTS"
-  input %x : f32[?, 48]
-  %h = linear %x, @w1, @b1
-  %a = relu %h
-  %h2 = linear %a, @w2, @b2
-  %a2 = relu %h2
-  %y = linear %a2, @w3, @b3
-  output %y
-}
-"""
-
-
-def mlp_tensors(rng):
-    w1, b1 = linear_params(rng, 96, 48)
-    w2, b2 = linear_params(rng, 80, 96)
-    w3, b3 = linear_params(rng, 10, 80)
-    return {"w1": w1, "b1": b1, "w2": w2, "b2": b2, "w3": w3, "b3": b3}
-
-
 def test_schemes(t, run, rng):
     """A 3-layer MLP (u8 chains with fused relu) under every scheme."""
     for label, extra in [("mlp u8-asym", []),
@@ -191,10 +140,7 @@ def test_schemes(t, run, rng):
                          ("mlp per-tensor", ["--weights=s8-per-tensor"]),
                          ("mlp dynamic", ["--dynamic"]),
                          ("mlp keep-float", ["--keep-float=%h2"])]:
-        d = tmpdir()
-        model = write_model(d, "mlp", MLP, mlp_tensors(rng))
-        calib = os.path.join(d, "calib.npy")
-        np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
+        model, calib = mlp_model(rng)
         x = rng.standard_normal((5, 48)).astype(np.float32)
         run.check(label, model, None if "--dynamic" in extra else calib, x, 5, extra,
                   x_form="--dynamic" not in extra)
@@ -202,34 +148,7 @@ def test_schemes(t, run, rng):
 
 def test_float_ops(t, run, rng):
     """int8 layers around every float op, which run through the reference ops."""
-    text = """model mixed {
-  weights "WEIGHTS"
-  input %x : f32[?, 4, 16]
-  %h = linear %x, @w1, @b1
-  %g = gelu %h
-  %l = layernorm %g, @gamma, @beta {eps = 1e-5}
-  %r = add %l, %x
-  %s = mul %r, @scale
-  %k = matmul %s, @m
-  %kt = transpose %k
-  %att = matmul %k, %kt
-  %p = softmax %att
-  %f = reshape %p {shape = [?, 16]}
-  %y = linear %f, @w2
-  output %y, %p
-}
-"""
-    w1, b1 = linear_params(rng, 16, 16)
-    w2, _ = linear_params(rng, 8, 16)
-    tensors = {"w1": w1, "b1": b1, "w2": w2,
-               "gamma": rng.uniform(0.5, 1.5, 16).astype(np.float32),
-               "beta": rng.uniform(-0.5, 0.5, 16).astype(np.float32),
-               "scale": rng.uniform(0.5, 1.5, 16).astype(np.float32),
-               "m": (rng.standard_normal((16, 4)) * 0.3).astype(np.float32)}
-    d = tmpdir()
-    model = write_model(d, "mixed", text, tensors)
-    calib = os.path.join(d, "calib.npy")
-    np.save(calib, rng.standard_normal((32, 4, 16)).astype(np.float32))
+    model, calib = float_ops_model(rng)
     run.check("float ops", model, calib, rng.standard_normal((3, 4, 16)).astype(np.float32), 3,
               outputs=("y", "p"), x_form=False)
 
@@ -277,10 +196,8 @@ def test_quantized_io(t, run, rng):
 
 def test_asm(t, rng):
     """Every variant compiles; its assembly holds the intended instructions."""
-    d = tmpdir()
-    model = write_model(d, "mlp", MLP, mlp_tensors(rng))
-    calib = os.path.join(d, "calib.npy")
-    np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
+    model, calib = mlp_model(rng)
+    d = os.path.dirname(model)
     want = {"avx512vnni": ["vpdpbusd", "zmm"], "avxvnni": ["vpdpbusd", "{vex}", "ymm"],
             "avx2": ["vpmaddwd", "ymm"], "generic": []}
     for isa, needles in want.items():
@@ -336,10 +253,8 @@ int main(int argc, char **argv) {
 
 def test_header(t, rng):
     """A C program using only the .so and the header --emit=header writes."""
-    d = tmpdir()
-    model = write_model(d, "mlp", MLP, mlp_tensors(rng))
-    calib = os.path.join(d, "calib.npy")
-    np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
+    model, calib = mlp_model(rng)
+    d = os.path.dirname(model)
     q8c(model, "--calib", calib, "-o", os.path.join(d, "q.ir"))
     q8c(os.path.join(d, "q.ir"), "--batch", 2, "--target=generic", "-o", os.path.join(d, "model.h"))
     q8c(os.path.join(d, "q.ir"), "--batch", 2, "--target=generic", "-o", os.path.join(d, "libmlp.so"))
@@ -380,10 +295,8 @@ def test_header(t, rng):
 
 def test_outputs(t, rng):
     """What each --emit writes, and the errors around them."""
-    d = tmpdir()
-    model = write_model(d, "mlp", MLP, mlp_tensors(rng))
-    calib = os.path.join(d, "calib.npy")
-    np.save(calib, rng.standard_normal((64, 48)).astype(np.float32))
+    model, calib = mlp_model(rng)
+    d = os.path.dirname(model)
     for kind, check in [("llvm", "@q8_model"), ("header", "mlp_run_quantized_")]:
         out = os.path.join(d, "out." + kind)
         r = q8c(model, "--calib", calib, "--emit=" + kind, "-o", out, check=False)
