@@ -153,40 +153,41 @@ static int parse_features(const char *s, int lenient, uint64_t *out, const char 
   return 1;
 }
 
-q8rt_status q8rt_effective_features(uint64_t *out, char *err, size_t errlen) {
+/* The host's features restricted by Q8_CPU_FEATURES (parse_features says
+ * what `lenient` means): 0 with the unknown name in *bad, *badlen. */
+static int restricted_features(int lenient, uint64_t *out, const char **bad, size_t *badlen) {
   uint64_t have = host_features();
   const char *env = getenv("Q8_CPU_FEATURES");
   if (env && *env) {
     uint64_t want = 0;
-    const char *bad;
-    size_t badlen;
-    if (!parse_features(env, 0, &want, &bad, &badlen)) {
-      char known[256] = "";
-      for (int i = 0; i < q8rt_nfeatures_known; i++) {
-        strcat(known, q8rt_features_known[i].name);
-        strcat(known, ", ");
-      }
-      strcat(known, "none");
-      return q8rt_fail(Q8RT_ERR_ARG, err, errlen,
-                       "Q8_CPU_FEATURES: unknown feature '%.*s' (known: %s)", (int)badlen, bad,
-                       known);
-    }
+    if (!parse_features(env, lenient, &want, bad, badlen))
+      return 0;
     have &= want;
   }
   *out = have;
-  return Q8RT_OK;
+  return 1;
+}
+
+q8rt_status q8rt_effective_features(uint64_t *out, char *err, size_t errlen) {
+  const char *bad;
+  size_t badlen;
+  if (restricted_features(0, out, &bad, &badlen))
+    return Q8RT_OK;
+  char known[256] = "";
+  for (int i = 0; i < q8rt_nfeatures_known; i++) {
+    strcat(known, q8rt_features_known[i].name);
+    strcat(known, ", ");
+  }
+  strcat(known, "none");
+  return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "Q8_CPU_FEATURES: unknown feature '%.*s' (known: %s)",
+                   (int)badlen, bad, known);
 }
 
 Q8RT_API uint64_t q8rt_cpu_features(void) {
-  uint64_t have = host_features();
-  const char *env = getenv("Q8_CPU_FEATURES");
-  if (env && *env) {
-    uint64_t want = 0;
-    const char *bad;
-    size_t badlen;
-    parse_features(env, 1, &want, &bad, &badlen);
-    have &= want;
-  }
+  uint64_t have = 0;
+  const char *bad;
+  size_t badlen;
+  restricted_features(1, &have, &bad, &badlen); /* lenient: cannot fail */
   return have;
 }
 
