@@ -108,13 +108,6 @@ static void place_in_scratch(Cg *cg, Loc *l, IrDType t) {
   l->offset = reserve(cg, bytes_of(l, t));
 }
 
-static int output_index(const IrModule *m, const IrValue *v) {
-  for (int i = 0; i < m->noutputs; i++)
-    if (m->outputs[i] == v)
-      return i;
-  return -1;
-}
-
 static bool plan_memory(Cg *cg) {
   IrModule *m = cg->m;
   int nvalues = ir_number_values(m);
@@ -146,7 +139,7 @@ static bool plan_memory(Cg *cg) {
     Loc *l = &cg->loc[v->id];
     shape_of(&v->type, &l->rows, &l->cols);
     l->stride = is_quantized(v->type.dtype) ? round_up(l->cols, 4) : l->cols;
-    int out = output_index(m, v);
+    int out = ir_output_index(m, v);
     cg->xq_offset[i] = -1;
     if (n->op == IR_OP_QGEMM && n->opnds[0]->type.dtype == IR_F32) {
       Loc xq;
@@ -279,6 +272,26 @@ static void call_ref(Cg *cg, const char *name, Args *a) {
 }
 
 static double attr(const IrNode *n, IrAttrKey k, double dflt) { return ir_node_attr_float(n, k, dflt); }
+
+/* q8_ref_quantize of dense f32 x [rows, cols] into y laid out as `yl` (its
+ * rows yl->stride bytes apart) with parameters q. */
+static void call_quantize(Cg *cg, LLVMValueRef x, LLVMValueRef y, const Loc *yl,
+                          const IrQParams *q) {
+  int32_t qmin, qmax;
+  ir_qbounds(q->dtype, &qmin, &qmax);
+  Args a = {.n = 0};
+  arg(&a, cg->ptr, x);
+  arg(&a, cg->ptr, y);
+  arg(&a, cg->i64, i64c(cg, yl->stride));
+  arg(&a, cg->i64, i64c(cg, yl->rows));
+  arg(&a, cg->i64, i64c(cg, yl->cols));
+  arg(&a, cg->f32, LLVMConstReal(cg->f32, q->scale));
+  arg(&a, cg->i32, i32c(cg, q->zero_point));
+  arg(&a, cg->i32, i32c(cg, qmin));
+  arg(&a, cg->i32, i32c(cg, qmax));
+  arg(&a, cg->i32, i32c(cg, q->dtype == IR_I8));
+  call_ref(cg, "q8_ref_quantize", &a);
+}
 
 /* Copy quantized inputs into padded rows, and outputs that live in scratch
  * into the caller's buffers. */
@@ -530,20 +543,9 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
     }
     return true;
   case IR_OP_QUANTIZE: {
-    int32_t qmin, qmax;
-    IrDType t = n->result->type.dtype;
-    ir_qbounds(t, &qmin, &qmax);
-    arg(&a, cg->ptr, addr(cg, n->opnds[0]));
-    arg(&a, cg->ptr, y);
-    arg(&a, cg->i64, i64c(cg, r->stride));
-    arg(&a, cg->i64, i64c(cg, r->rows));
-    arg(&a, cg->i64, i64c(cg, r->cols));
-    arg(&a, cg->f32, LLVMConstReal(cg->f32, (float)attr(n, IR_ATTR_SCALE, 1)));
-    arg(&a, cg->i32, i32c(cg, (int32_t)attr(n, IR_ATTR_ZERO_POINT, 0)));
-    arg(&a, cg->i32, i32c(cg, qmin));
-    arg(&a, cg->i32, i32c(cg, qmax));
-    arg(&a, cg->i32, i32c(cg, t == IR_I8));
-    call_ref(cg, "q8_ref_quantize", &a);
+    IrQParams q = {(float)attr(n, IR_ATTR_SCALE, 1), (int32_t)attr(n, IR_ATTR_ZERO_POINT, 0),
+                   n->result->type.dtype};
+    call_quantize(cg, addr(cg, n->opnds[0]), y, r, &q);
     return true;
   }
   case IR_OP_DEQUANTIZE: {
@@ -620,23 +622,10 @@ static bool emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
     LLVMValueRef dst = LLVMBuildLoad2(
         cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->outputs, &idx, 1, ""), "");
     if (quantized && v->has_qform) {
-      /* Dense rows of the quantized form (q8_ref_quantize, as the
-       * interpreter's ir_interp_quantized). */
-      const IrQParams *q = &v->qform;
-      int32_t qmin, qmax;
-      ir_qbounds(q->dtype, &qmin, &qmax);
-      Args a = {.n = 0};
-      arg(&a, cg->ptr, addr(cg, v));
-      arg(&a, cg->ptr, dst);
-      arg(&a, cg->i64, i64c(cg, l->cols));
-      arg(&a, cg->i64, i64c(cg, l->rows));
-      arg(&a, cg->i64, i64c(cg, l->cols));
-      arg(&a, cg->f32, LLVMConstReal(cg->f32, q->scale));
-      arg(&a, cg->i32, i32c(cg, q->zero_point));
-      arg(&a, cg->i32, i32c(cg, qmin));
-      arg(&a, cg->i32, i32c(cg, qmax));
-      arg(&a, cg->i32, i32c(cg, q->dtype == IR_I8));
-      call_ref(cg, "q8_ref_quantize", &a);
+      /* Dense rows of the quantized form (as ir_interp_quantized). */
+      Loc dense = *l;
+      dense.stride = l->cols;
+      call_quantize(cg, addr(cg, v), dst, &dense, &v->qform);
       continue;
     }
     size_t es = ir_dtype_size(v->type.dtype);

@@ -287,6 +287,8 @@ void ir_set_value_range(IrModule *m, IrValue *v, double lo, double hi);
 int ir_remove_dead(IrModule *m);
 /* How many operands of nodes, plus outputs, refer to `v`. */
 int ir_count_uses(const IrModule *m, const IrValue *v);
+/* The index of `v` among the module's outputs, or -1. */
+int ir_output_index(const IrModule *m, const IrValue *v);
 /* Replace every use of `from` (operands and outputs) by `to`. */
 void ir_replace_uses(IrModule *m, IrValue *from, IrValue *to);
 void ir_node_set_attr(IrModule *m, IrNode *n, IrAttrKey key, const double *vals, int nvals,

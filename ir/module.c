@@ -160,6 +160,13 @@ int ir_count_uses(const IrModule *m, const IrValue *v) {
   return uses;
 }
 
+int ir_output_index(const IrModule *m, const IrValue *v) {
+  for (int i = 0; i < m->noutputs; i++)
+    if (m->outputs[i] == v)
+      return i;
+  return -1;
+}
+
 void ir_replace_uses(IrModule *m, IrValue *from, IrValue *to) {
   for (int i = 0; i < m->nnodes; i++)
     for (int j = 0; j < m->nodes[i]->nopnds; j++)

@@ -39,17 +39,10 @@ bool ir_qform_use_ok(const IrNode *n, const IrValue *x, const IrQParams *q) {
          (IrDType)t->vals[0] == q->dtype;
 }
 
-static bool is_output(const IrModule *m, const IrValue *v) {
-  for (int i = 0; i < m->noutputs; i++)
-    if (m->outputs[i] == v)
-      return true;
-  return false;
-}
-
 void ir_set_input_qforms(IrModule *m) {
   for (int i = 0; i < m->ninputs; i++) {
     IrValue *x = m->inputs[i];
-    if (x->has_qform || x->type.dtype != IR_F32 || is_output(m, x))
+    if (x->has_qform || x->type.dtype != IR_F32 || ir_output_index(m, x) >= 0)
       continue;
     const IrNode *first = NULL;
     IrQParams q = {0};
@@ -111,7 +104,7 @@ bool ir_check_qforms(IrModule *m) {
       continue;
     if (!check_params(m, x, "input"))
       return false;
-    if (is_output(m, x))
+    if (ir_output_index(m, x) >= 0)
       return ir_error(&m->diag, x->qform_loc,
                       "input %%%s is also an output, so it cannot have a quantized form", x->name);
     for (int j = 0; j < m->nnodes; j++) {

@@ -104,13 +104,6 @@ static void remove_pairs(IrModule *m) {
   ir_remove_dead(m);
 }
 
-static bool is_output(const IrModule *m, const IrValue *v) {
-  for (int i = 0; i < m->noutputs; i++)
-    if (m->outputs[i] == v)
-      return true;
-  return false;
-}
-
 static void fuse_exit(IrModule *m) {
   /* Dequantize nodes that go are only marked here: ir_count_uses must see
    * the whole, unchanged list while the loop runs. */
@@ -121,7 +114,7 @@ static void fuse_exit(IrModule *m) {
       continue;
     /* A model output keeps the parameters as its quantized form. */
     IrValue *y = deq->result;
-    if (is_output(m, y) && !y->has_qform) {
+    if (ir_output_index(m, y) >= 0 && !y->has_qform) {
       y->has_qform = true;
       y->qform = (IrQParams){(float)attr(q, IR_ATTR_SCALE), (int32_t)attr(q, IR_ATTR_ZERO_POINT),
                              (IrDType)attr(q, IR_ATTR_DTYPE)};
