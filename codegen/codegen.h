@@ -106,6 +106,25 @@ typedef struct {
 LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
                            char *err, size_t errlen);
 
+/* ---- irbuild.c: LLVM IR building blocks ---- */
+
+/* A constant vector of n copies of c (n <= 64). */
+LLVMValueRef cg_splat(LLVMValueRef c, unsigned n);
+/* shufflevector x, y (undef when NULL) by the constant indices idx[0..n). */
+LLVMValueRef cg_shuffle(LLVMBuilderRef b, LLVMValueRef x, LLVMValueRef y, const int *idx,
+                        unsigned n);
+/* A call of the target-independent or target intrinsic `name`, overloaded on
+ * over[0..nover) (q8_die if this LLVM lacks it: a build problem, not input). */
+LLVMValueRef cg_intrinsic(LLVMModuleRef mod, LLVMBuilderRef b, const char *name,
+                          LLVMTypeRef *over, size_t nover, LLVMValueRef *args, unsigned nargs);
+/* A private, unnamed_addr, 64-byte aligned constant global `name` = init. */
+LLVMValueRef cg_private_const(LLVMModuleRef mod, const char *name, LLVMValueRef init);
+/* base + i * scale + off bytes, i an i64 value. */
+LLVMValueRef cg_at(LLVMBuilderRef b, LLVMValueRef base, LLVMValueRef i, int64_t scale,
+                   int64_t off);
+/* A load of t from p with alignment `align`. */
+LLVMValueRef cg_load(LLVMBuilderRef b, LLVMTypeRef t, LLVMValueRef p, unsigned align);
+
 /* ---- gemm_tasks.c: what every GEMM backend shares ---- */
 
 /* A backend's kernel, as the shared task function calls it: tile functions

@@ -55,15 +55,13 @@ static void split_tasks(const CgGemm *g, const CgGemmTiles *t, int64_t *n_chunks
 
 typedef struct {
   LLVMBuilderRef b;
-  LLVMTypeRef i8, i64, ptr;
+  LLVMTypeRef i64, ptr;
 } Emit;
 
 static LLVMValueRef i64c(Emit *e, int64_t v) { return LLVMConstInt(e->i64, (uint64_t)v, 1); }
 
-/* base + i * scale bytes, i an i64 value. */
 static LLVMValueRef at(Emit *e, LLVMValueRef base, LLVMValueRef i, int64_t scale) {
-  LLVMValueRef o = LLVMBuildMul(e->b, i, i64c(e, scale), "");
-  return LLVMBuildGEP2(e->b, e->i8, base, &o, 1, "");
+  return cg_at(e->b, base, i, scale, 0);
 }
 
 /* (c * count) / chunks: the first item of chunk c of `count` split evenly. */
@@ -71,17 +69,13 @@ static LLVMValueRef chunk_start(Emit *e, LLVMValueRef c, int64_t count, int64_t 
   return LLVMBuildUDiv(e->b, LLVMBuildMul(e->b, c, i64c(e, count), ""), i64c(e, chunks), "");
 }
 
-static LLVMValueRef load_ptr(Emit *e, LLVMValueRef p) {
-  LLVMValueRef v = LLVMBuildLoad2(e->b, e->ptr, p, "");
-  LLVMSetAlignment(v, 8);
-  return v;
-}
+static LLVMValueRef load_ptr(Emit *e, LLVMValueRef p) { return cg_load(e->b, e->ptr, p, 8); }
 
 LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, const CgGemmTiles *t,
                                 int64_t *ntasks) {
   LLVMContextRef ctx = LLVMGetModuleContext(mod);
-  Emit e = {LLVMCreateBuilderInContext(ctx), LLVMInt8TypeInContext(ctx),
-            LLVMInt64TypeInContext(ctx), LLVMPointerTypeInContext(ctx, 0)};
+  Emit e = {LLVMCreateBuilderInContext(ctx), LLVMInt64TypeInContext(ctx),
+            LLVMPointerTypeInContext(ctx, 0)};
   LLVMTypeRef vd = LLVMVoidTypeInContext(ctx);
   int64_t n_chunks, m_chunks;
   split_tasks(g, t, &n_chunks, &m_chunks);

@@ -185,14 +185,7 @@ static LLVMValueRef i32c(Cg *cg, int64_t v) { return LLVMConstInt(cg->i32, (unsi
 /* A private constant global holding `size` bytes, 64-byte aligned. */
 static LLVMValueRef const_bytes(Cg *cg, const char *name, const void *data, size_t size) {
   /* The size_t variant: (unsigned)size would cut a constant over 4 GiB. */
-  LLVMValueRef init = LLVMConstStringInContext2(cg->ctx, data, size, 1);
-  LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), name);
-  LLVMSetInitializer(g, init);
-  LLVMSetGlobalConstant(g, 1);
-  LLVMSetLinkage(g, LLVMPrivateLinkage);
-  LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
-  LLVMSetAlignment(g, 64);
-  return g;
+  return cg_private_const(cg->mod, name, LLVMConstStringInContext2(cg->ctx, data, size, 1));
 }
 
 static LLVMValueRef const_string(Cg *cg, const char *s) {

@@ -25,20 +25,11 @@ typedef struct {
   int32_t zp, qmin, qmax;
 } Quant;
 
-static LLVMValueRef splat(LLVMValueRef c, unsigned n) {
-  LLVMValueRef v[16];
-  for (unsigned i = 0; i < n; i++)
-    v[i] = c;
-  return LLVMConstVector(v, n);
-}
+static LLVMValueRef splat(LLVMValueRef c, unsigned n) { return cg_splat(c, n); }
 
 static LLVMValueRef intrinsic(Quant *q, const char *name, LLVMTypeRef over, LLVMValueRef *args,
                               unsigned nargs) {
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  if (!id)
-    q8_die("LLVM has no intrinsic %s", name);
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(q->mod, id, &over, 1);
-  return LLVMBuildCall2(q->b, LLVMIntrinsicGetType(q->ctx, id, &over, 1), fn, args, nargs, "");
+  return cg_intrinsic(q->mod, q->b, name, &over, 1, args, nargs);
 }
 
 /* rint of every lane; GENERIC (SSE2) has no rounding instruction, see

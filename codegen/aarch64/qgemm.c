@@ -93,47 +93,30 @@ typedef struct {
   LLVMValueRef w, bias, mult; /* constant globals */
 } Gemm;
 
-/* ---- small IR helpers (as in x86/qgemm.c) ---- */
+/* ---- small IR helpers (irbuild.c, with this file's state) ---- */
 
 static LLVMValueRef i32c(Gemm *e, int64_t v) { return LLVMConstInt(e->i32, (uint64_t)v, 1); }
 static LLVMValueRef i64c(Gemm *e, int64_t v) { return LLVMConstInt(e->i64, (uint64_t)v, 1); }
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-static LLVMValueRef splat(LLVMValueRef c, unsigned n) {
-  LLVMValueRef v[16];
-  for (unsigned i = 0; i < n; i++)
-    v[i] = c;
-  return LLVMConstVector(v, n);
-}
+static LLVMValueRef splat(LLVMValueRef c, unsigned n) { return cg_splat(c, n); }
 
 static LLVMValueRef shuffle(Gemm *e, LLVMValueRef a, LLVMValueRef b, const int *idx, unsigned n) {
-  LLVMValueRef m[16];
-  for (unsigned i = 0; i < n; i++)
-    m[i] = i32c(e, idx[i]);
-  return LLVMBuildShuffleVector(e->b, a, b ? b : LLVMGetUndef(LLVMTypeOf(a)), LLVMConstVector(m, n),
-                                "");
+  return cg_shuffle(e->b, a, b, idx, n);
 }
 
 static LLVMValueRef intrinsic(Gemm *e, const char *name, LLVMTypeRef *over, size_t nover,
                               LLVMValueRef *args, unsigned nargs) {
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  if (!id)
-    q8_die("LLVM has no intrinsic %s", name);
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->mod, id, over, nover);
-  LLVMTypeRef fty = LLVMIntrinsicGetType(e->ctx, id, over, nover);
-  return LLVMBuildCall2(e->b, fty, fn, args, nargs, "");
+  return cg_intrinsic(e->mod, e->b, name, over, nover, args, nargs);
 }
 
 /* base + i * scale + off bytes, i an i64 value. */
 static LLVMValueRef at(Gemm *e, LLVMValueRef base, LLVMValueRef i, int64_t scale, int64_t off) {
-  LLVMValueRef o = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i, i64c(e, scale), ""), i64c(e, off), "");
-  return LLVMBuildGEP2(e->b, e->i8, base, &o, 1, "");
+  return cg_at(e->b, base, i, scale, off);
 }
 
 static LLVMValueRef load(Gemm *e, LLVMTypeRef t, LLVMValueRef p, unsigned align) {
-  LLVMValueRef v = LLVMBuildLoad2(e->b, t, p, "");
-  LLVMSetAlignment(v, align);
-  return v;
+  return cg_load(e->b, t, p, align);
 }
 
 static LLVMValueRef bitcast(Gemm *e, LLVMValueRef v, LLVMTypeRef t) {
@@ -143,13 +126,7 @@ static LLVMValueRef bitcast(Gemm *e, LLVMValueRef v, LLVMTypeRef t) {
 static LLVMValueRef private_const(Gemm *e, const char *suffix, LLVMValueRef init) {
   char name[512];
   snprintf(name, sizeof name, "%s.%s", e->g->name, suffix);
-  LLVMValueRef gv = LLVMAddGlobal(e->mod, LLVMTypeOf(init), name);
-  LLVMSetInitializer(gv, init);
-  LLVMSetGlobalConstant(gv, 1);
-  LLVMSetLinkage(gv, LLVMPrivateLinkage);
-  LLVMSetUnnamedAddress(gv, LLVMGlobalUnnamedAddr);
-  LLVMSetAlignment(gv, 64);
-  return gv;
+  return cg_private_const(e->mod, name, init);
 }
 
 /* Keep LLVM from unrolling the loop whose back edge is `br`: a K loop of a

@@ -121,57 +121,31 @@ typedef struct {
 static LLVMValueRef i32c(Gemm *e, int64_t v) { return LLVMConstInt(e->i32, (uint64_t)v, 1); }
 static LLVMValueRef i64c(Gemm *e, int64_t v) { return LLVMConstInt(e->i64, (uint64_t)v, 1); }
 
-static LLVMValueRef splat(LLVMValueRef c, unsigned n) {
-  LLVMValueRef v[64];
-  for (unsigned i = 0; i < n; i++)
-    v[i] = c;
-  return LLVMConstVector(v, n);
-}
+static LLVMValueRef splat(LLVMValueRef c, unsigned n) { return cg_splat(c, n); }
 
-/* A constant shuffle mask. */
-static LLVMValueRef mask(Gemm *e, const int *idx, unsigned n) {
-  LLVMValueRef v[64];
-  for (unsigned i = 0; i < n; i++)
-    v[i] = i32c(e, idx[i]);
-  return LLVMConstVector(v, n);
-}
 
 static LLVMValueRef shuffle(Gemm *e, LLVMValueRef a, LLVMValueRef b, const int *idx, unsigned n) {
-  return LLVMBuildShuffleVector(e->b, a, b ? b : LLVMGetUndef(LLVMTypeOf(a)), mask(e, idx, n), "");
+  return cg_shuffle(e->b, a, b, idx, n);
 }
 
 static LLVMValueRef intrinsic(Gemm *e, const char *name, LLVMTypeRef *over, size_t nover,
                               LLVMValueRef *args, unsigned nargs) {
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  if (!id)
-    q8_die("LLVM has no intrinsic %s", name);
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->mod, id, over, nover);
-  LLVMTypeRef fty = LLVMIntrinsicGetType(e->ctx, id, over, nover);
-  return LLVMBuildCall2(e->b, fty, fn, args, nargs, "");
+  return cg_intrinsic(e->mod, e->b, name, over, nover, args, nargs);
 }
 
 /* base + g * scale + off bytes, g an i64 value. */
 static LLVMValueRef at(Gemm *e, LLVMValueRef base, LLVMValueRef g, int64_t scale, int64_t off) {
-  LLVMValueRef o = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, g, i64c(e, scale), ""), i64c(e, off), "");
-  return LLVMBuildGEP2(e->b, e->i8, base, &o, 1, "");
+  return cg_at(e->b, base, g, scale, off);
 }
 
 static LLVMValueRef load(Gemm *e, LLVMTypeRef t, LLVMValueRef p, unsigned align) {
-  LLVMValueRef v = LLVMBuildLoad2(e->b, t, p, "");
-  LLVMSetAlignment(v, align);
-  return v;
+  return cg_load(e->b, t, p, align);
 }
 
 static LLVMValueRef private_const(Gemm *e, const char *suffix, LLVMValueRef init) {
   char name[512];
   snprintf(name, sizeof name, "%s.%s", e->g->name, suffix);
-  LLVMValueRef gv = LLVMAddGlobal(e->mod, LLVMTypeOf(init), name);
-  LLVMSetInitializer(gv, init);
-  LLVMSetGlobalConstant(gv, 1);
-  LLVMSetLinkage(gv, LLVMPrivateLinkage);
-  LLVMSetUnnamedAddress(gv, LLVMGlobalUnnamedAddr);
-  LLVMSetAlignment(gv, 64);
-  return gv;
+  return cg_private_const(e->mod, name, init);
 }
 
 /* ---- choosing the form and the tile ---- */
