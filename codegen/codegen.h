@@ -25,55 +25,54 @@
 #include "../ir/ir.h"
 #include "q8model.h"
 
-/* ---- isa.c ---- */
+/* ---- isa.c: the targets ---- */
+
+typedef enum { CG_ARCH_X86_64, CG_ARCH_AARCH64, CG_ARCH_COUNT } CgArchId;
+
+/* How a kernel multiplies a group of K (isa.def's FORM column; the emitters'
+ * header comments say what each is). */
+typedef enum {
+  CG_FORM_VNNI,    /* x86 vpdpbusd */
+  CG_FORM_MADDUBS, /* x86 vpmaddubsw + vpmaddwd by ones */
+  CG_FORM_PAIRS,   /* x86 widened pairs, pmaddwd */
+  CG_FORM_DOT,     /* AArch64 sdot/sudot by element */
+  CG_FORM_MMLA,    /* AArch64 smmla/usmmla */
+  CG_FORM_MULL,    /* AArch64 smull/smlal2/sadalp */
+} CgForm;
+
+/* How floats are rounded to nearest even (isa.def's ROUND column). */
+typedef enum { CG_ROUND_INSN, CG_ROUND_MAGIC, CG_ROUND_EMBEDDED } CgRound;
 
 typedef enum {
-#define ISA(ID, name, arch, cpu, features, bits) CG_ISA_##ID,
+#define ISA(ID, ...) CG_ISA_##ID,
 #include "isa.def"
 #undef ISA
   CG_ISA_COUNT
 } CgIsa;
 
+/* One row of isa.def (its header comment says what each field is). */
 typedef struct {
   const char *name;       /* --target spelling */
-  const char *arch;       /* "x86_64" or "aarch64" */
+  CgArchId arch;
   const char *cpu;        /* LLVM CPU name for the functions of this variant */
   const char *features;   /* LLVM target features for them */
   uint64_t bits;          /* Q8_FEATURE_* the code needs at run time */
+  int vregs;              /* vector registers */
+  int nr;                 /* channels per accumulator vector */
+  CgForm form;            /* how a K group is multiplied */
+  int max_mr, max_nrv;    /* tile limits: rows, accumulator vectors across */
+  int spare;              /* registers left free for the compiler */
+  CgRound round;          /* rounding to nearest even */
+  bool prefetch;          /* multi-row tiles prefetch their weights */
+  int qlanes;             /* floats per step of the input quantization */
 } CgIsaInfo;
 
 extern const CgIsaInfo cg_isa_info[CG_ISA_COUNT];
-/* -1 when unknown. */
-int cg_isa_from_name(const char *s, size_t len);
-/* The best variant the machine running q8c supports ("native"), among those
- * of its own architecture. */
-CgIsa cg_isa_native(void);
-/* The architecture q8c itself runs on, spelled as CgIsaInfo.arch. */
-const char *cg_host_arch(void);
-bool cg_isa_is_aarch64(CgIsa isa);
-/* Give function `fn` the CPU and features of `isa` (per-function target
- * attributes: one LLVM module holds every variant). */
-void cg_set_isa_attrs(LLVMValueRef fn, CgIsa isa);
-
-/* ---- pack.c ---- */
-
-/* Channels per vector and K values per channel group of a packed weight
- * block for `isa`: weights are laid out as [ceil(N / nr)][ceil(K / 4)][nr][4]
- * int8, N and K padded with zeros. */
-int cg_pack_nr(CgIsa isa);
-/* Pack wq [n, k] for `isa` into dst (cg_packed_size bytes). */
-size_t cg_packed_size(CgIsa isa, int64_t n, int64_t k);
-void cg_pack_weights(CgIsa isa, const int8_t *wq, int64_t n, int64_t k, int8_t *dst);
-/* Can vpmaddubsw's int16 sum of two products x0*w0 + x1*w1 saturate, for x
- * in [x_min, x_max] (as unsigned bytes the kernel multiplies) and the
- * adjacent pairs (k = 2j, 2j + 1) of each row of wq? */
-bool cg_pairs_can_saturate(const int8_t *wq, int64_t n, int64_t k, int32_t x_min, int32_t x_max);
-
-/* ---- x86/qgemm.c ---- */
 
 /* One qgemm layer, shapes fixed: y[m, n] = requant(bias[n] + sum_k x[m, k] * wq[n, k]). */
 typedef struct {
-  const char *name;         /* prefix for the function and its constant globals */
+  const char *name;         /* the model and layer ("mlp.y"): the kernel's
+                             * name is NAME.q8_gemm_..., its constants' too */
   int64_t m, k, n;
   IrDType x_dtype;          /* u8 or i8: the quantized input as stored */
   int64_t x_stride;         /* bytes between rows of x: a multiple of 4, >= k; the
@@ -89,22 +88,71 @@ typedef struct {
   int32_t x_min, x_max;     /* the values x can take (for the AVX2 saturation check) */
 } CgGemm;
 
-/* The arguments of a gemm task function: void NAME(void *args, int64_t task)
- * with args pointing to this. */
+/* An architecture: what its code needs to be built, linked and run, and its
+ * emitters. One descriptor per CgArchId (isa.c); the variants of isa.def
+ * name theirs. */
 typedef struct {
-  const void *x;
-  void *y;
-} CgGemmArgs;
+  const char *name;       /* "x86_64", "aarch64" */
+  const char *triple;     /* LLVM target triple */
+  const char *cpu;        /* the target machine's baseline CPU */
+  CgIsa baseline;         /* the variant every machine of this architecture runs */
+  /* linking a .so (emit.c): the C compiler driver, the variable naming
+   * another, its Debian package; the variable naming libq8support.a, its
+   * path relative to q8c's directory, its path in the build tree (or NULL);
+   * cross-compiled, so a missing library names the package that builds it */
+  const char *cc, *cc_env, *cc_package;
+  const char *lib_env, *lib_beside, *lib_build;
+  bool cross;
+  /* The int8 GEMM emitter (cg_emit_qgemm's contract). */
+  LLVMValueRef (*emit_qgemm)(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
+                             char *err, size_t errlen);
+  /* Weight packing for the variants of this architecture (pack.c), or NULL
+   * when the emitter packs per tile itself (AArch64: the layout depends on
+   * the form, which depends on M). */
+  size_t (*packed_size)(CgIsa isa, int64_t n, int64_t k);
+  void (*pack)(CgIsa isa, const int8_t *wq, int64_t n, int64_t k, int8_t *dst);
+  /* The input quantization emitter (cg_emit_quantize_rows' contract). */
+  LLVMValueRef (*emit_quantize)(LLVMModuleRef mod, const char *name, CgIsa isa, int64_t m,
+                                int64_t k, int64_t x_stride, float scale, int32_t zero_point,
+                                IrDType dtype);
+} CgArch;
 
-/* Emit the kernel for `g` and `isa` into `mod`: a function
- *   void NAME(void *args, int64_t task)   (args: CgGemmArgs *)
- * computing every output element of task `task`, 0 <= task < *ntasks (tasks
- * are independent: the caller may run them on any threads), with the packed
- * weights, bias and multipliers as private constant globals. Returns the
- * function, or NULL with a message in err. The arithmetic is exactly qgemm's
- * (docs/quantization.md). */
-LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
-                           char *err, size_t errlen);
+extern const CgArch cg_arch_info[CG_ARCH_COUNT];
+/* The architecture of variant `isa`. */
+const CgArch *cg_arch_of(CgIsa isa);
+/* -1 when unknown. */
+int cg_isa_from_name(const char *s, size_t len);
+/* The best variant the machine running q8c supports ("native"), among those
+ * of its own architecture. */
+CgIsa cg_isa_native(void);
+/* The architecture q8c itself runs on. */
+CgArchId cg_host_arch(void);
+/* Give function `fn` the CPU and features of `isa` (per-function target
+ * attributes: one LLVM module holds every variant). */
+void cg_set_isa_attrs(LLVMValueRef fn, CgIsa isa);
+
+typedef struct {
+  CgIsa isas[CG_ISA_COUNT]; /* variants to compile, best first */
+  int nisas;
+  int opt_level;            /* 0..3 */
+  int64_t batch;            /* the `?` dimension */
+} CgOptions;
+
+/* Parse --target: "native" or a comma-separated list of variant names, all
+ * of one architecture; o->isas gets them best first. */
+bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen);
+
+/* ---- pack.c ---- */
+
+/* The x86 layout: weights as [ceil(N / nr)][ceil(K / 4)][nr][4] int8, N and
+ * K padded with zeros, nr the variant's (cg_isa_info[isa].nr). Its size in
+ * bytes, and wq [n, k] packed into dst. */
+size_t cg_packed_size(CgIsa isa, int64_t n, int64_t k);
+void cg_pack_weights(CgIsa isa, const int8_t *wq, int64_t n, int64_t k, int8_t *dst);
+/* Can vpmaddubsw's int16 sum of two products x0*w0 + x1*w1 saturate, for x
+ * in [x_min, x_max] (as unsigned bytes the kernel multiplies) and the
+ * adjacent pairs (k = 2j, 2j + 1) of each row of wq? */
+bool cg_pairs_can_saturate(const int8_t *wq, int64_t n, int64_t k, int32_t x_min, int32_t x_max);
 
 /* ---- irbuild.c: LLVM IR building blocks ---- */
 
@@ -127,12 +175,31 @@ LLVMValueRef cg_load(LLVMBuilderRef b, LLVMTypeRef t, LLVMValueRef p, unsigned a
 
 /* ---- gemm_tasks.c: what every GEMM backend shares ---- */
 
+/* The arguments of a gemm task function: void NAME(void *args, int64_t task)
+ * with args pointing to this. */
+typedef struct {
+  const void *x;
+  void *y;
+} CgGemmArgs;
+
+/* Emit the kernel for `g` and `isa` into `mod`, with the emitter of the
+ * variant's architecture (CgArch.emit_qgemm): a function
+ *   void KERNEL(void *args, int64_t task)   (args: CgGemmArgs *)
+ * computing every output element of task `task`, 0 <= task < *ntasks (tasks
+ * are independent: the caller may run them on any threads), with the packed
+ * weights, bias and multipliers as private constant globals. KERNEL is named
+ * by what it is (cg_gemm_name). Returns the function, or NULL with a message
+ * in err. The arithmetic is exactly qgemm's (docs/quantization.md). */
+LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
+                           char *err, size_t errlen);
+
 /* A backend's kernel, as the shared task function calls it: tile functions
  *   void tile(const void *x, void *y, const int8_t *w, const int32_t *bias,
  *             const float *mult)
  * computing one row tile of one channel block (x, y, w, bias and mult
  * already offset to them), and the constants they read. */
 typedef struct {
+  const char *name;             /* the task function's (cg_gemm_name) */
   int64_t nblocks, mtiles;      /* channel blocks, row tiles */
   int64_t block_channels;       /* channels per block (the last may have fewer) */
   int64_t block_weight_bytes;   /* packed weight bytes per block */
@@ -143,20 +210,39 @@ typedef struct {
   LLVMValueRef tile[2][2];
 } CgGemmTiles;
 
-/* The checks every backend makes of `g` (shapes, strides, types, a free
- * name): false with a message in err. */
-bool cg_gemm_check(LLVMModuleRef mod, const CgGemm *g, char *err, size_t errlen);
-/* The task function `void g->name(CgGemmArgs *args, int64_t task)` around
+/* The checks every backend makes of `g` (shapes, strides, types): false with
+ * a message in err. */
+bool cg_gemm_check(const CgGemm *g, char *err, size_t errlen);
+/* The kernel's name, as XNNPACK names its kernels, after the layer's:
+ *   NAME.q8_gemm_<x>_<y>_<mr>x<nc>c<kc>_<isa>
+ * x the input (qu8, qs8), y the output (u8, i8, f32), the full tile mr rows
+ * by nc channels with K interleaved by kc, e.g.
+ * mlp.y.q8_gemm_qu8_f32_6x64c4_avx512vnni. Its tiles are KERNEL.<rows>x<ch>
+ * (the edge tiles' real rows and channels) and its constants KERNEL.w, .bias,
+ * .mult. False with a message in err when `mod` already has a function of
+ * that name. */
+bool cg_gemm_name(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int mr, int64_t nc, int kc,
+                  char *name, size_t size, char *err, size_t errlen);
+/* The task function `void t->name(CgGemmArgs *args, int64_t task)` around
  * `t`'s tiles; *ntasks is the number of tasks (gemm_tasks.c says how the
  * work is split). */
 LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa,
                                 const CgGemmTiles *t, int64_t *ntasks);
 
+/* ---- x86/qgemm.c ---- */
+
+/* CgArch.emit_qgemm for the x86-64 variants: vpdpbusd (AVX512-VNNI,
+ * AVX-VNNI), vpmaddubsw or widened pmaddwd (AVX2), pmaddwd (SSE2), the
+ * weights packed by pack.c. */
+LLVMValueRef cg_emit_qgemm_x86(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
+                               char *err, size_t errlen);
+
 /* ---- aarch64/qgemm.c ---- */
 
-/* cg_emit_qgemm for the AArch64 variants: the same task function, CgGemmArgs
- * and arithmetic, emitted with sdot/sudot (dot product), smmla/usmmla (i8mm)
- * or smull/sadalp (plain NEON), the weights packed in a layout of its own. */
+/* CgArch.emit_qgemm for the AArch64 variants: the same task function,
+ * CgGemmArgs and arithmetic, emitted with sdot/sudot (dot product),
+ * smmla/usmmla (i8mm) or smull/sadalp (plain NEON), the weights packed in a
+ * layout of its own. */
 LLVMValueRef cg_emit_qgemm_aarch64(LLVMModuleRef mod, const CgGemm *g, CgIsa isa,
                                    int64_t *ntasks, char *err, size_t errlen);
 
@@ -171,15 +257,6 @@ LLVMValueRef cg_emit_quantize_rows(LLVMModuleRef mod, const char *name, CgIsa is
 
 /* ---- module.c ---- */
 
-typedef struct {
-  CgIsa isas[CG_ISA_COUNT]; /* variants to compile, best first */
-  int nisas;
-  int opt_level;            /* 0..3 */
-  int64_t batch;            /* the `?` dimension */
-} CgOptions;
-
-/* Parse --target: "native" or a comma-separated list of variant names. */
-bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen);
 /* Build the LLVM module for `m` (quantized and folded; `?` is bound to
  * o->batch here). NULL with a message in m->diag when an op cannot be
  * compiled. */

@@ -12,7 +12,8 @@
  * object, Debian's cross driver (aarch64-linux-gnu-gcc, or $Q8_CC_AARCH64)
  * links it against an aarch64 libq8support.a ($Q8_SUPPORT_LIB_AARCH64,
  * aarch64/ beside q8c, or the build tree's aarch64/). The variants of one
- * library share an architecture (cg_parse_targets checks), which chooses. */
+ * library share an architecture (cg_parse_targets checks), whose CgArch
+ * (isa.c) names the triple, the driver and the library. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -48,41 +49,9 @@ void cg_init_llvm(void) {
   pthread_once(&once, init_llvm_targets);
 }
 
-#ifndef Q8_SUPPORT_LIB_BUILD
-#define Q8_SUPPORT_LIB_BUILD NULL
-#endif
-#ifndef Q8_SUPPORT_LIB_AARCH64_BUILD
-#define Q8_SUPPORT_LIB_AARCH64_BUILD NULL
-#endif
-
-/* What the code of one architecture needs: the LLVM triple and baseline CPU
- * of the target machine, and the driver and support library that link it
- * into a .so. (The x86_64 driver is the host's own cc: q8c is built on
- * x86_64 or cross-compiles from it.) */
-typedef struct {
-  const char *arch;       /* CgIsaInfo.arch */
-  const char *triple, *cpu;
-  const char *cc, *cc_env, *cc_package; /* driver, the variable naming another, its package */
-  const char *lib_env;    /* the variable naming libq8support.a */
-  const char *lib_beside; /* its path relative to q8c's directory */
-  const char *lib_build;  /* in the build tree q8c was built in, or NULL */
-} Arch;
-
-static const Arch arches[] = {
-    {"x86_64", "x86_64-pc-linux-gnu", "x86-64", "cc", "CC", "gcc", "Q8_SUPPORT_LIB",
-     "libq8support.a", Q8_SUPPORT_LIB_BUILD},
-    {"aarch64", "aarch64-unknown-linux-gnu", "generic", "aarch64-linux-gnu-gcc", "Q8_CC_AARCH64",
-     "gcc-aarch64-linux-gnu", "Q8_SUPPORT_LIB_AARCH64", "aarch64/libq8support.a",
-     Q8_SUPPORT_LIB_AARCH64_BUILD},
-};
-
 /* The architecture of the variants in `o` (all share one). */
-static const Arch *arch_of(const CgOptions *o) {
-  const char *name = cg_isa_info[o->nisas > 0 ? o->isas[0] : CG_ISA_GENERIC].arch;
-  for (size_t i = 0; i < sizeof arches / sizeof arches[0]; i++)
-    if (strcmp(arches[i].arch, name) == 0)
-      return &arches[i];
-  q8_die("no architecture entry for %s", name);
+static const CgArch *arch_of(const CgOptions *o) {
+  return cg_arch_of(o->nisas > 0 ? o->isas[0] : CG_ISA_GENERIC);
 }
 
 static const char *triple_for(const CgOptions *o) { return arch_of(o)->triple; }
@@ -162,7 +131,7 @@ static bool file_exists(const char *path) {
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static const char *support_lib(const Arch *a, char *buf, size_t size) {
+static const char *support_lib(const CgArch *a, char *buf, size_t size) {
   const char *env = getenv(a->lib_env);
   if (env && *env)
     return env;
@@ -198,17 +167,17 @@ static int run_command(char *const argv[]) {
 }
 
 static bool link_shared(IrModule *m, const CgOptions *o, const char *obj, const char *out) {
-  const Arch *a = arch_of(o);
+  const CgArch *a = arch_of(o);
   char buf[4096];
   const char *support = support_lib(a, buf, sizeof buf);
-  if (!support && strcmp(a->arch, "x86_64") == 0)
+  if (!support && !a->cross)
     return ir_error(&m->diag, (IrLoc){0},
-                    "cannot find libq8support.a to link %s: set Q8_SUPPORT_LIB to its path", out);
+                    "cannot find libq8support.a to link %s: set %s to its path", out, a->lib_env);
   if (!support)
     return ir_error(&m->diag, (IrLoc){0},
                     "cannot find the %s libq8support.a to link %s: set %s to its path (a build "
                     "of q8c with %s installed makes one in %s)",
-                    a->arch, out, a->lib_env, a->cc_package, a->lib_beside);
+                    a->name, out, a->lib_env, a->cc_package, a->lib_beside);
   const char *cc = getenv(a->cc_env);
   if (!cc || !*cc)
     cc = a->cc;

@@ -1,10 +1,12 @@
 /* gemm_tasks.c: the part of an int8 GEMM kernel every backend shares: the
  * checks of a CgGemm, the split of the work into tasks, and the task
  * function that walks a task's channel blocks and row tiles and calls the
- * backend's tile functions (x86/qgemm.c, aarch64/qgemm.c). A backend brings
- * its packing and its tiles; the loop around them is the same everywhere.
+ * backend's tile functions (x86/qgemm.c, aarch64/qgemm.c), and the kernel's
+ * name. A backend brings its packing and its tiles; the loop around them is
+ * the same everywhere. cg_emit_qgemm picks the backend from the variant's
+ * architecture (CgArch.emit_qgemm).
  *
- *   void NAME(CgGemmArgs *args, int64_t task)
+ *   void KERNEL(CgGemmArgs *args, int64_t task)
  *     for nb in this task's channel blocks        (weights of a block stay in
  *       for mt in this task's row tiles            cache across its row tiles)
  *         tile[last row tile?][last block?](x + mt rows, y + nb block + mt
@@ -21,7 +23,12 @@
 enum { MAX_TASKS = 64 };
 static const int64_t min_task_macs = (int64_t)1 << 21;
 
-bool cg_gemm_check(LLVMModuleRef mod, const CgGemm *g, char *err, size_t errlen) {
+LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
+                           char *err, size_t errlen) {
+  return cg_arch_of(isa)->emit_qgemm(mod, g, isa, ntasks, err, errlen);
+}
+
+bool cg_gemm_check(const CgGemm *g, char *err, size_t errlen) {
   if (g->m <= 0 || g->k <= 0 || g->n <= 0 || g->x_stride < g->k || g->x_stride % 4 != 0 ||
       g->y_stride < g->n) {
     snprintf(err, errlen, "qgemm %s: bad shape m=%lld k=%lld n=%lld x_stride=%lld y_stride=%lld",
@@ -35,8 +42,23 @@ bool cg_gemm_check(LLVMModuleRef mod, const CgGemm *g, char *err, size_t errlen)
              ir_dtype_name(g->x_dtype), ir_dtype_name(g->y_dtype));
     return false;
   }
-  if (LLVMGetNamedFunction(mod, g->name)) {
-    snprintf(err, errlen, "qgemm %s: a function of that name exists", g->name);
+  return true;
+}
+
+/* XNNPACK's spelling of the input and output types. */
+static const char *x_type_name(IrDType t) { return t == IR_I8 ? "qs8" : "qu8"; }
+
+bool cg_gemm_name(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int mr, int64_t nc, int kc,
+                  char *name, size_t size, char *err, size_t errlen) {
+  int len = snprintf(name, size, "%s.q8_gemm_%s_%s_%dx%lldc%d_%s", g->name,
+                     x_type_name(g->x_dtype), ir_dtype_name(g->y_dtype), mr, (long long)nc, kc,
+                     cg_isa_info[isa].name);
+  if (len < 0 || (size_t)len >= size) {
+    snprintf(err, errlen, "qgemm %s: the kernel's name is too long", g->name);
+    return false;
+  }
+  if (LLVMGetNamedFunction(mod, name)) {
+    snprintf(err, errlen, "qgemm %s: a function named %s exists", g->name, name);
     return false;
   }
   return true;
@@ -84,7 +106,7 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   int64_t ysize = g->y_dtype == IR_F32 ? 4 : 1;
 
   LLVMTypeRef tty = LLVMFunctionType(vd, (LLVMTypeRef[]){e.ptr, e.i64}, 2, 0);
-  LLVMValueRef fn = LLVMAddFunction(mod, g->name, tty);
+  LLVMValueRef fn = LLVMAddFunction(mod, t->name, tty);
   cg_set_isa_attrs(fn, isa);
   LLVMValueRef args = LLVMGetParam(fn, 0), task = LLVMGetParam(fn, 1);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(ctx, fn, "entry");

@@ -54,11 +54,12 @@ static bool define_refops(IrModule *m, LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef j
 }
 
 CgJit *cg_jit_compile(IrModule *m, const CgOptions *o, const q8_model_desc **desc) {
-  if (o->nisas > 0 && strcmp(cg_isa_info[o->isas[0]].arch, cg_host_arch()) != 0) {
+  if (o->nisas > 0 && cg_isa_info[o->isas[0]].arch != cg_host_arch()) {
+    const char *arch = cg_arch_of(o->isas[0])->name;
     ir_error(&m->diag, (IrLoc){0},
              "jit: cannot run %s code on this %s machine (compile a .so with -o and run it on an "
              "%s machine or emulator)",
-             cg_isa_info[o->isas[0]].arch, cg_host_arch(), cg_isa_info[o->isas[0]].arch);
+             arch, cg_arch_info[cg_host_arch()].name, arch);
     return NULL;
   }
   cg_init_llvm();

@@ -61,6 +61,7 @@ typedef struct {
    * entries) and task count */
   LLVMValueRef *kernel;
   int64_t *kernel_tasks;
+  LLVMValueRef *quantizer; /* its f32 input's quantization loop, or NULL */
   /* inside the entry being built */
   bool quantized;     /* the quantized entry */
   LLVMValueRef fn, thr, inputs, outputs, scratch_ptr;
@@ -357,9 +358,8 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   const Loc *xl = &cg->loc[x->id], *yl = &cg->loc[n->result->id];
   IrDType y_dtype = n->result->type.dtype;
   CgGemm g = {0};
-  char name[400], ident[128];
-  c_ident(n->result->name, ident, sizeof ident);
-  snprintf(name, sizeof name, "%s_%s_%s", cg->prefix, ident, cg_isa_info[isa].name);
+  char name[400];
+  snprintf(name, sizeof name, "%s.%s", cg->prefix, n->result->name);
   g.name = name;
   g.m = xl->rows;
   g.k = w->type.dims[1];
@@ -389,10 +389,14 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
     g.x_stride = round_up(g.k, 4);
     float scale = (float)attr(n, IR_ATTR_X_SCALE, 1);
     int32_t zp = (int32_t)attr(n, IR_ATTR_X_ZERO_POINT, 0);
-    char qname[480];
-    snprintf(qname, sizeof qname, "%s.quantize", name);
-    LLVMValueRef qfn = cg_emit_quantize_rows(cg->mod, qname, isa, g.m, g.k, g.x_stride, scale, zp,
-                                             g.x_dtype);
+    if (!cg->quantizer[idx]) {
+      char qname[480];
+      snprintf(qname, sizeof qname, "%s.q8_quantize_f32_%s_%s", name,
+               g.x_dtype == IR_I8 ? "qs8" : "qu8", cg_isa_info[isa].name);
+      cg->quantizer[idx] = cg_arch_of(isa)->emit_quantize(cg->mod, qname, isa, g.m, g.k,
+                                                          g.x_stride, scale, zp, g.x_dtype);
+    }
+    LLVMValueRef qfn = cg->quantizer[idx];
     LLVMValueRef xq = scratch_at(cg, cg->xq_offset[idx]);
     LLVMTypeRef qty = LLVMFunctionType(cg->vd, (LLVMTypeRef[]){cg->ptr, cg->ptr}, 2, 0);
     LLVMBuildCall2(cg->b, qty, qfn, (LLVMValueRef[]){xptr, xq}, 2, "");
@@ -414,10 +418,7 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   char err[512];
   if (!cg->kernel[idx]) {
     cg->kernel_tasks[idx] = 1;
-    cg->kernel[idx] =
-        cg_isa_is_aarch64(isa)
-            ? cg_emit_qgemm_aarch64(cg->mod, &g, isa, &cg->kernel_tasks[idx], err, sizeof err)
-            : cg_emit_qgemm(cg->mod, &g, isa, &cg->kernel_tasks[idx], err, sizeof err);
+    cg->kernel[idx] = cg_emit_qgemm(cg->mod, &g, isa, &cg->kernel_tasks[idx], err, sizeof err);
     if (!cg->kernel[idx])
       return ir_error(&m->diag, n->loc, "codegen: %s", err);
   }
@@ -717,52 +718,6 @@ static void emit_descriptor(Cg *cg, LLVMValueRef (*entries)[2]) {
 
 /* ---- the module ---- */
 
-bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen) {
-  o->nisas = 0;
-  for (const char *p = list; *p;) {
-    size_t len = strcspn(p, ",");
-    int isa = len == 6 && memcmp(p, "native", 6) == 0 ? (int)cg_isa_native()
-                                                      : cg_isa_from_name(p, len);
-    if (isa < 0) {
-      char names[256] = "";
-      for (int i = 0; i < CG_ISA_COUNT; i++)
-        snprintf(names + strlen(names), sizeof names - strlen(names), "%s, ", cg_isa_info[i].name);
-      snprintf(err, errlen, "unknown target '%.*s' (native, %.*s)", (int)len, p,
-               (int)strlen(names) - 2, names);
-      return false;
-    }
-    bool dup = false;
-    for (int i = 0; i < o->nisas; i++)
-      dup |= o->isas[i] == (CgIsa)isa;
-    if (!dup)
-      o->isas[o->nisas++] = (CgIsa)isa;
-    p += len + (p[len] == ',');
-  }
-  if (o->nisas == 0) {
-    snprintf(err, errlen, "no target given");
-    return false;
-  }
-  /* One library, one architecture: the object has one ELF machine. */
-  for (int i = 1; i < o->nisas; i++)
-    if (strcmp(cg_isa_info[o->isas[i]].arch, cg_isa_info[o->isas[0]].arch) != 0) {
-      snprintf(err, errlen,
-               "'%s' is %s code but '%s' is %s: one model library holds one architecture's "
-               "variants (compile one library per architecture)",
-               cg_isa_info[o->isas[0]].name, cg_isa_info[o->isas[0]].arch,
-               cg_isa_info[o->isas[i]].name, cg_isa_info[o->isas[i]].arch);
-      return false;
-    }
-  /* Best first: the order of isa.def, whatever the order given. */
-  for (int i = 0; i < o->nisas; i++)
-    for (int j = i + 1; j < o->nisas; j++)
-      if (o->isas[j] < o->isas[i]) {
-        CgIsa t = o->isas[i];
-        o->isas[i] = o->isas[j];
-        o->isas[j] = t;
-      }
-  return true;
-}
-
 LLVMModuleRef cg_build_module(IrModule *m, LLVMContextRef ctx, const CgOptions *o) {
   ir_bind_batch(m, o->batch > 0 ? o->batch : 1);
   if (!ir_verify(m))
@@ -781,9 +736,11 @@ LLVMModuleRef cg_build_module(IrModule *m, LLVMContextRef ctx, const CgOptions *
   bool ok = plan_memory(&cg);
   cg.kernel = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.kernel);
   cg.kernel_tasks = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.kernel_tasks);
+  cg.quantizer = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.quantizer);
   LLVMValueRef entries[CG_ISA_COUNT][2];
   for (int i = 0; ok && i < o->nisas; i++) {
     memset(cg.kernel, 0, (size_t)(m->nnodes + 1) * sizeof *cg.kernel);
+    memset(cg.quantizer, 0, (size_t)(m->nnodes + 1) * sizeof *cg.quantizer);
     ok = emit_entry(&cg, o->isas[i], false, &entries[i][0]) &&
          emit_entry(&cg, o->isas[i], true, &entries[i][1]);
   }

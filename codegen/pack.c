@@ -10,35 +10,22 @@
  *
  * One K group of one vector of channels is nr * 4 contiguous bytes (64 for
  * AVX-512: one zmm load), and each vector of channels is one stream through
- * K. The zero padding makes the kernels' tails free: the K tail reads 4 bytes
+ * K; nr is the variant's (isa.def: 16 for AVX-512's zmm, 8 for ymm, 4 for
+ * SSE2's xmm). The zero padding makes the kernels' tails free: the K tail reads 4 bytes
  * of x whatever K is (the padding bytes of x meet zero weights) and the N
  * tail computes whole vectors and stores only the valid channels. */
 #include <string.h>
 
 #include "codegen.h"
 
-int cg_pack_nr(CgIsa isa) {
-  switch (isa) {
-  case CG_ISA_AVX512VNNI:
-    return 16; /* one zmm of int32 accumulators */
-  case CG_ISA_AVXVNNI:
-  case CG_ISA_AVX2:
-    return 8; /* one ymm */
-  case CG_ISA_GENERIC:
-    return 4; /* one xmm (SSE2) */
-  default:
-    q8_unreachable();
-  }
-}
-
 size_t cg_packed_size(CgIsa isa, int64_t n, int64_t k) {
-  int64_t nr = cg_pack_nr(isa);
+  int64_t nr = cg_isa_info[isa].nr;
   int64_t nvec = (n + nr - 1) / nr, kgroups = (k + 3) / 4;
   return (size_t)(nvec * kgroups * nr * 4);
 }
 
 void cg_pack_weights(CgIsa isa, const int8_t *wq, int64_t n, int64_t k, int8_t *dst) {
-  int64_t nr = cg_pack_nr(isa);
+  int64_t nr = cg_isa_info[isa].nr;
   int64_t nvec = (n + nr - 1) / nr, kgroups = (k + 3) / 4;
   memset(dst, 0, cg_packed_size(isa, n, k));
   for (int64_t v = 0; v < nvec; v++)

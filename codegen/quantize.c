@@ -1,5 +1,5 @@
 /* quantize.c: the loop that quantizes an f32 input into the padded u8/i8 rows
- * a GEMM kernel reads (x86/qgemm.c), for any ISA.
+ * a GEMM kernel reads (x86/qgemm.c, aarch64/qgemm.c), for any ISA.
  *
  *   void NAME(const float *x, void *q)
  *   q[r * x_stride + c] = quantize(x[r * k + c]; scale, zp, [qmin, qmax])
@@ -7,7 +7,8 @@
  * with quantize exactly as docs/quantization.md states it: a division (fdiv,
  * never a multiplication by 1/scale), NaN -> zp, rint (ties to even), clamp
  * in float to [qmin - zp, qmax - zp], + zp. The row is done a vector at a
- * time (16 floats for AVX-512, 8 for AVX2, 4 for SSE2) and its tail as one
+ * time (the variant's qlanes, isa.def: 16 floats for AVX-512, 8 for AVX2
+ * and NEON, 4 for SSE2) and its tail as one
  * shorter vector; the padding bytes of each row are left as they are (the
  * kernels multiply them by zero weights). */
 #include <stdio.h>
@@ -32,11 +33,11 @@ static LLVMValueRef intrinsic(Quant *q, const char *name, LLVMTypeRef over, LLVM
   return cg_intrinsic(q->mod, q->b, name, &over, 1, args, nargs);
 }
 
-/* rint of every lane; GENERIC (SSE2) has no rounding instruction, see
- * round_even in x86/qgemm.c for the 2^23 trick used there instead. */
+/* rint of every lane; a variant without a rounding instruction (SSE2:
+ * CG_ROUND_MAGIC) uses the 2^23 trick of round_even in x86/qgemm.c. */
 static LLVMValueRef round_even(Quant *q, LLVMValueRef v, unsigned n) {
   LLVMTypeRef vt = LLVMVectorType(q->f32, n);
-  if (q->isa != CG_ISA_GENERIC)
+  if (cg_isa_info[q->isa].round != CG_ROUND_MAGIC)
     return intrinsic(q, "llvm.roundeven", vt, &v, 1);
   LLVMValueRef a = intrinsic(q, "llvm.fabs", vt, &v, 1);
   LLVMValueRef big = splat(LLVMConstReal(q->f32, 8388608.0), n);
@@ -81,7 +82,7 @@ LLVMValueRef cg_emit_quantize_rows(LLVMModuleRef mod, const char *name, CgIsa is
   q.i64 = LLVMInt64TypeInContext(q.ctx);
   q.f32 = LLVMFloatTypeInContext(q.ctx);
   q.ptr = LLVMPointerTypeInContext(q.ctx, 0);
-  unsigned vl = isa == CG_ISA_AVX512VNNI ? 16 : isa == CG_ISA_GENERIC ? 4 : 8;
+  unsigned vl = (unsigned)cg_isa_info[isa].qlanes;
 
   LLVMTypeRef fty =
       LLVMFunctionType(LLVMVoidTypeInContext(q.ctx), (LLVMTypeRef[]){q.ptr, q.ptr}, 2, 0);

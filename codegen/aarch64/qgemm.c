@@ -61,8 +61,7 @@
 typedef enum { FORM_DOT, FORM_MMLA, FORM_MULL } Form;
 
 enum {
-  REGS = 32,     /* NEON vector registers */
-  MAX_MR = 8,    /* rows of a tile */
+  MAX_MR = 8,    /* rows of a tile (isa.def's max_mr may not exceed it) */
   MAX_AROWS = 8, /* accumulator rows: rows, or row pairs for MMLA */
   MAX_NV = 8,    /* weight vectors of a block */
   MAX_KS = 4,
@@ -75,6 +74,7 @@ typedef struct {
   LLVMBuilderRef b;
   const CgGemm *g;
   CgIsa isa;
+  char name[512]; /* the kernel's (cg_gemm_name) */
   Form form;
   bool flip;      /* u8 x multiplied as x ^ 0x80 (bias corrected) */
   bool mixed;     /* u8 x by s8 w in one instruction (sudot, usmmla) */
@@ -124,8 +124,8 @@ static LLVMValueRef bitcast(Gemm *e, LLVMValueRef v, LLVMTypeRef t) {
 }
 
 static LLVMValueRef private_const(Gemm *e, const char *suffix, LLVMValueRef init) {
-  char name[512];
-  snprintf(name, sizeof name, "%s.%s", e->g->name, suffix);
+  char name[600];
+  snprintf(name, sizeof name, "%s.%s", e->name, suffix);
   return cg_private_const(e->mod, name, init);
 }
 
@@ -168,22 +168,26 @@ static bool pairs_fit(const CgGemm *g, int32_t lo, int32_t hi) {
   return true;
 }
 
+/* The variant's form (isa.def); i8mm's MMLA falls back to DOT for one row,
+ * with i8mm's mixed-sign sudot. */
 static void choose_form(Gemm *e) {
   const CgGemm *g = e->g;
   bool u8 = g->x_dtype == IR_U8;
-  switch (e->isa) {
-  case CG_ISA_AARCH64_I8MM:
+  switch (cg_isa_info[e->isa].form) {
+  case CG_FORM_MMLA:
     e->form = g->m >= 2 ? FORM_MMLA : FORM_DOT;
     e->mixed = u8;
     break;
-  case CG_ISA_AARCH64_DOTPROD:
+  case CG_FORM_DOT:
     e->form = FORM_DOT;
     e->flip = u8;
     break;
-  default:
+  case CG_FORM_MULL:
     e->form = FORM_MULL;
     e->flip = u8;
     break;
+  default:
+    q8_die("isa.def: %s has no AArch64 form", cg_isa_info[e->isa].name);
   }
   e->cpv = e->form == FORM_DOT ? 4 : e->form == FORM_MMLA ? 2 : 1;
   e->kstep = 16 / e->cpv;
@@ -202,9 +206,13 @@ static void choose_form(Gemm *e) {
 
 static void choose_tile(Gemm *e) {
   const CgGemm *g = e->g;
-  /* Columns: 16 channels (8 for MULL, whose accumulators hold one channel
-   * each), spread evenly: 5 quads are 3 + 2, not 4 + 1. */
-  int qb_max = e->form == FORM_MULL ? 2 : 4;
+  const CgIsaInfo *info = &cg_isa_info[e->isa];
+  const int regs = info->vregs;
+  if (info->max_mr > MAX_MR || info->max_mr > MAX_AROWS || info->max_nrv * 4 / e->cpv > MAX_NV)
+    q8_die("isa.def: %s's tile limits exceed aarch64/qgemm.c's arrays", info->name);
+  /* Columns: max_nrv quads (16 channels; 8 for MULL, whose accumulators
+   * hold one channel each), spread evenly: 5 quads are 3 + 2, not 4 + 1. */
+  int qb_max = info->max_nrv;
   int64_t qb = e->nq < qb_max ? e->nq : qb_max;
   e->nblocks = ceil_div(e->nq, qb);
   e->qb = (int)ceil_div(e->nq, e->nblocks);
@@ -214,10 +222,10 @@ static void choose_tile(Gemm *e) {
   int rows_per = e->form == FORM_MMLA ? 2 : 1;
   int xregs = e->form == FORM_MMLA ? 2 : 1;
   int fixed = e->nv + 2;
-  int arows = (REGS - fixed) / (e->nv + xregs);
+  int arows = (regs - fixed) / (e->nv + xregs);
   arows = arows < 1 ? 1 : arows > MAX_AROWS ? MAX_AROWS : arows;
   int64_t mr = (int64_t)arows * rows_per;
-  mr = mr > MAX_MR ? MAX_MR : mr;
+  mr = mr > info->max_mr ? info->max_mr : mr;
   int64_t m_even = e->form == FORM_MMLA ? (g->m + 1) / 2 * 2 : g->m;
   if (mr > m_even)
     mr = m_even;
@@ -233,7 +241,7 @@ static void choose_tile(Gemm *e) {
   int chains = e->arows * e->nv;
   e->ks = 1;
   while (e->ks < MAX_KS && chains * e->ks < MIN_CHAINS &&
-         (e->ks + 1) * chains + e->arows * xregs + fixed <= REGS)
+         (e->ks + 1) * chains + e->arows * xregs + fixed <= regs)
     e->ks++;
 }
 
@@ -427,8 +435,8 @@ static LLVMValueRef quad_sums(Gemm *e, Accs acc, int r, int q) {
  * with `last_valid` valid channels, into y. */
 static LLVMValueRef emit_tile(Gemm *e, int mr, int nv, int last_valid) {
   const CgGemm *g = e->g;
-  char name[512];
-  snprintf(name, sizeof name, "%s.%dx%dc%d", g->name, mr, nv * e->cpv, e->kstep);
+  char name[600];
+  snprintf(name, sizeof name, "%s.%dx%d", e->name, mr, (nv * e->cpv / 4 - 1) * 4 + last_valid);
   LLVMTypeRef pt[5] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr};
   LLVMValueRef fn = LLVMAddFunction(e->mod, name, LLVMFunctionType(e->vd, pt, 5, 0));
   LLVMSetLinkage(fn, LLVMPrivateLinkage);
@@ -578,11 +586,11 @@ static bool emit_constants(Gemm *e, size_t *wsize_out) {
 
 LLVMValueRef cg_emit_qgemm_aarch64(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
                                    char *err, size_t errlen) {
-  if (!cg_isa_is_aarch64(isa)) {
+  if (cg_isa_info[isa].arch != CG_ARCH_AARCH64) {
     snprintf(err, errlen, "%s is not an AArch64 variant", cg_isa_info[isa].name);
     return NULL;
   }
-  if (!cg_gemm_check(mod, g, err, errlen))
+  if (!cg_gemm_check(g, err, errlen))
     return NULL;
 
   Gemm e = {.mod = mod, .ctx = LLVMGetModuleContext(mod), .g = g, .isa = isa};
@@ -603,6 +611,11 @@ LLVMValueRef cg_emit_qgemm_aarch64(LLVMModuleRef mod, const CgGemm *g, CgIsa isa
   e.nq = ceil_div(g->n, 4);
   e.ysize = g->y_dtype == IR_F32 ? 4 : 1;
   choose_tile(&e);
+  if (!cg_gemm_name(mod, g, isa, e.mr, (int64_t)e.qb * 4, e.kstep, e.name, sizeof e.name, err,
+                    errlen)) {
+    LLVMDisposeBuilder(e.b);
+    return NULL;
+  }
   size_t wsize;
   if (!emit_constants(&e, &wsize)) {
     snprintf(err, errlen, "qgemm %s: out of memory packing %zu bytes of weights", g->name, wsize);
@@ -617,7 +630,8 @@ LLVMValueRef cg_emit_qgemm_aarch64(LLVMModuleRef mod, const CgGemm *g, CgIsa isa
   int last_mr = (int)(g->m - (e.mtiles - 1) * e.mr);
   bool n_edge = last_qb != e.qb || last_valid != 4;
   bool m_edge = last_mr != e.mr;
-  CgGemmTiles t = {.nblocks = e.nblocks,
+  CgGemmTiles t = {.name = e.name,
+                    .nblocks = e.nblocks,
                     .mtiles = e.mtiles,
                     .block_channels = (int64_t)e.qb * 4,
                     .block_weight_bytes = e.ksteps * e.nv * 16,

@@ -83,7 +83,7 @@
 typedef enum { FORM_VNNI, FORM_MADDUBS, FORM_PAIRS } Form;
 
 enum {
-  MAX_MR = 8,
+  MAX_MR = 8, /* isa.def's max_mr may not exceed it */
   MAX_NRV = 4,
   MAX_KS = 4,
   MAX_PARTS = 2,
@@ -97,6 +97,7 @@ typedef struct {
   LLVMBuilderRef b;
   const CgGemm *g;
   CgIsa isa;
+  char name[512];   /* the kernel's (cg_gemm_name) */
   Form form;
   bool flip;        /* i8 x multiplied as x ^ 0x80 (bias corrected) */
   bool x_signed;    /* PAIRS: x sign-extended (i8) rather than zero-extended */
@@ -143,21 +144,22 @@ static LLVMValueRef load(Gemm *e, LLVMTypeRef t, LLVMValueRef p, unsigned align)
 }
 
 static LLVMValueRef private_const(Gemm *e, const char *suffix, LLVMValueRef init) {
-  char name[512];
-  snprintf(name, sizeof name, "%s.%s", e->g->name, suffix);
+  char name[600];
+  snprintf(name, sizeof name, "%s.%s", e->name, suffix);
   return cg_private_const(e->mod, name, init);
 }
 
 /* ---- choosing the form and the tile ---- */
 
+/* The variant's form (isa.def), but AVX2's MADDUBS falls back to the
+ * widened PAIRS for a layer whose weight pairs could saturate. */
 static Form choose_form(const CgGemm *g, CgIsa isa, bool *flip) {
   bool i8 = g->x_dtype == IR_I8;
-  switch (isa) {
-  case CG_ISA_AVX512VNNI:
-  case CG_ISA_AVXVNNI:
+  switch (cg_isa_info[isa].form) {
+  case CG_FORM_VNNI:
     *flip = i8;
     return FORM_VNNI;
-  case CG_ISA_AVX2: {
+  case CG_FORM_MADDUBS: {
     /* vpmaddubsw sees x as unsigned bytes: x + 128 for i8. */
     int32_t lo = g->x_min, hi = g->x_max;
     if (lo > hi)
@@ -182,16 +184,17 @@ static Form choose_form(const CgGemm *g, CgIsa isa, bool *flip) {
 /* Vector registers a tile of mr x nrv needs besides its accumulators: the
  * weights of one K group, the broadcast x and temporaries. */
 static int fixed_regs(const Gemm *e, int nrv) {
+  /* Plus the registers the variant leaves free (isa.def's spare: SSE2's
+   * two-operand pmaddwd also copies x, and LLVM spilled in the loop with 5
+   * rows of SSE2 accumulators, not with 4). */
+  int spare = cg_isa_info[e->isa].spare;
   switch (e->form) {
   case FORM_VNNI:
-    return nrv + 2;
+    return nrv + 2 + spare;
   case FORM_MADDUBS:
-    return nrv + 3; /* x, ones, the i16 product */
+    return nrv + 3 + spare; /* x, ones, the i16 product */
   case FORM_PAIRS:
-    /* Two widened weight parts per vector, x, a product. SSE2's two-operand
-     * pmaddwd also copies x, and LLVM spilled in the loop with 5 rows of
-     * SSE2 accumulators, not with 4: leave it more room. */
-    return 2 * nrv + (e->isa == CG_ISA_GENERIC ? 5 : 2);
+    return 2 * nrv + 2 + spare; /* two widened weight parts per vector, x, a product */
   }
   q8_unreachable();
 }
@@ -200,10 +203,13 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 static void choose_tile(Gemm *e) {
   const CgGemm *g = e->g;
-  int regs = e->isa == CG_ISA_AVX512VNNI ? 32 : 16;
-  int nrv_max = e->form == FORM_VNNI      ? (e->isa == CG_ISA_AVX512VNNI ? 4 : 2)
-                : e->form == FORM_MADDUBS ? 2
-                                          : 1;
+  const CgIsaInfo *info = &cg_isa_info[e->isa];
+  int regs = info->vregs;
+  /* The row's limit in its own form; the widened fallback holds two parts
+   * per vector, so one vector. */
+  int nrv_max = e->form == FORM_PAIRS ? 1 : info->max_nrv;
+  if (info->max_mr > MAX_MR || info->max_nrv > MAX_NRV)
+    q8_die("isa.def: %s's tile limits exceed x86/qgemm.c's arrays", info->name);
   /* Channel vectors per block, spread evenly: 5 vectors are 3 + 2, not 4 + 1. */
   int64_t nrv = e->nvec < nrv_max ? e->nvec : nrv_max;
   e->nblocks = ceil_div(e->nvec, nrv);
@@ -211,7 +217,7 @@ static void choose_tile(Gemm *e) {
   /* Rows: as many as the registers left hold, spread evenly over M. */
   int per_row = e->nrv * e->parts;
   int mr = (regs - fixed_regs(e, e->nrv)) / per_row;
-  mr = mr < 1 ? 1 : mr > MAX_MR ? MAX_MR : mr;
+  mr = mr < 1 ? 1 : mr > info->max_mr ? info->max_mr : mr;
   if (mr > g->m)
     mr = (int)g->m;
   e->mtiles = ceil_div(g->m, mr);
@@ -330,13 +336,13 @@ static void kgroup(Gemm *e, int mr, int nrv, LLVMValueRef x, LLVMValueRef w, LLV
 
 /* ---- requantization ---- */
 
-/* rint, ties to even, of every lane. GENERIC (SSE2) has no rounding
+/* rint, ties to even, of every lane. SSE2 (CG_ROUND_MAGIC) has no rounding
  * instruction and LLVM would call roundevenf, so there: below 2^23 in
  * magnitude, (|v| + 2^23) - 2^23 rounds to an integer in the current (nearest
  * even) mode, and the sign is put back; larger values are integers already. */
 static LLVMValueRef round_even(Gemm *e, LLVMValueRef v, unsigned n) {
   LLVMTypeRef vt = LLVMVectorType(e->f32, n);
-  if (e->isa != CG_ISA_GENERIC)
+  if (cg_isa_info[e->isa].round != CG_ROUND_MAGIC)
     return intrinsic(e, "llvm.roundeven", &vt, 1, &v, 1);
   LLVMValueRef a = intrinsic(e, "llvm.fabs", &vt, 1, &v, 1);
   LLVMValueRef big = splat(LLVMConstReal(e->f32, 8388608.0), n);
@@ -372,7 +378,7 @@ static void requant_store(Gemm *e, LLVMValueRef acc, LLVMValueRef mult, LLVMValu
     LLVMTypeRef iv = LLVMVectorType(e->i32, n);
     LLVMValueRef lo = splat(LLVMConstReal(e->f32, (float)(g->y_min - g->y_zero_point)), n);
     LLVMValueRef hi = splat(LLVMConstReal(e->f32, (float)(g->y_max - g->y_zero_point)), n);
-    bool fused = e->isa == CG_ISA_AVX512VNNI && n == 16;
+    bool fused = cg_isa_info[e->isa].round == CG_ROUND_EMBEDDED && n == 16;
     LLVMValueRef r = fused ? v : round_even(e, v, n);
     r = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOLT, r, lo, ""), lo, r, "");
     r = LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealOGT, r, hi, ""), hi, r, "");
@@ -417,8 +423,8 @@ static LLVMValueRef channel_sums(Gemm *e, LLVMValueRef parts[MAX_PARTS]) {
  * with `last_valid` valid channels, into y. */
 static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
   const CgGemm *g = e->g;
-  char name[512];
-  snprintf(name, sizeof name, "%s.%dx%dc4", g->name, mr, nrv * e->nr);
+  char name[600];
+  snprintf(name, sizeof name, "%s.%dx%d", e->name, mr, (nrv - 1) * e->nr + last_valid);
   LLVMTypeRef pt[5] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr};
   LLVMValueRef fn = LLVMAddFunction(e->mod, name, LLVMFunctionType(e->vd, pt, 5, 0));
   LLVMSetLinkage(fn, LLVMPrivateLinkage);
@@ -541,13 +547,13 @@ static bool emit_constants(Gemm *e) {
   return true;
 }
 
-LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
-                           char *err, size_t errlen) {
-  if (strcmp(cg_isa_info[isa].arch, "x86_64") != 0) {
+LLVMValueRef cg_emit_qgemm_x86(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
+                               char *err, size_t errlen) {
+  if (cg_isa_info[isa].arch != CG_ARCH_X86_64) {
     snprintf(err, errlen, "no int8 GEMM kernel for %s", cg_isa_info[isa].name);
     return NULL;
   }
-  if (!cg_gemm_check(mod, g, err, errlen))
+  if (!cg_gemm_check(g, err, errlen))
     return NULL;
 
   Gemm e = {.mod = mod, .ctx = LLVMGetModuleContext(mod), .g = g, .isa = isa};
@@ -564,9 +570,9 @@ LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_
   e.mult_finite = true;
   for (int64_t c = 0; c < g->n; c++)
     e.mult_finite &= isfinite(g->mult[c]) != 0;
-  e.nr = cg_pack_nr(isa);
+  e.nr = cg_isa_info[isa].nr;
   /* PAIRS: nr channels x 4 K are two pmaddwd of lanes16 = 2 * nr i16. */
-  e.lanes16 = isa == CG_ISA_GENERIC ? 8 : 16;
+  e.lanes16 = 2 * (unsigned)e.nr;
   e.parts = e.form == FORM_PAIRS ? 2 : 1;
   e.acc_ty = LLVMVectorType(e.i32, e.form == FORM_VNNI      ? (unsigned)e.nr
                                    : e.form == FORM_MADDUBS ? 8
@@ -575,7 +581,12 @@ LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_
   e.nvec = ceil_div(g->n, e.nr);
   e.ysize = g->y_dtype == IR_F32 ? 4 : 1;
   choose_tile(&e);
-  e.prefetch = isa == CG_ISA_AVX512VNNI;
+  e.prefetch = cg_isa_info[isa].prefetch;
+  if (!cg_gemm_name(mod, g, isa, e.mr, (int64_t)e.nrv * e.nr, 4, e.name, sizeof e.name, err,
+                    errlen)) {
+    LLVMDisposeBuilder(e.b);
+    return NULL;
+  }
   if (!emit_constants(&e)) {
     snprintf(err, errlen, "qgemm %s: out of memory packing %zu bytes of weights", g->name,
              cg_packed_size(isa, g->n, g->k));
@@ -590,7 +601,8 @@ LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_
   int last_mr = (int)(g->m - (e.mtiles - 1) * e.mr);
   bool n_edge = last_nrv != e.nrv || last_valid != e.nr;
   bool m_edge = last_mr != e.mr;
-  CgGemmTiles t = {.nblocks = e.nblocks,
+  CgGemmTiles t = {.name = e.name,
+                    .nblocks = e.nblocks,
                     .mtiles = e.mtiles,
                     .block_channels = (int64_t)e.nrv * e.nr,
                     .block_weight_bytes = (int64_t)e.nrv * e.nr * e.kg * 4,

@@ -173,7 +173,8 @@ typedef struct {
 typedef struct {
   Config c;
   CgGemm g;
-  char name[32];
+  char prefix[32]; /* the layer's name (CgGemm.name) */
+  char name[600];  /* the kernel's, as the emitter names it */
   int8_t *wq;
   int32_t *bias;
   float *mult;
@@ -226,7 +227,7 @@ static void init_case(Case *t, const Config *c) {
   t->y = malloc(t->ybytes);
 
   CgGemm *g = &t->g;
-  g->name = t->name;
+  g->name = t->prefix;
   g->m = m;
   g->k = k;
   g->n = n;
@@ -252,11 +253,13 @@ static void init_case(Case *t, const Config *c) {
 
 /* Emit the kernel of a case (under a fresh name) into mod. */
 static void emit_case(Case *t, CgIsa isa, LLVMModuleRef mod) {
-  snprintf(t->name, sizeof t->name, "k%d", kernel_counter++);
+  snprintf(t->prefix, sizeof t->prefix, "k%d", kernel_counter++);
   char err[256] = "";
   LLVMValueRef fn = cg_emit_qgemm(mod, &t->g, isa, &t->ntasks, err, sizeof err);
   if (!fn)
     fail_msg("cg_emit_qgemm: %s", err);
+  size_t len;
+  snprintf(t->name, sizeof t->name, "%s", LLVMGetValueName2(fn, &len));
   assert_true(t->ntasks >= 1);
 }
 
@@ -438,7 +441,7 @@ static void test_sweep_generic(void **state) { sweep(CG_ISA_GENERIC); }
 static void test_large(void **state) {
   int ran = 0;
   for (int isa = 0; isa < CG_ISA_COUNT; isa++) {
-    if (!can_run((CgIsa)isa) || strcmp(cg_isa_info[isa].arch, "x86_64") != 0)
+    if (!can_run((CgIsa)isa) || cg_isa_info[isa].arch != cg_host_arch())
       continue;
     Config cs[4] = {
         random_config(64, 784, 256, 1001),
@@ -540,7 +543,7 @@ static void test_avx2_saturating_pairs(void **state) {
 static void test_wrapping(void **state) {
   int ran = 0;
   for (int isa = 0; isa < CG_ISA_COUNT; isa++) {
-    if (!can_run((CgIsa)isa) || strcmp(cg_isa_info[isa].arch, "x86_64") != 0)
+    if (!can_run((CgIsa)isa) || cg_isa_info[isa].arch != cg_host_arch())
       continue;
     ran++;
     for (int xi8 = 0; xi8 < 2; xi8++) {
@@ -569,7 +572,7 @@ static void test_wrapping(void **state) {
 static void test_special_multipliers(void **state) {
   int ran = 0;
   for (int isa = 0; isa < CG_ISA_COUNT; isa++) {
-    if (!can_run((CgIsa)isa) || strcmp(cg_isa_info[isa].arch, "x86_64") != 0)
+    if (!can_run((CgIsa)isa) || cg_isa_info[isa].arch != cg_host_arch())
       continue;
     ran++;
     static const IrDType ys[3] = {IR_U8, IR_I8, IR_F32};
@@ -714,7 +717,7 @@ static void test_quantize_rows(void **state) {
                                    -0.0f, 1e30f, -1e30f, 63.75f, -63.75f, 0.75f, 2.25f};
   int ran = 0;
   for (int isa = 0; isa < CG_ISA_COUNT; isa++) {
-    if (!can_run((CgIsa)isa) || strcmp(cg_isa_info[isa].arch, "x86_64") != 0)
+    if (!can_run((CgIsa)isa) || cg_isa_info[isa].arch != cg_host_arch())
       continue;
     ran++;
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)

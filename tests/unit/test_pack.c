@@ -13,10 +13,10 @@
 #include "codegen/codegen.h"
 
 static void test_nr(void **state) {
-  assert_int_equal(cg_pack_nr(CG_ISA_AVX512VNNI), 16);
-  assert_int_equal(cg_pack_nr(CG_ISA_AVXVNNI), 8);
-  assert_int_equal(cg_pack_nr(CG_ISA_AVX2), 8);
-  assert_int_equal(cg_pack_nr(CG_ISA_GENERIC), 4);
+  assert_int_equal(cg_isa_info[CG_ISA_AVX512VNNI].nr, 16);
+  assert_int_equal(cg_isa_info[CG_ISA_AVXVNNI].nr, 8);
+  assert_int_equal(cg_isa_info[CG_ISA_AVX2].nr, 8);
+  assert_int_equal(cg_isa_info[CG_ISA_GENERIC].nr, 4);
 }
 
 static void test_size(void **state) {
@@ -33,10 +33,11 @@ static void test_layout(void **state) {
   static const int64_t ns[] = {1, 3, 4, 8, 15, 16, 17, 33};
   static const int64_t ks[] = {1, 2, 3, 4, 5, 8, 31};
   for (int isa = 0; isa < CG_ISA_COUNT; isa++)
-    /* (The AArch64 kernels pack their own layout, in aarch64/qgemm.c.) */
-    for (size_t a = 0; a < sizeof ns / sizeof *ns && !cg_isa_is_aarch64((CgIsa)isa); a++)
+    /* (The AArch64 kernels pack their own layout, in aarch64/qgemm.c: their
+     * architecture has no pack function.) */
+    for (size_t a = 0; a < sizeof ns / sizeof *ns && cg_arch_of((CgIsa)isa)->pack; a++)
       for (size_t b = 0; b < sizeof ks / sizeof *ks; b++) {
-        int64_t n = ns[a], k = ks[b], nr = cg_pack_nr((CgIsa)isa);
+        int64_t n = ns[a], k = ks[b], nr = cg_isa_info[isa].nr;
         int8_t *wq = malloc((size_t)(n * k));
         for (int64_t i = 0; i < n * k; i++)
           wq[i] = (int8_t)((i * 37 + 11) % 255 - 127); /* nonzero mostly, -127..127 */
