@@ -25,17 +25,15 @@ static bool orc_error(IrModule *m, const char *what, LLVMErrorRef e) {
   return false;
 }
 
-/* The reference ops a compiled model may call, by name and address. */
+/* The reference ops a compiled model may call, by name and address: every
+ * row of ir/refops.def. */
 static const struct {
   const char *name;
   void (*fn)(void);
 } refops[] = {
-#define REF(f) {#f, (void (*)(void))f}
-    REF(q8_ref_linear),   REF(q8_ref_matmul),     REF(q8_ref_add),        REF(q8_ref_mul),
-    REF(q8_ref_relu),     REF(q8_ref_gelu),       REF(q8_ref_softmax),    REF(q8_ref_layernorm),
-    REF(q8_ref_transpose), REF(q8_ref_quantize),  REF(q8_ref_dequantize), REF(q8_ref_qgemm),
-    REF(q8_ref_qlinear_dyn),
-#undef REF
+#define REFOP(ret, name, args) {#name, (void (*)(void))name},
+#include "../ir/refops.def"
+#undef REFOP
 };
 
 static bool define_refops(IrModule *m, LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd) {

@@ -13,47 +13,71 @@
 
 #include <stdint.h>
 
+/* The function types, from refops.def: q8_ref_linear_fn and so on. Each
+ * function below is declared with its type, so its definition (refops.c),
+ * the LLVM types of the calls to it (codegen/refcall.c) and the JIT's
+ * symbol list (codegen/jit.c) all come from that one table. */
+#if defined(PTR) || defined(I64) || defined(I32) || defined(INT) || defined(F32) || \
+    defined(F64) || defined(REFOP)
+#error "refops.h uses PTR, I64, I32, INT, F32, F64 and REFOP for refops.def: include it first"
+#endif
+#define Q8_REF_RET_VOID void
+#define Q8_REF_RET_I32 int32_t
+#define PTR(ctype, name) ctype *name
+#define I64(name) int64_t name
+#define I32(name) int32_t name
+#define INT(name) int name
+#define F32(name) float name
+#define F64(name) double name
+#define REFOP(ret, name, args) typedef Q8_REF_RET_##ret name##_fn args;
+#include "refops.def"
+#undef REFOP
+#undef PTR
+#undef I64
+#undef I32
+#undef INT
+#undef F32
+#undef F64
+#undef Q8_REF_RET_VOID
+#undef Q8_REF_RET_I32
+
 /* ---- f32 ops ---- */
 
 /* y[m, n] = x[m, k] W[n, k]^T + b[n] (b may be NULL), summed in double. */
-void q8_ref_linear(const float *x, const float *w, const float *b, float *y, int64_t m,
-                   int64_t k, int64_t n);
+q8_ref_linear_fn q8_ref_linear;
 /* y[batch, m, n] = a[batch, m, k] b[k, n] (b_batched: b[batch, k, n]). */
-void q8_ref_matmul(const float *a, const float *b, float *y, int64_t batch, int64_t m, int64_t k,
-                   int64_t n, int b_batched);
+q8_ref_matmul_fn q8_ref_matmul;
 /* Elementwise with trailing broadcast: the shorter operand (na or nb
  * elements) repeats over the longer; y has max(na, nb) elements. */
-void q8_ref_add(const float *a, int64_t na, const float *b, int64_t nb, float *y);
-void q8_ref_mul(const float *a, int64_t na, const float *b, int64_t nb, float *y);
-void q8_ref_relu(const float *x, float *y, int64_t n);
-void q8_ref_gelu(const float *x, float *y, int64_t n);
-void q8_ref_softmax(const float *x, float *y, int64_t rows, int64_t cols);
-void q8_ref_layernorm(const float *x, const float *gamma, const float *beta, double eps, float *y,
-                      int64_t rows, int64_t cols);
+q8_ref_add_fn q8_ref_add;
+q8_ref_mul_fn q8_ref_mul;
+/* y[i] = f(x[i]) for i < n. */
+q8_ref_relu_fn q8_ref_relu;
+q8_ref_gelu_fn q8_ref_gelu;
+/* Over each of `rows` rows of `cols` values. */
+q8_ref_softmax_fn q8_ref_softmax;
+q8_ref_layernorm_fn q8_ref_layernorm;
 /* y = numpy.transpose(x, perm) for 4-byte elements; dims are x's. */
-void q8_ref_transpose(const float *x, float *y, int rank, const int64_t *dims, const int64_t *perm);
+q8_ref_transpose_fn q8_ref_transpose;
 
 /* ---- quantized ops ---- */
 
-int32_t q8_ref_quantize_value(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax);
-int32_t q8_ref_requantize(int32_t acc, float mult, int32_t zp, int32_t qmin, int32_t qmax);
+/* One value, as docs/quantization.md states: quantize(x) and
+ * requantize(acc) into [qmin, qmax] around zp. */
+q8_ref_quantize_value_fn q8_ref_quantize_value;
+q8_ref_requantize_fn q8_ref_requantize;
 /* x [rows, cols] dense -> q (int8 when is_signed, else uint8), bounds
  * [qmin, qmax]. */
-void q8_ref_quantize(const float *x, void *q, int64_t q_stride, int64_t rows, int64_t cols,
-                     float scale, int32_t zp, int32_t qmin, int32_t qmax, int is_signed);
-void q8_ref_dequantize(const void *q, int64_t q_stride, float *y, int64_t rows, int64_t cols,
-                       float scale, int32_t zp, int is_signed);
+q8_ref_quantize_fn q8_ref_quantize;
+/* q [rows, cols] (int8 when is_signed, else uint8, rows q_stride bytes
+ * apart) -> dense f32 y: (q - zp) * scale. */
+q8_ref_dequantize_fn q8_ref_dequantize;
 /* qgemm on quantized x (int8 when x_signed, else uint8): y is uint8, int8
  * (y_dtype 3 or 2, Q8_DTYPE_*) requantized to [y_min, y_max] around zp, or
  * f32 (y_dtype 1) with optional relu. Accumulation wraps in int32. */
-void q8_ref_qgemm(const void *x, int64_t x_stride, int x_signed, const int8_t *w,
-                  const int32_t *bias, const float *mult, void *y, int64_t y_stride, int y_dtype,
-                  int64_t m, int64_t k, int64_t n, int32_t zp, int32_t y_min, int32_t y_max,
-                  int relu);
+q8_ref_qgemm_fn q8_ref_qgemm;
 /* qlinear_dyn: per-row dynamic quantization of x, w_scale_len 1 or n, b may
  * be NULL. */
-void q8_ref_qlinear_dyn(const float *x, const int8_t *w, const float *w_scale,
-                        int64_t w_scale_len, const float *b, float *y, int64_t m, int64_t k,
-                        int64_t n);
+q8_ref_qlinear_dyn_fn q8_ref_qlinear_dyn;
 
 #endif
