@@ -255,6 +255,46 @@ LLVMValueRef cg_emit_quantize_rows(LLVMModuleRef mod, const char *name, CgIsa is
                                    int64_t k, int64_t x_stride, float scale, int32_t zero_point,
                                    IrDType dtype);
 
+/* ---- refcall.c: calls to the reference ops ---- */
+
+/* The reference ops of ir/refops.def, by name: REF_q8_ref_softmax, ... */
+typedef enum {
+#define REFOP(ret, name, args) REF_##name,
+#include "../ir/refops.def"
+#undef REFOP
+  REF_COUNT
+} CgRefOp;
+
+/* Their argument counts as constants, REF_NARGS_q8_ref_softmax = 4, for
+ * cg_call_ref's compile-time check (counted from the table's rows). */
+#define CG_NARGS(...) CG_NARGS_(__VA_ARGS__, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, \
+                                6, 5, 4, 3, 2, 1, 0)
+#define CG_NARGS_(a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, \
+                  a18, a19, a20, n, ...)                                                       \
+  n
+enum {
+#define REFOP(ret, name, args) REF_NARGS_##name = CG_NARGS args,
+#include "../ir/refops.def"
+#undef REFOP
+};
+
+/* The LLVM function type of reference op `op`, from its row of refops.def. */
+LLVMTypeRef cg_ref_type(LLVMContextRef ctx, CgRefOp op);
+/* Call reference op `op` (declared in `mod` on first use) with args[0..n)
+ * at b's position. q8_die when n or an argument's type is not the table's:
+ * a bug in q8c, caught the first time the call is built. */
+LLVMValueRef cg_call_ref_args(LLVMModuleRef mod, LLVMBuilderRef b, CgRefOp op, LLVMValueRef *args,
+                              unsigned n);
+/* cg_call_ref(mod, b, q8_ref_softmax, x, y, rows, cols): the same, with the
+ * argument count checked when q8c is compiled. */
+#define cg_call_ref(mod, b, op, ...)                                                   \
+  do {                                                                                 \
+    LLVMValueRef cg_args_[] = {__VA_ARGS__};                                           \
+    _Static_assert(sizeof cg_args_ / sizeof cg_args_[0] == REF_NARGS_##op,             \
+                   #op ": the argument count differs from ir/refops.def");             \
+    cg_call_ref_args((mod), (b), REF_##op, cg_args_, sizeof cg_args_ / sizeof cg_args_[0]); \
+  } while (0)
+
 /* ---- module.c ---- */
 
 /* Build the LLVM module for `m` (quantized and folded; `?` is bound to

@@ -1,0 +1,110 @@
+/* layout.c: where each value of a folded, quantized module lives while an
+ * entry point runs (a Loc), and how much scratch memory the caller must
+ * give it.
+ *
+ * Inputs and outputs are used in place; every other value gets its own
+ * 64-byte aligned slot in the caller's scratch buffer. Quantized values keep
+ * rows padded to a multiple of 4 bytes, the layout the kernels read 4 bytes
+ * at a time, so a quantized input or output whose rows are not is copied on
+ * entry or exit (lower.c). A reshape is free: it shares its operand's slot.
+ * A qgemm with an f32 input also gets a slot for the quantized copy of it,
+ * and an output with a quantized form one for its f32 value at the
+ * quantized entry. */
+#include <stdint.h>
+
+#include "module.h"
+
+static void shape_of(const IrType *t, int64_t *rows, int64_t *cols) {
+  int64_t n;
+  ir_type_numel(t, 1, &n);
+  *cols = t->rank ? t->dims[t->rank - 1] : 1;
+  *rows = *cols ? n / *cols : 0;
+}
+
+static int64_t bytes_of(const Loc *l, IrDType t) {
+  return l->rows * l->stride * (int64_t)ir_dtype_size(t);
+}
+
+/* Reserve `bytes` of scratch (rounded up to 64) and return its offset. Each
+ * value fits the memory cap (ir_verify), so `bytes` cannot overflow, but the
+ * sum of many can: it saturates at INT64_MAX, which plan_memory refuses. */
+static int64_t reserve(Cg *cg, int64_t bytes) {
+  int64_t at = cg->scratch, size = cg_round_up(bytes > 0 ? bytes : 1, 64);
+  cg->scratch = at > INT64_MAX - size ? INT64_MAX : at + size;
+  return at;
+}
+
+static void place_in_scratch(Cg *cg, Loc *l, IrDType t) {
+  l->kind = LOC_SCRATCH;
+  l->offset = reserve(cg, bytes_of(l, t));
+}
+
+bool cg_plan_memory(Cg *cg) {
+  IrModule *m = cg->m;
+  int nvalues = ir_number_values(m);
+  cg->loc = ir_alloc(m->arena, (size_t)nvalues * sizeof *cg->loc);
+  cg->xq_offset = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg->xq_offset);
+  for (int i = 0; i < m->ninputs; i++) {
+    IrValue *v = m->inputs[i];
+    Loc *l = &cg->loc[v->id];
+    shape_of(&v->type, &l->rows, &l->cols);
+    l->stride = l->cols;
+    l->kind = LOC_INPUT;
+    l->index = i;
+    if (cg_is_quantized(v->type.dtype) && l->cols % 4 != 0) {
+      /* Copied into padded rows on entry (rows of a multiple of 4 bytes are
+       * read in place). */
+      l->stride = cg_round_up(l->cols, 4);
+      place_in_scratch(cg, l, v->type.dtype);
+    }
+  }
+  for (int i = 0; i < m->nconsts; i++) {
+    Loc *l = &cg->loc[m->consts[i]->id];
+    l->kind = LOC_CONST;
+    shape_of(&m->consts[i]->type, &l->rows, &l->cols);
+    l->stride = l->cols;
+  }
+  for (int i = 0; i < m->nnodes; i++) {
+    IrNode *n = m->nodes[i];
+    IrValue *v = n->result;
+    Loc *l = &cg->loc[v->id];
+    shape_of(&v->type, &l->rows, &l->cols);
+    l->stride = cg_is_quantized(v->type.dtype) ? cg_round_up(l->cols, 4) : l->cols;
+    int out = ir_output_index(m, v);
+    cg->xq_offset[i] = -1;
+    if (n->op == IR_OP_QGEMM && n->opnds[0]->type.dtype == IR_F32) {
+      Loc xq;
+      shape_of(&n->opnds[0]->type, &xq.rows, &xq.cols);
+      xq.stride = cg_round_up(xq.cols, 4);
+      cg->xq_offset[i] = reserve(cg, xq.rows * xq.stride);
+    }
+    if (n->op == IR_OP_RESHAPE) {
+      /* Same bytes, another shape: share the operand's slot unless the
+       * result is an output the caller's buffer must receive. */
+      Loc src = cg->loc[n->opnds[0]->id];
+      if (out < 0) {
+        src.rows = l->rows;
+        src.cols = l->cols;
+        src.stride = l->stride;
+        *l = src;
+        continue;
+      }
+    }
+    l->q_offset = -1;
+    if (out >= 0 && l->stride == l->cols) {
+      l->kind = LOC_OUTPUT;
+      l->index = out;
+      if (v->has_qform)
+        l->q_offset = reserve(cg, bytes_of(l, v->type.dtype));
+    } else {
+      place_in_scratch(cg, l, v->type.dtype);
+    }
+  }
+  char why[160];
+  if (!ir_bytes_allowed((uint64_t)cg->scratch, why, sizeof why))
+    return ir_error(&m->diag, (IrLoc){0},
+                    "codegen: the scratch memory for the intermediate values (batch size %lld) %s",
+                    (long long)(cg->o->batch > 0 ? cg->o->batch : 1), why);
+  return true;
+}
+

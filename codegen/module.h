@@ -1,0 +1,85 @@
+/* module.h: what the four files that build a model's LLVM module share, and
+ * nothing else includes (codegen.h is the layer's API):
+ *
+ *   module.c      the driver: cg_build_module, and the constants all use
+ *   layout.c      where every value lives at run time (Loc), the scratch size
+ *   lower.c       the entry functions: each node lowered to a kernel call or
+ *                 a reference op call
+ *   descriptor.c  the exported q8_model descriptor (q8model.h) */
+#ifndef Q8_CODEGEN_MODULE_H
+#define Q8_CODEGEN_MODULE_H
+
+#include "codegen.h"
+
+typedef enum { LOC_NONE, LOC_INPUT, LOC_OUTPUT, LOC_SCRATCH, LOC_CONST } LocKind;
+
+typedef struct {
+  LocKind kind;
+  int index;          /* LOC_INPUT / LOC_OUTPUT */
+  int64_t offset;     /* LOC_SCRATCH */
+  LLVMValueRef global;/* LOC_CONST */
+  int64_t rows, cols; /* the value as [rows, cols]: cols is the last dim */
+  int64_t stride;     /* elements between rows (padded for quantized values) */
+  int64_t q_offset;   /* a LOC_OUTPUT value with a quantized form: its f32 slot in
+                       * scratch at the quantized entry, or -1 */
+} Loc;
+
+typedef struct {
+  IrModule *m;
+  const CgOptions *o;
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMTypeRef i8, i32, i64, f32, f64, ptr, vd;
+  Loc *loc;           /* by value id */
+  int64_t scratch;    /* bytes */
+  int64_t *xq_offset; /* per node: scratch for a qgemm's quantized f32 input, or -1 */
+  char prefix[128];   /* the model's name as a C identifier */
+  /* per node, for the variant being built: its kernel (shared by the two
+   * entries) and task count */
+  LLVMValueRef *kernel;
+  int64_t *kernel_tasks;
+  LLVMValueRef *quantizer; /* its f32 input's quantization loop, or NULL */
+  /* inside the entry being built */
+  bool quantized;     /* the quantized entry */
+  LLVMValueRef fn, thr, inputs, outputs, scratch_ptr;
+} Cg;
+
+
+
+static inline int64_t cg_round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+static inline bool cg_is_quantized(IrDType t) { return t == IR_U8 || t == IR_I8; }
+
+/* ---- module.c ---- */
+
+static inline LLVMValueRef cg_i64c(Cg *cg, int64_t v) {
+  return LLVMConstInt(cg->i64, (unsigned long long)v, 1);
+}
+static inline LLVMValueRef cg_i32c(Cg *cg, int64_t v) {
+  return LLVMConstInt(cg->i32, (unsigned long long)v, 1);
+}
+/* A private constant global `name` holding `size` bytes, 64-byte aligned. */
+LLVMValueRef cg_const_bytes(Cg *cg, const char *name, const void *data, size_t size);
+/* A private constant NUL-terminated copy of s. */
+LLVMValueRef cg_const_string(Cg *cg, const char *s);
+
+/* ---- layout.c ---- */
+
+/* Give every value of cg->m its Loc and cg->scratch its size. False with a
+ * message in m->diag when the scratch memory passes the memory cap. */
+bool cg_plan_memory(Cg *cg);
+
+/* ---- lower.c ---- */
+
+/* Build the entry `NAME_run_ISA` (or `NAME_run_quantized_ISA`) of `isa`
+ * into cg->mod: *entry. False with a message in m->diag. */
+bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry);
+
+/* ---- descriptor.c ---- */
+
+/* The exported `q8_model`: the model's inputs, outputs, scratch size and
+ * one variant per o->isas[i], whose entries are entries[i][0] (f32) and
+ * entries[i][1] (quantized). */
+void cg_emit_descriptor(Cg *cg, LLVMValueRef (*entries)[2]);
+
+#endif
