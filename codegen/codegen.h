@@ -3,14 +3,18 @@
  * LLVM module holding the packed weights as constant data, one entry point
  * per instruction-set variant, and the q8_model descriptor (q8model.h).
  *
- *   module.c    the driver: buffers, the entry function of each variant,
- *               calls to the reference ops for layers without a kernel
- *   isa.c       the variants (isa.def): names, LLVM features, CPU bits
- *   quantize.c  the f32 -> u8/i8 input quantization loop (any ISA)
+ *   isa.c       the targets: the variants (isa.def, one row each), the
+ *               architectures (CgArch: triple, linker, emitters), --target
+ *   pack.c      the x86 weight packing and the AVX2 saturation check
+ *   gemm_tasks.c  what every GEMM backend shares: checks, names, tasks
  *   x86/qgemm.c the int8 GEMM kernels (AVX512-VNNI, AVX-VNNI, AVX2, generic)
  *   aarch64/qgemm.c  the AArch64 ones (i8mm, dot product, plain NEON), with
  *               their own weight packing
- *   pack.c      weight packing and the AVX2 saturation check
+ *   irbuild.c   LLVM IR building blocks the emitters share
+ *   quantize.c  the f32 -> u8/i8 input quantization loop (any ISA)
+ *   refcall.c   calls to the reference ops, typed by ir/refops.def
+ *   module.c    the driver, with layout.c (memory), lower.c (the entry
+ *               functions) and descriptor.c (q8_model), sharing module.h
  *   emit.c      LLVM IR / assembly / object / shared library / C header
  *   jit.c       compile in memory with ORC LLJIT
  *

@@ -51,7 +51,7 @@ void cg_init_llvm(void) {
 
 /* The architecture of the variants in `o` (all share one). */
 static const CgArch *arch_of(const CgOptions *o) {
-  return cg_arch_of(o->nisas > 0 ? o->isas[0] : CG_ISA_GENERIC);
+  return o->nisas > 0 ? cg_arch_of(o->isas[0]) : &cg_arch_info[cg_host_arch()];
 }
 
 static const char *triple_for(const CgOptions *o) { return arch_of(o)->triple; }

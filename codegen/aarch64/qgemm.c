@@ -32,8 +32,10 @@
  *     packed[block][step][v][i] = wq[c, k]   (0 past N or K)
  *     c = block * 4 * qb + v * cpv + i / kstep,  k = step * kstep + i % kstep
  *
- * Tile choice (registers: mr x nv accumulators, nv weights of a step, the x
- * chunks and two temporaries): DOT 5x16c4 (or fewer rows), MMLA 4x16c8, MULL
+ * The form, the register count and the tile limits are the variant's row of
+ * isa.def (i8mm's MMLA becomes DOT at M = 1). Tile choice (registers: mr x nv
+ * accumulators, nv weights of a step, the x chunks and two temporaries): DOT
+ * 5x16c4 (or fewer rows), MMLA 4x16c8, MULL
  * 2x8c16, spread evenly over M and N as on x86; when a tile has fewer than 8
  * independent accumulators (M = 1: 1x16c4 has 4) K steps alternate between
  * ks sets of them, added after the loop.

@@ -3,33 +3,40 @@
  *
  * M, K and N are constants, so every loop bound, stride and tail is known
  * here; the kernel is a few "tile" functions, which the task function
- * `void NAME(CgGemmArgs *args, int64_t task)` of gemm_tasks.c calls. A tile computes MR rows by NRV
- * vectors of nr channels (pack.c's nr) over the whole of K, keeping the
- * MR x NRV accumulators in registers, then requantizes them in registers and
- * stores the bytes (or floats). The names follow XNNPACK: a 6x64c4 avx512vnni
- * tile is 6 rows by 64 channels (4 zmm) with K interleaved by 4.
+ * `void KERNEL(CgGemmArgs *args, int64_t task)` of gemm_tasks.c calls. A
+ * tile computes MR rows by NRV vectors of nr channels (the variant's nr,
+ * isa.def) over the whole of K, keeping the MR x NRV accumulators in
+ * registers, then requantizes them in registers and stores the bytes (or
+ * floats). The names follow XNNPACK (cg_gemm_name): a 6x64c4 avx512vnni
+ * kernel has tiles of 6 rows by 64 channels (4 zmm) with K interleaved by 4,
+ * mlp.y.q8_gemm_qu8_u8_6x64c4_avx512vnni, and its tiles are named by their
+ * real rows x channels (.6x64, .6x40 for an edge).
  *
- * How one K group (4 input bytes of a row, 4 weights of each of nr channels)
- * is multiplied, per ISA:
+ * Everything this file needs of a variant is its row of isa.def: vector
+ * registers, nr, form, tile limits, spare registers, rounding, prefetch. How
+ * one K group (4 input bytes of a row, 4 weights of each of nr channels) is
+ * multiplied, per form (the variant using it):
  *
- *   avx512vnni  vpbroadcastd x; vpdpbusd zmm (llvm.x86.avx512.vpdpbusd.512)
- *   avxvnni     vpbroadcastd x; {vex} vpdpbusd ymm (llvm.x86.avx512.vpdpbusd.256
- *               under +avxvnni)
- *   avx2        when no pair can saturate (cg_pairs_can_saturate):
- *               vpmaddubsw (two u8*s8 products into i16), vpmaddwd by ones
- *               (into i32), vpaddd
- *               else: vpmovsxbw the weights, vpmovzxbw/vpmovsxbw x, vpmaddwd
- *               (pairs of i16 products into i32, exact), vpaddd; the two pair
- *               lanes of each channel are added after the K loop
- *   generic     the widened pairs form at 128 bits: SSE2 pmaddwd
- *               (llvm.x86.sse2.pmadd.wd; SSE2 is baseline x86-64)
+ *   VNNI     avx512vnni: vpbroadcastd x; vpdpbusd zmm
+ *            (llvm.x86.avx512.vpdpbusd.512)
+ *            avxvnni: vpbroadcastd x; {vex} vpdpbusd ymm
+ *            (llvm.x86.avx512.vpdpbusd.256 under +avxvnni)
+ *   MADDUBS  avx2, when no pair can saturate (cg_pairs_can_saturate):
+ *            vpmaddubsw (two u8*s8 products into i16), vpmaddwd by ones
+ *            (into i32), vpaddd; else PAIRS:
+ *   PAIRS    vpmovsxbw the weights, vpmovzxbw/vpmovsxbw x, vpmaddwd (pairs
+ *            of i16 products into i32, exact), vpaddd; the two pair lanes of
+ *            each channel are added after the K loop. generic: the same at
+ *            128 bits, SSE2 pmaddwd (llvm.x86.sse2.pmadd.wd; SSE2 is
+ *            baseline x86-64)
  *
  * vpdpbusd and vpmaddubsw take x unsigned: an i8 input is multiplied as
  * x ^ 0x80 = x + 128, and -128 * sum_k wq[n, k] is folded into the bias here.
  *
- * Tile choice: NRV as large as the register file allows a good tile (4 zmm,
- * 2 ymm, 1 for the widened AVX2 form and SSE2), spread evenly over N; then
- * MR as large as the registers left allow (up to 8), spread evenly over M.
+ * Tile choice: NRV as large as the register file allows a good tile (the
+ * row's max_nrv: 4 zmm, 2 ymm, 1 for SSE2; 1 for the widened AVX2 form),
+ * spread evenly over N; then MR as large as the registers left allow (up to
+ * the row's max_mr, 8), spread evenly over M.
  * When MR x NRV x parts gives fewer than 8 independent accumulator chains
  * (vpdpbusd has 4 cycles of latency and may issue twice a cycle), K is split
  * into KS sets of accumulators (group g feeds set g % KS) added after the
@@ -58,7 +65,7 @@
  * block's packed weights (64 channels x K: 256 KB at K = 4096) come from L3
  * for its first row tile and from L2 (1 MB per core on Zen 4) after.
  *
- * Prefetch (avx512vnni, tiles of 2+ rows): each K group also issues one
+ * Prefetch (the rows marked so in isa.def: avx512vnni; tiles of 2+ rows): each K group also issues one
  * prefetcht0 per weight stream, PREFETCH_AHEAD = 2048 bytes (32 groups, one
  * 64-byte line each) ahead. The first row tile of a block reads its weights
  * from L3, and the hardware prefetchers alone left it short of the vpdpbusd

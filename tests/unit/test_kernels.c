@@ -1,6 +1,7 @@
-/* test_kernels.c: the generated int8 GEMM kernels (codegen/x86/qgemm.c) and
- * the input quantization loop (codegen/quantize.c), run and compared byte
- * for byte with the arithmetic of docs/quantization.md.
+/* test_kernels.c: the generated int8 GEMM kernels (cg_emit_qgemm:
+ * codegen/x86/qgemm.c, codegen/aarch64/qgemm.c) and the input quantization
+ * loop (codegen/quantize.c), run and compared byte for byte with the
+ * arithmetic of docs/quantization.md.
  *
  * The test carries its own small JIT: kernels are emitted into LLVM modules,
  * optimised with the default<O2> pipeline the compiler uses, and compiled in
@@ -8,13 +9,16 @@
  * function gets exactly the features its variant's attributes name (the
  * generic variant gets SSE2 only, not the host's AVX-512).
  *
- * Every variant the machine can execute is run over a sweep of shapes (m
- * 1..17, k and n with primes and every tail), input and output types, relu,
- * zero points, weights including -127 and 127, random biases and multipliers
- * (some exact powers of two, which make rounding ties); variants it cannot
- * execute are skipped with a message, and every variant is compiled to
- * assembly to check it uses the instructions it is meant to. The reference is
- * computed here from ir_requantize and ir_quantize_value (ir/quant.c). */
+ * The variants come from the table (isa.def), two tests per row: a sweep of
+ * shapes (m 1..17, k and n with primes and every tail), input and output
+ * types, relu, zero points, weights including -127 and 127, random biases and
+ * multipliers (some exact powers of two, which make rounding ties), skipped
+ * with a message when this CPU cannot execute the variant (AArch64 code runs
+ * under qemu in tests/py/test_aarch64.py; no emulator here runs AVX-VNNI);
+ * and its assembly, compiled with its architecture's target machine, checked
+ * for the instructions it is meant to use (asm_checks: a row without an entry
+ * there fails). The reference is computed here from ir_requantize and
+ * ir_quantize_value (ir/quant.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,6 +73,8 @@ static bool cpu_has_avxvnni(void) { return false; }
  * variant the machine supports (isa.c checks the OS saves the registers), or
  * for AVX-VNNI, which AVX-512 machines may lack, when cpuid says so. */
 static bool can_run(CgIsa isa) {
+  if (cg_isa_info[isa].arch != cg_host_arch())
+    return false;
   uint64_t have = cg_isa_info[cg_isa_native()].bits;
   if ((cg_isa_info[isa].bits & ~have) == 0)
     return true;
@@ -104,8 +110,7 @@ static LLVMTargetMachineRef baseline_tm(void) {
 }
 
 static int setup(void **state) {
-  LLVMInitializeNativeTarget();
-  LLVMInitializeNativeAsmPrinter();
+  cg_init_llvm(); /* the host's target and every architecture's, for test_asm */
   tm = baseline_tm();
   LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
   LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
@@ -133,19 +138,19 @@ static void batch_begin(Batch *b) {
   b->mod = LLVMModuleCreateWithNameInContext("kernels", b->ctx);
 }
 
-static void optimize(LLVMModuleRef mod) {
+static void optimize(LLVMModuleRef mod, LLVMTargetMachineRef t) {
   char *msg = NULL;
   if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg))
     fail_msg("invalid module: %s", msg);
   LLVMDisposeMessage(msg);
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-  check_err(LLVMRunPasses(mod, "default<O2>", tm, opts));
+  check_err(LLVMRunPasses(mod, "default<O2>", t, opts));
   LLVMDisposePassBuilderOptions(opts);
 }
 
 /* Verify, optimise and hand the module to the JIT (which then owns it). */
 static void batch_end(Batch *b) {
-  optimize(b->mod);
+  optimize(b->mod, tm);
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(b->mod, b->tsc);
   check_err(LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm));
   LLVMOrcDisposeThreadSafeContext(b->tsc);
@@ -398,9 +403,15 @@ static Config random_config(int64_t m, int64_t k, int64_t n, uint64_t seed) {
 static bool skip_unless_runnable(CgIsa isa) {
   if (can_run(isa))
     return false;
-  print_message("skipping %s: this CPU (native variant %s) cannot execute it; its assembly is "
-                "checked by test_asm_*\n",
-                cg_isa_info[isa].name, cg_isa_info[cg_isa_native()].name);
+  if (cg_isa_info[isa].arch != cg_host_arch())
+    print_message("skipping %s: %s code does not run on this %s machine (tests/py/test_aarch64.py "
+                  "runs it under qemu); its assembly is checked by asm %s\n",
+                  cg_isa_info[isa].name, cg_arch_of(isa)->name,
+                  cg_arch_info[cg_host_arch()].name, cg_isa_info[isa].name);
+  else
+    print_message("skipping %s: this CPU (native variant %s) cannot execute it; its assembly is "
+                  "checked by asm %s\n",
+                  cg_isa_info[isa].name, cg_isa_info[cg_isa_native()].name, cg_isa_info[isa].name);
   return true;
 }
 
@@ -432,10 +443,8 @@ static void sweep(CgIsa isa) {
   free(cs);
 }
 
-static void test_sweep_avx512vnni(void **state) { sweep(CG_ISA_AVX512VNNI); }
-static void test_sweep_avxvnni(void **state) { sweep(CG_ISA_AVXVNNI); }
-static void test_sweep_avx2(void **state) { sweep(CG_ISA_AVX2); }
-static void test_sweep_generic(void **state) { sweep(CG_ISA_GENERIC); }
+/* One per row of isa.def: *state is the row's CgIsa. */
+static void test_sweep(void **state) { sweep(*(const CgIsa *)*state); }
 
 /* Layers of real size: many tiles, several tasks, long K loops. */
 static void test_large(void **state) {
@@ -525,17 +534,25 @@ static void test_avx2_saturating_pairs(void **state) {
   for (int64_t j = 0; j < c.n; j++)
     t.mult[j] = 1.0f / 64;
   assert_true(cg_pairs_can_saturate(t.wq, c.n, c.k, 0, 255));
-  if (skip_unless_runnable(CG_ISA_AVX2)) {
-    free_case(&t);
-    skip();
-    return;
+  /* Every variant whose form is vpmaddubsw (isa.def: AVX2). */
+  int rows = 0, ran = 0;
+  for (int isa = 0; isa < CG_ISA_COUNT; isa++) {
+    if (cg_isa_info[isa].form != CG_FORM_MADDUBS)
+      continue;
+    rows++;
+    if (skip_unless_runnable((CgIsa)isa))
+      continue;
+    check_case(&t, (CgIsa)isa);
+    /* And the value itself: 37 * 255 * 127 + bias, times 1/64. */
+    float y0;
+    memcpy(&y0, t.y, 4);
+    assert_true(y0 == (float)(37 * 255 * 127 + t.bias[0]) * (1.0f / 64));
+    ran++;
   }
-  check_case(&t, CG_ISA_AVX2);
-  /* And the value itself: 37 * 255 * 127 + bias, times 1/64. */
-  float y0;
-  memcpy(&y0, t.y, 4);
-  assert_true(y0 == (float)(37 * 255 * 127 + t.bias[0]) * (1.0f / 64));
   free_case(&t);
+  assert_true(rows > 0);
+  if (!ran)
+    skip();
 }
 
 /* Accumulators wrap (K * 255 * 127 passes 2^31 from K = 66,311; the bias
@@ -596,16 +613,29 @@ static void test_special_multipliers(void **state) {
 
 /* ---- the instructions each variant uses ---- */
 
+/* A target machine for `isa`'s architecture (isa.c's CgArch: its triple and
+ * baseline CPU; each function carries its variant's features). */
+static LLVMTargetMachineRef arch_tm(CgIsa isa) {
+  const CgArch *a = cg_arch_of(isa);
+  LLVMTargetRef target;
+  char *msg = NULL;
+  if (LLVMGetTargetFromTriple(a->triple, &target, &msg))
+    fail_msg("no target for %s: %s", a->triple, msg);
+  return LLVMCreateTargetMachine(target, a->triple, a->cpu, "", LLVMCodeGenLevelDefault,
+                                 LLVMRelocPIC, LLVMCodeModelDefault);
+}
+
 /* The assembly of one kernel for `isa`, malloc'd. */
 static char *kernel_asm(CgIsa isa, const Config *c) {
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("asm", ctx);
-  Case t;
-  make_case(&t, c, isa, mod);
-  optimize(mod);
+  LLVMTargetMachineRef t = arch_tm(isa);
+  Case k;
+  make_case(&k, c, isa, mod);
+  optimize(mod, t);
   LLVMMemoryBufferRef buf = NULL;
   char *msg = NULL;
-  if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &msg, &buf))
+  if (LLVMTargetMachineEmitToMemoryBuffer(t, mod, LLVMAssemblyFile, &msg, &buf))
     fail_msg("assembly for %s: %s", cg_isa_info[isa].name, msg);
   size_t len = LLVMGetBufferSize(buf);
   char *s = malloc(len + 1);
@@ -613,8 +643,9 @@ static char *kernel_asm(CgIsa isa, const Config *c) {
   s[len] = 0;
   LLVMDisposeMemoryBuffer(buf);
   LLVMDisposeModule(mod);
+  LLVMDisposeTargetMachine(t);
   LLVMContextDispose(ctx);
-  free_case(&t);
+  free_case(&k);
   return s;
 }
 
@@ -637,43 +668,63 @@ static bool line_has(const char *s, const char *a, const char *b) {
 static const Config asm_config = {.m = 12, .k = 100, .n = 40, .xt = IR_U8, .yt = IR_U8,
                                   .wmax = 127, .xlo = 0, .xhi = 255, .seed = 4001};
 
-static void test_asm_avx512vnni(void **state) {
-  char *s = kernel_asm(CG_ISA_AVX512VNNI, &asm_config);
-  assert_true(line_has(s, "vpdpbusd", "%zmm"));
-  free(s);
-}
+/* What the assembly of a variant's kernel for asm_config (changed as the
+ * check says) must and must not hold. */
+typedef struct {
+  bool x_i8;              /* an i8 input (x in [-127, 127]) */
+  int wmax;               /* weights in [-wmax, wmax]; 0: asm_config's 127 */
+  const char *has, *with; /* a line with `has` (and `with`, when not NULL) */
+  const char *lacks[3];   /* no line with any of these */
+} AsmCheck;
 
-static void test_asm_avxvnni(void **state) {
-  Config c = asm_config;
-  c.xt = IR_I8, c.xlo = -127, c.xhi = 127;
-  char *s = kernel_asm(CG_ISA_AVXVNNI, &c);
-  /* LLVM prints the VEX form with a tab: "{vex}\tvpdpbusd". */
-  assert_true(line_has(s, "{vex}\tvpdpbusd", "%ymm"));
-  assert_false(line_has(s, "%zmm", NULL));
-  free(s);
-}
+enum { MAX_ASM_CHECKS = 2 };
 
-static void test_asm_avx2(void **state) {
-  /* |w| <= 64: 255 * 64 * 2 = 32640 fits int16, vpmaddubsw is safe. */
-  Config c = asm_config;
-  c.wmax = 64;
-  char *s = kernel_asm(CG_ISA_AVX2, &c);
-  assert_true(line_has(s, "vpmaddubsw", "%ymm"));
-  assert_false(line_has(s, "vpdpbusd", NULL));
-  free(s);
-  /* 127 and x up to 255 can saturate: widened pairs and vpmaddwd only. */
-  s = kernel_asm(CG_ISA_AVX2, &asm_config);
-  assert_true(line_has(s, "vpmaddwd", "%ymm"));
-  assert_false(line_has(s, "vpmaddubsw", NULL));
-  free(s);
-}
+/* Per row of isa.def (a row without one fails test_asm). */
+static const AsmCheck asm_checks[CG_ISA_COUNT][MAX_ASM_CHECKS] = {
+    [CG_ISA_AVX512VNNI] = {{.has = "vpdpbusd", .with = "%zmm"}},
+    /* LLVM prints the VEX form with a tab: "{vex}\tvpdpbusd". */
+    [CG_ISA_AVXVNNI] = {{.x_i8 = true, .has = "{vex}\tvpdpbusd", .with = "%ymm",
+                         .lacks = {"%zmm"}}},
+    /* |w| <= 64: 255 * 64 * 2 = 32640 fits int16, vpmaddubsw is safe; 127
+     * and x up to 255 can saturate: widened pairs and vpmaddwd only. */
+    [CG_ISA_AVX2] = {{.wmax = 64, .has = "vpmaddubsw", .with = "%ymm", .lacks = {"vpdpbusd"}},
+                     {.has = "vpmaddwd", .with = "%ymm", .lacks = {"vpmaddubsw"}}},
+    /* SSE2 has no roundps: no libm call. */
+    [CG_ISA_GENERIC] = {{.lacks = {"%ymm", "vpdpbusd", "roundevenf"}}},
+    /* No fast-math: nothing fused into a multiply-add. */
+    [CG_ISA_AARCH64_I8MM] = {{.has = "usmmla", .lacks = {"fmla", "fmadd"}},
+                             {.x_i8 = true, .has = "smmla", .lacks = {"usmmla", "fmla"}}},
+    [CG_ISA_AARCH64_DOTPROD] = {{.has = "sdot", .lacks = {"smmla", "fmla", "fmadd"}}},
+    [CG_ISA_AARCH64] = {{.has = "smull", .lacks = {"sdot", "fmla", "fmadd"}},
+                        {.has = "sadalp"}},
+};
 
-static void test_asm_generic(void **state) {
-  char *s = kernel_asm(CG_ISA_GENERIC, &asm_config);
-  assert_false(line_has(s, "%ymm", NULL));
-  assert_false(line_has(s, "vpdpbusd", NULL));
-  assert_false(line_has(s, "roundevenf", NULL)); /* SSE2 has no roundps: no libm call */
-  free(s);
+/* One per row of isa.def: *state is the row's CgIsa. Compiled for its
+ * architecture whatever this machine runs. */
+static void test_asm(void **state) {
+  CgIsa isa = *(const CgIsa *)*state;
+  int checked = 0;
+  for (int i = 0; i < MAX_ASM_CHECKS; i++) {
+    const AsmCheck *k = &asm_checks[isa][i];
+    if (!k->has && !k->lacks[0])
+      continue;
+    Config c = asm_config;
+    if (k->x_i8)
+      c.xt = IR_I8, c.xlo = -127, c.xhi = 127;
+    if (k->wmax)
+      c.wmax = k->wmax;
+    char *s = kernel_asm(isa, &c);
+    if (k->has && !line_has(s, k->has, k->with))
+      fail_msg("%s: no line with %s%s%s", cg_isa_info[isa].name, k->has, k->with ? " and " : "",
+               k->with ? k->with : "");
+    for (int j = 0; j < 3 && k->lacks[j]; j++)
+      if (line_has(s, k->lacks[j], NULL))
+        fail_msg("%s: a line with %s", cg_isa_info[isa].name, k->lacks[j]);
+    free(s);
+    checked++;
+  }
+  if (!checked)
+    fail_msg("%s: no instructions to check: add its row to asm_checks", cg_isa_info[isa].name);
 }
 
 /* ---- quantize_rows ---- */
@@ -747,21 +798,25 @@ static void test_quantize_rows(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_asm_avx512vnni),
-      cmocka_unit_test(test_asm_avxvnni),
-      cmocka_unit_test(test_asm_avx2),
-      cmocka_unit_test(test_asm_generic),
+  static CgIsa rows[CG_ISA_COUNT];
+  static char names[2][CG_ISA_COUNT][64];
+  struct CMUnitTest tests[2 * CG_ISA_COUNT + 6] = {
       cmocka_unit_test(test_quantize_rows),
       cmocka_unit_test(test_avx2_saturating_pairs),
       cmocka_unit_test(test_wrapping),
       cmocka_unit_test(test_special_multipliers),
       cmocka_unit_test(test_tasks_partition),
-      cmocka_unit_test(test_sweep_avx512vnni),
-      cmocka_unit_test(test_sweep_avxvnni),
-      cmocka_unit_test(test_sweep_avx2),
-      cmocka_unit_test(test_sweep_generic),
       cmocka_unit_test(test_large),
   };
+  /* Two tests per row of isa.def: its assembly, its sweep. */
+  for (int i = 0; i < CG_ISA_COUNT; i++) {
+    rows[i] = (CgIsa)i;
+    snprintf(names[0][i], sizeof names[0][i], "test_asm %s", cg_isa_info[i].name);
+    snprintf(names[1][i], sizeof names[1][i], "test_sweep %s", cg_isa_info[i].name);
+    tests[6 + i] = (struct CMUnitTest)cmocka_unit_test_prestate(test_asm, &rows[i]);
+    tests[6 + i].name = names[0][i];
+    tests[6 + CG_ISA_COUNT + i] = (struct CMUnitTest)cmocka_unit_test_prestate(test_sweep, &rows[i]);
+    tests[6 + CG_ISA_COUNT + i].name = names[1][i];
+  }
   return cmocka_run_group_tests(tests, setup, teardown);
 }
