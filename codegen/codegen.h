@@ -99,6 +99,7 @@ typedef struct {
   const char *name;       /* "x86_64", "aarch64" */
   const char *triple;     /* LLVM target triple */
   const char *cpu;        /* the target machine's baseline CPU */
+  void (*init_llvm)(void);/* registers LLVM's target (cg_init_llvm calls it) */
   CgIsa baseline;         /* the variant every machine of this architecture runs */
   /* linking a .so (emit.c): the C compiler driver, the variable naming
    * another, its Debian package; the variable naming libq8support.a, its

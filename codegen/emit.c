@@ -32,14 +32,8 @@
 extern char **environ;
 
 static void init_llvm_targets(void) {
-  LLVMInitializeX86TargetInfo();
-  LLVMInitializeX86Target();
-  LLVMInitializeX86TargetMC();
-  LLVMInitializeX86AsmPrinter();
-  LLVMInitializeAArch64TargetInfo();
-  LLVMInitializeAArch64Target();
-  LLVMInitializeAArch64TargetMC();
-  LLVMInitializeAArch64AsmPrinter();
+  for (int a = 0; a < CG_ARCH_COUNT; a++)
+    cg_arch_info[a].init_llvm();
   LLVMInitializeNativeTarget(); /* for the JIT; the host's target is one of the above */
   LLVMInitializeNativeAsmPrinter();
 }

@@ -32,12 +32,28 @@ const CgIsaInfo cg_isa_info[CG_ISA_COUNT] = {
 #define Q8_SUPPORT_LIB_AARCH64_BUILD NULL
 #endif
 
+/* Register LLVM's target for the architecture. */
+static void init_x86_64(void) {
+  LLVMInitializeX86TargetInfo();
+  LLVMInitializeX86Target();
+  LLVMInitializeX86TargetMC();
+  LLVMInitializeX86AsmPrinter();
+}
+
+static void init_aarch64(void) {
+  LLVMInitializeAArch64TargetInfo();
+  LLVMInitializeAArch64Target();
+  LLVMInitializeAArch64TargetMC();
+  LLVMInitializeAArch64AsmPrinter();
+}
+
 /* The x86_64 driver is the host's own cc: q8c is built on x86_64 or
  * cross-compiles from it. */
 const CgArch cg_arch_info[CG_ARCH_COUNT] = {
     [CG_ARCH_X86_64] = {.name = "x86_64",
                         .triple = "x86_64-pc-linux-gnu",
                         .cpu = "x86-64",
+                        .init_llvm = init_x86_64,
                         .baseline = CG_ISA_GENERIC,
                         .cc = "cc",
                         .cc_env = "CC",
@@ -53,6 +69,7 @@ const CgArch cg_arch_info[CG_ARCH_COUNT] = {
     [CG_ARCH_AARCH64] = {.name = "aarch64",
                          .triple = "aarch64-unknown-linux-gnu",
                          .cpu = "generic",
+                         .init_llvm = init_aarch64,
                          .baseline = CG_ISA_AARCH64,
                          .cc = "aarch64-linux-gnu-gcc",
                          .cc_env = "Q8_CC_AARCH64",

@@ -67,7 +67,11 @@ static LLVMValueRef scratch_at(Cg *cg, int64_t offset) {
   return LLVMBuildGEP2(cg->b, cg->i8, cg->scratch_ptr, &idx, 1, "");
 }
 
-static double attr(const IrNode *n, IrAttrKey k, double dflt) { return ir_node_attr_float(n, k, dflt); }
+/* A node's number attribute, or dflt (every attribute this file reads goes
+ * through here or ir_node_attr, for the move to typed accessors). */
+static double attr(const IrNode *n, IrAttrKey k, double dflt) {
+  return ir_node_attr_float(n, k, dflt);
+}
 
 /* q8_ref_quantize of dense f32 x [rows, cols] into y laid out as `yl` (its
  * rows yl->stride bytes apart) with parameters q. */

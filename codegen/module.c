@@ -31,7 +31,6 @@ LLVMValueRef cg_const_string(Cg *cg, const char *s) {
   return cg_const_bytes(cg, ".str", s, strlen(s) + 1);
 }
 
-
 LLVMModuleRef cg_build_module(IrModule *m, LLVMContextRef ctx, const CgOptions *o) {
   ir_bind_batch(m, o->batch > 0 ? o->batch : 1);
   if (!ir_verify(m))

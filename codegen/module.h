@@ -24,6 +24,7 @@ typedef struct {
                        * scratch at the quantized entry, or -1 */
 } Loc;
 
+/* The module being built. */
 typedef struct {
   IrModule *m;
   const CgOptions *o;
@@ -44,8 +45,6 @@ typedef struct {
   bool quantized;     /* the quantized entry */
   LLVMValueRef fn, thr, inputs, outputs, scratch_ptr;
 } Cg;
-
-
 
 static inline int64_t cg_round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 static inline bool cg_is_quantized(IrDType t) { return t == IR_U8 || t == IR_I8; }
