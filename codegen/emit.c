@@ -51,6 +51,9 @@ void cg_init_llvm(void) {
 #ifndef Q8_SUPPORT_LIB_BUILD
 #define Q8_SUPPORT_LIB_BUILD NULL
 #endif
+#ifndef Q8_SUPPORT_LIB_INSTALLED
+#define Q8_SUPPORT_LIB_INSTALLED "../lib/q8c"
+#endif
 #ifndef Q8_SUPPORT_LIB_AARCH64_BUILD
 #define Q8_SUPPORT_LIB_AARCH64_BUILD NULL
 #endif
@@ -170,8 +173,13 @@ static const char *support_lib(const Arch *a, char *buf, size_t size) {
   if (n > 0) {
     buf[n] = '\0';
     char *slash = strrchr(buf, '/');
-    if (slash) {
-      strcpy(slash + 1, a->lib_beside);
+    /* Beside q8c (a build tree), then where `cmake --install` puts it
+     * relative to q8c (bin/../lib/q8c). */
+    const char *dirs[] = {"", Q8_SUPPORT_LIB_INSTALLED "/"};
+    for (size_t i = 0; slash && i < sizeof dirs / sizeof dirs[0]; i++) {
+      if ((size_t)(slash + 1 - buf) + strlen(dirs[i]) + strlen(a->lib_beside) + 1 > size)
+        break;
+      snprintf(slash + 1, size - (size_t)(slash + 1 - buf), "%s%s", dirs[i], a->lib_beside);
       if (file_exists(buf))
         return buf;
     }

@@ -6,7 +6,7 @@
 # as a user who can sudo.
 set -euo pipefail
 packages=(gcc libc6-dev make cmake llvm-19-dev libcmocka-dev python3 python3-numpy
-          gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+          gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user help2man pkg-config
           clang-19 libclang-rt-19-dev)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
