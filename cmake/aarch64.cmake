@@ -1,6 +1,6 @@
 # The AArch64 pieces q8c needs to link and run --target=aarch64* models,
 # cross-compiled with Debian's toolchain (apt-get install gcc-aarch64-linux-gnu)
-# into ${CMAKE_BINARY_DIR}/aarch64/:
+# into ${PROJECT_BINARY_DIR}/aarch64/:
 #
 #   libq8support.a  the reference ops (ir/refops.c) an aarch64 model .so links
 #   libq8rt.so      the runtime (runtime/*.c), for aarch64 programs
@@ -10,7 +10,7 @@
 # Without it the rest builds as before and a message says what is missing;
 # q8c can still emit aarch64 assembly and objects. tests/CMakeLists.txt adds
 # the test runner (tests/tools/run_model.c) the same way.
-set(Q8_AARCH64_DIR ${CMAKE_BINARY_DIR}/aarch64)
+set(Q8_AARCH64_DIR ${PROJECT_BINARY_DIR}/aarch64)
 target_compile_definitions(q8c_core PRIVATE
   Q8_SUPPORT_LIB_AARCH64_BUILD="${Q8_AARCH64_DIR}/libq8support.a")
 
@@ -27,7 +27,7 @@ endif()
 # the reference ops), warnings.
 set(Q8_AARCH64_CFLAGS -std=c11 -O2 -g -fPIC -ffp-contract=off -Wall -Wextra
     -Wno-unused-parameter -D_POSIX_C_SOURCE=200809L "-DQ8_VERSION=\"${PROJECT_VERSION}\""
-    -I${CMAKE_SOURCE_DIR}/include)
+    -I${PROJECT_SOURCE_DIR}/include)
 if(Q8_WERROR)
   list(APPEND Q8_AARCH64_CFLAGS -Werror)
 endif()
@@ -35,24 +35,24 @@ endif()
 add_custom_command(
   OUTPUT ${Q8_AARCH64_DIR}/libq8support.a
   COMMAND ${CMAKE_COMMAND} -E make_directory ${Q8_AARCH64_DIR}
-  COMMAND ${Q8_AARCH64_CC} ${Q8_AARCH64_CFLAGS} -c ${CMAKE_SOURCE_DIR}/ir/refops.c
+  COMMAND ${Q8_AARCH64_CC} ${Q8_AARCH64_CFLAGS} -c ${PROJECT_SOURCE_DIR}/ir/refops.c
           -o ${Q8_AARCH64_DIR}/refops.o
   COMMAND ${CMAKE_COMMAND} -E rm -f ${Q8_AARCH64_DIR}/libq8support.a
   COMMAND ${Q8_AARCH64_AR} rcs ${Q8_AARCH64_DIR}/libq8support.a ${Q8_AARCH64_DIR}/refops.o
-  DEPENDS ${CMAKE_SOURCE_DIR}/ir/refops.c ${CMAKE_SOURCE_DIR}/ir/refops.h
+  DEPENDS ${PROJECT_SOURCE_DIR}/ir/refops.c ${PROJECT_SOURCE_DIR}/ir/refops.h
   COMMENT "Cross-compiling libq8support.a for aarch64"
   VERBATIM)
 
-file(GLOB Q8_AARCH64_RT_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/runtime/*.c)
-file(GLOB Q8_AARCH64_RT_HEADERS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/runtime/*.h)
+file(GLOB Q8_AARCH64_RT_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/runtime/*.c)
+file(GLOB Q8_AARCH64_RT_HEADERS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/runtime/*.h)
 add_custom_command(
   OUTPUT ${Q8_AARCH64_DIR}/libq8rt.so
   COMMAND ${CMAKE_COMMAND} -E make_directory ${Q8_AARCH64_DIR}
   COMMAND ${Q8_AARCH64_CC} ${Q8_AARCH64_CFLAGS} -fvisibility=hidden -shared
           -Wl,-soname,libq8rt.so -o ${Q8_AARCH64_DIR}/libq8rt.so ${Q8_AARCH64_RT_SOURCES}
           -lpthread -ldl
-  DEPENDS ${Q8_AARCH64_RT_SOURCES} ${Q8_AARCH64_RT_HEADERS} ${CMAKE_SOURCE_DIR}/include/q8rt.h
-          ${CMAKE_SOURCE_DIR}/include/q8model.h
+  DEPENDS ${Q8_AARCH64_RT_SOURCES} ${Q8_AARCH64_RT_HEADERS} ${PROJECT_SOURCE_DIR}/include/q8rt.h
+          ${PROJECT_SOURCE_DIR}/include/q8model.h
   COMMENT "Cross-compiling libq8rt.so for aarch64"
   VERBATIM)
 

@@ -43,6 +43,10 @@ void cg_init_llvm(void) {
   pthread_once(&once, init_llvm_targets);
 }
 
+#ifndef Q8_SUPPORT_LIB_INSTALLED
+#define Q8_SUPPORT_LIB_INSTALLED "../lib/q8c"
+#endif
+
 /* The architecture of the variants in `o` (all share one). */
 static const CgArch *arch_of(const CgOptions *o) {
   return o->nisas > 0 ? cg_arch_of(o->isas[0]) : &cg_arch_info[cg_host_arch()];
@@ -133,8 +137,13 @@ static const char *support_lib(const CgArch *a, char *buf, size_t size) {
   if (n > 0) {
     buf[n] = '\0';
     char *slash = strrchr(buf, '/');
-    if (slash) {
-      strcpy(slash + 1, a->lib_beside);
+    /* Beside q8c (a build tree), then where `cmake --install` puts it
+     * relative to q8c (bin/../lib/q8c). */
+    const char *dirs[] = {"", Q8_SUPPORT_LIB_INSTALLED "/"};
+    for (size_t i = 0; slash && i < sizeof dirs / sizeof dirs[0]; i++) {
+      if ((size_t)(slash + 1 - buf) + strlen(dirs[i]) + strlen(a->lib_beside) + 1 > size)
+        break;
+      snprintf(slash + 1, size - (size_t)(slash + 1 - buf), "%s%s", dirs[i], a->lib_beside);
       if (file_exists(buf))
         return buf;
     }
