@@ -1,0 +1,76 @@
+/* hash.c: FNV-1a hashing and SupMap, an open-addressing table from strings
+ * to pointers (the IR's name table, the parser's tensors by name). Lookups
+ * are O(1) expected, so that whatever is looked up once per statement or
+ * per node stays linear in the size of the input. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+uint64_t sup_hash(const void *data, size_t n) {
+  const unsigned char *s = data;
+  uint64_t h = 14695981039346656037u;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ s[i]) * 1099511628211u;
+  return h;
+}
+
+/* The slot of `key`, or of the empty slot where it would go. */
+static size_t slot_of(const SupMap *t, const char *key) {
+  size_t mask = t->cap - 1;
+  size_t i = (size_t)sup_hash(key, strlen(key)) & mask;
+  while (t->keys[i] && strcmp(t->keys[i], key) != 0)
+    i = (i + 1) & mask;
+  return i;
+}
+
+void *sup_map_get(const SupMap *t, const char *key) {
+  if (!t->cap)
+    return NULL;
+  return t->items[slot_of(t, key)];
+}
+
+const char *sup_map_intern(const SupMap *t, const char *key) {
+  if (!t->cap)
+    return NULL;
+  return t->keys[slot_of(t, key)];
+}
+
+static bool grow(SupMap *t) {
+  size_t cap = t->cap ? 2 * t->cap : 64;
+  SupMap bigger = {calloc(cap, sizeof *t->keys), calloc(cap, sizeof *t->items), cap, t->count};
+  if (!bigger.keys || !bigger.items) {
+    free(bigger.keys);
+    free(bigger.items);
+    return false;
+  }
+  for (size_t i = 0; i < t->cap; i++)
+    if (t->keys[i]) {
+      size_t j = slot_of(&bigger, t->keys[i]);
+      bigger.keys[j] = t->keys[i];
+      bigger.items[j] = t->items[i];
+    }
+  free(t->keys);
+  free(t->items);
+  *t = bigger;
+  return true;
+}
+
+bool sup_map_put(SupMap *t, const char *key, void *item) {
+  /* At most half full, so probes stay short. */
+  if (2 * (t->count + 1) > t->cap && !grow(t))
+    return false;
+  size_t i = slot_of(t, key);
+  if (!t->keys[i]) {
+    t->keys[i] = key;
+    t->count++;
+  }
+  t->items[i] = item;
+  return true;
+}
+
+void sup_map_free(SupMap *t) {
+  free(t->keys);
+  free(t->items);
+  *t = (SupMap){0};
+}
