@@ -2,14 +2,14 @@
  * (in tests and debug builds), so that a pass that breaks the graph is caught
  * where it happens rather than as a wrong answer later.
  *
+ * Linear in the size of the graph (values by id, names in a hash table):
+ * it runs after every pass, on models of 100k nodes.
+ *
  * Invariants: names are unique; every operand is an input, a constant of the
  * module, or the result of an earlier node; operand counts and attribute keys
  * are those ops.def allows; every type is known and equals what inference
  * computes from the operands; every output is a defined value; quantized
  * forms of inputs and outputs are consistent (qform.c). */
-#include <stdlib.h>
-#include <string.h>
-
 #include "ir.h"
 
 /* Where each value is defined, by value id, so that "defined before node
@@ -55,47 +55,36 @@ static bool defined_before(const Defs *d, const IrValue *v, int upto) {
   return false;
 }
 
-typedef struct {
-  const char *name;
-  int index; /* order of definition */
-} Name;
-
-static int cmp_names(const void *x, const void *y) {
-  const Name *a = x, *b = y;
-  int c = strcmp(a->name, b->name);
-  return c ? c : (a->index > b->index) - (a->index < b->index);
+/* The first definition (in order) that repeats an earlier name, or NULL:
+ * one pass with a hash table, not a comparison of every pair. */
+static IrValue *first_repeat(IrValue *(*def)(IrModule *, int), IrModule *m, int n) {
+  SupMap seen = {0};
+  IrValue *dup = NULL;
+  for (int i = 0; i < n && !dup; i++) {
+    IrValue *v = def(m, i);
+    if (sup_map_get(&seen, v->name))
+      dup = v;
+    else if (!sup_map_put(&seen, v->name, v))
+      q8_die("out of memory");
+  }
+  sup_map_free(&seen);
+  return dup;
 }
 
-/* The index of the first definition (in order) that repeats an earlier
- * name, or -1: sorting, not comparing every pair. */
-static int first_repeat(Name *names, int n) {
-  if (n < 2)
-    return -1;
-  qsort(names, (size_t)n, sizeof *names, cmp_names);
-  int first = -1;
-  for (int i = 1; i < n; i++)
-    if (strcmp(names[i - 1].name, names[i].name) == 0 && (first < 0 || names[i].index < first))
-      first = names[i].index;
-  return first;
+/* Inputs, then node results, in order of definition. */
+static IrValue *value_def(IrModule *m, int i) {
+  return i < m->ninputs ? m->inputs[i] : m->nodes[i - m->ninputs]->result;
 }
+
+static IrValue *const_def(IrModule *m, int i) { return m->consts[i]; }
 
 static bool check_names(IrModule *m) {
-  int n = m->ninputs + m->nnodes;
-  Name *names = ir_alloc(m->arena, (size_t)(n + m->nconsts + 1) * sizeof *names);
-  for (int i = 0; i < n; i++)
-    names[i] = (Name){i < m->ninputs ? m->inputs[i]->name : m->nodes[i - m->ninputs]->result->name,
-                      i};
-  int dup = first_repeat(names, n);
-  if (dup >= 0) {
-    const IrValue *a = dup < m->ninputs ? m->inputs[dup] : m->nodes[dup - m->ninputs]->result;
+  const IrValue *a = first_repeat(value_def, m, m->ninputs + m->nnodes);
+  if (a)
     return ir_error(&m->diag, a->loc, "value %%%s is defined twice", a->name);
-  }
-  for (int i = 0; i < m->nconsts; i++)
-    names[i] = (Name){m->consts[i]->name, i};
-  dup = first_repeat(names, m->nconsts);
-  if (dup >= 0)
-    return ir_error(&m->diag, m->consts[dup]->loc, "constant @%s appears twice",
-                    m->consts[dup]->name);
+  a = first_repeat(const_def, m, m->nconsts);
+  if (a)
+    return ir_error(&m->diag, a->loc, "constant @%s appears twice", a->name);
   return true;
 }
 

@@ -60,6 +60,7 @@ uint64_t sup_hash(const void *data, size_t n);
 typedef struct {
   const char **keys;
   void **items;
+  uint64_t *hashes;
   size_t cap, count; /* cap: 0 or a power of two */
 } SupMap;
 
