@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "support/support.h"
+#include "../support/support.h"
 
 enum { IR_MAX_RANK = 8 };
 

@@ -20,7 +20,7 @@
 
 #include "ir.h"
 
-#include "support/support.h"
+#include "../support/support.h"
 
 /* Make room for one more element in an arena-backed array. */
 static void *grow(IrArena *a, void *items, int n, int *cap, size_t elem) {

@@ -197,6 +197,7 @@ static void fuse_entry(IrModule *m) {
 }
 
 bool pass_fuse_requant(IrModule *m, const PassOptions *o) {
+  ir_fill_uses(m); /* counts right even if the caller edited operands directly */
   Rename *renames = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *renames);
   int nrenames = fuse_relu(m, renames);
   remove_pairs(m);
