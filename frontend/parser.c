@@ -282,7 +282,7 @@ static bool parse_attrs(Parser *p, IrNode *node) {
     if (!((info->attrs | IR_ATTRS_ANY_OP) & (1u << key)))
       return ir_error(p->diag, at, "%s does not take the attribute '%s'", info->name,
                       ir_attr_info[key].key);
-    if (ir_node_attr(node, (IrAttrKey)key))
+    if (ir_has_attr(node, (IrAttrKey)key))
       return ir_error(p->diag, at, "attribute '%s' is given twice", ir_attr_info[key].key);
     if (!next(p) || !expect_punct(p, '='))
       return false;

@@ -24,6 +24,17 @@ double ir_node_attr_float(const IrNode *n, IrAttrKey key, double dflt) {
 
 bool ir_has_attr(const IrNode *n, IrAttrKey key) { return ir_node_attr(n, key) != NULL; }
 
+void ir_copy_attr(IrModule *m, const IrNode *from, IrNode *to, IrAttrKey key) {
+  const IrAttr *a = ir_node_attr(from, key);
+  if (a)
+    ir_node_set_attr(m, to, key, a->vals, a->n, a->loc);
+}
+
+IrLoc ir_attr_loc(const IrNode *n, IrAttrKey key) {
+  const IrAttr *a = ir_node_attr(n, key);
+  return a ? a->loc : n->loc;
+}
+
 /* The attribute `key` if the node has it, after checking that the caller
  * reads it as its kind (`k2` is a second accepted kind, or -1). */
 static const IrAttr *typed(const IrNode *n, IrAttrKey key, IrAttrKind k, int k2) {

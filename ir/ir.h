@@ -339,6 +339,10 @@ const IrAttr *ir_node_attr(const IrNode *n, IrAttrKey key);
  * single-valued attribute. Kept for codegen/; new code uses the accessors. */
 double ir_node_attr_float(const IrNode *n, IrAttrKey key, double dflt);
 bool ir_has_attr(const IrNode *n, IrAttrKey key);
+/* Give `to` the attribute `key` of `from` (value and location), if any. */
+void ir_copy_attr(IrModule *m, const IrNode *from, IrNode *to, IrAttrKey key);
+/* Where the attribute is written (for messages), else the node's location. */
+IrLoc ir_attr_loc(const IrNode *n, IrAttrKey key);
 /* Typed readers: the value of `key`, or `dflt` when the node does not carry
  * it. Reading a key through the accessor of another kind (attrs.def) is an
  * internal error (q8_die), never a silent conversion. */

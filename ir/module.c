@@ -220,12 +220,7 @@ bool ir_value_range(const IrValue *v, double *lo, double *hi) {
     *hi = v->range[1];
     return true;
   }
-  const IrAttr *a = v->kind == IR_VAL_NODE && v->def ? ir_node_attr(v->def, IR_ATTR_RANGE) : NULL;
-  if (!a)
-    return false;
-  *lo = a->vals[0];
-  *hi = a->vals[1];
-  return true;
+  return v->kind == IR_VAL_NODE && v->def && ir_attr_range(v->def, IR_ATTR_RANGE, lo, hi);
 }
 
 void ir_set_value_range(IrModule *m, IrValue *v, double lo, double hi) {

@@ -38,9 +38,7 @@ static void set_dequant_params(IrModule *m, IrNode *d, const IrNode *q) {
 }
 
 static void move_range(IrModule *m, const IrNode *from, IrNode *to) {
-  const IrAttr *r = ir_node_attr(from, IR_ATTR_RANGE);
-  if (r)
-    ir_node_set_attr(m, to, IR_ATTR_RANGE, r->vals, 2, r->loc);
+  ir_copy_attr(m, from, to, IR_ATTR_RANGE);
 }
 
 /* A qlinear that absorbed a relu computes the relu's value: it is renamed
@@ -59,7 +57,7 @@ static int fuse_relu(IrModule *m, Rename *renames) {
     if (relu->op != IR_OP_RELU || !deq || deq->op != IR_OP_DEQUANTIZE)
       continue;
     IrNode *q = producer(deq->opnds[0]);
-    if (!is_int_qlinear(q) || ir_node_attr(q, IR_ATTR_RELU) ||
+    if (!is_int_qlinear(q) || ir_has_attr(q, IR_ATTR_RELU) ||
         ir_count_uses(m, relu->opnds[0]) != 1 || ir_count_uses(m, deq->opnds[0]) != 1)
       continue;
     ir_set_attr_int(m, q, IR_ATTR_RELU, 1);

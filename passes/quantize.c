@@ -97,12 +97,10 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
     return false;
   IrValue *x = n->opnds[0], *y = n->result;
   IrValue *bias = n->op == IR_OP_LINEAR && n->nopnds == 3 ? n->opnds[2] : NULL;
-  const IrAttr *range = ir_node_attr(n, IR_ATTR_RANGE);
   if (o->dynamic) {
     IrValue *ops[4] = {x, wq, ws, bias};
     IrNode *d = ir_new_node(m, IR_OP_QLINEAR_DYN, y, NULL, ops, bias ? 4 : 3, n->loc);
-    if (range)
-      ir_node_set_attr(m, d, IR_ATTR_RANGE, range->vals, 2, range->loc);
+    ir_copy_attr(m, n, d, IR_ATTR_RANGE);
     out[(*nout)++] = d;
     return true;
   }
@@ -126,8 +124,7 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
   IrNode *d = ir_new_node(m, IR_OP_DEQUANTIZE, y, NULL, &q->result, 1, n->loc);
   ir_set_attr_float(m, d, IR_ATTR_SCALE, py.scale);
   ir_set_attr_int(m, d, IR_ATTR_ZERO_POINT, py.zero_point);
-  if (range)
-    ir_node_set_attr(m, d, IR_ATTR_RANGE, range->vals, 2, range->loc);
+  ir_copy_attr(m, n, d, IR_ATTR_RANGE);
   out[(*nout)++] = d;
   return true;
 }
