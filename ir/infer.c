@@ -253,7 +253,6 @@ static bool need_attr(IrModule *m, const IrNode *n, IrAttrKey key) {
                   ir_attr_info[key].key);
 }
 
-static bool is_qtype(IrDType t) { return ir_dtype_is_quantized(t); }
 
 /* scale > 0 and a zero point inside the type's range, when present. */
 static bool check_qparams(IrModule *m, const IrNode *n, IrAttrKey scale_key, IrAttrKey zp_key,
@@ -262,7 +261,7 @@ static bool check_qparams(IrModule *m, const IrNode *n, IrAttrKey scale_key, IrA
   if (!(scale > 0 && isfinite(scale)))
     return ir_error(&m->diag, ir_attr_loc(n, scale_key), "%s must be a positive finite number",
                     ir_attr_info[scale_key].key);
-  if (ir_has_attr(n, zp_key) && is_qtype(dtype)) {
+  if (ir_has_attr(n, zp_key) && ir_dtype_is_quantized(dtype)) {
     int32_t lo, hi;
     int64_t zp = ir_attr_int(n, zp_key, 0);
     ir_qbounds(dtype, &lo, &hi);
@@ -290,14 +289,14 @@ static bool need_dtype(IrModule *m, const IrNode *n, int i, bool (*ok)(IrDType),
 static bool is_f32(IrDType t) { return t == IR_F32; }
 static bool is_i8(IrDType t) { return t == IR_I8; }
 static bool is_i32(IrDType t) { return t == IR_I32; }
-static bool is_qin(IrDType t) { return t == IR_F32 || is_qtype(t); }
+static bool is_qin(IrDType t) { return t == IR_F32 || ir_dtype_is_quantized(t); }
 
 static bool infer_quantize(IrModule *m, const IrNode *n, IrType *out) {
   if (!need_dtype(m, n, 0, is_f32, "f32") || !need_attr(m, n, IR_ATTR_SCALE) ||
       !need_attr(m, n, IR_ATTR_ZERO_POINT) || !need_attr(m, n, IR_ATTR_DTYPE))
     return false;
   IrDType t = attr_dtype(n, IR_ATTR_DTYPE);
-  if (!is_qtype(t))
+  if (!ir_dtype_is_quantized(t))
     return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_DTYPE),
                     "quantize: dtype must be u8 or i8");
   if (!check_qparams(m, n, IR_ATTR_SCALE, IR_ATTR_ZERO_POINT, t))
@@ -308,7 +307,8 @@ static bool infer_quantize(IrModule *m, const IrNode *n, IrType *out) {
 }
 
 static bool infer_dequantize(IrModule *m, const IrNode *n, IrType *out) {
-  if (!need_dtype(m, n, 0, is_qtype, "u8 or i8") || !need_attr(m, n, IR_ATTR_SCALE) ||
+  if (!need_dtype(m, n, 0, ir_dtype_is_quantized, "u8 or i8") ||
+      !need_attr(m, n, IR_ATTR_SCALE) ||
       !need_attr(m, n, IR_ATTR_ZERO_POINT) ||
       !check_qparams(m, n, IR_ATTR_SCALE, IR_ATTR_ZERO_POINT, n->opnds[0]->type.dtype))
     return false;
@@ -353,7 +353,7 @@ static bool check_q_io(IrModule *m, const IrNode *n, bool need_x_params, IrType 
                         !need_attr(m, n, IR_ATTR_X_ZERO_POINT) || !need_attr(m, n, IR_ATTR_X_DTYPE)))
     return false;
   IrDType xq = attr_dtype(n, IR_ATTR_X_DTYPE);
-  if (xq != IR_DTYPE_NONE && (!is_qtype(xq) || (xt != IR_F32 && xt != xq)))
+  if (xq != IR_DTYPE_NONE && (!ir_dtype_is_quantized(xq) || (xt != IR_F32 && xt != xq)))
     return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_X_DTYPE),
                     "%s: x_dtype must be u8 or i8%s", ir_op_info[n->op].name,
                     xt != IR_F32 ? " and match the input's type" : "");
@@ -362,10 +362,11 @@ static bool check_q_io(IrModule *m, const IrNode *n, bool need_x_params, IrType 
   if (!need_attr(m, n, IR_ATTR_DTYPE))
     return false;
   IrDType yt = attr_dtype(n, IR_ATTR_DTYPE);
-  if (yt != IR_F32 && !is_qtype(yt))
+  if (yt != IR_F32 && !ir_dtype_is_quantized(yt))
     return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_DTYPE),
                     "%s: dtype must be u8, i8 or f32", ir_op_info[n->op].name);
-  if (is_qtype(yt) && (!need_attr(m, n, IR_ATTR_SCALE) || !need_attr(m, n, IR_ATTR_ZERO_POINT)))
+  if (ir_dtype_is_quantized(yt) &&
+      (!need_attr(m, n, IR_ATTR_SCALE) || !need_attr(m, n, IR_ATTR_ZERO_POINT)))
     return false;
   if (!check_qparams(m, n, IR_ATTR_SCALE, IR_ATTR_ZERO_POINT, yt))
     return false;
