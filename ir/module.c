@@ -147,6 +147,8 @@ void ir_set_nodes(IrModule *m, IrNode **nodes, int n) {
   for (int i = 0; i < m->nnodes; i++)
     if (!m->nodes[i]->result->mark)
       name_release(m, m->nodes[i]->result);
+  for (int i = 0; i < n; i++) /* a node may come back into the list */
+    name_take(m, nodes[i]->result);
   IrNode **list = ir_alloc(m->arena, (size_t)(n ? n : 1) * sizeof *list);
   if (n)
     memcpy(list, nodes, (size_t)n * sizeof *list);
@@ -161,6 +163,7 @@ void ir_set_node(IrModule *m, int i, IrNode *n) {
   if (old->result != n->result)
     name_release(m, old->result);
   m->nodes[i] = n;
+  name_take(m, n->result);
   count_uses(n, +1);
 }
 
