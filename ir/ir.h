@@ -150,6 +150,7 @@ struct IrNode {
   IrLoc *opnd_locs;  /* where each operand is written; NULL for built nodes */
   int nattrs;
   IrAttr *attrs;
+  int cap_attrs;     /* room in attrs (ir_node_set_attr) */
   IrLoc loc;         /* of the op keyword */
 };
 

@@ -291,9 +291,12 @@ int ir_remove_dead(IrModule *m) {
    * that is not the module's (a bug the verifier reports next) counts as
    * nothing. */
   int count = ir_number_values(m);
-  IrValue **by_id = ir_alloc(m->arena, (size_t)(count + 1) * sizeof *by_id);
-  int *uses = ir_alloc(m->arena, (size_t)(count + 1) * sizeof *uses);
-  bool *dead = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *dead);
+  /* Scratch from malloc, not the arena: this runs after every pass. */
+  IrValue **by_id = calloc((size_t)count + 1, sizeof *by_id);
+  int *uses = calloc((size_t)count + 1, sizeof *uses);
+  bool *dead = calloc((size_t)m->nnodes + 1, sizeof *dead);
+  if (!by_id || !uses || !dead)
+    q8_die("out of memory removing dead nodes");
   for (int i = 0; i < m->ninputs; i++)
     by_id[m->inputs[i]->id] = m->inputs[i];
   for (int i = 0; i < m->nconsts; i++)
@@ -339,23 +342,35 @@ int ir_remove_dead(IrModule *m) {
       name_release(m, m->consts[i]);
   }
   m->nconsts = kept;
+  free(by_id);
+  free(uses);
+  free(dead);
   ir_fill_uses(m);
   return removed;
 }
 
 void ir_node_set_attr(IrModule *m, IrNode *n, IrAttrKey key, const double *vals, int nvals,
                       IrLoc loc) {
+  /* The array grows by doubling and a value overwritten in place keeps its
+   * storage: passes set a node's attributes one by one, and an arena copy
+   * per call made every quantized node cost kilobytes. */
   IrAttr *slot = (IrAttr *)ir_node_attr(n, key);
   if (!slot) {
-    IrAttr *attrs = ir_alloc(m->arena, (size_t)(n->nattrs + 1) * sizeof *attrs);
-    if (n->nattrs)
-      memcpy(attrs, n->attrs, (size_t)n->nattrs * sizeof *attrs);
-    n->attrs = attrs;
-    slot = &attrs[n->nattrs++];
+    if (n->nattrs >= n->cap_attrs) {
+      int cap = n->nattrs < 2 ? 4 : 2 * n->nattrs;
+      IrAttr *attrs = ir_alloc(m->arena, (size_t)cap * sizeof *attrs);
+      if (n->nattrs)
+        memcpy(attrs, n->attrs, (size_t)n->nattrs * sizeof *attrs);
+      n->attrs = attrs;
+      n->cap_attrs = cap;
+    }
+    slot = &n->attrs[n->nattrs++];
+    *slot = (IrAttr){.key = key}; /* may hold a stale copy after ir_node_remove_attr */
   }
+  if (!slot->vals || slot->n < nvals)
+    slot->vals = ir_alloc(m->arena, (size_t)(nvals ? nvals : 1) * sizeof(double));
   slot->key = key;
   slot->n = nvals;
-  slot->vals = ir_alloc(m->arena, (size_t)(nvals ? nvals : 1) * sizeof(double));
   if (nvals)
     memcpy(slot->vals, vals, (size_t)nvals * sizeof(double));
   slot->loc = loc;

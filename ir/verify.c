@@ -10,6 +10,8 @@
  * are those ops.def allows; every type is known and equals what inference
  * computes from the operands; every output is a defined value; quantized
  * forms of inputs and outputs are consistent (qform.c). */
+#include <stdlib.h>
+
 #include "ir.h"
 
 /* Where each value is defined, by value id, so that "defined before node
@@ -23,8 +25,11 @@ typedef struct {
 
 static Defs index_defs(IrModule *m) {
   Defs d = {ir_number_values(m), NULL, NULL};
-  d.by_id = ir_alloc(m->arena, (size_t)(d.count + 1) * sizeof *d.by_id);
-  d.pos = ir_alloc(m->arena, (size_t)(d.count + 1) * sizeof *d.pos);
+  /* Scratch from malloc, not the arena: the verifier runs after every pass. */
+  d.by_id = calloc((size_t)d.count + 1, sizeof *d.by_id);
+  d.pos = calloc((size_t)d.count + 1, sizeof *d.pos);
+  if (!d.by_id || !d.pos)
+    q8_die("out of memory verifying the module");
   for (int i = 0; i < m->ninputs; i++) {
     d.by_id[m->inputs[i]->id] = m->inputs[i];
     d.pos[m->inputs[i]->id] = -1;
@@ -60,6 +65,8 @@ static bool defined_before(const Defs *d, const IrValue *v, int upto) {
 static IrValue *first_repeat(IrValue *(*def)(IrModule *, int), IrModule *m, int n) {
   SupMap seen = {0};
   IrValue *dup = NULL;
+  if (!sup_map_reserve(&seen, (size_t)n))
+    q8_die("out of memory");
   for (int i = 0; i < n && !dup; i++) {
     IrValue *v = def(m, i);
     if (sup_map_get(&seen, v->name))
@@ -133,6 +140,20 @@ static bool check_size(IrModule *m, const IrValue *v) {
                   batched ? " with the batch size 1" : "", err);
 }
 
+/* Nodes in order, then outputs. */
+static bool check_graph(IrModule *m, const Defs *d) {
+  for (int i = 0; i < m->nnodes; i++)
+    if (!check_node(m, d, i) || !check_size(m, m->nodes[i]->result))
+      return false;
+  if (m->noutputs == 0)
+    return ir_error(&m->diag, (IrLoc){0}, "model '%s' has no outputs", m->name);
+  for (int i = 0; i < m->noutputs; i++)
+    if (m->outputs[i]->kind == IR_VAL_CONST || !defined_before(d, m->outputs[i], m->nnodes))
+      return ir_error(&m->diag, m->output_locs ? m->output_locs[i] : (IrLoc){0},
+                      "output %%%s is not a value defined in the model", m->outputs[i]->name);
+  return true;
+}
+
 bool ir_verify(IrModule *m) {
   if (m->diag.failed)
     return false;
@@ -148,14 +169,8 @@ bool ir_verify(IrModule *m) {
     if (!check_size(m, m->consts[i]))
       return false;
   Defs d = index_defs(m);
-  for (int i = 0; i < m->nnodes; i++)
-    if (!check_node(m, &d, i) || !check_size(m, m->nodes[i]->result))
-      return false;
-  if (m->noutputs == 0)
-    return ir_error(&m->diag, (IrLoc){0}, "model '%s' has no outputs", m->name);
-  for (int i = 0; i < m->noutputs; i++)
-    if (m->outputs[i]->kind == IR_VAL_CONST || !defined_before(&d, m->outputs[i], m->nnodes))
-      return ir_error(&m->diag, m->output_locs ? m->output_locs[i] : (IrLoc){0},
-                      "output %%%s is not a value defined in the model", m->outputs[i]->name);
-  return ir_check_qforms(m);
+  bool ok = check_graph(m, &d);
+  free(d.by_id);
+  free(d.pos);
+  return ok && ir_check_qforms(m);
 }

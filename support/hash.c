@@ -15,48 +15,52 @@ uint64_t sup_hash(const void *data, size_t n) {
   return h;
 }
 
-/* The slot of `key` (whose hash is h), or of the empty slot where it would
- * go. Stored hashes spare reading the keys of other slots. */
-static size_t slot_of(const SupMap *t, const char *key, uint64_t h) {
+typedef struct SupMapSlot Slot;
+
+/* The slot of `key` (whose hash is h), or the empty slot where it would go.
+ * The stored hashes spare comparing the keys of other slots. */
+static Slot *slot_of(const SupMap *t, const char *key, uint64_t h) {
   size_t mask = t->cap - 1;
   size_t i = (size_t)h & mask;
-  while (t->keys[i] && (t->hashes[i] != h || (t->keys[i] != key && strcmp(t->keys[i], key) != 0)))
+  while (t->slots[i].key &&
+         (t->slots[i].hash != h || (t->slots[i].key != key && strcmp(t->slots[i].key, key) != 0)))
     i = (i + 1) & mask;
-  return i;
+  return &t->slots[i];
 }
 
 static uint64_t hash_key(const char *key) { return sup_hash(key, strlen(key)); }
 
 void *sup_map_get(const SupMap *t, const char *key) {
-  if (!t->cap)
-    return NULL;
-  return t->items[slot_of(t, key, hash_key(key))];
+  return t->cap ? slot_of(t, key, hash_key(key))->item : NULL;
 }
 
 const char *sup_map_intern(const SupMap *t, const char *key) {
-  if (!t->cap)
-    return NULL;
-  return t->keys[slot_of(t, key, hash_key(key))];
+  return t->cap ? slot_of(t, key, hash_key(key))->key : NULL;
 }
 
-static bool grow(SupMap *t) {
-  size_t cap = t->cap ? 2 * t->cap : 64;
-  SupMap bigger = {calloc(cap, sizeof *t->keys), calloc(cap, sizeof *t->items),
-                   calloc(cap, sizeof *t->hashes), cap, t->count};
-  if (!bigger.keys || !bigger.items || !bigger.hashes) {
-    sup_map_free(&bigger);
+/* Rehash into `cap` slots (a power of two above twice the count). */
+static bool rehash(SupMap *t, size_t cap) {
+  SupMap bigger = {calloc(cap, sizeof *t->slots), cap, t->count};
+  if (!bigger.slots)
     return false;
-  }
   for (size_t i = 0; i < t->cap; i++)
-    if (t->keys[i]) {
-      size_t j = slot_of(&bigger, t->keys[i], t->hashes[i]);
-      bigger.keys[j] = t->keys[i];
-      bigger.items[j] = t->items[i];
-      bigger.hashes[j] = t->hashes[i];
-    }
-  sup_map_free(t);
+    if (t->slots[i].key)
+      *slot_of(&bigger, t->slots[i].key, t->slots[i].hash) = t->slots[i];
+  free(t->slots);
   *t = bigger;
   return true;
+}
+
+static bool grow(SupMap *t) { return rehash(t, t->cap ? 2 * t->cap : 64); }
+
+bool sup_map_reserve(SupMap *t, size_t n) {
+  size_t cap = t->cap ? t->cap : 64;
+  while (cap / 2 < n) {
+    if (cap > SIZE_MAX / 4)
+      return false;
+    cap *= 2;
+  }
+  return cap == t->cap || rehash(t, cap);
 }
 
 bool sup_map_put(SupMap *t, const char *key, void *item) {
@@ -64,19 +68,16 @@ bool sup_map_put(SupMap *t, const char *key, void *item) {
   if (2 * (t->count + 1) > t->cap && !grow(t))
     return false;
   uint64_t h = hash_key(key);
-  size_t i = slot_of(t, key, h);
-  if (!t->keys[i]) {
-    t->keys[i] = key;
-    t->hashes[i] = h;
+  Slot *s = slot_of(t, key, h);
+  if (!s->key) {
+    *s = (Slot){key, NULL, h};
     t->count++;
   }
-  t->items[i] = item;
+  s->item = item;
   return true;
 }
 
 void sup_map_free(SupMap *t) {
-  free(t->keys);
-  free(t->items);
-  free(t->hashes);
+  free(t->slots);
   *t = (SupMap){0};
 }

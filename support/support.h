@@ -58,9 +58,11 @@ uint64_t sup_hash(const void *data, size_t n);
  * compares keys by contents. A key's item may be set to NULL, which reads
  * as absent; the key stays (so that sup_map_intern still finds it). */
 typedef struct {
-  const char **keys;
-  void **items;
-  uint64_t *hashes;
+  struct SupMapSlot {
+    const char *key; /* NULL: an empty slot */
+    void *item;
+    uint64_t hash;
+  } *slots;          /* one array, so that a probe reads one cache line */
   size_t cap, count; /* cap: 0 or a power of two */
 } SupMap;
 
@@ -68,6 +70,9 @@ typedef struct {
 void *sup_map_get(const SupMap *t, const char *key);
 /* The table's own pointer for a key equal to `key`, or NULL. */
 const char *sup_map_intern(const SupMap *t, const char *key);
+/* Make room for `n` keys in all, so that filling the table does not rehash.
+ * False when out of memory. */
+bool sup_map_reserve(SupMap *t, size_t n);
 /* Set the item of `key` (adding the key if new). False when out of memory. */
 bool sup_map_put(SupMap *t, const char *key, void *item);
 void sup_map_free(SupMap *t);
