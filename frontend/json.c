@@ -55,12 +55,10 @@ static bool report(Parser *p, const char *fmt, ...) {
   if (p->failed)
     return false; /* keep the first, most precise, message */
   p->failed = true;
-  if (p->err && p->errlen > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->err, p->errlen, fmt, ap);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  sup_verrf(p->err, p->errlen, fmt, ap);
+  va_end(ap);
   return false;
 }
 

@@ -44,19 +44,6 @@ enum { MAX_HEADER_LEN = 1 << 20 };
 /* Conversion goes through a bounce buffer of this many bytes. */
 enum { CHUNK_BYTES = 4096 };
 
-static bool fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static bool fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return false;
-}
-
 static bool host_is_little_endian(void) {
   const uint16_t one = 1;
   unsigned char first;
@@ -90,7 +77,8 @@ static const char SUPPORTED[] = "q8c reads little-endian f4, f8, i1, u1, i4";
  * targets. For single bytes the order means nothing, so '|' and '>' pass too. */
 static const NpyKind *kind_from_descr(const char *descr, char *err, size_t errlen) {
   if (descr[0] == 'O' || (descr[0] != '\0' && descr[1] == 'O')) {
-    fail(err, errlen, "object arrays are not supported (dtype '%s'); save a numeric array", descr);
+    sup_errf(err, errlen, "object arrays are not supported (dtype '%s'); save a numeric array",
+             descr);
     return NULL;
   }
   if (strlen(descr) == 3) {
@@ -105,7 +93,7 @@ static const NpyKind *kind_from_descr(const char *descr, char *err, size_t errle
         return k;
     }
   }
-  fail(err, errlen, "unsupported dtype '%s' (%s)", descr, SUPPORTED);
+  sup_errf(err, errlen, "unsupported dtype '%s' (%s)", descr, SUPPORTED);
   return NULL;
 }
 
@@ -170,8 +158,8 @@ static bool syntax_error(HdrLex *lx, const char *expected) {
     snprintf(found, sizeof found, "'%c'", c);
   else
     snprintf(found, sizeof found, "byte 0x%02x", c);
-  return fail(lx->err, lx->errlen, "malformed .npy header at offset %zu: expected %s, found %s",
-              lx->pos, expected, found);
+  return sup_errf(lx->err, lx->errlen, "malformed .npy header at offset %zu: expected %s, found %s",
+                  lx->pos, expected, found);
 }
 
 /* Skip blanks, then consume `c` if it is next. */
@@ -205,8 +193,8 @@ static bool parse_string(HdrLex *lx, char *out, size_t cap) {
     return syntax_error(lx, "the closing quote");
   size_t n = lx->pos - start;
   if (n >= cap)
-    return fail(lx->err, lx->errlen, "malformed .npy header at offset %zu: string is too long",
-                start);
+    return sup_errf(lx->err, lx->errlen, "malformed .npy header at offset %zu: string is too long",
+                    start);
   memcpy(out, lx->s + start, n);
   out[n] = '\0';
   lx->pos++;
@@ -238,8 +226,8 @@ static bool parse_dim(HdrLex *lx, int64_t *out) {
     end++;
   if (end == start) {
     if (start < lx->len && lx->s[start] == '-')
-      return fail(lx->err, lx->errlen, "malformed .npy header at offset %zu: negative dimension",
-                  start);
+      return sup_errf(lx->err, lx->errlen,
+                      "malformed .npy header at offset %zu: negative dimension", start);
     return syntax_error(lx, "a dimension");
   }
   int64_t v = 0;
@@ -247,8 +235,8 @@ static bool parse_dim(HdrLex *lx, int64_t *out) {
     int d = lx->s[i] - '0';
     if (v > (INT64_MAX - d) / 10) {
       int shown = end - start > 40 ? 40 : (int)(end - start);
-      return fail(lx->err, lx->errlen, "dimension %.*s%s in the .npy shape is too large", shown,
-                  lx->s + start, end - start > 40 ? "..." : "");
+      return sup_errf(lx->err, lx->errlen, "dimension %.*s%s in the .npy shape is too large", shown,
+                      lx->s + start, end - start > 40 ? "..." : "");
     }
     v = v * 10 + d;
   }
@@ -276,10 +264,10 @@ static bool parse_shape(HdrLex *lx, NpyHeader *h) {
     h->rank++;
     if (h->rank == 1 && accept(lx, ')'))
       /* In Python "(2)" is the integer 2, not a tuple; numpy would refuse it. */
-      return fail(lx->err, lx->errlen,
-                  "malformed .npy header at offset %zu: a one-dimensional shape needs a trailing "
-                  "comma, as in (%" PRId64 ",)",
-                  lx->pos - 1, d);
+      return sup_errf(lx->err, lx->errlen,
+                      "malformed .npy header at offset %zu: a one-dimensional shape needs a trailing "
+                      "comma, as in (%" PRId64 ",)",
+                      lx->pos - 1, d);
     if (accept(lx, ')'))
       return true;
     if (!expect(lx, ',', "',' or ')' in the shape"))
@@ -305,7 +293,7 @@ static bool parse_header(const char *text, size_t len, NpyHeader *h, char *err, 
       skip_ws(&lx);
       /* A list here describes a structured (record) dtype. */
       if (lx.pos < lx.len && lx.s[lx.pos] == '[')
-        return fail(err, errlen, "structured dtypes are not supported (%s)", SUPPORTED);
+        return sup_errf(err, errlen, "structured dtypes are not supported (%s)", SUPPORTED);
       if (!parse_string(&lx, h->descr, sizeof h->descr))
         return false;
     } else if (strcmp(key, "fortran_order") == 0) {
@@ -317,12 +305,12 @@ static bool parse_header(const char *text, size_t len, NpyHeader *h, char *err, 
       if (!parse_shape(&lx, h))
         return false;
     } else {
-      return fail(err, errlen, "malformed .npy header at offset %zu: unexpected key '%s'", key_pos,
-                  key);
+      return sup_errf(err, errlen, "malformed .npy header at offset %zu: unexpected key '%s'",
+                      key_pos, key);
     }
     if (*seen)
-      return fail(err, errlen, "malformed .npy header at offset %zu: key '%s' appears twice",
-                  key_pos, key);
+      return sup_errf(err, errlen, "malformed .npy header at offset %zu: key '%s' appears twice",
+                      key_pos, key);
     *seen = true;
     if (accept(&lx, '}'))
       break;
@@ -337,7 +325,7 @@ static bool parse_header(const char *text, size_t len, NpyHeader *h, char *err, 
                         : !h->has_shape   ? "shape"
                                           : NULL;
   if (missing)
-    return fail(err, errlen, "malformed .npy header: no '%s' key", missing);
+    return sup_errf(err, errlen, "malformed .npy header: no '%s' key", missing);
   return true;
 }
 
@@ -363,37 +351,38 @@ static bool read_preamble(FILE *f, NpyInfo *info, char *err, size_t errlen) {
   unsigned char pre[12];
   size_t got = fread(pre, 1, 10, f);
   if (got < 8 || memcmp(pre, MAGIC, 6) != 0)
-    return fail(err, errlen, "not a .npy file (bad magic)");
+    return sup_errf(err, errlen, "not a .npy file (bad magic)");
   int major = pre[6], minor = pre[7];
   if ((major != 1 && major != 2 && major != 3) || minor != 0)
-    return fail(err, errlen, "unsupported .npy format version %d.%d (q8c reads 1.0, 2.0 and 3.0)",
-                major, minor);
+    return sup_errf(err, errlen,
+                    "unsupported .npy format version %d.%d (q8c reads 1.0, 2.0 and 3.0)", major,
+                    minor);
   size_t prefix = major == 1 ? 10 : 12;
   if (got == 10 && prefix == 12)
     got += fread(pre + 10, 1, 2, f);
   if (got < prefix)
-    return fail(err, errlen, "file is truncated: the .npy preamble needs %zu bytes, found %zu",
-                prefix, got);
+    return sup_errf(err, errlen, "file is truncated: the .npy preamble needs %zu bytes, found %zu",
+                    prefix, got);
   uint32_t hlen = major == 1 ? (uint32_t)(pre[8] | pre[9] << 8)
                              : (uint32_t)pre[8] | (uint32_t)pre[9] << 8 | (uint32_t)pre[10] << 16 |
                                    (uint32_t)pre[11] << 24;
   if (hlen > MAX_HEADER_LEN)
-    return fail(err, errlen, "header length %" PRIu32 " is too large (the limit is %d bytes)", hlen,
-                MAX_HEADER_LEN);
+    return sup_errf(err, errlen, "header length %" PRIu32 " is too large (the limit is %d bytes)",
+                    hlen, MAX_HEADER_LEN);
   if (sized && file_size < prefix + hlen)
-    return fail(err, errlen,
-                "file is truncated: expected a %" PRIu32 "-byte header, found %" PRIu64, hlen,
-                file_size - prefix);
+    return sup_errf(err, errlen,
+                    "file is truncated: expected a %" PRIu32 "-byte header, found %" PRIu64, hlen,
+                    file_size - prefix);
 
   char *text = malloc(hlen ? hlen : 1);
   if (!text)
-    return fail(err, errlen, "out of memory reading a %" PRIu32 "-byte header", hlen);
+    return sup_errf(err, errlen, "out of memory reading a %" PRIu32 "-byte header", hlen);
   size_t hgot = fread(text, 1, hlen, f);
   NpyHeader h;
   bool ok = hgot == hlen ? parse_header(text, hlen, &h, err, errlen)
-                         : fail(err, errlen,
-                                "file is truncated: expected a %" PRIu32 "-byte header, found %zu",
-                                hlen, hgot);
+                         : sup_errf(err, errlen,
+                                    "file is truncated: expected a %" PRIu32 "-byte header, found %zu",
+                                    hlen, hgot);
   free(text);
   if (!ok)
     return false;
@@ -402,17 +391,17 @@ static bool read_preamble(FILE *f, NpyInfo *info, char *err, size_t errlen) {
   if (!kind)
     return false;
   if (h.fortran_order)
-    return fail(err, errlen,
-                "fortran-order arrays are not supported; save with np.ascontiguousarray");
+    return sup_errf(err, errlen,
+                    "fortran-order arrays are not supported; save with np.ascontiguousarray");
   if (h.rank > IR_MAX_RANK)
-    return fail(err, errlen, "rank %d exceeds the maximum of %d", h.rank, IR_MAX_RANK);
+    return sup_errf(err, errlen, "rank %d exceeds the maximum of %d", h.rank, IR_MAX_RANK);
 
   int64_t numel;
   char shape[IR_MAX_RANK * 22 + 4];
   if (!checked_numel(h.dims, h.rank, &numel) || (uint64_t)numel > UINT64_MAX / kind->file_size ||
       (uint64_t)numel > SIZE_MAX / ir_dtype_size(kind->dtype)) {
     shape_str(h.dims, h.rank, shape, sizeof shape);
-    return fail(err, errlen, "array of shape %s is too large", shape);
+    return sup_errf(err, errlen, "array of shape %s is too large", shape);
   }
   info->kind = kind;
   info->numel = numel;
@@ -425,8 +414,9 @@ static bool read_preamble(FILE *f, NpyInfo *info, char *err, size_t errlen) {
   uint64_t data_start = prefix + hlen;
   /* Bytes after the array are ignored, as numpy ignores them. */
   if (sized && file_size - data_start < info->data_bytes)
-    return fail(err, errlen, "file is truncated: expected %" PRIu64 " data bytes, found %" PRIu64,
-                info->data_bytes, file_size - data_start);
+    return sup_errf(err, errlen,
+                    "file is truncated: expected %" PRIu64 " data bytes, found %" PRIu64,
+                    info->data_bytes, file_size - data_start);
   return true;
 }
 
@@ -485,9 +475,10 @@ static bool read_elems(FILE *f, int file_size, bool is_f64, void *dst, uint64_t 
   }
   if (got < n * (uint64_t)file_size) {
     if (ferror(f))
-      return fail(err, errlen, "read error: %s", strerror(errno));
-    return fail(err, errlen, "file is truncated: expected %" PRIu64 " data bytes, found %" PRIu64,
-                total, before + got);
+      return sup_errf(err, errlen, "read error: %s", strerror(errno));
+    return sup_errf(err, errlen,
+                    "file is truncated: expected %" PRIu64 " data bytes, found %" PRIu64, total,
+                    before + got);
   }
   return true;
 }
@@ -498,7 +489,7 @@ bool fe_npy_read(const char *path, IrTensor *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   FILE *f = fopen(path, "rb");
   if (!f)
-    return fail(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return sup_errf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
   NpyInfo info;
   void *data = NULL;
   bool ok = read_preamble(f, &info, err, errlen);
@@ -509,11 +500,11 @@ bool fe_npy_read(const char *path, IrTensor *out, char *err, size_t errlen) {
     if (!ir_bytes_allowed(bytes, why, sizeof why)) {
       shape_str(info.type.dims, info.type.rank, shape, sizeof shape);
       fclose(f);
-      return fail(err, errlen, "array of shape %s %s", shape, why);
+      return sup_errf(err, errlen, "array of shape %s %s", shape, why);
     }
     data = malloc(bytes ? bytes : 1);
     if (!data)
-      ok = fail(err, errlen, "out of memory: the array needs %zu bytes", bytes);
+      ok = sup_errf(err, errlen, "out of memory: the array needs %zu bytes", bytes);
   }
   if (ok)
     ok = read_elems(f, info.kind->file_size, info.kind->is_f64, data, (uint64_t)info.numel, 0,
@@ -566,24 +557,24 @@ bool fe_npy_write(const char *path, const IrTensor *t, char *err, size_t errlen)
   char tstr[256];
   const char *descr = descr_for(t->type.dtype);
   if (!descr)
-    return fail(err, errlen, "cannot write dtype '%s' to .npy (q8c writes f32, i8, u8, i32)",
-                ir_dtype_name(t->type.dtype));
+    return sup_errf(err, errlen, "cannot write dtype '%s' to .npy (q8c writes f32, i8, u8, i32)",
+                    ir_dtype_name(t->type.dtype));
   if (t->type.rank < 0 || t->type.rank > IR_MAX_RANK)
-    return fail(err, errlen, "rank %d is outside 0..%d", t->type.rank, IR_MAX_RANK);
+    return sup_errf(err, errlen, "rank %d is outside 0..%d", t->type.rank, IR_MAX_RANK);
   for (int i = 0; i < t->type.rank; i++) {
     if (t->type.dims[i] < 0)
-      return fail(err, errlen, "cannot write %s to .npy: dimension %d is %s",
-                  ir_type_str(&t->type, tstr, sizeof tstr), i,
-                  t->type.dims[i] == IR_DIM_BATCH ? "'?' (bind the batch size first)" : "negative");
+      return sup_errf(err, errlen, "cannot write %s to .npy: dimension %d is %s",
+                      ir_type_str(&t->type, tstr, sizeof tstr), i,
+                      t->type.dims[i] == IR_DIM_BATCH ? "'?' (bind the batch size first)" : "negative");
   }
   int64_t numel;
   size_t size = ir_dtype_size(t->type.dtype);
   if (!checked_numel(t->type.dims, t->type.rank, &numel) || (uint64_t)numel > SIZE_MAX / size)
-    return fail(err, errlen, "cannot write %s to .npy: too many elements",
-                ir_type_str(&t->type, tstr, sizeof tstr));
+    return sup_errf(err, errlen, "cannot write %s to .npy: too many elements",
+                    ir_type_str(&t->type, tstr, sizeof tstr));
   if (numel > 0 && !t->data)
-    return fail(err, errlen, "cannot write %s to .npy: the tensor has no data",
-                ir_type_str(&t->type, tstr, sizeof tstr));
+    return sup_errf(err, errlen, "cannot write %s to .npy: the tensor has no data",
+                    ir_type_str(&t->type, tstr, sizeof tstr));
 
   /* numpy's own spelling, padded with spaces and a newline so that the data
    * starts at a multiple of 64 bytes (the preamble is 10 bytes). */
@@ -606,7 +597,7 @@ bool fe_npy_write(const char *path, const IrTensor *t, char *err, size_t errlen)
 
   FILE *f = fopen(path, "wb");
   if (!f)
-    return fail(err, errlen, "cannot open '%s' for writing: %s", path, strerror(errno));
+    return sup_errf(err, errlen, "cannot open '%s' for writing: %s", path, strerror(errno));
   bool ok = fwrite(pre, 1, sizeof pre, f) == sizeof pre && fwrite(header, 1, hlen, f) == hlen &&
             write_all(f, t, (size_t)numel);
   int saved = errno;
@@ -617,7 +608,7 @@ bool fe_npy_write(const char *path, const IrTensor *t, char *err, size_t errlen)
   if (!ok) {
     /* A half-written array must not be mistaken for a whole one later. */
     remove(path);
-    return fail(err, errlen, "cannot write '%s': %s", path, strerror(saved));
+    return sup_errf(err, errlen, "cannot write '%s': %s", path, strerror(saved));
   }
   return true;
 }
@@ -628,7 +619,7 @@ bool fe_npy_open(FeNpyReader *r, const char *path, char *err, size_t errlen) {
   memset(r, 0, sizeof *r);
   FILE *f = fopen(path, "rb");
   if (!f)
-    return fail(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return sup_errf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
   NpyInfo info;
   if (!read_preamble(f, &info, err, errlen)) {
     fclose(f);
@@ -636,7 +627,7 @@ bool fe_npy_open(FeNpyReader *r, const char *path, char *err, size_t errlen) {
   }
   if (info.type.rank == 0) {
     fclose(f);
-    return fail(err, errlen, "cannot read a scalar row by row: streaming needs rank >= 1");
+    return sup_errf(err, errlen, "cannot read a scalar row by row: streaming needs rank >= 1");
   }
   r->f = f;
   r->type = info.type;
@@ -648,11 +639,11 @@ bool fe_npy_open(FeNpyReader *r, const char *path, char *err, size_t errlen) {
 
 int64_t fe_npy_read_rows(FeNpyReader *r, void *dst, int64_t max_rows, char *err, size_t errlen) {
   if (!r->f) {
-    fail(err, errlen, "the .npy reader is not open");
+    sup_errf(err, errlen, "the .npy reader is not open");
     return -1;
   }
   if (max_rows < 0) {
-    fail(err, errlen, "cannot read %" PRId64 " rows", max_rows);
+    sup_errf(err, errlen, "cannot read %" PRId64 " rows", max_rows);
     return -1;
   }
   int64_t left = r->type.dims[0] - r->rows_read;

@@ -22,63 +22,15 @@
 
 #include "frontend.h"
 
-/* Things by name, for the lookups every statement makes (values, constants,
- * the tensors of each weights file): hash tables, so that parsing stays
- * linear in the size of the input (a linear scan per statement made a
- * 20k-line model take 20 seconds). Open addressing, in arena memory; a grown
- * table leaves the old one in the arena. */
-typedef struct {
-  const char *key;
-  void *item;
-} NameSlot;
-
-typedef struct {
-  NameSlot *slots;
-  size_t cap, count;      /* cap is a power of two, or 0 */
-} Names;
-
-static size_t hash_name(const char *s) {
-  size_t h = 14695981039346656037u;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211u;
-  return h;
-}
-
-static void *names_find(const Names *t, const char *key) {
-  if (!t->cap)
-    return NULL;
-  for (size_t i = hash_name(key) & (t->cap - 1); t->slots[i].key; i = (i + 1) & (t->cap - 1))
-    if (strcmp(t->slots[i].key, key) == 0)
-      return t->slots[i].item;
-  return NULL;
-}
-
-static void names_put(NameSlot *slots, size_t cap, const char *key, void *item) {
-  size_t i = hash_name(key) & (cap - 1);
-  while (slots[i].key)
-    i = (i + 1) & (cap - 1);
-  slots[i] = (NameSlot){key, item};
-}
-
-/* Add `key`, which is not in the table yet. */
-static void names_add(IrArena *a, Names *t, const char *key, void *item) {
-  if (2 * (t->count + 1) > t->cap) {
-    size_t cap = t->cap ? 2 * t->cap : 64;
-    NameSlot *slots = ir_alloc(a, cap * sizeof *slots);
-    for (size_t i = 0; i < t->cap; i++)
-      if (t->slots[i].key)
-        names_put(slots, cap, t->slots[i].key, t->slots[i].item);
-    t->slots = slots;
-    t->cap = cap;
-  }
-  names_put(t->slots, t->cap, key, item);
-  t->count++;
-}
-
+/* Names are looked up in hash tables, so that parsing stays linear in the
+ * size of the input (a linear scan per statement made a 20k-line model take
+ * 20 seconds): values and constants in the module's name table
+ * (ir_find_value, ir_find_const), the tensors of each weights file in a
+ * SupMap. */
 typedef struct {
   const char *path;       /* as written */
   FeTensorSet set;
-  Names tensors;          /* set's tensors by name */
+  SupMap tensors;         /* set's tensors by name (malloc'd: freed at the end) */
 } LoadedWeights;
 
 typedef struct {
@@ -87,15 +39,9 @@ typedef struct {
   IrModule *m;
   IrDiag *diag;
   LoadedWeights *loaded;  /* parallel to m->weights */
-  Names values;           /* every input and node result so far */
-  Names consts;           /* every constant used so far */
 } Parser;
 
-static IrValue *find_value(const Parser *p, const char *name) {
-  return names_find(&p->values, name);
-}
-
-static void add_value(Parser *p, IrValue *v) { names_add(p->m->arena, &p->values, v->name, v); }
+static IrValue *find_value(const Parser *p, const char *name) { return ir_find_value(p->m, name); }
 
 static bool next(Parser *p) { return fe_lex_next(&p->lx, &p->tok); }
 
@@ -230,6 +176,15 @@ static bool parse_number(Parser *p, double *out) {
   return next(p);
 }
 
+/* An element type as an attribute value (`dtype = u8`). */
+static bool parse_dtype_value(Parser *p, IrDType *out) {
+  *out = p->tok.kind == FE_TK_IDENT ? ir_dtype_from_name(p->tok.text, (size_t)p->tok.len)
+                                    : IR_DTYPE_NONE;
+  if (*out == IR_DTYPE_NONE)
+    return expected(p, "an element type (f32, i8, u8 or i32)");
+  return next(p);
+}
+
 static bool parse_attr_value(Parser *p, IrAttrKind kind, double *vals, int *n) {
   switch (kind) {
   case IR_AKIND_FLOAT:
@@ -249,14 +204,12 @@ static bool parse_attr_value(Parser *p, IrAttrKind kind, double *vals, int *n) {
     *n = 1;
     return parse_int(p, -2147483648.0, 2147483647.0, "an integer", &vals[0]);
   case IR_AKIND_DTYPE: {
+    IrDType t;
     *n = 1;
-    IrDType t = p->tok.kind == FE_TK_IDENT
-                    ? ir_dtype_from_name(p->tok.text, (size_t)p->tok.len)
-                    : IR_DTYPE_NONE;
-    if (t == IR_DTYPE_NONE)
-      return expected(p, "an element type (f32, i8, u8 or i32)");
+    if (!parse_dtype_value(p, &t))
+      return false;
     vals[0] = t;
-    return next(p);
+    return true;
   }
   case IR_AKIND_INTS:
     return parse_dim_list(p, false, -1e15, "an integer", vals, n);
@@ -282,7 +235,7 @@ static bool parse_attrs(Parser *p, IrNode *node) {
     if (!((info->attrs | IR_ATTRS_ANY_OP) & (1u << key)))
       return ir_error(p->diag, at, "%s does not take the attribute '%s'", info->name,
                       ir_attr_info[key].key);
-    if (ir_node_attr(node, (IrAttrKey)key))
+    if (ir_has_attr(node, (IrAttrKey)key))
       return ir_error(p->diag, at, "attribute '%s' is given twice", ir_attr_info[key].key);
     if (!next(p) || !expect_punct(p, '='))
       return false;
@@ -328,16 +281,16 @@ static bool parse_weights(Parser *p) {
   const char *full = join_path(p->m->arena, p->m->dir, path);
   if (!fe_safetensors_read(p->m->arena, full, &lw[idx].set, err, sizeof err))
     return ir_error(p->diag, at, "%s: %s", path, err);
-  lw[idx].tensors = (Names){0};
+  lw[idx].tensors = (SupMap){0};
   for (int i = 0; i < lw[idx].set.n; i++)
-    names_add(p->m->arena, &lw[idx].tensors, lw[idx].set.tensors[i].name,
-              &lw[idx].set.tensors[i]);
+    if (!sup_map_put(&lw[idx].tensors, lw[idx].set.tensors[i].name, &lw[idx].set.tensors[i]))
+      return ir_error(p->diag, at, "%s: out of memory", path);
   return next(p);
 }
 
 /* The constant `@name`, loaded from the weights files on first use. */
 static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
-  IrValue *v = names_find(&p->consts, name);
+  IrValue *v = ir_find_const(p->m, name);
   if (v)
     return v;
   if (p->m->nweights == 0) {
@@ -347,7 +300,7 @@ static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
   const FeTensor *hit = NULL;
   const char *hit_file = NULL;
   for (int i = 0; i < p->m->nweights; i++) {
-    const FeTensor *t = names_find(&p->loaded[i].tensors, name);
+    const FeTensor *t = sup_map_get(&p->loaded[i].tensors, name);
     if (t && hit) {
       ir_error(p->diag, at, "@%s is in both %s and %s", name, hit_file, p->loaded[i].path);
       return NULL;
@@ -376,9 +329,7 @@ static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
       ir_error(p->diag, at, "no tensor '%s' in %s", name, p->loaded[0].path);
     return NULL;
   }
-  v = ir_add_const(p->m, name, hit->type, hit->data, at);
-  names_add(p->m->arena, &p->consts, v->name, v);
-  return v;
+  return ir_add_const(p->m, name, hit->type, hit->data, at);
 }
 
 static IrValue *parse_operand(Parser *p) {
@@ -414,8 +365,8 @@ static bool check_new_name(Parser *p, const char *name, IrLoc at) {
 static bool parse_decl_attrs(Parser *p, IrValue *v, bool input) {
   IrLoc open = p->tok.loc, q_at = {0};
   bool seen[3] = {false, false, false}; /* scale, zero_point, dtype */
-  static const char *const qkeys[3] = {"scale", "zero_point", "dtype"};
-  static const IrAttrKind qkinds[3] = {IR_AKIND_FLOAT, IR_AKIND_INT, IR_AKIND_DTYPE};
+  IrAttrKey qkeys[3];
+  ir_qparams_keys(IR_QPARAMS_OUT, qkeys);
   if (!next(p))
     return false;
   while (!is_punct(p, '}')) {
@@ -426,7 +377,7 @@ static bool parse_decl_attrs(Parser *p, IrValue *v, bool input) {
     double vals[2];
     int n, k = -1;
     for (int i = 0; i < 3; i++)
-      if (is_word(p, qkeys[i]))
+      if (is_word(p, ir_attr_info[qkeys[i]].key))
         k = i;
     if (k < 0 && !(input && is_word(p, "range")))
       return ir_error(p->diag, key_at, "'%.*s' is not an %s attribute (%s)", p->tok.len,
@@ -434,8 +385,11 @@ static bool parse_decl_attrs(Parser *p, IrValue *v, bool input) {
                       input ? "range, scale, zero_point, dtype" : "scale, zero_point, dtype");
     if ((k >= 0 && seen[k]) || (k < 0 && v->has_range))
       return ir_error(p->diag, key_at, "attribute '%.*s' given twice", p->tok.len, p->tok.text);
-    if (!next(p) || !expect_punct(p, '=') ||
-        !parse_attr_value(p, k < 0 ? IR_AKIND_RANGE : qkinds[k], vals, &n))
+    if (!next(p) || !expect_punct(p, '='))
+      return false;
+    if (k == 2 ? !parse_dtype_value(p, &v->qform.dtype)
+               : !parse_attr_value(p, k < 0 ? IR_AKIND_RANGE : ir_attr_info[qkeys[k]].kind,
+                                   vals, &n))
       return false;
     if (k < 0) {
       v->range[0] = vals[0];
@@ -448,8 +402,6 @@ static bool parse_decl_attrs(Parser *p, IrValue *v, bool input) {
         q_at = key_at;
       } else if (k == 1) {
         v->qform.zero_point = (int32_t)vals[0];
-      } else {
-        v->qform.dtype = (IrDType)vals[0];
       }
       if (!q_at.line)
         q_at = key_at;
@@ -465,7 +417,7 @@ static bool parse_decl_attrs(Parser *p, IrValue *v, bool input) {
         return ir_error(p->diag, open,
                         "the quantized form of %%%s needs scale, zero_point and dtype; "
                         "'%s' is missing",
-                        v->name, qkeys[i]);
+                        v->name, ir_attr_info[qkeys[i]].key);
     v->has_qform = true;
     v->qform_loc = q_at;
   }
@@ -481,7 +433,6 @@ static bool parse_input(Parser *p) {
   if (!check_new_name(p, name, at) || !next(p) || !expect_punct(p, ':') || !parse_type(p, &t))
     return false;
   IrValue *v = ir_add_input(p->m, name, t, at);
-  add_value(p, v);
   return !is_punct(p, '{') || parse_decl_attrs(p, v, true);
 }
 
@@ -587,7 +538,6 @@ static bool parse_node(Parser *p) {
                     info->min_operands, info->max_operands, n);
   }
   IrNode *node = ir_add_node(p->m, (IrOp)op, name, opnds, n, op_loc);
-  add_value(p, node->result);
   node->result->loc = at;
   node->opnd_locs = ir_alloc(p->m->arena, (size_t)(n ? n : 1) * sizeof *locs);
   memcpy(node->opnd_locs, locs, (size_t)n * sizeof *locs);
@@ -672,6 +622,8 @@ IrModule *fe_parse(const char *path, const char *src) {
   Parser p = {.m = m, .diag = &m->diag};
   fe_lex_init(&p.lx, copy, &m->diag);
   parse_model(&p);
+  for (int i = 0; i < m->nweights && p.loaded; i++)
+    sup_map_free(&p.loaded[i].tensors);
   return m;
 }
 

@@ -63,18 +63,6 @@ typedef struct {
   uint64_t begin, end, numel;
 } Entry;
 
-static bool errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static bool errf(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return false;
-}
-
 static bool mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
   if (b != 0 && a > UINT64_MAX / b)
     return false;
@@ -136,10 +124,10 @@ static int cmp_entry_offset(const void *x, const void *y) {
 
 static bool check_metadata(const FeJson *meta, char *err, size_t errlen) {
   if (meta->kind != FE_JSON_OBJ)
-    return errf(err, errlen, "\"__metadata__\" is not an object of strings");
+    return sup_errf(err, errlen, "\"__metadata__\" is not an object of strings");
   for (size_t i = 0; i < meta->len; i++)
     if (meta->items[i].kind != FE_JSON_STR)
-      return errf(err, errlen, "\"__metadata__\" is not an object of strings");
+      return sup_errf(err, errlen, "\"__metadata__\" is not an object of strings");
   return true;
 }
 
@@ -148,15 +136,15 @@ static bool check_entry(Entry *e, uint64_t data_size, char *err, size_t errlen) 
   const char *name = e->name;
   const FeJson *info = e->info;
   if (info->kind != FE_JSON_OBJ)
-    return errf(err, errlen,
-                "tensor '%s': expected an object with \"dtype\", \"shape\" and \"data_offsets\"",
-                name);
+    return sup_errf(err, errlen,
+                    "tensor '%s': expected an object with \"dtype\", \"shape\" and \"data_offsets\"",
+                    name);
 
   const FeJson *dtype = fe_json_get(info, "dtype");
   if (!dtype)
-    return errf(err, errlen, "tensor '%s': missing \"dtype\"", name);
+    return sup_errf(err, errlen, "tensor '%s': missing \"dtype\"", name);
   if (dtype->kind != FE_JSON_STR)
-    return errf(err, errlen, "tensor '%s': \"dtype\" is not a string", name);
+    return sup_errf(err, errlen, "tensor '%s': \"dtype\" is not a string", name);
   e->dt = -1;
   for (int i = 0; i < NDTYPES; i++)
     if (strcmp(dtype->str, st_dtypes[i].name) == 0)
@@ -164,61 +152,62 @@ static bool check_entry(Entry *e, uint64_t data_size, char *err, size_t errlen) 
   if (e->dt < 0) {
     for (size_t i = 0; i < sizeof st_unsupported / sizeof st_unsupported[0]; i++)
       if (strcmp(dtype->str, st_unsupported[i]) == 0)
-        return errf(err, errlen, "tensor '%s': unsupported dtype '%s'", name, dtype->str);
-    return errf(err, errlen, "tensor '%s': unknown dtype '%s'", name, dtype->str);
+        return sup_errf(err, errlen, "tensor '%s': unsupported dtype '%s'", name, dtype->str);
+    return sup_errf(err, errlen, "tensor '%s': unknown dtype '%s'", name, dtype->str);
   }
 
   const FeJson *shape = fe_json_get(info, "shape");
   if (!shape)
-    return errf(err, errlen, "tensor '%s': missing \"shape\"", name);
+    return sup_errf(err, errlen, "tensor '%s': missing \"shape\"", name);
   if (shape->kind != FE_JSON_ARR)
-    return errf(err, errlen, "tensor '%s': \"shape\" is not a list of non-negative integers", name);
+    return sup_errf(err, errlen, "tensor '%s': \"shape\" is not a list of non-negative integers",
+                    name);
   if (shape->len > IR_MAX_RANK)
-    return errf(err, errlen, "tensor '%s': rank %zu exceeds the maximum of %d", name, shape->len,
-                (int)IR_MAX_RANK);
+    return sup_errf(err, errlen, "tensor '%s': rank %zu exceeds the maximum of %d", name,
+                    shape->len, (int)IR_MAX_RANK);
   e->type.dtype = st_dtypes[e->dt].load_as;
   e->type.rank = (int)shape->len;
   for (size_t i = 0; i < shape->len; i++) {
     uint64_t d;
     if (!json_uint(&shape->items[i], 9223372036854775808.0, &d))
-      return errf(err, errlen, "tensor '%s': \"shape\" is not a list of non-negative integers",
-                  name);
+      return sup_errf(err, errlen, "tensor '%s': \"shape\" is not a list of non-negative integers",
+                      name);
     e->type.dims[i] = (int64_t)d;
   }
 
   const FeJson *offs = fe_json_get(info, "data_offsets");
   if (!offs)
-    return errf(err, errlen, "tensor '%s': missing \"data_offsets\"", name);
+    return sup_errf(err, errlen, "tensor '%s': missing \"data_offsets\"", name);
   if (offs->kind != FE_JSON_ARR || offs->len != 2 ||
       !json_uint(&offs->items[0], 18446744073709551616.0, &e->begin) ||
       !json_uint(&offs->items[1], 18446744073709551616.0, &e->end))
-    return errf(err, errlen, "tensor '%s': \"data_offsets\" is not a pair of non-negative integers",
-                name);
+    return sup_errf(err, errlen,
+                    "tensor '%s': \"data_offsets\" is not a pair of non-negative integers", name);
   if (e->end < e->begin)
-    return errf(err, errlen, "tensor '%s': data_offsets [%llu, %llu] end before they begin", name,
-                (unsigned long long)e->begin, (unsigned long long)e->end);
+    return sup_errf(err, errlen, "tensor '%s': data_offsets [%llu, %llu] end before they begin",
+                    name, (unsigned long long)e->begin, (unsigned long long)e->end);
   if (e->end > data_size)
-    return errf(err, errlen,
-                "tensor '%s': data_offsets [%llu, %llu] are past the end of the data (%llu bytes)",
-                name, (unsigned long long)e->begin, (unsigned long long)e->end,
-                (unsigned long long)data_size);
+    return sup_errf(err, errlen,
+                    "tensor '%s': data_offsets [%llu, %llu] are past the end of the data (%llu bytes)",
+                    name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                    (unsigned long long)data_size);
 
   char ts[256];
   uint64_t file_bytes, load_bytes;
   if (!numel_of(&e->type, &e->numel) || !mul_u64(e->numel, st_dtypes[e->dt].size, &file_bytes) ||
       !mul_u64(e->numel, 4, &load_bytes) || load_bytes > SIZE_MAX)
-    return errf(err, errlen, "tensor '%s': %s has too many elements", name,
-                type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts));
+    return sup_errf(err, errlen, "tensor '%s': %s has too many elements", name,
+                    type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts));
   if (e->end - e->begin != file_bytes)
-    return errf(err, errlen, "tensor '%s': data_offsets span %llu bytes but %s needs %llu", name,
-                (unsigned long long)(e->end - e->begin),
-                type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts),
-                (unsigned long long)file_bytes);
+    return sup_errf(err, errlen, "tensor '%s': data_offsets span %llu bytes but %s needs %llu",
+                    name, (unsigned long long)(e->end - e->begin),
+                    type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts),
+                    (unsigned long long)file_bytes);
   /* In memory (F16 and BF16 widened to f32) it must fit the memory cap. */
   char why[160];
   if (!ir_bytes_allowed(load_bytes, why, sizeof why))
-    return errf(err, errlen, "tensor '%s': %s %s", name,
-                type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts), why);
+    return sup_errf(err, errlen, "tensor '%s': %s %s", name,
+                    type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts), why);
   return true;
 }
 
@@ -259,7 +248,7 @@ static bool load_entry(IrArena *a, const Entry *e, const unsigned char *src, FeT
   size_t nbytes = n * (st_dtypes[e->dt].kind == ST_I8 || st_dtypes[e->dt].kind == ST_U8 ? 1 : 4);
   void *dst = ir_alloc_data(a, nbytes);
   if (!dst)
-    return errf(err, errlen, "tensor '%s': out of memory for %zu bytes", e->name, nbytes);
+    return sup_errf(err, errlen, "tensor '%s': out of memory for %zu bytes", e->name, nbytes);
   switch (st_dtypes[e->dt].kind) {
   case ST_F32:
     for (size_t i = 0; i < n; i++)
@@ -299,14 +288,14 @@ bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, F
   if (!bytes)
     size = 0;
   if (size < 8)
-    return errf(err, errlen, "file is too short to be safetensors (%zu bytes)", size);
+    return sup_errf(err, errlen, "file is too short to be safetensors (%zu bytes)", size);
   uint64_t hlen = (uint64_t)load_u32(bytes) | (uint64_t)load_u32(bytes + 4) << 32;
   if (hlen > size - 8)
-    return errf(err, errlen, "header length %llu is past the end of the file (%zu bytes)",
-                (unsigned long long)hlen, size);
+    return sup_errf(err, errlen, "header length %llu is past the end of the file (%zu bytes)",
+                    (unsigned long long)hlen, size);
   if (hlen > MAX_HEADER_LEN)
-    return errf(err, errlen, "header length %llu exceeds the limit of %llu bytes",
-                (unsigned long long)hlen, MAX_HEADER_LEN);
+    return sup_errf(err, errlen, "header length %llu exceeds the limit of %llu bytes",
+                    (unsigned long long)hlen, MAX_HEADER_LEN);
   const unsigned char *data = bytes + 8 + hlen;
   uint64_t data_size = size - 8 - hlen;
 
@@ -316,25 +305,25 @@ bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, F
     /* Say which JSON is invalid without repeating "invalid JSON". */
     static const char prefix[] = "invalid JSON: ";
     if (strncmp(jerr, prefix, sizeof prefix - 1) == 0)
-      return errf(err, errlen, "invalid JSON header: %s", jerr + sizeof prefix - 1);
-    return errf(err, errlen, "%s", jerr);
+      return sup_errf(err, errlen, "invalid JSON header: %s", jerr + sizeof prefix - 1);
+    return sup_errf(err, errlen, "%s", jerr);
   }
   if (root->kind != FE_JSON_OBJ)
-    return errf(err, errlen, "header is not a JSON object");
+    return sup_errf(err, errlen, "header is not a JSON object");
 
   /* Gather the tensor entries, setting the metadata aside. */
   size_t nent = 0;
   bool seen_meta = false;
   if (root->len > INT32_MAX) /* FeTensorSet counts with an int */
-    return errf(err, errlen, "header has too many entries (%zu)", root->len);
+    return sup_errf(err, errlen, "header has too many entries (%zu)", root->len);
   Entry *ents = ir_alloc_data(a, root->len * sizeof *ents);
   Entry **order = ir_alloc_data(a, root->len * sizeof *order);
   if (!ents || !order)
-    return errf(err, errlen, "out of memory");
+    return sup_errf(err, errlen, "out of memory");
   for (size_t i = 0; i < root->len; i++) {
     if (strcmp(root->keys[i], "__metadata__") == 0) {
       if (seen_meta)
-        return errf(err, errlen, "duplicate \"__metadata__\"");
+        return sup_errf(err, errlen, "duplicate \"__metadata__\"");
       seen_meta = true;
       if (!check_metadata(&root->items[i], err, errlen))
         return false;
@@ -350,7 +339,7 @@ bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, F
     qsort(order, nent, sizeof *order, cmp_entry_name);
   for (size_t i = 1; i < nent; i++)
     if (strcmp(order[i - 1]->name, order[i]->name) == 0)
-      return errf(err, errlen, "duplicate tensor '%s'", order[i]->name);
+      return sup_errf(err, errlen, "duplicate tensor '%s'", order[i]->name);
 
   for (size_t i = 0; i < nent; i++)
     if (!check_entry(&ents[i], data_size, err, errlen))
@@ -366,17 +355,17 @@ bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, F
     if (e->begin == e->end)
       continue;
     if (reach && e->begin < reach->end)
-      return errf(err, errlen, "tensors '%s' and '%s' overlap in the data ([%llu, %llu] and [%llu, %llu])",
-                  reach->name, e->name, (unsigned long long)reach->begin,
-                  (unsigned long long)reach->end, (unsigned long long)e->begin,
-                  (unsigned long long)e->end);
+      return sup_errf(
+          err, errlen, "tensors '%s' and '%s' overlap in the data ([%llu, %llu] and [%llu, %llu])",
+          reach->name, e->name, (unsigned long long)reach->begin, (unsigned long long)reach->end,
+          (unsigned long long)e->begin, (unsigned long long)e->end);
     if (!reach || e->end > reach->end)
       reach = e;
   }
 
   FeTensor *ts = ir_alloc_data(a, nent * sizeof *ts);
   if (!ts)
-    return errf(err, errlen, "out of memory");
+    return sup_errf(err, errlen, "out of memory");
   for (size_t i = 0; i < nent; i++)
     if (!load_entry(a, &ents[i], data + ents[i].begin, &ts[i], err, errlen))
       return false;
@@ -391,7 +380,7 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
   out->tensors = NULL;
   FILE *f = fopen(path, "rb");
   if (!f)
-    return errf(err, errlen, "cannot open: %s", strerror(errno));
+    return sup_errf(err, errlen, "cannot open: %s", strerror(errno));
   /* Size the buffer from fstat when possible; keep reading past it anyway in
    * case the file grows or is not a regular file. */
   struct stat st;
@@ -403,28 +392,28 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
   char why[160];
   if (!ir_max_tensor_bytes(&limit, why, sizeof why)) {
     fclose(f);
-    return errf(err, errlen, "%s", why);
+    return sup_errf(err, errlen, "%s", why);
   }
   if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0) {
     if (!ir_bytes_allowed((uint64_t)st.st_size, why, sizeof why)) {
       fclose(f);
-      return errf(err, errlen, "the file %s", why);
+      return sup_errf(err, errlen, "the file %s", why);
     }
     cap = (size_t)st.st_size + 1;
   }
   unsigned char *buf = malloc(cap);
   if (!buf) {
     fclose(f);
-    return errf(err, errlen, "out of memory reading the file");
+    return sup_errf(err, errlen, "out of memory reading the file");
   }
   for (;;) {
     if (len == cap) {
       if ((uint64_t)cap > limit) {
         free(buf);
         fclose(f);
-        return errf(err, errlen,
-                    "the file is larger than the limit of %llu bytes (Q8_MAX_TENSOR_BYTES)",
-                    (unsigned long long)limit);
+        return sup_errf(err, errlen,
+                        "the file is larger than the limit of %llu bytes (Q8_MAX_TENSOR_BYTES)",
+                        (unsigned long long)limit);
       }
       /* limit <= 2^60, so neither product overflows. */
       size_t next = (uint64_t)cap > limit / 2 ? (size_t)limit + 1 : cap * 2;
@@ -432,7 +421,7 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
       if (!nb) {
         free(buf);
         fclose(f);
-        return errf(err, errlen, "out of memory reading the file");
+        return sup_errf(err, errlen, "out of memory reading the file");
       }
       buf = nb;
       cap = next;
@@ -444,7 +433,7 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
         int e = errno;
         free(buf);
         fclose(f);
-        return errf(err, errlen, "cannot read: %s", strerror(e));
+        return sup_errf(err, errlen, "cannot read: %s", strerror(e));
       }
       break;
     }
@@ -466,36 +455,9 @@ const FeTensor *fe_tensorset_find(const FeTensorSet *s, const char *name) {
 
 /* ---- writing ---- */
 
-/* A growable string for the header. */
-typedef struct {
-  char *s;
-  size_t len, cap;
-  bool oom;
-} Buf;
+typedef SupBuf Buf; /* the header under construction */
 
-static void buf_add(Buf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
-  if (n > SIZE_MAX / 2 - b->len) {
-    b->oom = true;
-    return;
-  }
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *ns = realloc(b->s, cap);
-    if (!ns) {
-      b->oom = true;
-      return;
-    }
-    b->s = ns;
-    b->cap = cap;
-  }
-  memcpy(b->s + b->len, s, n);
-  b->len += n;
-  b->s[b->len] = '\0';
-}
+static void buf_add(Buf *b, const char *s, size_t n) { sup_buf_put(b, s, n); }
 
 static void buf_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
 
@@ -544,40 +506,42 @@ static bool check_for_write(const FeTensor *tensors, int n, char *err, size_t er
   for (int i = 0; i < n; i++) {
     const FeTensor *t = &tensors[i];
     if (!t->name)
-      return errf(err, errlen, "tensor %d has no name", i);
+      return sup_errf(err, errlen, "tensor %d has no name", i);
     if (strcmp(t->name, "__metadata__") == 0)
-      return errf(err, errlen, "tensor name '__metadata__' is reserved");
+      return sup_errf(err, errlen, "tensor name '__metadata__' is reserved");
     const char *dt = write_dtype_name(t->type.dtype);
     if (!dt)
-      return errf(err, errlen, "tensor '%s': cannot write dtype %d", t->name, (int)t->type.dtype);
+      return sup_errf(err, errlen, "tensor '%s': cannot write dtype %d", t->name,
+                      (int)t->type.dtype);
     if (t->type.rank < 0 || t->type.rank > IR_MAX_RANK)
-      return errf(err, errlen, "tensor '%s': rank %d exceeds the maximum of %d", t->name,
-                  t->type.rank, (int)IR_MAX_RANK);
+      return sup_errf(err, errlen, "tensor '%s': rank %d exceeds the maximum of %d", t->name,
+                      t->type.rank, (int)IR_MAX_RANK);
     for (int d = 0; d < t->type.rank; d++)
       if (t->type.dims[d] < 0)
-        return errf(err, errlen, "tensor '%s': dimension %d is not a concrete size", t->name, d);
+        return sup_errf(err, errlen, "tensor '%s': dimension %d is not a concrete size", t->name,
+                        d);
     uint64_t numel, nbytes;
     char ts[256];
     if (!numel_of(&t->type, &numel) || !mul_u64(numel, t->type.dtype == IR_F32 || t->type.dtype == IR_I32 ? 4 : 1, &nbytes))
-      return errf(err, errlen, "tensor '%s': %s has too many elements", t->name,
-                  type_str(dt, &t->type, ts, sizeof ts));
+      return sup_errf(err, errlen, "tensor '%s': %s has too many elements", t->name,
+                      type_str(dt, &t->type, ts, sizeof ts));
     if (nbytes != t->nbytes)
-      return errf(err, errlen, "tensor '%s': nbytes is %zu but %s needs %llu", t->name, t->nbytes,
-                  type_str(dt, &t->type, ts, sizeof ts), (unsigned long long)nbytes);
+      return sup_errf(err, errlen, "tensor '%s': nbytes is %zu but %s needs %llu", t->name,
+                      t->nbytes, type_str(dt, &t->type, ts, sizeof ts), (unsigned long long)nbytes);
     if (nbytes && !t->data)
-      return errf(err, errlen, "tensor '%s': no data", t->name);
+      return sup_errf(err, errlen, "tensor '%s': no data", t->name);
   }
   if (n < 2)
     return true;
   const FeTensor **order = malloc((size_t)n * sizeof *order);
   if (!order)
-    return errf(err, errlen, "out of memory");
+    return sup_errf(err, errlen, "out of memory");
   for (int i = 0; i < n; i++)
     order[i] = &tensors[i];
   qsort(order, (size_t)n, sizeof *order, cmp_tensor_name);
   for (int i = 1; i < n; i++)
     if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
-      errf(err, errlen, "duplicate tensor '%s'", order[i]->name);
+      sup_errf(err, errlen, "duplicate tensor '%s'", order[i]->name);
       free(order);
       return false;
     }
@@ -611,7 +575,7 @@ static bool write_data(FILE *f, const FeTensor *t) {
 bool fe_safetensors_write(const char *path, const FeTensor *tensors, int n, char *err,
                           size_t errlen) {
   if (n < 0 || (n > 0 && !tensors))
-    return errf(err, errlen, "no tensors to write");
+    return sup_errf(err, errlen, "no tensors to write");
   if (!check_for_write(tensors, n, err, errlen))
     return false;
 
@@ -645,31 +609,31 @@ bool fe_safetensors_write(const char *path, const FeTensor *tensors, int n, char
   while (!h.oom && h.len % 8)
     buf_str(&h, " ");
   if (h.oom) {
-    free(h.s);
-    return errf(err, errlen, "out of memory");
+    sup_buf_free(&h);
+    return sup_errf(err, errlen, "out of memory");
   }
 
   FILE *f = fopen(path, "wb");
   if (!f) {
     int e = errno;
-    free(h.s);
-    return errf(err, errlen, "cannot create: %s", strerror(e));
+    sup_buf_free(&h);
+    return sup_errf(err, errlen, "cannot create: %s", strerror(e));
   }
   unsigned char len8[8];
   for (int i = 0; i < 8; i++)
     len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-  bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.s, 1, h.len, f) == h.len;
+  bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.p, 1, h.len, f) == h.len;
   for (int i = 0; ok && i < n; i++)
     ok = write_data(f, &tensors[i]);
   int e = errno;
-  free(h.s);
+  sup_buf_free(&h);
   if (fclose(f) != 0 && ok) {
     ok = false;
     e = errno;
   }
   if (!ok) {
     remove(path); /* a half-written file would only fail later, less clearly */
-    return errf(err, errlen, "write error: %s", strerror(e));
+    return sup_errf(err, errlen, "write error: %s", strerror(e));
   }
   return true;
 }

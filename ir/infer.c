@@ -164,9 +164,9 @@ static bool infer_layernorm(IrModule *m, const IrNode *n, IrType *out) {
                       sigil(n->opnds[0]), n->opnds[0]->name, tstr(x, b2), (long long)d);
     }
   }
-  const IrAttr *eps = ir_node_attr(n, IR_ATTR_EPS);
-  if (eps && !(eps->vals[0] >= 0))
-    return ir_error(&m->diag, eps->loc, "layernorm: eps must be a non-negative number");
+  if (ir_has_attr(n, IR_ATTR_EPS) && !(ir_attr_float(n, IR_ATTR_EPS, 0) >= 0))
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_EPS),
+                    "layernorm: eps must be a non-negative number");
   *out = *x;
   return true;
 }
@@ -175,26 +175,28 @@ static bool infer_transpose(IrModule *m, const IrNode *n, IrType *out) {
   if (!all_f32(m, n))
     return false;
   const IrType *x = &n->opnds[0]->type;
-  const IrAttr *perm = ir_node_attr(n, IR_ATTR_PERM);
+  int64_t perm[IR_MAX_RANK];
+  int nperm = ir_attr_ints(n, IR_ATTR_PERM, perm, IR_MAX_RANK);
+  IrLoc perm_at = ir_attr_loc(n, IR_ATTR_PERM);
   *out = *x;
-  if (!perm) {
+  if (nperm < 0) {
     if (x->rank < 2)
       return need_rank(m, n, 0, 2, IR_MAX_RANK, "input");
     out->dims[x->rank - 2] = x->dims[x->rank - 1];
     out->dims[x->rank - 1] = x->dims[x->rank - 2];
     return true;
   }
-  if (perm->n != x->rank)
-    return ir_error(&m->diag, perm->loc, "transpose: perm has %d entries but the input has rank %d",
-                    perm->n, x->rank);
+  if (nperm != x->rank)
+    return ir_error(&m->diag, perm_at, "transpose: perm has %d entries but the input has rank %d",
+                    nperm, x->rank);
   bool seen[IR_MAX_RANK] = {false};
-  for (int i = 0; i < perm->n; i++) {
-    double p = perm->vals[i];
-    if (p < 0 || p >= x->rank || seen[(int)p])
-      return ir_error(&m->diag, perm->loc,
+  for (int i = 0; i < nperm; i++) {
+    int64_t p = perm[i];
+    if (p < 0 || p >= x->rank || seen[p])
+      return ir_error(&m->diag, perm_at,
                       "transpose: perm must list each axis 0..%d exactly once", x->rank - 1);
-    seen[(int)p] = true;
-    out->dims[i] = x->dims[(int)p];
+    seen[p] = true;
+    out->dims[i] = x->dims[p];
   }
   return true;
 }
@@ -219,22 +221,24 @@ static bool infer_reshape(IrModule *m, const IrNode *n, IrType *out) {
   if (!all_f32(m, n))
     return false;
   const IrType *x = &n->opnds[0]->type;
-  const IrAttr *shape = ir_node_attr(n, IR_ATTR_SHAPE);
-  if (!shape)
+  int64_t shape[IR_MAX_RANK];
+  int rank = ir_attr_ints(n, IR_ATTR_SHAPE, shape, IR_MAX_RANK);
+  IrLoc shape_at = ir_attr_loc(n, IR_ATTR_SHAPE);
+  if (rank < 0)
     return ir_error(&m->diag, n->loc, "reshape needs a {shape = [...]} attribute");
-  if (shape->n > IR_MAX_RANK)
-    return ir_error(&m->diag, shape->loc, "reshape: rank %d exceeds the maximum of %d",
-                    shape->n, IR_MAX_RANK);
+  if (rank > IR_MAX_RANK)
+    return ir_error(&m->diag, shape_at, "reshape: rank %d exceeds the maximum of %d", rank,
+                    IR_MAX_RANK);
   *out = *x;
-  out->rank = shape->n;
-  for (int i = 0; i < shape->n; i++)
-    out->dims[i] = (int64_t)shape->vals[i];
+  out->rank = rank;
+  for (int i = 0; i < rank; i++)
+    out->dims[i] = shape[i];
   int xb, ob;
   int64_t xr, or;
   char b1[96], b2[96];
   if (!count_elems(x->dims, x->rank, &xb, &xr) || !count_elems(out->dims, out->rank, &ob, &or) ||
       xb != ob || xr != or)
-    return ir_error(&m->diag, shape->loc,
+    return ir_error(&m->diag, shape_at,
                     "reshape: %s%s is %s, which cannot be reshaped to %s (element counts differ)",
                     sigil(n->opnds[0]), n->opnds[0]->name, tstr(x, b1), tstr(out, b2));
   return true;
@@ -243,35 +247,33 @@ static bool infer_reshape(IrModule *m, const IrNode *n, IrType *out) {
 /* ---- quantized ops ---- */
 
 static bool need_attr(IrModule *m, const IrNode *n, IrAttrKey key) {
-  if (ir_node_attr(n, key))
+  if (ir_has_attr(n, key))
     return true;
   return ir_error(&m->diag, n->loc, "%s needs the attribute '%s'", ir_op_info[n->op].name,
                   ir_attr_info[key].key);
 }
 
-static bool is_qtype(IrDType t) { return t == IR_U8 || t == IR_I8; }
 
 /* scale > 0 and a zero point inside the type's range, when present. */
 static bool check_qparams(IrModule *m, const IrNode *n, IrAttrKey scale_key, IrAttrKey zp_key,
                           IrDType dtype) {
-  const IrAttr *scale = ir_node_attr(n, scale_key), *zp = ir_node_attr(n, zp_key);
-  if (scale && !(scale->vals[0] > 0 && isfinite(scale->vals[0])))
-    return ir_error(&m->diag, scale->loc, "%s must be a positive finite number",
+  double scale = ir_attr_float(n, scale_key, 1);
+  if (!(scale > 0 && isfinite(scale)))
+    return ir_error(&m->diag, ir_attr_loc(n, scale_key), "%s must be a positive finite number",
                     ir_attr_info[scale_key].key);
-  if (zp && is_qtype(dtype)) {
+  if (ir_has_attr(n, zp_key) && ir_dtype_is_quantized(dtype)) {
     int32_t lo, hi;
+    int64_t zp = ir_attr_int(n, zp_key, 0);
     ir_qbounds(dtype, &lo, &hi);
-    if (zp->vals[0] < lo || zp->vals[0] > hi)
-      return ir_error(&m->diag, zp->loc, "%s %lld is outside %s's range [%d, %d]",
-                      ir_attr_info[zp_key].key, (long long)zp->vals[0], ir_dtype_name(dtype),
-                      lo, hi);
+    if (zp < lo || zp > hi)
+      return ir_error(&m->diag, ir_attr_loc(n, zp_key), "%s %lld is outside %s's range [%d, %d]",
+                      ir_attr_info[zp_key].key, (long long)zp, ir_dtype_name(dtype), lo, hi);
   }
   return true;
 }
 
 static IrDType attr_dtype(const IrNode *n, IrAttrKey key) {
-  const IrAttr *a = ir_node_attr(n, key);
-  return a ? (IrDType)a->vals[0] : IR_DTYPE_NONE;
+  return ir_attr_dtype(n, key, IR_DTYPE_NONE);
 }
 
 static bool need_dtype(IrModule *m, const IrNode *n, int i, bool (*ok)(IrDType), const char *what) {
@@ -287,15 +289,15 @@ static bool need_dtype(IrModule *m, const IrNode *n, int i, bool (*ok)(IrDType),
 static bool is_f32(IrDType t) { return t == IR_F32; }
 static bool is_i8(IrDType t) { return t == IR_I8; }
 static bool is_i32(IrDType t) { return t == IR_I32; }
-static bool is_qin(IrDType t) { return t == IR_F32 || is_qtype(t); }
+static bool is_qin(IrDType t) { return t == IR_F32 || ir_dtype_is_quantized(t); }
 
 static bool infer_quantize(IrModule *m, const IrNode *n, IrType *out) {
   if (!need_dtype(m, n, 0, is_f32, "f32") || !need_attr(m, n, IR_ATTR_SCALE) ||
       !need_attr(m, n, IR_ATTR_ZERO_POINT) || !need_attr(m, n, IR_ATTR_DTYPE))
     return false;
   IrDType t = attr_dtype(n, IR_ATTR_DTYPE);
-  if (!is_qtype(t))
-    return ir_error(&m->diag, ir_node_attr(n, IR_ATTR_DTYPE)->loc,
+  if (!ir_dtype_is_quantized(t))
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_DTYPE),
                     "quantize: dtype must be u8 or i8");
   if (!check_qparams(m, n, IR_ATTR_SCALE, IR_ATTR_ZERO_POINT, t))
     return false;
@@ -305,7 +307,8 @@ static bool infer_quantize(IrModule *m, const IrNode *n, IrType *out) {
 }
 
 static bool infer_dequantize(IrModule *m, const IrNode *n, IrType *out) {
-  if (!need_dtype(m, n, 0, is_qtype, "u8 or i8") || !need_attr(m, n, IR_ATTR_SCALE) ||
+  if (!need_dtype(m, n, 0, ir_dtype_is_quantized, "u8 or i8") ||
+      !need_attr(m, n, IR_ATTR_SCALE) ||
       !need_attr(m, n, IR_ATTR_ZERO_POINT) ||
       !check_qparams(m, n, IR_ATTR_SCALE, IR_ATTR_ZERO_POINT, n->opnds[0]->type.dtype))
     return false;
@@ -350,8 +353,8 @@ static bool check_q_io(IrModule *m, const IrNode *n, bool need_x_params, IrType 
                         !need_attr(m, n, IR_ATTR_X_ZERO_POINT) || !need_attr(m, n, IR_ATTR_X_DTYPE)))
     return false;
   IrDType xq = attr_dtype(n, IR_ATTR_X_DTYPE);
-  if (xq != IR_DTYPE_NONE && (!is_qtype(xq) || (xt != IR_F32 && xt != xq)))
-    return ir_error(&m->diag, ir_node_attr(n, IR_ATTR_X_DTYPE)->loc,
+  if (xq != IR_DTYPE_NONE && (!ir_dtype_is_quantized(xq) || (xt != IR_F32 && xt != xq)))
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_X_DTYPE),
                     "%s: x_dtype must be u8 or i8%s", ir_op_info[n->op].name,
                     xt != IR_F32 ? " and match the input's type" : "");
   if (!check_qparams(m, n, IR_ATTR_X_SCALE, IR_ATTR_X_ZERO_POINT, xq != IR_DTYPE_NONE ? xq : xt))
@@ -359,16 +362,17 @@ static bool check_q_io(IrModule *m, const IrNode *n, bool need_x_params, IrType 
   if (!need_attr(m, n, IR_ATTR_DTYPE))
     return false;
   IrDType yt = attr_dtype(n, IR_ATTR_DTYPE);
-  if (yt != IR_F32 && !is_qtype(yt))
-    return ir_error(&m->diag, ir_node_attr(n, IR_ATTR_DTYPE)->loc,
+  if (yt != IR_F32 && !ir_dtype_is_quantized(yt))
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_DTYPE),
                     "%s: dtype must be u8, i8 or f32", ir_op_info[n->op].name);
-  if (is_qtype(yt) && (!need_attr(m, n, IR_ATTR_SCALE) || !need_attr(m, n, IR_ATTR_ZERO_POINT)))
+  if (ir_dtype_is_quantized(yt) &&
+      (!need_attr(m, n, IR_ATTR_SCALE) || !need_attr(m, n, IR_ATTR_ZERO_POINT)))
     return false;
   if (!check_qparams(m, n, IR_ATTR_SCALE, IR_ATTR_ZERO_POINT, yt))
     return false;
-  const IrAttr *relu = ir_node_attr(n, IR_ATTR_RELU);
-  if (relu && relu->vals[0] != 0 && relu->vals[0] != 1)
-    return ir_error(&m->diag, relu->loc, "relu must be 0 or 1");
+  int64_t relu = ir_attr_int(n, IR_ATTR_RELU, 0);
+  if (relu != 0 && relu != 1)
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_RELU), "relu must be 0 or 1");
   out->dtype = yt;
   return true;
 }

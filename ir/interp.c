@@ -211,7 +211,7 @@ static bool eval_layernorm(IrDiag *d, const IrNode *n, const Slot *const *a, Slo
   if (gamma->type.rank != 1 || gamma->type.dims[0] != len || beta->type.rank != 1 ||
       beta->type.dims[0] != len)
     return bad_shapes(d, n, a, r);
-  double eps = ir_node_attr_float(n, IR_ATTR_EPS, 1e-5);
+  double eps = ir_attr_float(n, IR_ATTR_EPS, 1e-5);
   q8_ref_layernorm(f32_of(x), f32_of(gamma), f32_of(beta), eps, f32_out(r),
                    prod(x->type.dims, 0, x->type.rank - 1), len);
   return true;
@@ -292,6 +292,10 @@ static bool need_result_dtype(IrDiag *d, const IrNode *n, const Slot *r, IrDType
                   ir_type_str(&r->type, buf, sizeof buf));
 }
 
+/* The readers below check the stored numbers themselves (a module built by
+ * hand may hold a zero point of 2.5), so they read the IrAttr of a key of
+ * the kind they expect rather than the typed accessors, which assume a
+ * verified module. */
 static IrLoc attr_loc(const IrNode *n, const IrAttr *at) {
   return at->loc.line ? at->loc : n->loc;
 }
@@ -453,7 +457,7 @@ static bool read_qgemm(IrDiag *d, const IrNode *n, const Slot *const *a, const S
     return false;
   need_x = need_x || p->xt == IR_F32;
   p->xq = p->xt;
-  if (need_x || ir_node_attr(n, IR_ATTR_X_DTYPE)) {
+  if (need_x || ir_has_attr(n, IR_ATTR_X_DTYPE)) {
     if (!read_dtype(d, n, IR_ATTR_X_DTYPE, DT(IR_U8) | DT(IR_I8), "u8 or i8", &p->xq))
       return false;
     if (p->xt != IR_F32 && p->xq != p->xt)
@@ -461,10 +465,10 @@ static bool read_qgemm(IrDiag *d, const IrNode *n, const Slot *const *a, const S
                       ir_op_info[n->op].name, ir_dtype_name(p->xq), ir_dtype_name(p->xt));
   }
   ir_qbounds(p->xq, &p->x_qmin, &p->x_qmax);
-  if ((need_x || ir_node_attr(n, IR_ATTR_X_SCALE)) &&
+  if ((need_x || ir_has_attr(n, IR_ATTR_X_SCALE)) &&
       !read_scale(d, n, IR_ATTR_X_SCALE, &p->x_scale))
     return false;
-  if ((need_x || ir_node_attr(n, IR_ATTR_X_ZERO_POINT)) &&
+  if ((need_x || ir_has_attr(n, IR_ATTR_X_ZERO_POINT)) &&
       !read_zero_point(d, n, IR_ATTR_X_ZERO_POINT, p->xq, &p->x_zp))
     return false;
   if (!read_dtype(d, n, IR_ATTR_DTYPE, DT(IR_F32) | DT(IR_U8) | DT(IR_I8), "u8, i8 or f32",

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../support/support.h"
+
 enum { IR_MAX_RANK = 8 };
 
 /* The `?` dimension: the batch size, bound at compile or run time. */
@@ -133,6 +135,11 @@ typedef struct IrValue {
   bool has_qform;
   IrQParams qform;
   IrLoc qform_loc;   /* of the declaration's `scale`, for messages */
+  /* How many operands of listed nodes, plus outputs, refer to it: kept up to
+   * date by the builder functions below (QBE's `filluse`); code that writes
+   * `opnds` or `outputs` directly calls ir_fill_uses afterwards. */
+  int nuses;
+  unsigned mark;     /* scratch for module.c's sweeps */
 } IrValue;
 
 struct IrNode {
@@ -143,6 +150,7 @@ struct IrNode {
   IrLoc *opnd_locs;  /* where each operand is written; NULL for built nodes */
   int nattrs;
   IrAttr *attrs;
+  int cap_attrs;     /* room in attrs (ir_node_set_attr) */
   IrLoc loc;         /* of the op keyword */
 };
 
@@ -181,6 +189,10 @@ typedef struct {
   int nconsts;
   IrValue **consts;
   int cap_inputs, cap_outputs, cap_nodes, cap_consts, cap_weights;
+  /* The name table: every live value (input or node result) and constant
+   * by name, interned (a value's `name` is the table's key). Kept by the
+   * builder functions: read it through ir_find_value / ir_find_const. */
+  SupMap value_names, const_names;
 } IrModule;
 
 /* A tensor with concrete dims (no `?`), for interpreters and file I/O. */
@@ -221,6 +233,8 @@ extern const IrOpInfo ir_op_info[IR_OP_COUNT];
 extern const IrAttrInfo ir_attr_info[IR_ATTR_COUNT];
 
 const char *ir_dtype_name(IrDType t);
+/* u8 or i8: a quantized element type. */
+bool ir_dtype_is_quantized(IrDType t);
 size_t ir_dtype_size(IrDType t);
 /* Parse "f32", "u8", ...; returns IR_DTYPE_NONE when unknown. */
 IrDType ir_dtype_from_name(const char *s, size_t len);
@@ -269,15 +283,27 @@ IrNode *ir_add_node(IrModule *m, IrOp op, const char *result_name, IrValue **opn
                     IrLoc loc);
 /* A node that is not yet in the module's list (passes build new lists with
  * ir_set_nodes). It defines `result` when given (taking over an existing
- * value, so that its uses follow), else a new value named `result_name`. */
+ * value, so that its uses follow), else a new value named `result_name`,
+ * whose name is taken from then on (ir_unique_name will not give it out). */
 IrNode *ir_new_node(IrModule *m, IrOp op, IrValue *result, const char *result_name,
                     IrValue **opnds, int nopnds, IrLoc loc);
+/* Make `nodes` the module's list. Results of nodes that leave the list (and
+ * that no node of the new list defines) give up their names; use counts are
+ * recomputed. Linear in the old and new lists. */
 void ir_set_nodes(IrModule *m, IrNode **nodes, int n);
+/* Put node `n` at position `i` of the list in place of the node there,
+ * keeping use counts. O(operands). */
+void ir_set_node(IrModule *m, int i, IrNode *n);
+/* Set operand `i` of listed node `n` to `v`, keeping use counts. */
+void ir_set_operand(IrModule *m, IrNode *n, int i, IrValue *v);
 void ir_node_remove_attr(IrNode *n, IrAttrKey key);
-/* `base`, or `base.1`, `base.2`, ... : a value name not used in the module. */
+/* `base`, or `base.1`, `base.2`, ... : a value name no live value carries.
+ * O(1) expected (the name table). */
 const char *ir_unique_name(IrModule *m, const char *base);
 /* Same for constant names. */
 const char *ir_unique_const_name(IrModule *m, const char *base);
+/* Rename value `v` to ir_unique_name(m, base), as if it had no name first. */
+void ir_rename_value(IrModule *m, IrValue *v, const char *base);
 /* The calibrated range of a value (an input's declaration or the `range`
  * attribute of the node that produces it); false when it has none. */
 bool ir_value_range(const IrValue *v, double *lo, double *hi);
@@ -285,25 +311,68 @@ void ir_set_value_range(IrModule *m, IrValue *v, double lo, double hi);
 /* Drop nodes whose results nothing uses (and that are not outputs), then
  * constants nothing uses. Returns the number of nodes removed. */
 int ir_remove_dead(IrModule *m);
-/* How many operands of nodes, plus outputs, refer to `v`. */
+/* Recompute every value's use count (IrValue.nuses) in one sweep. */
+void ir_fill_uses(IrModule *m);
+/* How many operands of nodes, plus outputs, refer to `v`: v->nuses, O(1). */
 int ir_count_uses(const IrModule *m, const IrValue *v);
-/* The index of `v` among the module's outputs, or -1. */
+/* The index of `v` among the module's outputs, or -1. O(outputs). */
 int ir_output_index(const IrModule *m, const IrValue *v);
-/* Replace every use of `from` (operands and outputs) by `to`. */
+/* Replace every use of `from` (operands and outputs) by `to`. O(graph):
+ * a pass that replaces many values collects them and rewrites in one sweep. */
 void ir_replace_uses(IrModule *m, IrValue *from, IrValue *to);
 void ir_node_set_attr(IrModule *m, IrNode *n, IrAttrKey key, const double *vals, int nvals,
                       IrLoc loc);
 void ir_add_output(IrModule *m, IrValue *v, IrLoc loc);
 void ir_add_weights(IrModule *m, const char *path, IrLoc loc);
-/* Lookups by name (without sigil); NULL when absent. */
+/* Lookups by name (without sigil) in the name table; NULL when absent. */
 IrValue *ir_find_value(const IrModule *m, const char *name);
 IrValue *ir_find_const(const IrModule *m, const char *name);
-const IrAttr *ir_node_attr(const IrNode *n, IrAttrKey key);
-/* Attribute value or `dflt` when the node has no such FLOAT attribute. */
-double ir_node_attr_float(const IrNode *n, IrAttrKey key, double dflt);
 /* Number every value (inputs, constants, node results) 0..count-1 in
- * definition order; returns the count. */
+ * definition order; returns the count. Inputs come first: an input's id is
+ * its index in m->inputs. */
 int ir_number_values(IrModule *m);
+
+/* ---- attr.c: attributes through typed accessors ---- */
+
+/* The attribute `key` of `n`, or NULL. Prefer the typed accessors. */
+const IrAttr *ir_node_attr(const IrNode *n, IrAttrKey key);
+/* Old untyped reader: the value or `dflt` when the node has no such
+ * single-valued attribute. Kept for codegen/; new code uses the accessors. */
+double ir_node_attr_float(const IrNode *n, IrAttrKey key, double dflt);
+bool ir_has_attr(const IrNode *n, IrAttrKey key);
+/* Give `to` the attribute `key` of `from` (value and location), if any. */
+void ir_copy_attr(IrModule *m, const IrNode *from, IrNode *to, IrAttrKey key);
+/* Where the attribute is written (for messages), else the node's location. */
+IrLoc ir_attr_loc(const IrNode *n, IrAttrKey key);
+/* Typed readers: the value of `key`, or `dflt` when the node does not carry
+ * it. Reading a key through the accessor of another kind (attrs.def) is an
+ * internal error (q8_die), never a silent conversion. */
+double ir_attr_float(const IrNode *n, IrAttrKey key, double dflt);
+int64_t ir_attr_int(const IrNode *n, IrAttrKey key, int64_t dflt);
+IrDType ir_attr_dtype(const IrNode *n, IrAttrKey key, IrDType dflt);
+/* INTS or DIMS: the number of elements (up to `max` copied into vals), or
+ * -1 when absent. DIMS elements are IR_DIM_BATCH for `?`. */
+int ir_attr_ints(const IrNode *n, IrAttrKey key, int64_t *vals, int max);
+/* RANGE: false when absent. */
+bool ir_attr_range(const IrNode *n, IrAttrKey key, double *lo, double *hi);
+/* Typed writers, kind-checked the same way. */
+void ir_set_attr_float(IrModule *m, IrNode *n, IrAttrKey key, double v);
+void ir_set_attr_int(IrModule *m, IrNode *n, IrAttrKey key, int64_t v);
+void ir_set_attr_dtype(IrModule *m, IrNode *n, IrAttrKey key, IrDType v);
+void ir_set_attr_ints(IrModule *m, IrNode *n, IrAttrKey key, const int64_t *vals, int nvals);
+void ir_set_attr_range(IrModule *m, IrNode *n, IrAttrKey key, double lo, double hi);
+
+/* A quantized op's parameters: IR_QPARAMS_OUT its result's (scale,
+ * zero_point, dtype), IR_QPARAMS_IN its input's (x_scale, x_zero_point,
+ * x_dtype). */
+typedef enum { IR_QPARAMS_OUT, IR_QPARAMS_IN } IrQSide;
+/* The three attributes as IrQParams; false (and *q untouched) unless the
+ * node carries all three (a qlinear with f32 output has only dtype). */
+bool ir_get_qparams(const IrNode *n, IrQSide side, IrQParams *q);
+/* Set the three attributes (at the node's location). */
+void ir_set_qparams(IrModule *m, IrNode *n, IrQSide side, const IrQParams *q);
+/* The attribute keys of a side: scale, zero_point, dtype. */
+void ir_qparams_keys(IrQSide side, IrAttrKey keys[3]);
 
 /* ---- infer.c ---- */
 

@@ -1,17 +1,26 @@
-/* module.c: building a module: inputs, constants, nodes, outputs and
- * attributes, and the lookups the parser and passes need.
+/* module.c: building a module: inputs, constants, nodes and outputs, and
+ * the information kept in it so that no pass rescans the graph per node:
  *
- * Lists grow by doubling inside the arena (the old copy is simply left there:
- * modules are small, and the arena frees everything at once). Lookups by name
- * are linear scans: a model has tens to hundreds of values, and a hash table
- * would be more code than the time it saves. What runs on every node of a
- * whole graph (ir_remove_dead here, the verifier, the parser's name lookups)
- * is linear or n log n instead, so that a hostile file of many thousands of
- * statements cannot make q8c run for minutes. */
+ *   - the name table (m->value_names, m->const_names; QBE's `intern()`):
+ *     every live value and constant by name, hashed. A value is registered
+ *     when it is made and gives its name up when it leaves the graph
+ *     (ir_remove_dead, ir_set_nodes, ir_rename_value), so ir_find_value,
+ *     ir_unique_name and the parser's lookups are O(1);
+ *   - use counts (IrValue.nuses; QBE's `filluse`): how many operands of
+ *     listed nodes and outputs refer to each value, kept by the functions
+ *     that change operands or the list, so ir_count_uses is O(1).
+ *
+ * Lists grow by doubling inside the arena (the old copy is simply left there;
+ * the arena frees everything at once). Everything here is linear in the size
+ * of the graph or better, so that a file of many thousands of statements
+ * cannot make q8c run for minutes. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
+
+#include "../support/support.h"
 
 /* Make room for one more element in an arena-backed array. */
 static void *grow(IrArena *a, void *items, int n, int *cap, size_t elem) {
@@ -42,17 +51,54 @@ IrModule *ir_module_new(const char *name) {
 }
 
 void ir_module_free(IrModule *m) {
-  if (m)
-    ir_arena_free(m->arena);
+  if (!m)
+    return;
+  sup_map_free(&m->value_names);
+  sup_map_free(&m->const_names);
+  ir_arena_free(m->arena);
+}
+
+/* ---- the name table ---- */
+
+static SupMap *table_of(IrModule *m, const IrValue *v) {
+  return v->kind == IR_VAL_CONST ? &m->const_names : &m->value_names;
+}
+
+/* The table's copy of `name`, made once per distinct name. */
+static const char *intern(IrModule *m, SupMap *t, const char *name) {
+  const char *s = sup_map_intern(t, name);
+  return s ? s : ir_strdup(m->arena, name);
+}
+
+/* `v` takes its name, unless a live value has it already (a duplicate the
+ * parser or the verifier reports; the first keeps it, as in a scan). */
+static void name_take(IrModule *m, IrValue *v) {
+  SupMap *t = table_of(m, v);
+  v->name = intern(m, t, v->name);
+  if (!sup_map_get(t, v->name) && !sup_map_put(t, v->name, v))
+    q8_die("out of memory in the name table");
+}
+
+static void name_release(IrModule *m, IrValue *v) {
+  SupMap *t = table_of(m, v);
+  if (sup_map_get(t, v->name) == v)
+    sup_map_put(t, v->name, NULL); /* the key is there: cannot fail */
 }
 
 static IrValue *new_value(IrModule *m, IrValueKind kind, const char *name, IrLoc loc) {
   IrValue *v = ir_alloc(m->arena, sizeof *v);
   v->kind = kind;
-  v->name = ir_strdup(m->arena, name);
+  v->name = name;
   v->loc = loc;
   v->id = -1;
+  name_take(m, v);
   return v;
+}
+
+static void count_uses(IrNode *n, int delta) {
+  for (int j = 0; j < n->nopnds; j++)
+    if (n->opnds[j])
+      n->opnds[j]->nuses += delta;
 }
 
 IrValue *ir_add_input(IrModule *m, const char *name, IrType type, IrLoc loc) {
@@ -88,15 +134,45 @@ IrNode *ir_add_node(IrModule *m, IrOp op, const char *result_name, IrValue **opn
                     IrLoc loc) {
   IrNode *n = ir_new_node(m, op, NULL, result_name, opnds, nopnds, loc);
   PUSH(m, nodes, nnodes, cap_nodes, n);
+  count_uses(n, +1);
   return n;
 }
 
 void ir_set_nodes(IrModule *m, IrNode **nodes, int n) {
+  /* Mark the results of the new list; the old list's others leave. */
+  for (int i = 0; i < m->nnodes; i++)
+    m->nodes[i]->result->mark = 0;
+  for (int i = 0; i < n; i++)
+    nodes[i]->result->mark = 1;
+  for (int i = 0; i < m->nnodes; i++)
+    if (!m->nodes[i]->result->mark)
+      name_release(m, m->nodes[i]->result);
+  for (int i = 0; i < n; i++) /* a node may come back into the list */
+    name_take(m, nodes[i]->result);
   IrNode **list = ir_alloc(m->arena, (size_t)(n ? n : 1) * sizeof *list);
   if (n)
     memcpy(list, nodes, (size_t)n * sizeof *list);
   m->nodes = list;
   m->nnodes = m->cap_nodes = n;
+  ir_fill_uses(m);
+}
+
+void ir_set_node(IrModule *m, int i, IrNode *n) {
+  IrNode *old = m->nodes[i];
+  count_uses(old, -1);
+  if (old->result != n->result)
+    name_release(m, old->result);
+  m->nodes[i] = n;
+  name_take(m, n->result);
+  count_uses(n, +1);
+}
+
+void ir_set_operand(IrModule *m, IrNode *n, int i, IrValue *v) {
+  if (n->opnds[i])
+    n->opnds[i]->nuses--;
+  n->opnds[i] = v;
+  if (v)
+    v->nuses++;
 }
 
 void ir_node_remove_attr(IrNode *n, IrAttrKey key) {
@@ -108,21 +184,37 @@ void ir_node_remove_attr(IrNode *n, IrAttrKey key) {
     }
 }
 
-static const char *unique(IrModule *m, const char *base, IrValue *(*find)(const IrModule *, const char *)) {
-  if (!find(m, base))
-    return ir_strdup(m->arena, base);
+/* `base` or `base.N` for the first N not taken in table `t`, interned. The
+ * suffixes tried are few unless one base is asked for again and again. */
+static const char *unique(IrModule *m, SupMap *t, const char *base) {
+  if (!sup_map_get(t, base))
+    return intern(m, t, base);
   size_t len = strlen(base) + 24;
-  char *name = ir_alloc(m->arena, len);
-  for (int i = 1;; i++) {
+  char *name = malloc(len);
+  if (!name)
+    q8_die("out of memory");
+  const char *s = NULL;
+  for (int i = 1; !s; i++) {
     snprintf(name, len, "%s.%d", base, i);
-    if (!find(m, name))
-      return name;
+    if (!sup_map_get(t, name))
+      s = intern(m, t, name);
   }
+  free(name);
+  return s;
 }
 
-const char *ir_unique_name(IrModule *m, const char *base) { return unique(m, base, ir_find_value); }
+const char *ir_unique_name(IrModule *m, const char *base) {
+  return unique(m, &m->value_names, base);
+}
+
 const char *ir_unique_const_name(IrModule *m, const char *base) {
-  return unique(m, base, ir_find_const);
+  return unique(m, &m->const_names, base);
+}
+
+void ir_rename_value(IrModule *m, IrValue *v, const char *base) {
+  name_release(m, v);
+  v->name = unique(m, table_of(m, v), base);
+  name_take(m, v);
 }
 
 bool ir_value_range(const IrValue *v, double *lo, double *hi) {
@@ -131,12 +223,7 @@ bool ir_value_range(const IrValue *v, double *lo, double *hi) {
     *hi = v->range[1];
     return true;
   }
-  const IrAttr *a = v->kind == IR_VAL_NODE && v->def ? ir_node_attr(v->def, IR_ATTR_RANGE) : NULL;
-  if (!a)
-    return false;
-  *lo = a->vals[0];
-  *hi = a->vals[1];
-  return true;
+  return v->kind == IR_VAL_NODE && v->def && ir_attr_range(v->def, IR_ATTR_RANGE, lo, hi);
 }
 
 void ir_set_value_range(IrModule *m, IrValue *v, double lo, double hi) {
@@ -150,15 +237,26 @@ void ir_set_value_range(IrModule *m, IrValue *v, double lo, double hi) {
   }
 }
 
-int ir_count_uses(const IrModule *m, const IrValue *v) {
-  int uses = 0;
-  for (int i = 0; i < m->nnodes; i++)
-    for (int j = 0; j < m->nodes[i]->nopnds; j++)
-      uses += m->nodes[i]->opnds[j] == v;
+void ir_fill_uses(IrModule *m) {
+  for (int i = 0; i < m->ninputs; i++)
+    m->inputs[i]->nuses = 0;
+  for (int i = 0; i < m->nconsts; i++)
+    m->consts[i]->nuses = 0;
   for (int i = 0; i < m->noutputs; i++)
-    uses += m->outputs[i] == v;
-  return uses;
+    m->outputs[i]->nuses = 0;
+  for (int i = 0; i < m->nnodes; i++) {
+    m->nodes[i]->result->nuses = 0;
+    for (int j = 0; j < m->nodes[i]->nopnds; j++)
+      if (m->nodes[i]->opnds[j])
+        m->nodes[i]->opnds[j]->nuses = 0;
+  }
+  for (int i = 0; i < m->nnodes; i++)
+    count_uses(m->nodes[i], +1);
+  for (int i = 0; i < m->noutputs; i++)
+    m->outputs[i]->nuses++;
 }
+
+int ir_count_uses(const IrModule *m, const IrValue *v) { return v->nuses; }
 
 int ir_output_index(const IrModule *m, const IrValue *v) {
   for (int i = 0; i < m->noutputs; i++)
@@ -171,10 +269,13 @@ void ir_replace_uses(IrModule *m, IrValue *from, IrValue *to) {
   for (int i = 0; i < m->nnodes; i++)
     for (int j = 0; j < m->nodes[i]->nopnds; j++)
       if (m->nodes[i]->opnds[j] == from)
-        m->nodes[i]->opnds[j] = to;
+        ir_set_operand(m, m->nodes[i], j, to);
   for (int i = 0; i < m->noutputs; i++)
-    if (m->outputs[i] == from)
+    if (m->outputs[i] == from) {
       m->outputs[i] = to;
+      from->nuses--;
+      to->nuses++;
+    }
 }
 
 /* The id of `v` if it is a value of the module as last numbered, else -1. */
@@ -190,9 +291,12 @@ int ir_remove_dead(IrModule *m) {
    * that is not the module's (a bug the verifier reports next) counts as
    * nothing. */
   int count = ir_number_values(m);
-  IrValue **by_id = ir_alloc(m->arena, (size_t)(count + 1) * sizeof *by_id);
-  int *uses = ir_alloc(m->arena, (size_t)(count + 1) * sizeof *uses);
-  bool *dead = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *dead);
+  /* Scratch from malloc, not the arena: this runs after every pass. */
+  IrValue **by_id = calloc((size_t)count + 1, sizeof *by_id);
+  int *uses = calloc((size_t)count + 1, sizeof *uses);
+  bool *dead = calloc((size_t)m->nnodes + 1, sizeof *dead);
+  if (!by_id || !uses || !dead)
+    q8_die("out of memory removing dead nodes");
   for (int i = 0; i < m->ninputs; i++)
     by_id[m->inputs[i]->id] = m->inputs[i];
   for (int i = 0; i < m->nconsts; i++)
@@ -223,31 +327,50 @@ int ir_remove_dead(IrModule *m) {
     }
   }
   int kept = 0;
-  for (int i = 0; i < m->nnodes; i++)
+  for (int i = 0; i < m->nnodes; i++) {
     if (!dead[i])
       m->nodes[kept++] = m->nodes[i];
+    else
+      name_release(m, m->nodes[i]->result);
+  }
   m->nnodes = kept;
   kept = 0;
-  for (int i = 0; i < m->nconsts; i++)
+  for (int i = 0; i < m->nconsts; i++) {
     if (uses[m->consts[i]->id] > 0)
       m->consts[kept++] = m->consts[i];
+    else
+      name_release(m, m->consts[i]);
+  }
   m->nconsts = kept;
+  free(by_id);
+  free(uses);
+  free(dead);
+  ir_fill_uses(m);
   return removed;
 }
 
 void ir_node_set_attr(IrModule *m, IrNode *n, IrAttrKey key, const double *vals, int nvals,
                       IrLoc loc) {
+  /* The array grows by doubling and a value overwritten in place keeps its
+   * storage: passes set a node's attributes one by one, and an arena copy
+   * per call made every quantized node cost kilobytes. */
   IrAttr *slot = (IrAttr *)ir_node_attr(n, key);
   if (!slot) {
-    IrAttr *attrs = ir_alloc(m->arena, (size_t)(n->nattrs + 1) * sizeof *attrs);
-    if (n->nattrs)
-      memcpy(attrs, n->attrs, (size_t)n->nattrs * sizeof *attrs);
-    n->attrs = attrs;
-    slot = &attrs[n->nattrs++];
+    if (n->nattrs >= n->cap_attrs) {
+      int cap = n->nattrs < 2 ? 4 : 2 * n->nattrs;
+      IrAttr *attrs = ir_alloc(m->arena, (size_t)cap * sizeof *attrs);
+      if (n->nattrs)
+        memcpy(attrs, n->attrs, (size_t)n->nattrs * sizeof *attrs);
+      n->attrs = attrs;
+      n->cap_attrs = cap;
+    }
+    slot = &n->attrs[n->nattrs++];
+    *slot = (IrAttr){.key = key}; /* may hold a stale copy after ir_node_remove_attr */
   }
+  if (!slot->vals || slot->n < nvals)
+    slot->vals = ir_alloc(m->arena, (size_t)(nvals ? nvals : 1) * sizeof(double));
   slot->key = key;
   slot->n = nvals;
-  slot->vals = ir_alloc(m->arena, (size_t)(nvals ? nvals : 1) * sizeof(double));
   if (nvals)
     memcpy(slot->vals, vals, (size_t)nvals * sizeof(double));
   slot->loc = loc;
@@ -256,6 +379,7 @@ void ir_node_set_attr(IrModule *m, IrNode *n, IrAttrKey key, const double *vals,
 void ir_add_output(IrModule *m, IrValue *v, IrLoc loc) {
   int cap = m->cap_outputs;
   PUSH(m, outputs, noutputs, cap_outputs, v);
+  v->nuses++;
   m->output_locs = grow(m->arena, m->output_locs, m->noutputs - 1, &cap, sizeof(IrLoc));
   m->output_locs[m->noutputs - 1] = loc;
 }
@@ -266,32 +390,11 @@ void ir_add_weights(IrModule *m, const char *path, IrLoc loc) {
 }
 
 IrValue *ir_find_value(const IrModule *m, const char *name) {
-  for (int i = 0; i < m->ninputs; i++)
-    if (strcmp(m->inputs[i]->name, name) == 0)
-      return m->inputs[i];
-  for (int i = 0; i < m->nnodes; i++)
-    if (strcmp(m->nodes[i]->result->name, name) == 0)
-      return m->nodes[i]->result;
-  return NULL;
+  return sup_map_get(&m->value_names, name);
 }
 
 IrValue *ir_find_const(const IrModule *m, const char *name) {
-  for (int i = 0; i < m->nconsts; i++)
-    if (strcmp(m->consts[i]->name, name) == 0)
-      return m->consts[i];
-  return NULL;
-}
-
-const IrAttr *ir_node_attr(const IrNode *n, IrAttrKey key) {
-  for (int i = 0; i < n->nattrs; i++)
-    if (n->attrs[i].key == key)
-      return &n->attrs[i];
-  return NULL;
-}
-
-double ir_node_attr_float(const IrNode *n, IrAttrKey key, double dflt) {
-  const IrAttr *a = ir_node_attr(n, key);
-  return a && a->n == 1 ? a->vals[0] : dflt;
+  return sup_map_get(&m->const_names, name);
 }
 
 int ir_number_values(IrModule *m) {

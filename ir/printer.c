@@ -14,40 +14,15 @@
 
 #include "ir.h"
 
-typedef struct {
-  char *buf;
-  size_t len, cap;
-  bool oom;
-} Out;
+typedef SupBuf Out;
 
 static void put(Out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void put(Out *o, const char *fmt, ...) {
-  if (o->oom)
-    return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    /* Before the first allocation buf is NULL, and NULL + 0 is undefined. */
-    int n = vsnprintf(o->buf ? o->buf + o->len : NULL, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      o->oom = true;
-      return;
-    }
-    if ((size_t)n < o->cap - o->len) {
-      o->len += (size_t)n;
-      return;
-    }
-    size_t cap = (o->cap + (size_t)n + 1) * 2;
-    char *p = realloc(o->buf, cap);
-    if (!p) {
-      o->oom = true;
-      return;
-    }
-    o->buf = p;
-    o->cap = cap;
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  sup_buf_vprintf(o, fmt, ap);
+  va_end(ap);
 }
 
 /* Does `buf` read back as `v`: exactly, or as the same f32 when v is one? */
@@ -81,35 +56,54 @@ static void put_type(Out *o, const IrType *t) {
   put(o, "%s", ir_type_str(t, b, sizeof b));
 }
 
-static void put_attr(Out *o, const IrAttr *a) {
+static void put_double(Out *o, double v) {
   char num[40];
-  put(o, "%s = ", ir_attr_info[a->key].key);
-  switch (ir_attr_info[a->key].kind) {
+  ir_format_double(v, num, sizeof num);
+  put(o, "%s", num);
+}
+
+static void put_range(Out *o, double lo, double hi) {
+  put(o, "[");
+  put_double(o, lo);
+  put(o, ", ");
+  put_double(o, hi);
+  put(o, "]");
+}
+
+/* `key = value`, the value read through the accessor of the key's kind. */
+static void put_attr(Out *o, const IrNode *n, IrAttrKey key) {
+  put(o, "%s = ", ir_attr_info[key].key);
+  switch (ir_attr_info[key].kind) {
   case IR_AKIND_FLOAT:
-    ir_format_double(a->vals[0], num, sizeof num);
-    put(o, "%s", num);
+    put_double(o, ir_attr_float(n, key, 0));
     return;
   case IR_AKIND_INT:
-    put(o, "%lld", (long long)a->vals[0]);
+    put(o, "%lld", (long long)ir_attr_int(n, key, 0));
     return;
   case IR_AKIND_DTYPE:
-    put(o, "%s", ir_dtype_name((IrDType)a->vals[0]));
+    put(o, "%s", ir_dtype_name(ir_attr_dtype(n, key, IR_DTYPE_NONE)));
     return;
-  case IR_AKIND_RANGE:
+  case IR_AKIND_RANGE: {
+    double lo = 0, hi = 0;
+    ir_attr_range(n, key, &lo, &hi);
+    put_range(o, lo, hi);
+    return;
+  }
   case IR_AKIND_INTS:
-  case IR_AKIND_DIMS:
+  case IR_AKIND_DIMS: {
+    int64_t v[IR_MAX_RANK];
+    int count = ir_attr_ints(n, key, v, IR_MAX_RANK);
+    bool dims = ir_attr_info[key].kind == IR_AKIND_DIMS;
     put(o, "[");
-    for (int i = 0; i < a->n; i++) {
-      if (ir_attr_info[a->key].kind == IR_AKIND_RANGE)
-        ir_format_double(a->vals[i], num, sizeof num);
-      else if (a->vals[i] == (double)IR_DIM_BATCH && ir_attr_info[a->key].kind == IR_AKIND_DIMS)
-        snprintf(num, sizeof num, "?");
+    for (int i = 0; i < count && i < IR_MAX_RANK; i++) {
+      if (dims && v[i] == IR_DIM_BATCH)
+        put(o, "%s?", i ? ", " : "");
       else
-        snprintf(num, sizeof num, "%lld", (long long)a->vals[i]);
-      put(o, "%s%s", i ? ", " : "", num);
+        put(o, "%s%lld", i ? ", " : "", (long long)v[i]);
     }
     put(o, "]");
     return;
+  }
   }
 }
 
@@ -122,21 +116,20 @@ static void put_string(Out *o, const char *s) {
 
 /* An input's range and quantized form, an output's quantized form. */
 static void put_decl_attrs(Out *o, const IrValue *v, bool input) {
-  IrAttr a[4];
-  int n = 0;
-  double scale = v->qform.scale, zp = v->qform.zero_point, dtype = v->qform.dtype;
-  if (input && v->has_range)
-    a[n++] = (IrAttr){IR_ATTR_RANGE, 2, (double *)v->range, v->loc};
+  const char *sep = " {";
+  if (input && v->has_range) {
+    put(o, "%srange = ", sep);
+    put_range(o, v->range[0], v->range[1]);
+    sep = ", ";
+  }
   if (v->has_qform) {
-    a[n++] = (IrAttr){IR_ATTR_SCALE, 1, &scale, v->qform_loc};
-    a[n++] = (IrAttr){IR_ATTR_ZERO_POINT, 1, &zp, v->qform_loc};
-    a[n++] = (IrAttr){IR_ATTR_DTYPE, 1, &dtype, v->qform_loc};
+    put(o, "%sscale = ", sep);
+    put_double(o, v->qform.scale);
+    put(o, ", zero_point = %lld, dtype = %s", (long long)v->qform.zero_point,
+        ir_dtype_name(v->qform.dtype));
+    sep = ", ";
   }
-  for (int i = 0; i < n; i++) {
-    put(o, i ? ", " : " {");
-    put_attr(o, &a[i]);
-  }
-  if (n)
+  if (sep[0] == ',')
     put(o, "}");
 }
 
@@ -152,7 +145,7 @@ static void put_node(Out *o, const IrNode *n) {
     for (int i = 0; i < n->nattrs; i++) {
       if (i)
         put(o, ", ");
-      put_attr(o, &n->attrs[i]);
+      put_attr(o, n, n->attrs[i].key);
     }
     put(o, "}");
   }
@@ -185,9 +178,5 @@ char *ir_print(const IrModule *m) {
     put(&o, "\n");
   }
   put(&o, "}\n");
-  if (o.oom) {
-    free(o.buf);
-    return NULL;
-  }
-  return o.buf;
+  return sup_buf_take(&o);
 }

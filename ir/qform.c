@@ -33,51 +33,71 @@ bool ir_qform_use_ok(const IrNode *n, const IrValue *x, const IrQParams *q) {
   for (int i = 1; i < n->nopnds; i++)
     if (n->opnds[i] == x)
       return false;
-  const IrAttr *s = ir_node_attr(n, IR_ATTR_X_SCALE), *z = ir_node_attr(n, IR_ATTR_X_ZERO_POINT),
-               *t = ir_node_attr(n, IR_ATTR_X_DTYPE);
-  return s && z && t && (float)s->vals[0] == q->scale && z->vals[0] == q->zero_point &&
-         (IrDType)t->vals[0] == q->dtype;
+  IrQParams p;
+  return ir_get_qparams(n, IR_QPARAMS_IN, &p) && p.scale == q->scale &&
+         p.zero_point == q->zero_point && p.dtype == q->dtype;
+}
+
+/* Inputs by index, for one sweep over the graph instead of one per input:
+ * ir_number_values gives inputs the ids 0..ninputs-1. */
+static int input_index(const IrModule *m, const IrValue *v) {
+  return v->kind == IR_VAL_INPUT && v->id >= 0 && v->id < m->ninputs && m->inputs[v->id] == v
+             ? v->id
+             : -1;
+}
+
+/* Which inputs are also outputs. */
+static bool *inputs_that_are_outputs(IrModule *m) {
+  bool *out = ir_alloc(m->arena, (size_t)(m->ninputs + 1) * sizeof *out);
+  for (int i = 0; i < m->noutputs; i++) {
+    int k = input_index(m, m->outputs[i]);
+    if (k >= 0)
+      out[k] = true;
+  }
+  return out;
 }
 
 void ir_set_input_qforms(IrModule *m) {
+  /* Per input: the parameters its first user quantizes it with, and
+   * whether every use so far is a quantized layer that does the same. */
+  typedef struct {
+    bool seen, ok;
+    IrQParams q;
+  } Uses;
+  ir_number_values(m);
+  Uses *u = ir_alloc(m->arena, (size_t)(m->ninputs + 1) * sizeof *u);
+  for (int i = 0; i < m->ninputs; i++)
+    u[i].ok = true;
+  for (int j = 0; j < m->nnodes; j++) {
+    const IrNode *n = m->nodes[j];
+    for (int k = 0; k < n->nopnds; k++) {
+      int i = input_index(m, n->opnds[k]);
+      if (i < 0 || !u[i].ok)
+        continue;
+      if (!u[i].seen) {
+        if (!is_qlayer(n->op) || !ir_get_qparams(n, IR_QPARAMS_IN, &u[i].q)) {
+          u[i].ok = false;
+          continue;
+        }
+        u[i].seen = true;
+      }
+      u[i].ok = ir_qform_use_ok(n, n->opnds[k], &u[i].q);
+    }
+  }
+  bool *is_output = inputs_that_are_outputs(m);
   for (int i = 0; i < m->ninputs; i++) {
     IrValue *x = m->inputs[i];
-    if (x->has_qform || x->type.dtype != IR_F32 || ir_output_index(m, x) >= 0)
+    if (x->has_qform || x->type.dtype != IR_F32 || is_output[i] || !u[i].ok || !u[i].seen)
       continue;
-    const IrNode *first = NULL;
-    IrQParams q = {0};
-    bool ok = true;
-    for (int j = 0; ok && j < m->nnodes; j++) {
-      const IrNode *n = m->nodes[j];
-      bool uses = false;
-      for (int k = 0; k < n->nopnds; k++)
-        uses |= n->opnds[k] == x;
-      if (!uses)
-        continue;
-      if (!first) {
-        const IrAttr *s = ir_node_attr(n, IR_ATTR_X_SCALE),
-                     *z = ir_node_attr(n, IR_ATTR_X_ZERO_POINT),
-                     *t = ir_node_attr(n, IR_ATTR_X_DTYPE);
-        if (!is_qlayer(n->op) || !s || !z || !t) {
-          ok = false;
-          break;
-        }
-        first = n;
-        q = (IrQParams){(float)s->vals[0], (int32_t)z->vals[0], (IrDType)t->vals[0]};
-      }
-      ok = ir_qform_use_ok(n, x, &q);
-    }
-    if (ok && first) {
-      x->has_qform = true;
-      x->qform = q;
-      x->qform_loc = x->loc;
-    }
+    x->has_qform = true;
+    x->qform = u[i].q;
+    x->qform_loc = x->loc;
   }
 }
 
 static bool check_params(IrModule *m, const IrValue *v, const char *what) {
   const IrQParams *q = &v->qform;
-  if (q->dtype != IR_U8 && q->dtype != IR_I8)
+  if (!ir_dtype_is_quantized(q->dtype))
     return ir_error(&m->diag, v->qform_loc, "%s %%%s: the dtype of its quantized form must be u8 or i8, not %s",
                     what, v->name, ir_dtype_name(q->dtype));
   if (!(q->scale > 0) || !isfinite(q->scale))
@@ -98,25 +118,35 @@ static bool check_params(IrModule *m, const IrValue *v, const char *what) {
 }
 
 bool ir_check_qforms(IrModule *m) {
+  /* The first node (in order) that uses each input against its quantized
+   * form, found in one sweep; reported input by input. */
+  ir_number_values(m);
+  const IrNode **bad = ir_alloc(m->arena, (size_t)(m->ninputs + 1) * sizeof *bad);
+  for (int j = 0; j < m->nnodes; j++) {
+    const IrNode *n = m->nodes[j];
+    for (int k = 0; k < n->nopnds; k++) {
+      int i = input_index(m, n->opnds[k]);
+      if (i >= 0 && m->inputs[i]->has_qform && !bad[i] &&
+          !ir_qform_use_ok(n, m->inputs[i], &m->inputs[i]->qform))
+        bad[i] = n;
+    }
+  }
+  bool *is_output = inputs_that_are_outputs(m);
   for (int i = 0; i < m->ninputs; i++) {
     const IrValue *x = m->inputs[i];
     if (!x->has_qform)
       continue;
     if (!check_params(m, x, "input"))
       return false;
-    if (ir_output_index(m, x) >= 0)
+    if (is_output[i])
       return ir_error(&m->diag, x->qform_loc,
                       "input %%%s is also an output, so it cannot have a quantized form", x->name);
-    for (int j = 0; j < m->nnodes; j++) {
-      const IrNode *n = m->nodes[j];
-      for (int k = 0; k < n->nopnds; k++)
-        if (n->opnds[k] == x && !ir_qform_use_ok(n, x, &x->qform))
-          return ir_error(&m->diag, n->loc,
-                          "%s uses input %%%s, which has a quantized form: only quantized "
-                          "layers that quantize it with the same scale, zero_point and dtype "
-                          "(x_scale, x_zero_point, x_dtype) may use it",
-                          ir_op_info[n->op].name, x->name);
-    }
+    if (bad[i])
+      return ir_error(&m->diag, bad[i]->loc,
+                      "%s uses input %%%s, which has a quantized form: only quantized "
+                      "layers that quantize it with the same scale, zero_point and dtype "
+                      "(x_scale, x_zero_point, x_dtype) may use it",
+                      ir_op_info[bad[i]->op].name, x->name);
   }
   for (int i = 0; i < m->noutputs; i++)
     if (m->outputs[i]->has_qform && m->outputs[i]->kind != IR_VAL_INPUT &&

@@ -34,6 +34,8 @@ static const struct {
 
 const char *ir_dtype_name(IrDType t) { return t < IR_DTYPE_COUNT ? dtype_info[t].name : "?"; }
 
+bool ir_dtype_is_quantized(IrDType t) { return t == IR_U8 || t == IR_I8; }
+
 size_t ir_dtype_size(IrDType t) { return t < IR_DTYPE_COUNT ? dtype_info[t].size : 0; }
 
 static bool spelled(const char *word, const char *s, size_t len) {

@@ -27,25 +27,26 @@ static void observe(void *user, const IrNode *node, const IrTensor *t) {
     pass_observer_update(obs, t->data, n);
 }
 
-static bool is_listed(IrValue **vals, int n, const IrValue *v) {
-  for (int i = 0; i < n; i++)
-    if (vals[i] == v)
-      return true;
-  return false;
-}
-
-/* The activations that need a range and have none yet. */
+/* The activations that need a range and have none yet, each once (marked
+ * by value id, so that the pass stays linear in the graph). */
 static int wanted_values(IrModule *m, const PassOptions *o, IrValue **out) {
-  int n = 0;
+  int n = 0, count = ir_number_values(m);
+  bool *listed = ir_alloc(m->arena, (size_t)(count + 1) * sizeof *listed);
   double lo, hi;
   for (int i = 0; i < m->nnodes; i++) {
     IrNode *node = m->nodes[i];
     if (!pass_is_quantizable(m, node, o))
       continue;
     IrValue *vs[2] = {node->opnds[0], node->result};
-    for (int j = 0; j < 2; j++)
-      if (!ir_value_range(vs[j], &lo, &hi) && !is_listed(out, n, vs[j]))
-        out[n++] = vs[j];
+    for (int j = 0; j < 2; j++) {
+      IrValue *v = vs[j];
+      bool numbered = v->id >= 0 && v->id < count;
+      if (ir_value_range(v, &lo, &hi) || (numbered && listed[v->id]))
+        continue;
+      if (numbered)
+        listed[v->id] = true;
+      out[n++] = v;
+    }
   }
   return n;
 }
@@ -105,9 +106,9 @@ bool pass_calibrate(IrModule *m, const PassOptions *o) {
       break;
     }
     c.by_id[want[i]->id] = all[i];
-    for (int j = 0; j < m->ninputs; j++)
-      if (m->inputs[j] == want[i])
-        input_obs[j] = all[i];
+    int id = want[i]->id; /* inputs are numbered first: id is the index */
+    if (want[i]->kind == IR_VAL_INPUT && id < m->ninputs && m->inputs[id] == want[i])
+      input_obs[id] = all[i];
   }
   int npasses = ok ? pass_observer_passes(all[0]) : 0;
   for (int p = 0; ok && p < npasses; p++) {

@@ -16,10 +16,14 @@ static bool fold(IrModule *m, const PassOptions *o, IrNode *n) {
   const IrValue *wq = n->opnds[1], *ws = n->opnds[2];
   const IrValue *b = n->nopnds == 4 ? n->opnds[3] : NULL;
   int64_t nn = wq->type.dims[0], k = wq->type.dims[1];
-  bool f32_out = (IrDType)ir_node_attr(n, IR_ATTR_DTYPE)->vals[0] == IR_F32;
-  float x_scale = (float)ir_node_attr(n, IR_ATTR_X_SCALE)->vals[0];
-  int32_t x_zp = (int32_t)ir_node_attr(n, IR_ATTR_X_ZERO_POINT)->vals[0];
-  float y_scale = f32_out ? 0.0f : (float)ir_node_attr(n, IR_ATTR_SCALE)->vals[0];
+  bool f32_out = ir_attr_dtype(n, IR_ATTR_DTYPE, IR_DTYPE_NONE) == IR_F32;
+  IrQParams x;
+  if (!ir_get_qparams(n, IR_QPARAMS_IN, &x))
+    q8_die("fold-constants: %%%s has no input parameters (the verifier checks them)",
+           n->result->name);
+  float x_scale = x.scale;
+  int32_t x_zp = x.zero_point;
+  float y_scale = f32_out ? 0.0f : (float)ir_attr_float(n, IR_ATTR_SCALE, 0);
   int32_t *bias = ir_alloc_data(m->arena, (size_t)nn * sizeof *bias);
   float *mult = ir_alloc_data(m->arena, (size_t)nn * sizeof *mult);
   if (!bias || !mult)

@@ -15,34 +15,30 @@
  * (`{scale, zero_point, dtype}` on its declaration), which the model's
  * quantized entry takes or gives instead (ir/qform.c). Each step is a local
  * rewrite followed by dead-node removal, so the pass is idempotent and can
- * resume from any dump. */
+ * resume from any dump.
+ *
+ * Linear in the graph: use counts come from the IR (ir_count_uses is O(1)),
+ * nodes are replaced in place by index, and the pairs of step 2 are
+ * rewritten in one sweep over all operands. */
 #include <stdio.h>
 
 #include "passes.h"
 
 static IrNode *producer(const IrValue *v) { return v->kind == IR_VAL_NODE ? v->def : NULL; }
 
-static double attr(const IrNode *n, IrAttrKey key) { return ir_node_attr(n, key)->vals[0]; }
-
-static void set_attr(IrModule *m, IrNode *n, IrAttrKey key, double v) {
-  ir_node_set_attr(m, n, key, &v, 1, n->loc);
-}
-
 static bool is_int_qlinear(const IrNode *n) {
-  return n && n->op == IR_OP_QLINEAR && (IrDType)attr(n, IR_ATTR_DTYPE) != IR_F32;
+  return n && n->op == IR_OP_QLINEAR && ir_attr_dtype(n, IR_ATTR_DTYPE, IR_F32) != IR_F32;
 }
 
-/* Replace node `old` in the list by `new`. */
-static void replace_node(IrModule *m, IrNode *old, IrNode *new) {
-  for (int i = 0; i < m->nnodes; i++)
-    if (m->nodes[i] == old)
-      m->nodes[i] = new;
+/* Dequantize `d` by the result parameters of `q`, copied as stored (a
+ * scale read from a dump is a double, not always an f32). */
+static void set_dequant_params(IrModule *m, IrNode *d, const IrNode *q) {
+  ir_set_attr_float(m, d, IR_ATTR_SCALE, ir_attr_float(q, IR_ATTR_SCALE, 0));
+  ir_set_attr_int(m, d, IR_ATTR_ZERO_POINT, ir_attr_int(q, IR_ATTR_ZERO_POINT, 0));
 }
 
 static void move_range(IrModule *m, const IrNode *from, IrNode *to) {
-  const IrAttr *r = ir_node_attr(from, IR_ATTR_RANGE);
-  if (r)
-    ir_node_set_attr(m, to, IR_ATTR_RANGE, r->vals, 2, r->loc);
+  ir_copy_attr(m, from, to, IR_ATTR_RANGE);
 }
 
 /* A qlinear that absorbed a relu computes the relu's value: it is renamed
@@ -61,23 +57,22 @@ static int fuse_relu(IrModule *m, Rename *renames) {
     if (relu->op != IR_OP_RELU || !deq || deq->op != IR_OP_DEQUANTIZE)
       continue;
     IrNode *q = producer(deq->opnds[0]);
-    if (!is_int_qlinear(q) || ir_node_attr(q, IR_ATTR_RELU) ||
+    if (!is_int_qlinear(q) || ir_has_attr(q, IR_ATTR_RELU) ||
         ir_count_uses(m, relu->opnds[0]) != 1 || ir_count_uses(m, deq->opnds[0]) != 1)
       continue;
-    set_attr(m, q, IR_ATTR_RELU, 1);
+    ir_set_attr_int(m, q, IR_ATTR_RELU, 1);
     renames[nrenames++] = (Rename){q->result, relu->result->name};
     double lo, hi;
     IrQParams p;
     if (ir_value_range(relu->result, &lo, &hi)) {
-      ir_qparams_from_range(lo, hi, (IrDType)attr(q, IR_ATTR_DTYPE), &p);
-      set_attr(m, q, IR_ATTR_SCALE, p.scale);
-      set_attr(m, q, IR_ATTR_ZERO_POINT, p.zero_point);
+      ir_qparams_from_range(lo, hi, ir_attr_dtype(q, IR_ATTR_DTYPE, IR_DTYPE_NONE), &p);
+      ir_set_attr_float(m, q, IR_ATTR_SCALE, p.scale);
+      ir_set_attr_int(m, q, IR_ATTR_ZERO_POINT, p.zero_point);
     }
     IrNode *d = ir_new_node(m, IR_OP_DEQUANTIZE, relu->result, NULL, &q->result, 1, relu->loc);
-    set_attr(m, d, IR_ATTR_SCALE, attr(q, IR_ATTR_SCALE));
-    set_attr(m, d, IR_ATTR_ZERO_POINT, attr(q, IR_ATTR_ZERO_POINT));
+    set_dequant_params(m, d, q);
     move_range(m, relu, d);
-    replace_node(m, relu, d);
+    ir_set_node(m, i, d);
   }
   ir_remove_dead(m);
   return nrenames;
@@ -88,39 +83,82 @@ static int fuse_relu(IrModule *m, Rename *renames) {
 static bool same_scale(double a, double b) { return (float)a == (float)b; }
 
 static bool same_params(const IrNode *a, const IrNode *b) {
-  return same_scale(attr(a, IR_ATTR_SCALE), attr(b, IR_ATTR_SCALE)) &&
-         attr(a, IR_ATTR_ZERO_POINT) == attr(b, IR_ATTR_ZERO_POINT);
+  return same_scale(ir_attr_float(a, IR_ATTR_SCALE, 0), ir_attr_float(b, IR_ATTR_SCALE, 0)) &&
+         ir_attr_int(a, IR_ATTR_ZERO_POINT, 0) == ir_attr_int(b, IR_ATTR_ZERO_POINT, 0);
+}
+
+/* Replacements by value id: from[id] becomes to[id]. */
+typedef struct {
+  int count;
+  IrValue **from, **to;
+} Subst;
+
+static bool replaced(const Subst *s, const IrValue *v) {
+  return v->id >= 0 && v->id < s->count && s->from[v->id] == v;
 }
 
 static void remove_pairs(IrModule *m) {
+  /* The value each removed quantize's result becomes, by value id; then
+   * one sweep over every operand and output (ir_replace_uses per pair
+   * would rescan the graph per pair). A source that is itself replaced (a
+   * chain quantize -> dequantize -> quantize -> ...) is resolved when it
+   * is recorded: the earlier pair is recorded first. */
+  int count = ir_number_values(m);
+  Subst sub = {count, ir_alloc(m->arena, (size_t)(count + 1) * sizeof *sub.from),
+               ir_alloc(m->arena, (size_t)(count + 1) * sizeof *sub.to)};
+  bool any = false;
   for (int i = 0; i < m->nnodes; i++) {
     IrNode *quant = m->nodes[i], *deq = producer(quant->opnds[0]);
     if (quant->op != IR_OP_QUANTIZE || !deq || deq->op != IR_OP_DEQUANTIZE ||
         !same_params(quant, deq) ||
-        deq->opnds[0]->type.dtype != (IrDType)attr(quant, IR_ATTR_DTYPE))
+        deq->opnds[0]->type.dtype != ir_attr_dtype(quant, IR_ATTR_DTYPE, IR_DTYPE_NONE))
       continue;
-    ir_replace_uses(m, quant->result, deq->opnds[0]);
+    IrValue *src = deq->opnds[0];
+    if (replaced(&sub, src))
+      src = sub.to[src->id];
+    sub.from[quant->result->id] = quant->result;
+    sub.to[quant->result->id] = src;
+    any = true;
   }
-  ir_remove_dead(m);
+  if (!any)
+    return;
+  for (int i = 0; i < m->nnodes; i++) {
+    IrNode *n = m->nodes[i];
+    for (int j = 0; j < n->nopnds; j++) {
+      if (replaced(&sub, n->opnds[j]))
+        n->opnds[j] = sub.to[n->opnds[j]->id];
+    }
+  }
+  for (int i = 0; i < m->noutputs; i++) {
+    if (replaced(&sub, m->outputs[i]))
+      m->outputs[i] = sub.to[m->outputs[i]->id];
+  }
+  ir_remove_dead(m); /* recounts uses */
 }
 
 static void fuse_exit(IrModule *m) {
-  /* Dequantize nodes that go are only marked here: ir_count_uses must see
-   * the whole, unchanged list while the loop runs. */
+  /* Dequantize nodes that go are only marked here, and leave the list at
+   * the end (ir_set_nodes): the use counts describe the unchanged list
+   * while the loop runs. Outputs are marked once, by value id. */
+  int count = ir_number_values(m);
+  bool *is_output = ir_alloc(m->arena, (size_t)(count + 1) * sizeof *is_output);
+  for (int i = 0; i < m->noutputs; i++)
+    if (m->outputs[i]->id >= 0 && m->outputs[i]->id < count)
+      is_output[m->outputs[i]->id] = true;
   bool *gone = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *gone);
+  int ngone = 0;
   for (int i = 0; i < m->nnodes; i++) {
     IrNode *deq = m->nodes[i], *q = producer(deq->opnds[0]);
     if (deq->op != IR_OP_DEQUANTIZE || !is_int_qlinear(q) || ir_count_uses(m, q->result) != 1)
       continue;
     /* A model output keeps the parameters as its quantized form. */
     IrValue *y = deq->result;
-    if (ir_output_index(m, y) >= 0 && !y->has_qform) {
+    if (y->id >= 0 && y->id < count && is_output[y->id] && !y->has_qform) {
       y->has_qform = true;
-      y->qform = (IrQParams){(float)attr(q, IR_ATTR_SCALE), (int32_t)attr(q, IR_ATTR_ZERO_POINT),
-                             (IrDType)attr(q, IR_ATTR_DTYPE)};
+      ir_get_qparams(q, IR_QPARAMS_OUT, &y->qform);
       y->qform_loc = deq->loc;
     }
-    set_attr(m, q, IR_ATTR_DTYPE, IR_F32);
+    ir_set_attr_dtype(m, q, IR_ATTR_DTYPE, IR_F32);
     ir_node_remove_attr(q, IR_ATTR_SCALE);
     ir_node_remove_attr(q, IR_ATTR_ZERO_POINT);
     move_range(m, deq, q);
@@ -131,12 +169,16 @@ static void fuse_exit(IrModule *m) {
     q->result->def = q;
     deq->result = old;
     gone[i] = true;
+    ngone++;
   }
-  int kept = 0;
+  if (!ngone)
+    return;
+  IrNode **kept = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *kept);
+  int nkept = 0;
   for (int i = 0; i < m->nnodes; i++)
     if (!gone[i])
-      m->nodes[kept++] = m->nodes[i];
-  m->nnodes = kept;
+      kept[nkept++] = m->nodes[i];
+  ir_set_nodes(m, kept, nkept);
 }
 
 static void fuse_entry(IrModule *m) {
@@ -144,23 +186,23 @@ static void fuse_entry(IrModule *m) {
     IrNode *q = m->nodes[i], *quant = producer(q->opnds[0]);
     if (q->op != IR_OP_QLINEAR || !quant || quant->op != IR_OP_QUANTIZE ||
         ir_count_uses(m, quant->result) != 1 ||
-        !same_scale(attr(quant, IR_ATTR_SCALE), attr(q, IR_ATTR_X_SCALE)) ||
-        attr(quant, IR_ATTR_ZERO_POINT) != attr(q, IR_ATTR_X_ZERO_POINT))
+        !same_scale(ir_attr_float(quant, IR_ATTR_SCALE, 0), ir_attr_float(q, IR_ATTR_X_SCALE, 0)) ||
+        ir_attr_int(quant, IR_ATTR_ZERO_POINT, 0) != ir_attr_int(q, IR_ATTR_X_ZERO_POINT, 0))
       continue;
-    q->opnds[0] = quant->opnds[0];
+    ir_set_operand(m, q, 0, quant->opnds[0]);
   }
   ir_remove_dead(m);
 }
 
 bool pass_fuse_requant(IrModule *m, const PassOptions *o) {
+  ir_fill_uses(m); /* counts right even if the caller edited operands directly */
   Rename *renames = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *renames);
   int nrenames = fuse_relu(m, renames);
   remove_pairs(m);
   for (int i = 0; i < nrenames; i++) {
     char name[512];
     snprintf(name, sizeof name, "%s.q", renames[i].name);
-    renames[i].value->name = "";
-    renames[i].value->name = ir_unique_name(m, name);
+    ir_rename_value(m, renames[i].value, name);
   }
   fuse_exit(m);
   fuse_entry(m);

@@ -172,15 +172,15 @@ bool pass_infer_shapes(IrModule *m, const PassOptions *o) { return ir_infer_shap
 static bool check_list(IrModule *m, const char *option, const char *list) {
   if (!list)
     return true;
-  for (const char *p = list; *p;) {
-    size_t len = strcspn(p, ",");
+  const char *p;
+  size_t len;
+  for (const char *rest = list; sup_list_next(&rest, &p, &len);) {
     bool found = false;
     for (int i = 0; i < NPASSES; i++)
       found |= strlen(passes[i].name) == len && memcmp(passes[i].name, p, len) == 0;
     if (!found)
       return ir_error(&m->diag, (IrLoc){0}, "%s: unknown pass '%.*s' (see --list-passes)",
                       option, (int)len, p);
-    p += len + (p[len] == ',');
   }
   return true;
 }
@@ -189,15 +189,15 @@ static bool check_list(IrModule *m, const char *option, const char *list) {
 static bool check_keep_float(IrModule *m, const char *list) {
   if (!list)
     return true;
-  for (const char *p = list; *p;) {
-    size_t len = strcspn(p, ",");
+  const char *p;
+  size_t len;
+  for (const char *rest = list; sup_list_next(&rest, &p, &len);) {
     char name[256];
-    int skip = *p == '%' || *p == '@';
+    int skip = len && (*p == '%' || *p == '@');
     snprintf(name, sizeof name, "%.*s", (int)len - skip, p + skip);
     if (!ir_find_value(m, name) && !ir_find_const(m, name))
       return ir_error(&m->diag, (IrLoc){0},
                       "--keep-float: the model has no value %%%s and no weight @%s", name, name);
-    p += len + (p[len] == ',');
   }
   return true;
 }
@@ -290,6 +290,7 @@ bool pass_run_pipeline(IrModule *m, const PassOptions *o) {
     const char *name = passes[i].name;
     if (pass_name_listed(o->print_before, name))
       print_ir(m, o, "before", name);
+    ir_fill_uses(m); /* a pass may count on the use counts (ir_count_uses) */
     if (!passes[i].run(m, o))
       return false;
     ir_remove_dead(m);

@@ -18,16 +18,6 @@
 
 #include "passes.h"
 
-/* A quantize node already made for a value, to share between its users. */
-typedef struct {
-  IrValue *x;
-  IrNode *node;
-} MadeQuantize;
-
-static void set_attr(IrModule *m, IrNode *n, IrAttrKey key, double v) {
-  ir_node_set_attr(m, n, key, &v, 1, n->loc);
-}
-
 static bool act_params(IrModule *m, const PassOptions *o, IrValue *v, IrQParams *p) {
   double lo, hi;
   if (!ir_value_range(v, &lo, &hi))
@@ -75,100 +65,42 @@ static bool weight_consts(IrModule *m, const PassOptions *o, IrNode *n, IrValue 
   return true;
 }
 
-/* The value names in use: the module's, and those of the nodes this pass
- * made so far, which join the module's list only at the end of the pass
- * (ir_unique_name sees only that list: two quantized layers in a row would
- * both name a value %h.q). A hash set, so that naming stays linear in the
- * number of nodes. */
+/* The quantize node made for each value so far, by value id, to share it
+ * between the value's users. */
 typedef struct {
-  const char **slots;
-  size_t cap, count; /* cap: a power of two */
-} NameSet;
+  int count;
+  IrNode **by_id;
+} Made;
 
-static size_t hash_name(const char *s) {
-  size_t h = 14695981039346656037u;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211u;
-  return h;
-}
-
-static bool name_taken(const NameSet *t, const char *name) {
-  for (size_t i = hash_name(name) & (t->cap - 1); t->slots[i]; i = (i + 1) & (t->cap - 1))
-    if (strcmp(t->slots[i], name) == 0)
-      return true;
-  return false;
-}
-
-static void name_put(const char **slots, size_t cap, const char *name) {
-  size_t i = hash_name(name) & (cap - 1);
-  while (slots[i])
-    i = (i + 1) & (cap - 1);
-  slots[i] = name;
-}
-
-static void take_name(IrArena *a, NameSet *t, const char *name) {
-  if (2 * (t->count + 1) > t->cap) {
-    size_t cap = t->cap ? 2 * t->cap : 64;
-    const char **slots = ir_alloc(a, cap * sizeof *slots);
-    for (size_t i = 0; i < t->cap; i++)
-      if (t->slots[i])
-        name_put(slots, cap, t->slots[i]);
-    t->slots = slots;
-    t->cap = cap;
-  }
-  name_put(t->slots, t->cap, name);
-  t->count++;
-}
-
-/* `base`, or `base.1`, `base.2`, ...: the first name not taken; takes it. */
-static const char *fresh_name(IrModule *m, NameSet *names, const char *base) {
-  char name[600];
-  for (int i = 0;; i++) {
-    if (i == 0)
-      snprintf(name, sizeof name, "%s", base);
-    else
-      snprintf(name, sizeof name, "%s.%d", base, i);
-    if (!name_taken(names, name)) {
-      const char *s = ir_strdup(m->arena, name);
-      take_name(m->arena, names, s);
-      return s;
-    }
-  }
-}
-
-static IrNode *input_quantize(IrModule *m, MadeQuantize *made, int *nmade, IrValue *x,
-                              const IrQParams *p, NameSet *names, bool *is_new) {
-  for (int i = 0; i < *nmade; i++)
-    if (made[i].x == x) {
-      *is_new = false;
-      return made[i].node;
-    }
+static IrNode *input_quantize(IrModule *m, Made *made, IrValue *x, const IrQParams *p,
+                              bool *is_new) {
+  bool numbered = x->id >= 0 && x->id < made->count;
+  *is_new = !numbered || !made->by_id[x->id] || made->by_id[x->id]->opnds[0] != x;
+  if (!*is_new)
+    return made->by_id[x->id];
   char name[512];
   snprintf(name, sizeof name, "%s.q", x->name);
-  IrNode *q =
-      ir_new_node(m, IR_OP_QUANTIZE, NULL, fresh_name(m, names, name), &x, 1, x->loc);
-  set_attr(m, q, IR_ATTR_SCALE, p->scale);
-  set_attr(m, q, IR_ATTR_ZERO_POINT, p->zero_point);
-  set_attr(m, q, IR_ATTR_DTYPE, p->dtype);
-  made[(*nmade)++] = (MadeQuantize){x, q};
-  *is_new = true;
+  /* The name table holds the nodes made so far (ir_new_node takes their
+   * names), so two quantized layers in a row do not both name a value %h.q. */
+  IrNode *q = ir_new_node(m, IR_OP_QUANTIZE, NULL, ir_unique_name(m, name), &x, 1, x->loc);
+  ir_set_qparams(m, q, IR_QPARAMS_OUT, p);
+  if (numbered)
+    made->by_id[x->id] = q;
   return q;
 }
 
 /* Append the nodes that replace quantizable node `n` to out[]. */
 static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, int *nout,
-                    MadeQuantize *made, int *nmade, NameSet *names) {
+                    Made *made) {
   IrValue *wq = NULL, *ws = NULL;
   if (!weight_consts(m, o, n, &wq, &ws))
     return false;
   IrValue *x = n->opnds[0], *y = n->result;
   IrValue *bias = n->op == IR_OP_LINEAR && n->nopnds == 3 ? n->opnds[2] : NULL;
-  const IrAttr *range = ir_node_attr(n, IR_ATTR_RANGE);
   if (o->dynamic) {
     IrValue *ops[4] = {x, wq, ws, bias};
     IrNode *d = ir_new_node(m, IR_OP_QLINEAR_DYN, y, NULL, ops, bias ? 4 : 3, n->loc);
-    if (range)
-      ir_node_set_attr(m, d, IR_ATTR_RANGE, range->vals, 2, range->loc);
+    ir_copy_attr(m, n, d, IR_ATTR_RANGE);
     out[(*nout)++] = d;
     return true;
   }
@@ -176,28 +108,23 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
   if (!act_params(m, o, x, &px) || !act_params(m, o, y, &py))
     return false;
   bool is_new;
-  IrNode *xq = input_quantize(m, made, nmade, x, &px, names, &is_new);
+  IrNode *xq = input_quantize(m, made, x, &px, &is_new);
   if (is_new)
     out[(*nout)++] = xq;
 
   char name[512];
   snprintf(name, sizeof name, "%s.q", y->name);
   IrValue *ops[4] = {xq->result, wq, ws, bias};
-  IrNode *q = ir_new_node(m, IR_OP_QLINEAR, NULL, fresh_name(m, names, name), ops,
-                          bias ? 4 : 3, n->loc);
-  set_attr(m, q, IR_ATTR_X_SCALE, px.scale);
-  set_attr(m, q, IR_ATTR_X_ZERO_POINT, px.zero_point);
-  set_attr(m, q, IR_ATTR_X_DTYPE, px.dtype);
-  set_attr(m, q, IR_ATTR_SCALE, py.scale);
-  set_attr(m, q, IR_ATTR_ZERO_POINT, py.zero_point);
-  set_attr(m, q, IR_ATTR_DTYPE, py.dtype);
+  IrNode *q = ir_new_node(m, IR_OP_QLINEAR, NULL, ir_unique_name(m, name), ops, bias ? 4 : 3,
+                          n->loc);
+  ir_set_qparams(m, q, IR_QPARAMS_IN, &px);
+  ir_set_qparams(m, q, IR_QPARAMS_OUT, &py);
   out[(*nout)++] = q;
 
   IrNode *d = ir_new_node(m, IR_OP_DEQUANTIZE, y, NULL, &q->result, 1, n->loc);
-  set_attr(m, d, IR_ATTR_SCALE, py.scale);
-  set_attr(m, d, IR_ATTR_ZERO_POINT, py.zero_point);
-  if (range)
-    ir_node_set_attr(m, d, IR_ATTR_RANGE, range->vals, 2, range->loc);
+  ir_set_attr_float(m, d, IR_ATTR_SCALE, py.scale);
+  ir_set_attr_int(m, d, IR_ATTR_ZERO_POINT, py.zero_point);
+  ir_copy_attr(m, n, d, IR_ATTR_RANGE);
   out[(*nout)++] = d;
   return true;
 }
@@ -205,13 +132,9 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
 bool pass_quantize(IrModule *m, const PassOptions *o) {
   /* Every node can become at most three. */
   IrNode **out = ir_alloc(m->arena, (size_t)(3 * m->nnodes + 1) * sizeof *out);
-  MadeQuantize *made = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *made);
-  int nout = 0, nmade = 0;
-  NameSet names = {NULL, 0, 0};
-  for (int i = 0; i < m->ninputs; i++)
-    take_name(m->arena, &names, m->inputs[i]->name);
-  for (int i = 0; i < m->nnodes; i++)
-    take_name(m->arena, &names, m->nodes[i]->result->name);
+  Made made = {ir_number_values(m), NULL};
+  made.by_id = ir_alloc(m->arena, (size_t)(made.count + 1) * sizeof *made.by_id);
+  int nout = 0;
   IrNode **old = m->nodes;
   int nold = m->nnodes;
   for (int i = 0; i < nold; i++) {
@@ -221,14 +144,12 @@ bool pass_quantize(IrModule *m, const PassOptions *o) {
        * a saved model compiled later keeps the op in f32 too. */
       PassOptions all = *o;
       all.keep_float = NULL;
-      if (pass_is_quantizable(m, n, &all)) {
-        double one = 1;
-        ir_node_set_attr(m, n, IR_ATTR_KEEP_FLOAT, &one, 1, n->loc);
-      }
+      if (pass_is_quantizable(m, n, &all))
+        ir_set_attr_int(m, n, IR_ATTR_KEEP_FLOAT, 1);
       out[nout++] = n;
       continue;
     }
-    if (!rewrite(m, o, n, out, &nout, made, &nmade, &names))
+    if (!rewrite(m, o, n, out, &nout, &made))
       return false;
   }
   ir_set_nodes(m, out, nout);

@@ -107,9 +107,19 @@ typedef struct {
   int nlayers;
   Tap *taps;
   int ntaps;
+  /* By value id (ir_number_values of each module), so that the observers
+   * find a node's entry in O(1): 1 + the index of the tap of a ref value,
+   * and of the layer of a q node's result; 0 for none. */
+  int nref_ids, nq_ids;
+  int *tap_of, *layer_of;
   const IrTensor *ref_inputs;  /* the current batch, as given to ref */
   bool failed;                 /* an observer met an error: message in q->diag */
 } Report;
+
+/* The entry of `v` in an id-indexed table of module values, or -1. */
+static int by_id(const int *table, int count, const IrValue *v) {
+  return v->id >= 0 && v->id < count ? table[v->id] - 1 : -1;
+}
 
 static bool is_quantized_op(IrOp op) {
   return op == IR_OP_QGEMM || op == IR_OP_QLINEAR || op == IR_OP_QLINEAR_DYN;
@@ -159,31 +169,34 @@ static bool find_ref_value(Report *r, const IrNode *n, const IrValue *qv, RefVal
   if (v->type.dtype != IR_F32)
     return internal_error(r->q, n->loc, "%%%s in the original model is not f32", name);
   *out = (RefValue){v, -1, -1};
-  for (int i = 0; i < r->ref->ninputs; i++)
-    if (r->ref->inputs[i] == v)
-      out->input = i;
+  /* Inputs are numbered first: an input's id is its index. */
+  if (v->kind == IR_VAL_INPUT && v->id >= 0 && v->id < r->ref->ninputs &&
+      r->ref->inputs[v->id] == v)
+    out->input = v->id;
   if (out->input >= 0 || v->kind != IR_VAL_NODE)
     return true;
-  for (int i = 0; i < r->ntaps; i++)
-    if (r->taps[i].v == v)
-      out->tap = i;
-  if (out->tap < 0) {
+  out->tap = by_id(r->tap_of, r->nref_ids, v);
+  if (out->tap < 0 && v->id >= 0 && v->id < r->nref_ids) {
     out->tap = r->ntaps++;
     r->taps[out->tap] = (Tap){v, NULL, -1, 0};
+    r->tap_of[v->id] = out->tap + 1;
   }
   return true;
 }
 
-static bool float_attr(Report *r, const IrNode *n, IrAttrKey key, double *out) {
-  const IrAttr *a = ir_node_attr(n, key);
-  if (!a || a->n < 1)
-    return internal_error(r->q, n->loc, "%s %%%s has no '%s'", ir_op_info[n->op].name,
-                          n->result->name, ir_attr_info[key].key);
-  *out = a->vals[0];
-  return true;
+/* The input or output parameters of `n`, all three, or an internal error
+ * naming the first missing one. */
+static bool qparams(Report *r, const IrNode *n, IrQSide side, IrQParams *q) {
+  if (ir_get_qparams(n, side, q))
+    return true;
+  IrAttrKey keys[3];
+  ir_qparams_keys(side, keys);
+  int k = 0;
+  while (k < 2 && ir_has_attr(n, keys[k]))
+    k++;
+  return internal_error(r->q, n->loc, "%s %%%s has no '%s'", ir_op_info[n->op].name,
+                        n->result->name, ir_attr_info[keys[k]].key);
 }
-
-static bool quant_dtype(IrDType t) { return t == IR_U8 || t == IR_I8; }
 
 /* Read what the report shows and needs of quantized op `n`. */
 static bool setup_layer(Report *r, const IrNode *n, Layer *l) {
@@ -194,38 +207,36 @@ static bool setup_layer(Report *r, const IrNode *n, Layer *l) {
   l->wk = n->opnds[1]->type.dims[1];
   l->in_dtype = n->opnds[0]->type.dtype;
   l->out_dtype = n->result->type.dtype;
-  if (l->in_dtype != IR_F32 && !quant_dtype(l->in_dtype))
+  if (l->in_dtype != IR_F32 && !ir_dtype_is_quantized(l->in_dtype))
     return internal_error(r->q, n->loc, "%%%s: input of type %s", n->result->name,
                           ir_dtype_name(l->in_dtype));
-  if (l->out_dtype != IR_F32 && !quant_dtype(l->out_dtype))
+  if (l->out_dtype != IR_F32 && !ir_dtype_is_quantized(l->out_dtype))
     return internal_error(r->q, n->loc, "%%%s: result of type %s", n->result->name,
                           ir_dtype_name(l->out_dtype));
-  const IrAttr *relu = ir_node_attr(n, IR_ATTR_RELU);
-  l->relu = relu && relu->n >= 1 && relu->vals[0] == 1;
-  double v;
-  l->has_xq = ir_node_attr(n, IR_ATTR_X_SCALE) != NULL;
-  if (l->has_xq || quant_dtype(l->in_dtype)) {
-    if (!float_attr(r, n, IR_ATTR_X_SCALE, &v))
+  l->relu = ir_attr_int(n, IR_ATTR_RELU, 0) == 1;
+  l->has_xq = ir_has_attr(n, IR_ATTR_X_SCALE);
+  if (l->has_xq || ir_dtype_is_quantized(l->in_dtype)) {
+    IrQParams x;
+    if (!qparams(r, n, IR_QPARAMS_IN, &x))
       return false;
-    l->x_scale = (float)v;
-    if (!float_attr(r, n, IR_ATTR_X_ZERO_POINT, &v))
-      return false;
-    l->x_zp = (int32_t)v;
-    if (!float_attr(r, n, IR_ATTR_X_DTYPE, &v))
-      return false;
-    l->x_dtype = (IrDType)(int)v;
-    if (!quant_dtype(l->x_dtype) || (l->in_dtype != IR_F32 && l->x_dtype != l->in_dtype))
+    l->x_scale = x.scale;
+    l->x_zp = x.zero_point;
+    l->x_dtype = x.dtype;
+    if (!ir_dtype_is_quantized(l->x_dtype) || (l->in_dtype != IR_F32 && l->x_dtype != l->in_dtype))
       return internal_error(r->q, n->loc, "%%%s: x_dtype does not fit its input",
                             n->result->name);
     l->has_xq = true;
   }
-  if (quant_dtype(l->out_dtype)) {
-    if (!float_attr(r, n, IR_ATTR_SCALE, &v))
-      return false;
-    l->out_scale = (float)v;
-    if (!float_attr(r, n, IR_ATTR_ZERO_POINT, &v))
-      return false;
-    l->out_zp = (int32_t)v;
+  if (ir_dtype_is_quantized(l->out_dtype)) {
+    /* The result's dtype is its type's; scale and zero_point must be given. */
+    IrAttrKey keys[3];
+    ir_qparams_keys(IR_QPARAMS_OUT, keys);
+    for (int k = 0; k < 2; k++)
+      if (!ir_has_attr(n, keys[k]))
+        return internal_error(r->q, n->loc, "%s %%%s has no '%s'", ir_op_info[n->op].name,
+                              n->result->name, ir_attr_info[keys[k]].key);
+    l->out_scale = (float)ir_attr_float(n, IR_ATTR_SCALE, 0);
+    l->out_zp = (int32_t)ir_attr_int(n, IR_ATTR_ZERO_POINT, 0);
   }
   return find_ref_value(r, n, n->result, &l->f) && find_ref_value(r, n, n->opnds[0], &l->x);
 }
@@ -234,10 +245,17 @@ static bool setup(Report *r) {
   IrModule *q = r->q;
   r->layers = ir_alloc(r->arena, (size_t)(q->nnodes + 1) * sizeof *r->layers);
   r->taps = ir_alloc(r->arena, (size_t)(2 * q->nnodes + 1) * sizeof *r->taps);
-  for (int i = 0; i < q->nnodes; i++)
-    if (is_quantized_op(q->nodes[i]->op) &&
-        !setup_layer(r, q->nodes[i], &r->layers[r->nlayers++]))
+  r->nref_ids = ir_number_values(r->ref);
+  r->nq_ids = ir_number_values(q);
+  r->tap_of = ir_alloc(r->arena, (size_t)(r->nref_ids + 1) * sizeof *r->tap_of);
+  r->layer_of = ir_alloc(r->arena, (size_t)(r->nq_ids + 1) * sizeof *r->layer_of);
+  for (int i = 0; i < q->nnodes; i++) {
+    if (!is_quantized_op(q->nodes[i]->op))
+      continue;
+    r->layer_of[q->nodes[i]->result->id] = r->nlayers + 1;
+    if (!setup_layer(r, q->nodes[i], &r->layers[r->nlayers++]))
       return false;
+  }
   return true;
 }
 
@@ -266,10 +284,9 @@ static bool ref_tensor(Report *r, const Layer *l, const RefValue *rv, const floa
 /* The float run: copy the values the layers need. */
 static void observe_ref(void *user, const IrNode *node, const IrTensor *t) {
   Report *r = user;
-  for (int i = 0; i < r->ntaps; i++) {
+  int i = by_id(r->tap_of, r->nref_ids, node->result);
+  if (i >= 0 && r->taps[i].v == node->result) {
     Tap *tap = &r->taps[i];
-    if (tap->v != node->result)
-      continue;
     int64_t n;
     if (t->type.dtype != IR_F32 || !ir_type_numel(&t->type, 1, &n)) {
       internal_error(r->q, node->loc, "%%%s is not f32", tap->v->name);
@@ -328,9 +345,10 @@ static bool measure(Report *r, Layer *l, Stats *s, const IrTensor *t) {
  * copy of it is kept. */
 static void observe_q(void *user, const IrNode *node, const IrTensor *t) {
   Report *r = user;
-  for (int i = 0; !r->failed && i < r->nlayers; i++)
-    if (r->layers[i].node == node && !measure(r, &r->layers[i], &r->layers[i].prop, t))
-      r->failed = true;
+  int i = by_id(r->layer_of, r->nq_ids, node->result);
+  if (!r->failed && i >= 0 && r->layers[i].node == node &&
+      !measure(r, &r->layers[i], &r->layers[i].prop, t))
+    r->failed = true;
 }
 
 /* Operand count of any op in ops.def, and then some. */
@@ -450,44 +468,6 @@ static int64_t const_bytes(const IrModule *m) {
 
 /* ---- output ---- */
 
-/* A growing malloc'd string; `oom` sticks once an allocation failed. */
-typedef struct {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} Buf;
-
-static void bprintf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void bprintf(Buf *b, const char *fmt, ...) {
-  if (b->oom)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) {
-    b->oom = true;
-    return;
-  }
-  if (b->len + (size_t)n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + (size_t)n + 1)
-      cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  va_start(ap, fmt);
-  vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
-}
-
 /* A number for the table: `fmt`, or inf/-inf/nan. */
 static void fmt_num(char *buf, size_t size, const char *fmt, double v) {
   if (isnan(v))
@@ -547,33 +527,33 @@ static void row_cells(IrArena *a, const Layer *l, const char **c) {
 }
 
 /* "-- title -----" filling `width` columns. */
-static void group_header(Buf *b, const char *title, int width) {
+static void group_header(SupBuf *b, const char *title, int width) {
   int n = (int)strlen(title) + 4;
-  bprintf(b, "-- %s ", title);
+  sup_buf_printf(b, "-- %s ", title);
   for (; n < width; n++)
-    bprintf(b, "-");
+    sup_buf_printf(b, "-");
 }
 
-static void size_line(Buf *b, int64_t f32_bytes, int64_t int8_bytes) {
-  bprintf(b, "model size: f32 %.1f KiB, int8 %.1f KiB", f32_bytes / 1024.0,
+static void size_line(SupBuf *b, int64_t f32_bytes, int64_t int8_bytes) {
+  sup_buf_printf(b, "model size: f32 %.1f KiB, int8 %.1f KiB", f32_bytes / 1024.0,
           int8_bytes / 1024.0);
   if (int8_bytes > 0 && f32_bytes >= int8_bytes)
-    bprintf(b, " (%.2fx smaller, %.1f KiB saved)", (double)f32_bytes / (double)int8_bytes,
+    sup_buf_printf(b, " (%.2fx smaller, %.1f KiB saved)", (double)f32_bytes / (double)int8_bytes,
             (f32_bytes - int8_bytes) / 1024.0);
   else if (int8_bytes > 0)
-    bprintf(b, " (%.2fx larger, %.1f KiB more)", (double)int8_bytes / (double)f32_bytes,
+    sup_buf_printf(b, " (%.2fx larger, %.1f KiB more)", (double)int8_bytes / (double)f32_bytes,
             (int8_bytes - f32_bytes) / 1024.0);
-  bprintf(b, "\n");
+  sup_buf_printf(b, "\n");
 }
 
-static void write_text(Buf *b, Report *r, const PassOptions *o, int64_t nsamples) {
+static void write_text(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamples) {
   static const char *const header[NCOLS] = {
       "layer", "op", "weight", "in (scale, zp)", "out (scale, zp)", "relu",
       "SQNR dB", "max|err|", "cosine", "SQNR dB", "max|err|", "cosine"};
-  bprintf(b, "q8c report: %lld sample%s from %s\n", (long long)nsamples,
+  sup_buf_printf(b, "q8c report: %lld sample%s from %s\n", (long long)nsamples,
           nsamples == 1 ? "" : "s", o->calib_path);
   if (r->nlayers == 0) {
-    bprintf(b, "no quantized ops (qgemm, qlinear, qlinear_dyn) to measure\n");
+    sup_buf_printf(b, "no quantized ops (qgemm, qlinear, qlinear_dyn) to measure\n");
   } else {
     const char **cells = ir_alloc(r->arena, (size_t)r->nlayers * NCOLS * sizeof *cells);
     int width[NCOLS];
@@ -590,16 +570,16 @@ static void write_text(Buf *b, Report *r, const PassOptions *o, int64_t nsamples
     int indent = 0;
     for (int c = 0; c < NLEFT; c++)
       indent += width[c] + 2;
-    bprintf(b, "%*s", indent, "");
+    sup_buf_printf(b, "%*s", indent, "");
     group_header(b, "propagated", width[6] + width[7] + width[8] + 4);
-    bprintf(b, "  ");
+    sup_buf_printf(b, "  ");
     group_header(b, "isolated", width[9] + width[10] + width[11] + 4);
-    bprintf(b, "\n");
+    sup_buf_printf(b, "\n");
     for (int i = -1; i < r->nlayers; i++) {
       const char *const *row = i < 0 ? header : cells + i * NCOLS;
       for (int c = 0; c < NCOLS; c++)
-        bprintf(b, "%s%*s", c ? "  " : "", c < NLEFT ? -width[c] : width[c], row[c]);
-      bprintf(b, "\n");
+        sup_buf_printf(b, "%s%*s", c ? "  " : "", c < NLEFT ? -width[c] : width[c], row[c]);
+      sup_buf_printf(b, "\n");
     }
   }
   size_line(b, const_bytes(r->ref), const_bytes(r->q));
@@ -631,63 +611,63 @@ static int utf8_len(const unsigned char *p) {
   return n;
 }
 
-static void json_str(Buf *b, const char *s) {
+static void json_str(SupBuf *b, const char *s) {
   const unsigned char *p = (const unsigned char *)s;
-  bprintf(b, "\"");
+  sup_buf_printf(b, "\"");
   while (*p) {
     int n;
     if (*p == '"' || *p == '\\')
-      bprintf(b, "\\%c", *p++);
+      sup_buf_printf(b, "\\%c", *p++);
     else if (*p < 0x20)
-      bprintf(b, "\\u%04x", *p++);
+      sup_buf_printf(b, "\\u%04x", *p++);
     else if (*p < 0x80)
-      bprintf(b, "%c", *p++);
+      sup_buf_printf(b, "%c", *p++);
     else if ((n = utf8_len(p)) > 0)
-      bprintf(b, "%.*s", n, (const char *)p), p += n;
+      sup_buf_printf(b, "%.*s", n, (const char *)p), p += n;
     else
-      bprintf(b, "\\ufffd"), p++;
+      sup_buf_printf(b, "\\ufffd"), p++;
   }
-  bprintf(b, "\"");
+  sup_buf_printf(b, "\"");
 }
 
 /* Finite numbers as %.9g; inf and NaN have no JSON spelling: null. */
-static void json_num(Buf *b, double v) {
+static void json_num(SupBuf *b, double v) {
   if (isfinite(v))
-    bprintf(b, "%.9g", v);
+    sup_buf_printf(b, "%.9g", v);
   else
-    bprintf(b, "null");
+    sup_buf_printf(b, "null");
 }
 
-static void json_stats(Buf *b, const Stats *s) {
-  bprintf(b, "{\"sqnr_db\": ");
+static void json_stats(SupBuf *b, const Stats *s) {
+  sup_buf_printf(b, "{\"sqnr_db\": ");
   json_num(b, stats_sqnr(s));
-  bprintf(b, ", \"max_abs_error\": ");
+  sup_buf_printf(b, ", \"max_abs_error\": ");
   json_num(b, s->max_err);
-  bprintf(b, ", \"cosine\": ");
+  sup_buf_printf(b, ", \"cosine\": ");
   json_num(b, stats_cosine(s));
-  bprintf(b, "}");
+  sup_buf_printf(b, "}");
 }
 
 /* {"dtype", "scale", "zero_point"}; scale and zero point null when none. */
-static void json_qparams(Buf *b, IrDType t, bool quantized, float scale, int32_t zp) {
-  bprintf(b, "{\"dtype\": \"%s\", \"scale\": ", ir_dtype_name(t));
+static void json_qparams(SupBuf *b, IrDType t, bool quantized, float scale, int32_t zp) {
+  sup_buf_printf(b, "{\"dtype\": \"%s\", \"scale\": ", ir_dtype_name(t));
   if (quantized) {
     json_num(b, scale);
-    bprintf(b, ", \"zero_point\": %d}", (int)zp);
+    sup_buf_printf(b, ", \"zero_point\": %d}", (int)zp);
   } else {
-    bprintf(b, "null, \"zero_point\": null}");
+    sup_buf_printf(b, "null, \"zero_point\": null}");
   }
 }
 
-static void write_json(Buf *b, Report *r, const PassOptions *o, int64_t nsamples) {
-  bprintf(b, "{\n  \"samples\": %lld,\n  \"calib\": ", (long long)nsamples);
+static void write_json(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamples) {
+  sup_buf_printf(b, "{\n  \"samples\": %lld,\n  \"calib\": ", (long long)nsamples);
   json_str(b, o->calib_path);
-  bprintf(b, ",\n  \"layers\": [");
+  sup_buf_printf(b, ",\n  \"layers\": [");
   for (int i = 0; i < r->nlayers; i++) {
     const Layer *l = &r->layers[i];
-    bprintf(b, "%s\n    {\"name\": ", i ? "," : "");
+    sup_buf_printf(b, "%s\n    {\"name\": ", i ? "," : "");
     json_str(b, l->f.v->name);
-    bprintf(b, ", \"op\": \"%s\", \"weight_shape\": [%lld, %lld], \"input\": ",
+    sup_buf_printf(b, ", \"op\": \"%s\", \"weight_shape\": [%lld, %lld], \"input\": ",
             ir_op_info[l->node->op].name, (long long)l->wn, (long long)l->wk);
     /* qlinear_dyn quantizes each row to u8 with its own scale and zero
      * point: an integer dtype with null parameters. */
@@ -695,19 +675,19 @@ static void write_json(Buf *b, Report *r, const PassOptions *o, int64_t nsamples
       json_qparams(b, IR_U8, false, 0, 0);
     else
       json_qparams(b, l->has_xq ? l->x_dtype : l->in_dtype, l->has_xq, l->x_scale, l->x_zp);
-    bprintf(b, ", \"output\": ");
+    sup_buf_printf(b, ", \"output\": ");
     json_qparams(b, l->out_dtype, l->out_dtype != IR_F32, l->out_scale, l->out_zp);
-    bprintf(b, ", \"relu\": %s, \"propagated\": ", l->relu ? "true" : "false");
+    sup_buf_printf(b, ", \"relu\": %s, \"propagated\": ", l->relu ? "true" : "false");
     json_stats(b, &l->prop);
-    bprintf(b, ", \"isolated\": ");
+    sup_buf_printf(b, ", \"isolated\": ");
     json_stats(b, &l->iso);
-    bprintf(b, "}");
+    sup_buf_printf(b, "}");
   }
   int64_t f32_bytes = const_bytes(r->ref), int8_bytes = const_bytes(r->q);
-  bprintf(b, "%s],\n  \"size\": {\"f32_bytes\": %lld, \"int8_bytes\": %lld, \"ratio\": ",
+  sup_buf_printf(b, "%s],\n  \"size\": {\"f32_bytes\": %lld, \"int8_bytes\": %lld, \"ratio\": ",
           r->nlayers ? "\n  " : "", (long long)f32_bytes, (long long)int8_bytes);
   json_num(b, int8_bytes > 0 ? (double)f32_bytes / (double)int8_bytes : NAN);
-  bprintf(b, ", \"saved_bytes\": %lld}\n}\n", (long long)(f32_bytes - int8_bytes));
+  sup_buf_printf(b, ", \"saved_bytes\": %lld}\n}\n", (long long)(f32_bytes - int8_bytes));
 }
 
 char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, bool json) {
@@ -721,7 +701,7 @@ char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, bool json) {
     return NULL;
   }
   Report r = {.ref = ref, .q = q, .arena = ir_arena_new()};
-  Buf b = {0};
+  SupBuf b = {0};
   int64_t nsamples = 0;
   bool ok = setup(&r) && run_samples(&r, o, &nsamples);
   if (ok) {
@@ -736,8 +716,8 @@ char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, bool json) {
     free(r.taps[i].data);
   ir_arena_free(r.arena);
   if (!ok) {
-    free(b.p);
+    sup_buf_free(&b);
     return NULL;
   }
-  return b.p;
+  return sup_buf_take(&b);
 }

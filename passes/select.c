@@ -15,19 +15,16 @@
 bool pass_name_listed(const char *list, const char *name) {
   if (!list)
     return false;
-  size_t n = strlen(name);
-  for (const char *p = list; *p;) {
-    size_t len = strcspn(p, ",");
+  size_t n = strlen(name), qlen;
+  const char *q;
+  for (const char *rest = list; sup_list_next(&rest, &q, &qlen);) {
     /* Names may carry their sigil: %h, @fc1.weight. */
-    const char *q = p;
-    size_t qlen = len;
     if (qlen && (*q == '%' || *q == '@')) {
       q++;
       qlen--;
     }
     if (qlen == n && memcmp(q, name, n) == 0)
       return true;
-    p += len + (p[len] == ',');
   }
   return false;
 }
@@ -43,7 +40,7 @@ bool pass_is_quantizable(const IrModule *m, const IrNode *n, const PassOptions *
     return false;
   if (w->kind != IR_VAL_CONST || w->type.dtype != IR_F32 || n->opnds[0]->type.dtype != IR_F32)
     return false;
-  return ir_node_attr_float(n, IR_ATTR_KEEP_FLOAT, 0) == 0 &&
+  return ir_attr_int(n, IR_ATTR_KEEP_FLOAT, 0) == 0 &&
          !pass_name_listed(o->keep_float, n->result->name) &&
          !pass_name_listed(o->keep_float, w->name);
 }

@@ -20,46 +20,12 @@
 #include <string.h>
 
 #include "ir/ir.h"
+#include "testutil.h"
 
-/* ---- building modules ---- */
-
-static IrType make_type(IrDType dtype, int rank, const int64_t *dims) {
-  IrType t = {.dtype = dtype, .rank = rank};
-  for (int i = 0; i < rank; i++)
-    t.dims[i] = dims[i];
-  return t;
-}
-
-#define NDIMS(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
-#define F32(...) make_type(IR_F32, NDIMS(__VA_ARGS__), (int64_t[]){__VA_ARGS__})
-#define TYPED(dt, ...) make_type(dt, NDIMS(__VA_ARGS__), (int64_t[]){__VA_ARGS__})
-#define Q IR_DIM_BATCH
-
-/* A constant whose data is copied into the module's arena, as the builder
- * requires. `nbytes` is the size of `vals`. */
-static IrValue *konst(IrModule *m, const char *name, IrType t, const void *vals, size_t nbytes) {
-  void *data = ir_alloc_data(m->arena, nbytes);
-  assert_non_null(data);
-  memcpy(data, vals, nbytes);
-  return ir_add_const(m, name, t, data, (IrLoc){0});
-}
+/* ---- building modules (testutil.h) ---- */
 
 #define KONST(m, name, t, ...)                                               \
-  konst(m, name, t, (float[]){__VA_ARGS__}, sizeof((float[]){__VA_ARGS__}))
-
-/* A node whose result type is given by hand. */
-static IrValue *node(IrModule *m, IrOp op, const char *name, IrType t, int nopnds,
-                     IrValue **opnds) {
-  IrNode *n = ir_add_node(m, op, name, opnds, nopnds, (IrLoc){0});
-  n->result->type = t;
-  return n->result;
-}
-
-#define NODE(m, op, name, t, ...)                                                        \
-  node(m, IR_OP_##op, name, t, (int)(sizeof((IrValue *[]){__VA_ARGS__}) / sizeof(IrValue *)), \
-       (IrValue *[]){__VA_ARGS__})
-
-static IrTensor tensor(IrType t, const float *data) { return (IrTensor){t, (void *)data}; }
+  konst_bytes(m, name, t, (float[]){__VA_ARGS__}, sizeof((float[]){__VA_ARGS__}))
 
 /* ---- checking results ---- */
 
@@ -103,7 +69,7 @@ static void test_linear_bias(void **state) {
   IrValue *x = ir_add_input(m, "x", F32(2, 3), (IrLoc){0});
   IrValue *w = KONST(m, "w", F32(2, 3), 1, 0, -1, 0.5, 0.5, 0.5);
   IrValue *b = KONST(m, "b", F32(2), 10, -1);
-  ir_add_output(m, NODE(m, LINEAR, "y", F32(2, 2), x, w, b), (IrLoc){0});
+  ir_add_output(m, VALUE(m, LINEAR, "y", F32(2, 2), x, w, b), (IrLoc){0});
   IrTensor in = tensor(F32(2, 3), (float[]){1, 2, 3, 4, 5, 6}), out;
   float *y = run1(m, 1, &in, &out);
   CHECK_DIMS(&out, 2, 2);
@@ -118,7 +84,7 @@ static void test_linear_no_bias_batched(void **state) {
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(Q, 2, 2), (IrLoc){0});
   IrValue *w = KONST(m, "w", F32(1, 2), 1, 1);
-  ir_add_output(m, NODE(m, LINEAR, "y", F32(Q, 2, 1), x, w), (IrLoc){0});
+  ir_add_output(m, VALUE(m, LINEAR, "y", F32(Q, 2, 1), x, w), (IrLoc){0});
   IrTensor in = tensor(F32(2, 2, 2), (float[]){1, 2, 3, 4, 5, 6, 7, 8}), out;
   float *y = run1(m, 2, &in, &out);
   CHECK_DIMS(&out, 2, 2, 1);
@@ -133,8 +99,8 @@ static void test_integer_operands_rejected(void **state) {
   (void)state;
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(1, 2), (IrLoc){0});
-  IrValue *w = konst(m, "w", TYPED(IR_I8, 2, 2), (int8_t[]){1, -2, 3, 4}, 4);
-  ir_add_output(m, NODE(m, LINEAR, "h", F32(1, 2), x, w), (IrLoc){0});
+  IrValue *w = konst_bytes(m, "w", TYPED(IR_I8, 2, 2), (int8_t[]){1, -2, 3, 4}, 4);
+  ir_add_output(m, VALUE(m, LINEAR, "h", F32(1, 2), x, w), (IrLoc){0});
   IrTensor in = tensor(F32(1, 2), (float[]){1, 1}), out = {.data = (void *)1};
   assert_false(ir_interp_f32(m, 1, &in, &out, NULL, NULL));
   assert_non_null(strstr(m->diag.msg, "linear expects f32 operands, but @w is i8[2, 2]"));
@@ -143,8 +109,8 @@ static void test_integer_operands_rejected(void **state) {
 
   m = ir_module_new("t");
   x = ir_add_input(m, "x", F32(2), (IrLoc){0});
-  IrValue *b = konst(m, "b", TYPED(IR_I32, 2), (int32_t[]){100, -100}, 8);
-  ir_add_output(m, NODE(m, ADD, "y", F32(2), b, x), (IrLoc){0});
+  IrValue *b = konst_bytes(m, "b", TYPED(IR_I32, 2), (int32_t[]){100, -100}, 8);
+  ir_add_output(m, VALUE(m, ADD, "y", F32(2), b, x), (IrLoc){0});
   IrTensor in2 = tensor(F32(2), (float[]){1, 1});
   assert_false(ir_interp_f32(m, 1, &in2, &out, NULL, NULL));
   assert_non_null(strstr(m->diag.msg, "add expects f32 operands, but @b is i32[2]"));
@@ -152,7 +118,7 @@ static void test_integer_operands_rejected(void **state) {
 
   m = ir_module_new("t");
   x = ir_add_input(m, "x", F32(2), (IrLoc){0});
-  ir_add_output(m, NODE(m, RELU, "y", TYPED(IR_U8, 2), x), (IrLoc){0});
+  ir_add_output(m, VALUE(m, RELU, "y", TYPED(IR_U8, 2), x), (IrLoc){0});
   assert_false(ir_interp_f32(m, 1, &in2, &out, NULL, NULL));
   assert_non_null(strstr(m->diag.msg, "relu gives f32, but its result %y is declared u8[2]"));
   ir_module_free(m);
@@ -164,7 +130,7 @@ static void test_matmul_shared(void **state) {
   IrModule *m = ir_module_new("t");
   IrValue *a = ir_add_input(m, "a", F32(2, 2, 3), (IrLoc){0});
   IrValue *b = KONST(m, "b", F32(3, 2), 1, 0, 0, 1, 1, 1);
-  ir_add_output(m, NODE(m, MATMUL, "y", F32(2, 2, 2), a, b), (IrLoc){0});
+  ir_add_output(m, VALUE(m, MATMUL, "y", F32(2, 2, 2), a, b), (IrLoc){0});
   IrTensor in = tensor(F32(2, 2, 3), (float[]){1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}), out;
   float *y = run1(m, 1, &in, &out);
   CHECK_DIMS(&out, 2, 2, 2);
@@ -179,7 +145,7 @@ static void test_matmul_batched(void **state) {
   IrModule *m = ir_module_new("t");
   IrValue *a = ir_add_input(m, "a", F32(Q, 1, 2), (IrLoc){0});
   IrValue *b = ir_add_input(m, "b", F32(Q, 2, 1), (IrLoc){0});
-  ir_add_output(m, NODE(m, MATMUL, "y", F32(Q, 1, 1), a, b), (IrLoc){0});
+  ir_add_output(m, VALUE(m, MATMUL, "y", F32(Q, 1, 1), a, b), (IrLoc){0});
   IrTensor in[2] = {tensor(F32(2, 1, 2), (float[]){1, 2, 3, 4}),
                     tensor(F32(2, 2, 1), (float[]){1, 1, 2, -1})};
   IrTensor out;
@@ -196,7 +162,7 @@ static void test_matmul_const_left(void **state) {
   IrModule *m = ir_module_new("t");
   IrValue *a = KONST(m, "a", F32(2, 2), 1, 2, 3, 4);
   IrValue *x = ir_add_input(m, "x", F32(2, 1), (IrLoc){0});
-  ir_add_output(m, NODE(m, MATMUL, "y", F32(2, 1), a, x), (IrLoc){0});
+  ir_add_output(m, VALUE(m, MATMUL, "y", F32(2, 1), a, x), (IrLoc){0});
   IrTensor in = tensor(F32(2, 1), (float[]){1, -1}), out;
   float *y = run1(m, 1, &in, &out);
   CHECK(y, 0, -1, -1);
@@ -211,7 +177,7 @@ static void test_add_same_shape(void **state) {
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(2, 2), (IrLoc){0});
   IrValue *c = KONST(m, "c", F32(2, 2), 10, 20, 30, 40);
-  ir_add_output(m, NODE(m, ADD, "y", F32(2, 2), x, c), (IrLoc){0});
+  ir_add_output(m, VALUE(m, ADD, "y", F32(2, 2), x, c), (IrLoc){0});
   IrTensor in = tensor(F32(2, 2), (float[]){1, 2, 3, 4}), out;
   float *y = run1(m, 1, &in, &out);
   CHECK(y, 0, 11, 22, 33, 44);
@@ -226,8 +192,8 @@ static void test_add_broadcast_both_ways(void **state) {
   IrValue *x = ir_add_input(m, "x", F32(2, 2, 2), (IrLoc){0});
   IrValue *c = KONST(m, "c", F32(2, 2), 10, 20, 30, 40);
   IrValue *v = KONST(m, "v", F32(2), 100, 200);
-  IrValue *y1 = NODE(m, ADD, "y1", F32(2, 2, 2), x, c);
-  IrValue *y2 = NODE(m, ADD, "y2", F32(2, 2, 2), v, x);
+  IrValue *y1 = VALUE(m, ADD, "y1", F32(2, 2, 2), x, c);
+  IrValue *y2 = VALUE(m, ADD, "y2", F32(2, 2, 2), v, x);
   ir_add_output(m, y1, (IrLoc){0});
   ir_add_output(m, y2, (IrLoc){0});
   IrTensor in = tensor(F32(2, 2, 2), (float[]){1, 2, 3, 4, 5, 6, 7, 8}), out[2];
@@ -246,9 +212,9 @@ static void test_mul_broadcast_both_ways(void **state) {
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(Q, 3), (IrLoc){0});
   IrValue *s = KONST(m, "s", F32(3), 1, -2, 0.5);
-  ir_add_output(m, NODE(m, MUL, "y1", F32(Q, 3), x, s), (IrLoc){0});
-  ir_add_output(m, NODE(m, MUL, "y2", F32(Q, 3), s, x), (IrLoc){0});
-  ir_add_output(m, NODE(m, MUL, "y3", F32(Q, 3), x, x), (IrLoc){0});
+  ir_add_output(m, VALUE(m, MUL, "y1", F32(Q, 3), x, s), (IrLoc){0});
+  ir_add_output(m, VALUE(m, MUL, "y2", F32(Q, 3), s, x), (IrLoc){0});
+  ir_add_output(m, VALUE(m, MUL, "y3", F32(Q, 3), x, x), (IrLoc){0});
   IrTensor in = tensor(F32(2, 3), (float[]){1, 2, 3, 4, 5, 6}), out[3];
   assert_true(ir_interp_f32(m, 2, &in, out, NULL, NULL));
   CHECK(out[0].data, 0, 1, -4, 1.5, 4, -10, 3);
@@ -265,7 +231,7 @@ static void test_relu(void **state) {
   (void)state;
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(6), (IrLoc){0});
-  ir_add_output(m, NODE(m, RELU, "y", F32(6), x), (IrLoc){0});
+  ir_add_output(m, VALUE(m, RELU, "y", F32(6), x), (IrLoc){0});
   IrTensor in = tensor(F32(6), (float[]){-1.5f, 0, 2.5f, NAN, -INFINITY, INFINITY}), out;
   float *y = run1(m, 1, &in, &out);
   CHECK(y, 0, 0, 0, 2.5f, NAN, 0, INFINITY);
@@ -277,7 +243,7 @@ static void test_gelu(void **state) {
   (void)state;
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(6), (IrLoc){0});
-  ir_add_output(m, NODE(m, GELU, "y", F32(6), x), (IrLoc){0});
+  ir_add_output(m, VALUE(m, GELU, "y", F32(6), x), (IrLoc){0});
   IrTensor in = tensor(F32(6), (float[]){0, 1, -1, 2, -3, 0.5f}), out;
   float *y = run1(m, 1, &in, &out);
   /* 0.5 x (1 + erf(x / sqrt 2)), in double. */
@@ -291,7 +257,7 @@ static void test_softmax(void **state) {
   (void)state;
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(4, 2), (IrLoc){0});
-  ir_add_output(m, NODE(m, SOFTMAX, "y", F32(4, 2), x), (IrLoc){0});
+  ir_add_output(m, VALUE(m, SOFTMAX, "y", F32(4, 2), x), (IrLoc){0});
   /* Row 2 overflows exp() unless the row maximum is subtracted first. */
   IrTensor in = tensor(F32(4, 2), (float[]){0, 0, 1000, 1000, 0, logf(3), -INFINITY, 0}), out;
   float *y = run1(m, 1, &in, &out);
@@ -306,7 +272,7 @@ static void test_layernorm_eps(void **state) {
   IrValue *x = ir_add_input(m, "x", F32(2, 4), (IrLoc){0});
   IrValue *g = KONST(m, "g", F32(4), 1, 1, 2, 2);
   IrValue *b = KONST(m, "b", F32(4), 0, 0, 0, 1);
-  IrValue *y = NODE(m, LAYERNORM, "y", F32(2, 4), x, g, b);
+  IrValue *y = VALUE(m, LAYERNORM, "y", F32(2, 4), x, g, b);
   /* var([1, 2, 3, 4]) = 1.25, so eps = 0.75 makes the divisor sqrt(2). */
   ir_node_set_attr(m, y->def, IR_ATTR_EPS, (double[]){0.75}, 1, (IrLoc){0});
   ir_add_output(m, y, (IrLoc){0});
@@ -324,7 +290,7 @@ static void test_layernorm_default_eps(void **state) {
   IrValue *x = ir_add_input(m, "x", F32(1, 2), (IrLoc){0});
   IrValue *g = KONST(m, "g", F32(2), 1, 1);
   IrValue *b = KONST(m, "b", F32(2), 0, 0);
-  ir_add_output(m, NODE(m, LAYERNORM, "y", F32(1, 2), x, g, b), (IrLoc){0});
+  ir_add_output(m, VALUE(m, LAYERNORM, "y", F32(1, 2), x, g, b), (IrLoc){0});
   IrTensor in = tensor(F32(1, 2), (float[]){0, 2}), out;
   float *r = run1(m, 1, &in, &out);
   /* mean 1, var 1: +-1 / sqrt(1 + 1e-5). */
@@ -340,8 +306,8 @@ static void test_transpose_default(void **state) {
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(2, 3), (IrLoc){0});
   IrValue *x3 = ir_add_input(m, "x3", F32(2, 2, 3), (IrLoc){0});
-  ir_add_output(m, NODE(m, TRANSPOSE, "y", F32(3, 2), x), (IrLoc){0});
-  ir_add_output(m, NODE(m, TRANSPOSE, "y3", F32(2, 3, 2), x3), (IrLoc){0});
+  ir_add_output(m, VALUE(m, TRANSPOSE, "y", F32(3, 2), x), (IrLoc){0});
+  ir_add_output(m, VALUE(m, TRANSPOSE, "y3", F32(2, 3, 2), x3), (IrLoc){0});
   IrTensor in[2] = {tensor(F32(2, 3), (float[]){0, 1, 2, 3, 4, 5}),
                     tensor(F32(2, 2, 3), (float[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})};
   IrTensor out[2];
@@ -360,7 +326,7 @@ static void test_transpose_perm(void **state) {
   (void)state;
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(2, 3, 4), (IrLoc){0});
-  IrValue *y = NODE(m, TRANSPOSE, "y", F32(4, 2, 3), x);
+  IrValue *y = VALUE(m, TRANSPOSE, "y", F32(4, 2, 3), x);
   ir_node_set_attr(m, y->def, IR_ATTR_PERM, (double[]){2, 0, 1}, 3, (IrLoc){0});
   ir_add_output(m, y, (IrLoc){0});
   float xs[24];
@@ -381,7 +347,7 @@ static void test_reshape(void **state) {
   (void)state;
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(Q, 4), (IrLoc){0});
-  IrValue *y = NODE(m, RESHAPE, "y", F32(Q, 2, 2), x);
+  IrValue *y = VALUE(m, RESHAPE, "y", F32(Q, 2, 2), x);
   ir_node_set_attr(m, y->def, IR_ATTR_SHAPE, (double[]){(double)Q, 2, 2}, 3, (IrLoc){0});
   ir_add_output(m, y, (IrLoc){0});
   IrTensor in = tensor(F32(2, 4), (float[]){1, 2, 3, 4, 5, 6, 7, 8}), out;
@@ -400,7 +366,7 @@ static void test_batch_binding(void **state) {
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(Q, 2), (IrLoc){0});
   IrValue *w = KONST(m, "w", F32(1, 2), 1, -1);
-  ir_add_output(m, NODE(m, LINEAR, "y", F32(Q, 1), x, w), (IrLoc){0});
+  ir_add_output(m, VALUE(m, LINEAR, "y", F32(Q, 1), x, w), (IrLoc){0});
   IrTensor out;
   IrTensor in3 = tensor(F32(3, 2), (float[]){5, 1, 1, 5, 2, 2});
   float *y = run1(m, 3, &in3, &out);
@@ -421,7 +387,7 @@ static void test_outputs_are_copies(void **state) {
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(2), (IrLoc){0});
   IrValue *c = KONST(m, "c", F32(2), 3, 4);
-  IrValue *y = NODE(m, ADD, "y", F32(2), x, c);
+  IrValue *y = VALUE(m, ADD, "y", F32(2), x, c);
   ir_add_output(m, x, (IrLoc){0});
   ir_add_output(m, c, (IrLoc){0});
   ir_add_output(m, y, (IrLoc){0});
@@ -444,7 +410,7 @@ static void test_outputs_are_copies(void **state) {
 static IrModule *relu64(void) {
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(Q, 64), (IrLoc){0});
-  ir_add_output(m, NODE(m, RELU, "y", F32(Q, 64), x), (IrLoc){0});
+  ir_add_output(m, VALUE(m, RELU, "y", F32(Q, 64), x), (IrLoc){0});
   return m;
 }
 
@@ -508,7 +474,7 @@ static void test_uninferred_type(void **state) {
   (void)state;
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(2), (IrLoc){0});
-  IrValue *y = NODE(m, RELU, "y", (IrType){0}, x);
+  IrValue *y = VALUE(m, RELU, "y", (IrType){0}, x);
   ir_add_output(m, y, (IrLoc){0});
   IrTensor in = tensor(F32(2), (float[]){1, 2}), out;
   assert_false(ir_interp_f32(m, 1, &in, &out, NULL, NULL));
@@ -520,8 +486,8 @@ static void test_inconsistent_type(void **state) {
   (void)state;
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(2, 3), (IrLoc){0});
-  IrValue *w = konst(m, "w", F32(4, 5), (float[20]){0}, 20 * sizeof(float));
-  ir_add_output(m, NODE(m, LINEAR, "y", F32(2, 4), x, w), (IrLoc){0});
+  IrValue *w = konst_bytes(m, "w", F32(4, 5), (float[20]){0}, 20 * sizeof(float));
+  ir_add_output(m, VALUE(m, LINEAR, "y", F32(2, 4), x, w), (IrLoc){0});
   IrTensor in = tensor(F32(2, 3), (float[6]){0}), out;
   assert_false(ir_interp_f32(m, 1, &in, &out, NULL, NULL));
   assert_non_null(strstr(m->diag.msg, "linear: operands %x [2, 3], @w [4, 5] do not give the "
@@ -533,7 +499,7 @@ static void test_bad_perm(void **state) {
   (void)state;
   IrModule *m = ir_module_new("t");
   IrValue *x = ir_add_input(m, "x", F32(2, 2), (IrLoc){0});
-  IrValue *y = NODE(m, TRANSPOSE, "y", F32(2, 2), x);
+  IrValue *y = VALUE(m, TRANSPOSE, "y", F32(2, 2), x);
   ir_node_set_attr(m, y->def, IR_ATTR_PERM, (double[]){0, 0}, 2, (IrLoc){0});
   ir_add_output(m, y, (IrLoc){0});
   IrTensor in = tensor(F32(2, 2), (float[4]){0}), out;
@@ -570,9 +536,9 @@ static void test_observer(void **state) {
   IrValue *w1 = KONST(m, "w1", F32(3, 2), 1, 0, 0, 1, 1, 1);
   IrValue *b1 = KONST(m, "b1", F32(3), 0, -5, 0);
   IrValue *w2 = KONST(m, "w2", F32(1, 3), 1, 1, -1);
-  IrValue *h = NODE(m, LINEAR, "h", F32(Q, 3), x, w1, b1);
-  IrValue *a = NODE(m, RELU, "a", F32(Q, 3), h);
-  IrValue *y = NODE(m, LINEAR, "y", F32(Q, 1), a, w2);
+  IrValue *h = VALUE(m, LINEAR, "h", F32(Q, 3), x, w1, b1);
+  IrValue *a = VALUE(m, RELU, "a", F32(Q, 3), h);
+  IrValue *y = VALUE(m, LINEAR, "y", F32(Q, 1), a, w2);
   ir_add_output(m, y, (IrLoc){0});
   IrTensor in = tensor(F32(2, 2), (float[]){1, 2, 3, 4}), out;
   Seen seen = {0};

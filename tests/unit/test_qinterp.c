@@ -25,47 +25,12 @@
 #include <string.h>
 
 #include "ir/ir.h"
+#include "testutil.h"
 
-/* ---- building modules ---- */
+/* ---- building modules (testutil.h) ---- */
 
-static IrType make_type(IrDType dtype, int rank, const int64_t *dims) {
-  IrType t = {.dtype = dtype, .rank = rank};
-  for (int i = 0; i < rank; i++)
-    t.dims[i] = dims[i];
-  return t;
-}
-
-#define NDIMS(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
-#define TYPED(dt, ...) make_type(dt, NDIMS(__VA_ARGS__), (int64_t[]){__VA_ARGS__})
-#define F32(...) TYPED(IR_F32, __VA_ARGS__)
-#define U8(...) TYPED(IR_U8, __VA_ARGS__)
-#define I8(...) TYPED(IR_I8, __VA_ARGS__)
-#define I32(...) TYPED(IR_I32, __VA_ARGS__)
-#define Q IR_DIM_BATCH
-
-/* A constant whose data is copied into the module's arena. */
-static IrValue *konst(IrModule *m, const char *name, IrType t, const void *vals) {
-  int64_t n;
-  assert_true(ir_type_numel(&t, 1, &n));
-  size_t size = (size_t)n * ir_dtype_size(t.dtype);
-  void *data = ir_alloc_data(m->arena, size ? size : 1);
-  assert_non_null(data);
-  memcpy(data, vals, size);
-  return ir_add_const(m, name, t, data, (IrLoc){0});
-}
-
-/* A node whose result type is given by hand. */
-static IrNode *node(IrModule *m, IrOp op, const char *name, IrType t, int nopnds,
-                    IrValue **opnds) {
-  IrNode *n = ir_add_node(m, op, name, opnds, nopnds, (IrLoc){0});
-  n->result->type = t;
-  return n;
-}
-
-#define NODE(m, op, name, t, ...)                                                        \
-  node(m, IR_OP_##op, name, t, (int)(sizeof((IrValue *[]){__VA_ARGS__}) / sizeof(IrValue *)), \
-       (IrValue *[]){__VA_ARGS__})
-
+/* Attributes are set as raw numbers: some tests store values the
+ * interpreter must reject. */
 static void attr(IrModule *m, IrNode *n, IrAttrKey key, double v) {
   ir_node_set_attr(m, n, key, &v, 1, (IrLoc){0});
 }
@@ -86,8 +51,6 @@ static void in_attrs(IrModule *m, IrNode *n, IrDType dtype, double scale, int zp
   attr(m, n, IR_ATTR_X_SCALE, scale);
   attr(m, n, IR_ATTR_X_ZERO_POINT, zp);
 }
-
-static IrTensor tensor(IrType t, const void *data) { return (IrTensor){t, (void *)data}; }
 
 /* Run a module with one output of dtype `dt`; returns its data (caller frees). */
 static void *run1(IrModule *m, int64_t batch, const IrTensor *in, IrDType dt) {
