@@ -125,8 +125,9 @@ void cg_set_isa_attrs(LLVMValueRef fn, CgIsa isa) {
 
 bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen) {
   o->nisas = 0;
-  for (const char *p = list; *p;) {
-    size_t len = strcspn(p, ",");
+  const char *p;
+  size_t len;
+  for (const char *rest = list; sup_list_next(&rest, &p, &len);) {
     int isa = len == 6 && memcmp(p, "native", 6) == 0 ? (int)cg_isa_native()
                                                       : cg_isa_from_name(p, len);
     if (isa < 0) {
@@ -142,7 +143,6 @@ bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen) 
       dup |= o->isas[i] == (CgIsa)isa;
     if (!dup)
       o->isas[o->nisas++] = (CgIsa)isa;
-    p += len + (p[len] == ',');
   }
   if (o->nisas == 0) {
     snprintf(err, errlen, "no target given");

@@ -51,7 +51,7 @@ bool cg_plan_memory(Cg *cg) {
     l->stride = l->cols;
     l->kind = LOC_INPUT;
     l->index = i;
-    if (cg_is_quantized(v->type.dtype) && l->cols % 4 != 0) {
+    if (ir_dtype_is_quantized(v->type.dtype) && l->cols % 4 != 0) {
       /* Copied into padded rows on entry (rows of a multiple of 4 bytes are
        * read in place). */
       l->stride = cg_round_up(l->cols, 4);
@@ -64,13 +64,21 @@ bool cg_plan_memory(Cg *cg) {
     shape_of(&m->consts[i]->type, &l->rows, &l->cols);
     l->stride = l->cols;
   }
+  /* The first output index of each value, by id: one sweep, not a search
+   * per node. */
+  int *out_of = ir_alloc(m->arena, (size_t)(nvalues + 1) * sizeof *out_of);
+  for (int i = 0; i < nvalues; i++)
+    out_of[i] = -1;
+  for (int i = m->noutputs - 1; i >= 0; i--)
+    if (m->outputs[i]->id >= 0 && m->outputs[i]->id < nvalues)
+      out_of[m->outputs[i]->id] = i;
   for (int i = 0; i < m->nnodes; i++) {
     IrNode *n = m->nodes[i];
     IrValue *v = n->result;
     Loc *l = &cg->loc[v->id];
     shape_of(&v->type, &l->rows, &l->cols);
-    l->stride = cg_is_quantized(v->type.dtype) ? cg_round_up(l->cols, 4) : l->cols;
-    int out = ir_output_index(m, v);
+    l->stride = ir_dtype_is_quantized(v->type.dtype) ? cg_round_up(l->cols, 4) : l->cols;
+    int out = out_of[v->id];
     cg->xq_offset[i] = -1;
     if (n->op == IR_OP_QGEMM && n->opnds[0]->type.dtype == IR_F32) {
       Loc xq;

@@ -67,12 +67,6 @@ static LLVMValueRef scratch_at(Cg *cg, int64_t offset) {
   return LLVMBuildGEP2(cg->b, cg->i8, cg->scratch_ptr, &idx, 1, "");
 }
 
-/* A node's number attribute, or dflt (every attribute this file reads goes
- * through here or ir_node_attr, for the move to typed accessors). */
-static double attr(const IrNode *n, IrAttrKey k, double dflt) {
-  return ir_node_attr_float(n, k, dflt);
-}
-
 /* q8_ref_quantize of dense f32 x [rows, cols] into y laid out as `yl` (its
  * rows yl->stride bytes apart) with parameters q. */
 static void call_quantize(Cg *cg, LLVMValueRef x, LLVMValueRef y, const Loc *yl,
@@ -142,8 +136,8 @@ static void run_tasks(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, int64_t nt
 static void input_bounds(const IrValue *x, IrDType t, int32_t *lo, int32_t *hi) {
   ir_qbounds(t, lo, hi);
   const IrNode *p = x->kind == IR_VAL_NODE ? x->def : NULL;
-  if (p && p->op == IR_OP_QGEMM && ir_node_attr_float(p, IR_ATTR_RELU, 0) != 0) {
-    int32_t zp = (int32_t)ir_node_attr_float(p, IR_ATTR_ZERO_POINT, 0);
+  if (p && p->op == IR_OP_QGEMM && ir_attr_int(p, IR_ATTR_RELU, 0) != 0) {
+    int32_t zp = (int32_t)ir_attr_int(p, IR_ATTR_ZERO_POINT, 0);
     if (zp > *lo)
       *lo = zp;
   }
@@ -167,7 +161,7 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   g.mult = mult->data;
   g.y_dtype = y_dtype;
   g.y_stride = yl->stride;
-  g.relu = attr(n, IR_ATTR_RELU, 0) != 0;
+  g.relu = ir_attr_int(n, IR_ATTR_RELU, 0) != 0;
   LLVMValueRef xptr = addr(cg, x);
   if (x->type.dtype == IR_F32 && cg->quantized && x->kind == IR_VAL_INPUT && x->has_qform) {
     /* The quantized entry gets this input's bytes (ir_check_qforms: as this
@@ -183,10 +177,13 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
     ir_qbounds(g.x_dtype, &g.x_min, &g.x_max);
   } else if (x->type.dtype == IR_F32) {
     /* Quantize the f32 input into padded rows first. */
-    g.x_dtype = (IrDType)attr(n, IR_ATTR_X_DTYPE, IR_U8);
+    IrQParams xq_params;
+    if (!ir_get_qparams(n, IR_QPARAMS_IN, &xq_params))
+      return ir_error(&m->diag, n->loc, "codegen: qgemm on f32 needs x_scale, x_zero_point and x_dtype");
+    g.x_dtype = xq_params.dtype;
     g.x_stride = cg_round_up(g.k, 4);
-    float scale = (float)attr(n, IR_ATTR_X_SCALE, 1);
-    int32_t zp = (int32_t)attr(n, IR_ATTR_X_ZERO_POINT, 0);
+    float scale = xq_params.scale;
+    int32_t zp = xq_params.zero_point;
     if (!cg->quantizer[idx]) {
       char qname[480];
       snprintf(qname, sizeof qname, "%s.q8_quantize_f32_%s_%s", name,
@@ -205,10 +202,10 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
     g.x_stride = xl->stride;
     input_bounds(x, g.x_dtype, &g.x_min, &g.x_max);
   }
-  if (cg_is_quantized(y_dtype)) {
+  if (ir_dtype_is_quantized(y_dtype)) {
     int32_t qmin, qmax;
     ir_qbounds(y_dtype, &qmin, &qmax);
-    g.y_zero_point = (int32_t)attr(n, IR_ATTR_ZERO_POINT, 0);
+    g.y_zero_point = (int32_t)ir_attr_int(n, IR_ATTR_ZERO_POINT, 0);
     g.y_min = g.relu && g.y_zero_point > qmin ? g.y_zero_point : qmin;
     g.y_max = qmax;
     g.relu = false;
@@ -300,16 +297,16 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
     return true;
   case IR_OP_LAYERNORM:
     CALL_REF(cg, q8_ref_layernorm, in[0], in[1], in[2],
-             LLVMConstReal(cg->f64, attr(n, IR_ATTR_EPS, 1e-5)), y, cg_i64c(cg, r->rows),
+             LLVMConstReal(cg->f64, ir_attr_float(n, IR_ATTR_EPS, 1e-5)), y, cg_i64c(cg, r->rows),
              cg_i64c(cg, r->cols));
     return true;
   case IR_OP_TRANSPOSE: {
     const IrType *xt = &n->opnds[0]->type;
     int64_t perm[IR_MAX_RANK];
-    const IrAttr *p = ir_node_attr(n, IR_ATTR_PERM);
-    for (int i = 0; i < xt->rank; i++)
-      perm[i] = p ? (int64_t)p->vals[i] : i;
-    if (!p) {
+    bool given = ir_attr_ints(n, IR_ATTR_PERM, perm, IR_MAX_RANK) == xt->rank;
+    for (int i = 0; !given && i < xt->rank; i++)
+      perm[i] = i;
+    if (!given) {
       perm[xt->rank - 2] = xt->rank - 1;
       perm[xt->rank - 1] = xt->rank - 2;
     }
@@ -321,16 +318,16 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
     return true;
   }
   case IR_OP_QUANTIZE: {
-    IrQParams q = {(float)attr(n, IR_ATTR_SCALE, 1), (int32_t)attr(n, IR_ATTR_ZERO_POINT, 0),
-                   n->result->type.dtype};
+    IrQParams q = {(float)ir_attr_float(n, IR_ATTR_SCALE, 1),
+                   (int32_t)ir_attr_int(n, IR_ATTR_ZERO_POINT, 0), n->result->type.dtype};
     call_quantize(cg, in[0], y, r, &q);
     return true;
   }
   case IR_OP_DEQUANTIZE: {
     const Loc *xl = &cg->loc[n->opnds[0]->id];
     CALL_REF(cg, q8_ref_dequantize, in[0], cg_i64c(cg, xl->stride), y, cg_i64c(cg, r->rows),
-             cg_i64c(cg, r->cols), LLVMConstReal(cg->f32, (float)attr(n, IR_ATTR_SCALE, 1)),
-             cg_i32c(cg, (int32_t)attr(n, IR_ATTR_ZERO_POINT, 0)),
+             cg_i64c(cg, r->cols), LLVMConstReal(cg->f32, (float)ir_attr_float(n, IR_ATTR_SCALE, 1)),
+             cg_i32c(cg, (int32_t)ir_attr_int(n, IR_ATTR_ZERO_POINT, 0)),
              cg_i32c(cg, n->opnds[0]->type.dtype == IR_I8));
     return true;
   }

@@ -47,7 +47,6 @@ typedef struct {
 } Cg;
 
 static inline int64_t cg_round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
-static inline bool cg_is_quantized(IrDType t) { return t == IR_U8 || t == IR_I8; }
 
 /* ---- module.c ---- */
 
