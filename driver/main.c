@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../codegen/codegen.h"
+#include "../codegen/codegen.h"
 #include "driver.h"
 
 static const char usage_text[] =

@@ -8,7 +8,7 @@
 
 #include "../codegen/codegen.h"
 #include "../passes/passes.h"
-#include "frontend.h"
+#include "../frontend/frontend.h"
 #include "q8c.h"
 
 struct q8c_module {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../codegen/codegen.h"
+#include "../codegen/codegen.h"
 #include "driver.h"
 #include "q8rt.h"
 
