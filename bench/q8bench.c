@@ -566,7 +566,7 @@ typedef struct {
 static void run_q8(void *c) {
   Q8Run *r = c;
   char err[256];
-  if (q8rt_run(r->m, r->in, r->out, err, sizeof err) != Q8RT_OK)
+  if (q8rt_run(r->m, 1, r->in, 1, r->out, err, sizeof err) != Q8RT_OK)
     die("q8rt_run: %s", err);
 }
 
@@ -795,8 +795,9 @@ static void bench_layer(const Shape *c) {
   for (int ti = 0; ti < opt.nthreads; ti++) {
     int th = opt.threads[ti];
     qm[ti] = load_so(so);
-    if (q8rt_set_threads(qm[ti], th) != Q8RT_OK)
-      die("q8rt_set_threads failed%s", "");
+    char err[256];
+    if (q8rt_set_threads(qm[ti], th, err, sizeof err) != Q8RT_OK)
+      die("q8rt_set_threads: %s", err);
     omp_set_num_threads(th);
     dp_matmul(&d8[ti], &(MatmulSpec){M, K, N, dnnl_u8, dnnl_s8, dnnl_s32, dnnl_u8, x, w, braw, yd,
                                      mult, zx, zy, false});
@@ -1047,8 +1048,9 @@ static void bench_mlp(void) {
     for (int ti = 0; ti < opt.nthreads; ti++) {
       int th = opt.threads[ti];
       qm[ti] = load_so(so);
-      if (q8rt_set_threads(qm[ti], th) != Q8RT_OK)
-        die("q8rt_set_threads failed%s", "");
+      char err[256];
+      if (q8rt_set_threads(qm[ti], th, err, sizeof err) != Q8RT_OK)
+        die("q8rt_set_threads: %s", err);
       omp_set_num_threads(th);
       dp_quantize(&d8[ti][0], B, IN, x, xq, 1.0f / sx, zx);
       dp_matmul(&d8[ti][1], &(MatmulSpec){B, IN, H1, dnnl_u8, dnnl_s8, dnnl_s32, dnnl_u8, xq,

@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
   }
   const void *inputs[1] = {x};
   void *outputs[1] = {y};
-  if (q8rt_run(rt, inputs, outputs, err, sizeof err) != Q8RT_OK) {
+  if (q8rt_run(rt, 1, inputs, 1, outputs, err, sizeof err) != Q8RT_OK) {
     fprintf(stderr, "run: %s\n", err);
     goto done;
   }
@@ -103,7 +103,7 @@ int main(int argc, char **argv) {
     xq[i] = quantize_u8(x[i], in);
   const void *qinputs[1] = {xq};
   void *qoutputs[1] = {yq};
-  if (q8rt_run_quantized(rt, qinputs, qoutputs, err, sizeof err) != Q8RT_OK) {
+  if (q8rt_run_quantized(rt, 1, qinputs, 1, qoutputs, err, sizeof err) != Q8RT_OK) {
     fprintf(stderr, "run_quantized: %s\n", err);
     goto done;
   }

@@ -139,7 +139,7 @@ static void *build_and_run(void *arg) {
     j->failed = "quantize";
   else if (!(rt = q8c_compile(m, &co)))
     j->failed = "compile";
-  else if (q8rt_run(rt, in, out, j->msg, sizeof j->msg) != Q8RT_OK)
+  else if (q8rt_run(rt, 1, in, 1, out, j->msg, sizeof j->msg) != Q8RT_OK)
     j->failed = "run";
   else if (q8c_run_reference(m, BATCH, rin, rout) != 0)
     j->failed = "reference";
@@ -233,7 +233,7 @@ static void *call_model(void *arg) {
     input_for(run, c->k, x);
     const void *in[1] = {x};
     void *out[1] = {y};
-    q8rt_status s = q8rt_run(c->rt, in, out, c->msg, sizeof c->msg);
+    q8rt_status s = q8rt_run(c->rt, 1, in, 1, out, c->msg, sizeof c->msg);
     if (s != Q8RT_OK) {
       c->status = s;
       break;
@@ -269,7 +269,7 @@ static void test_one_model_many_callers(void **state) {
     const void *in[1] = {x};
     void *out[1] = {want + (size_t)r * (size_t)(BATCH * mo)};
     char err[256];
-    assert_int_equal(q8rt_run(rt, in, out, err, sizeof err), Q8RT_OK);
+    assert_int_equal(q8rt_run(rt, 1, in, 1, out, err, sizeof err), Q8RT_OK);
     const float *rin[1] = {x};
     float *rout[1] = {ref};
     assert_int_equal(q8c_run_reference(m, BATCH, rin, rout), 0);
@@ -278,7 +278,7 @@ static void test_one_model_many_callers(void **state) {
   /* Many callers, with the model's pool (one call uses it, the others run
    * on their own thread) and without. */
   for (int threads = 1; threads <= 3; threads += 2) {
-    assert_int_equal(q8rt_set_threads(rt, threads), Q8RT_OK);
+    assert_int_equal(q8rt_set_threads(rt, threads, NULL, 0), Q8RT_OK);
     Caller callers[NCALLERS];
     pthread_t tid[NCALLERS];
     for (int c = 0; c < NCALLERS; c++) {

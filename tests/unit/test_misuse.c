@@ -270,7 +270,7 @@ static void test_nan_inf_inputs(void **state) {
     const void *in[1] = {x};
     void *out[1] = {y};
     char err[256];
-    assert_int_equal(q8rt_run(rt, in, out, err, sizeof err), Q8RT_OK);
+    assert_int_equal(q8rt_run(rt, 1, in, 1, out, err, sizeof err), Q8RT_OK);
     const float *rin[1] = {&x[0][0]};
     float *rout[1] = {&ref[0][0]};
     assert_int_equal(q8c_run_reference(m, B, rin, rout), 0);
