@@ -1003,15 +1003,19 @@ static void bench_mlp(void) {
                           work_path("mlp_b1.so"), NULL};
     ct[i] = run_q8c(args);
     double t0 = now_s();
-    q8c_module *m = q8c_parse_file(ir);
+    q8c_module *m = NULL;
     q8c_quant_options qo = {.calib_path = cal};
-    if (!m || q8c_module_error(m) || q8c_quantize(m, &qo) != 0)
-      die("%s", m ? q8c_module_error(m) : "out of memory");
+    q8c_status s = q8c_parse_file(ir, &m);
+    if (s == Q8C_OK)
+      s = q8c_quantize(m, &qo);
+    if (s != Q8C_OK)
+      die("%s", m ? q8c_module_error(m) : q8c_status_name(s));
     double t1 = now_s();
     q8c_compile_options co = {.target = opt.target, .batch = 1};
-    q8rt_model *rt = q8c_compile(m, &co);
+    q8rt_model *rt = NULL;
+    s = q8c_compile(m, &co, &rt);
     double t2 = now_s();
-    if (!rt)
+    if (s != Q8C_OK)
       die("%s", q8c_module_error(m));
     q8rt_free(rt);
     q8c_module_free(m);
