@@ -566,7 +566,7 @@ typedef struct {
 static void run_q8(void *c) {
   Q8Run *r = c;
   char err[256];
-  if (q8rt_run(r->m, r->in, r->out, err, sizeof err) != Q8RT_OK)
+  if (q8rt_run(r->m, 1, r->in, 1, r->out, err, sizeof err) != Q8RT_OK)
     die("q8rt_run: %s", err);
 }
 
@@ -795,8 +795,9 @@ static void bench_layer(const Shape *c) {
   for (int ti = 0; ti < opt.nthreads; ti++) {
     int th = opt.threads[ti];
     qm[ti] = load_so(so);
-    if (q8rt_set_threads(qm[ti], th) != Q8RT_OK)
-      die("q8rt_set_threads failed%s", "");
+    char err[256];
+    if (q8rt_set_threads(qm[ti], th, err, sizeof err) != Q8RT_OK)
+      die("q8rt_set_threads: %s", err);
     omp_set_num_threads(th);
     dp_matmul(&d8[ti], &(MatmulSpec){M, K, N, dnnl_u8, dnnl_s8, dnnl_s32, dnnl_u8, x, w, braw, yd,
                                      mult, zx, zy, false});
@@ -1002,15 +1003,19 @@ static void bench_mlp(void) {
                           work_path("mlp_b1.so"), NULL};
     ct[i] = run_q8c(args);
     double t0 = now_s();
-    q8c_module *m = q8c_parse_file(ir);
+    q8c_module *m = NULL;
     q8c_quant_options qo = {.calib_path = cal};
-    if (!m || q8c_module_error(m) || q8c_quantize(m, &qo) != 0)
-      die("%s", m ? q8c_module_error(m) : "out of memory");
+    q8c_status s = q8c_parse_file(ir, &m);
+    if (s == Q8C_OK)
+      s = q8c_quantize(m, &qo);
+    if (s != Q8C_OK)
+      die("%s", m ? q8c_module_error(m) : q8c_status_name(s));
     double t1 = now_s();
     q8c_compile_options co = {.target = opt.target, .batch = 1};
-    q8rt_model *rt = q8c_compile(m, &co);
+    q8rt_model *rt = NULL;
+    s = q8c_compile(m, &co, &rt);
     double t2 = now_s();
-    if (!rt)
+    if (s != Q8C_OK)
       die("%s", q8c_module_error(m));
     q8rt_free(rt);
     q8c_module_free(m);
@@ -1047,8 +1052,9 @@ static void bench_mlp(void) {
     for (int ti = 0; ti < opt.nthreads; ti++) {
       int th = opt.threads[ti];
       qm[ti] = load_so(so);
-      if (q8rt_set_threads(qm[ti], th) != Q8RT_OK)
-        die("q8rt_set_threads failed%s", "");
+      char err[256];
+      if (q8rt_set_threads(qm[ti], th, err, sizeof err) != Q8RT_OK)
+        die("q8rt_set_threads: %s", err);
       omp_set_num_threads(th);
       dp_quantize(&d8[ti][0], B, IN, x, xq, 1.0f / sx, zx);
       dp_matmul(&d8[ti][1], &(MatmulSpec){B, IN, H1, dnnl_u8, dnnl_s8, dnnl_s32, dnnl_u8, xq,

@@ -170,14 +170,14 @@ int main(int argc, char **argv) {
   uint64_t iters = calibrate();
   bench_cfg r[2];
   for (int t = 0; t < 2; t++) {
-    if (q8rt_set_threads(m, t + 1) != Q8RT_OK) {
-      fprintf(stderr, "bench_threadpool: cannot start %d threads\n", t + 1);
+    if (q8rt_set_threads(m, t + 1, err, sizeof err) != Q8RT_OK) {
+      fprintf(stderr, "bench_threadpool: %s\n", err);
       return 1;
     }
     r[t] = (bench_cfg){.samples = samples, .iters = iters};
     const void *in[] = {&r[t]};
     void *out[] = {&r[t]};
-    if (q8rt_run(m, in, out, err, sizeof err) != Q8RT_OK) {
+    if (q8rt_run(m, 1, in, 1, out, err, sizeof err) != Q8RT_OK) {
       fprintf(stderr, "bench_threadpool: %s\n", err);
       return 1;
     }

@@ -33,29 +33,26 @@ int main(int argc, char **argv) {
   char err[512];
   int status = 1;
 
-  /* 1. Parse and quantize. */
-  q8c_module *m = q8c_parse_file(model_path);
-  if (!m || q8c_module_error(m)) {
-    fprintf(stderr, "%s\n", m ? q8c_module_error(m) : "out of memory");
-    q8c_module_free(m);
-    return 1;
-  }
+  /* 1. Parse and quantize. Every q8c_* call returns a status; the message
+   * is the module's (m is NULL only if not even a module could be had). */
+  q8c_module *m = NULL;
+  q8c_status s = q8c_parse_file(model_path, &m);
   q8c_quant_options qo = {.calib_path = calib_path};
-  if (q8c_quantize(m, &qo) != 0) {
-    fprintf(stderr, "%s\n", q8c_module_error(m));
-    q8c_module_free(m);
-    return 1;
-  }
+  if (s == Q8C_OK)
+    s = q8c_quantize(m, &qo);
 
   /* 2. Compile for this CPU, in memory. */
   q8c_compile_options co = {.batch = BATCH};
-  q8rt_model *rt = q8c_compile(m, &co);
-  if (!rt) {
-    fprintf(stderr, "%s\n", q8c_module_error(m));
+  q8rt_model *rt = NULL;
+  if (s == Q8C_OK)
+    s = q8c_compile(m, &co, &rt);
+  if (s != Q8C_OK) {
+    fprintf(stderr, "%s\n", m ? q8c_module_error(m) : q8c_status_name(s));
     q8c_module_free(m);
     return 1;
   }
-  printf("compiled '%s' for %s\n", model_path, q8rt_variant(rt));
+  printf("compiled '%s' for %s (q8c %s, model ABI %d)\n", model_path, q8rt_variant(rt),
+         q8c_version_string(), q8c_model_abi_version());
 
   /* 3. Run on a deterministic input, and with the reference interpreter. */
   const q8_tensor_desc *in = q8rt_input(rt, 0), *out = q8rt_output(rt, 0);
@@ -72,13 +69,13 @@ int main(int argc, char **argv) {
   }
   const void *inputs[1] = {x};
   void *outputs[1] = {y};
-  if (q8rt_run(rt, inputs, outputs, err, sizeof err) != Q8RT_OK) {
+  if (q8rt_run(rt, 1, inputs, 1, outputs, err, sizeof err) != Q8RT_OK) {
     fprintf(stderr, "run: %s\n", err);
     goto done;
   }
   const float *ref_in[1] = {x};
   float *ref_out[1] = {ref};
-  if (q8c_run_reference(m, BATCH, ref_in, ref_out) != 0) {
+  if (q8c_run_reference(m, BATCH, 1, ref_in, 1, ref_out) != Q8C_OK) {
     fprintf(stderr, "%s\n", q8c_module_error(m));
     goto done;
   }
@@ -103,7 +100,7 @@ int main(int argc, char **argv) {
     xq[i] = quantize_u8(x[i], in);
   const void *qinputs[1] = {xq};
   void *qoutputs[1] = {yq};
-  if (q8rt_run_quantized(rt, qinputs, qoutputs, err, sizeof err) != Q8RT_OK) {
+  if (q8rt_run_quantized(rt, 1, qinputs, 1, qoutputs, err, sizeof err) != Q8RT_OK) {
     fprintf(stderr, "run_quantized: %s\n", err);
     goto done;
   }

@@ -268,7 +268,7 @@ static void run_and_compare(IrModule *m, q8rt_model *rt, int opt_level, bool qua
                "output %d size", i);
     outs[i] = malloc(tensor_bytes(&want[i]) + 1);
   }
-  s = (quantized ? q8rt_run_quantized : q8rt_run)(rt, ins, outs, err, sizeof err);
+  s = (quantized ? q8rt_run_quantized : q8rt_run)(rt, nin, ins, nout, outs, err, sizeof err);
   fuzz_check(s == Q8RT_OK, "the compiled model fails: %s", err);
   for (int i = 0; i < nout; i++) {
     if (memcmp(outs[i], want[i].data, tensor_bytes(&want[i])) != 0) {

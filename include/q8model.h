@@ -23,7 +23,7 @@ extern "C" {
 #define Q8_MODEL_ABI_VERSION 2
 #define Q8_MODEL_MAX_RANK 8
 
-/* Element types (the same numbering as q8rt_dtype). */
+/* Element types (q8_tensor_desc.dtype and .qdtype). */
 enum { Q8_DTYPE_F32 = 1, Q8_DTYPE_I8 = 2, Q8_DTYPE_U8 = 3, Q8_DTYPE_I32 = 4 };
 
 /* CPU features a variant needs (q8_variant_desc.features). */
@@ -83,7 +83,7 @@ typedef struct {
   uint32_t magic;         /* Q8_MODEL_MAGIC */
   uint32_t abi_version;   /* Q8_MODEL_ABI_VERSION */
   const char *name;       /* the model's name in its IR */
-  const char *compiler;   /* "q8c 0.2.0" */
+  const char *compiler;   /* "q8c 0.1.0" */
   int32_t ninputs, noutputs;
   const q8_tensor_desc *inputs, *outputs;
   int64_t scratch_bytes;

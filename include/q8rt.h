@@ -13,14 +13,24 @@
  *   if (q8rt_load("mlp.so", &m, err, sizeof err) != Q8RT_OK) { puts(err); ... }
  *   const void *in[] = {x};
  *   void *out[] = {y};
- *   if (q8rt_run(m, in, out, err, sizeof err) != Q8RT_OK) { puts(err); ... }
+ *   if (q8rt_run(m, 1, in, 1, out, err, sizeof err) != Q8RT_OK) { puts(err); ... }
  *   q8rt_free(m);
  *
- * Every function that can fail returns a q8rt_status and, when the caller
- * passes a buffer (err, errlen), a one-line message without a trailing
- * newline; err may be NULL. Nothing here prints, exits or aborts, and bad
- * arguments (NULL pointers, out-of-range indices) are reported, not crashed
- * on.
+ * The conventions, shared with q8c.h:
+ *   - Every function that can fail returns a status (q8rt_status; Q8RT_OK is
+ *     0) and a one-line message without a trailing newline. Here the message
+ *     goes into the caller's buffer (err, errlen): a runtime call may fail
+ *     before there is a model to hold it, and one model serves several
+ *     threads at once. err may be NULL; on success it is set to "".
+ *   - Arrays are passed with their length (ninputs, inputs), and a length
+ *     other than the model's is refused (Q8RT_ERR_SHAPE).
+ *   - A NULL handle is accepted by every function: a query returns -1 (a
+ *     number) or NULL (a pointer), a fallible function Q8RT_ERR_ARG, a free
+ *     does nothing. Out-of-range indices are treated the same way.
+ *   - Running out of memory is Q8RT_ERR_NOMEM, never an abort. Nothing here
+ *     prints or exits.
+ *   - q8rt_version() tells the library's version, for comparison with
+ *     Q8_VERSION_NUMBER, the version of this header.
  *
  * Environment variables (read by q8rt_load and q8rt_model_from_desc):
  *   Q8_THREADS=n        threads per model, caller included (default 1).
@@ -56,12 +66,13 @@ extern "C" {
 #define Q8RT_API
 #endif
 
-typedef enum {
-  Q8RT_F32 = 1,
-  Q8RT_I8 = 2,
-  Q8RT_U8 = 3,
-  Q8RT_I32 = 4,
-} q8rt_dtype;
+/* The version of q8c (compiler and runtime) this header belongs to; CMake
+ * reads it from here. Q8_VERSION_NUMBER is 100 for 0.1.0, as lua_version()
+ * gives 504 for 5.4. */
+#define Q8_VERSION_MAJOR 0
+#define Q8_VERSION_MINOR 1
+#define Q8_VERSION_PATCH 0
+#define Q8_VERSION_NUMBER (Q8_VERSION_MAJOR * 10000 + Q8_VERSION_MINOR * 100 + Q8_VERSION_PATCH)
 
 typedef enum {
   Q8RT_OK = 0,
@@ -71,7 +82,8 @@ typedef enum {
   Q8RT_ERR_VERSION, /* built by a q8c with another model ABI */
   Q8RT_ERR_CPU,     /* no variant of the model runs on this CPU */
   Q8RT_ERR_NOMEM,   /* out of memory, or a thread could not be started */
-  Q8RT_ERR_SHAPE,   /* reserved: a tensor's shape does not match the model's */
+  Q8RT_ERR_SHAPE,   /* the tensors passed do not match the model's: ninputs or
+                     * noutputs is not the model's number */
   Q8RT_ERR_RUN,     /* the model's entry point reported a failure (returned non-zero) */
 } q8rt_status;
 
@@ -79,6 +91,18 @@ typedef struct q8rt_model q8rt_model;
 
 /* The enumerator's name ("Q8RT_ERR_CPU"), or "Q8RT_ERR_?" for other values. */
 Q8RT_API const char *q8rt_status_name(q8rt_status s);
+
+/* --- Versions ----------------------------------------------------------- */
+
+/* The library's version as a number (Q8_VERSION_NUMBER when it was built),
+ * which may differ from the header's an application was compiled with. */
+Q8RT_API int q8rt_version(void);
+/* The same as text: "0.1.0". */
+Q8RT_API const char *q8rt_version_string(void);
+/* The model ABI this library loads (Q8_MODEL_ABI_VERSION when it was built):
+ * a model whose q8_model_desc.abi_version differs is refused with
+ * Q8RT_ERR_VERSION. */
+Q8RT_API int q8rt_model_abi_version(void);
 
 /* --- Loading ------------------------------------------------------------ */
 
@@ -102,7 +126,7 @@ Q8RT_API q8rt_status q8rt_model_from_desc(const q8_model_desc *desc, void (*rele
  * NULL is accepted. */
 Q8RT_API void q8rt_free(q8rt_model *m);
 
-/* --- Queries (all return -1 or NULL for a NULL model or a bad index) ----- */
+/* --- Queries (all return -1 or NULL for a NULL model or a bad index) ---- */
 
 Q8RT_API int q8rt_num_inputs(const q8rt_model *m);
 Q8RT_API int q8rt_num_outputs(const q8rt_model *m);
@@ -118,18 +142,19 @@ Q8RT_API int64_t q8rt_tensor_numel(const q8_tensor_desc *t);
 
 /* --- Running ------------------------------------------------------------ */
 
-/* Run the model once. inputs[i] points to input i and outputs[i] to the
- * memory for output i, dense row-major with the dims and dtype that
- * q8rt_input / q8rt_output give (inputs may be NULL for a model without
- * inputs). The arrays must have q8rt_num_inputs(m) and q8rt_num_outputs(m)
- * entries: a C array carries no length, so a shorter one is read past its
- * end (NULL entries are reported). Scratch memory is allocated here (64-byte aligned, reused across
- * calls). Several threads may call q8rt_run on one model at once: each call
- * gets its own scratch; the model's thread pool serves one call at a time and
- * the others run on their calling thread. Errors: Q8RT_ERR_ARG, _NOMEM,
- * _RUN. */
-Q8RT_API q8rt_status q8rt_run(q8rt_model *m, const void *const *inputs, void *const *outputs,
-                              char *err, size_t errlen);
+/* Run the model once. inputs has ninputs entries, which must be
+ * q8rt_num_inputs(m), and outputs noutputs entries, q8rt_num_outputs(m):
+ * inputs[i] points to input i and outputs[i] to the memory for output i,
+ * dense row-major with the dims and dtype that q8rt_input / q8rt_output give
+ * (inputs may be NULL when ninputs is 0). Each buffer must hold
+ * q8rt_tensor_numel elements of its dtype: a pointer carries no size. Scratch
+ * memory is allocated here (64-byte aligned, reused across calls). Several
+ * threads may call q8rt_run on one model at once: each call gets its own
+ * scratch; the model's thread pool serves one call at a time and the others
+ * run on their calling thread. Errors: Q8RT_ERR_ARG (NULL model, array or
+ * entry), _SHAPE (ninputs or noutputs is not the model's), _NOMEM, _RUN. */
+Q8RT_API q8rt_status q8rt_run(q8rt_model *m, int ninputs, const void *const *inputs,
+                              int noutputs, void *const *outputs, char *err, size_t errlen);
 
 /* Run the model's quantized entry, for pipelines that hold or want int8
  * tensors: every input and output whose q8_tensor_desc has qdtype U8 or I8
@@ -139,8 +164,9 @@ Q8RT_API q8rt_status q8rt_run(q8rt_model *m, const void *const *inputs, void *co
  * quantize(y) from quantize(x) (docs/quantization.md, "The quantized
  * boundary"), without the f32 quantize / dequantize steps. Same rules and
  * errors as q8rt_run. */
-Q8RT_API q8rt_status q8rt_run_quantized(q8rt_model *m, const void *const *inputs,
-                                        void *const *outputs, char *err, size_t errlen);
+Q8RT_API q8rt_status q8rt_run_quantized(q8rt_model *m, int ninputs, const void *const *inputs,
+                                        int noutputs, void *const *outputs, char *err,
+                                        size_t errlen);
 
 /* Use n threads (the calling thread plus n - 1 workers, 1 <= n <= 256) for
  * this model's runs. The default is Q8_THREADS, else 1: a library should not
@@ -148,7 +174,7 @@ Q8RT_API q8rt_status q8rt_run_quantized(q8rt_model *m, const void *const *inputs
  * per core), so parallelism is opt-in. Errors: Q8RT_ERR_ARG (NULL model, n
  * out of range), Q8RT_ERR_NOMEM (a thread could not be started: the model
  * keeps its previous threads). */
-Q8RT_API q8rt_status q8rt_set_threads(q8rt_model *m, int n);
+Q8RT_API q8rt_status q8rt_set_threads(q8rt_model *m, int n, char *err, size_t errlen);
 /* The number of threads the model uses, or -1 for NULL. */
 Q8RT_API int q8rt_num_threads(const q8rt_model *m);
 

@@ -3,7 +3,13 @@
  * Small requests are carved from 64 KiB blocks; a large request (tensor data)
  * gets a block of its own. Everything is released by ir_arena_free(), so the IR
  * never frees piecemeal. All memory is zeroed and 64-byte aligned, which suits
- * tensor data that vector code reads. */
+ * tensor data that vector code reads.
+ *
+ * Exhaustion: ir_alloc_data returns NULL and its caller reports it; ir_alloc,
+ * whose callers (every node, value and name of the IR) cannot check, jumps to
+ * the thread's recovery point instead (IrRecover in ir.h), as Lua's
+ * luaD_throw does. Either way the arena remembers it (ir_arena_exhausted), so
+ * that the API can say "out of memory" rather than "invalid model". */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +25,55 @@ typedef struct Block {
 
 struct IrArena {
   Block *head;
+  size_t total, limit;     /* bytes handed out; Q8_TEST_ARENA_LIMIT, or SIZE_MAX */
+  bool exhausted;          /* an allocation failed */
+  IrRecover *region;       /* the recovery point it was created under, while set */
+  IrArena *next_in_region;
 };
+
+/* The innermost recovery point of this thread. */
+static _Thread_local IrRecover *recover_top;
+
+void ir_recover_push(IrRecover *r) {
+  r->prev = recover_top;
+  r->arenas = NULL;
+  recover_top = r;
+}
+
+void ir_recover_pop(IrRecover *r) {
+  if (recover_top != r)
+    q8_die("ir_recover_pop: not the innermost recovery point");
+  for (IrArena *a = r->arenas; a; a = a->next_in_region)
+    a->region = NULL;
+  r->arenas = NULL;
+  recover_top = r->prev;
+}
+
+void ir_recover_free_arenas(IrRecover *r) {
+  while (r->arenas)
+    ir_arena_free(r->arenas); /* unlinks it */
+}
+
+/* Out of memory where the caller cannot check: jump, or die if nobody set a
+ * recovery point (a caller inside q8c forgot to: a bug). */
+_Noreturn static void throw_nomem(IrArena *a, size_t size) {
+  if (a)
+    a->exhausted = true;
+  if (recover_top)
+    longjmp(recover_top->jump, 1);
+  q8_die("out of memory (%zu bytes) with no recovery point set", size);
+}
+
+/* Q8_TEST_ARENA_LIMIT: bytes an arena may hand out, for tests of the
+ * out-of-memory paths. */
+static size_t env_limit(void) {
+  const char *env = getenv("Q8_TEST_ARENA_LIMIT");
+  if (!env || !*env)
+    return SIZE_MAX;
+  char *end;
+  unsigned long long v = strtoull(env, &end, 10);
+  return *end ? SIZE_MAX : (size_t)v;
+}
 
 static size_t header_size(void) { return (sizeof(Block) + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
 
@@ -38,13 +92,27 @@ static Block *new_block(size_t size) {
 IrArena *ir_arena_new(void) {
   IrArena *a = calloc(1, sizeof *a);
   if (!a)
-    q8_die("out of memory");
+    throw_nomem(NULL, sizeof *a);
+  a->limit = env_limit();
+  if (recover_top) {
+    a->region = recover_top;
+    a->next_in_region = recover_top->arenas;
+    recover_top->arenas = a;
+  }
   return a;
 }
+
+bool ir_arena_exhausted(const IrArena *a) { return a && a->exhausted; }
 
 void ir_arena_free(IrArena *a) {
   if (!a)
     return;
+  if (a->region) {
+    IrArena **p = &a->region->arenas;
+    while (*p != a)
+      p = &(*p)->next_in_region;
+    *p = a->next_in_region;
+  }
   for (Block *b = a->head, *next; b; b = next) {
     next = b->next;
     free(b);
@@ -53,8 +121,10 @@ void ir_arena_free(IrArena *a) {
 }
 
 void *ir_alloc_data(IrArena *a, size_t size) {
-  if (size > SIZE_MAX - ALIGN)
+  if (size > SIZE_MAX - ALIGN || a->total > a->limit || size > a->limit - a->total) {
+    a->exhausted = true;
     return NULL;
+  }
   size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
   if (size == 0)
     size = ALIGN;
@@ -64,8 +134,11 @@ void *ir_alloc_data(IrArena *a, size_t size) {
       /* A block of its own, linked behind the current one so that the
        * current block keeps serving small requests. */
       Block *big = new_block(size);
-      if (!big)
+      if (!big) {
+        a->exhausted = true;
         return NULL;
+      }
+      a->total += size;
       big->used = size;
       if (b) {
         big->next = b->next;
@@ -78,13 +151,16 @@ void *ir_alloc_data(IrArena *a, size_t size) {
       return p;
     }
     b = new_block(BLOCK_SIZE);
-    if (!b)
+    if (!b) {
+      a->exhausted = true;
       return NULL;
+    }
     b->next = a->head;
     a->head = b;
   }
   char *p = (char *)b + header_size() + b->used;
   b->used += size;
+  a->total += size;
   memset(p, 0, size);
   return p;
 }
@@ -92,7 +168,7 @@ void *ir_alloc_data(IrArena *a, size_t size) {
 void *ir_alloc(IrArena *a, size_t size) {
   void *p = ir_alloc_data(a, size);
   if (!p)
-    q8_die("out of memory (%zu bytes)", size);
+    throw_nomem(a, size);
   return p;
 }
 

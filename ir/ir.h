@@ -16,6 +16,7 @@
 #ifndef Q8_IR_H
 #define Q8_IR_H
 
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -205,12 +206,45 @@ typedef struct {
 
 IrArena *ir_arena_new(void);
 void ir_arena_free(IrArena *a);
-/* Zeroed memory aligned to 64 bytes; aborts on exhaustion (internal sizes). */
+/* Zeroed memory aligned to 64 bytes, never NULL: on exhaustion it jumps to
+ * the thread's recovery point (IrRecover, below). */
 void *ir_alloc(IrArena *a, size_t size);
 /* Zeroed memory, or NULL if `size` cannot be had (for tensor data). */
 void *ir_alloc_data(IrArena *a, size_t size);
 char *ir_strdup(IrArena *a, const char *s);
 char *ir_strndup(IrArena *a, const char *s, size_t n);
+/* Whether an allocation from `a` has failed (ir_alloc or ir_alloc_data). */
+bool ir_arena_exhausted(const IrArena *a);
+
+/* Out of memory as an error, never an abort (Lua's luaD_throw): when
+ * ir_alloc or ir_arena_new cannot get memory, the arena records it and
+ * longjmps to the innermost recovery point of the thread. The library's
+ * entry points (api/api.c) and the driver set one around their work:
+ *
+ *   IrRecover r;
+ *   ir_recover_push(&r);
+ *   if (setjmp(r.jump) == 0)
+ *     status = work(...);          // locals of this frame are not modified
+ *   else
+ *     status = out of memory;      // ir_recover_free_arenas(&r) if wanted
+ *   ir_recover_pop(&r);
+ *
+ * Memory stays owned by its arena, so freeing the module frees it all; an
+ * arena created under the point (a module being parsed) is listed in it
+ * until the point is popped or the arena freed. Without a recovery point,
+ * exhaustion is an internal error (q8_die). Q8_TEST_ARENA_LIMIT=N in the
+ * environment (read by ir_arena_new) makes an arena refuse to hand out more
+ * than N bytes, for tests of these paths. */
+typedef struct IrRecover {
+  jmp_buf jump;
+  struct IrRecover *prev;
+  IrArena *arenas; /* created under this point and not freed yet */
+} IrRecover;
+void ir_recover_push(IrRecover *r);
+/* Pop `r`, the innermost point; the arenas it lists are left alone. */
+void ir_recover_pop(IrRecover *r);
+/* After the jump: free the arenas created under `r` (their modules are lost). */
+void ir_recover_free_arenas(IrRecover *r);
 
 /* ---- diag.c ---- */
 

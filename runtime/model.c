@@ -67,6 +67,10 @@ Q8RT_API const char *q8rt_status_name(q8rt_status s) {
   return "Q8RT_ERR_?";
 }
 
+Q8RT_API int q8rt_version(void) { return Q8_VERSION_NUMBER; }
+Q8RT_API const char *q8rt_version_string(void) { return Q8_VERSION; }
+Q8RT_API int q8rt_model_abi_version(void) { return Q8_MODEL_ABI_VERSION; }
+
 /* --- Descriptor checks --------------------------------------------------- */
 
 static q8rt_status check_tensors(const char *kind, const q8_tensor_desc *t, int32_t count,
@@ -435,20 +439,24 @@ Q8RT_API int64_t q8rt_tensor_numel(const q8_tensor_desc *t) {
 
 /* --- Running ------------------------------------------------------------- */
 
-Q8RT_API q8rt_status q8rt_set_threads(q8rt_model *m, int n) {
-  if (!m || n < 1 || n > Q8RT_MAX_THREADS)
-    return Q8RT_ERR_ARG;
-  if (n == m->nthreads)
-    return Q8RT_OK;
-  q8rt_pool *pool = NULL;
-  if (n > 1) {
-    q8rt_status s = q8rt_pool_create(n, m->spin_ns, &pool, NULL, 0);
-    if (s != Q8RT_OK)
-      return s;
+Q8RT_API q8rt_status q8rt_set_threads(q8rt_model *m, int n, char *err, size_t errlen) {
+  if (!m)
+    return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "q8rt_set_threads: model is NULL");
+  if (n < 1 || n > Q8RT_MAX_THREADS)
+    return q8rt_fail(Q8RT_ERR_ARG, err, errlen,
+                     "q8rt_set_threads: %d threads (expected 1 to %d)", n, Q8RT_MAX_THREADS);
+  if (n != m->nthreads) {
+    q8rt_pool *pool = NULL;
+    if (n > 1) {
+      q8rt_status s = q8rt_pool_create(n, m->spin_ns, &pool, err, errlen);
+      if (s != Q8RT_OK)
+        return s;
+    }
+    q8rt_pool_destroy(m->pool);
+    m->pool = pool;
+    m->nthreads = n;
   }
-  q8rt_pool_destroy(m->pool);
-  m->pool = pool;
-  m->nthreads = n;
+  clear_err(err, errlen);
   return Q8RT_OK;
 }
 
@@ -473,12 +481,19 @@ static void scratch_put(q8rt_model *m, void *p) {
 
 /* q8rt_run and q8rt_run_quantized: the same checks and scratch, another
  * entry point. */
-static q8rt_status run_entry(q8rt_model *m, bool quantized, const void *const *inputs,
-                             void *const *outputs, char *err, size_t errlen) {
+static q8rt_status run_entry(q8rt_model *m, bool quantized, int ninputs,
+                             const void *const *inputs, int noutputs, void *const *outputs,
+                             char *err, size_t errlen) {
   const char *fn = quantized ? "q8rt_run_quantized" : "q8rt_run";
   if (!m)
     return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "%s: model is NULL", fn);
   const q8_model_desc *d = m->desc;
+  if (ninputs != d->ninputs)
+    return q8rt_fail(Q8RT_ERR_SHAPE, err, errlen, "%s: %d input%s given, the model has %d", fn,
+                     ninputs, ninputs == 1 ? "" : "s", (int)d->ninputs);
+  if (noutputs != d->noutputs)
+    return q8rt_fail(Q8RT_ERR_SHAPE, err, errlen, "%s: %d output%s given, the model has %d", fn,
+                     noutputs, noutputs == 1 ? "" : "s", (int)d->noutputs);
   if (d->ninputs > 0 && !inputs)
     return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "%s: inputs is NULL (the model has %d)", fn,
                      (int)d->ninputs);
@@ -511,12 +526,13 @@ static q8rt_status run_entry(q8rt_model *m, bool quantized, const void *const *i
   return Q8RT_OK;
 }
 
-Q8RT_API q8rt_status q8rt_run(q8rt_model *m, const void *const *inputs, void *const *outputs,
-                              char *err, size_t errlen) {
-  return run_entry(m, false, inputs, outputs, err, errlen);
+Q8RT_API q8rt_status q8rt_run(q8rt_model *m, int ninputs, const void *const *inputs,
+                              int noutputs, void *const *outputs, char *err, size_t errlen) {
+  return run_entry(m, false, ninputs, inputs, noutputs, outputs, err, errlen);
 }
 
-Q8RT_API q8rt_status q8rt_run_quantized(q8rt_model *m, const void *const *inputs,
-                                        void *const *outputs, char *err, size_t errlen) {
-  return run_entry(m, true, inputs, outputs, err, errlen);
+Q8RT_API q8rt_status q8rt_run_quantized(q8rt_model *m, int ninputs, const void *const *inputs,
+                                        int noutputs, void *const *outputs, char *err,
+                                        size_t errlen) {
+  return run_entry(m, true, ninputs, inputs, noutputs, outputs, err, errlen);
 }

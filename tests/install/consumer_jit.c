@@ -15,11 +15,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: consumer_jit MODEL.ir CALIB.npy BATCH\n");
     return 2;
   }
-  q8c_module *m = q8c_parse_file(argv[1]);
+  q8c_module *m = NULL;
   q8c_quant_options qo = {.calib_path = argv[2]};
   q8c_compile_options co = {.batch = atoi(argv[3])};
   q8rt_model *rt = NULL;
-  if (!m || q8c_module_error(m) || q8c_quantize(m, &qo) != 0 || !(rt = q8c_compile(m, &co))) {
+  if (q8c_parse_file(argv[1], &m) != Q8C_OK || q8c_quantize(m, &qo) != Q8C_OK ||
+      q8c_compile(m, &co, &rt) != Q8C_OK) {
     fprintf(stderr, "consumer_jit: %s\n", m ? q8c_module_error(m) : "out of memory");
     q8c_module_free(m);
     return 1;
@@ -32,7 +33,7 @@ int main(int argc, char **argv) {
   const void *in[] = {x};
   void *out[] = {y};
   int rc = 0;
-  if (q8rt_run(rt, in, out, err, sizeof err) != Q8RT_OK) {
+  if (q8rt_run(rt, 1, in, 1, out, err, sizeof err) != Q8RT_OK) {
     fprintf(stderr, "consumer_jit: %s\n", err);
     rc = 1;
   }

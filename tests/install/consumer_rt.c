@@ -28,7 +28,7 @@ int main(int argc, char **argv) {
   const void *in[] = {x};
   void *out[] = {y};
   int rc = 0;
-  if (q8rt_run(m, in, out, err, sizeof err) != Q8RT_OK) {
+  if (q8rt_run(m, 1, in, 1, out, err, sizeof err) != Q8RT_OK) {
     fprintf(stderr, "consumer_rt: %s\n", err);
     rc = 1;
   }

@@ -232,7 +232,7 @@ int main(int argc, char **argv) {
       goto done;
     }
   }
-  if ((quantized ? q8rt_run_quantized : q8rt_run)(m, (const void *const *)in, out, err,
+  if ((quantized ? q8rt_run_quantized : q8rt_run)(m, nin, (const void *const *)in, nout, out, err,
                                                   sizeof err) != Q8RT_OK) {
     fail("%s%s", err, "");
     goto done;

@@ -118,7 +118,8 @@ static void *build_and_run(void *arg) {
   char path[128], calib[128];
   if (j->start)
     pthread_barrier_wait(j->start);
-  q8c_module *m = q8c_parse_string(model_path(i, path, sizeof path), j->text);
+  q8c_module *m = NULL;
+  q8c_status ps = q8c_parse_string(model_path(i, path, sizeof path), j->text, &m);
   q8rt_model *rt = NULL;
   float *x = malloc(sizeof(float) * (size_t)(BATCH * spec[i].k));
   fill(x, BATCH * spec[i].k, 100u + (uint32_t)i);
@@ -133,15 +134,15 @@ static void *build_and_run(void *arg) {
   void *out[1] = {j->compiled};
   const float *rin[1] = {x};
   float *rout[1] = {j->reference};
-  if (!m || q8c_module_error(m))
+  if (ps != Q8C_OK || q8c_module_error(m))
     j->failed = "parse";
-  else if (q8c_quantize(m, &qo) != 0)
+  else if (q8c_quantize(m, &qo) != Q8C_OK)
     j->failed = "quantize";
-  else if (!(rt = q8c_compile(m, &co)))
+  else if (q8c_compile(m, &co, &rt) != Q8C_OK || !rt)
     j->failed = "compile";
-  else if (q8rt_run(rt, in, out, j->msg, sizeof j->msg) != Q8RT_OK)
+  else if (q8rt_run(rt, 1, in, 1, out, j->msg, sizeof j->msg) != Q8RT_OK)
     j->failed = "run";
-  else if (q8c_run_reference(m, BATCH, rin, rout) != 0)
+  else if (q8c_run_reference(m, BATCH, 1, rin, 1, rout) != Q8C_OK)
     j->failed = "reference";
   if (j->failed && m && q8c_module_error(m))
     snprintf(j->msg, sizeof j->msg, "%s", q8c_module_error(m));
@@ -233,7 +234,7 @@ static void *call_model(void *arg) {
     input_for(run, c->k, x);
     const void *in[1] = {x};
     void *out[1] = {y};
-    q8rt_status s = q8rt_run(c->rt, in, out, c->msg, sizeof c->msg);
+    q8rt_status s = q8rt_run(c->rt, 1, in, 1, out, c->msg, sizeof c->msg);
     if (s != Q8RT_OK) {
       c->status = s;
       break;
@@ -252,12 +253,14 @@ static void test_one_model_many_callers(void **state) {
   char *text = write_model(i);
   char path[128], calib[128];
   snprintf(calib, sizeof calib, "%s/calib%d.npy", dir, i);
-  q8c_module *m = q8c_parse_string(model_path(i, path, sizeof path), text);
+  q8c_module *m;
+  assert_int_equal(q8c_parse_string(model_path(i, path, sizeof path), text, &m), Q8C_OK);
   assert_null(q8c_module_error(m));
   q8c_quant_options qo = {.calib_path = calib};
-  assert_int_equal(q8c_quantize(m, &qo), 0);
+  assert_int_equal(q8c_quantize(m, &qo), Q8C_OK);
   q8c_compile_options co = {.batch = BATCH};
-  q8rt_model *rt = q8c_compile(m, &co);
+  q8rt_model *rt;
+  assert_int_equal(q8c_compile(m, &co, &rt), Q8C_OK);
   assert_non_null(rt);
   int k = spec[i].k, mo = spec[i].m;
   /* Alone: every run's output, checked against the interpreter. */
@@ -269,16 +272,16 @@ static void test_one_model_many_callers(void **state) {
     const void *in[1] = {x};
     void *out[1] = {want + (size_t)r * (size_t)(BATCH * mo)};
     char err[256];
-    assert_int_equal(q8rt_run(rt, in, out, err, sizeof err), Q8RT_OK);
+    assert_int_equal(q8rt_run(rt, 1, in, 1, out, err, sizeof err), Q8RT_OK);
     const float *rin[1] = {x};
     float *rout[1] = {ref};
-    assert_int_equal(q8c_run_reference(m, BATCH, rin, rout), 0);
+    assert_int_equal(q8c_run_reference(m, BATCH, 1, rin, 1, rout), Q8C_OK);
     assert_memory_equal(ref, out[0], sizeof(float) * (size_t)(BATCH * mo));
   }
   /* Many callers, with the model's pool (one call uses it, the others run
    * on their own thread) and without. */
   for (int threads = 1; threads <= 3; threads += 2) {
-    assert_int_equal(q8rt_set_threads(rt, threads), Q8RT_OK);
+    assert_int_equal(q8rt_set_threads(rt, threads, NULL, 0), Q8RT_OK);
     Caller callers[NCALLERS];
     pthread_t tid[NCALLERS];
     for (int c = 0; c < NCALLERS; c++) {

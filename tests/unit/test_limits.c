@@ -8,7 +8,10 @@
  * Each refusal is checked by its message; that it comes before any
  * allocation is shown by the sizes involved (terabytes: an attempt would
  * fail as "out of memory", or not return quickly) and, for the small caps,
- * by the sanitizer build, whose allocator would report a failed allocation. */
+ * by the sanitizer build, whose allocator would report a failed allocation.
+ *
+ * And memory that runs out all the same is an error the caller gets, never
+ * an abort (test_out_of_memory). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -292,24 +295,27 @@ static void test_calibration_batch(void **state) {
 static void test_compile_scratch(void **state) {
   (void)state;
   write_weights();
-  q8c_module *m = q8c_parse_string(path_in_dir("model.ir"),
-                                   "model m {\n"
-                                   "  weights \"weights.safetensors\"\n"
-                                   "  input %x : f32[?, 8]\n"
-                                   "  %h = linear %x, @w, @b\n"
-                                   "  %a = relu %h\n"
-                                   "  %g = gelu %a\n"
-                                   "  %y = relu %g\n"
-                                   "  output %y\n"
-                                   "}\n");
+  q8c_module *m;
+  q8c_parse_string(path_in_dir("model.ir"),
+                   "model m {\n"
+                   "  weights \"weights.safetensors\"\n"
+                   "  input %x : f32[?, 8]\n"
+                   "  %h = linear %x, @w, @b\n"
+                   "  %a = relu %h\n"
+                   "  %g = gelu %a\n"
+                   "  %y = relu %g\n"
+                   "  output %y\n"
+                   "}\n", &m);
   assert_null(q8c_module_error(m));
   q8c_quant_options qo = {.dynamic = 1};
-  assert_int_equal(q8c_quantize(m, &qo), 0);
+  assert_int_equal(q8c_quantize(m, &qo), Q8C_OK);
   /* %x is 32 x 8 f32, 1 KiB; %h, %a and %g are 32 x 4 f32, 512 bytes each,
    * and live in scratch (%y is the caller's output buffer). */
   setenv("Q8_MAX_TENSOR_BYTES", "1K", 1);
   q8c_compile_options co = {.batch = 32, .target = "generic", .opt_level = 1};
-  assert_null(q8c_compile(m, &co));
+  q8rt_model *rt = (q8rt_model *)&rt;
+  assert_int_equal(q8c_compile(m, &co, &rt), Q8C_ERR_COMPILE);
+  assert_null(rt);
   assert_non_null(strstr(q8c_module_error(m),
                          "error: codegen: the scratch memory for the intermediate values (batch "
                          "size 32) needs 1536 bytes, over the limit of 1024 "
@@ -365,6 +371,88 @@ static void test_many_nodes(void **state) {
   free(text);
 }
 
+/* Out of memory is an error the caller gets, never an abort. With
+ * Q8_TEST_ARENA_LIMIT=N every arena refuses to hand out more than N bytes:
+ * a failed ir_alloc jumps back to the q8c_* entry point (the recovery point
+ * of ir/arena.c), a failed ir_alloc_data is reported by its caller, and both
+ * come out as Q8C_ERR_NOMEM with "out of memory" in the module's message.
+ * The module stays usable for what a failed module allows (its error, free),
+ * and the sanitizer build checks that the jump leaks nothing. A sweep of
+ * limits runs out at many points of the parser and the passes.
+ *
+ * Not in the sweep: q8c_compile. It returns Q8C_ERR_NOMEM too, but a jump
+ * out of codegen's arena allocations leaves the LLVM objects of that compile
+ * behind (libLLVM's memory, not the arena's), which the sanitizer build
+ * rightly reports; codegen must allocate from the arena before it creates
+ * LLVM objects, or set its own recovery point, before it can be swept. */
+static void test_out_of_memory(void **state) {
+  (void)state;
+  write_weights();
+  const char *text = "model m {\n"
+                     "  weights \"weights.safetensors\"\n"
+                     "  input %x : f32[?, 8]\n"
+                     "  %h = linear %x, @w, @b\n"
+                     "  %y = relu %h\n"
+                     "  output %y\n"
+                     "}\n";
+  const char *path = path_in_dir("model.ir");
+  char want[512];
+
+  /* No memory at all: the parse's first allocation jumps back. */
+  setenv("Q8_TEST_ARENA_LIMIT", "0", 1);
+  q8c_module *m = NULL;
+  assert_int_equal(q8c_parse_string(path, text, &m), Q8C_ERR_NOMEM);
+  assert_non_null(m);
+  snprintf(want, sizeof want, "%s: error: out of memory", path);
+  assert_string_equal(q8c_module_error(m), want);
+  assert_int_equal(q8c_num_inputs(m), -1);
+  assert_null(q8c_input_name(m, 0));
+  assert_int_equal(q8c_quantize(m, NULL), Q8C_ERR_NOMEM); /* its first error */
+  q8c_module_free(m);
+
+  /* More and more memory, until the whole job succeeds. */
+  enum { PARSE, QUANTIZE, RUN, NSTEPS };
+  int nomem[NSTEPS] = {0}, jumps = 0;
+  bool done = false;
+  for (int limit = 256; !done && limit < (1 << 20); limit += 256) {
+    char v[32];
+    snprintf(v, sizeof v, "%d", limit);
+    setenv("Q8_TEST_ARENA_LIMIT", v, 1);
+    m = NULL;
+    q8c_quant_options qo = {.dynamic = 1};
+    float x[16] = {0}, y[8];
+    const float *in[1] = {x};
+    float *out[1] = {y};
+    int step = PARSE;
+    q8c_status s = q8c_parse_string(path, text, &m);
+    if (s == Q8C_OK && ++step)
+      s = q8c_quantize(m, &qo);
+    if (s == Q8C_OK && ++step)
+      s = q8c_run_reference(m, 2, 1, in, 1, out);
+    assert_non_null(m);
+    if (s == Q8C_OK) {
+      done = true;
+    } else {
+      if (s != Q8C_ERR_NOMEM)
+        fail_msg("limit %d, step %d: %s: %s", limit, step, q8c_status_name(s),
+                 q8c_module_error(m));
+      assert_non_null(strstr(q8c_module_error(m), "out of memory"));
+      nomem[step]++;
+      /* Exactly this message: from the jump, not from a caller of
+       * ir_alloc_data. */
+      jumps += strcmp(strstr(q8c_module_error(m), "error: "), "error: out of memory") == 0;
+    }
+    q8c_module_free(m);
+  }
+  unsetenv("Q8_TEST_ARENA_LIMIT");
+  print_message("out of memory while parsing %d times, quantizing %d, running %d (%d jumps)\n",
+                nomem[PARSE], nomem[QUANTIZE], nomem[RUN], jumps);
+  assert_true(done);
+  assert_true(nomem[PARSE] > 0);
+  assert_true(nomem[QUANTIZE] > 0);
+  assert_true(jumps > 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_cap_setting, reset_env),
@@ -375,6 +463,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_calibration_batch, reset_env),
       cmocka_unit_test_teardown(test_compile_scratch, reset_env),
       cmocka_unit_test(test_many_nodes),
+      cmocka_unit_test(test_out_of_memory),
   };
   return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

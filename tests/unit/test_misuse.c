@@ -25,6 +25,14 @@
 
 static char dir[64], model_path[128];
 
+/* A module from text that must parse. */
+static q8c_module *parse_ok(const char *name, const char *text) {
+  q8c_module *m = NULL;
+  assert_int_equal(q8c_parse_string(name, text, &m), Q8C_OK);
+  assert_non_null(m);
+  return m;
+}
+
 static const char *first_error_line(const q8c_module *m, char *buf, size_t size) {
   const char *e = q8c_module_error(m);
   if (!e)
@@ -38,19 +46,36 @@ static const char *first_error_line(const q8c_module *m, char *buf, size_t size)
 static void test_null_arguments(void **state) {
   (void)state;
   int64_t dims[Q8C_MAX_RANK];
-  assert_null(q8c_parse_file(NULL));
-  assert_null(q8c_parse_string("x.ir", NULL));
+  char *text = (char *)"unset";
+  q8rt_model *rt = (q8rt_model *)&rt;
+  q8c_module *m = NULL;
+  /* A NULL path or text: a module that holds the message. */
+  assert_int_equal(q8c_parse_file(NULL, &m), Q8C_ERR_ARG);
+  assert_string_equal(q8c_module_error(m), "q8c_parse_file: path is NULL");
+  assert_int_equal(q8c_num_inputs(m), -1);
+  assert_int_equal(q8c_quantize(m, NULL), Q8C_ERR_ARG); /* its first error */
+  q8c_module_free(m);
+  assert_int_equal(q8c_parse_string("x.ir", NULL, &m), Q8C_ERR_ARG);
+  assert_string_equal(q8c_module_error(m), "q8c_parse_string: text is NULL");
+  q8c_module_free(m);
+  assert_int_equal(q8c_parse_string("x.ir", "model m {}", NULL), Q8C_ERR_ARG);
+  assert_int_equal(q8c_parse_file("x.ir", NULL), Q8C_ERR_ARG);
+  /* A NULL module: the same answers as q8rt.h gives for a NULL model. */
   assert_string_equal(q8c_module_error(NULL), "no module");
-  assert_null(q8c_module_print(NULL));
-  assert_int_equal(q8c_num_inputs(NULL), 0);
-  assert_int_equal(q8c_num_outputs(NULL), 0);
+  assert_int_equal(q8c_module_print(NULL, &text), Q8C_ERR_ARG);
+  assert_null(text);
+  assert_int_equal(q8c_num_inputs(NULL), -1);
+  assert_int_equal(q8c_num_outputs(NULL), -1);
+  assert_int_equal(q8c_num_inputs(NULL), q8rt_num_inputs(NULL));
+  assert_int_equal(q8c_num_outputs(NULL), q8rt_num_outputs(NULL));
   assert_null(q8c_input_name(NULL, 0));
   assert_null(q8c_output_name(NULL, 0));
   assert_int_equal(q8c_input_shape(NULL, 0, 1, dims), -1);
   assert_int_equal(q8c_output_shape(NULL, 0, 1, dims), -1);
-  assert_int_equal(q8c_run_reference(NULL, 1, NULL, NULL), -1);
-  assert_int_equal(q8c_quantize(NULL, NULL), -1);
-  assert_null(q8c_compile(NULL, NULL));
+  assert_int_equal(q8c_run_reference(NULL, 1, 0, NULL, 0, NULL), Q8C_ERR_ARG);
+  assert_int_equal(q8c_quantize(NULL, NULL), Q8C_ERR_ARG);
+  assert_int_equal(q8c_compile(NULL, NULL, &rt), Q8C_ERR_ARG);
+  assert_null(rt);
   q8c_module_free(NULL);
 
   /* q8rt_tensor_numel takes any descriptor, not only a checked model's. */
@@ -64,8 +89,7 @@ static void test_null_arguments(void **state) {
   assert_int_equal(q8rt_tensor_numel(&t), -1);
 
   /* A NULL name is allowed (it is only used in messages). */
-  q8c_module *m = q8c_parse_string(NULL, "model m {\n input %x : f32[?, 4]\n %y = relu %x\n"
-                                         " output %y\n}\n");
+  m = parse_ok(NULL, "model m {\n input %x : f32[?, 4]\n %y = relu %x\n output %y\n}\n");
   assert_null(q8c_module_error(m));
   assert_null(q8c_input_name(m, -1));
   assert_null(q8c_input_name(m, 1));
@@ -75,7 +99,31 @@ static void test_null_arguments(void **state) {
   assert_int_equal(q8c_output_shape(m, -1, 1, dims), -1);
   assert_int_equal(q8c_input_shape(m, 0, 5, dims), 2);
   assert_int_equal(dims[0], 5);
+  assert_int_equal(q8c_module_print(m, NULL), Q8C_ERR_ARG);
+  assert_string_equal(q8c_module_error(m), "<string>: error: q8c_module_print: text is NULL");
   q8c_module_free(m);
+  m = parse_ok(NULL, "model m {\n input %x : f32[?, 4]\n %y = relu %x\n output %y\n}\n");
+  assert_int_equal(q8c_compile(m, NULL, NULL), Q8C_ERR_ARG);
+  assert_string_equal(q8c_module_error(m), "<string>: error: q8c_compile: out is NULL");
+  q8c_module_free(m);
+}
+
+/* The status names, and the versions: the library's is this header's (they
+ * are built together), and the ABI it writes the one the runtime loads. */
+static void test_status_names_and_versions(void **state) {
+  (void)state;
+  assert_string_equal(q8c_status_name(Q8C_OK), "Q8C_OK");
+  assert_string_equal(q8c_status_name(Q8C_ERR_ARG), "Q8C_ERR_ARG");
+  assert_string_equal(q8c_status_name(Q8C_ERR_MODEL), "Q8C_ERR_MODEL");
+  assert_string_equal(q8c_status_name(Q8C_ERR_SHAPE), "Q8C_ERR_SHAPE");
+  assert_string_equal(q8c_status_name(Q8C_ERR_COMPILE), "Q8C_ERR_COMPILE");
+  assert_string_equal(q8c_status_name(Q8C_ERR_NOMEM), "Q8C_ERR_NOMEM");
+  assert_string_equal(q8c_status_name((q8c_status)42), "Q8C_ERR_?");
+  assert_int_equal(q8c_version(), Q8_VERSION_NUMBER);
+  assert_int_equal(q8c_version(), q8rt_version());
+  assert_string_equal(q8c_version_string(), q8rt_version_string());
+  assert_int_equal(q8c_model_abi_version(), Q8_MODEL_ABI_VERSION);
+  assert_int_equal(q8c_model_abi_version(), q8rt_model_abi_version());
 }
 
 /* q8c_run_reference checks its arrays before it runs anything. */
@@ -88,30 +136,44 @@ static void test_run_reference_arguments(void **state) {
   float *out[1] = {y}, *out_null[1] = {NULL};
   struct {
     int64_t batch;
+    int nin;
     const float *const *in;
+    int nout;
     float *const *out;
+    q8c_status status;
     const char *want;
   } cases[] = {
-      {2, NULL, out, "q8c_run_reference: no buffer for input 0 (%x)"},
-      {2, in_null, out, "q8c_run_reference: no buffer for input 0 (%x)"},
-      {2, in, NULL, "q8c_run_reference: no buffer for output 0 (%y)"},
-      {2, in, out_null, "q8c_run_reference: no buffer for output 0 (%y)"},
-      {0, in, out, "q8c_run_reference: the batch size is 0"},
-      {-3, in, out, "q8c_run_reference: the batch size is -3"},
+      {2, 1, NULL, 1, out, Q8C_ERR_ARG, "q8c_run_reference: no buffer for input 0 (%x)"},
+      {2, 1, in_null, 1, out, Q8C_ERR_ARG, "q8c_run_reference: no buffer for input 0 (%x)"},
+      {2, 1, in, 1, NULL, Q8C_ERR_ARG, "q8c_run_reference: no buffer for output 0 (%y)"},
+      {2, 1, in, 1, out_null, Q8C_ERR_ARG, "q8c_run_reference: no buffer for output 0 (%y)"},
+      {0, 1, in, 1, out, Q8C_ERR_ARG, "q8c_run_reference: the batch size is 0"},
+      {-3, 1, in, 1, out, Q8C_ERR_ARG, "q8c_run_reference: the batch size is -3"},
+      /* Arrays of another length: refused before they are read. */
+      {2, 0, NULL, 1, out, Q8C_ERR_SHAPE, "q8c_run_reference: 0 inputs given, the module has 1"},
+      {2, 2, in, 1, out, Q8C_ERR_SHAPE, "q8c_run_reference: 2 inputs given, the module has 1"},
+      {2, 1, in, 3, out, Q8C_ERR_SHAPE, "q8c_run_reference: 3 outputs given, the module has 1"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    q8c_module *m = q8c_parse_string(model_path, text);
-    assert_int_equal(q8c_run_reference(m, cases[i].batch, cases[i].in, cases[i].out), -1);
+    q8c_module *m = parse_ok(model_path, text);
+    assert_int_equal(q8c_run_reference(m, cases[i].batch, cases[i].nin, cases[i].in,
+                                       cases[i].nout, cases[i].out),
+                     cases[i].status);
     assert_string_equal(first_error_line(m, buf, sizeof buf), cases[i].want);
-    /* A module keeps its first error: everything after it refuses. */
-    assert_int_equal(q8c_run_reference(m, 2, in, out), -1);
-    assert_int_equal(q8c_quantize(m, NULL), -1);
-    assert_null(q8c_compile(m, NULL));
-    assert_null(q8c_module_print(m));
+    /* A module keeps its first error: everything after it refuses, with
+     * that error's status. */
+    assert_int_equal(q8c_run_reference(m, 2, 1, in, 1, out), cases[i].status);
+    assert_int_equal(q8c_quantize(m, NULL), cases[i].status);
+    q8rt_model *rt = (q8rt_model *)&rt;
+    assert_int_equal(q8c_compile(m, NULL, &rt), cases[i].status);
+    assert_null(rt);
+    char *printed = (char *)"unset";
+    assert_int_equal(q8c_module_print(m, &printed), cases[i].status);
+    assert_null(printed);
     q8c_module_free(m);
   }
-  q8c_module *m = q8c_parse_string(model_path, text);
-  assert_int_equal(q8c_run_reference(m, 2, in, out), 0);
+  q8c_module *m = parse_ok(model_path, text);
+  assert_int_equal(q8c_run_reference(m, 2, 1, in, 1, out), Q8C_OK);
   for (int i = 0; i < 8; i++)
     assert_true(y[i] == (x[i] > 0 ? x[i] : 0));
   q8c_module_free(m);
@@ -121,9 +183,9 @@ static void test_run_reference_arguments(void **state) {
   const char *u8_out = "model q {\n input %x : f32[?, 4]\n"
                        " %y : u8[?, 4] = quantize %x {scale = 0.5, zero_point = 3, dtype = u8}\n"
                        " output %y\n}\n";
-  m = q8c_parse_string(model_path, u8_out);
+  m = parse_ok(model_path, u8_out);
   assert_null(q8c_module_error(m));
-  assert_int_equal(q8c_run_reference(m, 2, in, out), -1);
+  assert_int_equal(q8c_run_reference(m, 2, 1, in, 1, out), Q8C_ERR_ARG);
   assert_string_equal(first_error_line(m, buf, sizeof buf),
                       "q8c_run_reference: output %y is u8; it runs models with f32 inputs and "
                       "outputs");
@@ -131,9 +193,9 @@ static void test_run_reference_arguments(void **state) {
   const char *i8_in = "model q {\n input %x : i8[?, 4]\n"
                       " %y : f32[?, 4] = dequantize %x {scale = 0.5, zero_point = 0}\n"
                       " output %y\n}\n";
-  m = q8c_parse_string(model_path, i8_in);
+  m = parse_ok(model_path, i8_in);
   assert_null(q8c_module_error(m));
-  assert_int_equal(q8c_run_reference(m, 2, in, out), -1);
+  assert_int_equal(q8c_run_reference(m, 2, 1, in, 1, out), Q8C_ERR_ARG);
   assert_string_equal(first_error_line(m, buf, sizeof buf),
                       "q8c_run_reference: input %x is i8; it runs models with f32 inputs and "
                       "outputs");
@@ -147,41 +209,45 @@ static void test_bad_options(void **state) {
                      " %y = linear %x, @w, @b\n output %y\n}\n";
   static const struct {
     q8c_quant_options o;
+    q8c_status status;
     const char *want;
   } q[] = {
-      {{.calib_method = "median"},
+      {{.calib_method = "median"}, Q8C_ERR_ARG,
        "unknown calibration method 'median' (minmax, ma-minmax, percentile:P, entropy, mse)"},
-      {{.weights = "s4"}, "--weights takes s8-per-channel or s8-per-tensor, not 's4'"},
-      {{.activations = "u16"}, "--activations takes u8-asym or s8-sym, not 'u16'"},
-      {{.keep_float = "nope", .dynamic = 1},
+      {{.weights = "s4"}, Q8C_ERR_ARG, "--weights takes s8-per-channel or s8-per-tensor, not 's4'"},
+      {{.activations = "u16"}, Q8C_ERR_ARG, "--activations takes u8-asym or s8-sym, not 'u16'"},
+      {{.keep_float = "nope", .dynamic = 1}, Q8C_ERR_MODEL,
        "--keep-float: the model has no value %nope and no weight @nope"},
-      {{.calib_path = "/nonexistent/samples.npy"},
+      {{.calib_path = "/nonexistent/samples.npy"}, Q8C_ERR_MODEL,
        "/nonexistent/samples.npy: cannot open '/nonexistent/samples.npy': No such file or "
        "directory"},
-      {{0}, "2 activations need a range to be quantized, starting with %x: give calibration "
-            "samples (--calib FILE), write {range = [min, max]} on them, or use --dynamic"},
+      {{0}, Q8C_ERR_MODEL,
+       "2 activations need a range to be quantized, starting with %x: give calibration "
+       "samples (--calib FILE), write {range = [min, max]} on them, or use --dynamic"},
   };
   for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
-    q8c_module *m = q8c_parse_string(model_path, text);
+    q8c_module *m = parse_ok(model_path, text);
     assert_null(q8c_module_error(m));
-    assert_int_equal(q8c_quantize(m, &q[i].o), -1);
+    assert_int_equal(q8c_quantize(m, &q[i].o), q[i].status);
     assert_string_equal(first_error_line(m, buf, sizeof buf), q[i].want);
     q8c_module_free(m);
   }
-  q8c_module *m = q8c_parse_string(model_path, text);
+  q8c_module *m = parse_ok(model_path, text);
   q8c_quant_options dyn = {.dynamic = 1};
-  assert_int_equal(q8c_quantize(m, &dyn), 0);
+  assert_int_equal(q8c_quantize(m, &dyn), Q8C_OK);
   /* Quantizing twice finds nothing left to quantize. */
-  assert_int_equal(q8c_quantize(m, &dyn), 0);
+  assert_int_equal(q8c_quantize(m, &dyn), Q8C_OK);
   q8c_compile_options bad = {.target = "avx9000"};
-  assert_null(q8c_compile(m, &bad));
+  q8rt_model *rt = (q8rt_model *)&rt;
+  assert_int_equal(q8c_compile(m, &bad, &rt), Q8C_ERR_ARG);
+  assert_null(rt);
   assert_non_null(strstr(first_error_line(m, buf, sizeof buf), "target: unknown target 'avx9000'"));
   q8c_module_free(m);
   /* Out-of-range numbers are taken to the nearest meaningful value. */
-  m = q8c_parse_string(model_path, text);
-  assert_int_equal(q8c_quantize(m, &dyn), 0);
+  m = parse_ok(model_path, text);
+  assert_int_equal(q8c_quantize(m, &dyn), Q8C_OK);
   q8c_compile_options odd = {.opt_level = 99, .batch = -5, .target = "generic"};
-  q8rt_model *rt = q8c_compile(m, &odd);
+  assert_int_equal(q8c_compile(m, &odd, &rt), Q8C_OK);
   assert_non_null(rt);
   assert_int_equal(q8rt_input(rt, 0)->dims[0], 1);
   q8rt_free(rt);
@@ -200,22 +266,24 @@ static void test_compiled_batch(void **state) {
   const float *in[1] = {x};
   float *out[1] = {y};
   for (int again = 0; again < 2; again++) {
-    q8c_module *m = q8c_parse_string(model_path, text);
+    q8c_module *m = parse_ok(model_path, text);
     q8c_quant_options dyn = {.dynamic = 1};
-    assert_int_equal(q8c_quantize(m, &dyn), 0);
+    assert_int_equal(q8c_quantize(m, &dyn), Q8C_OK);
     q8c_compile_options co = {.batch = 4, .target = "generic"};
-    q8rt_model *rt = q8c_compile(m, &co);
+    q8rt_model *rt;
+    assert_int_equal(q8c_compile(m, &co, &rt), Q8C_OK);
     assert_non_null(rt);
     q8rt_free(rt);
-    assert_int_equal(q8c_run_reference(m, 4, in, out), 0);
+    assert_int_equal(q8c_run_reference(m, 4, 1, in, 1, out), Q8C_OK);
     if (again) {
       co.batch = 2;
-      assert_null(q8c_compile(m, &co));
+      assert_int_equal(q8c_compile(m, &co, &rt), Q8C_ERR_SHAPE);
+      assert_null(rt);
       assert_string_equal(first_error_line(m, buf, sizeof buf),
                           "q8c_compile: the module was compiled for the batch size 4 already "
                           "(compiling binds '?'), not 2");
     } else {
-      assert_int_equal(q8c_run_reference(m, 1, in, out), -1);
+      assert_int_equal(q8c_run_reference(m, 1, 1, in, 1, out), Q8C_ERR_SHAPE);
       assert_string_equal(first_error_line(m, buf, sizeof buf),
                           "q8c_run_reference: the module was compiled for the batch size 4 "
                           "(compiling binds '?'), not 1");
@@ -223,13 +291,14 @@ static void test_compiled_batch(void **state) {
     q8c_module_free(m);
   }
   /* A model without `?` has nothing to bind: any batch runs it. */
-  q8c_module *m = q8c_parse_string(model_path, "model m {\n input %x : f32[2, 4]\n"
-                                               " %y = relu %x\n output %y\n}\n");
+  q8c_module *m = parse_ok(model_path, "model m {\n input %x : f32[2, 4]\n"
+                                       " %y = relu %x\n output %y\n}\n");
   q8c_compile_options co = {.batch = 4, .target = "generic"};
-  q8rt_model *rt = q8c_compile(m, &co);
+  q8rt_model *rt;
+  assert_int_equal(q8c_compile(m, &co, &rt), Q8C_OK);
   assert_non_null(rt);
   q8rt_free(rt);
-  assert_int_equal(q8c_run_reference(m, 3, in, out), 0);
+  assert_int_equal(q8c_run_reference(m, 3, 1, in, 1, out), Q8C_OK);
   q8c_module_free(m);
 }
 
@@ -260,20 +329,21 @@ static void test_nan_inf_inputs(void **state) {
   x[5][3] = NAN;
   static const q8c_quant_options opts[] = {{0}, {.activations = "s8-sym"}, {.dynamic = 1}};
   for (size_t o = 0; o < sizeof opts / sizeof opts[0]; o++) {
-    q8c_module *m = q8c_parse_string(model_path, text);
+    q8c_module *m = parse_ok(model_path, text);
     assert_null(q8c_module_error(m));
-    assert_int_equal(q8c_quantize(m, &opts[o]), 0);
+    assert_int_equal(q8c_quantize(m, &opts[o]), Q8C_OK);
     q8c_compile_options co = {.batch = B};
-    q8rt_model *rt = q8c_compile(m, &co);
+    q8rt_model *rt;
+    assert_int_equal(q8c_compile(m, &co, &rt), Q8C_OK);
     assert_non_null(rt);
     float y[B][4], ref[B][4];
     const void *in[1] = {x};
     void *out[1] = {y};
     char err[256];
-    assert_int_equal(q8rt_run(rt, in, out, err, sizeof err), Q8RT_OK);
+    assert_int_equal(q8rt_run(rt, 1, in, 1, out, err, sizeof err), Q8RT_OK);
     const float *rin[1] = {&x[0][0]};
     float *rout[1] = {&ref[0][0]};
-    assert_int_equal(q8c_run_reference(m, B, rin, rout), 0);
+    assert_int_equal(q8c_run_reference(m, B, 1, rin, 1, rout), Q8C_OK);
     assert_memory_equal(y, ref, sizeof y);
     if (!opts[o].dynamic) {
       /* Static quantization: NaN is the zero point, Inf the range's end. */
@@ -295,9 +365,9 @@ static void test_overflowing_multiplier(void **state) {
   const char *text = "model m {\n weights \"big.safetensors\"\n"
                      " input %x : f32[?, 4] {range = [-1, 3e38]}\n"
                      " %y = linear %x, @w {range = [-1, 1]}\n output %y\n}\n";
-  q8c_module *m = q8c_parse_string(model_path, text);
+  q8c_module *m = parse_ok(model_path, text);
   assert_null(q8c_module_error(m));
-  assert_int_equal(q8c_quantize(m, NULL), -1);
+  assert_int_equal(q8c_quantize(m, NULL), Q8C_ERR_MODEL);
   assert_string_equal(first_error_line(m, buf, sizeof buf),
                       "fold-constants: %y: output channel 0 cannot be quantized: its multiplier "
                       "x_scale * w_scale is inf (x_scale 1.17647e+36, w_scale "
@@ -341,6 +411,7 @@ static int teardown(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_null_arguments),
+      cmocka_unit_test(test_status_names_and_versions),
       cmocka_unit_test(test_run_reference_arguments),
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_compiled_batch),

@@ -146,7 +146,8 @@ static const char tiny[] =
 
 static void test_api_parse_query_run(void **state) {
   (void)state;
-  q8c_module *m = q8c_parse_string("tiny.ir", tiny);
+  q8c_module *m;
+  assert_int_equal(q8c_parse_string("tiny.ir", tiny, &m), Q8C_OK);
   assert_non_null(m);
   assert_null(q8c_module_error(m));
   assert_int_equal(q8c_num_inputs(m), 2);
@@ -164,7 +165,7 @@ static void test_api_parse_query_run(void **state) {
   float e[6], c[6];
   const float *in[2] = {a, b};
   float *out[2] = {e, c};
-  assert_int_equal(q8c_run_reference(m, 2, in, out), 0);
+  assert_int_equal(q8c_run_reference(m, 2, 2, in, 2, out), Q8C_OK);
   const float want_c[6] = {2, 3, 4, -3, -4, -5};
   for (int i = 0; i < 6; i++) {
     assert_true(c[i] == want_c[i]);
@@ -175,13 +176,15 @@ static void test_api_parse_query_run(void **state) {
 
 static void test_api_round_trip(void **state) {
   (void)state;
-  q8c_module *m = q8c_parse_string("tiny.ir", tiny);
-  char *text = q8c_module_print(m);
+  q8c_module *m, *again;
+  char *text, *text2;
+  q8c_parse_string("tiny.ir", tiny, &m);
+  assert_int_equal(q8c_module_print(m, &text), Q8C_OK);
   assert_non_null(text);
   assert_non_null(strstr(text, "%d : f32[?, 3] = mul %c, %c {range = [0, 36]}"));
-  q8c_module *again = q8c_parse_string("again.ir", text);
+  q8c_parse_string("again.ir", text, &again);
   assert_null(q8c_module_error(again));
-  char *text2 = q8c_module_print(again);
+  q8c_module_print(again, &text2);
   assert_string_equal(text, text2);
   free(text);
   free(text2);
@@ -191,29 +194,36 @@ static void test_api_round_trip(void **state) {
 
 static void test_api_reports_errors(void **state) {
   (void)state;
-  q8c_module *m = q8c_parse_string("dir/bad.ir", "model m {\n  input %x : f32[2]\n  %y = relu %z\n  output %y\n}\n");
+  q8c_module *m;
+  assert_int_equal(q8c_parse_string("dir/bad.ir", "model m {\n  input %x : f32[2]\n  %y = relu %z\n  output %y\n}\n", &m), Q8C_ERR_MODEL);
   assert_non_null(m);
   assert_string_equal(q8c_module_error(m),
                       "dir/bad.ir:3:13: error: value %z is not defined (values must be defined "
                       "before use)\n    %y = relu %z\n              ^");
-  assert_null(q8c_module_print(m));
+  char *text = (char *)"unset";
+  assert_int_equal(q8c_module_print(m, &text), Q8C_ERR_MODEL);
+  assert_null(text);
   const float x[2] = {0};
   float y[2];
   const float *in[1] = {x};
   float *out[1] = {y};
-  assert_int_equal(q8c_run_reference(m, 1, in, out), -1);
+  assert_int_equal(q8c_run_reference(m, 1, 1, in, 1, out), Q8C_ERR_MODEL);
   q8c_module_free(m);
 
-  m = q8c_parse_file("/nonexistent/model.ir");
+  assert_int_equal(q8c_parse_file("/nonexistent/model.ir", &m), Q8C_ERR_MODEL);
   assert_string_equal(q8c_module_error(m), "/nonexistent/model.ir: error: cannot open: No such file or directory");
   q8c_module_free(m);
 
   /* NULL arguments are refused, not dereferenced. */
-  assert_null(q8c_parse_string("x", NULL));
-  assert_null(q8c_parse_file(NULL));
+  assert_int_equal(q8c_parse_string("x", NULL, &m), Q8C_ERR_ARG);
+  assert_string_equal(q8c_module_error(m), "q8c_parse_string: text is NULL");
+  q8c_module_free(m);
+  assert_int_equal(q8c_parse_file(NULL, &m), Q8C_ERR_ARG);
+  assert_string_equal(q8c_module_error(m), "q8c_parse_file: path is NULL");
+  q8c_module_free(m);
   assert_string_equal(q8c_module_error(NULL), "no module");
-  assert_int_equal(q8c_num_inputs(NULL), 0);
-  assert_int_equal(q8c_run_reference(NULL, 1, in, out), -1);
+  assert_int_equal(q8c_num_inputs(NULL), -1);
+  assert_int_equal(q8c_run_reference(NULL, 1, 1, in, 1, out), Q8C_ERR_ARG);
   q8c_module_free(NULL);
 }
 

@@ -56,7 +56,7 @@ static void io_init(io *b, float base) {
 static q8rt_status io_run(q8rt_model *m, io *b) {
   const void *in[] = {b->x};
   void *out[] = {b->y, b->visits, &b->tag};
-  return q8rt_run(m, in, out, err, sizeof err);
+  return q8rt_run(m, 1, in, 3, out, err, sizeof err);
 }
 
 /* Whether y = x + 1 and every row ran once. */
@@ -106,6 +106,17 @@ static void test_status_names(void **state) {
   assert_string_equal(q8rt_status_name(Q8RT_ERR_RUN), "Q8RT_ERR_RUN");
   assert_string_equal(q8rt_status_name((q8rt_status)99), "Q8RT_ERR_?");
   assert_string_equal(q8rt_status_name((q8rt_status)-1), "Q8RT_ERR_?");
+}
+
+/* The library's version is this header's (they are built together), and
+ * the model ABI it loads is the one q8model.h defines. */
+static void test_versions(void **state) {
+  (void)state;
+  assert_int_equal(q8rt_version(), Q8_VERSION_NUMBER);
+  char text[32];
+  snprintf(text, sizeof text, "%d.%d.%d", Q8_VERSION_MAJOR, Q8_VERSION_MINOR, Q8_VERSION_PATCH);
+  assert_string_equal(q8rt_version_string(), text);
+  assert_int_equal(q8rt_model_abi_version(), Q8_MODEL_ABI_VERSION);
 }
 
 static void test_feature_names(void **state) {
@@ -368,7 +379,8 @@ static void test_null_arguments(void **state) {
   assert_null(q8rt_desc(NULL));
   assert_int_equal(q8rt_num_threads(NULL), -1);
   assert_int_equal(q8rt_tensor_numel(NULL), -1);
-  assert_int_equal(q8rt_set_threads(NULL, 2), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_set_threads(NULL, 2, err, sizeof err), Q8RT_ERR_ARG);
+  assert_string_equal(err, "q8rt_set_threads: model is NULL");
   q8rt_free(NULL);
 
   io b;
@@ -377,23 +389,36 @@ static void test_null_arguments(void **state) {
   const void *in_null[] = {NULL};
   void *out[] = {b.y, b.visits, &b.tag};
   void *out_null[] = {b.y, NULL, &b.tag};
-  assert_int_equal(q8rt_run(NULL, in, out, err, sizeof err), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_run(NULL, 1, in, 3, out, err, sizeof err), Q8RT_ERR_ARG);
   assert_string_equal(err, "q8rt_run: model is NULL");
   m = load_ok(FIXTURE_ADD1);
-  assert_int_equal(q8rt_run(m, NULL, out, err, sizeof err), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_run(m, 1, NULL, 3, out, err, sizeof err), Q8RT_ERR_ARG);
   assert_string_equal(err, "q8rt_run: inputs is NULL (the model has 1)");
-  assert_int_equal(q8rt_run(m, in_null, out, err, sizeof err), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_run(m, 1, in_null, 3, out, err, sizeof err), Q8RT_ERR_ARG);
   assert_string_equal(err, "q8rt_run: inputs[0] ('x') is NULL");
-  assert_int_equal(q8rt_run(m, in, NULL, err, sizeof err), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_run(m, 1, in, 3, NULL, err, sizeof err), Q8RT_ERR_ARG);
   assert_string_equal(err, "q8rt_run: outputs is NULL (the model has 3)");
-  assert_int_equal(q8rt_run(m, in, out_null, err, sizeof err), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_run(m, 1, in, 3, out_null, err, sizeof err), Q8RT_ERR_ARG);
   assert_string_equal(err, "q8rt_run: outputs[1] ('visits') is NULL");
-  assert_int_equal(q8rt_run(m, in, out_null, NULL, 0), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_run(m, 1, in, 3, out_null, NULL, 0), Q8RT_ERR_ARG);
+  /* Arrays of another length than the model's: refused before they are read. */
+  assert_int_equal(q8rt_run(m, 0, NULL, 3, out, err, sizeof err), Q8RT_ERR_SHAPE);
+  assert_string_equal(err, "q8rt_run: 0 inputs given, the model has 1");
+  assert_int_equal(q8rt_run(m, 2, in, 3, out, err, sizeof err), Q8RT_ERR_SHAPE);
+  assert_string_equal(err, "q8rt_run: 2 inputs given, the model has 1");
+  assert_int_equal(q8rt_run(m, 1, in, 1, out, err, sizeof err), Q8RT_ERR_SHAPE);
+  assert_string_equal(err, "q8rt_run: 1 output given, the model has 3");
+  assert_int_equal(q8rt_run_quantized(m, 1, in, -1, out, err, sizeof err), Q8RT_ERR_SHAPE);
+  assert_string_equal(err, "q8rt_run_quantized: -1 outputs given, the model has 3");
   assert_int_equal(b.tag, -1); /* nothing ran */
-  assert_int_equal(q8rt_set_threads(m, 0), Q8RT_ERR_ARG);
-  assert_int_equal(q8rt_set_threads(m, -3), Q8RT_ERR_ARG);
-  assert_int_equal(q8rt_set_threads(m, 257), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_set_threads(m, 0, err, sizeof err), Q8RT_ERR_ARG);
+  assert_string_equal(err, "q8rt_set_threads: 0 threads (expected 1 to 256)");
+  assert_int_equal(q8rt_set_threads(m, -3, NULL, 0), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_set_threads(m, 257, err, sizeof err), Q8RT_ERR_ARG);
+  assert_string_equal(err, "q8rt_set_threads: 257 threads (expected 1 to 256)");
   assert_int_equal(q8rt_num_threads(m), 1);
+  assert_int_equal(q8rt_set_threads(m, 1, err, sizeof err), Q8RT_OK);
+  assert_string_equal(err, "");
   q8rt_free(m);
 }
 
@@ -463,7 +488,7 @@ static void test_threads_identical(void **state) {
   assert_true(io_ok(&ref));
   const int counts[] = {2, 4, 1, 3, 2};
   for (int c = 0; c < 5; c++) {
-    assert_int_equal(q8rt_set_threads(m, counts[c]), Q8RT_OK);
+    assert_int_equal(q8rt_set_threads(m, counts[c], err, sizeof err), Q8RT_OK);
     assert_int_equal(q8rt_num_threads(m), counts[c]);
     for (int rep = 0; rep < 50; rep++) {
       io_init(&b, 3);
@@ -488,7 +513,7 @@ static void *app_thread_main(void *p) {
     io_init(b, (float)(t->id * 1000 + r));
     const void *in[] = {b->x};
     void *out[] = {b->y, b->visits, &b->tag};
-    if (q8rt_run(t->m, in, out, msg, sizeof msg) != Q8RT_OK || !io_ok(b) || b->tag != 1)
+    if (q8rt_run(t->m, 1, in, 3, out, msg, sizeof msg) != Q8RT_OK || !io_ok(b) || b->tag != 1)
       t->failures++;
   }
   free(b);
@@ -502,7 +527,7 @@ static void test_concurrent_runs(void **state) {
   q8rt_model *m = load_ok(FIXTURE_ADD1);
   const int pool_sizes[] = {1, 2, 4};
   for (int s = 0; s < 3; s++) {
-    assert_int_equal(q8rt_set_threads(m, pool_sizes[s]), Q8RT_OK);
+    assert_int_equal(q8rt_set_threads(m, pool_sizes[s], NULL, 0), Q8RT_OK);
     pthread_t th[4];
     app_thread at[4];
     for (int i = 0; i < 4; i++) {
@@ -651,11 +676,11 @@ static void test_pool(void **state) {
     assert_int_equal(q8rt_model_from_desc(&d, count_release, &released, &m, err, sizeof err),
                      Q8RT_OK);
     for (int n = 1; n <= 4; n++) {
-      assert_int_equal(q8rt_set_threads(m, n), Q8RT_OK);
+      assert_int_equal(q8rt_set_threads(m, n, err, sizeof err), Q8RT_OK);
       int32_t cfg[2] = {n, spinning}, r[8];
       const void *in[] = {cfg};
       void *out[] = {r};
-      assert_int_equal(q8rt_run(m, in, out, err, sizeof err), Q8RT_OK);
+      assert_int_equal(q8rt_run(m, 1, in, 1, out, err, sizeof err), Q8RT_OK);
       assert_int_equal(r[R_FAILURES], 0);
       assert_int_equal(r[R_CALLS], 10);
       assert_int_equal(r[R_DISTINCT], spinning ? n : 0);
@@ -689,13 +714,13 @@ static void test_from_desc(void **state) {
   int32_t a[2] = {0, 0}, r[8];
   const void *in[] = {a};
   void *out[] = {r};
-  assert_int_equal(q8rt_run(m, in, out, err, sizeof err), Q8RT_ERR_RUN);
+  assert_int_equal(q8rt_run(m, 1, in, 1, out, err, sizeof err), Q8RT_ERR_RUN);
   assert_string_equal(err, "model variant generic failed (its entry returned 3)");
-  assert_int_equal(q8rt_run_quantized(m, in, out, err, sizeof err), Q8RT_ERR_RUN);
+  assert_int_equal(q8rt_run_quantized(m, 1, in, 1, out, err, sizeof err), Q8RT_ERR_RUN);
   assert_string_equal(err, "model variant generic failed (its quantized entry returned 3)");
-  assert_int_equal(q8rt_run_quantized(NULL, in, out, err, sizeof err), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_run_quantized(NULL, 1, in, 1, out, err, sizeof err), Q8RT_ERR_ARG);
   assert_string_equal(err, "q8rt_run_quantized: model is NULL");
-  assert_int_equal(q8rt_run_quantized(m, in, NULL, err, sizeof err), Q8RT_ERR_ARG);
+  assert_int_equal(q8rt_run_quantized(m, 1, in, 1, NULL, err, sizeof err), Q8RT_ERR_ARG);
   assert_string_equal(err, "q8rt_run_quantized: outputs is NULL (the model has 1)");
   q8rt_free(m);
   assert_int_equal(released, 1);
@@ -786,13 +811,16 @@ static void test_from_desc(void **state) {
   d.inputs = NULL;
   d.variants = failing;
   assert_int_equal(q8rt_model_from_desc(&d, NULL, NULL, &m, err, sizeof err), Q8RT_OK);
-  assert_int_equal(q8rt_run(m, NULL, out, err, sizeof err), Q8RT_ERR_RUN);
+  assert_int_equal(q8rt_run(m, 0, NULL, 1, out, err, sizeof err), Q8RT_ERR_RUN);
+  assert_int_equal(q8rt_run(m, 1, in, 1, out, err, sizeof err), Q8RT_ERR_SHAPE);
+  assert_string_equal(err, "q8rt_run: 1 input given, the model has 0");
   q8rt_free(m);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_status_names, clean_env),
+      cmocka_unit_test_setup(test_versions, clean_env),
       cmocka_unit_test_setup(test_feature_names, clean_env),
       cmocka_unit_test_setup(test_cpu_features_override, clean_env),
       cmocka_unit_test_setup(test_load_run_free, clean_env),

@@ -9,8 +9,8 @@
 #ifndef Q8_DRIVER_H
 #define Q8_DRIVER_H
 
-#include "../../passes/passes.h"
-#include "../frontend.h"
+#include "../passes/passes.h"
+#include "../frontend/frontend.h"
 
 enum { EXIT_INPUT = 1, EXIT_USAGE = 2, MAX_FILES = 64 };
 

@@ -7,14 +7,16 @@
  *
  * The driver only turns arguments into calls on the layers below and prints
  * what they report; it is the one place that writes to stderr and chooses an
- * exit status: 0 success, 1 an error in the input, 2 a usage error. */
+ * exit status: 0 success, 1 an error in the input, 2 a usage error. Running
+ * out of memory in the IR is one such error: main() sets the recovery point
+ * the arena jumps to (IrRecover, ir/ir.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../codegen/codegen.h"
+#include "../codegen/codegen.h"
 #include "driver.h"
 
 static const char usage_text[] =
@@ -378,7 +380,7 @@ static int compile(IrModule *m, Options *o) {
   return 0;
 }
 
-int main(int argc, char **argv) {
+static int q8c_main(int argc, char **argv) {
   Options o = {0};
   int rc = parse_args(argc, argv, &o);
   if (rc)
@@ -397,5 +399,23 @@ int main(int argc, char **argv) {
   else
     rc = compile(m, &o);
   ir_module_free(m);
+  return rc;
+}
+
+/* Out of memory in the IR (ir_alloc, ir_arena_new) jumps here: a message and
+ * the status of an error in the input, never an abort. */
+int main(int argc, char **argv) {
+  IrRecover r;
+  int rc;
+  ir_recover_push(&r);
+  if (setjmp(r.jump) == 0) {
+    rc = q8c_main(argc, argv);
+  } else {
+    ir_recover_free_arenas(&r);
+    fflush(stdout);
+    fprintf(stderr, "q8c: error: out of memory\n");
+    rc = EXIT_INPUT;
+  }
+  ir_recover_pop(&r);
   return rc;
 }

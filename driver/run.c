@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../codegen/codegen.h"
+#include "../codegen/codegen.h"
 #include "driver.h"
 #include "q8rt.h"
 
@@ -202,8 +202,8 @@ static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, 
     inp[i] = in[i].data;
   for (int i = 0; ok && i < m->noutputs; i++)
     outp[i] = out[i].data;
-  if (ok && (o->quantized ? q8rt_run_quantized : q8rt_run)(rt, inp, outp, err, sizeof err) !=
-                Q8RT_OK)
+  if (ok && (o->quantized ? q8rt_run_quantized : q8rt_run)(rt, m->ninputs, inp, m->noutputs, outp,
+                                                         err, sizeof err) != Q8RT_OK)
     ok = ir_error(&m->diag, (IrLoc){0}, "%s", err);
   q8rt_free(rt);
   return ok;
@@ -293,8 +293,8 @@ static int run_so(const Options *o) {
   ok = ok && alloc_outputs(out, types, outs.n);
   for (int i = 0; ok && i < outs.n; i++)
     outp[i] = out[i].data;
-  if (ok && (o->quantized ? q8rt_run_quantized : q8rt_run)(model, inp, outp, err, sizeof err) !=
-                Q8RT_OK) {
+  if (ok && (o->quantized ? q8rt_run_quantized : q8rt_run)(model, ins.n, inp, outs.n, outp, err,
+                                                         sizeof err) != Q8RT_OK) {
     fprintf(stderr, "%s: error: %s\n", o->model, err);
     ok = false;
   }
