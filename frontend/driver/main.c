@@ -488,7 +488,8 @@ static int apply(Options *o, const OptSpec *s, const char *v) {
   return 0;
 }
 
-/* A non-option argument: the subcommand (first), else the model. */
+/* A non-option argument: the subcommand (first, and before any `--`), else
+ * the model. */
 static int positional(Options *o, const char *a, bool *have_cmd, bool *help) {
   if (!*have_cmd && !o->model) {
     *have_cmd = true;
@@ -578,7 +579,7 @@ static int parse_args(int argc, char **argv, Options *o) {
   for (int i = 1; i < argc && rc == 0; i++) {
     const char *a = argv[i];
     if (!options_ended && strcmp(a, "--") == 0) {
-      options_ended = true;
+      options_ended = have_cmd = true;
     } else if (options_ended || a[0] != '-' || a[1] == '\0') {
       rc = positional(o, a, &have_cmd, &help);
     } else if (a[1] == '-') {

@@ -119,6 +119,9 @@ def main():
     t.check("-- ends the options: --help is a file",
             r.returncode == 1 and r.stderr == "--help: error: cannot open: No such file or "
             "directory\n", r.stderr)
+    r = q8(q8c, ["--", "run"], cwd=d)
+    t.check("-- ends the options: run is a file", r.returncode == 1 and r.stderr.decode() ==
+            "run: error: cannot open: No such file or directory\n", r.stderr.decode())
     r = run(q8c, model, "--calib", calib, "--calib-me", "entropy", "--stop-after=calibrate",
             check=False)
     t.check("a unique prefix: --calib-me is --calib-method", r.returncode == 0, r.stderr)
