@@ -1,8 +1,13 @@
-/* driver.h: what the two halves of the `q8c` command share: the parsed
- * command line, exit statuses, and the entry of `q8c run`.
+/* driver.h: what the parts of the `q8c` command share: the parsed command
+ * line, exit statuses, standard input and output as files, and the entry of
+ * each subcommand.
  *
- *   main.c  arguments, `q8c MODEL.ir` (the pass pipeline, then the output)
- *   run.c   `q8c run` (the interpreter, the JIT, or a compiled .so)
+ *   main.c   the option table, parsing, --help, `q8c MODEL.ir` (the pass
+ *            pipeline, then the output)
+ *   run.c    `q8c run` (the interpreter, the JIT, or a compiled .so)
+ *   info.c   `q8c info` (what a model library holds)
+ *   bench.c  `q8c bench` (latency and throughput of a model)
+ *   files.c  '-' for standard input and output, temporary files
  *
  * The driver is the only code that prints to stderr and picks an exit status:
  * 0 success, 1 an error in the input, 2 a usage error. */
@@ -11,10 +16,14 @@
 
 #include "../passes/passes.h"
 #include "../frontend/frontend.h"
+#include "q8rt.h"
 
 enum { EXIT_INPUT = 1, EXIT_USAGE = 2, MAX_FILES = 64 };
 
-/* -i / -o arguments: "NAME=PATH" or "PATH". */
+/* The subcommands; CMD_COMPILE is `q8c MODEL.ir`. */
+typedef enum { CMD_COMPILE, CMD_RUN, CMD_BENCH, CMD_INFO } Command;
+
+/* -i / -o arguments: "NAME=PATH" or "PATH" ("-": standard input or output). */
 typedef struct {
   const char *name;  /* NULL when given without NAME= */
   const char *path;
@@ -22,17 +31,21 @@ typedef struct {
 } FileArg;
 
 typedef struct {
-  bool run;
+  Command cmd;
   bool jit;           /* run: compile in memory instead of interpreting */
   bool quantized;     /* run: the quantized entry (inputs and outputs in their
                        * quantized form where they have one) */
-  const char *model;
+  bool quiet;         /* -q: no notes (and no progress, through pass.quiet) */
+  const char *model;  /* "-": standard input */
   const char *emit;
   int64_t batch;      /* 0 = not given */
   const char *report; /* NULL, "text" or "json" */
   const char *target; /* --target, default "native" */
   int opt_level;      /* -O0..-O3, default 3 */
   bool list_passes;
+  int threads;        /* bench: 0 = the runtime's default */
+  int warmup, runs;   /* bench: -1 = not given */
+  bool json;          /* bench: JSON instead of a table */
   PassOptions pass;
   FileArg inputs[MAX_FILES], outputs[MAX_FILES];
   int ninputs, noutputs;
@@ -40,8 +53,38 @@ typedef struct {
 
 /* main.c: print a module's first error; returns EXIT_INPUT. */
 int driver_fail(const IrModule *m);
+/* main.c: print "q8c: error: MESSAGE" and the --help hint; returns EXIT_USAGE. */
+int driver_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* main.c: parse MODEL.ir, or `text` (standard input, already read) when the
+ * path is "-". NULL only when out of memory (after printing why). */
+IrModule *driver_parse(const char *path, const char *text);
 
 /* run.c: `q8c run MODEL` with the parsed options; returns the exit status. */
 int driver_run(const Options *o);
+/* run.c: the descriptor's tensor as an IrType at the f32 or the quantized
+ * entry, for messages and .npy files. */
+IrType driver_desc_type(const q8_tensor_desc *d, bool quantized);
+
+/* info.c: `q8c info MODEL.so`. */
+int driver_info(const Options *o);
+
+/* bench.c: `q8c bench MODEL`. */
+int driver_bench(const Options *o);
+
+/* files.c: standard input is read once, whoever asks for it. */
+/* The whole of standard input (NUL-terminated; *len without the NUL), read
+ * on the first call and kept; NULL with a message printed on a read error. */
+const char *driver_stdin_text(size_t *len);
+/* Standard input copied to a temporary file (removed at exit) whose suffix
+ * says what it holds (".npy" when it starts with the .npy magic, else
+ * ".safetensors"), for readers that take a path; NULL after printing why. */
+const char *driver_stdin_file(void);
+/* A new empty temporary file ending in `suffix`, removed at exit; NULL after
+ * printing why. */
+const char *driver_temp_file(const char *suffix);
+/* Copy the file at `path` to standard output; false after printing why. */
+bool driver_copy_to_stdout(const char *path);
+/* Is `path` "-" (standard input or output)? */
+bool driver_is_stdio(const char *path);
 
 #endif

@@ -1,9 +1,13 @@
 /* main.c: the `q8c` command line: its options, and `q8c MODEL.ir`, which
  * runs the pass pipeline and writes what --emit asks for. `q8c run` is in
- * run.c.
+ * run.c, `q8c info` in info.c, `q8c bench` in bench.c.
  *
- *   q8c [options] MODEL.ir                   compile (for now: --emit=ir)
- *   q8c run MODEL.ir -i X.npy [-o Y.npy]     run the float reference interpreter
+ * Every option is one row of `options[]` below: its spellings, whether it
+ * takes a value, the subcommands it applies to and its --help text, so the
+ * parser and the help cannot disagree. The parser follows GNU conventions
+ * (getopt_long): `--name=VALUE` or `--name VALUE`, `-oFILE` or `-o FILE`,
+ * grouped flags (`-qh`), unique prefixes of long names, `--` ending the
+ * options, and '-' as a file meaning standard input or output.
  *
  * The driver only turns arguments into calls on the layers below and prints
  * what they report; it is the one place that writes to stderr and chooses an
@@ -12,69 +16,165 @@
  * the arena jumps to (IrRecover, ir/ir.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../codegen/codegen.h"
 #include "driver.h"
 
-static const char usage_text[] =
+/* ---- the option table ---- */
+
+typedef enum { ARG_NONE, ARG_REQUIRED, ARG_OPTIONAL } ArgKind;
+
+enum {
+  C = 1 << CMD_COMPILE,
+  R = 1 << CMD_RUN,
+  B = 1 << CMD_BENCH,
+  I = 1 << CMD_INFO,
+  ALL = C | R | B | I,
+};
+
+typedef enum {
+  OPT_HELP,
+  OPT_VERSION,
+  OPT_QUIET,
+  OPT_OUTPUT,
+  OPT_INPUT,
+  OPT_EMIT,
+  OPT_TARGET,
+  OPT_OPT_LEVEL,
+  OPT_BATCH,
+  OPT_REPORT,
+  OPT_JIT,
+  OPT_QUANTIZED,
+  OPT_LIST_PASSES,
+  OPT_PASS, /* a pipeline option: passes.h's pass_options_set takes it by name */
+  OPT_THREADS,
+  OPT_WARMUP,
+  OPT_RUNS,
+  OPT_JSON,
+} OptId;
+
+typedef struct {
+  const char *section; /* --help: a heading that starts a group, or NULL */
+  const char *name;    /* the long name without "--", or NULL */
+  char short_name;     /* or 0 */
+  ArgKind arg;
+  unsigned commands;   /* the subcommands it applies to (C, R, B, I) */
+  OptId id;
+  const char *spelling; /* --help's left column */
+  const char *help;     /* --help's right column; '\n' continues it */
+} OptSpec;
+
+static const OptSpec options[] = {
+    {"Output", "output", 'o', ARG_REQUIRED, C | R, OPT_OUTPUT, "-o FILE",
+     "write to FILE ('-': standard output); without --emit\n"
+     "its suffix chooses: .ir .ll .s .o .h, anything else a\n"
+     "shared library ('-': IR)"},
+    {NULL, "emit", 0, ARG_REQUIRED, C, OPT_EMIT, "--emit=KIND",
+     "ir (the quantized IR; -o also writes its constants\n"
+     "to FILE's .safetensors sidecar), llvm, asm, obj,\n"
+     "so (a self-contained model library), header (a C\n"
+     "header declaring the model's entry points).\n"
+     "Default: ir to standard output, or by -o's suffix"},
+    {NULL, "target", 0, ARG_REQUIRED, C | R | B, OPT_TARGET, "--target=T[,T]",
+     "native (default) or variants: avx512vnni, avxvnni,\n"
+     "avx2, generic (x86-64); aarch64-i8mm,\n"
+     "aarch64-dotprod, aarch64 (cross-compiled with\n"
+     "aarch64-linux-gnu-gcc). Several of one architecture\n"
+     "go in one library; the runtime picks the best the\n"
+     "CPU supports"},
+    {NULL, NULL, 'O', ARG_REQUIRED, C | R | B, OPT_OPT_LEVEL, "-O0 .. -O3",
+     "LLVM optimisation level (default -O3)"},
+    {NULL, "batch", 0, ARG_REQUIRED, C | R | B, OPT_BATCH, "--batch N",
+     "bind the batch dimension '?' to N (default 1)"},
+    {NULL, "report", 0, ARG_OPTIONAL, C, OPT_REPORT, "--report[=text|json]",
+     "per-layer accuracy of the int8 model against the\n"
+     "float one on the --calib samples (SQNR, max error,\n"
+     "cosine; propagated and isolated) and model sizes,\n"
+     "on standard output (the compiled output then needs -o)"},
+
+    {"Calibration", "calib", 0, ARG_REQUIRED, C, OPT_PASS, "--calib FILE",
+     "samples along the first axis: .npy for a model with\n"
+     "one input, else .safetensors with an array per input.\n"
+     "Without it (and without ranges in the IR) activations\n"
+     "are quantized at run time, as with --dynamic"},
+    {NULL, "calib-method", 0, ARG_REQUIRED, C, OPT_PASS, "--calib-method M",
+     "minmax (default), ma-minmax, percentile:P (e.g.\n"
+     "percentile:99.99), entropy (KL), mse"},
+    {NULL, "calib-momentum", 0, ARG_REQUIRED, C, OPT_PASS, "--calib-momentum M",
+     "ma-minmax: weight of each new batch (default 0.01)"},
+    {NULL, "calib-batch", 0, ARG_REQUIRED, C, OPT_PASS, "--calib-batch N",
+     "samples per calibration batch (default 16)"},
+
+    {"Quantization scheme", "weights", 0, ARG_REQUIRED, C, OPT_PASS, "--weights=W",
+     "s8-per-channel (default) or s8-per-tensor"},
+    {NULL, "activations", 0, ARG_REQUIRED, C, OPT_PASS, "--activations=A",
+     "u8-asym (default) or s8-sym"},
+    {NULL, "dynamic", 0, ARG_NONE, C, OPT_PASS, "--dynamic",
+     "quantize activations per row at run time (no\n"
+     "calibration data; --calib only with --report)"},
+    {NULL, "keep-float", 0, ARG_REQUIRED, C, OPT_PASS, "--keep-float=N[,N]",
+     "values (%name) or weights (@name) to keep in f32"},
+
+    {"Seeing the passes", "list-passes", 0, ARG_NONE, C, OPT_LIST_PASSES, "--list-passes",
+     "list the pipeline's passes and exit"},
+    {NULL, "print-before", 0, ARG_REQUIRED, C, OPT_PASS, "--print-before=P[,P]",
+     "print the IR before these passes (to stderr)"},
+    {NULL, "print-after", 0, ARG_REQUIRED, C, OPT_PASS, "--print-after=P[,P]",
+     "print the IR after these passes (to stderr)"},
+    {NULL, "print-after-all", 0, ARG_NONE, C, OPT_PASS, "--print-after-all",
+     "print the IR after every pass (to stderr)"},
+    {NULL, "stop-after", 0, ARG_REQUIRED, C, OPT_PASS, "--stop-after=P",
+     "stop the pipeline after pass P (the output is IR)"},
+    {NULL, "dump-dir", 0, ARG_REQUIRED, C, OPT_PASS, "--dump-dir=DIR",
+     "write DIR/NN-PASS.ir (+ .safetensors) after each pass;\n"
+     "every dump compiles again on its own"},
+
+    {"Running (q8c run, q8c bench)", "input", 'i', ARG_REQUIRED, R | B, OPT_INPUT,
+     "-i [NAME=]FILE", "an input .npy ('-': standard input); bench: zeros\n"
+     "when not given"},
+    {NULL, "jit", 0, ARG_NONE, R, OPT_JIT, "--jit",
+     "run: compile MODEL.ir in memory instead of interpreting"},
+    {NULL, "quantized", 0, ARG_NONE, R, OPT_QUANTIZED, "--quantized",
+     "run: the quantized entry (u8/i8 inputs and outputs)"},
+    {NULL, "threads", 0, ARG_REQUIRED, B, OPT_THREADS, "--threads N",
+     "bench: threads (default: Q8_THREADS, else 1)"},
+    {NULL, "warmup", 0, ARG_REQUIRED, B, OPT_WARMUP, "--warmup N",
+     "bench: untimed runs first (default 5)"},
+    {NULL, "runs", 0, ARG_REQUIRED, B, OPT_RUNS, "--runs N",
+     "bench: timed runs (default 100)"},
+    {NULL, "json", 0, ARG_NONE, B, OPT_JSON, "--json", "bench: print JSON instead of a table"},
+
+    {"General", "quiet", 'q', ARG_NONE, ALL, OPT_QUIET, "-q, --quiet",
+     "no notes or progress on stderr (errors only)"},
+    {NULL, "help", 'h', ARG_NONE, ALL, OPT_HELP, "-h, --help", "show this help and exit"},
+    {NULL, "version", 0, ARG_NONE, ALL, OPT_VERSION, "--version",
+     "show the version (and the model ABI and LLVM's) and exit"},
+};
+enum { NOPTIONS = sizeof options / sizeof options[0] };
+
+static const char *const command_names[] = {"", "run", "bench", "info"};
+
+static const char usage_head[] =
     "usage: q8c [options] MODEL.ir [-o OUTPUT]\n"
     "       q8c run MODEL.ir|MODEL.so [--jit] [--quantized] -i [NAME=]INPUT.npy...\n"
     "               [-o [NAME=]OUTPUT.npy]...\n"
+    "       q8c info MODEL.so\n"
+    "       q8c bench MODEL.so|MODEL.ir [--batch N] [--threads N] [--warmup N]\n"
+    "               [--runs N] [--json] [-i [NAME=]INPUT.npy]...\n"
+    "       q8c help\n"
     "\n"
     "Quantize a float model written in q8c's text IR (docs/ir.md) to INT8 and\n"
     "compile it to machine code specialized to its shapes. The pipeline:\n"
     "calibrate, quantize, fuse-requant, fold-constants (--list-passes).\n"
-    "\n"
-    "Output:\n"
-    "  -o FILE                write to FILE; without --emit its suffix chooses:\n"
-    "                         .ir .ll .s .o .h, anything else a shared library\n"
-    "  --emit=KIND            ir (the quantized IR; -o also writes its constants\n"
-    "                         to FILE's .safetensors sidecar), llvm, asm, obj,\n"
-    "                         so (a self-contained model library), header (a C\n"
-    "                         header declaring the model's entry points).\n"
-    "                         Default: ir to standard output, or by -o's suffix\n"
-    "  --target=T[,T]         native (default) or variants: avx512vnni, avxvnni,\n"
-    "                         avx2, generic (x86-64); aarch64-i8mm,\n"
-    "                         aarch64-dotprod, aarch64 (cross-compiled with\n"
-    "                         aarch64-linux-gnu-gcc). Several of one architecture\n"
-    "                         go in one library; the runtime picks the best the\n"
-    "                         CPU supports\n"
-    "  -O0 .. -O3             LLVM optimisation level (default -O3)\n"
-    "  --batch N              bind the batch dimension '?' to N (default 1)\n"
-    "  --report[=text|json]   per-layer accuracy of the int8 model against the\n"
-    "                         float one on the --calib samples (SQNR, max error,\n"
-    "                         cosine; propagated and isolated) and model sizes,\n"
-    "                         on standard output (the compiled output then needs -o)\n"
-    "\n"
-    "Calibration:\n"
-    "  --calib FILE           samples along the first axis: .npy for a model with\n"
-    "                         one input, else .safetensors with an array per input\n"
-    "  --calib-method M       minmax (default), ma-minmax, percentile:P (e.g.\n"
-    "                         percentile:99.99), entropy (KL), mse\n"
-    "  --calib-momentum M     ma-minmax: weight of each new batch (default 0.01)\n"
-    "  --calib-batch N        samples per calibration batch (default 16)\n"
-    "\n"
-    "Quantization scheme:\n"
-    "  --weights=W            s8-per-channel (default) or s8-per-tensor\n"
-    "  --activations=A        u8-asym (default) or s8-sym\n"
-    "  --dynamic              quantize activations per row at run time (no\n"
-    "                         calibration needed)\n"
-    "  --keep-float=N[,N]     values (%name) or weights (@name) to keep in f32\n"
-    "\n"
-    "Seeing the passes:\n"
-    "  --list-passes          list the pipeline's passes and exit\n"
-    "  --print-before=P[,P]   print the IR before these passes (to stderr)\n"
-    "  --print-after=P[,P]    print the IR after these passes (to stderr)\n"
-    "  --print-after-all      print the IR after every pass (to stderr)\n"
-    "  --stop-after=P         stop the pipeline after pass P (the output is IR)\n"
-    "  --dump-dir=DIR         write DIR/NN-PASS.ir (+ .safetensors) after each pass;\n"
-    "                         every dump compiles again on its own\n"
-    "\n"
-    "  -h, --help             show this help and exit\n"
-    "  --version              show the version and exit\n"
+    "Without --calib, activations that have no range in the IR are quantized\n"
+    "at run time (--dynamic; a note says so); with it, statically.\n";
+
+static const char usage_tail[] =
     "\n"
     "`q8c run` executes a model: MODEL.so through the runtime (libq8rt), MODEL.ir\n"
     "with the reference interpreter, or with --jit compiled in memory for\n"
@@ -84,25 +184,158 @@ static const char usage_text[] =
     "--quantized runs the model's quantized entry: inputs and outputs that have a\n"
     "quantized form (`{scale, zero_point, dtype}` on their declaration, written by\n"
     "the fuse-requant pass) are u8 or i8 .npy files instead of f32.\n"
+    "`q8c info` prints a model library's variants, inputs and outputs, scratch\n"
+    "and weight bytes. `q8c bench` times a model on zero inputs (or -i files):\n"
+    "warm-up runs, then latency median, p90, min and mean, and throughput\n"
+    "(batch / median); a .so runs with the batch it was compiled for, a .ir is\n"
+    "compiled in memory for --batch and --target.\n"
     "Environment: Q8_ISA forces a variant, Q8_THREADS sets threads,\n"
     "Q8_CPU_FEATURES limits the CPU features the runtime and --target=native\n"
     "see (q8rt.h).\n"
-    "MODEL.ir may be '-' to read standard input (weights then resolve from the\n"
-    "current directory). Exit status: 0 success, 1 an error in the model or\n"
-    "data, 2 a usage error.\n";
+    "A FILE may be '-' for standard input or output: MODEL.ir (weights then\n"
+    "resolve from the current directory), --calib, -i, and -o for text (binary\n"
+    "outputs only when standard output is not a terminal). Long options may be\n"
+    "abbreviated to a unique prefix; `--` ends the options. Exit status:\n"
+    "0 success, 1 an error in the model or data, 2 a usage error.\n";
 
-static int usage_error(const char *fmt, const char *arg) {
+static void print_help(void) {
+  fputs(usage_head, stdout);
+  for (int i = 0; i < NOPTIONS; i++) {
+    const OptSpec *s = &options[i];
+    if (s->section)
+      printf("\n%s:\n", s->section);
+    const char *h = s->help;
+    size_t n = strcspn(h, "\n");
+    if (strlen(s->spelling) > 22)
+      printf("  %s\n  %-22s %.*s\n", s->spelling, "", (int)n, h);
+    else
+      printf("  %-22s %.*s\n", s->spelling, (int)n, h);
+    for (h += n; *h == '\n'; h += n) {
+      h++;
+      n = strcspn(h, "\n");
+      printf("  %-22s %.*s\n", "", (int)n, h);
+    }
+  }
+  fputs(usage_tail, stdout);
+}
+
+static void print_version(void) {
+  unsigned major, minor, patch;
+  LLVMGetVersion(&major, &minor, &patch);
+  printf("q8c %s (model ABI %d, LLVM %u.%u.%u)\n", Q8_VERSION, Q8_MODEL_ABI_VERSION, major,
+         minor, patch);
+}
+
+/* ---- parsing ---- */
+
+int driver_usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
   fprintf(stderr, "q8c: error: ");
-  fprintf(stderr, fmt, arg);
+  vfprintf(stderr, fmt, ap);
   fprintf(stderr, "\nTry 'q8c --help' for more information.\n");
+  va_end(ap);
   return EXIT_USAGE;
 }
 
-static bool parse_batch(const char *s, int64_t *out) {
+/* Edit distance (insertions, deletions, substitutions) between a[0..na) and
+ * b, for "did you mean"; names are short, so the quadratic table is fine. */
+static int edit_distance(const char *a, size_t na, const char *b) {
+  size_t nb = strlen(b);
+  if (na > 63 || nb > 63)
+    return 99;
+  int d[64][64];
+  for (size_t i = 0; i <= na; i++)
+    d[i][0] = (int)i;
+  for (size_t j = 0; j <= nb; j++)
+    d[0][j] = (int)j;
+  for (size_t i = 1; i <= na; i++)
+    for (size_t j = 1; j <= nb; j++) {
+      int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < best)
+        best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best)
+        best = d[i][j - 1] + 1;
+      d[i][j] = best;
+    }
+  return d[na][nb];
+}
+
+/* The closest of `names` to s[0..n), if close enough to be a likely typo. */
+static const char *closest(const char *s, size_t n, const char *const *names, int count) {
+  const char *best = NULL;
+  int best_d = n < 4 ? 1 : n < 9 ? 2 : 3;
+  for (int i = 0; i < count; i++) {
+    if (!names[i])
+      continue;
+    int d = edit_distance(s, n, names[i]);
+    if (d <= best_d && (!best || d < best_d)) {
+      best = names[i];
+      best_d = d;
+    }
+  }
+  return best;
+}
+
+/* The row of `--name` (name[0..n)): an exact match, else the only option it
+ * is a prefix of. NULL after printing a usage error. */
+static const OptSpec *find_long(const char *name, size_t n, int *rc) {
+  const OptSpec *found = NULL;
+  int matches = 0;
+  for (int i = 0; i < NOPTIONS; i++) {
+    const char *ln = options[i].name;
+    if (!ln || strncmp(ln, name, n) != 0)
+      continue;
+    if (strlen(ln) == n)
+      return &options[i];
+    found = &options[i];
+    matches++;
+  }
+  if (matches == 1)
+    return found;
+  if (matches > 1) {
+    char list[512] = "";
+    size_t len = 0;
+    for (int i = 0; i < NOPTIONS && len < sizeof list; i++)
+      if (options[i].name && strncmp(options[i].name, name, n) == 0)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s--%s", len ? ", " : "",
+                                options[i].name);
+    *rc = driver_usage_error("option '--%.*s' is ambiguous: it could be %s", (int)n, name, list);
+    return NULL;
+  }
+  const char *names[NOPTIONS];
+  for (int i = 0; i < NOPTIONS; i++)
+    names[i] = options[i].name;
+  const char *guess = closest(name, n, names, NOPTIONS);
+  if (guess)
+    *rc = driver_usage_error("unknown option '--%.*s'; did you mean '--%s'?", (int)n, name,
+                             guess);
+  else
+    *rc = driver_usage_error("unknown option '--%.*s'", (int)n, name);
+  return NULL;
+}
+
+static const OptSpec *find_short(char c) {
+  for (int i = 0; i < NOPTIONS; i++)
+    if (options[i].short_name == c)
+      return &options[i];
+  return NULL;
+}
+
+/* How an option was written, for messages: "--calib" or "-o". */
+static const char *spelled(const OptSpec *s, char *buf, size_t size) {
+  if (s->name)
+    snprintf(buf, size, "--%s", s->name);
+  else
+    snprintf(buf, size, "-%c", s->short_name);
+  return buf;
+}
+
+static bool parse_count(const char *s, int64_t lo, int64_t hi, int64_t *out) {
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (errno || *end || end == s || v < 1 || v > (1LL << 31))
+  if (errno || *end || end == s || v < lo || v > hi)
     return false;
   *out = v;
   return true;
@@ -123,42 +356,31 @@ static void split_file_arg(const char *s, FileArg *f) {
   }
 }
 
-/* The value of `--opt=V` or `--opt V` / `-o V`; advances *i for the latter. */
-static const char *opt_value(int argc, char **argv, int *i, const char *opt) {
-  size_t n = strlen(opt);
-  if (strncmp(argv[*i], opt, n) == 0 && argv[*i][n] == '=')
-    return argv[*i] + n + 1;
-  if (strcmp(argv[*i], opt) == 0 && *i + 1 < argc)
-    return argv[++*i];
-  return NULL;
-}
-
-static bool is_opt(const char *arg, const char *opt) {
-  size_t n = strlen(opt);
-  return strncmp(arg, opt, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
-}
-
-/* The options that configure the pass pipeline (passes.h names them).
- * Returns true when argv[*i] was one of them; *rc is then non-zero on a bad
- * value. */
-static bool is_pass_option(int argc, char **argv, int *i, PassOptions *p, int *rc) {
-  const char *a = argv[*i];
-  char name[64], opt[70];
-  size_t len = strcspn(a + 2, "=");
-  *rc = 0;
-  if (strncmp(a, "--", 2) != 0 || len >= sizeof name)
-    return false;
-  memcpy(name, a + 2, len);
-  name[len] = '\0';
-  int kind = pass_option_kind(name);
-  if (kind == 0)
-    return false;
-  snprintf(opt, sizeof opt, "--%s", name);
-  const char *v = kind == 2 ? opt_value(argc, argv, i, opt) : NULL;
-  char err[256];
-  if (!pass_options_set(p, name, v, err, sizeof err))
-    *rc = usage_error("%s", err);
-  return true;
+/* Every name in a comma-separated list of passes must be a pass. */
+static int check_pass_list(const char *option, const char *list) {
+  if (!list)
+    return 0;
+  const char *names[64];
+  int n = pass_count() < 64 ? pass_count() : 64;
+  for (int i = 0; i < n; i++)
+    names[i] = pass_name(i);
+  for (const char *p = list; *p;) {
+    size_t len = strcspn(p, ",");
+    bool found = false;
+    for (int i = 0; i < n; i++)
+      found |= strlen(names[i]) == len && memcmp(names[i], p, len) == 0;
+    if (!found) {
+      const char *guess = closest(p, len, names, n);
+      if (guess)
+        return driver_usage_error("--%s: unknown pass '%.*s'; did you mean '%s'? (see "
+                                  "--list-passes)",
+                                  option, (int)len, p, guess);
+      return driver_usage_error("--%s: unknown pass '%.*s' (see --list-passes)", option,
+                                (int)len, p);
+    }
+    p += len + (p[len] == ',');
+  }
+  return 0;
 }
 
 /* What --emit names, as a CgEmit, or EMIT_IR; -1 when unknown. */
@@ -183,7 +405,7 @@ static int default_emit(const char *out) {
     int kind;
   } by_suffix[] = {{".ir", EMIT_IR},    {".ll", CG_EMIT_LLVM}, {".s", CG_EMIT_ASM},
                    {".o", CG_EMIT_OBJ}, {".h", CG_EMIT_HEADER}};
-  if (!out)
+  if (!out || driver_is_stdio(out))
     return EMIT_IR;
   size_t len = strlen(out);
   for (size_t i = 0; i < sizeof by_suffix / sizeof by_suffix[0]; i++) {
@@ -194,102 +416,255 @@ static int default_emit(const char *out) {
   return CG_EMIT_SO;
 }
 
-static int parse_args(int argc, char **argv, Options *o) {
-  int i = 1, rc = 0;
-  pass_options_init(&o->pass);
-  o->opt_level = 3;
-  if (argc > 1 && strcmp(argv[1], "run") == 0) {
-    o->run = true;
-    i = 2;
+/* Apply one option and its value (NULL for a flag). Returns an exit status,
+ * or -1 to stop with 0 (--help, --version). */
+static int apply(Options *o, const OptSpec *s, const char *v) {
+  char buf[64], err[256];
+  int64_t n;
+  switch (s->id) {
+  case OPT_HELP:
+    print_help();
+    return -1;
+  case OPT_VERSION:
+    print_version();
+    return -1;
+  case OPT_QUIET:
+    o->quiet = o->pass.quiet = true;
+    return 0;
+  case OPT_OUTPUT:
+  case OPT_INPUT: {
+    FileArg *files = s->id == OPT_INPUT ? o->inputs : o->outputs;
+    int *count = s->id == OPT_INPUT ? &o->ninputs : &o->noutputs;
+    if (*count == MAX_FILES)
+      return driver_usage_error("more than %d %s options", MAX_FILES, spelled(s, buf, sizeof buf));
+    split_file_arg(v, &files[(*count)++]);
+    return 0;
   }
-  for (; i < argc; i++) {
-    const char *a = argv[i], *v;
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      fputs(usage_text, stdout);
-      exit(0);
-    } else if (strcmp(a, "--version") == 0) {
-      unsigned major, minor, patch;
-      LLVMGetVersion(&major, &minor, &patch);
-      printf("q8c %s (LLVM %u.%u.%u)\n", Q8_VERSION, major, minor, patch);
-      exit(0);
-    } else if (is_opt(a, "--emit")) {
-      if (!(v = opt_value(argc, argv, &i, "--emit")))
-        return usage_error("%s needs a value", a);
-      o->emit = v;
-    } else if (is_opt(a, "--batch")) {
-      if (!(v = opt_value(argc, argv, &i, "--batch")) || !parse_batch(v, &o->batch))
-        return usage_error("--batch needs a positive integer, got '%s'", v ? v : "");
-    } else if (is_opt(a, "--target")) {
-      if (!(v = opt_value(argc, argv, &i, "--target")))
-        return usage_error("%s needs a value", a);
-      o->target = v;
-    } else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
-      o->opt_level = a[2] - '0';
-    } else if (is_opt(a, "--report")) {
-      o->report = a[8] == '=' ? a + 9 : "text";
-      if (strcmp(o->report, "text") != 0 && strcmp(o->report, "json") != 0)
-        return usage_error("--report takes text or json, not '%s'", o->report);
-    } else if (strcmp(a, "--jit") == 0) {
-      o->jit = true;
-    } else if (strcmp(a, "--quantized") == 0) {
-      o->quantized = true;
-    } else if (strcmp(a, "--list-passes") == 0) {
-      o->list_passes = true;
-    } else if (is_pass_option(argc, argv, &i, &o->pass, &rc)) {
-      if (rc)
-        return rc;
-    } else if (strcmp(a, "-i") == 0 || is_opt(a, "--input")) {
-      if (!(v = opt_value(argc, argv, &i, a[1] == 'i' ? "-i" : "--input")))
-        return usage_error("%s needs a file", a);
-      if (o->ninputs == MAX_FILES)
-        return usage_error("too many inputs%s", "");
-      split_file_arg(v, &o->inputs[o->ninputs++]);
-    } else if (strcmp(a, "-o") == 0 || is_opt(a, "--output")) {
-      if (!(v = opt_value(argc, argv, &i, a[1] == 'o' ? "-o" : "--output")))
-        return usage_error("%s needs a file", a);
-      if (o->noutputs == MAX_FILES)
-        return usage_error("too many outputs%s", "");
-      split_file_arg(v, &o->outputs[o->noutputs++]);
-    } else if (a[0] == '-' && a[1] != '\0') {
-      return usage_error("unknown option '%s'", a);
-    } else if (o->model) {
-      return usage_error("more than one model file given ('%s')", a);
-    } else {
-      o->model = a;
+  case OPT_EMIT:
+    if (emit_kind(v) < 0)
+      return driver_usage_error("--emit takes ir, llvm, asm, obj, so or header, not '%s'", v);
+    o->emit = v;
+    return 0;
+  case OPT_TARGET:
+    o->target = v;
+    return 0;
+  case OPT_OPT_LEVEL:
+    if (!(v[0] >= '0' && v[0] <= '3' && !v[1]))
+      return driver_usage_error("-O takes 0, 1, 2 or 3, not '%s'", v);
+    o->opt_level = v[0] - '0';
+    return 0;
+  case OPT_BATCH:
+    if (!parse_count(v, 1, 1LL << 31, &o->batch))
+      return driver_usage_error("--batch needs a positive integer, got '%s'", v);
+    return 0;
+  case OPT_REPORT:
+    o->report = v ? v : "text";
+    if (strcmp(o->report, "text") != 0 && strcmp(o->report, "json") != 0)
+      return driver_usage_error("--report takes text or json, not '%s'", o->report);
+    return 0;
+  case OPT_JIT:
+    o->jit = true;
+    return 0;
+  case OPT_QUANTIZED:
+    o->quantized = true;
+    return 0;
+  case OPT_LIST_PASSES:
+    o->list_passes = true;
+    return 0;
+  case OPT_PASS:
+    if (!pass_options_set(&o->pass, s->name, v, err, sizeof err))
+      return driver_usage_error("%s", err[0] ? err : "internal: not a pipeline option");
+    return 0;
+  case OPT_THREADS:
+  case OPT_WARMUP:
+  case OPT_RUNS:
+    if (!parse_count(v, s->id == OPT_WARMUP ? 0 : 1, 1 << 20, &n))
+      return driver_usage_error("--%s needs a %s integer, got '%s'", s->name,
+                                s->id == OPT_WARMUP ? "non-negative" : "positive", v);
+    *(s->id == OPT_THREADS ? &o->threads : s->id == OPT_WARMUP ? &o->warmup : &o->runs) = (int)n;
+    return 0;
+  case OPT_JSON:
+    o->json = true;
+    return 0;
+  }
+  return 0;
+}
+
+/* A non-option argument: the subcommand (first, and before any `--`), else
+ * the model. */
+static int positional(Options *o, const char *a, bool *have_cmd, bool *help) {
+  if (!*have_cmd && !o->model) {
+    *have_cmd = true;
+    for (int c = CMD_RUN; c <= CMD_INFO; c++)
+      if (strcmp(a, command_names[c]) == 0) {
+        o->cmd = (Command)c;
+        return 0;
+      }
+    if (strcmp(a, "help") == 0) {
+      *help = true;
+      return 0;
     }
   }
+  if (o->model)
+    return driver_usage_error("more than one model file given ('%s' and '%s')", o->model, a);
+  o->model = a;
+  return 0;
+}
+
+/* Checks that need the whole command line. */
+static int check_args(Options *o, const OptSpec **given, int ngiven) {
+  char buf[64];
+  for (int i = 0; i < ngiven; i++)
+    if (!(given[i]->commands & (1u << o->cmd))) {
+      char where[128] = "";
+      size_t len = 0;
+      for (int c = CMD_COMPILE; c <= CMD_INFO; c++)
+        if (given[i]->commands & (1u << c))
+          len += (size_t)snprintf(where + len, sizeof where - len, "%s`q8c %s`",
+                                  len ? " and " : "", c == CMD_COMPILE ? "MODEL.ir" : command_names[c]);
+      return driver_usage_error("%s is for %s", spelled(given[i], buf, sizeof buf), where);
+    }
   if (o->list_passes)
     return 0;
   if (!o->model)
-    return usage_error("no model file given%s", "");
+    return driver_usage_error("no model file given");
+  int rc;
+  if ((rc = check_pass_list("print-before", o->pass.print_before)) ||
+      (rc = check_pass_list("print-after", o->pass.print_after)) ||
+      (rc = check_pass_list("stop-after", o->pass.stop_after)))
+    return rc;
   if (o->report && !o->pass.calib_path)
-    return usage_error("--report measures on the calibration samples: give --calib FILE%s", "");
-  if (o->emit && emit_kind(o->emit) < 0)
-    return usage_error("--emit takes ir, llvm, asm, obj, so or header, not '%s'", o->emit);
-  if (o->run && o->emit)
-    return usage_error("--emit does not apply to `q8c run`%s", "");
-  if (!o->run && o->ninputs)
-    return usage_error("-i is for `q8c run`%s", "");
-  if (!o->run && o->noutputs > 1)
-    return usage_error("more than one -o given%s", "");
-  if (o->jit && !o->run)
-    return usage_error("--jit is for `q8c run`%s", "");
-  if (o->quantized && !o->run)
-    return usage_error("--quantized is for `q8c run`%s", "");
-  if (o->run && o->ninputs == 0)
-    return usage_error("`q8c run` needs at least one -i INPUT.npy%s", "");
+    return driver_usage_error("--report measures on the calibration samples: give --calib FILE");
+  if (o->pass.calib_path && o->pass.dynamic && !o->report)
+    return driver_usage_error("--calib and --dynamic exclude each other: --dynamic quantizes "
+                              "activations at run time from no data (--calib is used with it "
+                              "only by --report)");
+  if (o->cmd == CMD_COMPILE && o->noutputs > 1)
+    return driver_usage_error("more than one -o given");
+  if (o->cmd == CMD_RUN && o->ninputs == 0)
+    return driver_usage_error("`q8c run` needs at least one -i INPUT.npy");
+  /* Standard input can be read once. */
+  const char *what[2 + MAX_FILES];
+  int nstdin = 0;
+  if (driver_is_stdio(o->model))
+    what[nstdin++] = "the model";
+  if (driver_is_stdio(o->pass.calib_path))
+    what[nstdin++] = "--calib";
+  for (int i = 0; i < o->ninputs; i++)
+    if (driver_is_stdio(o->inputs[i].path))
+      what[nstdin++] = "-i";
+  if (nstdin > 1)
+    return driver_usage_error("standard input ('-') can be read only once, but it is given "
+                              "for %s and for %s",
+                              what[0], what[1]);
+  int nstdout = 0;
+  for (int i = 0; i < o->noutputs; i++)
+    nstdout += driver_is_stdio(o->outputs[i].path);
+  if (nstdout > 1 || (nstdout && o->cmd == CMD_COMPILE && o->report))
+    return driver_usage_error("standard output ('-') can take only one output%s",
+                              o->report ? " (--report prints there)" : "");
   return 0;
 }
+
+/* Returns an exit status, or -1 when q8c should stop with 0 at once. */
+static int parse_args(int argc, char **argv, Options *o) {
+  pass_options_init(&o->pass);
+  o->opt_level = 3;
+  o->warmup = o->runs = -1;
+  const OptSpec **given = calloc((size_t)argc + 1, sizeof *given);
+  if (!given) {
+    fprintf(stderr, "q8c: error: out of memory\n");
+    return EXIT_INPUT;
+  }
+  int ngiven = 0, rc = 0;
+  bool options_ended = false, have_cmd = false, help = false;
+  for (int i = 1; i < argc && rc == 0; i++) {
+    const char *a = argv[i];
+    if (!options_ended && strcmp(a, "--") == 0) {
+      options_ended = have_cmd = true;
+    } else if (options_ended || a[0] != '-' || a[1] == '\0') {
+      rc = positional(o, a, &have_cmd, &help);
+    } else if (a[1] == '-') {
+      /* --name, --name=VALUE, --name VALUE */
+      size_t n = strcspn(a + 2, "=");
+      const char *v = a[2 + n] == '=' ? a + 3 + n : NULL;
+      const OptSpec *s = find_long(a + 2, n, &rc);
+      if (!s)
+        break;
+      if (v && s->arg == ARG_NONE) {
+        rc = driver_usage_error("option '--%s' takes no value", s->name);
+      } else if (!v && s->arg == ARG_REQUIRED) {
+        if (i + 1 == argc)
+          rc = driver_usage_error("option '--%s' needs a value", s->name);
+        else
+          v = argv[++i];
+      }
+      if (rc == 0) {
+        given[ngiven++] = s;
+        rc = apply(o, s, v);
+      }
+    } else {
+      /* -x, grouped flags -qh, -oFILE, -o FILE */
+      for (const char *p = a + 1; *p && rc == 0; p++) {
+        const OptSpec *s = find_short(*p);
+        if (!s) {
+          rc = driver_usage_error("unknown option '-%c'", *p);
+          break;
+        }
+        const char *v = NULL;
+        if (s->arg == ARG_REQUIRED) {
+          if (p[1])
+            v = p + 1;
+          else if (i + 1 < argc)
+            v = argv[++i];
+          else
+            rc = driver_usage_error("option '-%c' needs a value", *p);
+        }
+        if (rc == 0) {
+          given[ngiven++] = s;
+          rc = apply(o, s, v);
+        }
+        if (v)
+          break;
+      }
+    }
+  }
+  if (rc == 0 && help) {
+    print_help();
+    rc = -1;
+  }
+  if (rc == 0)
+    rc = check_args(o, given, ngiven);
+  free(given);
+  return rc;
+}
+
+/* ---- compiling ---- */
 
 int driver_fail(const IrModule *m) {
   fprintf(stderr, "%s\n", m->diag.msg);
   return EXIT_INPUT;
 }
 
+IrModule *driver_parse(const char *path, const char *text) {
+  IrModule *m;
+  if (driver_is_stdio(path)) {
+    size_t len;
+    if (!text && !(text = driver_stdin_text(&len)))
+      return NULL;
+    m = fe_parse("-", text);
+  } else {
+    m = fe_parse_file(path);
+  }
+  if (!m)
+    fprintf(stderr, "q8c: error: out of memory\n");
+  return m;
+}
+
 static int emit_ir(IrModule *m, const Options *o) {
   if (o->batch)
     ir_bind_batch(m, o->batch);
-  if (o->noutputs) {
+  if (o->noutputs && !driver_is_stdio(o->outputs[0].path)) {
     char err[512];
     if (!pass_write_module(m, o->outputs[0].path, err, sizeof err)) {
       fprintf(stderr, "q8c: error: %s\n", err);
@@ -297,7 +672,7 @@ static int emit_ir(IrModule *m, const Options *o) {
     }
     return 0;
   }
-  if (o->report)
+  if (o->report && !o->noutputs)
     return 0;
   char *text = ir_print(m);
   if (!text) {
@@ -307,7 +682,7 @@ static int emit_ir(IrModule *m, const Options *o) {
   fputs(text, stdout);
   free(text);
   if (fflush(stdout) != 0) {
-    fprintf(stderr, "q8c: error: write failed: %s\n", strerror(errno));
+    fprintf(stderr, "q8c: error: standard output: write error: %s\n", strerror(errno));
     return EXIT_INPUT;
   }
   return 0;
@@ -325,14 +700,134 @@ static int list_passes(void) {
   return 0;
 }
 
+/* Does the pipeline reach the calibrate pass (no --stop-after before it)? */
+static bool reaches_calibrate(const PassOptions *p) {
+  if (!p->stop_after)
+    return true;
+  for (int i = 0; i < pass_count(); i++) {
+    if (strcmp(pass_name(i), "calibrate") == 0)
+      return true;
+    if (strcmp(pass_name(i), p->stop_after) == 0)
+      return false;
+  }
+  return true;
+}
+
+/* Without --calib, a model whose activations lack ranges is quantized
+ * dynamically (as ONNX Runtime's quantize_dynamic does without data) rather
+ * than refused; one with every range in its IR stays static. */
+static void choose_dynamic(IrModule *m, Options *o) {
+  if (o->pass.calib_path || o->pass.dynamic || !reaches_calibrate(&o->pass) ||
+      pass_unranged_activations(m, &o->pass) == 0)
+    return;
+  o->pass.dynamic = true;
+  if (!o->quiet)
+    fprintf(stderr, "q8c: note: no calibration data: activations are quantized at run time "
+                    "(--dynamic); give --calib FILE for static int8\n");
+}
+
+/* --calib must be a .npy or a safetensors file: say so before its reader
+ * trips over another kind of file with a message about its insides. */
+static int check_calib_kind(const char *path, const char *shown) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return 0; /* the sample reader names the file and the reason */
+  unsigned char b[9] = {0};
+  size_t got = fread(b, 1, sizeof b, f);
+  fclose(f);
+  bool npy = got >= 6 && memcmp(b, "\x93NUMPY", 6) == 0;
+  uint64_t hlen = 0;
+  for (int i = 7; got >= 9 && i >= 0; i--)
+    hlen = hlen << 8 | b[i];
+  bool st = got >= 9 && b[8] == '{' && hlen >= 2 && hlen < (1ULL << 40);
+  if (npy || st)
+    return 0;
+  fprintf(stderr,
+          "q8c: error: --calib %s: not calibration samples: expected a .npy array or a "
+          ".safetensors file of arrays named after the inputs\n",
+          shown);
+  return EXIT_INPUT;
+}
+
+/* cg_compile_to_file for a library: the linker's own lines go to a temporary
+ * file rather than to the user; a failed link is then one line, q8c's message
+ * (the command and its exit status) and the linker's first error. */
+static bool compile_library(IrModule *m, const CgOptions *co, const char *out) {
+  const char *log = driver_temp_file(".log");
+  int saved = log ? dup(STDERR_FILENO) : -1;
+  FILE *f = saved >= 0 ? fopen(log, "w+") : NULL;
+  if (!f) {
+    if (saved >= 0)
+      close(saved);
+    return cg_compile_to_file(m, co, CG_EMIT_SO, out);
+  }
+  fflush(stderr);
+  dup2(fileno(f), STDERR_FILENO);
+  bool ok = cg_compile_to_file(m, co, CG_EMIT_SO, out);
+  fflush(stderr);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  char line[1024], first[1024] = "", error[1024] = "";
+  rewind(f);
+  while (fgets(line, sizeof line, f)) {
+    if (ok) {
+      fputs(line, stderr); /* nothing to summarize: pass it on */
+      continue;
+    }
+    line[strcspn(line, "\n")] = '\0';
+    if (!first[0])
+      snprintf(first, sizeof first, "%s", line);
+    if (!error[0] && strstr(line, "error"))
+      snprintf(error, sizeof error, "%s", line);
+  }
+  fclose(f);
+  if (!ok && (error[0] || first[0])) {
+    size_t n = strlen(m->diag.msg);
+    snprintf(m->diag.msg + n, sizeof m->diag.msg - n, ": %s", error[0] ? error : first);
+  }
+  return ok;
+}
+
+/* Write a binary kind (obj, so) to standard output through a temporary file,
+ * unless standard output is a terminal. */
+static int compile_to_stdout(IrModule *m, const CgOptions *co, int kind, const char *emit) {
+  if (isatty(STDOUT_FILENO)) {
+    fprintf(stderr,
+            "q8c: error: --emit=%s writes a binary file; standard output is a terminal "
+            "(redirect it, or give -o FILE)\n",
+            emit);
+    return EXIT_USAGE;
+  }
+  const char *tmp = driver_temp_file(kind == CG_EMIT_SO ? ".so" : ".o");
+  if (!tmp)
+    return EXIT_INPUT;
+  bool ok = kind == CG_EMIT_SO ? compile_library(m, co, tmp)
+                               : cg_compile_to_file(m, co, (CgEmit)kind, tmp);
+  if (!ok)
+    return driver_fail(m);
+  return driver_copy_to_stdout(tmp) ? 0 : EXIT_INPUT;
+}
+
 /* Compile: run the pass pipeline, then report and emit. */
 static int compile(IrModule *m, Options *o) {
   o->pass.print = print_to_stderr;
-  o->pass.note = note_to_stderr;
+  o->pass.note = o->quiet ? NULL : note_to_stderr;
+  if (o->pass.calib_path) {
+    const char *shown = o->pass.calib_path;
+    if (driver_is_stdio(shown) && !(o->pass.calib_path = driver_stdin_file()))
+      return EXIT_INPUT;
+    int rc = check_calib_kind(o->pass.calib_path, shown);
+    if (rc)
+      return rc;
+  }
+  choose_dynamic(m, o);
   IrModule *ref = NULL;
   if (o->report) {
-    /* The float model, untouched, to measure the int8 one against. */
-    ref = fe_parse_file(o->model);
+    /* The float model, untouched, to measure the int8 one against: parsed
+     * again from the same text (standard input is read once). */
+    ref = driver_parse(o->model, NULL);
+    if (!ref)
+      return EXIT_INPUT;
     if (ref->diag.failed) {
       int rc = driver_fail(ref);
       ir_module_free(ref);
@@ -354,6 +849,7 @@ static int compile(IrModule *m, Options *o) {
   if (rc)
     return rc;
   const char *out = o->noutputs ? o->outputs[0].path : NULL;
+  bool to_stdout = !out || driver_is_stdio(out);
   int kind = o->emit ? emit_kind(o->emit) : default_emit(out);
   if (o->pass.stop_after && kind != EMIT_IR) {
     if (o->emit) {
@@ -366,7 +862,8 @@ static int compile(IrModule *m, Options *o) {
   if (kind == EMIT_IR)
     return emit_ir(m, o);
   if (!out && (kind == CG_EMIT_OBJ || kind == CG_EMIT_SO)) {
-    fprintf(stderr, "q8c: error: --emit=%s writes a binary file: give -o FILE\n", o->emit);
+    fprintf(stderr, "q8c: error: --emit=%s writes a binary file: give -o FILE (or -o -)\n",
+            o->emit);
     return EXIT_USAGE;
   }
   CgOptions co = {.opt_level = o->opt_level, .batch = o->batch ? o->batch : 1};
@@ -375,25 +872,31 @@ static int compile(IrModule *m, Options *o) {
     fprintf(stderr, "q8c: error: --target: %s\n", err);
     return EXIT_USAGE;
   }
-  if (!cg_compile_to_file(m, &co, (CgEmit)kind, out ? out : "/dev/stdout"))
-    return driver_fail(m);
-  return 0;
+  if (to_stdout && (kind == CG_EMIT_OBJ || kind == CG_EMIT_SO))
+    return compile_to_stdout(m, &co, kind, o->emit ? o->emit : "so");
+  if (to_stdout)
+    out = "/dev/stdout";
+  bool ok = kind == CG_EMIT_SO ? compile_library(m, &co, out)
+                               : cg_compile_to_file(m, &co, (CgEmit)kind, out);
+  return ok ? 0 : driver_fail(m);
 }
 
 static int q8c_main(int argc, char **argv) {
   Options o = {0};
   int rc = parse_args(argc, argv, &o);
   if (rc)
-    return rc;
+    return rc < 0 ? 0 : rc;
   if (o.list_passes)
     return list_passes();
-  if (o.run)
+  if (o.cmd == CMD_RUN)
     return driver_run(&o);
-  IrModule *m = fe_parse_file(o.model);
-  if (!m) {
-    fprintf(stderr, "q8c: error: out of memory\n");
+  if (o.cmd == CMD_INFO)
+    return driver_info(&o);
+  if (o.cmd == CMD_BENCH)
+    return driver_bench(&o);
+  IrModule *m = driver_parse(o.model, NULL);
+  if (!m)
     return EXIT_INPUT;
-  }
   if (m->diag.failed)
     rc = driver_fail(m);
   else

@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../codegen/codegen.h"
 #include "driver.h"
-#include "q8rt.h"
 
 /* The model's inputs or outputs, by name, for matching -i and -o. */
 typedef struct {
@@ -32,6 +32,12 @@ static const FileArg *match_file(const FileArg *args, int nargs, const char *nam
 
 static bool check_file_names(const FileArg *args, int nargs, const Names *names,
                              const char *kind) {
+  for (int i = 0; i < nargs; i++)
+    if (kind[0] == 'o' && driver_is_stdio(args[i].path) && isatty(STDOUT_FILENO)) {
+      fprintf(stderr, "q8c: error: -o -: a .npy is binary and standard output is a terminal "
+                      "(redirect it, or give -o FILE.npy)\n");
+      return false;
+    }
   if (names->n > MAX_FILES) {
     fprintf(stderr, "q8c: error: the model has more than %d %ss\n", MAX_FILES, kind);
     return false;
@@ -56,22 +62,28 @@ static bool check_file_names(const FileArg *args, int nargs, const Names *names,
   return true;
 }
 
-/* Read each input's .npy into in[] (malloc'd data). */
-static bool read_inputs(const Options *o, const Names *names, IrTensor *in) {
+/* Read each input's .npy into in[] (malloc'd data); '-' is standard input.
+ * Returns 0, or the exit status after printing why. */
+static int read_inputs(const Options *o, const Names *names, IrTensor *in) {
   char err[512];
   for (int i = 0; i < names->n; i++) {
     const FileArg *f = match_file(o->inputs, o->ninputs, names->names[i], names->n);
     if (!f) {
-      fprintf(stderr, "q8c: error: no file given for input '%s' (-i %s=FILE.npy)\n",
+      fprintf(stderr,
+              "q8c: error: no file given for input '%s' (-i %s=FILE.npy)\nTry 'q8c --help' for "
+              "more information.\n",
               names->names[i], names->names[i]);
-      return false;
+      return EXIT_USAGE;
     }
-    if (!fe_npy_read(f->path, &in[i], err, sizeof err)) {
-      fprintf(stderr, "%s: error: %s\n", f->path, err);
-      return false;
+    const char *path = f->path;
+    if (driver_is_stdio(path) && !(path = driver_stdin_file()))
+      return EXIT_INPUT;
+    if (!fe_npy_read(path, &in[i], err, sizeof err)) {
+      fprintf(stderr, "%s: error: %s\n", driver_is_stdio(f->path) ? "<stdin>" : f->path, err);
+      return EXIT_INPUT;
     }
   }
-  return true;
+  return 0;
 }
 
 /* The batch size the inputs imply: the length of each `?` dim must agree. */
@@ -134,9 +146,19 @@ static bool write_outputs(const Options *o, const Names *names, const IrTensor *
   char err[512];
   for (int i = 0; i < names->n; i++) {
     const FileArg *f = match_file(o->outputs, o->noutputs, names->names[i], names->n);
-    if (o->noutputs == 0)
+    if (o->noutputs == 0) {
       print_tensor(names->names[i], &out[i]);
-    else if (f && !fe_npy_write(f->path, &out[i], err, sizeof err)) {
+    } else if (f && driver_is_stdio(f->path)) {
+      const char *tmp = driver_temp_file(".npy");
+      if (!tmp)
+        return false;
+      if (!fe_npy_write(tmp, &out[i], err, sizeof err)) {
+        fprintf(stderr, "q8c: error: standard output: %s\n", err);
+        return false;
+      }
+      if (!driver_copy_to_stdout(tmp))
+        return false;
+    } else if (f && !fe_npy_write(f->path, &out[i], err, sizeof err)) {
       fprintf(stderr, "%s: error: %s\n", f->path, err);
       return false;
     }
@@ -221,8 +243,11 @@ static int run_ir(IrModule *m, const Options *o) {
     return EXIT_USAGE;
   IrTensor in[MAX_FILES] = {{{0}, 0}}, out[MAX_FILES] = {{{0}, 0}};
   int64_t batch;
-  int status = EXIT_INPUT;
-  if (read_inputs(o, &ins, in) && infer_batch(m, in, o, &batch)) {
+  int status = read_inputs(o, &ins, in);
+  if (status == 0 && !infer_batch(m, in, o, &batch))
+    status = EXIT_INPUT;
+  if (status == 0) {
+    status = EXIT_INPUT;
     bool ran = o->jit         ? run_jit(m, o, batch, in, out)
                : o->quantized ? ir_interp_quantized(m, batch, in, out)
                               : ir_interp_f32(m, batch, in, out, NULL, NULL);
@@ -236,9 +261,7 @@ static int run_ir(IrModule *m, const Options *o) {
   return status;
 }
 
-/* The descriptor's tensor as an IrType at the f32 or the quantized entry,
- * for messages and .npy files. */
-static IrType desc_type(const q8_tensor_desc *d, bool quantized) {
+IrType driver_desc_type(const q8_tensor_desc *d, bool quantized) {
   int32_t dt = quantized ? d->qdtype : d->dtype;
   IrType t = {dt == Q8_DTYPE_F32  ? IR_F32
               : dt == Q8_DTYPE_U8 ? IR_U8
@@ -273,23 +296,33 @@ static int run_so(const Options *o) {
   IrType types[MAX_FILES];
   const void *inp[MAX_FILES];
   void *outp[MAX_FILES];
-  int status = EXIT_INPUT;
-  bool ok = read_inputs(o, &ins, in);
+  int status = read_inputs(o, &ins, in);
+  bool ok = status == 0;
+  status = status ? status : EXIT_INPUT;
   for (int i = 0; ok && i < ins.n; i++) {
-    IrType want = desc_type(q8rt_input(model, i), o->quantized);
+    IrType want = driver_desc_type(q8rt_input(model, i), o->quantized);
     char b1[128], b2[128];
     if (!ir_type_equal(&in[i].type, &want)) {
-      fprintf(stderr,
-              "q8c: error: input '%s' is %s but the model was compiled for %s (recompile with "
-              "--batch to change the batch size)\n",
-              ins.names[i], ir_type_str(&in[i].type, b1, sizeof b1),
-              ir_type_str(&want, b2, sizeof b2));
+      /* Only a different shape is a matter of --batch; a different element
+       * type is a matter of the entry (--quantized) or of the data. */
+      IrType same = in[i].type;
+      same.dtype = want.dtype;
+      const char *hint =
+          !ir_type_equal(&same, &want) ? " (recompile with --batch to change the batch size)"
+          : o->quantized             ? " (--quantized takes each input in its quantized form)"
+          : want.dtype == IR_F32 && in[i].type.dtype != IR_F32
+              ? " (a quantized input is for --quantized)"
+              : "";
+      fprintf(stderr, "q8c: error: input '%s' is %s but the model%s %s%s\n", ins.names[i],
+              ir_type_str(&in[i].type, b1, sizeof b1),
+              o->quantized ? "'s quantized entry takes" : " was compiled for",
+              ir_type_str(&want, b2, sizeof b2), hint);
       ok = false;
     }
     inp[i] = in[i].data;
   }
   for (int i = 0; ok && i < outs.n; i++)
-    types[i] = desc_type(q8rt_output(model, i), o->quantized);
+    types[i] = driver_desc_type(q8rt_output(model, i), o->quantized);
   ok = ok && alloc_outputs(out, types, outs.n);
   for (int i = 0; ok && i < outs.n; i++)
     outp[i] = out[i].data;
@@ -314,11 +347,9 @@ static bool ends_with(const char *s, const char *suffix) {
 int driver_run(const Options *o) {
   if (ends_with(o->model, ".so"))
     return run_so(o);
-  IrModule *m = fe_parse_file(o->model);
-  if (!m) {
-    fprintf(stderr, "q8c: error: out of memory\n");
+  IrModule *m = driver_parse(o->model, NULL);
+  if (!m)
     return EXIT_INPUT;
-  }
   int rc = m->diag.failed ? driver_fail(m) : run_ir(m, o);
   ir_module_free(m);
   return rc;

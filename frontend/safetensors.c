@@ -617,7 +617,7 @@ bool fe_safetensors_write(const char *path, const FeTensor *tensors, int n, char
   if (!f) {
     int e = errno;
     sup_buf_free(&h);
-    return sup_errf(err, errlen, "cannot create: %s", strerror(e));
+    return sup_errf(err, errlen, "cannot create %s: %s", path, strerror(e));
   }
   unsigned char len8[8];
   for (int i = 0; i < 8; i++)
@@ -633,7 +633,7 @@ bool fe_safetensors_write(const char *path, const FeTensor *tensors, int n, char
   }
   if (!ok) {
     remove(path); /* a half-written file would only fail later, less clearly */
-    return sup_errf(err, errlen, "write error: %s", strerror(e));
+    return sup_errf(err, errlen, "cannot write %s: %s", path, strerror(e));
   }
   return true;
 }

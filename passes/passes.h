@@ -70,6 +70,7 @@ typedef struct {
   void (*print)(void *user, const char *text);
   void (*note)(void *user, const char *text);
   void *user;
+  bool quiet;                 /* -q: no progress lines (the driver also leaves note NULL) */
 } PassOptions;
 
 void pass_options_init(PassOptions *o);
@@ -105,6 +106,10 @@ bool pass_calibrate(IrModule *m, const PassOptions *o);
 bool pass_quantize(IrModule *m, const PassOptions *o);
 bool pass_fuse_requant(IrModule *m, const PassOptions *o);
 bool pass_fold_constants(IrModule *m, const PassOptions *o);
+/* calibrate.c: how many activations the calibrate pass would need data for
+ * (those a quantizable op uses without a range in the IR); 0 when the model
+ * can be quantized statically without samples. */
+int pass_unranged_activations(IrModule *m, const PassOptions *o);
 
 /* ---- samples.c ---- */
 

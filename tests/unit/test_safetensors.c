@@ -615,7 +615,8 @@ static void test_write_errors(void **state) {
 
   assert_false(fe_safetensors_write("/nonexistent-dir/x.safetensors", &t, 1, err, sizeof err));
   char want[256];
-  snprintf(want, sizeof want, "cannot create: %s", strerror(ENOENT));
+  snprintf(want, sizeof want, "cannot create /nonexistent-dir/x.safetensors: %s",
+           strerror(ENOENT));
   assert_string_equal(err, want);
 }
 
