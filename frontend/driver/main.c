@@ -16,6 +16,7 @@
 
 #include "../../codegen/codegen.h"
 #include "driver.h"
+#include "q8rt.h"
 
 static const char usage_text[] =
     "usage: q8c [options] MODEL.ir [-o OUTPUT]\n"
@@ -40,6 +41,9 @@ static const char usage_text[] =
     "                         aarch64-linux-gnu-gcc). Several of one architecture\n"
     "                         go in one library; the runtime picks the best the\n"
     "                         CPU supports\n"
+    "  --list-targets         list the variants, best first within an architecture:\n"
+    "                         name, architecture, and runs-here when this CPU runs\n"
+    "                         it (as Q8_CPU_FEATURES restricts it), else '-'; exit\n"
     "  -O0 .. -O3             LLVM optimisation level (default -O3)\n"
     "  --batch N              bind the batch dimension '?' to N (default 1)\n"
     "  --report[=text|json]   per-layer accuracy of the int8 model against the\n"
@@ -94,6 +98,18 @@ static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\nTry 'q8c --help' for more information.\n");
   return EXIT_USAGE;
+}
+
+/* --list-targets: one line per row of codegen/isa.def, for people and for the
+ * tests, which enumerate the variants from it. */
+static int list_targets(void) {
+  uint64_t have = q8rt_cpu_features();
+  for (int i = 0; i < CG_ISA_COUNT; i++) {
+    const CgIsaInfo *v = &cg_isa_info[i];
+    bool runs = strcmp(v->arch, cg_host_arch()) == 0 && (v->bits & ~have) == 0;
+    printf("%-16s %-8s %s\n", v->name, v->arch, runs ? "runs-here" : "-");
+  }
+  return 0;
 }
 
 static bool parse_batch(const char *s, int64_t *out) {
@@ -231,6 +247,8 @@ static int parse_args(int argc, char **argv, Options *o) {
       o->jit = true;
     } else if (strcmp(a, "--quantized") == 0) {
       o->quantized = true;
+    } else if (strcmp(a, "--list-targets") == 0) {
+      exit(list_targets());
     } else if (strcmp(a, "--list-passes") == 0) {
       o->list_passes = true;
     } else if (is_pass_option(argc, argv, &i, &o->pass, &rc)) {
