@@ -27,6 +27,14 @@
 
 #include "q8model.h" /* Q8_DTYPE_*: the y_dtype q8_ref_qgemm takes */
 
+/* What a case's data is beside random: test_kernels.c's special cases. */
+enum {
+  SW_RANDOM,       /* as drawn */
+  SW_SPECIAL_MULT, /* multipliers inf, -inf, NaN, 0, -0, 1e30 over zero and other sums */
+  SW_WRAP,         /* sums that wrap int32: whole channels of 127 and -127, bias at
+                    * INT32_MAX and INT32_MIN, one row of x at its top */
+};
+
 /* One case: the kernel's shape and types, and how its data is drawn. */
 typedef struct {
   const char *isa;   /* the variant's name (cg_isa_info) */
@@ -39,6 +47,7 @@ typedef struct {
   int mult_kind;     /* 0: random; 1: a power of two (exact products, rounding ties) */
   int64_t x_pad, y_pad;
   uint64_t seed;
+  int kind;          /* SW_RANDOM, SW_SPECIAL_MULT or SW_WRAP */
 } SwConfig;
 
 /* A case's data, drawn from its configuration. */
@@ -132,6 +141,27 @@ static inline bool sw_data_init(SwData *d, const SwConfig *c) {
     d->y_zero_point = c->y_dtype == Q8_DTYPE_U8 ? sw_rnd_in(&r, 0, 255) : sw_rnd_in(&r, -20, 20);
     d->y_min = c->relu && d->y_zero_point > qmin ? d->y_zero_point : qmin;
     d->y_max = qmax;
+  }
+  if (c->kind == SW_SPECIAL_MULT) {
+    /* NaN requantizes to the zero point, infinities clamp, relu maps NaN and
+     * -0.0 to +0.0; the first 6 channels sum to 0 (inf * 0 = NaN). */
+    static const float special[6] = {INFINITY, -INFINITY, NAN, 0.0f, -0.0f, 1e30f};
+    for (int64_t j = 0; j < n && j < 12; j++)
+      d->mult[j] = special[j % 6];
+    for (int64_t j = 0; j < n && j < 6; j++) {
+      memset(d->wq + j * k, 0, (size_t)k);
+      d->bias[j] = 0;
+    }
+  } else if (c->kind == SW_WRAP) {
+    /* K * 255 * 127 passes 2^31 from K = 66,311. */
+    for (int64_t j = 0; j < n; j++) {
+      if (j < 14)
+        memset(d->wq + j * k, j < 7 ? 127 : -127, (size_t)k);
+      d->bias[j] = j % 3 == 0 ? INT32_MAX : j % 3 == 1 ? INT32_MIN : d->bias[j];
+      d->mult[j] = 1.0f;
+    }
+    for (int64_t l = 0; l < k; l++)
+      d->x[l] = (uint8_t)c->xhi;
   }
   return true;
 }

@@ -9,11 +9,11 @@
  * times K and N values with primes and every tail of the tiles and of the
  * K chunks, below; u8 and i8 inputs, u8, i8 and f32 outputs, relu, weight
  * bounds 64 and 127, padded rows, power-of-two multipliers, drawn per case as
- * test_kernels.c draws them), all into one LLVM module, optimised and
- * written as one aarch64 object; and CASES.c, the table of the cases
- * (a64_sweep.h's SwCase) naming each one's
- * kernel. Exit status 0, or 1 with a message when a kernel cannot be emitted
- * or the object written. */
+ * test_kernels.c draws them) and of its other cases (layers of real size,
+ * wrapping sums, NaN and infinite multipliers), all into one LLVM module,
+ * optimised and written as one aarch64 object; and CASES.c, the table of the
+ * cases (a64_sweep.h's SwCase) naming each one's kernel. Exit status 0, or 1
+ * with a message when a kernel cannot be emitted or the object written. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,7 +130,7 @@ static const int64_t ns_full[] = {1, 7, 15, 16, 17, 33, 64, 100};
 static const int64_t ks_kept[] = {1, 5, 17, 31, 59, 65, 200};
 static const int64_t ns_kept[] = {1, 7, 15, 17, 100};
 #define COUNT(a) ((int)(sizeof a / sizeof *a))
-enum { MAX_CASES_PER_VARIANT = 17 * COUNT(ks_full) * COUNT(ns_full) };
+enum { MAX_SWEEP_PER_VARIANT = 17 * COUNT(ks_full) * COUNT(ns_full) };
 
 static bool env_flag(const char *name) {
   const char *v = getenv(name);
@@ -152,6 +152,35 @@ static int sweep(const char *isa, SwConfig *cs, int count) {
           cs[count++] = random_config(isa, m, ks[a], ns[b], (uint64_t)i);
   return count;
 }
+
+/* test_kernels.c's other cases: layers of real size (many tiles and tasks,
+ * long K loops), sums that wrap int32, and multipliers that make NaN and
+ * infinities. Seeds as there. */
+static int extras(const char *isa, SwConfig *cs, int count) {
+  SwConfig large[4] = {
+      random_config(isa, 64, 784, 256, 1001),
+      random_config(isa, 1, 4096, 1024, 1002),
+      random_config(isa, 33, 1000, 70, 1003),
+      random_config(isa, 128, 768, 200, 1004),
+  };
+  large[0].x_signed = 0, large[0].xlo = 0, large[0].xhi = 255, large[0].y_dtype = Q8_DTYPE_U8;
+  large[1].x_signed = 1, large[1].xlo = -127, large[1].xhi = 127;
+  large[1].y_dtype = Q8_DTYPE_F32;
+  for (int i = 0; i < 4; i++)
+    cs[count++] = large[i];
+  for (int xi8 = 0; xi8 < 2; xi8++)
+    cs[count++] = (SwConfig){.isa = isa, .m = 3, .k = 70001, .n = 21, .x_signed = xi8,
+                             .y_dtype = Q8_DTYPE_F32, .wmax = 127, .xlo = xi8 ? -127 : 0,
+                             .xhi = xi8 ? 127 : 255, .seed = 3100, .kind = SW_WRAP};
+  static const int ys[3] = {Q8_DTYPE_U8, Q8_DTYPE_I8, Q8_DTYPE_F32};
+  for (int y = 0; y < 3; y++)
+    for (int relu = 0; relu < 2; relu++)
+      cs[count++] = (SwConfig){.isa = isa, .m = 3, .k = 9, .n = 20, .y_dtype = ys[y],
+                               .relu = relu, .wmax = 127, .xlo = 0, .xhi = 255,
+                               .seed = 3200 + (uint64_t)y, .kind = SW_SPECIAL_MULT};
+  return count;
+}
+enum { EXTRAS = 4 + 2 + 6 };
 
 /* ---- the object and the table ---- */
 
@@ -224,10 +253,10 @@ static bool write_table(const char *path, const SwCase *cases, int n) {
     const SwConfig *c = &cases[i].c;
     fprintf(f,
             "    {{\"%s\", %" PRId64 ", %" PRId64 ", %" PRId64 ", %d, %s, %d, %d, %d, %d, %d, "
-            "%" PRId64 ", %" PRId64 ", %" PRIu64 "u}, a64_sweep_%d, %" PRId64 ", 0x%016" PRIx64
+            "%" PRId64 ", %" PRId64 ", %" PRIu64 "u, %d}, a64_sweep_%d, %" PRId64 ", 0x%016" PRIx64
             "u},\n",
             c->isa, c->m, c->k, c->n, c->x_signed, dtype_c(c->y_dtype), c->relu, c->wmax, c->xlo,
-            c->xhi, c->mult_kind, c->x_pad, c->y_pad, c->seed, i, cases[i].ntasks,
+            c->xhi, c->mult_kind, c->x_pad, c->y_pad, c->seed, c->kind, i, cases[i].ntasks,
             cases[i].data_hash);
   }
   fprintf(f, "};\nconst int sw_ncases = %d;\n", n);
@@ -247,7 +276,7 @@ int main(int argc, char **argv) {
   cg_init_llvm();
   CgIsa isas[CG_ISA_COUNT];
   int nisas = swept_variants(isas);
-  size_t most = (size_t)nisas * MAX_CASES_PER_VARIANT;
+  size_t most = (size_t)nisas * (MAX_SWEEP_PER_VARIANT + EXTRAS);
   SwConfig *configs = malloc(sizeof *configs * most);
   CgIsa *isa_of = malloc(sizeof *isa_of * most);
   SwCase *cases = calloc(most, sizeof *cases);
@@ -259,6 +288,7 @@ int main(int argc, char **argv) {
   for (int v = 0; v < nisas; v++) {
     int first = n;
     n = sweep(variant_name(isas[v]), configs, n);
+    n = extras(variant_name(isas[v]), configs, n);
     for (int i = first; i < n; i++)
       isa_of[i] = isas[v];
   }

@@ -23,12 +23,15 @@ static const uint8_t sentinel = 0xA5;
 static void describe(const SwConfig *c, char *buf, size_t len) {
   snprintf(buf, len,
            "%s m=%" PRId64 " k=%" PRId64 " n=%" PRId64 " x=%s y=%s relu=%d wmax=%d x in [%d,%d] "
-           "mult=%d x_pad=%" PRId64 " y_pad=%" PRId64 " seed=%" PRIu64,
+           "mult=%d x_pad=%" PRId64 " y_pad=%" PRId64 " seed=%" PRIu64 "%s",
            c->isa, c->m, c->k, c->n, c->x_signed ? "i8" : "u8",
            c->y_dtype == Q8_DTYPE_F32  ? "f32"
            : c->y_dtype == Q8_DTYPE_I8 ? "i8"
                                        : "u8",
-           c->relu, c->wmax, c->xlo, c->xhi, c->mult_kind, c->x_pad, c->y_pad, c->seed);
+           c->relu, c->wmax, c->xlo, c->xhi, c->mult_kind, c->x_pad, c->y_pad, c->seed,
+           c->kind == SW_SPECIAL_MULT ? " (special multipliers)"
+           : c->kind == SW_WRAP       ? " (wrapping sums)"
+                                      : "");
 }
 
 /* Run case `t`; true when its output is the reference's. */
