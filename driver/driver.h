@@ -43,6 +43,7 @@ typedef struct {
   const char *target; /* --target, default "native" */
   int opt_level;      /* -O0..-O3, default 3 */
   bool list_passes;
+  bool list_targets;
   int threads;        /* bench: 0 = the runtime's default */
   int warmup, runs;   /* bench: -1 = not given */
   bool json;          /* bench: JSON instead of a table */

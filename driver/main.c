@@ -51,6 +51,7 @@ typedef enum {
   OPT_JIT,
   OPT_QUANTIZED,
   OPT_LIST_PASSES,
+  OPT_LIST_TARGETS,
   OPT_PASS, /* a pipeline option: passes.h's pass_options_set takes it by name */
   OPT_THREADS,
   OPT_WARMUP,
@@ -87,6 +88,10 @@ static const OptSpec options[] = {
      "aarch64-linux-gnu-gcc). Several of one architecture\n"
      "go in one library; the runtime picks the best the\n"
      "CPU supports"},
+    {NULL, "list-targets", 0, ARG_NONE, C, OPT_LIST_TARGETS, "--list-targets",
+     "list the variants, best first within an architecture:\n"
+     "name, architecture, and runs-here when this CPU runs\n"
+     "it (as Q8_CPU_FEATURES restricts it), else '-'; exit"},
     {NULL, NULL, 'O', ARG_REQUIRED, C | R | B, OPT_OPT_LEVEL, "-O0 .. -O3",
      "LLVM optimisation level (default -O3)"},
     {NULL, "batch", 0, ARG_REQUIRED, C | R | B, OPT_BATCH, "--batch N",
@@ -471,6 +476,9 @@ static int apply(Options *o, const OptSpec *s, const char *v) {
   case OPT_LIST_PASSES:
     o->list_passes = true;
     return 0;
+  case OPT_LIST_TARGETS:
+    o->list_targets = true;
+    return 0;
   case OPT_PASS:
     if (!pass_options_set(&o->pass, s->name, v, err, sizeof err))
       return driver_usage_error("%s", err[0] ? err : "internal: not a pipeline option");
@@ -524,7 +532,7 @@ static int check_args(Options *o, const OptSpec **given, int ngiven) {
                                   len ? " and " : "", c == CMD_COMPILE ? "MODEL.ir" : command_names[c]);
       return driver_usage_error("%s is for %s", spelled(given[i], buf, sizeof buf), where);
     }
-  if (o->list_passes)
+  if (o->list_passes || o->list_targets)
     return 0;
   if (!o->model)
     return driver_usage_error("no model file given");
@@ -692,6 +700,18 @@ static void print_to_stderr(void *user, const char *text) { fputs(text, stderr);
 
 static void note_to_stderr(void *user, const char *text) {
   fprintf(stderr, "q8c: note: %s\n", text);
+}
+
+/* --list-targets: one line per row of codegen/isa.def, for people and for the
+ * tests, which enumerate the variants from it. */
+static int list_targets(void) {
+  uint64_t have = q8rt_cpu_features();
+  for (int i = 0; i < CG_ISA_COUNT; i++) {
+    const CgIsaInfo *v = &cg_isa_info[i];
+    bool runs = v->arch == cg_host_arch() && (v->bits & ~have) == 0;
+    printf("%-16s %-8s %s\n", v->name, cg_arch_info[v->arch].name, runs ? "runs-here" : "-");
+  }
+  return 0;
 }
 
 static int list_passes(void) {
@@ -888,6 +908,8 @@ static int q8c_main(int argc, char **argv) {
     return rc < 0 ? 0 : rc;
   if (o.list_passes)
     return list_passes();
+  if (o.list_targets)
+    return list_targets();
   if (o.cmd == CMD_RUN)
     return driver_run(&o);
   if (o.cmd == CMD_INFO)

@@ -294,3 +294,53 @@ def stats(ref, x):
         cos = float(np.sum(ref * x)) / math.sqrt(ref2 * x2)
     maxerr = float(np.max(np.abs(ref - x))) if ref.size else 0.0
     return sqnr, maxerr, cos
+
+
+# ---- the instruction-set variants (codegen/isa.def, through q8c --list-targets) ----
+
+
+class Target:
+    """One row of `q8c --list-targets`: a variant's name, its architecture
+    ("x86_64" or "aarch64") and whether the CPU running q8c executes it."""
+
+    def __init__(self, name, arch, runs_here):
+        self.name, self.arch, self.runs_here = name, arch, runs_here
+
+    def __repr__(self):
+        return "Target(%r, %r, %r)" % (self.name, self.arch, self.runs_here)
+
+
+def list_targets(q8c, env=None):
+    """The variants of the table, best first, as q8c lists them (env: extra
+    environment variables, e.g. Q8_CPU_FEATURES). Raises ValueError on a line
+    that is not `NAME ARCH runs-here|-`, so a change of the format fails
+    the tests that read it instead of leaving them with no variants."""
+    e = dict(os.environ)
+    e.update(env or {})
+    proc = subprocess.run([str(q8c), "--list-targets"], capture_output=True, text=True, env=e,
+                          timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError("q8c --list-targets exited with %d:\n%s" % (proc.returncode,
+                                                                       proc.stderr))
+    rows = []
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if len(fields) != 3 or fields[2] not in ("runs-here", "-"):
+            raise ValueError("q8c --list-targets: cannot read line %r" % line)
+        rows.append(Target(fields[0], fields[1], fields[2] == "runs-here"))
+    if not rows:
+        raise ValueError("q8c --list-targets listed no variant")
+    return rows
+
+
+def check_expectations(tally, what, names, table):
+    """Every variant in `names` (rows of --list-targets) has an entry in
+    `table` (a test's expectations keyed by variant name), and the table names
+    no variant that is not there: a new row of codegen/isa.def cannot go
+    untested silently, nor an expectation outlive its variant."""
+    missing = [n for n in names if n not in table]
+    stale = [n for n in table if n not in names]
+    tally.check("%s: an expectation for every variant (%s)" % (what, ", ".join(names)),
+                not missing and not stale,
+                "no expectation for %s%s" % (missing, "; no such variant: %s" % stale
+                                             if stale else ""))

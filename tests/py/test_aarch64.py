@@ -9,6 +9,12 @@ and qemu-user (qemu-aarch64, with the aarch64 libc of libc6-dev-arm64-cross
 in /usr/aarch64-linux-gnu) to run. Each case that cannot run here is counted
 as skipped, with the reason; the assembly checks need neither.
 
+The variants are the aarch64 rows of `q8c --list-targets` (codegen/isa.def),
+not a list written here; the assembly expectations are keyed by name and
+must cover every row. (The kernels alone, over the m/k/n sweep of
+tests/unit/test_kernels.c, are tests/tools/a64_sweep_gen.c's and
+a64_sweep_run.c's.)
+
 Usage: test_aarch64.py /path/to/q8c
 """
 import os
@@ -22,10 +28,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from q8models import (float_ops_model, linear_params, mlp_model, qforms,  # noqa: E402
                       quantize, write_model)
-from q8test import Tally, tmpdir  # noqa: E402
+from q8test import Tally, check_expectations, list_targets, tmpdir  # noqa: E402
 
-ISAS = ["aarch64-i8mm", "aarch64-dotprod", "aarch64"]
 Q8C = os.path.abspath(sys.argv[1])
+ISAS = [v.name for v in list_targets(Q8C) if v.arch == "aarch64"]  # best first
 A64 = os.path.join(os.path.dirname(Q8C), "aarch64")
 SYSROOT = "/usr/aarch64-linux-gnu"
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "mlp")
@@ -332,6 +338,19 @@ def asm_of(model, calib, target, batch, extra=()):
     return (open(out).read() if r.returncode == 0 else None), r.stderr
 
 
+# What each variant's assembly must hold, by name: (batch, flags, mnemonics it
+# must have, mnemonics it must not). Every aarch64 row of --list-targets needs
+# an entry (test_asm fails otherwise).
+ASM_EXPECTED = {
+    "aarch64-i8mm": [(5, (), ["usmmla"], ["sdot", "smull"]),
+                     (5, ("--activations=s8-sym",), ["smmla"], ["usmmla"]),
+                     (1, (), ["sudot"], ["usmmla"])],
+    "aarch64-dotprod": [(5, (), ["sdot"], ["usmmla", "smmla", "sudot", "usdot"]),
+                        (1, ("--activations=s8-sym",), ["sdot"], ["eor"])],
+    "aarch64": [(5, (), ["smull", "smlal2", "sadalp"], ["sdot", "udot", "smmla"])],
+}
+
+
 def test_asm(t, rng):
     """Each variant's assembly holds its instructions (LLVM's AArch64 target
     is part of q8c: no cross toolchain needed), and no fused multiply-add."""
@@ -340,12 +359,8 @@ def test_asm(t, rng):
     def has(text, mnemonic):
         return re.search(r"^\s*%s\s" % mnemonic, text, re.M) is not None
 
-    cases = [("aarch64-i8mm", 5, (), ["usmmla"], ["sdot", "smull"]),
-             ("aarch64-i8mm", 5, ("--activations=s8-sym",), ["smmla"], ["usmmla"]),
-             ("aarch64-i8mm", 1, (), ["sudot"], ["usmmla"]),
-             ("aarch64-dotprod", 5, (), ["sdot"], ["usmmla", "smmla", "sudot", "usdot"]),
-             ("aarch64-dotprod", 1, ("--activations=s8-sym",), ["sdot"], ["eor"]),
-             ("aarch64", 5, (), ["smull", "smlal2", "sadalp"], ["sdot", "udot", "smmla"])]
+    check_expectations(t, "asm", ISAS, ASM_EXPECTED)
+    cases = [(isa,) + c for isa in ISAS for c in ASM_EXPECTED.get(isa, [])]
     for target, batch, extra, want, avoid in cases:
         label = "asm %s batch %d%s" % (target, batch, " " + " ".join(extra) if extra else "")
         text, err = asm_of(model, calib, target, batch, extra)

@@ -6,6 +6,11 @@ their assembly is checked for the intended instructions; the runtime's
 refusal to run them is checked too, and each such case is counted as
 skipped, with the reason.
 
+The variants are the x86_64 rows of `q8c --list-targets` (codegen/isa.def),
+not a list written here; which of them this CPU runs is what that says, and
+the runtime must agree. Per-variant expectations (the instructions in the
+assembly) are a table keyed by name that must cover every row.
+
 Usage: test_codegen.py /path/to/q8c
 """
 import os
@@ -17,10 +22,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from q8models import (float_ops_model, linear_params, mlp_model, qforms,  # noqa: E402
                       quantize, write_model)
-from q8test import Tally, tmpdir  # noqa: E402
+from q8test import Tally, check_expectations, list_targets, tmpdir  # noqa: E402
 
-ISAS = ["avx512vnni", "avxvnni", "avx2", "generic"]
 Q8C = os.path.abspath(sys.argv[1])
+TARGETS = [v for v in list_targets(Q8C) if v.arch == "x86_64"]
+ISAS = [v.name for v in TARGETS]  # best first
+RUNS_HERE = {v.name for v in TARGETS if v.runs_here}
 
 
 def q8c(*args, env=None, check=True):
@@ -97,10 +104,18 @@ class Runner:
                             *out_args(got), check=False)
                 if r.returncode != 0 and "lacks" in r.stderr:
                     self.unavailable[isa] = r.stderr.strip().splitlines()[-1]
-                    self.t.skip("%s %s %s" % (label, isa, how), "CPU lacks it")
+                    if isa in RUNS_HERE:
+                        self.t.check("%s %s %s runs" % (label, isa, how), False,
+                                     "q8c --list-targets says runs-here, but:\n" + r.stderr)
+                    else:
+                        self.t.skip("%s %s %s" % (label, isa, how), "CPU lacks it")
                     continue
                 if r.returncode != 0:
                     self.t.check("%s %s %s runs" % (label, isa, how), False, r.stderr)
+                    continue
+                if isa not in RUNS_HERE:
+                    self.t.check("%s %s %s is refused" % (label, isa, how), False,
+                                 "q8c --list-targets says this CPU cannot run it, yet it ran")
                     continue
                 for o in outputs:
                     want, have = np.load(ref[o]), np.load(got[o])
@@ -194,13 +209,22 @@ def test_quantized_io(t, run, rng):
     run.check("f32 output used again", model, None, x, 3, outputs=("y", "z"))
 
 
+# What each variant's assembly must hold: its name -> needles that must share
+# a line with the first one; [] means none of vpdpbusd and ymm (no AVX). Every
+# x86_64 row of --list-targets needs an entry (test_asm fails otherwise).
+ASM_EXPECTED = {"avx512vnni": ["vpdpbusd", "zmm"], "avxvnni": ["vpdpbusd", "{vex}", "ymm"],
+                "avx2": ["vpmaddwd", "ymm"], "generic": []}
+
+
 def test_asm(t, rng):
     """Every variant compiles; its assembly holds the intended instructions."""
     model, calib = mlp_model(rng)
     d = os.path.dirname(model)
-    want = {"avx512vnni": ["vpdpbusd", "zmm"], "avxvnni": ["vpdpbusd", "{vex}", "ymm"],
-            "avx2": ["vpmaddwd", "ymm"], "generic": []}
-    for isa, needles in want.items():
+    check_expectations(t, "asm", ISAS, ASM_EXPECTED)
+    for isa in ISAS:
+        if isa not in ASM_EXPECTED:
+            continue
+        needles = ASM_EXPECTED[isa]
         asm = os.path.join(d, isa + ".s")
         r = q8c(model, "--calib", calib, "--target=" + isa, "--emit=asm", "-o", asm,
                 check=False)
@@ -339,10 +363,49 @@ def test_outputs(t, rng):
             r.returncode == 2 and "--quantized is for `q8c run`" in r.stderr, r.stderr)
 
 
+def test_list_targets(t, rng):
+    """q8c --list-targets: the table's rows, best first, and which run here;
+    the runtime agrees with it, variant by variant, and Q8_CPU_FEATURES
+    restricts it as it restricts the runtime."""
+    rows = list_targets(Q8C)
+    names = [v.name for v in rows]
+    t.check("--list-targets names each variant once", len(set(names)) == len(names), str(names))
+    t.check("--list-targets has x86_64 and aarch64 rows",
+            {v.arch for v in rows} == {"x86_64", "aarch64"}, str(rows))
+    t.check("this x86_64 machine runs no aarch64 variant",
+            not any(v.runs_here for v in rows if v.arch != "x86_64"), str(rows))
+    # Best first: the last x86_64 row is the baseline, which every x86_64 CPU runs.
+    t.check("this CPU runs the last x86_64 variant, the baseline (%s)" % ISAS[-1],
+            TARGETS[-1].runs_here, str(TARGETS))
+    bare = list_targets(Q8C, env={"Q8_CPU_FEATURES": "none"})
+    t.check("with Q8_CPU_FEATURES=none only the x86_64 baseline runs here",
+            [v.name for v in bare if v.runs_here] == [ISAS[-1]], str(bare))
+
+    model, calib = mlp_model(rng)
+    d = os.path.dirname(model)
+    so = os.path.join(d, "all.so")
+    q8c(model, "--calib", calib, "--batch", 2, "--target=" + ",".join(ISAS), "-o", so)
+    x = os.path.join(d, "x.npy")
+    np.save(x, rng.standard_normal((2, 48)).astype(np.float32))
+    for isa in ISAS:
+        r = q8c("run", so, "-i", x, "-o", os.path.join(d, isa + ".npy"), env={"Q8_ISA": isa},
+                check=False)
+        if isa in RUNS_HERE:
+            t.check("%s: listed as runs-here, and the runtime runs it" % isa, r.returncode == 0,
+                    r.stderr)
+        else:
+            t.check("%s: listed as not running here, and the runtime refuses it" % isa,
+                    r.returncode == 1 and "lacks" in r.stderr, r.stderr)
+
+
 def main():
     t = Tally()
     rng = np.random.default_rng(2024)
     run = Runner(t)
+    skipped = [v for v in ISAS if v not in RUNS_HERE]
+    if skipped:
+        print("note: this CPU does not run %s (q8c --list-targets): their runs are skipped, "
+              "their assembly is still checked" % ", ".join(skipped), flush=True)
     test_linear_sweep(t, run, rng)
     test_schemes(t, run, rng)
     test_float_ops(t, run, rng)
@@ -350,6 +413,7 @@ def main():
     test_asm(t, rng)
     test_header(t, rng)
     test_outputs(t, rng)
+    test_list_targets(t, np.random.default_rng(2026))
     for isa, why in sorted(run.unavailable.items()):
         print("skipped %s: %s" % (isa, why))
     return t.finish()
