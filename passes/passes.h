@@ -158,14 +158,22 @@ void pass_samples_close(PassSamples *s);
 
 /* ---- report.c ---- */
 
+/* The report's forms: a table for people, JSON for tools, or one
+ * self-contained HTML page (inline CSS and SVG chart, no external resource). */
+typedef enum { PASS_REPORT_TEXT, PASS_REPORT_JSON, PASS_REPORT_HTML } PassReportFormat;
+
 /* Measure the quantized module `q` against the float module `ref` on the
- * calibration samples (o->calib_path): for each quantized op (qgemm, qlinear,
- * qlinear_dyn), SQNR, max abs error and cosine similarity of its output
- * against the float value it replaces, propagated (the int8 model end to end)
- * and isolated (the op alone, fed the float model's input); its scales and
- * zero points; and the model size in f32 and int8. Returns malloc'd text (or
- * JSON when `json`), or NULL with a message in q->diag. */
-char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, bool json);
+ * calibration samples (o->calib_path): for each layer (quantized ops qgemm,
+ * qlinear, qlinear_dyn, and the linear and matmul-by-a-constant left in f32),
+ * SQNR, max abs error and cosine similarity of its output against the float
+ * value it replaces, propagated (the int8 model end to end) and isolated (the
+ * op alone, fed the float model's input); its scales and zero points and the
+ * bytes of its constants; for each model output, SQNR, cosine and top-1
+ * agreement (argmax over the last axis, per row); the model size in f32 and
+ * int8; the q8c version and the options. Progress goes to o->event as stage
+ * "report". Returns malloc'd text in `format`, or NULL with a message in
+ * q->diag. */
+char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, PassReportFormat format);
 
 /* ---- select.c ---- */
 

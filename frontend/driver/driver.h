@@ -29,7 +29,7 @@ typedef struct {
   const char *model;
   const char *emit;
   int64_t batch;      /* 0 = not given */
-  const char *report; /* NULL, "text" or "json" */
+  const char *report; /* NULL, "text", "json" or "html" */
   const char *target; /* --target, default "native" */
   int opt_level;      /* -O0..-O3, default 3 */
   bool list_passes;

@@ -42,10 +42,14 @@ static const char usage_text[] =
     "                         CPU supports\n"
     "  -O0 .. -O3             LLVM optimisation level (default -O3)\n"
     "  --batch N              bind the batch dimension '?' to N (default 1)\n"
-    "  --report[=text|json]   per-layer accuracy of the int8 model against the\n"
-    "                         float one on the --calib samples (SQNR, max error,\n"
-    "                         cosine; propagated and isolated) and model sizes,\n"
-    "                         on standard output (the compiled output then needs -o)\n"
+    "  --report[=text|json|html]  per-layer accuracy of the int8 model against\n"
+    "                         the float one on the --calib samples (SQNR, max\n"
+    "                         error, cosine; propagated and isolated; layers kept\n"
+    "                         in f32 too), the outputs' SQNR, cosine and top-1\n"
+    "                         agreement, and model sizes, on standard output (the\n"
+    "                         compiled output then needs -o). html: one\n"
+    "                         self-contained page with a chart of SQNR by depth\n"
+    "                         (redirect it: --report=html > report.html)\n"
     "\n"
     "Calibration:\n"
     "  --calib FILE           samples along the first axis: .npy for a model with\n"
@@ -225,8 +229,9 @@ static int parse_args(int argc, char **argv, Options *o) {
       o->opt_level = a[2] - '0';
     } else if (is_opt(a, "--report")) {
       o->report = a[8] == '=' ? a + 9 : "text";
-      if (strcmp(o->report, "text") != 0 && strcmp(o->report, "json") != 0)
-        return usage_error("--report takes text or json, not '%s'", o->report);
+      if (strcmp(o->report, "text") != 0 && strcmp(o->report, "json") != 0 &&
+          strcmp(o->report, "html") != 0)
+        return usage_error("--report takes text, json or html, not '%s'", o->report);
     } else if (strcmp(a, "--jit") == 0) {
       o->jit = true;
     } else if (strcmp(a, "--quantized") == 0) {
@@ -323,6 +328,12 @@ static int list_passes(void) {
   return 0;
 }
 
+static PassReportFormat report_format(const char *s) {
+  return strcmp(s, "json") == 0 ? PASS_REPORT_JSON
+         : strcmp(s, "html") == 0 ? PASS_REPORT_HTML
+                                  : PASS_REPORT_TEXT;
+}
+
 /* Compile: run the pass pipeline, then report and emit. */
 static int compile(IrModule *m, Options *o) {
   o->pass.print = print_to_stderr;
@@ -341,7 +352,7 @@ static int compile(IrModule *m, Options *o) {
   if (!pass_run_pipeline(m, &o->pass)) {
     rc = driver_fail(m);
   } else if (o->report) {
-    char *text = pass_report(ref, m, &o->pass, strcmp(o->report, "json") == 0);
+    char *text = pass_report(ref, m, &o->pass, report_format(o->report));
     if (!text)
       rc = driver_fail(m);
     else
