@@ -74,6 +74,10 @@ static const char usage_text[] =
     "  --stop-after=P         stop the pipeline after pass P (the output is IR)\n"
     "  --dump-dir=DIR         write DIR/NN-PASS.ir (+ .safetensors) after each pass;\n"
     "                         every dump compiles again on its own\n"
+    "  --time-passes          after the run, print each pass's wall time (and the\n"
+    "                         report's and code generation's) to stderr\n"
+    "On a terminal, calibration shows its progress (samples, rate, ETA) and\n"
+    "stages taking over a second leave a line on stderr; -q silences them.\n"
     "\n"
     "  -h, --help             show this help and exit\n"
     "  --version              show the version and exit\n"
@@ -316,12 +320,6 @@ static int emit_ir(IrModule *m, const Options *o) {
   return 0;
 }
 
-static void print_to_stderr(void *user, const char *text) { fputs(text, stderr); }
-
-static void note_to_stderr(void *user, const char *text) {
-  fprintf(stderr, "q8c: note: %s\n", text);
-}
-
 static int list_passes(void) {
   for (int i = 0; i < pass_count(); i++)
     printf("%-16s %s\n", pass_name(i), pass_description(i));
@@ -334,10 +332,19 @@ static PassReportFormat report_format(const char *s) {
                                   : PASS_REPORT_TEXT;
 }
 
-/* Compile: run the pass pipeline, then report and emit. */
-static int compile(IrModule *m, Options *o) {
-  o->pass.print = print_to_stderr;
-  o->pass.note = note_to_stderr;
+/* The driver's own stages (report, codegen) are announced and timed as the
+ * pipeline does its passes, through the same callback. */
+static double begin_stage(Options *o, const char *name) {
+  pass_stage(&o->pass, PASS_EVENT_BEGIN, name, 0);
+  return pass_clock();
+}
+
+static void end_stage(Options *o, const char *name, double start) {
+  pass_stage(&o->pass, PASS_EVENT_END, name, pass_clock() - start);
+}
+
+/* Run the pass pipeline, then report and emit. */
+static int compile_stages(IrModule *m, Options *o) {
   IrModule *ref = NULL;
   if (o->report) {
     /* The float model, untouched, to measure the int8 one against. */
@@ -352,7 +359,9 @@ static int compile(IrModule *m, Options *o) {
   if (!pass_run_pipeline(m, &o->pass)) {
     rc = driver_fail(m);
   } else if (o->report) {
+    double start = begin_stage(o, "report");
     char *text = pass_report(ref, m, &o->pass, report_format(o->report));
+    end_stage(o, "report", start);
     if (!text)
       rc = driver_fail(m);
     else
@@ -384,9 +393,20 @@ static int compile(IrModule *m, Options *o) {
     fprintf(stderr, "q8c: error: --target: %s\n", err);
     return EXIT_USAGE;
   }
-  if (!cg_compile_to_file(m, &co, (CgEmit)kind, out ? out : "/dev/stdout"))
-    return driver_fail(m);
-  return 0;
+  double start = begin_stage(o, "codegen");
+  bool ok = cg_compile_to_file(m, &co, (CgEmit)kind, out ? out : "/dev/stdout");
+  end_stage(o, "codegen", start);
+  return ok ? 0 : driver_fail(m);
+}
+
+/* Compile, showing progress on a terminal and the stage times when asked. */
+static int compile(IrModule *m, Options *o) {
+  DriverProgress progress;
+  driver_progress_attach(&progress, &o->pass);
+  int rc = compile_stages(m, o);
+  if (o->pass.time_passes)
+    driver_print_timing(&progress);
+  return rc;
 }
 
 int main(int argc, char **argv) {

@@ -41,11 +41,21 @@ output: checked in the page as written and in the DOM that headless chromium
 renders (--dump-dom), whose screenshot must show both series' colours. The
 browser part is skipped, saying so, when chromium is not installed.
 
+Progress and timing: on a pseudo-terminal, calibration draws "calibrate:
+N/300 samples, R samples/s, ETA T s" in place and ends it with a newline;
+with stderr not a terminal nothing is printed. --time-passes prints a table
+naming every pass of --list-passes, the report and codegen with times >= 0
+and their total.
+
+Also: the text report (one row per layer, the size line), a model whose
+int8 arithmetic is exact (SQNR inf -> null / "inf"), a calibration path that
+needs JSON escapes, and a file that does not fit the model (an error, exit 1).
 """
 import html.parser
 import json
 import math
 import os
+import pty
 import re
 import shutil
 import struct
@@ -680,6 +690,89 @@ def check_html(t, q8c, d, mod):
     t.record("html: the page has ink", ink > 5000, f"{ink} non-background pixels")
 
 
+# ---- progress and timing ----
+
+def run_on_tty(cmd):
+    """Run cmd with stderr on a pseudo-terminal; returns (exit, stdout,
+    stderr as bytes)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other end closed
+            break
+        if not chunk:
+            break
+        err += chunk
+    out = proc.stdout.read()
+    proc.wait()
+    os.close(master)
+    return proc.returncode, out, err
+
+
+def check_progress(t, q8c, d, mod):
+    """On a terminal, calibration shows samples done of all, a rate and an
+    ETA on a line rewritten in place and ended by a newline; off a terminal
+    stderr stays empty."""
+    qir = os.path.join(d, "q_progress.ir")
+    rc, out, err = run_on_tty([q8c, mod.ir, "--calib", mod.calib, "--calib-batch", "7",
+                               "--report=json", "-o", qir])
+    text = err.decode("utf-8", "replace")
+    n = mod.nsamples
+    t.check("progress: runs on a terminal, report on stdout", rc == 0 and
+             json.loads(out)["samples"] == n, f"exit {rc}, stderr {text!r}")
+    draws = [s for line in text.replace("\r\n", "\n").split("\n") for s in line.split("\r")]
+    running = [s for s in draws if re.match(
+        rf"calibrate: \d+/{n} samples, [\d.]+ samples/s, ETA \d+ (?:s|min \d+ s)\x1b\[K$", s)]
+    t.check("progress: a line with samples, rate and ETA", bool(running), repr(text))
+    done = [s for s in text.replace("\r\n", "\n").split("\n") if
+            re.search(rf"\rcalibrate: {n}/{n} samples, [\d.]+ samples/s, \d+ s\x1b\[K$", s)]
+    t.check("progress: calibration ends on a line of its own", len(done) == 1, repr(text))
+    t.check("progress: updated in place", "\r" in text and text.count("\n") <= 8, repr(text))
+    t.check("progress: the report shows its samples too",
+             re.search(rf"report: {n}/{n} samples", text) is not None, repr(text))
+    proc = q8test.run(q8c, mod.ir, "--calib", mod.calib, "--report=json", "-o", qir)
+    t.check("progress: nothing when stderr is not a terminal", proc.stderr == "",
+             repr(proc.stderr))
+
+
+def check_time_passes(t, q8c, d, mod):
+    """--time-passes: a table on stderr naming every pass of --list-passes,
+    the report and code generation, each with a time >= 0, and their total."""
+    passes = [l.split()[0] for l in q8test.run(q8c, "--list-passes").stdout.splitlines()]
+    so = os.path.join(d, "timed.so")
+    try:
+        proc = q8test.run(q8c, mod.ir, "--calib", mod.calib, "--time-passes", "--report=json",
+                          "-o", so)
+    except RuntimeError as e:
+        t.record("time-passes: runs", False, str(e))
+        return
+    rows = {}
+    for line in proc.stderr.splitlines():
+        m = re.match(r"^\s+(\d+\.\d+)\s+(\d+\.\d)%\s+(\S+)$", line)
+        if m:
+            rows[m.group(3)] = (float(m.group(1)), float(m.group(2)))
+    want = passes + ["report", "codegen"]
+    t.record("time-passes: every pass, the report and codegen, with a time >= 0",
+             all(s in rows and rows[s][0] >= 0 for s in want),
+             f"want {want}, stderr {proc.stderr!r}")
+    total = rows.get("total", (None,))[0]
+    t.record("time-passes: the total adds them up", total is not None and
+             abs(total - sum(rows[s][0] for s in want if s in rows)) <= 1e-3 * len(want),
+             f"{rows}")
+    t.record("time-passes: the output is still written and the report still JSON",
+             os.path.getsize(so) > 0 and json.loads(proc.stdout)["samples"] == mod.nsamples)
+    plain = q8test.run(q8c, mod.ir, "--calib", mod.calib, "-o", so)
+    t.record("time-passes: no table without the option", plain.stderr == "", plain.stderr)
+    help_text = q8test.run(q8c, "--help").stdout
+    t.record("help names --time-passes and --report=html",
+             "--time-passes" in help_text and "text|json|html" in help_text)
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -716,6 +809,8 @@ def main():
     check_bad_samples(t, q8c, d, mlp)
     check_sizes(t, q8c, d)
     check_html(t, q8c, d, mlp)
+    check_progress(t, q8c, d, mlp)
+    check_time_passes(t, q8c, d, mlp)
     return t.finish()
 
 
