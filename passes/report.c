@@ -291,8 +291,12 @@ static bool setup(Report *r) {
   r->taps = ir_alloc(r->arena, (size_t)(2 * q->nnodes + 1) * sizeof *r->taps);
   for (int i = 0; i < q->nnodes; i++) {
     const IrNode *n = q->nodes[i];
-    if (is_quantized_op(n->op) ? !setup_layer(r, n, &r->layers[r->nlayers++])
-        : is_float_layer(n) && !setup_float_layer(r, n, &r->layers[r->nlayers++]))
+    bool ok = true;
+    if (is_quantized_op(n->op))
+      ok = setup_layer(r, n, &r->layers[r->nlayers++]);
+    else if (is_float_layer(n))
+      ok = setup_float_layer(r, n, &r->layers[r->nlayers++]);
+    if (!ok)
       return false;
   }
   /* The pipeline keeps the outputs and their order. */
