@@ -94,10 +94,8 @@ static void on_event(void *user, const PassEvent *e) {
     /* The first line with a rate (after one batch) and the last are always
      * drawn; between them a few per second. */
     if (showing(p) && (p->draws < 2 || e->done == e->total ||
-                       now - p->last_draw >= REDRAW_SECONDS)) {
-      clear_line(p);
-      draw_progress(p, e->stage, false, now);
-    }
+                       now - p->last_draw >= REDRAW_SECONDS))
+      draw_progress(p, e->stage, false, now);  /* over the line that is up */
     break;
   case PASS_EVENT_END:
     if (p->nstages < DRIVER_MAX_STAGES) {
@@ -106,11 +104,13 @@ static void on_event(void *user, const PassEvent *e) {
     }
     if (!showing(p))
       break;
-    clear_line(p);
-    if (p->progressed)
+    if (p->progressed) {
       draw_progress(p, e->stage, true, now);
-    else if (e->seconds > SLOW_STAGE_SECONDS)
-      fprintf(stderr, "q8c: %s: %.1f s\n", e->stage, e->seconds);
+    } else {
+      clear_line(p);
+      if (e->seconds > SLOW_STAGE_SECONDS)
+        fprintf(stderr, "q8c: %s: %.1f s\n", e->stage, e->seconds);
+    }
     break;
   }
 }
