@@ -39,7 +39,7 @@ typedef struct {
   const char *model;  /* "-": standard input */
   const char *emit;
   int64_t batch;      /* 0 = not given */
-  const char *report; /* NULL, "text" or "json" */
+  const char *report; /* NULL, "text", "json" or "html" */
   const char *target; /* --target, default "native" */
   int opt_level;      /* -O0..-O3, default 3 */
   bool list_passes;
@@ -51,6 +51,30 @@ typedef struct {
   FileArg inputs[MAX_FILES], outputs[MAX_FILES];
   int ninputs, noutputs;
 } Options;
+
+/* progress.c: the progress line and the stage times (--time-passes). */
+enum { DRIVER_MAX_STAGES = 64 };
+
+typedef struct {
+  const PassOptions *opts;  /* read for `quiet` */
+  bool tty;                 /* stderr is a terminal: progress is shown */
+  bool line_open;           /* a progress line is up, without its newline */
+  bool progressed;          /* the current stage reported progress */
+  int draws;                /* progress lines drawn for the current stage */
+  double begin, last_draw;  /* the current stage's start; the last redraw */
+  int64_t done, total;      /* the current stage's last progress */
+  struct {
+    char name[32];
+    double seconds;
+  } stages[DRIVER_MAX_STAGES];
+  int nstages;
+} DriverProgress;
+
+/* Route o's print, note and event callbacks to `p` (which must outlive the
+ * run): notes and IR to stderr, progress on a terminal, times recorded. */
+void driver_progress_attach(DriverProgress *p, PassOptions *o);
+/* The --time-passes table of every stage that ended, to stderr. */
+void driver_print_timing(const DriverProgress *p);
 
 /* main.c: print a module's first error; returns EXIT_INPUT. */
 int driver_fail(const IrModule *m);

@@ -96,11 +96,15 @@ static const OptSpec options[] = {
      "LLVM optimisation level (default -O3)"},
     {NULL, "batch", 0, ARG_REQUIRED, C | R | B, OPT_BATCH, "--batch N",
      "bind the batch dimension '?' to N (default 1)"},
-    {NULL, "report", 0, ARG_OPTIONAL, C, OPT_REPORT, "--report[=text|json]",
+    {NULL, "report", 0, ARG_OPTIONAL, C, OPT_REPORT, "--report[=text|json|html]",
      "per-layer accuracy of the int8 model against the\n"
      "float one on the --calib samples (SQNR, max error,\n"
-     "cosine; propagated and isolated) and model sizes,\n"
-     "on standard output (the compiled output then needs -o)"},
+     "cosine; propagated and isolated; layers kept in f32\n"
+     "too), the outputs' SQNR, cosine and top-1 agreement,\n"
+     "and model sizes, on standard output (the compiled\n"
+     "output then needs -o). html: one self-contained page\n"
+     "with a chart of SQNR by depth (redirect it:\n"
+     "--report=html > report.html)"},
 
     {"Calibration", "calib", 0, ARG_REQUIRED, C, OPT_PASS, "--calib FILE",
      "samples along the first axis: .npy for a model with\n"
@@ -138,6 +142,12 @@ static const OptSpec options[] = {
     {NULL, "dump-dir", 0, ARG_REQUIRED, C, OPT_PASS, "--dump-dir=DIR",
      "write DIR/NN-PASS.ir (+ .safetensors) after each pass;\n"
      "every dump compiles again on its own"},
+    {NULL, "time-passes", 0, ARG_NONE, C, OPT_PASS, "--time-passes",
+     "after the run, print each pass's wall time (and the\n"
+     "report's and code generation's) to stderr. On a\n"
+     "terminal, calibration shows its progress (samples,\n"
+     "rate, ETA) and stages taking over a second leave a\n"
+     "line on stderr; -q silences them"},
 
     {"Running (q8c run, q8c bench)", "input", 'i', ARG_REQUIRED, R | B, OPT_INPUT,
      "-i [NAME=]FILE", "an input .npy ('-': standard input); bench: zeros\n"
@@ -464,8 +474,9 @@ static int apply(Options *o, const OptSpec *s, const char *v) {
     return 0;
   case OPT_REPORT:
     o->report = v ? v : "text";
-    if (strcmp(o->report, "text") != 0 && strcmp(o->report, "json") != 0)
-      return driver_usage_error("--report takes text or json, not '%s'", o->report);
+    if (strcmp(o->report, "text") != 0 && strcmp(o->report, "json") != 0 &&
+        strcmp(o->report, "html") != 0)
+      return driver_usage_error("--report takes text, json or html, not '%s'", o->report);
     return 0;
   case OPT_JIT:
     o->jit = true;
@@ -696,12 +707,6 @@ static int emit_ir(IrModule *m, const Options *o) {
   return 0;
 }
 
-static void print_to_stderr(void *user, const char *text) { fputs(text, stderr); }
-
-static void note_to_stderr(void *user, const char *text) {
-  fprintf(stderr, "q8c: note: %s\n", text);
-}
-
 /* --list-targets: one line per row of codegen/isa.def, for people and for the
  * tests, which enumerate the variants from it. */
 static int list_targets(void) {
@@ -828,10 +833,25 @@ static int compile_to_stdout(IrModule *m, const CgOptions *co, int kind, const c
   return driver_copy_to_stdout(tmp) ? 0 : EXIT_INPUT;
 }
 
-/* Compile: run the pass pipeline, then report and emit. */
-static int compile(IrModule *m, Options *o) {
-  o->pass.print = print_to_stderr;
-  o->pass.note = o->quiet ? NULL : note_to_stderr;
+static PassReportFormat report_format(const char *s) {
+  return strcmp(s, "json") == 0   ? PASS_REPORT_JSON
+         : strcmp(s, "html") == 0 ? PASS_REPORT_HTML
+                                  : PASS_REPORT_TEXT;
+}
+
+/* The driver's own stages (report, codegen) are announced and timed as the
+ * pipeline does its passes, through the same callback. */
+static double begin_stage(Options *o, const char *name) {
+  pass_stage(&o->pass, PASS_EVENT_BEGIN, name, 0);
+  return pass_clock();
+}
+
+static void end_stage(Options *o, const char *name, double start) {
+  pass_stage(&o->pass, PASS_EVENT_END, name, pass_clock() - start);
+}
+
+/* Run the pass pipeline, then report and emit. */
+static int compile_stages(IrModule *m, Options *o) {
   if (o->pass.calib_path) {
     const char *shown = o->pass.calib_path;
     if (driver_is_stdio(shown) && !(o->pass.calib_path = driver_stdin_file()))
@@ -858,7 +878,9 @@ static int compile(IrModule *m, Options *o) {
   if (!pass_run_pipeline(m, &o->pass)) {
     rc = driver_fail(m);
   } else if (o->report) {
-    char *text = pass_report(ref, m, &o->pass, strcmp(o->report, "json") == 0);
+    double start = begin_stage(o, "report");
+    char *text = pass_report(ref, m, &o->pass, report_format(o->report));
+    end_stage(o, "report", start);
     if (!text)
       rc = driver_fail(m);
     else
@@ -896,9 +918,21 @@ static int compile(IrModule *m, Options *o) {
     return compile_to_stdout(m, &co, kind, o->emit ? o->emit : "so");
   if (to_stdout)
     out = "/dev/stdout";
+  double start = begin_stage(o, "codegen");
   bool ok = kind == CG_EMIT_SO ? compile_library(m, &co, out)
                                : cg_compile_to_file(m, &co, (CgEmit)kind, out);
+  end_stage(o, "codegen", start);
   return ok ? 0 : driver_fail(m);
+}
+
+/* Compile, showing progress on a terminal and the stage times when asked. */
+static int compile(IrModule *m, Options *o) {
+  DriverProgress progress;
+  driver_progress_attach(&progress, &o->pass);
+  int rc = compile_stages(m, o);
+  if (o->pass.time_passes)
+    driver_print_timing(&progress);
+  return rc;
 }
 
 static int q8c_main(int argc, char **argv) {

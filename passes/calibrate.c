@@ -8,7 +8,8 @@
  * number of samples. Histogram methods read the data twice: once for min and
  * max, once to fill the histogram over that range. Ranges already written in
  * the IR are kept as given; a model whose activations all have ranges needs
- * no data. */
+ * no data. Progress (samples read of all to read) goes to the event callback
+ * after every batch. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 
 typedef struct {
   PassObserver **by_id;  /* observer of each value id, or NULL */
+  const PassOptions *o;
+  int64_t done, total;   /* samples read, over every pass over the data */
 } Calib;
 
 static void observe(void *user, const IrNode *node, const IrTensor *t) {
@@ -70,6 +73,10 @@ static bool run_samples(IrModule *m, PassSamples *samples, Calib *c, PassObserve
     ok = ok && ir_interp_f32(m, batch, in, out, observe, c);
     for (int i = 0; ok && i < m->noutputs; i++)
       free(out[i].data);
+    /* A batch is `batch` samples, or one when each sample runs alone. */
+    c->done += batch > 0 ? batch : 0;
+    if (ok)
+      pass_progress(c->o, "calibrate", c->done, c->total);
   }
   free(in);
   free(out);
@@ -95,7 +102,7 @@ bool pass_calibrate(IrModule *m, const PassOptions *o) {
 
   int nvalues = ir_number_values(m);
   IrArena *tmp = ir_arena_new();
-  Calib c = {ir_alloc(tmp, (size_t)nvalues * sizeof(PassObserver *))};
+  Calib c = {ir_alloc(tmp, (size_t)nvalues * sizeof(PassObserver *)), o, 0, 0};
   PassObserver **all = ir_alloc(tmp, (size_t)nwant * sizeof *all);
   PassObserver **input_obs = ir_alloc(tmp, (size_t)m->ninputs * sizeof *input_obs);
   bool ok = true;
@@ -111,6 +118,8 @@ bool pass_calibrate(IrModule *m, const PassOptions *o) {
       input_obs[id] = all[i];
   }
   int npasses = ok ? pass_observer_passes(all[0]) : 0;
+  c.total = npasses * pass_samples_count(samples);
+  pass_progress(o, "calibrate", 0, c.total);
   for (int p = 0; ok && p < npasses; p++) {
     if (p > 0) {
       for (int i = 0; i < nwant; i++)

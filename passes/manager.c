@@ -4,13 +4,16 @@
  * print callback), --stop-after, and --dump-dir, which writes one numbered
  * file per pass (03-calibrate.ir) with the constants it uses in a sidecar
  * safetensors file, so that any dump parses back and compilation can resume
- * from it. */
+ * from it. Each pass is announced and timed through the event callback
+ * (begin, end with its wall time), which the driver shows as progress and as
+ * the --time-passes table. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../frontend/frontend.h"
 #include "passes.h"
@@ -79,7 +82,7 @@ static bool set_calib_method(PassCalibConfig *c, const char *v, char *err, size_
   return false;
 }
 
-static const char *const flag_options[] = {"dynamic", "print-after-all"};
+static const char *const flag_options[] = {"dynamic", "print-after-all", "time-passes"};
 static const char *const value_options[] = {
     "calib",      "calib-method", "calib-momentum", "calib-batch", "weights",  "activations",
     "keep-float", "print-before", "print-after",    "stop-after",  "dump-dir"};
@@ -106,6 +109,10 @@ bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err
   }
   if (strcmp(name, "print-after-all") == 0) {
     o->print_after_all = true;
+    return true;
+  }
+  if (strcmp(name, "time-passes") == 0) {
+    o->time_passes = true;
     return true;
   }
   if (!v || !*v) {
@@ -155,7 +162,7 @@ bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err
 }
 
 void pass_note(const PassOptions *o, const char *fmt, ...) {
-  if (!o->note)
+  if (!o->note || o->quiet)
     return;
   char buf[1024];
   va_list ap;
@@ -163,6 +170,26 @@ void pass_note(const PassOptions *o, const char *fmt, ...) {
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   o->note(o->user, buf);
+}
+
+void pass_progress(const PassOptions *o, const char *stage, int64_t done, int64_t total) {
+  if (!o->event || o->quiet)
+    return;
+  PassEvent e = {PASS_EVENT_PROGRESS, stage, done, total, 0};
+  o->event(o->user, &e);
+}
+
+void pass_stage(const PassOptions *o, PassEventKind kind, const char *stage, double seconds) {
+  if (!o->event)
+    return;
+  PassEvent e = {kind, stage, 0, 0, seconds};
+  o->event(o->user, &e);
+}
+
+double pass_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 bool pass_verify(IrModule *m, const PassOptions *o) { return ir_verify(m); }
@@ -290,11 +317,19 @@ bool pass_run_pipeline(IrModule *m, const PassOptions *o) {
     const char *name = passes[i].name;
     if (pass_name_listed(o->print_before, name))
       print_ir(m, o, "before", name);
+    /* A stage's time includes the dead-value sweep and the verifier that
+     * follow it: what the user waits for because of it. */
+    double start = pass_clock();
     ir_fill_uses(m); /* a pass may count on the use counts (ir_count_uses) */
-    if (!passes[i].run(m, o))
+    pass_stage(o, PASS_EVENT_BEGIN, name, 0);
+    bool ok = passes[i].run(m, o);
+    if (ok)
+      ir_remove_dead(m);
+    bool valid = ok && ir_verify(m);
+    pass_stage(o, PASS_EVENT_END, name, pass_clock() - start);
+    if (!ok)
       return false;
-    ir_remove_dead(m);
-    if (!ir_verify(m)) {
+    if (!valid) {
       /* A pass that breaks the graph is a bug in q8c; say which pass. */
       char msg[sizeof m->diag.msg];
       snprintf(msg, sizeof msg, "%s", m->diag.msg);

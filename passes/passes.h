@@ -50,6 +50,24 @@ bool pass_observer_range(const PassObserver *o, float *lo, float *hi, char *note
 
 /* ---- manager.c ---- */
 
+/* What the pipeline reports as it runs, through PassOptions.event: a stage
+ * (a pass, or "report") beginning and ending, and inside one, how much of its
+ * work is done. The library never prints; the driver turns these into a
+ * progress line and the --time-passes table. */
+typedef enum {
+  PASS_EVENT_BEGIN,     /* `stage` starts */
+  PASS_EVENT_PROGRESS,  /* `done` of `total` units (samples) are done */
+  PASS_EVENT_END,       /* `stage` ended after `seconds` of wall time */
+} PassEventKind;
+
+typedef struct {
+  PassEventKind kind;
+  const char *stage;    /* the pass's name, or "report" */
+  int64_t done, total;  /* PROGRESS: samples read so far and in all (a method
+                         * that reads the data twice counts them twice) */
+  double seconds;       /* END: wall time of the stage */
+} PassEvent;
+
 typedef struct {
   /* Calibration: samples along the first axis, in a .npy (one input) or a
    * safetensors file of arrays named after the inputs. */
@@ -69,15 +87,19 @@ typedef struct {
    * (degenerate ranges, all-zero weight channels). */
   void (*print)(void *user, const char *text);
   void (*note)(void *user, const char *text);
+  /* Stages, their progress and wall times (NULL: none are reported). */
+  void (*event)(void *user, const PassEvent *e);
   void *user;
-  bool quiet;                 /* -q: no progress lines (the driver also leaves note NULL) */
+  bool quiet;        /* -q: no notes and no PASS_EVENT_PROGRESS (BEGIN and END
+                      * still come, for --time-passes) */
+  bool time_passes;  /* --time-passes: the caller wants the wall-time table */
 } PassOptions;
 
 void pass_options_init(PassOptions *o);
 /* Set one option by its command-line name without the dashes ("calib",
  * "calib-method", "calib-momentum", "calib-batch", "weights", "activations",
  * "keep-float", "print-before", "print-after", "stop-after", "dump-dir";
- * "dynamic" and "print-after-all" take no value). Returns false with a
+ * "dynamic", "print-after-all" and "time-passes" take no value). Returns false with a
  * message in err for a bad value, and also when the name is not an option
  * (err then empty). `value` must outlive the options. */
 bool pass_options_set(PassOptions *o, const char *name, const char *value, char *err,
@@ -91,8 +113,17 @@ bool pass_run_pipeline(IrModule *m, const PassOptions *o);
 int pass_count(void);
 const char *pass_name(int i);
 const char *pass_description(int i);
-/* A remark for the user, through o->note (printf-style). */
+/* A remark for the user, through o->note (printf-style); none when o->quiet. */
 void pass_note(const PassOptions *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Report that `done` of `total` samples of stage `stage` are done, through
+ * o->event; nothing when o->quiet. */
+void pass_progress(const PassOptions *o, const char *stage, int64_t done, int64_t total);
+/* Report a stage beginning or ending (PASS_EVENT_BEGIN or _END), with its
+ * wall time for END. The pipeline does it for every pass; the driver for
+ * what it runs after (report, codegen). */
+void pass_stage(const PassOptions *o, PassEventKind kind, const char *stage, double seconds);
+/* Wall-clock seconds from a fixed point (CLOCK_MONOTONIC), to time stages. */
+double pass_clock(void);
 /* Write the module as text IR at `ir_path`, with every constant it uses in a
  * safetensors file beside it (same name, .safetensors) that the text names,
  * so the file parses back on its own. */
@@ -131,14 +162,22 @@ void pass_samples_close(PassSamples *s);
 
 /* ---- report.c ---- */
 
+/* The report's forms: a table for people, JSON for tools, or one
+ * self-contained HTML page (inline CSS and SVG chart, no external resource). */
+typedef enum { PASS_REPORT_TEXT, PASS_REPORT_JSON, PASS_REPORT_HTML } PassReportFormat;
+
 /* Measure the quantized module `q` against the float module `ref` on the
- * calibration samples (o->calib_path): for each quantized op (qgemm, qlinear,
- * qlinear_dyn), SQNR, max abs error and cosine similarity of its output
- * against the float value it replaces, propagated (the int8 model end to end)
- * and isolated (the op alone, fed the float model's input); its scales and
- * zero points; and the model size in f32 and int8. Returns malloc'd text (or
- * JSON when `json`), or NULL with a message in q->diag. */
-char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, bool json);
+ * calibration samples (o->calib_path): for each layer (quantized ops qgemm,
+ * qlinear, qlinear_dyn, and the linear and matmul-by-a-constant left in f32),
+ * SQNR, max abs error and cosine similarity of its output against the float
+ * value it replaces, propagated (the int8 model end to end) and isolated (the
+ * op alone, fed the float model's input); its scales and zero points and the
+ * bytes of its constants; for each model output, SQNR, cosine and top-1
+ * agreement (argmax over the last axis, per row); the model size in f32 and
+ * int8; the q8c version and the options. Progress goes to o->event as stage
+ * "report". Returns malloc'd text in `format`, or NULL with a message in
+ * q->diag. */
+char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, PassReportFormat format);
 
 /* ---- select.c ---- */
 

@@ -2,6 +2,13 @@
  * as the pipeline left it, against the float module `ref` it came from, on the
  * calibration samples, and gives the model's size before and after.
  *
+ * A layer is a quantized op, or a linear (or matmul by a constant) that q
+ * keeps in f32 (--keep-float): those are measured the same way, so the table
+ * shows where the error comes from and what keeping a layer in float buys.
+ * Each model output is compared whole as well: SQNR, cosine and top-1
+ * agreement (the argmax over the last axis, row by row, as a classifier's
+ * prediction).
+ *
  * Each quantized op of q (qgemm, qlinear, qlinear_dyn) replaces one float
  * value F of ref: the pipeline names the op's result after it, with ".q"
  * appended when the result is integer (quantize.c, fuse_requant.c), and its
@@ -19,8 +26,10 @@
  * sums in double updated as values stream by, so memory holds one batch of the
  * needed float values and never grows with the number of samples.
  *
- * The result is a fixed-width table for people or JSON for tools; inf and NaN
- * figures print as "inf"/"nan" in text and null in JSON. */
+ * The result is a fixed-width table for people, JSON for tools, or one HTML
+ * page with the table beside an SVG chart of SQNR by depth drawn here (no
+ * script, no external resource); inf and NaN figures print as "inf"/"nan" in
+ * text and HTML and null in JSON. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -97,8 +106,18 @@ typedef struct {
   int32_t out_zp;
   bool relu;
   int64_t wn, wk;      /* the weight's [N, K] */
+  bool quantized;      /* an int8 op; else a layer left in f32 */
+  bool kept;           /* in f32 because --keep-float listed it */
+  int64_t bytes;       /* the node's constants in q (weight, bias, scales) */
   Stats prop, iso;
 } Layer;
+
+/* A model output: the int8 model's against the float model's. */
+typedef struct {
+  const IrValue *v;    /* the output of q */
+  Stats s;
+  int64_t rows, agree; /* rows of the last axis, and those whose argmax agree */
+} Output;
 
 typedef struct {
   IrModule *ref, *q;
@@ -107,6 +126,8 @@ typedef struct {
   int nlayers;
   Tap *taps;
   int ntaps;
+  Output *outputs;
+  int noutputs;
   /* By value id (ir_number_values of each module), so that the observers
    * find a node's entry in O(1): 1 + the index of the tap of a ref value,
    * and of the layer of a q node's result; 0 for none. */
@@ -123,6 +144,29 @@ static int by_id(const int *table, int count, const IrValue *v) {
 
 static bool is_quantized_op(IrOp op) {
   return op == IR_OP_QGEMM || op == IR_OP_QLINEAR || op == IR_OP_QLINEAR_DYN;
+}
+
+/* A layer q left in f32: a linear, or a matmul by a rank-2 constant (the
+ * nodes select.c would quantize). */
+static bool is_float_layer(const IrNode *n) {
+  if (n->result->type.dtype != IR_F32 || n->nopnds < 2 || n->opnds[1]->type.rank != 2 ||
+      n->opnds[0]->type.dtype != IR_F32)
+    return false;
+  return n->op == IR_OP_LINEAR || (n->op == IR_OP_MATMUL && n->opnds[1]->kind == IR_VAL_CONST);
+}
+
+static int64_t value_bytes(const IrValue *v) {
+  int64_t n;
+  return ir_type_numel(&v->type, 1, &n) ? n * (int64_t)ir_dtype_size(v->type.dtype) : 0;
+}
+
+/* The bytes of a node's constant operands. */
+static int64_t node_const_bytes(const IrNode *n) {
+  int64_t total = 0;
+  for (int i = 0; i < n->nopnds; i++)
+    if (n->opnds[i]->kind == IR_VAL_CONST)
+      total += value_bytes(n->opnds[i]);
+  return total;
 }
 
 /* The float value's name: `name` less a trailing ".q". */
@@ -200,7 +244,7 @@ static bool qparams(Report *r, const IrNode *n, IrQSide side, IrQParams *q) {
 
 /* Read what the report shows and needs of quantized op `n`. */
 static bool setup_layer(Report *r, const IrNode *n, Layer *l) {
-  *l = (Layer){.node = n};
+  *l = (Layer){.node = n, .quantized = true, .bytes = node_const_bytes(n)};
   if (n->nopnds < 2 || n->opnds[1]->type.rank != 2)
     return internal_error(r->q, n->loc, "%%%s has no [N, K] weight", n->result->name);
   l->wn = n->opnds[1]->type.dims[0];
@@ -241,6 +285,17 @@ static bool setup_layer(Report *r, const IrNode *n, Layer *l) {
   return find_ref_value(r, n, n->result, &l->f) && find_ref_value(r, n, n->opnds[0], &l->x);
 }
 
+/* A linear or matmul left in f32: the same name in both models. */
+static bool setup_float_layer(Report *r, const IrNode *n, Layer *l) {
+  const IrType *w = &n->opnds[1]->type;
+  bool matmul = n->op == IR_OP_MATMUL;  /* B is [K, N] */
+  *l = (Layer){.node = n, .in_dtype = IR_F32, .out_dtype = IR_F32,
+               .wn = w->dims[matmul ? 1 : 0], .wk = w->dims[matmul ? 0 : 1],
+               .kept = ir_attr_int(n, IR_ATTR_KEEP_FLOAT, 0) == 1,
+               .bytes = node_const_bytes(n)};
+  return find_ref_value(r, n, n->result, &l->f) && find_ref_value(r, n, n->opnds[0], &l->x);
+}
+
 static bool setup(Report *r) {
   IrModule *q = r->q;
   r->layers = ir_alloc(r->arena, (size_t)(q->nnodes + 1) * sizeof *r->layers);
@@ -250,12 +305,25 @@ static bool setup(Report *r) {
   r->tap_of = ir_alloc(r->arena, (size_t)(r->nref_ids + 1) * sizeof *r->tap_of);
   r->layer_of = ir_alloc(r->arena, (size_t)(r->nq_ids + 1) * sizeof *r->layer_of);
   for (int i = 0; i < q->nnodes; i++) {
-    if (!is_quantized_op(q->nodes[i]->op))
-      continue;
-    r->layer_of[q->nodes[i]->result->id] = r->nlayers + 1;
-    if (!setup_layer(r, q->nodes[i], &r->layers[r->nlayers++]))
+    const IrNode *n = q->nodes[i];
+    bool ok = true;
+    if (is_quantized_op(n->op) || is_float_layer(n))
+      r->layer_of[n->result->id] = r->nlayers + 1;
+    if (is_quantized_op(n->op))
+      ok = setup_layer(r, n, &r->layers[r->nlayers++]);
+    else if (is_float_layer(n))
+      ok = setup_float_layer(r, n, &r->layers[r->nlayers++]);
+    if (!ok)
       return false;
   }
+  /* The pipeline keeps the outputs and their order. */
+  if (q->noutputs != r->ref->noutputs)
+    return internal_error(q, (IrLoc){0}, "the int8 model has %d outputs, the float model %d",
+                          q->noutputs, r->ref->noutputs);
+  r->noutputs = q->noutputs;
+  r->outputs = ir_alloc(r->arena, (size_t)(q->noutputs + 1) * sizeof *r->outputs);
+  for (int i = 0; i < q->noutputs; i++)
+    r->outputs[i] = (Output){.v = q->outputs[i]};
   return true;
 }
 
@@ -396,6 +464,38 @@ static bool measure_isolated(Report *r, Layer *l, int64_t batch) {
   return ok;
 }
 
+/* The index of the largest of x[0..n), the first one on ties; a NaN, the
+ * first one, wins (numpy's argmax). */
+static int64_t argmax(const float *x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (isnan(x[i]))
+      return i;
+    if (x[i] > x[best])
+      best = i;
+  }
+  return best;
+}
+
+/* Accumulate model output `x` of q against `f` of ref: the values, and
+ * whether each row's argmax over the last axis agrees. */
+static bool measure_output(Report *r, Output *out, const IrTensor *f, const IrTensor *x) {
+  int64_t nf, nx;
+  if (f->type.dtype != IR_F32 || x->type.dtype != IR_F32 || !ir_type_numel(&f->type, 1, &nf) ||
+      !ir_type_numel(&x->type, 1, &nx) || nf != nx)
+    return internal_error(r->q, out->v->loc, "output %%%s does not match the float model's",
+                          out->v->name);
+  const float *fd = f->data, *xd = x->data;
+  for (int64_t i = 0; i < nf; i++)
+    stats_add(&out->s, fd[i], xd[i]);
+  int64_t last = f->type.rank ? f->type.dims[f->type.rank - 1] : 1;
+  for (int64_t row = 0; last > 0 && row < nf / last; row++) {
+    out->rows++;
+    out->agree += argmax(fd + row * last, last) == argmax(xd + row * last, last);
+  }
+  return true;
+}
+
 /* Run both models over every sample, one batch at a time. */
 static bool run_samples(Report *r, const PassOptions *o, int64_t *nsamples) {
   IrModule *ref = r->ref, *q = r->q;
@@ -409,6 +509,8 @@ static bool run_samples(Report *r, const PassOptions *o, int64_t *nsamples) {
     return false;
   }
   *nsamples = pass_samples_count(rs);
+  int64_t done = 0;
+  pass_progress(o, "report", 0, *nsamples);
   IrTensor *rin = calloc((size_t)ref->ninputs + 1, sizeof *rin);
   IrTensor *qin = calloc((size_t)q->ninputs + 1, sizeof *qin);
   IrTensor *rout = calloc((size_t)ref->noutputs + 1, sizeof *rout);
@@ -435,17 +537,28 @@ static bool run_samples(Report *r, const PassOptions *o, int64_t *nsamples) {
       r->taps[i].numel = -1;
     /* The float model first: the int8 run measures against its values. */
     ok = ir_interp_f32(ref, batch, rin, rout, observe_ref, r);
-    for (int i = 0; i < ref->noutputs; i++)
-      free(rout[i].data);
     if (!ok) {
+      for (int i = 0; i < ref->noutputs; i++)
+        free(rout[i].data);
       ok = ref_failed(r);
       break;
     }
     ok = !r->failed && ir_interp_f32(q, batch, qin, qout, observe_q, r) && !r->failed;
-    for (int i = 0; i < q->noutputs; i++)
+    for (int i = 0; ok && i < r->noutputs; i++)
+      ok = measure_output(r, &r->outputs[i], &rout[i], &qout[i]);
+    for (int i = 0; i < ref->noutputs; i++) {
+      free(rout[i].data);
+      rout[i].data = NULL;
+    }
+    for (int i = 0; i < q->noutputs; i++) {
       free(qout[i].data);
+      qout[i].data = NULL;
+    }
     for (int i = 0; ok && i < r->nlayers; i++)
       ok = measure_isolated(r, &r->layers[i], batch);
+    done += batch;
+    if (ok)
+      pass_progress(o, "report", done, *nsamples);
   }
   free(rin);
   free(qin);
@@ -478,8 +591,6 @@ static void fmt_num(char *buf, size_t size, const char *fmt, double v) {
     snprintf(buf, size, fmt, v);
 }
 
-enum { NCOLS = 12, NLEFT = 6 /* text columns, left-aligned; then numbers */ };
-
 static char *cellf(IrArena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static char *cellf(IrArena *a, const char *fmt, ...) {
@@ -504,26 +615,93 @@ static void stats_cells(IrArena *a, const Stats *s, const char **cells) {
   cells[2] = cellf(a, "%s", b);
 }
 
+/* A byte count in the unit that fits: "512 B", "1.5 KiB", "375.9 MiB",
+ * "1.2 GiB" (binary units, one decimal; a value that would print as 1024.0
+ * moves to the next unit). */
+static void fmt_size(char *buf, size_t size, int64_t bytes) {
+  static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  if (bytes > -1024 && bytes < 1024) {
+    snprintf(buf, size, "%lld B", (long long)bytes);
+    return;
+  }
+  double v = (double)bytes;
+  for (int u = 1; u < 5; u++) {
+    v /= 1024;
+    snprintf(buf, size, "%.1f %s", v, units[u]);
+    if (fabs(strtod(buf, NULL)) < 1024)
+      return;
+  }
+}
+
+static const char *size_cell(IrArena *a, int64_t bytes) {
+  char b[64];
+  fmt_size(b, sizeof b, bytes);
+  return cellf(a, "%s", b);
+}
+
+enum { NCOLS = 13, NLEFT = 7 /* text columns; then the statistics */, STATS = NLEFT };
+
+/* Columns aligned to the right: the size and every figure. */
+static bool right_aligned(int c) { return c == 3 || c >= NLEFT; }
+
+/* Why a layer is in f32. */
+static const char *float_reason(const Layer *l) {
+  return l->kept ? "kept in f32" : "not quantized";
+}
+
 static void row_cells(IrArena *a, const Layer *l, const char **c) {
   const IrNode *n = l->node;
   c[0] = l->f.v->name;
   c[1] = ir_op_info[n->op].name;
   c[2] = cellf(a, "[%lld, %lld]", (long long)l->wn, (long long)l->wk);
+  c[3] = size_cell(a, l->bytes);
   const char *from = l->in_dtype == IR_F32 ? "f32->" : "";
   if (l->has_xq)
-    c[3] = cellf(a, "%s%s (%.4g, %d)", from, ir_dtype_name(l->x_dtype), l->x_scale,
+    c[4] = cellf(a, "%s%s (%.4g, %d)", from, ir_dtype_name(l->x_dtype), l->x_scale,
                  (int)l->x_zp);
   else if (n->op == IR_OP_QLINEAR_DYN)
-    c[3] = "f32->u8 (per row)";
+    c[4] = "f32->u8 (per row)";
   else
-    c[3] = ir_dtype_name(l->in_dtype);
-  if (l->out_dtype == IR_F32)
-    c[4] = "f32";
+    c[4] = ir_dtype_name(l->in_dtype);
+  if (!l->quantized)
+    c[5] = cellf(a, "f32 (%s)", float_reason(l));
+  else if (l->out_dtype == IR_F32)
+    c[5] = "f32";
   else
-    c[4] = cellf(a, "%s (%.4g, %d)", ir_dtype_name(l->out_dtype), l->out_scale, (int)l->out_zp);
-  c[5] = l->relu ? "yes" : "no";
-  stats_cells(a, &l->prop, c + 6);
-  stats_cells(a, &l->iso, c + 9);
+    c[5] = cellf(a, "%s (%.4g, %d)", ir_dtype_name(l->out_dtype), l->out_scale, (int)l->out_zp);
+  c[6] = l->relu ? "yes" : "no";
+  stats_cells(a, &l->prop, c + STATS);
+  stats_cells(a, &l->iso, c + STATS + 3);
+}
+
+static const char *const layer_header[NCOLS] = {
+    "layer", "op", "weight", "size", "in (scale, zp)", "out (scale, zp)", "relu",
+    "SQNR dB", "max|err|", "cosine", "SQNR dB", "max|err|", "cosine"};
+
+/* Every layer's cells, row after row (arena memory). */
+static const char **layer_cells(Report *r) {
+  const char **cells = ir_alloc(r->arena, (size_t)(r->nlayers + 1) * NCOLS * sizeof *cells);
+  for (int i = 0; i < r->nlayers; i++)
+    row_cells(r->arena, &r->layers[i], cells + i * NCOLS);
+  return cells;
+}
+
+/* Top-1 agreement as a fraction, NaN when there is no row. */
+static double top1(const Output *out) {
+  return out->rows ? (double)out->agree / (double)out->rows : NAN;
+}
+
+enum { NOUTCOLS = 5 };
+
+static const char *const output_header[NOUTCOLS] = {"output", "SQNR dB", "max|err|", "cosine",
+                                                    "top-1 agreement"};
+
+static void output_cells(IrArena *a, const Output *out, const char **c) {
+  c[0] = out->v->name;
+  stats_cells(a, &out->s, c + 1);
+  char pct[64];
+  fmt_num(pct, sizeof pct, "%.2f%%", 100 * top1(out));
+  c[4] = cellf(a, "%s (%lld/%lld rows)", pct, (long long)out->agree, (long long)out->rows);
 }
 
 /* "-- title -----" filling `width` columns. */
@@ -534,53 +712,114 @@ static void group_header(SupBuf *b, const char *title, int width) {
     sup_buf_printf(b, "-");
 }
 
+/* Column widths of a table of `nrows` rows under `header`. */
+static void table_widths(const char *const *header, const char **cells, int nrows, int ncols,
+                         int *width) {
+  for (int c = 0; c < ncols; c++)
+    width[c] = (int)strlen(header[c]);
+  for (int i = 0; i < nrows * ncols; i++) {
+    int w = (int)strlen(cells[i]);
+    width[i % ncols] = w > width[i % ncols] ? w : width[i % ncols];
+  }
+}
+
+/* The header and the rows; text left-aligned, figures right-aligned (the
+ * first `nleft` columns are text, except those right_aligned says). */
+static void table_rows(SupBuf *b, const char *const *header, const char **cells, int nrows,
+                       int ncols, const int *width, bool layers) {
+  for (int i = -1; i < nrows; i++) {
+    const char *const *row = i < 0 ? header : cells + i * ncols;
+    for (int c = 0; c < ncols; c++) {
+      bool right = layers ? right_aligned(c) : c > 0;
+      /* The last column left-aligned is not padded: no trailing blanks. */
+      if (!right && c == ncols - 1)
+        sup_buf_printf(b, "%s%s", c ? "  " : "", row[c]);
+      else
+        sup_buf_printf(b, "%s%*s", c ? "  " : "", right ? width[c] : -width[c], row[c]);
+    }
+    sup_buf_printf(b, "\n");
+  }
+}
+
+/* The scheme, as the options that chose it. */
+static const char *method_name(IrArena *a, const PassCalibConfig *c) {
+  switch (c->method) {
+  case PASS_CALIB_MA_MINMAX:
+    return "ma-minmax";
+  case PASS_CALIB_PERCENTILE:
+    return cellf(a, "percentile:%g", c->percentile);
+  case PASS_CALIB_ENTROPY:
+    return "entropy";
+  case PASS_CALIB_MSE:
+    return "mse";
+  default:
+    return "minmax";
+  }
+}
+
+static const char *weights_name(const PassOptions *o) {
+  return o->weights_per_tensor ? "s8-per-tensor" : "s8-per-channel";
+}
+
+static const char *activations_name(const PassOptions *o) {
+  return o->activations == IR_I8 ? "s8-sym" : "u8-asym";
+}
+
+static void options_line(SupBuf *b, IrArena *a, const PassOptions *o) {
+  sup_buf_printf(b, "q8c %s: weights %s, activations %s", Q8_VERSION, weights_name(o),
+          o->dynamic ? "dynamic (per row)" : activations_name(o));
+  if (!o->dynamic)
+    sup_buf_printf(b, ", calibration %s, batch %lld", method_name(a, &o->calib),
+            (long long)o->calib_batch);
+  if (o->keep_float)
+    sup_buf_printf(b, ", keep-float %s", o->keep_float);
+  if (o->stop_after)
+    sup_buf_printf(b, ", stop-after %s", o->stop_after);
+  sup_buf_printf(b, "\n");
+}
+
 static void size_line(SupBuf *b, int64_t f32_bytes, int64_t int8_bytes) {
-  sup_buf_printf(b, "model size: f32 %.1f KiB, int8 %.1f KiB", f32_bytes / 1024.0,
-          int8_bytes / 1024.0);
+  char f[64], q[64], d[64];
+  fmt_size(f, sizeof f, f32_bytes);
+  fmt_size(q, sizeof q, int8_bytes);
+  fmt_size(d, sizeof d, f32_bytes >= int8_bytes ? f32_bytes - int8_bytes : int8_bytes - f32_bytes);
+  sup_buf_printf(b, "model size: f32 %s, int8 %s", f, q);
   if (int8_bytes > 0 && f32_bytes >= int8_bytes)
-    sup_buf_printf(b, " (%.2fx smaller, %.1f KiB saved)", (double)f32_bytes / (double)int8_bytes,
-            (f32_bytes - int8_bytes) / 1024.0);
+    sup_buf_printf(b, " (%.2fx smaller, %s saved)", (double)f32_bytes / (double)int8_bytes, d);
   else if (int8_bytes > 0)
-    sup_buf_printf(b, " (%.2fx larger, %.1f KiB more)", (double)int8_bytes / (double)f32_bytes,
-            (int8_bytes - f32_bytes) / 1024.0);
+    sup_buf_printf(b, " (%.2fx larger, %s more)", (double)int8_bytes / (double)f32_bytes, d);
   sup_buf_printf(b, "\n");
 }
 
 static void write_text(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamples) {
-  static const char *const header[NCOLS] = {
-      "layer", "op", "weight", "in (scale, zp)", "out (scale, zp)", "relu",
-      "SQNR dB", "max|err|", "cosine", "SQNR dB", "max|err|", "cosine"};
   sup_buf_printf(b, "q8c report: %lld sample%s from %s\n", (long long)nsamples,
           nsamples == 1 ? "" : "s", o->calib_path);
+  options_line(b, r->arena, o);
   if (r->nlayers == 0) {
-    sup_buf_printf(b, "no quantized ops (qgemm, qlinear, qlinear_dyn) to measure\n");
+    sup_buf_printf(b, "no layers (linear, matmul by a constant, or their int8 forms) to measure\n");
   } else {
-    const char **cells = ir_alloc(r->arena, (size_t)r->nlayers * NCOLS * sizeof *cells);
+    const char **cells = layer_cells(r);
     int width[NCOLS];
-    for (int c = 0; c < NCOLS; c++)
-      width[c] = (int)strlen(header[c]);
-    for (int i = 0; i < r->nlayers; i++) {
-      row_cells(r->arena, &r->layers[i], cells + i * NCOLS);
-      for (int c = 0; c < NCOLS; c++) {
-        int w = (int)strlen(cells[i * NCOLS + c]);
-        width[c] = w > width[c] ? w : width[c];
-      }
-    }
+    table_widths(layer_header, cells, r->nlayers, NCOLS, width);
     /* The two groups of statistics, over their three columns each. */
     int indent = 0;
     for (int c = 0; c < NLEFT; c++)
       indent += width[c] + 2;
     sup_buf_printf(b, "%*s", indent, "");
-    group_header(b, "propagated", width[6] + width[7] + width[8] + 4);
+    group_header(b, "propagated", width[STATS] + width[STATS + 1] + width[STATS + 2] + 4);
     sup_buf_printf(b, "  ");
-    group_header(b, "isolated", width[9] + width[10] + width[11] + 4);
+    group_header(b, "isolated", width[STATS + 3] + width[STATS + 4] + width[STATS + 5] + 4);
     sup_buf_printf(b, "\n");
-    for (int i = -1; i < r->nlayers; i++) {
-      const char *const *row = i < 0 ? header : cells + i * NCOLS;
-      for (int c = 0; c < NCOLS; c++)
-        sup_buf_printf(b, "%s%*s", c ? "  " : "", c < NLEFT ? -width[c] : width[c], row[c]);
-      sup_buf_printf(b, "\n");
-    }
+    table_rows(b, layer_header, cells, r->nlayers, NCOLS, width, true);
+  }
+  if (r->noutputs) {
+    const char **cells = ir_alloc(r->arena, (size_t)r->noutputs * NOUTCOLS * sizeof *cells);
+    for (int i = 0; i < r->noutputs; i++)
+      output_cells(r->arena, &r->outputs[i], cells + i * NOUTCOLS);
+    int width[NOUTCOLS];
+    table_widths(output_header, cells, r->noutputs, NOUTCOLS, width);
+    sup_buf_printf(b, "\nmodel outputs against the float model:\n");
+    table_rows(b, output_header, cells, r->noutputs, NOUTCOLS, width, false);
   }
   size_line(b, const_bytes(r->ref), const_bytes(r->q));
 }
@@ -659,16 +898,67 @@ static void json_qparams(SupBuf *b, IrDType t, bool quantized, float scale, int3
   }
 }
 
+/* A JSON string, or null for NULL. */
+static void json_str_or_null(SupBuf *b, const char *s) {
+  if (s)
+    json_str(b, s);
+  else
+    sup_buf_printf(b, "null");
+}
+
+/* A comma-separated list as a JSON array of strings (null for NULL). */
+static void json_list(SupBuf *b, IrArena *a, const char *list) {
+  if (!list) {
+    sup_buf_printf(b, "null");
+    return;
+  }
+  sup_buf_printf(b, "[");
+  for (const char *p = list; *p;) {
+    size_t len = strcspn(p, ",");
+    sup_buf_printf(b, "%s", p == list ? "" : ", ");
+    json_str(b, ir_strndup(a, p, len));
+    p += len + (p[len] == ',');
+  }
+  sup_buf_printf(b, "]");
+}
+
+/* What chose the scheme: enough to run the same compilation again. */
+static void json_options(SupBuf *b, IrArena *a, const PassOptions *o) {
+  const PassCalibConfig *c = &o->calib;
+  sup_buf_printf(b, "{\"weights\": \"%s\", \"activations\": \"%s\", \"dynamic\": %s,\n"
+             "              \"calib_method\": \"%s\", \"calib_batch\": %lld, "
+             "\"calib_momentum\": ",
+          weights_name(o), activations_name(o), o->dynamic ? "true" : "false",
+          method_name(a, c), (long long)o->calib_batch);
+  json_num(b, c->method == PASS_CALIB_MA_MINMAX ? c->momentum : NAN);
+  sup_buf_printf(b, ", \"calib_percentile\": ");
+  json_num(b, c->method == PASS_CALIB_PERCENTILE ? c->percentile : NAN);
+  sup_buf_printf(b, ", \"calib_bins\": ");
+  bool histogram = c->method == PASS_CALIB_PERCENTILE || c->method == PASS_CALIB_ENTROPY ||
+                   c->method == PASS_CALIB_MSE;
+  json_num(b, histogram ? c->bins : NAN);
+  sup_buf_printf(b, ",\n              \"keep_float\": ");
+  json_list(b, a, o->keep_float);
+  sup_buf_printf(b, ", \"stop_after\": ");
+  json_str_or_null(b, o->stop_after);
+  sup_buf_printf(b, "}");
+}
+
 static void write_json(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamples) {
-  sup_buf_printf(b, "{\n  \"samples\": %lld,\n  \"calib\": ", (long long)nsamples);
+  sup_buf_printf(b, "{\n  \"q8c_version\": \"%s\",\n  \"samples\": %lld,\n  \"calib\": ", Q8_VERSION,
+          (long long)nsamples);
   json_str(b, o->calib_path);
+  sup_buf_printf(b, ",\n  \"options\": ");
+  json_options(b, r->arena, o);
   sup_buf_printf(b, ",\n  \"layers\": [");
   for (int i = 0; i < r->nlayers; i++) {
     const Layer *l = &r->layers[i];
     sup_buf_printf(b, "%s\n    {\"name\": ", i ? "," : "");
     json_str(b, l->f.v->name);
-    sup_buf_printf(b, ", \"op\": \"%s\", \"weight_shape\": [%lld, %lld], \"input\": ",
-            ir_op_info[l->node->op].name, (long long)l->wn, (long long)l->wk);
+    sup_buf_printf(b, ", \"op\": \"%s\", \"quantized\": %s, \"kept_float\": %s, "
+               "\"weight_shape\": [%lld, %lld], \"bytes\": %lld, \"input\": ",
+            ir_op_info[l->node->op].name, l->quantized ? "true" : "false",
+            l->kept ? "true" : "false", (long long)l->wn, (long long)l->wk, (long long)l->bytes);
     /* qlinear_dyn quantizes each row to u8 with its own scale and zero
      * point: an integer dtype with null parameters. */
     if (l->node->op == IR_OP_QLINEAR_DYN && !l->has_xq)
@@ -683,14 +973,292 @@ static void write_json(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamp
     json_stats(b, &l->iso);
     sup_buf_printf(b, "}");
   }
+  sup_buf_printf(b, "%s],\n  \"outputs\": [", r->nlayers ? "\n  " : "");
+  for (int i = 0; i < r->noutputs; i++) {
+    const Output *out = &r->outputs[i];
+    sup_buf_printf(b, "%s\n    {\"name\": ", i ? "," : "");
+    json_str(b, out->v->name);
+    sup_buf_printf(b, ", \"sqnr_db\": ");
+    json_num(b, stats_sqnr(&out->s));
+    sup_buf_printf(b, ", \"max_abs_error\": ");
+    json_num(b, out->s.max_err);
+    sup_buf_printf(b, ", \"cosine\": ");
+    json_num(b, stats_cosine(&out->s));
+    sup_buf_printf(b, ", \"top1_agreement\": ");
+    json_num(b, top1(out));
+    sup_buf_printf(b, ", \"top1_rows\": %lld, \"top1_agree\": %lld}", (long long)out->rows,
+            (long long)out->agree);
+  }
   int64_t f32_bytes = const_bytes(r->ref), int8_bytes = const_bytes(r->q);
   sup_buf_printf(b, "%s],\n  \"size\": {\"f32_bytes\": %lld, \"int8_bytes\": %lld, \"ratio\": ",
-          r->nlayers ? "\n  " : "", (long long)f32_bytes, (long long)int8_bytes);
+          r->noutputs ? "\n  " : "", (long long)f32_bytes, (long long)int8_bytes);
   json_num(b, int8_bytes > 0 ? (double)f32_bytes / (double)int8_bytes : NAN);
   sup_buf_printf(b, ", \"saved_bytes\": %lld}\n}\n", (long long)(f32_bytes - int8_bytes));
 }
 
-char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, bool json) {
+/* ---- HTML ---- */
+
+/* Text for HTML: markup characters as entities; control characters and bytes
+ * that are not UTF-8 as U+FFFD. */
+static void html_str(SupBuf *b, const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    int n;
+    if (*p == '&')
+      sup_buf_printf(b, "&amp;"), p++;
+    else if (*p == '<')
+      sup_buf_printf(b, "&lt;"), p++;
+    else if (*p == '>')
+      sup_buf_printf(b, "&gt;"), p++;
+    else if (*p == '"')
+      sup_buf_printf(b, "&quot;"), p++;
+    else if (*p == '\'')
+      sup_buf_printf(b, "&#39;"), p++;
+    else if (*p < 0x20 && *p != '\n' && *p != '\t')
+      sup_buf_printf(b, "&#xfffd;"), p++;
+    else if (*p < 0x80)
+      sup_buf_printf(b, "%c", *p++);
+    else if ((n = utf8_len(p)) > 0)
+      sup_buf_printf(b, "%.*s", n, (const char *)p), p += n;
+    else
+      sup_buf_printf(b, "&#xfffd;"), p++;
+  }
+}
+
+/* The chart's frame in SVG user units: the plot area is the rectangle inside
+ * the margins; layer names go below it, the legend above. */
+enum { CHART_W = 560, CHART_H = 360, CHART_L = 56, CHART_R = 16, CHART_T = 44, CHART_B = 104 };
+
+typedef struct {
+  double lo, hi;    /* dB at the bottom and top of the plot area */
+  double inf_at;    /* where inf is drawn: a row above the finite values */
+  double step;      /* between grid lines */
+  bool any_inf;
+} ChartScale;
+
+/* A scale holding every finite SQNR of both series, in steps of 10 dB or a
+ * multiple of it, with 0 dB in view. */
+static ChartScale chart_scale(const Report *r) {
+  double lo = 0, hi = 10;
+  bool any_inf = false;
+  for (int i = 0; i < r->nlayers; i++)
+    for (int s = 0; s < 2; s++) {
+      double v = stats_sqnr(s ? &r->layers[i].iso : &r->layers[i].prop);
+      if (isinf(v) && v > 0)
+        any_inf = true;
+      else if (isfinite(v)) {
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+      }
+    }
+  double step = 10;
+  while ((hi - lo) / step > 8)
+    step *= 2;
+  ChartScale sc = {floor(lo / step) * step, ceil(hi / step) * step, 0, step, any_inf};
+  sc.inf_at = sc.hi + step;
+  if (any_inf)
+    sc.hi = sc.inf_at;
+  return sc;
+}
+
+static double chart_x(int i, int n) {
+  return CHART_L + (i + 0.5) * (double)(CHART_W - CHART_L - CHART_R) / n;
+}
+
+static double chart_y(const ChartScale *sc, double v) {
+  return CHART_T + (sc->hi - v) / (sc->hi - sc->lo) * (CHART_H - CHART_T - CHART_B);
+}
+
+/* One series: a line through the layers in depth order and a point per layer
+ * (class "point SERIES", with the layer's name and its SQNR in a tooltip).
+ * inf is drawn on the "inf" row; NaN (nothing to measure) hollow at the
+ * bottom. */
+static void chart_series(SupBuf *b, const Report *r, const ChartScale *sc, bool isolated) {
+  const char *cls = isolated ? "isolated" : "propagated";
+  double *y = ir_alloc(r->arena, (size_t)(r->nlayers + 1) * sizeof *y);
+  for (int i = 0; i < r->nlayers; i++) {
+    double v = stats_sqnr(isolated ? &r->layers[i].iso : &r->layers[i].prop);
+    y[i] = chart_y(sc, isnan(v) ? sc->lo : isinf(v) ? (v > 0 ? sc->inf_at : sc->lo) : v);
+  }
+  sup_buf_printf(b, "<g class=\"series %s\">\n<polyline class=\"line %s\" points=\"", cls, cls);
+  for (int i = 0; i < r->nlayers; i++)
+    sup_buf_printf(b, "%s%.1f,%.1f", i ? " " : "", chart_x(i, r->nlayers), y[i]);
+  sup_buf_printf(b, "\"/>\n");
+  for (int i = 0; i < r->nlayers; i++) {
+    const Layer *l = &r->layers[i];
+    double v = stats_sqnr(isolated ? &l->iso : &l->prop);
+    char num[64];
+    fmt_num(num, sizeof num, "%.2f", v);
+    sup_buf_printf(b, "<circle class=\"point %s%s\" data-layer=\"", cls,
+            isnan(v) ? " nan" : isinf(v) ? " inf" : "");
+    html_str(b, l->f.v->name);
+    /* The propagated point is drawn larger: where both agree (the first
+     * layer), it shows around the isolated one. */
+    sup_buf_printf(b, "\" data-sqnr=\"%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"%s\"><title>", num,
+            chart_x(i, r->nlayers), y[i], isolated ? "3.5" : "5.5");
+    html_str(b, l->f.v->name);
+    sup_buf_printf(b, " (%s): %s dB</title></circle>\n", cls, num);
+  }
+  sup_buf_printf(b, "</g>\n");
+}
+
+static void write_chart(SupBuf *b, const Report *r) {
+  ChartScale sc = chart_scale(r);
+  int n = r->nlayers;
+  double x0 = CHART_L, x1 = CHART_W - CHART_R, y1 = CHART_H - CHART_B;
+  sup_buf_printf(b, "<svg class=\"chart\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" "
+             "aria-label=\"SQNR by layer\">\n",
+          CHART_W, CHART_H, CHART_W, CHART_H);
+  /* Grid and y axis: a line every step dB, and the inf row. */
+  sup_buf_printf(b, "<g class=\"y-axis\">\n");
+  for (double v = sc.lo; v <= sc.hi + 1e-9; v += sc.step) {
+    bool inf_row = sc.any_inf && v > sc.inf_at - sc.step / 2;
+    sup_buf_printf(b, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+               "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">",
+            x0, x1, chart_y(&sc, v), chart_y(&sc, v), x0 - 6, chart_y(&sc, v) + 4);
+    if (inf_row)
+      sup_buf_printf(b, "inf</text>\n");
+    else
+      sup_buf_printf(b, "%g</text>\n", v);
+  }
+  sup_buf_printf(b, "<text transform=\"translate(14 %.1f) rotate(-90)\" text-anchor=\"middle\">"
+             "SQNR (dB)</text>\n</g>\n",
+          (CHART_T + y1) / 2);
+  sup_buf_printf(b, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", x0, x1,
+          y1, y1);
+  /* Layer names under the axis, slanted; at most about 40 of them. */
+  int every = n > 40 ? (n + 39) / 40 : 1;
+  sup_buf_printf(b, "<g class=\"x-axis\">\n");
+  for (int i = 0; i < n; i += every) {
+    double x = chart_x(i, n);
+    sup_buf_printf(b, "<text class=\"layer-name\" transform=\"translate(%.1f %.1f) rotate(-45)\" "
+               "text-anchor=\"end\">",
+            x + 3, y1 + 12);
+    html_str(b, r->layers[i].f.v->name);
+    sup_buf_printf(b, "</text>\n");
+  }
+  sup_buf_printf(b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">layer (by depth)</text>\n</g>\n",
+          (x0 + x1) / 2, CHART_H - 6);
+  chart_series(b, r, &sc, false);
+  chart_series(b, r, &sc, true);
+  /* The legend, above the plot. */
+  static const char *const series[2][2] = {{"propagated", "propagated (int8 model end to end)"},
+                                           {"isolated", "isolated (the layer alone)"}};
+  sup_buf_printf(b, "<g class=\"legend\">\n");
+  for (int s = 0; s < 2; s++) {
+    double x = x0 + s * 260;
+    sup_buf_printf(b, "<g class=\"legend-item %s\"><line class=\"line %s\" x1=\"%.1f\" x2=\"%.1f\" "
+               "y1=\"18\" y2=\"18\"/><circle class=\"point %s\" cx=\"%.1f\" cy=\"18\" r=\"4\"/>"
+               "<text x=\"%.1f\" y=\"22\">%s</text></g>\n",
+            series[s][0], series[s][0], x, x + 24, series[s][0], x + 12, x + 30, series[s][1]);
+  }
+  sup_buf_printf(b, "</g>\n</svg>\n");
+}
+
+static const char html_style[] =
+    "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;background:#fff}\n"
+    "h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}\n"
+    ".meta{color:#555;margin:0 0 16px}\n"
+    ".main{display:flex;gap:24px;align-items:flex-start}\n"
+    "figure{margin:0}figcaption{color:#555;font-size:12px;max-width:560px}\n"
+    "table{border-collapse:collapse;font-variant-numeric:tabular-nums}\n"
+    "th,td{padding:3px 6px;border-bottom:1px solid #ddd;text-align:left;white-space:nowrap}\n"
+    "td.num{text-align:right}th.group{text-align:center;border-bottom:2px solid #999}\n"
+    "tr.float td{color:#666;font-style:italic;background:#f7f7f7}\n"
+    "svg text{font:11px system-ui,sans-serif;fill:#333}\n"
+    ".grid{stroke:#e6e6e6}.axis{stroke:#888}\n"
+    ".line{fill:none;stroke-width:1.5}\n"
+    ".line.propagated{stroke:#c0392b}.line.isolated{stroke:#2471a3}\n"
+    ".point.propagated{fill:#c0392b}.point.isolated{fill:#2471a3}\n"
+    ".point.inf,.point.nan{fill:#fff;stroke-width:2}\n"
+    ".point.inf.propagated,.point.nan.propagated{stroke:#c0392b}\n"
+    ".point.inf.isolated,.point.nan.isolated{stroke:#2471a3}\n";
+
+/* Text written by a SupBuf writer, escaped into `b`. */
+static void html_escaped_line(SupBuf *b, SupBuf *tmp) {
+  if (tmp->oom)
+    b->oom = true;
+  else if (tmp->p) {
+    while (tmp->len && tmp->p[tmp->len - 1] == '\n')
+      tmp->p[--tmp->len] = '\0';
+    html_str(b, tmp->p);
+  }
+  free(tmp->p);
+  *tmp = (SupBuf){0};
+}
+
+static void html_row(SupBuf *b, const char *cls, const char *name, const char **cells, int ncols,
+                     bool layers) {
+  sup_buf_printf(b, "<tr class=\"%s\" data-name=\"", cls);
+  html_str(b, name);
+  sup_buf_printf(b, "\">");
+  for (int c = 0; c < ncols; c++) {
+    bool num = layers ? right_aligned(c) : c > 0;
+    sup_buf_printf(b, "<td%s>", num ? " class=\"num\"" : "");
+    html_str(b, cells[c]);
+    sup_buf_printf(b, "</td>");
+  }
+  sup_buf_printf(b, "</tr>\n");
+}
+
+static void write_html(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamples) {
+  SupBuf tmp = {0};
+  sup_buf_printf(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+             "<title>q8c report: ");
+  html_str(b, o->calib_path);
+  sup_buf_printf(b, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>q8c accuracy report</h1>\n"
+             "<p class=\"meta\" id=\"samples\">%lld sample%s from ",
+          html_style, (long long)nsamples, nsamples == 1 ? "" : "s");
+  html_str(b, o->calib_path);
+  sup_buf_printf(b, "</p>\n<p class=\"meta\" id=\"options\">");
+  options_line(&tmp, r->arena, o);
+  html_escaped_line(b, &tmp);
+  sup_buf_printf(b, "</p>\n<div class=\"main\">\n");
+  if (r->nlayers) {
+    sup_buf_printf(b, "<figure id=\"chart\">\n");
+    write_chart(b, r);
+    sup_buf_printf(b, "<figcaption>SQNR of each layer's output against the float model, by depth "
+               "(higher is better): propagated through the int8 model, and isolated, the layer "
+               "alone on the float model's input.</figcaption>\n</figure>\n");
+  }
+  const char **cells = layer_cells(r);
+  sup_buf_printf(b, "<table id=\"layers\">\n<thead><tr><th colspan=\"%d\"></th>"
+             "<th colspan=\"3\" class=\"group\">propagated</th>"
+             "<th colspan=\"3\" class=\"group\">isolated</th></tr>\n<tr>",
+          NLEFT);
+  for (int c = 0; c < NCOLS; c++) {
+    sup_buf_printf(b, "<th>");
+    html_str(b, layer_header[c]);
+    sup_buf_printf(b, "</th>");
+  }
+  sup_buf_printf(b, "</tr></thead>\n<tbody>\n");
+  for (int i = 0; i < r->nlayers; i++)
+    html_row(b, r->layers[i].quantized ? "layer" : "layer float", r->layers[i].f.v->name,
+             cells + i * NCOLS, NCOLS, true);
+  sup_buf_printf(b, "</tbody>\n</table>\n</div>\n");
+  if (r->noutputs) {
+    sup_buf_printf(b, "<h2>Model outputs against the float model</h2>\n<table id=\"outputs\">\n"
+               "<thead><tr>");
+    for (int c = 0; c < NOUTCOLS; c++) {
+      sup_buf_printf(b, "<th>");
+      html_str(b, output_header[c]);
+      sup_buf_printf(b, "</th>");
+    }
+    sup_buf_printf(b, "</tr></thead>\n<tbody>\n");
+    const char **oc = ir_alloc(r->arena, (size_t)r->noutputs * NOUTCOLS * sizeof *oc);
+    for (int i = 0; i < r->noutputs; i++) {
+      output_cells(r->arena, &r->outputs[i], oc + i * NOUTCOLS);
+      html_row(b, "output", r->outputs[i].v->name, oc + i * NOUTCOLS, NOUTCOLS, false);
+    }
+    sup_buf_printf(b, "</tbody>\n</table>\n");
+  }
+  sup_buf_printf(b, "<p id=\"size\">");
+  size_line(&tmp, const_bytes(r->ref), const_bytes(r->q));
+  html_escaped_line(b, &tmp);
+  sup_buf_printf(b, "</p>\n</body>\n</html>\n");
+}
+
+char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, PassReportFormat format) {
   if (!ref || !q || !o) {
     if (q)
       internal_error(q, (IrLoc){0}, "no float model to measure against");
@@ -705,8 +1273,10 @@ char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, bool json) {
   int64_t nsamples = 0;
   bool ok = setup(&r) && run_samples(&r, o, &nsamples);
   if (ok) {
-    if (json)
+    if (format == PASS_REPORT_JSON)
       write_json(&b, &r, o, nsamples);
+    else if (format == PASS_REPORT_HTML)
+      write_html(&b, &r, o, nsamples);
     else
       write_text(&b, &r, o, nsamples);
     if (b.oom)

@@ -5,11 +5,12 @@
 # fuzzing and the sanitizer build clang 19 and its runtime; help2man and
 # pkg-config for the man page and the install test; a comma-decimal locale
 # (de_DE.UTF-8) for the test that q8c reads and writes numbers the same
-# under any locale. Run as root, or as a user who can sudo.
+# under any locale; chromium to render the --report=html page in the tests
+# (headless). Run as root, or as a user who can sudo.
 set -euo pipefail
 packages=(gcc libc6-dev make cmake llvm-19-dev libcmocka-dev python3 python3-numpy
           gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user help2man pkg-config locales
-          clang-19 libclang-rt-19-dev)
+          clang-19 libclang-rt-19-dev chromium)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()

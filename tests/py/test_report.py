@@ -18,21 +18,51 @@ report's code:
   * SQNR, max abs error and cosine in float64 (q8test.stats), which must
     match the JSON to 1e-6 relative, for every layer;
   * names, ops, weight shapes, scales and zero points against q.ir's text;
-  * sizes against the byte counts of the weights files (exact).
+    each layer's bytes against its constants in q.ir's sidecar;
+  * the model outputs: q.ir and the float model run whole, SQNR, max error
+    and cosine as above, top-1 agreement with numpy's argmax over the last
+    axis, row by row;
+  * sizes against the byte counts of the weights files (exact), and in the
+    text in the unit that fits (B, KiB, MiB, GiB, formatted here);
+  * the q8c version (`q8c --version`) and the options given, in the JSON.
 
 The same for --activations=s8-sym with --calib-batch 7, --dynamic,
 --stop-after=quantize (qlinear between quantize and dequantize), and a
 branching model: two layers sharing one quantized input, a matmul by a
-constant, a layernorm between int8 layers, two outputs.
+constant, a layernorm between int8 layers, two outputs; and with layers left
+in f32, which must still have their rows ("kept in f32", their size, their
+propagated error; isolated exact): --keep-float of a linear, of a matmul and
+of a weight, and --stop-after=calibrate (nothing quantized yet).
+
+--report=html: one page on stdout with no external resource, whose chart has
+a point per layer in each series (in depth order, carrying the JSON's SQNR,
+higher for a higher SQNR), a legend, and a table row per layer and per
+output: checked in the page as written and in the DOM that headless chromium
+renders (--dump-dom), whose screenshot must show both series' colours. The
+browser part is skipped, saying so, when chromium is not installed.
+
+Progress and timing: on a pseudo-terminal, calibration draws "calibrate:
+N/300 samples, R samples/s, ETA T s" in place and ends it with a newline;
+with stderr not a terminal nothing is printed. --time-passes prints a table
+naming every pass of --list-passes, the report and codegen with times >= 0
+and their total.
 
 Also: the text report (one row per layer, the size line), a model whose
 int8 arithmetic is exact (SQNR inf -> null / "inf"), a calibration path that
 needs JSON escapes, and a file that does not fit the model (an error, exit 1).
 """
+import html.parser
 import json
 import math
 import os
+import pty
+import re
+import shutil
+import struct
+import subprocess
 import sys
+import tempfile
+import zlib
 
 import numpy as np
 
@@ -176,6 +206,57 @@ def check_stats(t, label, got, ref, x):
     t.record(label, ok, f"json {got}, numpy sqnr {sqnr!r} max {maxerr!r} cos {cos!r}")
 
 
+def fmt_size(n):
+    """A byte count as the report prints it: B below 1 KiB, else KiB, MiB,
+    GiB with one decimal, moving up while the printed value reaches 1024."""
+    if -1024 < n < 1024:
+        return f"{n} B"
+    v = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        v /= 1024
+        s = f"{v:.1f} {unit}"
+        if abs(float(s.split()[0])) < 1024:
+            return s
+    return s
+
+
+def is_layer(node):
+    """A layer of the report: a quantized op, or a linear / matmul by a
+    constant left in f32."""
+    if node["op"] in QUANTIZED_OPS:
+        return True
+    return (node["op"] in ("linear", "matmul") and node["type"][0] == "f32"
+            and node["operands"][1][0] == "@")
+
+
+def option_args(args):
+    """The JSON "options" the report must give for these command-line args."""
+    want = {"weights": "s8-per-channel", "activations": "u8-asym", "dynamic": False,
+            "calib_method": "minmax", "calib_batch": 16, "keep_float": None, "stop_after": None}
+    it = iter(args)
+    for a in it:
+        key, _, value = a[2:].partition("=")
+        if not value and key in ("calib-batch", "calib-method"):
+            value = next(it)
+        if key == "dynamic":
+            want["dynamic"] = True
+        elif key == "calib-batch":
+            want["calib_batch"] = int(value)
+        elif key == "keep-float":
+            want["keep_float"] = value.split(",")
+        elif key in ("weights", "activations", "stop-after", "calib-method"):
+            want[key.replace("-", "_")] = value
+    return want
+
+
+def top1(ref, x):
+    """(rows, rows whose argmax over the last axis agree), numpy's argmax."""
+    last = ref.shape[-1] if ref.ndim else 1
+    r = np.asarray(ref).reshape(-1, last).argmax(axis=1)
+    q = np.asarray(x).reshape(-1, last).argmax(axis=1)
+    return len(r), int(np.sum(r == q))
+
+
 def check_model(t, q8c, d, mod, name, args):
     case = Case(q8c, d, name)
     model, calib, qir = mod.ir, mod.calib, case.path(f"q_{name}.ir")
@@ -191,11 +272,17 @@ def check_model(t, q8c, d, mod, name, args):
     with open(qir) as f:
         qir_text = f.read()
     ir = q8test.parse_ir(qir_text)
-    qnodes = [n for n in ir["nodes"] if n["op"] in QUANTIZED_OPS]
+    qnodes = [n for n in ir["nodes"] if is_layer(n)]
     t.record(f"{name}: samples and calib", rep["samples"] == mod.nsamples and rep["calib"] == calib,
              f"{rep['samples']} from {rep['calib']}")
+    version = q8test.run(q8c, "--version").stdout.split()[1]
+    want_opts = option_args(args)
+    got_opts = {k: rep.get("options", {}).get(k) for k in want_opts}
+    t.record(f"{name}: version and options", rep.get("q8c_version") == version
+             and got_opts == want_opts, f"json {rep.get('q8c_version')} {rep.get('options')}, "
+             f"want {version} {want_opts}")
     names = [strip_q(n["name"]) for n in qnodes]
-    t.record(f"{name}: one layer per quantized op, in order",
+    t.record(f"{name}: one layer per quantized op or f32 layer, in order",
              [l["name"] for l in rep["layers"]] == names,
              f"json {[l['name'] for l in rep['layers']]}, q.ir {names}")
     if len(rep["layers"]) != len(qnodes):
@@ -212,11 +299,16 @@ def check_model(t, q8c, d, mod, name, args):
     for layer, node in zip(rep["layers"], qnodes):
         a = node["attrs"]
         label = f"{name}/{layer['name']}"
+        quantized = node["op"] in QUANTIZED_OPS
         wq = consts[node["operands"][1][1]]
+        wshape = list(wq.shape) if node["op"] != "matmul" else list(wq.shape[::-1])
+        nbytes = sum(consts[o[1]].nbytes for o in node["operands"] if o[0] == "@")
         in_node = next((n for n in ir["nodes"] if n["name"] == node["operands"][0][1]), None)
         in_dtype = in_node["type"][0] if in_node else "f32"
         if node["op"] == "qlinear_dyn":
             want_in = {"dtype": "u8", "scale": None, "zero_point": None}
+        elif not quantized:
+            want_in = {"dtype": "f32", "scale": None, "zero_point": None}
         else:
             want_in = {"dtype": a["x_dtype"], "scale": a["x_scale"], "zero_point": a["x_zero_point"]}
         out_dtype = node["type"][0]
@@ -224,7 +316,10 @@ def check_model(t, q8c, d, mod, name, args):
                     {"dtype": out_dtype, "scale": a["scale"], "zero_point": a["zero_point"]})
         params_ok = (
             layer["op"] == node["op"]
-            and layer["weight_shape"] == list(wq.shape)
+            and layer["quantized"] == quantized
+            and layer["kept_float"] == (not quantized and a.get("keep_float", 0) == 1)
+            and layer["weight_shape"] == wshape
+            and layer["bytes"] == nbytes
             and layer["relu"] == (a.get("relu", 0) == 1)
             and layer["input"]["dtype"] == want_in["dtype"]
             and layer["input"]["zero_point"] == want_in["zero_point"]
@@ -233,10 +328,10 @@ def check_model(t, q8c, d, mod, name, args):
             and layer["output"]["zero_point"] == want_out["zero_point"]
             and close(layer["output"]["scale"], want_out["scale"])
         )
-        t.record(f"{label}: op, shape, relu, input and output parameters", params_ok,
-                 f"json {layer['op']} {layer['weight_shape']} relu {layer['relu']} "
-                 f"in {layer['input']} out {layer['output']}; q.ir {node['op']} {list(wq.shape)} "
-                 f"{a} (input {in_dtype})")
+        t.record(f"{label}: op, shape, bytes, relu, input and output parameters", params_ok,
+                 f"json {layer['op']} {layer['weight_shape']} {layer['bytes']} B relu "
+                 f"{layer['relu']} in {layer['input']} out {layer['output']}; q.ir {node['op']} "
+                 f"{wshape} {nbytes} B {a} (input {in_dtype})")
         ref = fl[layer["name"]]
         check_stats(t, f"{label}: propagated", layer["propagated"], ref,
                     dequantize(qout[node["name"]], node))
@@ -249,6 +344,22 @@ def check_model(t, q8c, d, mod, name, args):
             t.record(f"{name}/{layer['name']}: on the model input, isolated == propagated",
                      layer["isolated"] == layer["propagated"])
 
+    # The model outputs: q.ir run whole against the float model.
+    fouts = case.run_outputs(mod.ir, ir["outputs"], calib)
+    qouts = case.run_outputs(qir, ir["outputs"], calib)
+    t.record(f"{name}: one entry per model output",
+             [o["name"] for o in rep.get("outputs", [])] == ir["outputs"],
+             f"json {rep.get('outputs')}, q.ir {ir['outputs']}")
+    for out in rep.get("outputs", []):
+        label = f"{name}/output {out['name']}"
+        ref, x = fouts[out["name"]], qouts[out["name"]]
+        check_stats(t, f"{label}: SQNR, max error, cosine", out, ref, x)
+        rows, agree = top1(ref, x)
+        t.record(f"{label}: top-1 agreement", out["top1_rows"] == rows
+                 and out["top1_agree"] == agree and close(out["top1_agreement"], agree / rows),
+                 f"json {out['top1_agree']}/{out['top1_rows']} = {out['top1_agreement']}, "
+                 f"numpy {agree}/{rows}")
+
     # Sizes: every constant, from the weights files.
     f32_bytes = sum(v.nbytes for v in q8test.read_safetensors(mod.weights).values())
     int8_bytes = sum(v.nbytes for v in consts.values())
@@ -258,19 +369,38 @@ def check_model(t, q8c, d, mod, name, args):
              and close(size["ratio"], f32_bytes / int8_bytes),
              f"json {size}, files {f32_bytes} and {int8_bytes} bytes")
 
-    # The text report: a header naming the samples, a row per layer, sizes.
+    # The text report: a header naming the samples, the version and options,
+    # a row per layer (f32 ones saying why), the outputs, sizes.
     lines = text.splitlines()
-    rows = [l for l in lines if len(l.split()) > 1 and (l.split()[0], l.split()[1]) in
-            set(zip(names, [n["op"] for n in qnodes]))]
+    ops = dict(zip(names, [n["op"] for n in qnodes]))
+    rows = [l for l in lines if len(l.split()) > 1 and ops.get(l.split()[0]) == l.split()[1]]
     t.record(f"{name}: text has one row per layer", len(rows) == len(qnodes),
              f"{len(rows)} rows for {len(qnodes)} layers")
     widths = {len(l) for l in rows + [l for l in lines if l.startswith("layer ")]}
     t.record(f"{name}: text rows aligned", len(widths) == 1, f"line lengths {sorted(widths)}")
+    for row, layer in zip(rows, rep["layers"]):
+        want = [fmt_size(layer["bytes"])]
+        if not layer["quantized"]:
+            want.append("f32 (kept in f32)" if layer["kept_float"] else "f32 (not quantized)")
+        t.record(f"{name}/{layer['name']}: text row has {want}", all(w in row for w in want), row)
     t.record(f"{name}: text header", bool(lines) and lines[0] ==
              f"q8c report: {mod.nsamples} samples from {calib}", lines[0] if lines else "(empty)")
-    want_size = f"model size: f32 {f32_bytes / 1024:.1f} KiB, int8 {int8_bytes / 1024:.1f} KiB"
-    t.record(f"{name}: text size line", any(l.startswith(want_size) for l in lines),
-             f"want '{want_size}...' in {lines[-1:]}")
+    t.record(f"{name}: text names version and scheme", len(lines) > 1 and
+             lines[1].startswith(f"q8c {version}: weights {want_opts['weights']}, activations "),
+             lines[1] if len(lines) > 1 else "(none)")
+    out_rows = {l.split()[0]: l for l in lines if l.split() and l.split()[0] in ir["outputs"]
+                and "rows)" in l}
+    for out in rep.get("outputs", []):
+        want = f"{100 * out['top1_agree'] / out['top1_rows']:.2f}% ({out['top1_agree']}/" \
+               f"{out['top1_rows']} rows)"
+        row = out_rows.get(out["name"], "")
+        t.record(f"{name}/output {out['name']}: text row", row.endswith(want),
+                 f"want '...{want}', got '{row}'")
+    saved = f32_bytes - int8_bytes
+    want_size = (f"model size: f32 {fmt_size(f32_bytes)}, int8 {fmt_size(int8_bytes)} "
+                 f"({f32_bytes / int8_bytes:.2f}x smaller, {fmt_size(saved)} saved)")
+    t.record(f"{name}: text size line", lines[-1:] == [want_size],
+             f"want '{want_size}', got {lines[-1:]}")
 
 
 def check_exact(t, q8c, d):
@@ -302,7 +432,7 @@ def check_exact(t, q8c, d):
     layer = rep["layers"][0] if rep["layers"] else {}
     t.record("exact: SQNR null, error 0, cosine 1",
              layer.get("propagated") == want and layer.get("isolated") == want, str(layer))
-    row = [l for l in text.splitlines() if l.startswith("y ")]
+    row = [l for l in text.splitlines() if l.split()[:2] == ["y", "qlinear_dyn"]]
     t.record("exact: text says inf", len(row) == 1 and row[0].split().count("inf") == 2,
              row[0] if row else text)
 
@@ -333,6 +463,316 @@ def check_bad_samples(t, q8c, d, mod):
              f"exit {proc.returncode}, stderr {proc.stderr.strip()!r}")
 
 
+def check_sizes(t, q8c, d):
+    """The size line's units: a model of 1.25 MiB of f32 weights (a tie that
+    rounds to even: 1.2 MiB), and one of a few hundred bytes (B)."""
+    rng = np.random.default_rng(5)
+    for name, (n, k) in (("big", (640, 512)), ("tiny", (3, 20))):
+        w = rng.uniform(-1, 1, size=(n, k)).astype(F32)
+        q8test.write_safetensors(os.path.join(d, f"{name}.safetensors"), {"w": w})
+        model = os.path.join(d, f"{name}.ir")
+        with open(model, "w") as f:
+            f.write(f'model {name} {{\n  weights "{name}.safetensors"\n  input %x : f32[?, {k}]\n'
+                    "  %y = linear %x, @w\n  output %y\n}\n")
+        calib = os.path.join(d, f"{name}_calib.npy")
+        np.save(calib, rng.standard_normal((4, k)).astype(F32))
+        qir = os.path.join(d, f"q_{name}.ir")
+        try:
+            text = q8test.run(q8c, model, "--calib", calib, "--report", "-o", qir).stdout
+        except RuntimeError as e:
+            t.record(f"sizes/{name}: report", False, str(e))
+            continue
+        f32_bytes = w.nbytes
+        int8_bytes = sum(v.nbytes for v in q8test.read_safetensors(qir[:-3] + ".safetensors").values())
+        want = (f"model size: f32 {fmt_size(f32_bytes)}, int8 {fmt_size(int8_bytes)} "
+                f"({f32_bytes / int8_bytes:.2f}x smaller, {fmt_size(f32_bytes - int8_bytes)} saved)")
+        last = text.splitlines()[-1:]
+        t.record(f"sizes/{name}: {want}", last == [want], f"got {last}")
+    t.record("sizes: units as fit", [fmt_size(b) for b in (0, 1023, 1024, 1048524, 1048576,
+                                                           1310720, 5 << 30)] ==
+             ["0 B", "1023 B", "1.0 KiB", "1023.9 KiB", "1.0 MiB", "1.2 MiB", "5.0 GiB"])
+
+
+# ---- the HTML page ----
+
+class Page(html.parser.HTMLParser):
+    """What the checks need of a page: every element as (tag, attrs, the
+    element's own text), and the ids/classes of its ancestors."""
+
+    VOID = {"meta", "br", "img", "input", "link", "hr", "col"}
+
+    def __init__(self, text):
+        super().__init__(convert_charrefs=True)
+        self.elements, self.stack = [], []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        el = {"tag": tag, "attrs": a, "text": "", "classes": set(a.get("class", "").split()),
+              "within": [(e["tag"], e["attrs"].get("id"), frozenset(e["classes"]))
+                         for e in self.stack]}
+        self.elements.append(el)
+        if tag not in self.VOID:
+            self.stack.append(el)
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag not in self.VOID:
+            self.stack.pop()
+
+    def handle_endtag(self, tag):
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i]["tag"] == tag:
+                del self.stack[i:]
+                break
+
+    def handle_data(self, data):
+        for el in self.stack:
+            el["text"] += data
+
+    def find(self, tag, *classes, within_id=None):
+        return [e for e in self.elements if e["tag"] == tag and set(classes) <= e["classes"]
+                and (within_id is None or any(w[1] == within_id for w in e["within"]))]
+
+
+def check_page(t, label, page, rep):
+    """The chart (a point per layer in each series, in depth order, with the
+    layer's SQNR; the legend) and the tables (a row per layer and output)."""
+    names = [l["name"] for l in rep["layers"]]
+    for series in ("propagated", "isolated"):
+        pts = [e for e in page.find("circle", "point", series) if "data-layer" in e["attrs"]]
+        t.record(f"{label}: one {series} point per layer, by depth",
+                 [p["attrs"]["data-layer"] for p in pts] == names,
+                 f"{[p['attrs']['data-layer'] for p in pts]} for {names}")
+        want = [("inf" if l[series]["sqnr_db"] is None else f"{l[series]['sqnr_db']:.2f}")
+                for l in rep["layers"]]
+        got = [p["attrs"].get("data-sqnr") for p in pts]
+        t.record(f"{label}: {series} points carry the JSON's SQNR", got == want,
+                 f"{got} vs {want}")
+        t.record(f"{label}: one {series} line", len(page.find("polyline", "line", series)) == 1)
+        ys = [float(p["attrs"]["cy"]) for p in pts]
+        finite = [(l[series]["sqnr_db"], y) for l, y in zip(rep["layers"], ys)
+                  if l[series]["sqnr_db"] is not None]
+        t.record(f"{label}: {series} points higher for higher SQNR",
+                 all((a[0] - b[0]) * (b[1] - a[1]) >= -1e-9 for a in finite for b in finite),
+                 str(finite))
+    legend = page.find("g", "legend")
+    text = legend[0]["text"] if legend else ""
+    t.check(f"{label}: legend names both series",
+             len(legend) == 1 and "propagated" in text and "isolated" in text, text)
+    rows = page.find("tr", "layer", within_id="layers")
+    t.record(f"{label}: a table row per layer",
+             [r["attrs"].get("data-name") for r in rows] == names,
+             f"{[r['attrs'].get('data-name') for r in rows]}")
+    float_rows = [r["attrs"]["data-name"] for r in rows if "float" in r["classes"]]
+    t.record(f"{label}: f32 layers marked", float_rows ==
+             [l["name"] for l in rep["layers"] if not l["quantized"]], str(float_rows))
+    kept = [r for r in rows if r["attrs"]["data-name"] in float_rows]
+    t.record(f"{label}: f32 rows say kept in f32", all("kept in f32" in r["text"] for r in kept),
+             str([r["text"] for r in kept]))
+    outs = page.find("tr", "output", within_id="outputs")
+    t.record(f"{label}: a row per output",
+             [r["attrs"].get("data-name") for r in outs] == [o["name"] for o in rep["outputs"]],
+             str([r["text"] for r in outs]))
+
+
+def chromium_path():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(name)
+        if p:
+            return p
+    return None
+
+
+def chromium(exe, d, *args):
+    """Run headless chromium with no network and a fresh profile."""
+    profile = tempfile.mkdtemp(dir=d, prefix="chromium-")
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run",
+           f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def png_pixels(path):
+    """The RGB pixels of an 8-bit, non-interlaced PNG (RGB or RGBA), as an
+    array [h, w, 3], decoded here with zlib (no imaging library needed)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat = 8, b""
+    while pos < len(raw):
+        n, kind = struct.unpack(">I4s", raw[pos:pos + 8])
+        body = raw[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    assert depth == 8 and ctype in (2, 6) and interlace == 0, (depth, ctype, interlace)
+    bpp = 3 if ctype == 2 else 4
+    data = zlib.decompress(idat)
+    stride = w * bpp
+    out = np.zeros((h, stride), np.uint8)
+    prev = np.zeros(stride, np.int32)
+    for y in range(h):
+        f = data[y * (stride + 1)]
+        line = np.frombuffer(data, np.uint8, stride, y * (stride + 1) + 1).astype(np.int32)
+        if f == 0:
+            cur = line
+        elif f == 2:
+            cur = (line + prev) & 255
+        else:
+            cur = np.zeros(stride, np.int32)
+            for x in range(stride):
+                a = cur[x - bpp] if x >= bpp else 0
+                b = prev[x]
+                c = prev[x - bpp] if x >= bpp else 0
+                if f == 1:
+                    pred = a
+                elif f == 3:
+                    pred = (a + b) // 2
+                else:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                cur[x] = (line[x] + pred) & 255
+        out[y] = cur
+        prev = cur
+    return out.reshape(h, w, bpp)[:, :, :3]
+
+
+def check_html(t, q8c, d, mod):
+    """--report=html: one self-contained page on stdout, checked as written
+    and as a real browser renders it (headless chromium's DOM and a
+    screenshot, where chromium is installed)."""
+    args = ["--calib", mod.calib, "--keep-float=h2"]
+    try:
+        rep = json.loads(q8test.run(q8c, mod.ir, *args, "--report=json",
+                                    "-o", os.path.join(d, "q_html.ir")).stdout)
+        proc = q8test.run(q8c, mod.ir, *args, "--report=html", "-o", os.path.join(d, "q_html.ir"))
+    except (RuntimeError, ValueError) as e:
+        t.record("html: report runs", False, str(e))
+        return
+    text = proc.stdout
+    t.record("html: a whole page on stdout, nothing on stderr",
+             text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+             and proc.stderr == "", proc.stderr)
+    outside = re.findall(r"(?:https?:|\bsrc\s*=|\bhref\s*=|<script|<link|@import|url\()", text, re.I)
+    t.record("html: self-contained (no URL, link, script or import)", not outside, str(outside))
+    check_page(t, "html as written", Page(text), rep)
+    page_path = os.path.join(d, "report.html")
+    with open(page_path, "w") as f:
+        f.write(text)
+
+    exe = chromium_path()
+    if not exe:
+        t.skip("html in a browser", "chromium is not installed (apt-get install chromium; "
+               "scripts/install-deps.sh installs it)")
+        return
+    dom = chromium(exe, d, "--dump-dom", f"file://{page_path}")
+    if dom.returncode != 0 or "<svg" not in dom.stdout:
+        t.record("html: chromium renders the page", False,
+                 f"exit {dom.returncode}: {dom.stderr[-2000:]}")
+        return
+    check_page(t, "html in chromium", Page(dom.stdout), rep)
+    png = os.path.join(d, "report.png")
+    shot = chromium(exe, d, f"--screenshot={png}", "--window-size=1600,900",
+                    "--hide-scrollbars", f"file://{page_path}")
+    if shot.returncode != 0 or not os.path.exists(png):
+        t.record("html: screenshot", False, f"exit {shot.returncode}: {shot.stderr[-2000:]}")
+        return
+    px = png_pixels(png).astype(np.int32)
+    # The two series' colours (the page's CSS) must be drawn: lines and points.
+    for series, rgb in (("propagated", (0xc0, 0x39, 0x2b)), ("isolated", (0x24, 0x71, 0xa3))):
+        n = int(np.sum(np.all(np.abs(px - np.array(rgb)) <= 8, axis=2)))
+        t.record(f"html: the {series} series is drawn", n >= 50, f"{n} pixels of {rgb}")
+    ink = int(np.sum(np.any(px < 200, axis=2)))
+    t.record("html: the page has ink", ink > 5000, f"{ink} non-background pixels")
+
+
+# ---- progress and timing ----
+
+def run_on_tty(cmd):
+    """Run cmd with stderr on a pseudo-terminal; returns (exit, stdout,
+    stderr as bytes)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other end closed
+            break
+        if not chunk:
+            break
+        err += chunk
+    out = proc.stdout.read()
+    proc.wait()
+    os.close(master)
+    return proc.returncode, out, err
+
+
+def check_progress(t, q8c, d, mod):
+    """On a terminal, calibration shows samples done of all, a rate and an
+    ETA on a line rewritten in place and ended by a newline; off a terminal
+    stderr stays empty."""
+    qir = os.path.join(d, "q_progress.ir")
+    rc, out, err = run_on_tty([q8c, mod.ir, "--calib", mod.calib, "--calib-batch", "7",
+                               "--report=json", "-o", qir])
+    text = err.decode("utf-8", "replace")
+    n = mod.nsamples
+    t.check("progress: runs on a terminal, report on stdout", rc == 0 and
+             json.loads(out)["samples"] == n, f"exit {rc}, stderr {text!r}")
+    draws = [s for line in text.replace("\r\n", "\n").split("\n") for s in line.split("\r")]
+    running = [s for s in draws if re.match(
+        rf"calibrate: \d+/{n} samples, [\d.]+ samples/s, ETA \d+ (?:s|min \d+ s)\x1b\[K$", s)]
+    t.check("progress: a line with samples, rate and ETA", bool(running), repr(text))
+    done = [s for s in text.replace("\r\n", "\n").split("\n") if
+            re.search(rf"\rcalibrate: {n}/{n} samples, [\d.]+ samples/s, \d+ s\x1b\[K$", s)]
+    t.check("progress: calibration ends on a line of its own", len(done) == 1, repr(text))
+    t.check("progress: updated in place", "\r" in text and text.count("\n") <= 8, repr(text))
+    t.check("progress: the report shows its samples too",
+             re.search(rf"report: {n}/{n} samples", text) is not None, repr(text))
+    proc = q8test.run(q8c, mod.ir, "--calib", mod.calib, "--report=json", "-o", qir)
+    t.check("progress: nothing when stderr is not a terminal", proc.stderr == "",
+             repr(proc.stderr))
+
+
+def check_time_passes(t, q8c, d, mod):
+    """--time-passes: a table on stderr naming every pass of --list-passes,
+    the report and code generation, each with a time >= 0, and their total."""
+    passes = [l.split()[0] for l in q8test.run(q8c, "--list-passes").stdout.splitlines()]
+    so = os.path.join(d, "timed.so")
+    try:
+        proc = q8test.run(q8c, mod.ir, "--calib", mod.calib, "--time-passes", "--report=json",
+                          "-o", so)
+    except RuntimeError as e:
+        t.record("time-passes: runs", False, str(e))
+        return
+    rows = {}
+    for line in proc.stderr.splitlines():
+        m = re.match(r"^\s+(\d+\.\d+)\s+(\d+\.\d)%\s+(\S+)$", line)
+        if m:
+            rows[m.group(3)] = (float(m.group(1)), float(m.group(2)))
+    want = passes + ["report", "codegen"]
+    t.record("time-passes: every pass, the report and codegen, with a time >= 0",
+             all(s in rows and rows[s][0] >= 0 for s in want),
+             f"want {want}, stderr {proc.stderr!r}")
+    total = rows.get("total", (None,))[0]
+    t.record("time-passes: the total adds them up", total is not None and
+             abs(total - sum(rows[s][0] for s in want if s in rows)) <= 1e-3 * len(want),
+             f"{rows}")
+    t.record("time-passes: the output is still written and the report still JSON",
+             os.path.getsize(so) > 0 and json.loads(proc.stdout)["samples"] == mod.nsamples)
+    plain = q8test.run(q8c, mod.ir, "--calib", mod.calib, "-o", so)
+    t.record("time-passes: no table without the option", plain.stderr == "", plain.stderr)
+    help_text = q8test.run(q8c, "--help").stdout
+    t.record("help names --time-passes and --report=html",
+             "--time-passes" in help_text and "text|json|html" in help_text)
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -361,9 +801,16 @@ def main():
     check_model(t, q8c, d, mlp, "dynamic", ["--dynamic"])
     check_model(t, q8c, d, mlp, "stop-after-quantize", ["--stop-after=quantize"])
     check_model(t, q8c, d, branches, "branches", [])
+    check_model(t, q8c, d, mlp, "keep-float", ["--keep-float=h2", "--calib-method=mse"])
+    check_model(t, q8c, d, branches, "branches-keep-float", ["--keep-float=m,@w3"])
+    check_model(t, q8c, d, mlp, "stop-after-calibrate", ["--stop-after=calibrate"])
     check_exact(t, q8c, d)
     check_escapes(t, q8c, d, mlp)
     check_bad_samples(t, q8c, d, mlp)
+    check_sizes(t, q8c, d)
+    check_html(t, q8c, d, mlp)
+    check_progress(t, q8c, d, mlp)
+    check_time_passes(t, q8c, d, mlp)
     return t.finish()
 
 

@@ -1,0 +1,140 @@
+/* progress.c: what the driver shows while the pipeline runs, from the
+ * library's events (PassOptions.event; the library never prints).
+ *
+ * On a terminal (isatty(stderr)) the stage that runs is shown on one line
+ * rewritten in place: its name, and for calibration and the report the
+ * samples done of all, their rate and an ETA, e.g.
+ *
+ *   calibrate: 512/1024 samples, 93.1 samples/s, ETA 5 s
+ *
+ * A stage that showed progress or took more than a second leaves its line
+ * (with its time) when it ends; a quick one is erased. When stderr is not a
+ * terminal nothing is shown, so pipes and tests stay clean; -q (quiet)
+ * silences it too. Every stage's wall time is recorded for --time-passes,
+ * which prints them as a table after the run, like LLVM's -time-passes.
+ * Notes and IR printed while a progress line is up erase it first. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "driver.h"
+
+/* Redraws per second of a progress line, at most: a terminal over ssh should
+ * not be flooded by a fast model. */
+#define REDRAW_SECONDS 0.1
+/* A stage that takes longer leaves a line with its time. */
+#define SLOW_STAGE_SECONDS 1.0
+
+static bool showing(const DriverProgress *p) { return p->tty && !p->opts->quiet; }
+
+/* Erase the progress line, if one is up. */
+static void clear_line(DriverProgress *p) {
+  if (p->line_open)
+    fputs("\r\033[K", stderr);
+  p->line_open = false;
+}
+
+static void print_text(void *user, const char *text) {
+  clear_line(user);
+  fputs(text, stderr);
+}
+
+static void print_note(void *user, const char *text) {
+  clear_line(user);
+  fprintf(stderr, "q8c: note: %s\n", text);
+}
+
+/* "5 s", "3 min 20 s", "2 h 5 min". */
+static void fmt_duration(char *buf, size_t size, double s) {
+  long t = (long)(s + 0.5);
+  if (t < 60)
+    snprintf(buf, size, "%ld s", t);
+  else if (t < 3600)
+    snprintf(buf, size, "%ld min %ld s", t / 60, t % 60);
+  else
+    snprintf(buf, size, "%ld h %ld min", t / 3600, t / 60 % 60);
+}
+
+/* "calibrate: 512/1024 samples, 93.1 samples/s, ETA 5 s" (the ETA while
+ * running, the time taken at the end). */
+static void draw_progress(DriverProgress *p, const char *stage, bool final, double now) {
+  double elapsed = now - p->begin;
+  char tail[96] = "";
+  if (p->done > 0 && elapsed > 0) {
+    double rate = (double)p->done / elapsed;
+    char t[48];
+    fmt_duration(t, sizeof t, final ? elapsed : (double)(p->total - p->done) / rate);
+    snprintf(tail, sizeof tail, ", %.1f samples/s, %s%s", rate, final ? "" : "ETA ", t);
+  }
+  fprintf(stderr, "\r%s: %lld/%lld samples%s\033[K%s", stage, (long long)p->done,
+          (long long)p->total, tail, final ? "\n" : "");
+  p->line_open = !final;
+  p->last_draw = now;
+  p->draws++;
+}
+
+static void on_event(void *user, const PassEvent *e) {
+  DriverProgress *p = user;
+  double now = pass_clock();
+  switch (e->kind) {
+  case PASS_EVENT_BEGIN:
+    p->begin = now;
+    p->progressed = false;
+    p->draws = 0;
+    if (showing(p)) {
+      clear_line(p);
+      fprintf(stderr, "q8c: %s...", e->stage);
+      p->line_open = true;
+    }
+    break;
+  case PASS_EVENT_PROGRESS:
+    p->done = e->done;
+    p->total = e->total;
+    p->progressed = true;
+    /* The first line with a rate (after one batch) and the last are always
+     * drawn; between them a few per second. */
+    if (showing(p) && (p->draws < 2 || e->done == e->total ||
+                       now - p->last_draw >= REDRAW_SECONDS))
+      draw_progress(p, e->stage, false, now);  /* over the line that is up */
+    break;
+  case PASS_EVENT_END:
+    if (p->nstages < DRIVER_MAX_STAGES) {
+      snprintf(p->stages[p->nstages].name, sizeof p->stages[0].name, "%s", e->stage);
+      p->stages[p->nstages++].seconds = e->seconds;
+    }
+    if (!showing(p))
+      break;
+    if (p->progressed) {
+      draw_progress(p, e->stage, true, now);
+    } else {
+      clear_line(p);
+      if (e->seconds > SLOW_STAGE_SECONDS)
+        fprintf(stderr, "q8c: %s: %.1f s\n", e->stage, e->seconds);
+    }
+    break;
+  }
+}
+
+void driver_progress_attach(DriverProgress *p, PassOptions *o) {
+  memset(p, 0, sizeof *p);
+  p->opts = o;
+  p->tty = isatty(STDERR_FILENO);
+  o->print = print_text;
+  o->note = print_note;
+  o->event = on_event;
+  o->user = p;
+}
+
+void driver_print_timing(const DriverProgress *p) {
+  double total = 0;
+  for (int i = 0; i < p->nstages; i++)
+    total += p->stages[i].seconds;
+  static const char rule[] =
+      "===------------------------------------------------------------------===\n";
+  fprintf(stderr, "%s  q8c execution time report (wall clock)\n%s", rule, rule);
+  fprintf(stderr, "  %10s  %6s  %s\n", "seconds", "%", "stage");
+  for (int i = 0; i < p->nstages; i++)
+    fprintf(stderr, "  %10.4f  %5.1f%%  %s\n", p->stages[i].seconds,
+            total > 0 ? 100 * p->stages[i].seconds / total : 0.0, p->stages[i].name);
+  fprintf(stderr, "  %10.4f  %5.1f%%  total\n", total, total > 0 ? 100.0 : 0.0);
+}
