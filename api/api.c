@@ -7,7 +7,15 @@
  * point (IrRecover, ir/ir.h): when the IR's arena runs out of memory it jumps
  * back here, and the call returns Q8C_ERR_NOMEM instead of the process
  * aborting. The work itself is in the *_work functions, so that the frame
- * that calls setjmp modifies no local variable the jump could clobber. */
+ * that calls setjmp modifies no local variable the jump could clobber.
+ *
+ * Numbers are read and written in the C locale whatever the application
+ * chose with setlocale: under a comma-decimal locale (de_DE) strtod would
+ * stop at the '.' of `2.5` and printf would write `2,5`, which no parser
+ * reads back. Every entry runs its work under the C numeric locale through
+ * uselocale, which changes the calling thread only, and restores the
+ * caller's on return. */
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +91,27 @@ static q8c_status usable(const q8c_module *qm) {
  * it handed out, so q8c_module_free still releases all of it. */
 typedef q8c_status (*work_fn)(q8c_module *qm, void *args);
 
-static q8c_status protect(q8c_module *qm, work_fn work, void *args) {
+/* This thread to the C numeric locale; returns the locale to restore, or
+ * (locale_t)0 when none could be had (then numbers follow the caller's). */
+static locale_t c_numbers_begin(void) {
+  locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+  if (!c)
+    return (locale_t)0;
+  locale_t old = uselocale(c);
+  if (!old)
+    freelocale(c);
+  return old;
+}
+
+static void c_numbers_end(locale_t old) {
+  if (!old)
+    return;
+  locale_t c = uselocale(old);
+  if (c && c != LC_GLOBAL_LOCALE)
+    freelocale(c);
+}
+
+static q8c_status recover(q8c_module *qm, work_fn work, void *args) {
   IrRecover r;
   q8c_status s;
   ir_recover_push(&r);
@@ -94,6 +122,15 @@ static q8c_status protect(q8c_module *qm, work_fn work, void *args) {
     s = fail(qm, Q8C_ERR_NOMEM, "out of memory");
   }
   ir_recover_pop(&r);
+  return s;
+}
+
+/* recover() under the C numeric locale (outside the frame that calls
+ * setjmp, which must not keep locals across the jump). */
+static q8c_status protect(q8c_module *qm, work_fn work, void *args) {
+  locale_t caller = c_numbers_begin();
+  q8c_status s = recover(qm, work, args);
+  c_numbers_end(caller);
   return s;
 }
 
@@ -152,7 +189,9 @@ q8c_status q8c_module_print(q8c_module *qm, char **text) {
   if (!text)
     return fail(qm, Q8C_ERR_ARG, "q8c_module_print: text is NULL");
   /* ir_print builds the text in malloc'd memory, outside the arena. */
+  locale_t caller = c_numbers_begin();
   *text = ir_print(qm->ir);
+  c_numbers_end(caller);
   return *text ? Q8C_OK : fail(qm, Q8C_ERR_NOMEM, "q8c_module_print: out of memory");
 }
 
