@@ -379,8 +379,9 @@ static int check_pass_list(const char *option, const char *list) {
   int n = pass_count() < 64 ? pass_count() : 64;
   for (int i = 0; i < n; i++)
     names[i] = pass_name(i);
-  for (const char *p = list; *p;) {
-    size_t len = strcspn(p, ",");
+  const char *p;
+  size_t len;
+  for (const char *rest = list; sup_list_next(&rest, &p, &len);) {
     bool found = false;
     for (int i = 0; i < n; i++)
       found |= strlen(names[i]) == len && memcmp(names[i], p, len) == 0;
@@ -393,7 +394,6 @@ static int check_pass_list(const char *option, const char *list) {
       return driver_usage_error("--%s: unknown pass '%.*s' (see --list-passes)", option,
                                 (int)len, p);
     }
-    p += len + (p[len] == ',');
   }
   return 0;
 }

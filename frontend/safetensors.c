@@ -551,7 +551,7 @@ static bool check_for_write(const FeTensor *tensors, int n, char *err, size_t er
 
 /* The tensor's elements in little-endian order. */
 static bool write_data(FILE *f, const FeTensor *t) {
-  if (t->type.dtype == IR_I8 || t->type.dtype == IR_U8)
+  if (ir_dtype_size(t->type.dtype) == 1)
     return t->nbytes == 0 || fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
   const unsigned char *src = t->data;
   unsigned char chunk[4096];

@@ -913,11 +913,11 @@ static void json_list(SupBuf *b, IrArena *a, const char *list) {
     return;
   }
   sup_buf_printf(b, "[");
-  for (const char *p = list; *p;) {
-    size_t len = strcspn(p, ",");
+  const char *p;
+  size_t len;
+  for (const char *rest = list; sup_list_next(&rest, &p, &len);) {
     sup_buf_printf(b, "%s", p == list ? "" : ", ");
     json_str(b, ir_strndup(a, p, len));
-    p += len + (p[len] == ',');
   }
   sup_buf_printf(b, "]");
 }
