@@ -8,9 +8,9 @@
  *          value whose type is known, Gather, Unsqueeze, Concat, ...) is
  *          folded here; it becomes an IR constant only when an IR op uses it;
  *   IR     an IR value (a graph input or a node's result);
- *   DYN_*  the parts of the dynamic-quantization pattern
- *          DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scales),
- *          which become one qlinear_dyn when the pattern completes.
+ *   ACC    MatMulInteger's int32 result (ACCF: cast to float), which
+ *          becomes a qgemm when Mul by a constant scale completes the
+ *          pattern MatMulInteger -> Cast -> Mul.
  *
  * A value produced by DequantizeLinear remembers its quantized origin, so that
  * MatMul/Gemm between dequantized operands (the QDQ form of ONNX Runtime's
@@ -27,12 +27,13 @@
 
 #include "onnx_internal.h"
 
-typedef enum { OV_CONST, OV_IR, OV_DYN_Q, OV_DYN_S, OV_DYN_Z, OV_DYN_ACC, OV_DYN_ACCF, OV_DYN_SCALE } OvKind;
+typedef enum { OV_CONST, OV_IR, OV_ACC, OV_ACCF } OvKind;
 
 typedef struct {
   OvKind kind;
-  HTensor t;        /* OV_CONST; OV_DYN_ACC: the weight B[K, N]; OV_DYN_SCALE: the weight scale */
-  IrValue *ir;      /* OV_IR; OV_DYN_*: the f32 input x */
+  HTensor t;        /* OV_CONST */
+  IrValue *ir;      /* OV_IR; OV_ACC/ACCF: MatMulInteger's quantized input A */
+  int32_t acc_zp;   /* OV_ACC/ACCF: A's zero point (B is in q) */
   IrValue *ir_const;/* OV_CONST made into an IR constant (f32), once */
   const char *name; /* the ONNX name */
   /* Quantized origin (DequantizeLinear): the integer tensor or IR value, its
@@ -147,8 +148,10 @@ static bool fail(Imp *im, const char *fmt, ...) {
   if (im->cur < 0)
     return ir_error(&im->m->diag, (IrLoc){0}, "%s", msg);
   const Onnx__NodeProto *n = node(im, im->cur);
-  return ir_error(&im->m->diag, (IrLoc){0}, "node %d '%s' (%s, opset %lld): %s", im->cur,
-                  onnx_str(n->name), onnx_str(n->op_type), (long long)im->opset, msg);
+  const char *name = onnx_str(n->name);
+  return ir_error(&im->m->diag, (IrLoc){0}, "node %d%s%s%s (%s, opset %lld): %s", im->cur,
+                  *name ? " '" : "", name, *name ? "'" : "", onnx_str(n->op_type),
+                  (long long)im->opset, msg);
 }
 
 /* An IR error (from shape inference) with the node named in front. */
@@ -224,10 +227,8 @@ static bool set_const(Imp *im, int i, const HTensor *t) {
 
 static const char *kind_what(OvKind k) {
   switch (k) {
-  case OV_DYN_Q: case OV_DYN_S: case OV_DYN_Z: return "an output of DynamicQuantizeLinear";
-  case OV_DYN_ACC: return "the result of MatMulInteger";
-  case OV_DYN_ACCF: return "MatMulInteger's result cast to float";
-  case OV_DYN_SCALE: return "a product of DynamicQuantizeLinear's scale";
+  case OV_ACC: return "the int32 result of MatMulInteger";
+  case OV_ACCF: return "MatMulInteger's result cast to float";
   default: return "a value";
   }
 }
@@ -242,8 +243,8 @@ static IrValue *need_ir(Imp *im, int i) {
   if (v->kind == OV_IR)
     return v->ir;
   if (v->kind != OV_CONST) {
-    fail(im, "input '%s' is %s; q8c maps DynamicQuantizeLinear only in the pattern "
-             "DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul (docs/import.md)",
+    fail(im, "input '%s' is %s; q8c maps MatMulInteger only in the pattern MatMulInteger -> "
+             "Cast(FLOAT) -> Mul(constant scale) (docs/import.md)",
          v->name, kind_what(v->kind));
     return NULL;
   }
@@ -928,10 +929,11 @@ static bool tr_expand(Imp *im, int ni) {
 static bool tr_cast(Imp *im, int ni) {
   OVal *v = in(im, 0);
   int64_t to = attr_int(im, "to", 0);
-  if (v && v->kind == OV_DYN_ACC && to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
-    OVal *o = def_out(im, 0, OV_DYN_ACCF);
+  if (v && v->kind == OV_ACC && to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
+    OVal *o = def_out(im, 0, OV_ACCF);
     o->ir = v->ir;
-    o->t = v->t;
+    o->q = v->q;
+    o->acc_zp = v->acc_zp;
     return true;
   }
   HDType h;
@@ -1367,79 +1369,66 @@ static bool tr_qlinear_matmul(Imp *im, int ni) {
 }
 
 static bool tr_dynamic_quantize(Imp *im, int ni) {
-  IrValue *x = need_ir(im, 0);
-  if (!x)
-    return false;
-  OvKind kinds[3] = {OV_DYN_Q, OV_DYN_S, OV_DYN_Z};
-  for (int i = 0; i < 3 && i < (int)node(im, ni)->n_output; i++)
-    if (*onnx_str(out_name(im, i)))
-      def_out(im, i, kinds[i])->ir = x;
-  return true;
+  return fail(im, "DynamicQuantizeLinear is not supported: it quantizes the whole tensor with one "
+                  "scale computed in f32 ((max - min) rounded to f32, then / 255), while q8c's "
+                  "run-time quantization (qlinear_dyn) is per row with (max - min) exact, so the "
+                  "results would differ; import the float model and compile it with --dynamic");
 }
 
+/* MatMulInteger(A u8, B i8 constant, a_zero_point, 0) -> Cast(FLOAT) ->
+ * Mul(scale constant): a qgemm with f32 output whose multiplier is that
+ * scale, exactly: f32(f32(acc) * scale). */
 static bool tr_matmul_integer(Imp *im, int ni) {
-  OVal *a = in(im, 0), *b = in(im, 1), *za = in(im, 2), *zb = in(im, 3);
-  if (!a || a->kind != OV_DYN_Q || !za || za->kind != OV_DYN_Z || za->ir != a->ir)
-    return fail(im, "A must be DynamicQuantizeLinear's result with its zero point; q8c maps "
-                    "MatMulInteger only in the pattern DynamicQuantizeLinear -> MatMulInteger -> "
-                    "Cast -> Mul (docs/import.md)");
+  IrValue *a = need_ir(im, 0);
+  if (!a)
+    return false;
+  OVal *b = in(im, 1);
   if (!b || b->kind != OV_CONST || b->t.rank != 2 || b->t.dt != H_I8)
     return fail(im, "B must be a 2-D i8 constant");
-  if (zb) {
-    if (zb->kind != OV_CONST)
-      return fail(im, "b_zero_point must be a constant");
-    for (int64_t i = 0; i < zb->t.numel; i++)
-      if (onnx_hget(&zb->t, i) != 0)
+  double za = 0;
+  if (in(im, 2) && !need_scalar(im, 2, "a_zero_point (per tensor)", &za))
+    return false;
+  if (in(im, 3)) {
+    const HTensor *zb = need_const(im, 3, "b_zero_point");
+    if (!zb)
+      return false;
+    for (int64_t i = 0; i < zb->numel; i++)
+      if (onnx_hget(zb, i) != 0)
         return fail(im, "b_zero_point must be 0: q8c's weights are symmetric");
   }
-  OVal *o = def_out(im, 0, OV_DYN_ACC);
-  o->ir = a->ir;
-  o->t = b->t;
+  OVal *o = def_out(im, 0, OV_ACC);
+  o->ir = a;
   o->q = b->t;
+  o->acc_zp = (int32_t)za;
   return true;
 }
 
-/* Mul in the dynamic pattern: scale * w_scale, then acc_f * that. */
-static bool dyn_mul(Imp *im, OVal *a, OVal *b) {
-  if (a->kind == OV_DYN_S && b->kind == OV_CONST && b->t.dt == H_F32) {
-    OVal *o = def_out(im, 0, OV_DYN_SCALE);
-    o->ir = a->ir;
-    o->t = b->t;
-    return true;
-  }
-  if (a->kind == OV_DYN_ACCF && b->kind == OV_DYN_SCALE && a->ir == b->ir) {
-    bool ok;
-    HTensor wq = transpose2(im, &a->q, 1, &ok);
-    if (!ok)
-      return false;
-    int64_t n = wq.dims[0];
-    if (b->t.numel != 1 && b->t.numel != n)
-      return fail(im, "the weight scale has %lld elements for N = %lld", (long long)b->t.numel,
-                  (long long)n);
-    for (int64_t i = 0; i < wq.numel; i++)
-      if (((const int8_t *)wq.data)[i] == -128)
-        return fail(im, "the weight holds -128; q8c's i8 weights are in [-127, 127]");
-    HTensor ws = b->t;
-    int64_t len = b->t.numel;
-    ws.rank = 1;
-    ws.dims[0] = len;
-    const char *on = sanitize(im, out_name(im, 0));
-    char wn[600], sn[600];
-    snprintf(wn, sizeof wn, "%s.weight.q", on);
-    snprintf(sn, sizeof sn, "%s.weight.scale", on);
-    IrValue *ops[3] = {a->ir, ob_const(im->m, wn, &wq), ob_const(im->m, sn, &ws)};
-    return set_ir(im, 0, ob_node(im->m, IR_OP_QLINEAR_DYN, on, ops, 3, NULL, 0));
-  }
-  return false;
+/* Mul(Cast(MatMulInteger(...)), scale). */
+static bool acc_mul(Imp *im, OVal *acc, OVal *c) {
+  if (acc->kind != OV_ACCF || c->kind != OV_CONST || c->t.dt != H_F32 ||
+      !(c->t.numel == 1 || (c->t.numel == acc->q.dims[1] && c->t.dims[c->t.rank - 1] == c->t.numel)))
+    return false;
+  OVal w = {.kind = OV_CONST, .name = acc->name};
+  bool ok;
+  int64_t one = 1;
+  w.has_q = true;
+  w.q = acc->q;
+  w.qscale = c->t;
+  w.qaxis = c->t.numel == 1 ? -1 : 1;
+  w.qzero = new_tensor(im, H_I8, 0, &one, &ok);
+  if (!ok)
+    return false;
+  memset(w.qzero.data, 0, 1);
+  return qgemm_from(im, acc->ir, 1.0, acc->acc_zp, &w, false, NULL, false, 0, 0);
 }
 
 static bool tr_mul(Imp *im, int ni) {
   OVal *a = in(im, 0), *b = in(im, 1);
-  if (a && b && (a->kind >= OV_DYN_Q || b->kind >= OV_DYN_Q))
-    return dyn_mul(im, a, b) || dyn_mul(im, b, a) ||
+  if (a && b && (a->kind >= OV_ACC || b->kind >= OV_ACC))
+    return acc_mul(im, a, b) || acc_mul(im, b, a) ||
            (!im->m->diag.failed &&
-            fail(im, "Mul of %s and %s: q8c maps DynamicQuantizeLinear only in the pattern "
-                     "DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul (docs/import.md)",
+            fail(im, "Mul of %s and %s: q8c maps MatMulInteger only in the pattern MatMulInteger "
+                     "-> Cast(FLOAT) -> Mul(constant scale) (docs/import.md)",
                  kind_what(a->kind), kind_what(b->kind)));
   return binary(im, IR_OP_MUL, '*');
 }

@@ -23,6 +23,7 @@ typedef struct {
 
 typedef struct {
   bool run;
+  bool import;        /* `q8c import MODEL -o OUT.ir`: the model as text IR */
   bool jit;           /* run: compile in memory instead of interpreting */
   bool quantized;     /* run: the quantized entry (inputs and outputs in their
                        * quantized form where they have one) */

@@ -21,6 +21,7 @@ static const char usage_text[] =
     "usage: q8c [options] MODEL.ir [-o OUTPUT]\n"
     "       q8c run MODEL.ir|MODEL.so [--jit] [--quantized] -i [NAME=]INPUT.npy...\n"
     "               [-o [NAME=]OUTPUT.npy]...\n"
+    "       q8c import MODEL.onnx -o MODEL.ir   the model as text IR + safetensors\n"
     "\n"
     "Quantize a float model written in q8c's text IR (docs/ir.md) to INT8 and\n"
     "compile it to machine code specialized to its shapes. The pipeline:\n"
@@ -87,7 +88,9 @@ static const char usage_text[] =
     "see (q8rt.h).\n"
     "MODEL.ir may be '-' to read standard input (weights then resolve from the\n"
     "current directory). Exit status: 0 success, 1 an error in the model or\n"
-    "data, 2 a usage error.\n";
+    "data, 2 a usage error.\n"
+    "MODEL may be an ONNX file (.onnx, or recognised by its content) wherever\n"
+    "MODEL.ir is accepted (docs/import.md).\n";
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "q8c: error: ");
@@ -199,6 +202,9 @@ static int parse_args(int argc, char **argv, Options *o) {
   if (argc > 1 && strcmp(argv[1], "run") == 0) {
     o->run = true;
     i = 2;
+  } else if (argc > 1 && strcmp(argv[1], "import") == 0) {
+    o->import = true;
+    i = 2;
   }
   for (; i < argc; i++) {
     const char *a = argv[i], *v;
@@ -264,6 +270,8 @@ static int parse_args(int argc, char **argv, Options *o) {
     return usage_error("--report measures on the calibration samples: give --calib FILE%s", "");
   if (o->emit && emit_kind(o->emit) < 0)
     return usage_error("--emit takes ir, llvm, asm, obj, so or header, not '%s'", o->emit);
+  if (o->import && o->noutputs != 1)
+    return usage_error("`q8c import` needs -o OUTPUT.ir%s", "");
   if (o->run && o->emit)
     return usage_error("--emit does not apply to `q8c run`%s", "");
   if (!o->run && o->ninputs)
@@ -394,6 +402,8 @@ int main(int argc, char **argv) {
   }
   if (m->diag.failed)
     rc = driver_fail(m);
+  else if (o.import)
+    rc = emit_ir(m, &o);
   else
     rc = compile(m, &o);
   ir_module_free(m);
