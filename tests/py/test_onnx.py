@@ -140,6 +140,91 @@ def test_torch(q8c, t):
         t.check(f"opset {opset}: --report works", "SQNR" in rep or "sqnr" in rep, rep[:300])
 
 
+class Shapes(torch.nn.Module if torch else object):
+    """Shape subgraphs (Shape, Gather, Unsqueeze, Concat -> Reshape), a
+    transpose, a matmul of two activations and a 3-D Linear (MatMul + Add)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 5)
+        self.out = torch.nn.Linear(20, 3)
+
+    def forward(self, x):                      # x: [B, 4, 6]
+        h = self.fc(x)                         # [B, 4, 5]
+        a = torch.matmul(h, h.transpose(1, 2))  # [B, 4, 4]
+        h = torch.matmul(a, h) * 0.25 + h      # [B, 4, 5]
+        return self.out(h.reshape(h.size(0), -1))
+
+
+def test_torch_shapes(q8c, t):
+    torch.manual_seed(5)
+    model = Shapes().eval()
+    x = np.random.default_rng(6).standard_normal((3, 4, 6)).astype(F32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    for opset in (13, 17):
+        work = q8test.tmpdir()
+        path = os.path.join(work, "shapes.onnx")
+        torch.onnx.export(model, torch.randn(2, 4, 6), path, opset_version=opset,
+                          input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+        ops = {n.op_type for n in onnx.load(path).graph.node}
+        ir = q8test.run(q8c, path, "--stop-after=verify").stdout
+        t.check(f"shapes opset {opset}: the shape subgraph is folded into reshape [?, 20]",
+                {"Shape", "Reshape"} <= ops and "shape = [?, 20]" in ir, f"{sorted(ops)}\n{ir}")
+        y = run_npy(q8c, path, x, work)
+        rel = float(np.max(np.abs(y - ref)) / np.max(np.abs(ref)))
+        t.check(f"shapes opset {opset}: float interpreter matches PyTorch", rel < 1e-5,
+                f"relative error {rel:g}")
+
+
+def test_initializers(q8c, t):
+    """Initializer encodings: raw and typed fields, F16/BF16/F64 converted,
+    and external data inside the model's folder."""
+    rng = np.random.default_rng(7)
+    k, n = 6, 5
+    w = rng.standard_normal((n, k)).astype(F32)
+    x = rng.standard_normal((2, k)).astype(F32)
+    for enc in ("raw", "typed", "f16", "bf16", "f64", "external"):
+        work = q8test.tmpdir()
+        if enc == "raw":
+            tw = numpy_helper.from_array(w, "W")
+            wf = w
+        elif enc == "typed":
+            tw = helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.flatten().tolist())
+            wf = w
+        elif enc == "f16":
+            wf = w.astype(np.float16).astype(F32)
+            tw = numpy_helper.from_array(w.astype(np.float16), "W")
+        elif enc == "bf16":
+            bits = (w.view(np.uint32) >> 16).astype(np.uint16)
+            wf = (bits.astype(np.uint32) << 16).view(F32)
+            tw = TensorProto()
+            tw.name, tw.data_type = "W", TensorProto.BFLOAT16
+            tw.dims.extend(w.shape)
+            tw.int32_data.extend(int(b) for b in bits.flatten())
+        elif enc == "f64":
+            tw = numpy_helper.from_array(w.astype(np.float64), "W")
+            wf = w
+        else:
+            tw = numpy_helper.from_array(w, "W")
+            os.makedirs(os.path.join(work, "data"))
+            open(os.path.join(work, "data", "w.bin"), "wb").write(b"\0" * 16 + w.tobytes())
+            tw.ClearField("raw_data")
+            tw.data_location = TensorProto.EXTERNAL
+            for key, val in (("location", "data/w.bin"), ("offset", "16"),
+                             ("length", str(w.nbytes))):
+                e = tw.external_data.add()
+                e.key, e.value = key, val
+            wf = w
+        nodes = [helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)]
+        path = save(mk_model(nodes, [tw], k, n), os.path.join(work, "init.onnx"))
+        y = run_npy(q8c, path, x, work)
+        ref = (x.astype(np.float64) @ wf.T.astype(np.float64)).astype(F32)
+        t.check(f"initializer {enc}", np.allclose(y, ref, rtol=1e-6, atol=1e-6),
+                f"max diff {np.max(np.abs(y - ref)):g}")
+
+
 # ---- numpy: ONNX's integer arithmetic ----
 
 def onnx_quantize(x, s, z, lo=0, hi=255):
@@ -427,6 +512,8 @@ def main():
         t.skip("torch models", "python3-torch is not installed")
     else:
         test_torch(q8c, t)
+        test_torch_shapes(q8c, t)
+    test_initializers(q8c, t)
     return t.finish()
 
 
