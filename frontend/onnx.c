@@ -61,6 +61,7 @@ typedef bool (*TrFn)(Imp *, int);
 
 typedef struct {
   const char *op;
+  int min_inputs; /* required inputs, before the optional ones */
   TrFn fn;
   const char *attrs; /* the attributes it accepts, space-separated */
 } OpEntry;
@@ -292,17 +293,25 @@ static HTensor new_tensor(Imp *im, HDType dt, int rank, const int64_t *dims, boo
   return t;
 }
 
+/* Element i = v, converted as a C cast would but defined for every v:
+ * integers saturate to their type, NaN becomes 0. */
 static void hset(HTensor *t, int64_t i, double v) {
+  int64_t k = onnx_to_i64(v);
   switch (t->dt) {
   case H_F32: ((float *)t->data)[i] = (float)v; break;
-  case H_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
-  case H_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-  case H_I8: ((int8_t *)t->data)[i] = (int8_t)v; break;
-  case H_U8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
+  case H_I64: ((int64_t *)t->data)[i] = k; break;
+  case H_I32: ((int32_t *)t->data)[i] = (int32_t)(k < INT32_MIN ? INT32_MIN : k > INT32_MAX ? INT32_MAX : k); break;
+  case H_I8: ((int8_t *)t->data)[i] = (int8_t)(k < -128 ? -128 : k > 127 ? 127 : k); break;
+  case H_U8: ((uint8_t *)t->data)[i] = (uint8_t)(k < 0 ? 0 : k > 255 ? 255 : k); break;
   }
 }
 
-static int norm_axis(int64_t axis, int rank) { return (int)(axis < 0 ? axis + rank : axis); }
+/* An axis in [-rank, rank) as [0, rank); -1 when out of range. */
+static int norm_axis(int64_t axis, int rank) {
+  if (axis < -rank || axis >= rank)
+    return -1;
+  return (int)(axis < 0 ? axis + rank : axis);
+}
 
 static const IrType *ir_type_of(OVal *v) { return &v->ir->type; }
 
@@ -601,9 +610,10 @@ static bool reshape_to(Imp *im, IrValue *x, const int64_t *shape, int rank, bool
 static bool const_reshape(Imp *im, const HTensor *t, const int64_t *dims, int rank) {
   HTensor r = *t;
   int64_t n = 1;
+  bool over = false;
   for (int i = 0; i < rank; i++)
-    n *= dims[i];
-  if (rank > IR_MAX_RANK || n != t->numel)
+    over |= dims[i] < 0 || __builtin_mul_overflow(n, dims[i], &n);
+  if (rank > IR_MAX_RANK || over || n != t->numel)
     return fail(im, "cannot reshape a constant of %lld elements", (long long)t->numel);
   r.rank = rank;
   memcpy(r.dims, dims, sizeof(int64_t) * (size_t)rank);
@@ -630,8 +640,8 @@ static bool tr_reshape(Imp *im, int ni) {
         infer = i;
       else if (dims[i] <= 0)
         return fail(im, "shape entry %d is %lld", i, (long long)dims[i]);
-      else
-        known *= dims[i];
+      else if (__builtin_mul_overflow(known, dims[i], &known))
+        return fail(im, "the shape overflows");
     }
     if (infer >= 0)
       dims[infer] = known ? t->numel / known : 0;
@@ -645,7 +655,10 @@ static bool tr_flatten(Imp *im, int ni) {
   IrValue *x = need_ir(im, 0);
   if (!x)
     return false;
-  int axis = norm_axis(attr_int(im, "axis", 1), x->type.rank);
+  int64_t ax = attr_int(im, "axis", 1);
+  int axis = ax == x->type.rank ? x->type.rank : norm_axis(ax, x->type.rank);
+  if (axis < 0)
+    return fail(im, "axis %lld is out of range", (long long)ax);
   int64_t shape[2] = {1, 1};
   bool b0 = false;
   for (int i = 0; i < x->type.rank; i++) {
@@ -1070,6 +1083,8 @@ static bool qparams(Imp *im, int si, int zi, double *s, int32_t *z, HDType *zt) 
       return false;
     if (t->numel != 1)
       return fail(im, "the zero point must have one element (per-tensor)");
+    if (t->dt != H_U8 && t->dt != H_I8)
+      return fail(im, "the zero point is %s; q8c reads u8 and i8 zero points", onnx_hname(t->dt));
     *z = (int32_t)onnx_hget(t, 0);
     *zt = t->dt;
   }
@@ -1388,6 +1403,8 @@ static bool tr_matmul_integer(Imp *im, int ni) {
   double za = 0;
   if (in(im, 2) && !need_scalar(im, 2, "a_zero_point (per tensor)", &za))
     return false;
+  if (in(im, 2) && in(im, 2)->t.dt != H_U8)
+    return fail(im, "a_zero_point must be u8 (q8c maps u8 activations)");
   if (in(im, 3)) {
     const HTensor *zb = need_const(im, 3, "b_zero_point");
     if (!zb)
@@ -1436,34 +1453,34 @@ static bool tr_mul(Imp *im, int ni) {
 /* ---- patterns found before translation ---- */
 
 static const OpEntry ops[] = {
-    {"Add", tr_add, ""},
-    {"Cast", tr_cast, "to"},
-    {"Concat", tr_concat, "axis"},
-    {"Constant", tr_constant, "value value_float value_floats value_int value_ints"},
-    {"ConstantOfShape", tr_constant_of_shape, "value"},
-    {"DequantizeLinear", tr_dequantize, "axis"},
-    {"Div", tr_sub_div, ""},
-    {"DynamicQuantizeLinear", tr_dynamic_quantize, ""},
-    {"Expand", tr_expand, ""},
-    {"Flatten", tr_flatten, "axis"},
-    {"Gather", tr_gather, "axis"},
-    {"Gelu", tr_gelu, "approximate"},
-    {"Gemm", tr_gemm, "alpha beta transA transB"},
-    {"Identity", tr_identity, ""},
-    {"LayerNormalization", tr_layernorm, "axis epsilon stash_type"},
-    {"MatMul", tr_matmul, ""},
-    {"MatMulInteger", tr_matmul_integer, ""},
-    {"Mul", tr_mul, ""},
-    {"QLinearMatMul", tr_qlinear_matmul, ""},
-    {"QuantizeLinear", tr_quantize, "axis"},
-    {"Relu", tr_relu, ""},
-    {"Reshape", tr_reshape, "allowzero"},
-    {"Shape", tr_shape, ""},
-    {"Softmax", tr_softmax, "axis"},
-    {"Squeeze", tr_squeeze_like, "axes"},
-    {"Sub", tr_sub_div, ""},
-    {"Transpose", tr_transpose, "perm"},
-    {"Unsqueeze", tr_squeeze_like, "axes"},
+    {"Add", 2, tr_add, ""},
+    {"Cast", 1, tr_cast, "to"},
+    {"Concat", 1, tr_concat, "axis"},
+    {"Constant", 0, tr_constant, "value value_float value_floats value_int value_ints"},
+    {"ConstantOfShape", 1, tr_constant_of_shape, "value"},
+    {"DequantizeLinear", 2, tr_dequantize, "axis"},
+    {"Div", 2, tr_sub_div, ""},
+    {"DynamicQuantizeLinear", 1, tr_dynamic_quantize, ""},
+    {"Expand", 2, tr_expand, ""},
+    {"Flatten", 1, tr_flatten, "axis"},
+    {"Gather", 2, tr_gather, "axis"},
+    {"Gelu", 1, tr_gelu, "approximate"},
+    {"Gemm", 2, tr_gemm, "alpha beta transA transB"},
+    {"Identity", 1, tr_identity, ""},
+    {"LayerNormalization", 2, tr_layernorm, "axis epsilon stash_type"},
+    {"MatMul", 2, tr_matmul, ""},
+    {"MatMulInteger", 2, tr_matmul_integer, ""},
+    {"Mul", 2, tr_mul, ""},
+    {"QLinearMatMul", 8, tr_qlinear_matmul, ""},
+    {"QuantizeLinear", 2, tr_quantize, "axis"},
+    {"Relu", 1, tr_relu, ""},
+    {"Reshape", 2, tr_reshape, "allowzero"},
+    {"Shape", 1, tr_shape, ""},
+    {"Softmax", 1, tr_softmax, "axis"},
+    {"Squeeze", 1, tr_squeeze_like, "axes"},
+    {"Sub", 2, tr_sub_div, ""},
+    {"Transpose", 1, tr_transpose, "perm"},
+    {"Unsqueeze", 1, tr_squeeze_like, "axes"},
 };
 enum { NOPS = sizeof ops / sizeof ops[0] };
 
@@ -1812,6 +1829,10 @@ static bool import_graph(Imp *im) {
                ir_alloc(a, im->cap * sizeof(int)), im->cap};
   for (size_t i = 0; i < nn; i++) {
     const Onnx__NodeProto *n = g->node[i];
+    if (n->n_output < 1 || !*onnx_str(n->output[0])) {
+      im->cur = (int)i;
+      return fail(im, "the node has no output");
+    }
     for (size_t j = 0; j < n->n_output; j++) {
       const char *o = onnx_str(n->output[j]);
       if (!*o)
@@ -1918,6 +1939,9 @@ static bool import_graph(Imp *im) {
     for (size_t j = 0; j < n->n_input; j++)
       if (*onnx_str(n->input[j]) && !find(im, n->input[j]))
         return fail(im, "input '%s' is not computed (it is inside a pattern q8c fused)", n->input[j]);
+    for (int j = 0; j < e->min_inputs; j++)
+      if (j >= (int)n->n_input || !*onnx_str(n->input[j]))
+        return fail(im, "input %d is missing (%s takes at least %d)", j, e->op, e->min_inputs);
     if (!check_attrs(im, e) || !e->fn(im, i))
       return false;
     if (!find(im, n->output[0]) && !im->m->diag.failed)
@@ -1958,7 +1982,7 @@ IrModule *fe_onnx_parse(const char *path, const unsigned char *bytes, size_t siz
   snprintf(name, sizeof name, "%.*s", (int)(bl < 100 ? bl : 100), base);
   im.m = ob_module("model");
   IrModule *m = im.m;
-  m->name = sanitize(&im, name);
+  m->name = strcmp(path, "-") == 0 ? "model" : sanitize(&im, name);
   m->dir = dir_of(m->arena, path);
   ir_diag_init(&m->diag, ir_strdup(m->arena, path), NULL);
   im.c.m = m;

@@ -38,6 +38,8 @@ size_t onnx_hsize(HDType t);
 const char *onnx_hname(HDType t);
 double onnx_hget(const HTensor *t, int64_t i);
 int64_t onnx_hget_i64(const HTensor *t, int64_t i);
+/* A double as an integer: NaN 0, out of range saturated. */
+int64_t onnx_to_i64(double v);
 /* A new tensor of dims, checked for overflow and the memory cap. */
 bool onnx_htensor_new(IrArena *a, HDType dt, int rank, const int64_t *dims, HTensor *t, char *err,
                       size_t errlen);

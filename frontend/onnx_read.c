@@ -43,10 +43,21 @@ double onnx_hget(const HTensor *t, int64_t i) {
   return 0;
 }
 
+int64_t onnx_to_i64(double v) {
+  /* Untrusted floats used as integers: NaN is 0, the rest saturates. */
+  if (!(v == v))
+    return 0;
+  if (v <= -9.2e18)
+    return INT64_MIN + 1;
+  if (v >= 9.2e18)
+    return INT64_MAX;
+  return (int64_t)v;
+}
+
 int64_t onnx_hget_i64(const HTensor *t, int64_t i) {
   if (t->dt == H_I64)
     return ((const int64_t *)t->data)[i];
-  return (int64_t)onnx_hget(t, i);
+  return onnx_to_i64(onnx_hget(t, i));
 }
 
 /* Element count of `dims`, checked: false on a negative dim, a rank over
@@ -83,7 +94,8 @@ bool onnx_htensor_new(IrArena *a, HDType dt, int rank, const int64_t *dims, HTen
   if (!count_elems(dims, (size_t)rank, &t->numel, err, errlen))
     return false;
   t->rank = rank;
-  memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
+  if (rank > 0)
+    memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
   if ((uint64_t)t->numel > UINT64_MAX / 8) {
     snprintf(err, errlen, "has more elements than 64-bit arithmetic holds");
     return false;

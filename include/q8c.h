@@ -38,8 +38,9 @@ extern "C" {
 typedef struct q8c_module q8c_module;
 
 /* Parse the model in the file at `path` (its weights file is resolved relative
- * to it). Returns a module, or NULL only when out of memory; check
- * q8c_module_error() before using it. */
+ * to it): text IR, or an ONNX model (a `.onnx` file, or recognised by its
+ * content; docs/import.md). Returns a module, or NULL only when out of
+ * memory; check q8c_module_error() before using it. */
 q8c_module *q8c_parse_file(const char *path);
 
 /* Parse model text held in memory. `name` is used in error messages and, like
