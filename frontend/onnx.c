@@ -1957,6 +1957,11 @@ static bool import_graph(Imp *im) {
       return fail(im, "graph output '%s' is a constant (or part of a quantization pattern); q8c "
                       "models compute their outputs",
                   name);
+    for (size_t j = 0; j < i; j++)
+      if (find(im, onnx_str(g->output[j]->name))->ir == v->ir)
+        return fail(im, "graph outputs '%s' and '%s' are the same value; q8c's outputs are "
+                        "distinct values",
+                    onnx_str(g->output[j]->name), name);
     ob_output(im->m, v->ir);
   }
   if (g->n_output == 0)

@@ -300,10 +300,11 @@ def test_qlinear_matmul(q8c, t):
                 np.array_equal(ys, ref), f"{np.sum(ys != ref)} of {ys.size} differ")
 
 
-def test_qdq(q8c, t):
+def test_qdq(q8c, t, relu):
     """ONNX Runtime's QDQ form: Q/DQ on activations, DQ'd int8 weights and
     int32 biases (scale x_scale * w_scale), MatMul + Add and Gemm."""
     rng = np.random.default_rng(3)
+    tag = "QDQ" + (" with relu" if relu else "")
     k, h, n = 32, 20, 12
     work = q8test.tmpdir()
     w1q, s1 = quant_weights(rng, k, h, True)
@@ -320,7 +321,7 @@ def test_qdq(q8c, t):
         helper.make_node("DequantizeLinear", ["b1q", "b1s"], ["b1"], axis=0),
         helper.make_node("MatMul", ["xd", "W1"], ["mm"]),
         helper.make_node("Add", ["mm", "b1"], ["h"]),
-        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Relu" if relu else "Identity", ["h"], ["r"]),
         helper.make_node("QuantizeLinear", ["r", "sh", "zh"], ["rq"]),
         helper.make_node("DequantizeLinear", ["rq", "sh", "zh"], ["rd"]),
         helper.make_node("DequantizeLinear", ["W2q", "s2"], ["W2"]),
@@ -338,7 +339,7 @@ def test_qdq(q8c, t):
              numpy_helper.from_array(b2q, "b2q"), numpy_helper.from_array(b2s, "b2s")]
     path = save(mk_model(nodes, inits, k, n), os.path.join(work, "qdq.onnx"))
     ir = q8test.run(q8c, path, "--stop-after=verify").stdout
-    t.check("QDQ: MatMul and Gemm become qgemm with the model's parameters",
+    t.check(f"{tag}: MatMul and Gemm become qgemm with the model's parameters",
             ir.count("= qgemm") == 2 and "= linear" not in ir and "= matmul" not in ir, ir)
     x = (rng.standard_normal((17, k)) * 1.5).astype(F32)
     # ONNX integer arithmetic: int32 accumulation with the int32 bias, the
@@ -346,17 +347,17 @@ def test_qdq(q8c, t):
     xq = onnx_quantize(x, sx, zx)
     acc1 = ((xq - zx).astype(np.int64) @ w1q.astype(np.int64) + b1q).astype(np.int32)
     h1 = (acc1.astype(F32) * b1s).astype(F32)
-    r = np.maximum(h1, F32(0))
+    r = np.maximum(h1, F32(0)) if relu else h1
     rq = onnx_quantize(r, sh, zh)
     acc2 = ((rq - zh).astype(np.int64) @ w2q.astype(np.int64) + b2q).astype(np.int32)
     ref = (acc2.astype(F32) * b2s).astype(F32)
     y = run_npy(q8c, path, x, work)
-    t.check("QDQ: interpreter equals ONNX integer arithmetic", np.array_equal(y, ref),
+    t.check(f"{tag}: interpreter equals ONNX integer arithmetic", np.array_equal(y, ref),
             f"{np.sum(y != ref)} of {y.size} differ, max {np.max(np.abs(y - ref)):g}")
     so = os.path.join(work, "qdq.so")
     q8test.run(q8c, path, "-o", so, "--target=generic", "--batch", 17)
     ys = run_npy(q8c, so, x, work)
-    t.check("QDQ: compiled .so (no calibration) equals ONNX integer arithmetic",
+    t.check(f"{tag}: compiled .so (no calibration) equals ONNX integer arithmetic",
             np.array_equal(ys, ref), f"{np.sum(ys != ref)} of {ys.size} differ")
 
 
@@ -506,7 +507,8 @@ def main():
         return t.finish() if False else 0
     test_errors(q8c, t, update)
     test_qlinear_matmul(q8c, t)
-    test_qdq(q8c, t)
+    test_qdq(q8c, t, True)
+    test_qdq(q8c, t, False)
     test_matmul_integer(q8c, t)
     if torch is None:
         t.skip("torch models", "python3-torch is not installed")
