@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "onnx_internal.h"
 
@@ -2037,6 +2038,27 @@ IrModule *fe_onnx_parse_file(const char *path) {
   unsigned char *buf = NULL;
   size_t len = 0, cap = 0;
   char why[256] = "";
+  struct stat st;
+  /* A regular file is read in one buffer of its size, which must be within
+   * the memory cap; anything else in growing chunks. */
+  if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    char cap_err[200];
+    if ((uint64_t)st.st_size > ((uint64_t)2 << 30)) {
+      snprintf(why, sizeof why, "is larger than 2 GiB (a protobuf's limit; larger models keep their weights in external data files)");
+    } else if (!ir_bytes_allowed((uint64_t)st.st_size, cap_err, sizeof cap_err)) {
+      snprintf(why, sizeof why, "(%lld bytes) %s", (long long)st.st_size, cap_err);
+    } else {
+      cap = (size_t)st.st_size + 1;
+      buf = malloc(cap);
+    }
+    if (!buf) {
+      fclose(f);
+      m = ob_module("model");
+      ir_diag_init(&m->diag, ir_strdup(m->arena, path), NULL);
+      ir_error(&m->diag, (IrLoc){0}, "the file %s", why[0] ? why : "cannot be read: out of memory");
+      return m;
+    }
+  }
   for (;;) {
     if (len == cap) {
       size_t nc = cap ? cap * 2 : 1 << 16;

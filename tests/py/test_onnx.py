@@ -478,6 +478,29 @@ def bad_models(work):
                 numpy_helper.from_array(np.array(128, np.uint8), "z"),
                 numpy_helper.from_array(np.array(0, np.int8), "zw"),
                 numpy_helper.from_array(w, "W")], 4, 3).SerializeToString()
+    for kind, loc in (("symlink", "link.bin"), ("absolute", "/etc/passwd")):
+        m = mlp_bytes()
+        t = m.graph.initializer[0]
+        t.ClearField("raw_data")
+        t.data_location = TensorProto.EXTERNAL
+        e = t.external_data.add()
+        e.key, e.value = "location", loc
+        cases["external_" + kind] = m.SerializeToString()
+    m = mlp_bytes()
+    t = m.graph.initializer[0]
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for key, val in (("location", "w.bin"), ("offset", "40")):
+        e = t.external_data.add()
+        e.key, e.value = key, val
+    cases["external_short"] = m.SerializeToString()
+    m = mlp_bytes()
+    big = TensorProto()
+    big.name, big.data_type = "big", TensorProto.FLOAT
+    big.dims.extend([1024, 1024])
+    big.raw_data = b"\0" * 4
+    m.graph.initializer.append(big)
+    cases["over_cap"] = m.SerializeToString()
     return cases
 
 
@@ -485,10 +508,13 @@ def test_errors(q8c, t, update):
     work = q8test.tmpdir()
     os.makedirs(os.path.join(work, "m"))
     open(os.path.join(work, "secret.bin"), "wb").write(b"\0" * 64)
+    open(os.path.join(work, "m", "w.bin"), "wb").write(b"\0" * 64)
+    os.symlink(os.path.join(work, "secret.bin"), os.path.join(work, "m", "link.bin"))
     for name, data in sorted(bad_models(work).items()):
         rel = os.path.join("m", name + ".onnx")
         open(os.path.join(work, rel), "wb").write(data)
-        r = q8test.subprocess.run([q8c, rel, "--stop-after=verify"], cwd=work,
+        env = dict(os.environ, Q8_MAX_TENSOR_BYTES="1M") if name == "over_cap" else None
+        r = q8test.subprocess.run([q8c, rel, "--stop-after=verify"], cwd=work, env=env,
                                   capture_output=True, text=True, timeout=60)
         want_path = os.path.join(ERR_DIR, "err_" + name + ".err")
         if update:
