@@ -72,6 +72,7 @@ enum { NODE_PLAIN, NODE_SKIP, NODE_GELU, NODE_LAYERNORM };
 
 struct Imp {
   OnnxCtx c;
+  ObBuild b;  /* the IR being built (onnx_build.c) */
   IrModule *m;
   const Onnx__GraphProto *g;
   int64_t opset;
@@ -255,7 +256,7 @@ static IrValue *need_ir(Imp *im, int i) {
       fail(im, "constant '%s' is %s; float ops take f32", v->name, onnx_hname(v->t.dt));
       return NULL;
     }
-    v->ir_const = ob_const(im->m, sanitize(im, v->name), &v->t);
+    v->ir_const = ob_const(&im->b, sanitize(im, v->name), &v->t);
   }
   return v->ir_const;
 }
@@ -330,7 +331,7 @@ static bool tr_identity(Imp *im, int ni) {
 
 static bool unary(Imp *im, IrOp op) {
   IrValue *x = need_ir(im, 0);
-  return x && set_ir(im, 0, ob_node(im->m, op, sanitize(im, out_name(im, 0)), &x, 1, NULL, 0));
+  return x && set_ir(im, 0, ob_node(&im->b, op, sanitize(im, out_name(im, 0)), &x, 1, NULL, 0));
 }
 
 static bool tr_relu(Imp *im, int ni) { return unary(im, IR_OP_RELU); }
@@ -355,7 +356,7 @@ static bool tr_softmax(Imp *im, int ni) {
     return fail(im, "softmax over axis %d of a rank-%d tensor: q8c's softmax is over the last "
                     "axis only",
                 axis, rank);
-  return set_ir(im, 0, ob_node(im->m, IR_OP_SOFTMAX, sanitize(im, out_name(im, 0)), &x, 1, NULL, 0));
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_SOFTMAX, sanitize(im, out_name(im, 0)), &x, 1, NULL, 0));
 }
 
 static IrValue *vec_const(Imp *im, int i, int64_t d, const char *what, float fill) {
@@ -373,7 +374,7 @@ static IrValue *vec_const(Imp *im, int i, int64_t d, const char *what, float fil
     if (!ok)
       return NULL;
     memcpy(t.data, c->data, (size_t)d * 4);
-    return ob_const(im->m, sanitize(im, in(im, i)->name), &t);
+    return ob_const(&im->b, sanitize(im, in(im, i)->name), &t);
   }
   t = new_tensor(im, H_F32, 1, &d, &ok);
   if (!ok)
@@ -382,7 +383,7 @@ static IrValue *vec_const(Imp *im, int i, int64_t d, const char *what, float fil
     ((float *)t.data)[k] = fill;
   char name[512];
   snprintf(name, sizeof name, "%s.%s", sanitize(im, out_name(im, 0)), what);
-  return ob_const(im->m, name, &t);
+  return ob_const(&im->b, name, &t);
 }
 
 static bool emit_layernorm(Imp *im, IrValue *x, int gi, int bi, double eps) {
@@ -391,7 +392,7 @@ static bool emit_layernorm(Imp *im, IrValue *x, int gi, int bi, double eps) {
   if (!ops[1] || !(ops[2] = vec_const(im, bi, d, "bias", 0)))
     return false;
   BAttr a = {IR_ATTR_EPS, 1, {eps}};
-  return set_ir(im, 0, ob_node(im->m, IR_OP_LAYERNORM, sanitize(im, out_name(im, 0)), ops, 3, &a, 1));
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_LAYERNORM, sanitize(im, out_name(im, 0)), ops, 3, &a, 1));
 }
 
 static bool tr_layernorm(Imp *im, int ni) {
@@ -479,7 +480,7 @@ static IrValue *bcast_const(Imp *im, int i, const IrType *other) {
   }
   if (t.rank == v->t.rank)
     return need_ir(im, i);
-  return ob_const(im->m, sanitize(im, v->name), &t);
+  return ob_const(&im->b, sanitize(im, v->name), &t);
 }
 
 static bool suffix_of(const IrType *lo, const IrType *hi) {
@@ -520,7 +521,7 @@ static bool binary(Imp *im, IrOp op, char ch) {
                     "trailing dims of the other (not yet: size-1 axes inside a shape)",
                 ir_type_str(&x[0]->type, b1, sizeof b1), ir_type_str(&x[1]->type, b2, sizeof b2));
   }
-  return set_ir(im, 0, ob_node(im->m, op, sanitize(im, out_name(im, 0)), x, 2, NULL, 0));
+  return set_ir(im, 0, ob_node(&im->b, op, sanitize(im, out_name(im, 0)), x, 2, NULL, 0));
 }
 
 static bool tr_add(Imp *im, int ni) { return binary(im, IR_OP_ADD, '+'); }
@@ -546,7 +547,7 @@ static bool tr_transpose(Imp *im, int ni) {
     return fail(im, "perm has %zu entries for a rank-%d input", p->n_ints, x->type.rank);
   for (int i = 0; i < x->type.rank; i++)
     a.v[i] = p ? (double)p->ints[i] : x->type.rank - 1 - i;
-  return set_ir(im, 0, ob_node(im->m, IR_OP_TRANSPOSE, sanitize(im, out_name(im, 0)), &x, 1, &a, 1));
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_TRANSPOSE, sanitize(im, out_name(im, 0)), &x, 1, &a, 1));
 }
 
 /* Reshape of an IR value to dims (ONNX_SYM_BATCH for `?`, -1 inferred, 0
@@ -604,7 +605,7 @@ static bool reshape_to(Imp *im, IrValue *x, const int64_t *shape, int rank, bool
   BAttr a = {IR_ATTR_SHAPE, rank, {0}};
   for (int i = 0; i < rank; i++)
     a.v[i] = (double)dims[i];
-  return set_ir(im, 0, ob_node(im->m, IR_OP_RESHAPE, sanitize(im, out_name(im, 0)), &x, 1, &a, 1));
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_RESHAPE, sanitize(im, out_name(im, 0)), &x, 1, &a, 1));
 }
 
 /* A constant tensor reshaped (no data change). */
@@ -999,7 +1000,7 @@ static bool tr_matmul(Imp *im, int ni) {
   IrValue *x[2] = {need_ir(im, 0), NULL};
   if (!x[0] || !(x[1] = need_ir(im, 1)))
     return false;
-  return set_ir(im, 0, ob_node(im->m, IR_OP_MATMUL, sanitize(im, out_name(im, 0)), x, 2, NULL, 0));
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_MATMUL, sanitize(im, out_name(im, 0)), x, 2, NULL, 0));
 }
 
 /* Gemm's C as a bias of N elements times beta, or NULL with none. */
@@ -1021,7 +1022,7 @@ static bool gemm_bias(Imp *im, int64_t n, double beta, IrValue **out) {
     return false;
   for (int64_t i = 0; i < n; i++)
     ((float *)t.data)[i] = (float)(onnx_hget(c, c->numel == 1 ? 0 : i) * beta);
-  *out = ob_const(im->m, sanitize(im, in(im, 2)->name), &t);
+  *out = ob_const(&im->b, sanitize(im, in(im, 2)->name), &t);
   return true;
 }
 
@@ -1063,10 +1064,10 @@ static bool tr_gemm(Imp *im, int ni) {
   }
   if (!ok)
     return false;
-  IrValue *ops[3] = {x, ob_const(im->m, wname, &w), NULL};
+  IrValue *ops[3] = {x, ob_const(&im->b, wname, &w), NULL};
   if (!gemm_bias(im, w.dims[0], beta, &ops[2]))
     return false;
-  return set_ir(im, 0, ob_node(im->m, IR_OP_LINEAR, sanitize(im, out_name(im, 0)), ops,
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_LINEAR, sanitize(im, out_name(im, 0)), ops,
                                ops[2] ? 3 : 2, NULL, 0));
 }
 
@@ -1142,7 +1143,7 @@ static bool tr_quantize(Imp *im, int ni) {
                     "(ONNX Runtime's default, QUInt8)",
                 onnx_hname(zt));
   BAttr at[3] = {{IR_ATTR_SCALE, 1, {(float)s}}, {IR_ATTR_ZERO_POINT, 1, {z}}, {IR_ATTR_DTYPE, 1, {IR_U8}}};
-  return set_ir(im, 0, ob_node(im->m, IR_OP_QUANTIZE, sanitize(im, out_name(im, 0)), &x, 1, at, 3));
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_QUANTIZE, sanitize(im, out_name(im, 0)), &x, 1, at, 3));
 }
 
 static bool tr_dequantize(Imp *im, int ni) {
@@ -1199,7 +1200,7 @@ static bool tr_dequantize(Imp *im, int ni) {
   if (!qparams(im, 1, 2, &s, &z, &zt))
     return false;
   BAttr at[2] = {{IR_ATTR_SCALE, 1, {(float)s}}, {IR_ATTR_ZERO_POINT, 1, {z}}};
-  if (!set_ir(im, 0, ob_node(im->m, IR_OP_DEQUANTIZE, sanitize(im, out_name(im, 0)), &x, 1, at, 2)))
+  if (!set_ir(im, 0, ob_node(&im->b, IR_OP_DEQUANTIZE, sanitize(im, out_name(im, 0)), &x, 1, at, 2)))
     return false;
   OVal *o = find(im, out_name(im, 0));
   bool ok;
@@ -1291,19 +1292,19 @@ static bool qgemm_from(Imp *im, IrValue *xq, double sx, int32_t zx, const OVal *
   char bname[600], mname[600];
   snprintf(bname, sizeof bname, "%s.bias", on);
   snprintf(mname, sizeof mname, "%s.mult", on);
-  IrValue *ops[4] = {xq, ob_const(im->m, base, &wq), ob_const(im->m, bname, &bt),
-                     ob_const(im->m, mname, &mt)};
+  IrValue *ops[4] = {xq, ob_const(&im->b, base, &wq), ob_const(&im->b, bname, &bt),
+                     ob_const(&im->b, mname, &mt)};
   BAttr at[3] = {{IR_ATTR_DTYPE, 1, {u8_out ? IR_U8 : IR_F32}},
                  {IR_ATTR_SCALE, 1, {(float)sy}},
                  {IR_ATTR_ZERO_POINT, 1, {zy}}};
   char rname[600];
   snprintf(rname, sizeof rname, "%s%s", on, fbias ? ".acc" : "");
-  IrValue *r = ob_node(im->m, IR_OP_QGEMM, rname, ops, 4, at, u8_out ? 3 : 1);
+  IrValue *r = ob_node(&im->b, IR_OP_QGEMM, rname, ops, 4, at, u8_out ? 3 : 1);
   if (!r)
     return rewrap(im);
   if (fbias) {
     IrValue *ab[2] = {r, fbias};
-    return set_ir(im, 0, ob_node(im->m, IR_OP_ADD, on, ab, 2, NULL, 0));
+    return set_ir(im, 0, ob_node(&im->b, IR_OP_ADD, on, ab, 2, NULL, 0));
   }
   if (!set_ir(im, 0, r))
     return false;
@@ -1332,7 +1333,7 @@ static bool try_fold_qbias(Imp *im, OVal *acc, OVal *bias) {
     (void)t;
     if (!(x[1] = bcast_const(im, acc == in(im, 0) ? 1 : 0, &acc->ir->type)))
       return false;
-    return set_ir(im, 0, ob_node(im->m, IR_OP_ADD, sanitize(im, out_name(im, 0)), x, 2, NULL, 0));
+    return set_ir(im, 0, ob_node(&im->b, IR_OP_ADD, sanitize(im, out_name(im, 0)), x, 2, NULL, 0));
   }
   for (int64_t j = 0; j < acc->qg_n; j++)
     acc->qg_bias[j] += (int32_t)onnx_hget_i64(&bias->q, j);
@@ -1699,7 +1700,7 @@ static bool tr_pattern(Imp *im, int ni) {
   if (!x || x->kind != OV_IR)
     return fail(im, "the input of the fused pattern is not a tensor q8c computes");
   if (im->role[ni] == NODE_GELU)
-    return set_ir(im, 0, ob_node(im->m, IR_OP_GELU, sanitize(im, out_name(im, 0)), &x->ir, 1, NULL, 0));
+    return set_ir(im, 0, ob_node(&im->b, IR_OP_GELU, sanitize(im, out_name(im, 0)), &x->ir, 1, NULL, 0));
   /* Layernorm: gamma and beta come from the Mul and Add; present them as inputs. */
   int64_t d = x->ir->type.dims[x->ir->type.rank - 1];
   IrValue *ops[3] = {x->ir, NULL, NULL};
@@ -1718,10 +1719,10 @@ static bool tr_pattern(Imp *im, int ni) {
       ((float *)t.data)[k] = c ? ((const float *)c->t.data)[k] : (float)(1 - i);
     char name[512];
     snprintf(name, sizeof name, "%s", c ? sanitize(im, c->name) : i ? "layernorm.bias" : "layernorm.scale");
-    ops[1 + i] = ob_const(im->m, name, &t);
+    ops[1 + i] = ob_const(&im->b, name, &t);
   }
   BAttr a = {IR_ATTR_EPS, 1, {im->pat_eps[ni]}};
-  return set_ir(im, 0, ob_node(im->m, IR_OP_LAYERNORM, sanitize(im, out_name(im, 0)), ops, 3, &a, 1));
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_LAYERNORM, sanitize(im, out_name(im, 0)), ops, 3, &a, 1));
 }
 
 static bool check_attrs(Imp *im, const OpEntry *e) {
@@ -1821,7 +1822,7 @@ static bool import_graph(Imp *im) {
       return false;
     v = define(im, name);
     v->kind = OV_IR;
-    v->ir = ob_input(im->m, sanitize(im, name), &t);
+    v->ir = ob_input(&im->b, sanitize(im, name), &t);
   }
 
   /* Producers, checked for redefinition; then use counts. */
@@ -1963,11 +1964,11 @@ static bool import_graph(Imp *im) {
         return fail(im, "graph outputs '%s' and '%s' are the same value; q8c's outputs are "
                         "distinct values",
                     onnx_str(g->output[j]->name), name);
-    ob_output(im->m, v->ir);
+    ob_output(&im->b, v->ir);
   }
   if (g->n_output == 0)
     return fail(im, "the graph has no outputs");
-  return ob_finish(im->m);
+  return ob_finish(&im->b);
 }
 
 static char *dir_of(IrArena *a, const char *path) {
@@ -1986,7 +1987,7 @@ IrModule *fe_onnx_parse(const char *path, const unsigned char *bytes, size_t siz
   size_t bl = strcspn(base, ".");
   char name[128];
   snprintf(name, sizeof name, "%.*s", (int)(bl < 100 ? bl : 100), base);
-  im.m = ob_module("model");
+  im.m = ob_begin(&im.b, "model");
   IrModule *m = im.m;
   m->name = strcmp(path, "-") == 0 ? "model" : sanitize(&im, name);
   m->dir = dir_of(m->arena, path);
@@ -2030,7 +2031,8 @@ IrModule *fe_onnx_parse_file(const char *path) {
   FILE *f = fopen(path, "rb");
   IrModule *m;
   if (!f) {
-    m = ob_module("model");
+    ObBuild eb;
+    m = ob_begin(&eb, "model");
     ir_diag_init(&m->diag, ir_strdup(m->arena, path), NULL);
     ir_error(&m->diag, (IrLoc){0}, "cannot open: %s", strerror(errno));
     return m;
@@ -2053,7 +2055,8 @@ IrModule *fe_onnx_parse_file(const char *path) {
     }
     if (!buf) {
       fclose(f);
-      m = ob_module("model");
+      ObBuild eb;
+    m = ob_begin(&eb, "model");
       ir_diag_init(&m->diag, ir_strdup(m->arena, path), NULL);
       ir_error(&m->diag, (IrLoc){0}, "the file %s", why[0] ? why : "cannot be read: out of memory");
       return m;
@@ -2081,7 +2084,8 @@ IrModule *fe_onnx_parse_file(const char *path) {
   bool rerr = ferror(f);
   fclose(f);
   if (!buf || rerr) {
-    m = ob_module("model");
+    ObBuild eb;
+    m = ob_begin(&eb, "model");
     ir_diag_init(&m->diag, ir_strdup(m->arena, path), NULL);
     ir_error(&m->diag, (IrLoc){0}, "the file %s", rerr ? "cannot be read" : why);
     free(buf);

@@ -57,17 +57,28 @@ typedef struct {
   double v[IR_MAX_RANK];
 } BAttr;
 
-IrModule *ob_module(const char *name);
-IrValue *ob_input(IrModule *m, const char *name, const IrType *type);
+typedef struct {
+  const char **keys;
+  size_t cap, count;
+} ObNames;
+
+typedef struct {
+  IrModule *m;
+  ObNames values, consts; /* names taken */
+} ObBuild;
+
+/* A new module, the builder's. */
+IrModule *ob_begin(ObBuild *b, const char *name);
+IrValue *ob_input(ObBuild *b, const char *name, const IrType *type);
 /* A constant from a host tensor (f32, i8, u8 or i32), named after `base`
  * (made unique). */
-IrValue *ob_const(IrModule *m, const char *base, const HTensor *t);
+IrValue *ob_const(ObBuild *b, const char *base, const HTensor *t);
 /* A node with its attributes, its result type inferred. NULL with the
- * inference's message in m->diag. */
-IrValue *ob_node(IrModule *m, IrOp op, const char *result_base, IrValue **opnds, int nopnds,
+ * inference's message in the module's diag. */
+IrValue *ob_node(ObBuild *b, IrOp op, const char *result_base, IrValue **opnds, int nopnds,
                  const BAttr *attrs, int nattrs);
-void ob_output(IrModule *m, IrValue *v);
+void ob_output(ObBuild *b, IrValue *v);
 /* Drop what the patterns left unused, then verify. */
-bool ob_finish(IrModule *m);
+bool ob_finish(ObBuild *b);
 
 #endif
