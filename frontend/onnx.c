@@ -1329,8 +1329,6 @@ static bool try_fold_qbias(Imp *im, OVal *acc, OVal *bias) {
   }
   if (!fits) {
     IrValue *x[2] = {acc->ir, NULL};
-    IrType t = {.rank = 1, .dims = {bias->t.numel}};
-    (void)t;
     if (!(x[1] = bcast_const(im, acc == in(im, 0) ? 1 : 0, &acc->ir->type)))
       return false;
     return set_ir(im, 0, ob_node(&im->b, IR_OP_ADD, sanitize(im, out_name(im, 0)), x, 2, NULL, 0));
