@@ -21,7 +21,7 @@
 enum { EXIT_INPUT = 1, EXIT_USAGE = 2, MAX_FILES = 64 };
 
 /* The subcommands; CMD_COMPILE is `q8c MODEL.ir`. */
-typedef enum { CMD_COMPILE, CMD_RUN, CMD_BENCH, CMD_INFO } Command;
+typedef enum { CMD_COMPILE, CMD_RUN, CMD_BENCH, CMD_INFO, CMD_IMPORT } Command;
 
 /* -i / -o arguments: "NAME=PATH" or "PATH" ("-": standard input or output). */
 typedef struct {

@@ -34,7 +34,8 @@ enum {
   R = 1 << CMD_RUN,
   B = 1 << CMD_BENCH,
   I = 1 << CMD_INFO,
-  ALL = C | R | B | I,
+  M = 1 << CMD_IMPORT,
+  ALL = C | R | B | I | M,
 };
 
 typedef enum {
@@ -71,7 +72,7 @@ typedef struct {
 } OptSpec;
 
 static const OptSpec options[] = {
-    {"Output", "output", 'o', ARG_REQUIRED, C | R, OPT_OUTPUT, "-o FILE",
+    {"Output", "output", 'o', ARG_REQUIRED, C | R | M, OPT_OUTPUT, "-o FILE",
      "write to FILE ('-': standard output); without --emit\n"
      "its suffix chooses: .ir .ll .s .o .h, anything else a\n"
      "shared library ('-': IR)"},
@@ -172,13 +173,14 @@ static const OptSpec options[] = {
 };
 enum { NOPTIONS = sizeof options / sizeof options[0] };
 
-static const char *const command_names[] = {"", "run", "bench", "info"};
+static const char *const command_names[] = {"", "run", "bench", "info", "import"};
 
 static const char usage_head[] =
     "usage: q8c [options] MODEL.ir [-o OUTPUT]\n"
     "       q8c run MODEL.ir|MODEL.so [--jit] [--quantized] -i [NAME=]INPUT.npy...\n"
     "               [-o [NAME=]OUTPUT.npy]...\n"
     "       q8c info MODEL.so\n"
+    "       q8c import MODEL.onnx -o MODEL.ir   the model as text IR + safetensors\n"
     "       q8c bench MODEL.so|MODEL.ir [--batch N] [--threads N] [--warmup N]\n"
     "               [--runs N] [--json] [-i [NAME=]INPUT.npy]...\n"
     "       q8c help\n"
@@ -187,7 +189,9 @@ static const char usage_head[] =
     "compile it to machine code specialized to its shapes. The pipeline:\n"
     "calibrate, quantize, fuse-requant, fold-constants (--list-passes).\n"
     "Without --calib, activations that have no range in the IR are quantized\n"
-    "at run time (--dynamic; a note says so); with it, statically.\n";
+    "at run time (--dynamic; a note says so); with it, statically.\n"
+    "MODEL may be an ONNX file (.onnx, or recognised by its content) wherever\n"
+    "MODEL.ir is accepted (docs/import.md).\n";
 
 static const char usage_tail[] =
     "\n"
@@ -514,7 +518,7 @@ static int apply(Options *o, const OptSpec *s, const char *v) {
 static int positional(Options *o, const char *a, bool *have_cmd, bool *help) {
   if (!*have_cmd && !o->model) {
     *have_cmd = true;
-    for (int c = CMD_RUN; c <= CMD_INFO; c++)
+    for (int c = CMD_RUN; c <= CMD_IMPORT; c++)
       if (strcmp(a, command_names[c]) == 0) {
         o->cmd = (Command)c;
         return 0;
@@ -537,7 +541,7 @@ static int check_args(Options *o, const OptSpec **given, int ngiven) {
     if (!(given[i]->commands & (1u << o->cmd))) {
       char where[128] = "";
       size_t len = 0;
-      for (int c = CMD_COMPILE; c <= CMD_INFO; c++)
+      for (int c = CMD_COMPILE; c <= CMD_IMPORT; c++)
         if (given[i]->commands & (1u << c))
           len += (size_t)snprintf(where + len, sizeof where - len, "%s`q8c %s`",
                                   len ? " and " : "", c == CMD_COMPILE ? "MODEL.ir" : command_names[c]);
@@ -560,6 +564,8 @@ static int check_args(Options *o, const OptSpec **given, int ngiven) {
                               "only by --report)");
   if (o->cmd == CMD_COMPILE && o->noutputs > 1)
     return driver_usage_error("more than one -o given");
+  if (o->cmd == CMD_IMPORT && (o->noutputs != 1 || driver_is_stdio(o->outputs[0].path)))
+    return driver_usage_error("`q8c import` needs -o OUTPUT.ir (the constants go beside it)");
   if (o->cmd == CMD_RUN && o->ninputs == 0)
     return driver_usage_error("`q8c run` needs at least one -i INPUT.npy");
   /* Standard input can be read once. */
@@ -955,6 +961,8 @@ static int q8c_main(int argc, char **argv) {
     return EXIT_INPUT;
   if (m->diag.failed)
     rc = driver_fail(m);
+  else if (o.cmd == CMD_IMPORT)
+    rc = emit_ir(m, &o);
   else
     rc = compile(m, &o);
   ir_module_free(m);

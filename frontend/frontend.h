@@ -58,6 +58,18 @@ IrModule *fe_parse(const char *path, const char *src);
  * cannot be read gives a failed module with a message. */
 IrModule *fe_parse_file(const char *path);
 
+/* ---- onnx.c, onnx_read.c, onnx_build.c: ONNX models (docs/import.md) ---- */
+
+/* An ONNX model (protobuf bytes) as an IrModule: the same contract as
+ * fe_parse (check diag.failed). `path` names it in diagnostics (`path: error:
+ * node 3 'name' (Op, opset 17): ...`); with `from_file`, external data files
+ * are resolved inside its folder. */
+IrModule *fe_onnx_parse(const char *path, const unsigned char *bytes, size_t size, bool from_file);
+IrModule *fe_onnx_parse_file(const char *path);
+/* Is the file at `path`, whose first `n` bytes are `head`, an ONNX model?
+ * By its suffix `.onnx`, or by content (protobuf field 1 first). */
+bool fe_onnx_is_onnx(const char *path, const unsigned char *head, size_t n);
+
 /* ---- safetensors.c ---- */
 
 /* One tensor of a safetensors file. F32, F16 and BF16 are converted to f32 on

@@ -668,6 +668,8 @@ static IrModule *file_error(const char *path, const char *msg) {
 }
 
 IrModule *fe_parse_file(const char *path) {
+  if (strcmp(path, "-") != 0 && fe_onnx_is_onnx(path, NULL, 0)) /* by suffix: onnx.c */
+    return fe_onnx_parse_file(path);
   FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
   if (!f) {
     char msg[256];
@@ -681,6 +683,11 @@ IrModule *fe_parse_file(const char *path) {
     fclose(f);
   if (!buf)
     return file_error(path, err);
+  if (fe_onnx_is_onnx(path, (const unsigned char *)buf, len)) { /* by content: onnx.c */
+    IrModule *m = fe_onnx_parse(path, (const unsigned char *)buf, len, strcmp(path, "-") != 0);
+    free(buf);
+    return m;
+  }
   if (memchr(buf, '\0', len)) {
     free(buf);
     return file_error(path, "not a text file (it contains a NUL byte)");

@@ -15,4 +15,4 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER="$cc" \
   -DCMAKE_C_FLAGS="$flags" -DQ8_FUZZ=ON -DQ8_BENCH=OFF \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
   -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_parse fuzz_safetensors fuzz_npy fuzz_pipeline
+cmake --build "$build" -j"$(nproc)" --target fuzz_parse fuzz_safetensors fuzz_npy fuzz_pipeline fuzz_onnx

@@ -4,7 +4,7 @@
 #   bash fuzz/run.sh TARGET [SECONDS] [BUILD_DIR]
 #   bash fuzz/run.sh pipeline 3600          # an hour of the whole pipeline
 #
-# TARGET is parse, safetensors, npy or pipeline; SECONDS defaults to 600 and
+# TARGET is parse, safetensors, npy, pipeline or onnx; SECONDS defaults to 600 and
 # BUILD_DIR to build-fuzz. The growing corpus is kept in $Q8_FUZZ_WORK/TARGET
 # (default /tmp/q8c-fuzz), seeded from fuzz/corpus/TARGET, so later runs go on
 # from where this one stopped; crashes, timeouts and leaks are written to

@@ -83,7 +83,8 @@ const char *q8c_version_string(void);
 int q8c_model_abi_version(void);
 
 /* Parse the model in the file at `path` (its weights file is resolved relative
- * to it) into a new module stored in *out. *out is set whenever memory allowed
+ * to it): text IR, or an ONNX model (a `.onnx` file, or recognised by its
+ * content; docs/import.md), into a new module stored in *out. *out is set whenever memory allowed
  * a module, also on failure: its q8c_module_error() says why, and it must be
  * freed with q8c_module_free. It is NULL only when `out` is NULL (Q8C_ERR_ARG)
  * or no memory was left for a module at all (Q8C_ERR_NOMEM). Errors:

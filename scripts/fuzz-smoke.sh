@@ -14,7 +14,7 @@ export Q8_FUZZ_WORK=${Q8_FUZZ_WORK:-/tmp/q8c-fuzz-smoke}
 bash fuzz/build.sh "$build"
 rm -rf "$Q8_FUZZ_WORK"
 failed=0
-for t in parse safetensors npy pipeline; do
+for t in parse safetensors npy pipeline onnx; do
   echo "== fuzz_$t: $seconds s"
   log="$Q8_FUZZ_WORK/$t.log"
   mkdir -p "$Q8_FUZZ_WORK"
