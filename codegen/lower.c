@@ -1,21 +1,11 @@
-/* lower.c: the entry functions of a model, one pair per variant:
- *
- *   int NAME_run_ISA(const q8_threads *, const void *const *inputs,
- *                    void *const *outputs, void *scratch)
- *   int NAME_run_quantized_ISA(...the same...)
- *
- * that run the nodes in order: qgemm through a generated kernel
- * (cg_emit_qgemm; f32 inputs quantized first by the variant's quantize
- * loop), split into tasks that the caller's threads may share; every other
- * op through the reference functions of ir/refops.h (linked from
- * libq8support.a, called through ir/refops.def's signatures, refcall.c),
- * which compute exactly what the interpreter computes.
- *
- * The quantized entry takes and gives the quantized form of each input and
- * output that has one (ir/qform.c): such an input's layers read its bytes
- * instead of quantizing the f32 tensor, and such an output is quantized on
- * exit (q8_ref_quantize). Both entries call the same kernels. Values live
- * where layout.c put them. */
+/* lower.c: the entry functions of a model, NAME_run_ISA and
+ * NAME_run_quantized_ISA for each variant, which run the nodes in order:
+ * qgemm through a generated kernel split into tasks the caller's threads may
+ * share, every other op through the reference functions of ir/refops.h, so
+ * they compute exactly what the interpreter computes; the quantized entry
+ * takes and gives the quantized form of each input and output that has one
+ * (ir/qform.c). Their signatures and what each entry does are in
+ * docs/kernels.md, "The entry functions". */
 #include <stdio.h>
 #include <string.h>
 

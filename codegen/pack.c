@@ -1,19 +1,8 @@
-/* pack.c: the packed weight layout the GEMM kernels read, and the check that
- * decides whether the AVX2 kernel may use vpmaddubsw.
- *
- * A kernel multiplies one broadcast group of 4 input bytes x[m, 4g .. 4g+3]
- * by the 4 weights of nr channels at once (vpdpbusd: 4 byte products summed
- * into each int32 lane), so the weights are stored channel-group major, then
- * K-group, then channel, then the 4 K values:
- *
- *     packed[c / nr][g][c % nr][j] = wq[c, 4g + j]     (0 past N or K)
- *
- * One K group of one vector of channels is nr * 4 contiguous bytes (64 for
- * AVX-512: one zmm load), and each vector of channels is one stream through
- * K; nr is the variant's (isa.def: 16 for AVX-512's zmm, 8 for ymm, 4 for
- * SSE2's xmm). The zero padding makes the kernels' tails free: the K tail reads 4 bytes
- * of x whatever K is (the padding bytes of x meet zero weights) and the N
- * tail computes whole vectors and stores only the valid channels. */
+/* pack.c: the packed weight layout the x86 GEMM kernels read,
+ * packed[c / nr][g][c % nr][j] = wq[c, 4g + j] (zeros past N and K, so the
+ * kernels' tails are free), and the check that decides whether the AVX2
+ * kernel may use vpmaddubsw; codegen/x86/qgemm.c emits the kernels that read
+ * it. Why this order, and the tails, in docs/kernels.md, "The packed layout". */
 #include <string.h>
 
 #include "codegen.h"

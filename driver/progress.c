@@ -1,18 +1,9 @@
 /* progress.c: what the driver shows while the pipeline runs, from the
- * library's events (PassOptions.event; the library never prints).
- *
- * On a terminal (isatty(stderr)) the stage that runs is shown on one line
- * rewritten in place: its name, and for calibration and the report the
- * samples done of all, their rate and an ETA, e.g.
- *
- *   calibrate: 512/1024 samples, 93.1 samples/s, ETA 5 s
- *
- * A stage that showed progress or took more than a second leaves its line
- * (with its time) when it ends; a quick one is erased. When stderr is not a
- * terminal nothing is shown, so pipes and tests stay clean; -q (quiet)
- * silences it too. Every stage's wall time is recorded for --time-passes,
- * which prints them as a table after the run, like LLVM's -time-passes.
- * Notes and IR printed while a progress line is up erase it first. */
+ * library's events (PassOptions.event; the library never prints): on a
+ * terminal, the running stage on one line rewritten in place, with samples
+ * done, rate and ETA where there are samples, and every stage's wall time for
+ * --time-passes. When lines stay, when they are erased and when nothing is
+ * shown are in docs/architecture.md, "What the driver shows while it runs". */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>

@@ -1,21 +1,8 @@
-/* json.c: a strict RFC 8259 JSON parser, used for safetensors headers.
- *
- * The header of a weights file is untrusted input, so the parser accepts
- * exactly the JSON grammar and nothing more: no comments, no trailing commas,
- * no leading zeros, no NaN, no byte order mark, only UTF-8 text. It stops at the
- * first problem with "invalid JSON: <what was expected> at offset N", N being
- * the byte offset into the text. Recursive descent is bounded by refusing
- * nesting deeper than 64, so no input can exhaust the stack.
- *
- * Every value, string and item array lives in the caller's arena. Arena
- * memory cannot be freed piecemeal, so item arrays grow by doubling and the
- * outgrown copies are simply left behind: at most as much again as the final
- * arrays. All allocations go through ir_alloc_data, which reports exhaustion
- * instead of aborting, so that a huge header yields an error, not a crash.
- *
- * Numbers are converted with strtod under the "C" locale (via uselocale, which
- * is per thread) because an application embedding q8c may have set a locale
- * whose decimal point is ',' and strtod would then stop at the '.'. */
+/* json.c: a strict RFC 8259 JSON parser, used for safetensors headers
+ * (safetensors.c). The header is untrusted input, so the parser accepts
+ * exactly the JSON grammar, bounds its nesting, allocates in the caller's
+ * arena through ir_alloc_data and converts numbers under the "C" locale. What
+ * it refuses and why are in docs/reliability.md, "The file loaders' checks". */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif

@@ -1,26 +1,9 @@
 /* npy.c: reading and writing numpy's .npy arrays (calibration inputs,
- * reference outputs, test data).
- *
- * A .npy file is the magic "\x93NUMPY", a major and minor version byte, the
- * header length (u16 little-endian in version 1.0, u32 in 2.0 and 3.0), a
- * header that is a Python dict literal such as
- *     {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
- * padded with spaces and a newline, and then the raw elements. The header is
- * read by a small parser of exactly that literal subset (strings in either
- * quote, True/False, tuples of integers) rather than by pattern matching, so
- * that files written by other tools, with keys in another order or different
- * spacing, are read too.
- *
- * q8c reads little-endian C-order f4, f8, i1, u1 and i4, and converts f8 to
- * f32 because everything downstream computes in f32. Every size is checked
- * against overflow and against the file's length before anything is
- * allocated, so a hostile shape gives a message, not a crash or a huge
- * allocation. Elements are decoded from little-endian explicitly, so the code
- * also works on a big-endian host. Writing produces version 1.0 with the data
- * aligned to 64 bytes, as numpy itself does.
- *
- * The streaming reader (fe_npy_open / fe_npy_read_rows) hands out rows along
- * axis 0 so that a calibration set larger than memory can be consumed. */
+ * reference outputs, test data), including a streaming reader that hands out
+ * rows along axis 0 for calibration sets larger than memory. The header is
+ * read by a parser of the dict literal numpy writes, and every size is
+ * checked before anything is allocated. The format, the dtypes read and the
+ * checks are in docs/reliability.md, "The file loaders' checks". */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* fileno and fstat, to size the file before allocating */
 #endif

@@ -1,19 +1,10 @@
-/* safetensors.c: reading and writing weights in the safetensors format.
- *
- * A file is an 8-byte little-endian header length N, N bytes of JSON naming
- * each tensor's dtype, shape and byte range [begin, end) in the data buffer
- * that follows, and that buffer. The model's `weights "file"` directive loads
- * one, and `@name` constants take their data from it.
- *
- * The file is untrusted: every count, offset and size is checked before it is
- * used, products are computed with overflow checks, and each problem gets one
- * precise message ("tensor 'w': data_offsets span 12 bytes but F32[2, 3] needs
- * 24"); the parser prefixes it with the position of the directive. Tensor data
- * is copied (and F16/BF16 widened to f32) into the caller's arena, which gives
- * every tensor 64-byte alignment whatever its offset in the file.
- *
- * Bytes are assembled explicitly in little-endian order, so neither reading nor
- * writing depends on the host's byte order. */
+/* safetensors.c: reading and writing weights in the safetensors format (an
+ * 8-byte header length, a JSON header parsed by json.c, then the data), which
+ * the model's `weights "file"` directive loads and `@name` constants take
+ * their data from. The file is untrusted: every count, offset and size is
+ * checked before it is used, with one precise message per problem. The
+ * format and the checks are in docs/reliability.md, "The file loaders'
+ * checks". */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif

@@ -1,22 +1,9 @@
 /* interp.c: the reference interpreter, the oracle every later stage is
- * checked against and the engine the calibration pass runs.
- *
- * Each value of the module (input, constant, node result) gets one slot: its
- * type with `?` bound to the batch size, in the value's own dtype (f32, u8, i8
- * or i32), and a dense row-major buffer of that dtype. Nodes run in definition
- * order through a table generated from ops.def, one eval_<name> per op; the
- * observer sees every result as soon as it exists.
- *
- * An eval_ function reads the node (attributes, shapes, dtypes) and leaves
- * the arithmetic to refops.c, which compiled models link too, so the
- * interpreter and compiled code compute each op with the same code. No
- * arithmetic on tensor elements is done here. The quantized ops' parameters
- * come from quant.c (ir_qbounds, ir_fold_qlinear), so the passes and the
- * interpreter compute every constant alike.
- *
- * Every eval_ function re-checks that its operands fit the result type it was
- * given: shape inference should guarantee it, but a wrong type must give a
- * message, never an out-of-bounds read. */
+ * checked against and the engine the calibration pass runs. It gives every
+ * value a dense buffer in its own dtype and runs the nodes in order, one
+ * eval_<name> per op of ops.def, each checking its operands and leaving the
+ * arithmetic to refops.c, the code compiled models link too. Its rules are in
+ * docs/ir.md, "The interpreter". */
 
 #include <float.h>
 #include <limits.h>

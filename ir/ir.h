@@ -1,18 +1,9 @@
-/* ir.h: the q8c graph IR, the layer every other layer builds on.
- *
- * A model is an IrModule: a list of inputs, a list of nodes in definition
- * order, a list of outputs, and the constant tensors (`@name`) the nodes use.
- * Every value is an IrValue: a graph input, a constant, or the result of exactly
- * one node. Operations come from ops.def and attribute keys from attrs.def.
- *
- * All memory of a module (values, nodes, names, constant data) belongs to the
- * module's arena and is freed by one call to ir_module_free(). There is no
- * global mutable state: separate modules may be used from separate threads.
- *
- * User errors are recorded in an IrDiag as `file:line:col: error: message`
- * with the source line and a caret; the library never prints and never exits.
- *
- * The API is grouped by the file that implements it. */
+/* ir.h: the q8c graph IR, the layer every other layer builds on: an IrModule
+ * of inputs, nodes in definition order, outputs and constants, all in the
+ * module's arena and freed by one ir_module_free(), with no global mutable
+ * state and user errors recorded in an IrDiag, never printed. The API is
+ * grouped by the file that implements it; the module's rules are in
+ * docs/ir.md, "In memory" and "The module in memory, exactly". */
 #ifndef Q8_IR_H
 #define Q8_IR_H
 

@@ -1,26 +1,10 @@
-/* qform.c: the quantized boundary of a model.
- *
- * A quantized model still takes f32 in and gives f32 out: its first layers
- * quantize their f32 input themselves and its last ones dequantize (the
- * fuse-requant pass fused those steps into them). A pipeline that already
- * holds the quantized tensor, or wants one, uses the model's quantized entry
- * instead, which takes and gives the quantized form of each f32 input and
- * output that has one (docs/quantization.md, "The quantized boundary"):
- *
- *   input %x : f32[?, 64] {scale = 0.027, zero_point = 122, dtype = u8}
- *   output %y {scale = 2.25, zero_point = 139, dtype = u8}
- *
- * An input's quantized form is exactly what its layers would compute from
- * the f32 tensor, so it is allowed only when every use of the input is a
- * quantized layer that quantizes it itself with those parameters: the
- * quantized entry hands them the bytes as they are. An output's quantized
- * form is the output quantized with its parameters (quantize, refops.c).
- * So for every f32 x:
- *
- *   run_quantized(quantize(x)) == quantize(run(x))      (bit for bit)
- *
- * which the interpreter (ir_interp_quantized) and the generated entries both
- * compute. */
+/* qform.c: the quantized boundary of a model: which f32 inputs and outputs
+ * have a quantized form (`{scale, zero_point, dtype}` on their declaration),
+ * which the model's quantized entry takes and gives instead of f32, so that
+ * run_quantized(quantize(x)) == quantize(run(x)) bit for bit, as the
+ * interpreter (ir_interp_quantized) and the generated entries compute. The
+ * rules are in docs/quantization.md, "The quantized boundary" and "The
+ * quantized boundary in the IR". */
 #include <math.h>
 
 #include "ir.h"

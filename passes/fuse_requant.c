@@ -1,25 +1,11 @@
-/* fuse_requant.c: the fuse-requant pass. After quantize, every qlinear is
- * bracketed by quantize and dequantize; this pass removes the round trips
- * through f32 so that consecutive int8 layers pass int8 data directly:
- *
- *   1. relu:   qlinear -> dequantize -> relu  becomes  qlinear {relu = 1} ->
- *              dequantize, requantizing to the relu output's own range when it
- *              has one (relu(dequant(q)) = dequant(max(q, zp)) exactly);
- *   2. pairs:  dequantize -> quantize with equal parameters disappears;
- *   3. exit:   qlinear -> dequantize (its only use) becomes qlinear {dtype = f32};
- *   4. entry:  quantize -> qlinear (its only use) becomes qlinear on f32, which
- *              quantizes its input itself with its x_scale and x_zero_point.
- *
- * The model still takes f32 in and gives f32 out. The parameters of a fused
- * entry or exit are kept as the quantized form of the model input or output
- * (`{scale, zero_point, dtype}` on its declaration), which the model's
- * quantized entry takes or gives instead (ir/qform.c). Each step is a local
- * rewrite followed by dead-node removal, so the pass is idempotent and can
- * resume from any dump.
- *
- * Linear in the graph: use counts come from the IR (ir_count_uses is O(1)),
- * nodes are replaced in place by index, and the pairs of step 2 are
- * rewritten in one sweep over all operands. */
+/* fuse_requant.c: the fuse-requant pass. After quantize (quantize.c), every
+ * qlinear is bracketed by quantize and dequantize; this pass removes the
+ * round trips through f32 (fusing relu, dropping equal pairs, fusing the
+ * model's entry and exit into its layers) so that consecutive int8 layers
+ * pass int8 data directly, leaving the fused parameters as the quantized form
+ * of the model's inputs and outputs (ir/qform.c). Its four steps, and why it
+ * is idempotent and linear, are in docs/quantization.md, "The quantize and
+ * fuse-requant passes". */
 #include <stdio.h>
 
 #include "passes.h"

@@ -1,111 +1,10 @@
 /* observe.c: calibration observers, which turn the activation values the
- * calibration pass feeds them into a range [lo, hi] for one tensor.
- *
- * The calibration pass runs the float interpreter over the calibration set in
- * batches and gives every batch of every activation tensor to that tensor's
- * observer (pass_observer_update). Memory is fixed when the observer is made:
- * the minmax methods keep a few numbers, the histogram methods a histogram of
- * `bins` counts plus scratch of 3 * (bins + 1) doubles; nothing grows with the
- * number of values. All arithmetic on ranges is in double; the result is
- * rounded to float once, at the end.
- *
- * Values that are NaN or +-Inf are never part of a range: they are counted in
- * the first pass and reported in the note.
- *
- * The methods (levels L = cfg->levels, 256 by default):
- *
- * minmax      The smallest and largest finite value.
- *
- * ma-minmax   PyTorch's MovingAverageMinMaxObserver, one "batch" being one
- *             pass_observer_update call: the first batch with a finite value
- *             sets min and max to its own; each later one moves them,
- *             min += m * (batch_min - min), max += m * (batch_max - max),
- *             m = cfg->momentum (0.01 by default). Batches without a finite
- *             value are skipped. The result depends on how the data is
- *             batched, by definition.
- *
- * The three histogram methods take two passes over the data. Pass 1 finds the
- * finite min and max. Pass 2 fills B = cfg->bins (2048 by default) bins over a
- * fixed interval [a, b] (for percentile and mse [min, max], for entropy
- * [0, max(|min|, |max|)] holding |x|). Bin edges are e[k] = a + k * w with
- * w = (b - a) / B for k < B, and e[B] = b exactly; value x goes into bin k
- * when e[k] <= x < e[k+1], values equal to b into the last bin. The bin is
- * found as numpy.histogram finds it (scale, truncate, then correct by one
- * against the edges), so counts agree with numpy.histogram(x, B, (a, b)) on
- * the same values in float64. A value outside [a, b] in pass 2 (data that
- * changed between the passes) is put in the nearest end bin. Because a bin
- * count does not depend on which batch a value came in, histogram results
- * do not depend on batching. If min == max the histogram would have zero
- * width: every value then lies in one bin, and the range is [min, max].
- *
- * percentile  P = cfg->percentile, in (50, 100], 99.99 by default. With N the
- *             total count and c[k] the counts, target = P / 100 * N (double):
- *             hi = e[k+1] for the smallest k with c[0] + ... + c[k] >= target;
- *             lo = e[k] for the largest k with c[k] + ... + c[B-1] >= target.
- *             Bins are whole: the range ends on bin edges and is a little
- *             wider than the exact percentile. Because P > 50, lo < hi; P =
- *             100 gives [min, max].
- *
- * entropy     TensorRT's KL-divergence calibration, as MXNet implements it
- *             (_get_optimal_threshold and _smooth_distribution), on the
- *             histogram h[0..B) of |x| over [0, absmax], w = absmax / B,
- *             with Nq quantized bins: L / 2 (128) when the data has both
- *             signs, since the levels are shared between the two sides, and
- *             L (256) when min >= 0 (after a relu: TensorRT's 128 assumes
- *             symmetric int8 and would clip one-sided data twice as hard as
- *             the u8 grid needs); B is raised to Nq if smaller. For every i = Nq, Nq+1, ..., B (B included: no
- *             clipping is a candidate too):
- *               P[k] = h[k] for k < i, then P[i-1] += h[i] + ... + h[B-1]
- *                 (the clipped outliers land in the last kept bin);
- *               m = i / Nq (integer division); group j < Nq covers bins
- *                 [j*m, (j+1)*m), the last group [(Nq-1)*m, i);
- *               Q[k] = (sum of h over k's group) / (number of k' in the
- *                 group with P[k'] != 0) where P[k] != 0, else 0 (the group
- *                 total uses h without the outliers);
- *               smooth P and Q with eps = 0.0001 on the raw counts: with z
- *                 zeros and nz non-zeros, zeros become eps and non-zeros
- *                 lose eps1 = eps * z / nz (so the sum is unchanged); a
- *                 distribution with no non-zero entry, or with an entry that
- *                 is <= 0 after smoothing, makes the divergence infinite;
- *               normalise each to sum 1; KL = sum over k of p log(p / q).
- *             The i with the smallest KL wins (the first one on ties); the
- *             threshold is T = (i + 0.5) * w, as in the TensorRT description
- *             (MXNet's symmetric histogram, whose middle bin straddles 0,
- *             gives the same half bin). The range is [max(min, -T),
- *             min(max, T)]. Everything is in double (MXNet smooths in
- *             float32). Costs O(B^2) logarithms: ~2M for 2048 bins. Note
- *             that for i < 2 Nq every group but the last is one bin, so Q
- *             equals P there; when a far outlier squeezes the data into a
- *             few bins, the search tends to stop at i = 2 Nq - 1, the last
- *             i before Q merges bins.
- *
- * mse         The pair of bin edges [e[s], e[t]], 0 <= s < t <= B, that
- *             minimises the expected squared error of quantizing the
- *             histogram (of raw values over [min, max]) with L levels on a
- *             uniform grid over [e[s], e[t]]. Every bin's n[k] values are
- *             taken to sit at its centre m[k] = e[k] + w/2; with step
- *             d = (e[t] - e[s]) / (L - 1),
- *               E(s, t) = d^2 / 12 * (n[s] + ... + n[t-1])            (inside)
- *                       + sum over k < s  of n[k] * (e[s] - m[k])^2    (clipped)
- *                       + sum over k >= t of n[k] * (m[k] - e[t])^2    (clipped)
- *             When min < 0 < max only pairs with e[s] <= 0 <= e[t] are
- *             candidates: every quantization scheme includes 0, so a range
- *             without it would be widened later and its modelled error would
- *             be wrong. (With min >= 0 or max <= 0 any pair is a candidate;
- *             the model is then the error before that widening.)
- *             The search is exhaustive, so the result is the exact minimum
- *             over the candidates. Scan order: s = 0, 1, ..., and for each s,
- *             t = B, B-1, ..., s+1; only a strictly smaller error replaces
- *             the best, so a tie goes to the smallest s, then the largest t.
- *             Cost: e[s] - m[k] = (s - k - 1/2) w, so divided by w^2 every
- *             term depends on bin indices only; the two clipped sums are
- *             tabulated for every s and t by running sums of non-negative
- *             terms (O(B), no cancellation), and each pair is then scored in
- *             O(1): at most B (B + 1) / 2 pairs, ~2M (a few milliseconds)
- *             for 2048 bins.
- *
- * Observers hold no global state; one observer is not safe to use from two
- * threads at once (pass_observer_range writes its scratch space). */
+ * calibration pass feeds them, batch by batch (pass_observer_update), into a
+ * range [lo, hi] for one tensor, by minmax, ma-minmax or one of three methods
+ * over a fixed histogram (percentile, entropy, mse), in memory fixed when the
+ * observer is made and ignoring NaN and +-Inf. Each method's exact rules, and
+ * what they cost, are in docs/quantization.md, "Calibration observers,
+ * exactly". */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,7 +230,7 @@ static bool smooth(double *d, int n) {
   return true;
 }
 
-/* KL(P || Q) for the first i bins clipped as the file comment describes;
+/* KL(P || Q) for the first i bins clipped as docs/quantization.md describes;
  * INFINITY when the smoothed distributions are not valid. */
 static double kl_for(const PassObserver *o, int nq, int i, int64_t outliers, double *p,
                      double *q) {
@@ -465,6 +364,8 @@ static void note_ignored(const PassObserver *o, char *buf, size_t len) {
     buf[0] = 0;
 }
 
+/* Observers hold no global state, but one observer is not safe to use from
+ * two threads at once: this writes its scratch space. */
 bool pass_observer_range(const PassObserver *o, float *lo, float *hi, char *note,
                          size_t notelen) {
   char ignored[96], remark[96] = "";

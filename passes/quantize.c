@@ -1,17 +1,9 @@
 /* quantize.c: the quantize pass. Each quantizable node (select.c) becomes
- *
- *   %x.q = quantize %x {scale, zero_point, dtype}          ; once per input
- *   %y.q = qlinear %x.q, @W.q, @W.scale[, @b] {x_..., scale, zero_point, dtype}
- *   %y   = dequantize %y.q {scale, zero_point}
- *
- * so the graph around it is unchanged (it still sees f32 %y), and every
- * later pass works on explicit, printable quantization parameters. With
- * --dynamic it becomes `%y = qlinear_dyn %x, @W.q, @W.scale[, @b]` instead.
- *
- * Weights are int8 symmetric in [-127, 127], per output channel by default
- * (ir_quantize_weights); activation parameters come from the calibrated
- * ranges (ir_qparams_from_range). A matmul by a constant B[K, N] is a linear
- * with W = B^T, stored transposed as `@B.T.q`. */
+ * quantize -> qlinear -> dequantize (qlinear_dyn with --dynamic), so the
+ * graph around it still sees f32 and every later pass works on explicit,
+ * printable quantization parameters; fuse_requant.c then removes the round
+ * trips. The rewrite, the weights' scheme and matmul by a constant are in
+ * docs/quantization.md, "The quantize and fuse-requant passes". */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>

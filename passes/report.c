@@ -1,35 +1,11 @@
 /* report.c: the accuracy report (--report). It measures the int8 module `q`,
- * as the pipeline left it, against the float module `ref` it came from, on the
- * calibration samples, and gives the model's size before and after.
- *
- * A layer is a quantized op, or a linear (or matmul by a constant) that q
- * keeps in f32 (--keep-float): those are measured the same way, so the table
- * shows where the error comes from and what keeping a layer in float buys.
- * Each model output is compared whole as well: SQNR, cosine and top-1
- * agreement (the argmax over the last axis, row by row, as a classifier's
- * prediction).
- *
- * Each quantized op of q (qgemm, qlinear, qlinear_dyn) replaces one float
- * value F of ref: the pipeline names the op's result after it, with ".q"
- * appended when the result is integer (quantize.c, fuse_requant.c), and its
- * input after the float value X it quantizes. Both modules run batch by batch
- * over the samples; for each op two errors are accumulated against F:
- *
- *   propagated  the op's output in the int8 model run end to end, so it
- *               includes the error of every layer before it;
- *   isolated    the op alone (ir_interp_node) fed the float model's X,
- *               quantized with the op's own input parameters when it takes
- *               integers: the error this layer adds by itself.
- *
- * Integer outputs are dequantized as the dequantize op does, (float)(q - zp)
- * * scale in f32. The statistics (SQNR, max abs error, cosine similarity) are
- * sums in double updated as values stream by, so memory holds one batch of the
- * needed float values and never grows with the number of samples.
- *
- * The result is a fixed-width table for people, JSON for tools, or one HTML
- * page with the table beside an SVG chart of SQNR by depth drawn here (no
- * script, no external resource); inf and NaN figures print as "inf"/"nan" in
- * text and HTML and null in JSON. */
+ * as the pipeline left it, against the float module `ref` it came from, on
+ * the calibration samples, layer by layer (the error propagated through the
+ * int8 model and the error each layer adds in isolation) and output by
+ * output, in memory that does not grow with the samples, and gives the
+ * model's size before and after, as a table, JSON or an HTML page. How each
+ * figure is measured is in docs/quantization.md, "How the accuracy report
+ * measures". */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

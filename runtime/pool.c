@@ -1,38 +1,9 @@
 /* pool.c: the thread pool a model's entry point gets as q8_threads.
- *
- * parallel_for(fn, args, n) splits [0, n) into contiguous chunks, one per
- * thread: chunk 0 is the calling thread's, chunk k worker k's. A model calls
- * it once or more per layer, back to back, so the hand-off has to cost about
- * a cache-line round trip rather than a futex wake: a job is published by
- * bumping `generation`, and workers that finished the previous job spin on it
- * (with a pause instruction) for spin_ns before they sleep on a condition
- * variable. The default, 50 us (Q8_SPIN_US), is about what waking a sleeping
- * worker costs on the machines measured (futex wake plus scheduling, 10-30 us
- * on a VM): spinning as long as blocking would cost is the classic
- * spin-then-block rule, never worse than twice the best choice. It is also
- * longer than the gap between two layers, so workers stay hot through a run
- * and sleep between runs; 50 us of spinning per worker per run is the price.
- *
- * A sleeping worker takes tens of microseconds to wake, more than a small
- * layer takes to run. So chunks are claimed, not assigned: each thread claims
- * its own chunk first, then any chunk still unclaimed, and the caller waits
- * only for the chunks to be done, not for the workers to show up. A worker
- * that wakes late finds its chunk taken and just acknowledges the job. The
- * next job is published only once every worker has acknowledged the last
- * (until then parallel_for runs inline), so no worker reads a job that is
- * being rewritten.
- *
- * Sleeping without losing a wake-up uses two counters read the other way
- * round (all seq_cst): a worker announces itself in `sleepers` and then
- * re-reads `generation` under the mutex; the caller bumps `generation` and
- * then reads `sleepers`, and broadcasts only if someone sleeps. At least one
- * side sees the other's write. `caller_waiting` and `done` pair up the same
- * way.
- *
- * One job at a time: `busy` is try-locked by parallel_for. When it is taken
- * (another application thread is running this model, or a task calls
- * parallel_for again) the tasks run inline on the calling thread, so
- * concurrent runs are correct and nothing waits on anything it holds. */
+ * parallel_for(fn, args, n) splits [0, n) into contiguous chunks, chunk 0 the
+ * caller's and chunk k worker k's; workers spin (Q8_SPIN_US, 50 us) before
+ * they sleep, chunks are claimed rather than assigned, and a second job at
+ * once runs inline. Why, the measured spin time and the wake-up protocol are
+ * in docs/kernels.md, "The thread pool". */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>

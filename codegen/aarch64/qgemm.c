@@ -1,57 +1,10 @@
-/* aarch64/qgemm.c: the int8 GEMM kernels for AArch64, y[m, n] = requant(bias[n]
- * + sum_k x[m, k] * wq[n, k]), emitted as LLVM IR specialised to one layer's
- * shapes: the same task function (gemm_tasks.c), tiles and epilogue as
- * x86/qgemm.c, with NEON's 128-bit vectors (32 of them) and three ways to
- * multiply.
- *
- * Every weight vector is 16 bytes: cpv channels by kstep K values. One "step"
- * multiplies kstep values of K; x is loaded 16 bytes (16 / kstep steps) of a
- * row at a time, a "chunk".
- *
- *   form  variant          cpv x kstep  per step, for each row r and vector v
- *   DOT   aarch64-dotprod  4 x 4        sdot acc[r][v], w[v], x[r].4b[t]
- *         aarch64-i8mm     (M = 1)      sudot acc[r][v], w[v], x[r].4b[t] (u8 x)
- *   MMLA  aarch64-i8mm     2 x 8        usmmla (u8 x) / smmla (i8 x) acc[p][v],
- *                                       x rows 2p, 2p+1, w[v]: a 2x2 int32 tile
- *   MULL  aarch64          1 x 16       smull + smlal2 (16 products in 8 i16
- *                                       lanes), sadalp into acc[r][v] (4 i32)
- *
- * sdot and smull multiply signed bytes: a u8 x is used as x ^ 0x80 = x - 128
- * and +128 * sum_k wq[n, k] is folded into the bias here. i8mm brings the
- * mixed-sign forms (usmmla; sudot, usdot by element), so that variant takes
- * u8 x as it is. The MMLA form wastes half its work on one row, so i8mm uses
- * DOT when M = 1. MULL sums two products in i16: (x - 128) * w is at most
- * 128 * 128 in magnitude, so a pair overflows only for w = -128, which the
- * quantizer never makes; when a layer's weights could overflow a pair (see
- * pairs_fit) each product is added to the accumulator on its own (sadalp x 2).
- *
- * Layout: channels are grouped in quads (4 channels, one requantized vector);
- * a block of qb quads is one tile's columns, nv = 4 * qb / cpv vectors. The
- * weights are packed block by block, each block as one stream through K:
- *
- *     packed[block][step][v][i] = wq[c, k]   (0 past N or K)
- *     c = block * 4 * qb + v * cpv + i / kstep,  k = step * kstep + i % kstep
- *
- * The form, the register count and the tile limits are the variant's row of
- * isa.def (i8mm's MMLA becomes DOT at M = 1). Tile choice (registers: mr x nv
- * accumulators, nv weights of a step, the x chunks and two temporaries): DOT
- * 5x16c4 (or fewer rows), MMLA 4x16c8, MULL
- * 2x8c16, spread evenly over M and N as on x86; when a tile has fewer than 8
- * independent accumulators (M = 1: 1x16c4 has 4) K steps alternate between
- * ks sets of them, added after the loop.
- *
- * Edges: K is padded with zero weights to whole steps. x rows are x_stride
- * bytes apart, a multiple of 4 that is at least K, so the last chunk of a row
- * loads only round_up(K, 4) - 16 * chunk bytes (4, 8 or 12, the rest zeros):
- * no load crosses the row's readable bytes. The bytes between K and there may
- * hold anything; they meet zero weights. An odd last row of an MMLA tile is
- * paired with itself and its duplicate results are not stored. The last
- * channel block stores only its valid channels.
- *
- * Requantization is the x86 epilogue on 4 lanes: add the bias, scvtf, fmul,
- * frintn (llvm.roundeven), clamp in float, fcvtzs, add the zero point, narrow;
- * f32 output with relu as y > 0 ? y : +0.0. No fast-math flags anywhere, so
- * no multiply-add is fused. */
+/* aarch64/qgemm.c: the int8 GEMM kernels for AArch64, y[m, n] =
+ * requant(bias[n] + sum_k x[m, k] * wq[n, k]), emitted as LLVM IR specialised
+ * to one layer's shapes: the same task function (gemm_tasks.c), tiles and
+ * epilogue as x86/qgemm.c, with NEON's 128-bit vectors (32 of them) and three
+ * ways to multiply (DOT, MMLA, MULL), and the weights packed in this file's
+ * own layout. The forms, signedness, layout, tile choice and edges are in
+ * docs/kernels.md, "The AArch64 kernels". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -530,9 +483,15 @@ static LLVMValueRef emit_tile(Gemm *e, int mr, int nv, int last_valid) {
 
 /* ---- constants ---- */
 
-/* The packed weights (the layout at the top of this file), the bias
- * (corrected when x is flipped) and the multipliers, padded to whole quads,
- * as private constants. False when memory runs out. */
+/* The packed weights, the bias (corrected when x is flipped) and the
+ * multipliers, padded to whole quads, as private constants. False when memory
+ * runs out. Channels are grouped in quads (4 channels, one requantized
+ * vector); a block of qb quads is one tile's columns, nv = 4 * qb / cpv
+ * vectors; each block is one stream through K:
+ *
+ *     packed[block][step][v][i] = wq[c, k]   (0 past N or K)
+ *     c = block * 4 * qb + v * cpv + i / kstep,  k = step * kstep + i % kstep
+ */
 static bool emit_constants(Gemm *e, size_t *wsize_out) {
   const CgGemm *g = e->g;
   int64_t block_bytes = e->ksteps * e->nv * 16;

@@ -1,83 +1,11 @@
-/* x86/qgemm.c: the int8 GEMM kernels, y[m, n] = requant(bias[n] + sum_k
- * x[m, k] * wq[n, k]), emitted as LLVM IR specialised to one layer's shapes.
- *
- * M, K and N are constants, so every loop bound, stride and tail is known
- * here; the kernel is a few "tile" functions, which the task function
- * `void KERNEL(CgGemmArgs *args, int64_t task)` of gemm_tasks.c calls. A
- * tile computes MR rows by NRV vectors of nr channels (the variant's nr,
- * isa.def) over the whole of K, keeping the MR x NRV accumulators in
- * registers, then requantizes them in registers and stores the bytes (or
- * floats). The names follow XNNPACK (cg_gemm_name): a 6x64c4 avx512vnni
- * kernel has tiles of 6 rows by 64 channels (4 zmm) with K interleaved by 4,
- * mlp.y.q8_gemm_qu8_u8_6x64c4_avx512vnni, and its tiles are named by their
- * real rows x channels (.6x64, .6x40 for an edge).
- *
- * Everything this file needs of a variant is its row of isa.def: vector
- * registers, nr, form, tile limits, spare registers, rounding, prefetch. How
- * one K group (4 input bytes of a row, 4 weights of each of nr channels) is
- * multiplied, per form (the variant using it):
- *
- *   VNNI     avx512vnni: vpbroadcastd x; vpdpbusd zmm
- *            (llvm.x86.avx512.vpdpbusd.512)
- *            avxvnni: vpbroadcastd x; {vex} vpdpbusd ymm
- *            (llvm.x86.avx512.vpdpbusd.256 under +avxvnni)
- *   MADDUBS  avx2, when no pair can saturate (cg_pairs_can_saturate):
- *            vpmaddubsw (two u8*s8 products into i16), vpmaddwd by ones
- *            (into i32), vpaddd; else PAIRS:
- *   PAIRS    vpmovsxbw the weights, vpmovzxbw/vpmovsxbw x, vpmaddwd (pairs
- *            of i16 products into i32, exact), vpaddd; the two pair lanes of
- *            each channel are added after the K loop. generic: the same at
- *            128 bits, SSE2 pmaddwd (llvm.x86.sse2.pmadd.wd; SSE2 is
- *            baseline x86-64)
- *
- * vpdpbusd and vpmaddubsw take x unsigned: an i8 input is multiplied as
- * x ^ 0x80 = x + 128, and -128 * sum_k wq[n, k] is folded into the bias here.
- *
- * Tile choice: NRV as large as the register file allows a good tile (the
- * row's max_nrv: 4 zmm, 2 ymm, 1 for SSE2; 1 for the widened AVX2 form),
- * spread evenly over N; then MR as large as the registers left allow (up to
- * the row's max_mr, 8), spread evenly over M.
- * When MR x NRV x parts gives fewer than 8 independent accumulator chains
- * (vpdpbusd has 4 cycles of latency and may issue twice a cycle), K is split
- * into KS sets of accumulators (group g feeds set g % KS) added after the
- * loop. So for large layers: 6x64c4 avx512vnni (24 zmm accumulators, 4
- * weight vectors, 1-2 broadcasts: 30 of 32 registers), 6x16c4 avxvnni,
- * 5x16c4 avx2 (vpmaddubsw) or 6x8c4 avx2 (widened), 4x4c4 generic; for
- * M = 1: 1x64c4 avx512vnni with KS = 2, 1x16c4 avxvnni with KS = 4. The
- * budgets were checked on the assembly: no spill in any K loop.
- *
- * Edges: K is padded to groups of 4 with zero weights, so the tail reads 4
- * bytes of x (rows are x_stride bytes apart, a multiple of 4: the padding is
- * readable) and the garbage meets zeros. The last channel block may have
- * fewer vectors and its last vector fewer valid channels: it is a tile of its
- * own that computes whole vectors and stores the valid channels only. The
- * last rows are a tile with fewer rows.
- *
- * Requantization is fused after the K loop, in registers (requant_store):
- * bias, int -> float, multiply, clamp, round and convert, zero point,
- * narrow, store; on AVX-512 the rounding and the conversion are one
- * vcvtps2dq {rn-sae}, and the NaN check only exists for layers whose
- * multipliers are not all finite.
- *
- * Tasks (gemm_tasks.c) split the channel blocks, and for large M the row
- * tiles, into ranges of at least ~2M multiply-adds, at most 64 tasks.
- * A task walks its channel blocks outer and its row tiles inner, so a
- * block's packed weights (64 channels x K: 256 KB at K = 4096) come from L3
- * for its first row tile and from L2 (1 MB per core on Zen 4) after.
- *
- * Prefetch (the rows marked so in isa.def: avx512vnni; tiles of 2+ rows): each K group also issues one
- * prefetcht0 per weight stream, PREFETCH_AHEAD = 2048 bytes (32 groups, one
- * 64-byte line each) ahead. The first row tile of a block reads its weights
- * from L3, and the hardware prefetchers alone left it short of the vpdpbusd
- * peak: on Zen 4 (232 G MAC/s probed per core), 16x4096x4096 (row tiles 6,
- * 6, 4, so a third of the work is first passes) went from 209-217 to
- * 220-226 G MAC/s on one thread and from 390-406 to 435-438 on two (medians
- * of 5-7 interleaved rounds, in several sessions); 1024, 4096 and 8192
- * bytes ahead did no better. Where the weights are in L2
- * (128x768x3072, 1024x1024x1024, 64x784x256) it measured neutral, within
- * 1%. The one-row (K-split) tiles are bound by the weight stream's loads
- * and do not prefetch: it cost them 8% (1x784x256, 113 -> 104).
- * docs/kernels.md has the measured choices and the benchmark. */
+/* x86/qgemm.c: the int8 GEMM kernels for x86-64, y[m, n] = requant(bias[n] +
+ * sum_k x[m, k] * wq[n, k]), emitted as LLVM IR specialised to one layer's
+ * shapes: tile functions of MR rows by NRV vectors of nr channels, which the
+ * task function of gemm_tasks.c calls, each keeping its accumulators in
+ * registers over the whole of K and requantizing them in registers before it
+ * stores; all it needs of a variant is that variant's row of isa.def. The
+ * multiply forms, the tile choice, the edges, the tasks and the measured
+ * prefetch are in docs/kernels.md, "The x86 kernels". */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,8 +13,9 @@
 
 #include "../codegen.h"
 
-/* How a K group is multiplied (see the table above). PAIRS is both the
- * widened AVX2 form (256 bits) and the generic one (128 bits). */
+/* How a K group is multiplied (the table in docs/kernels.md, "The x86
+ * kernels"). PAIRS is both the widened AVX2 form (256 bits) and the generic
+ * one (128 bits). */
 typedef enum { FORM_VNNI, FORM_MADDUBS, FORM_PAIRS } Form;
 
 enum {
@@ -95,7 +24,7 @@ enum {
   MAX_KS = 4,
   MAX_PARTS = 2,
   MIN_CHAINS = 8, /* independent accumulators that hide the latency */
-  PREFETCH_AHEAD = 2048, /* bytes ahead in each weight stream (see the header) */
+  PREFETCH_AHEAD = 2048, /* bytes ahead in each weight stream (docs/kernels.md) */
 };
 
 typedef struct {
