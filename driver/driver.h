@@ -63,6 +63,7 @@ typedef struct {
   int draws;                /* progress lines drawn for the current stage */
   double begin, last_draw;  /* the current stage's start; the last redraw */
   int64_t done, total;      /* the current stage's last progress */
+  double slow_stage;        /* a stage this long leaves a line with its time */
   struct {
     char name[32];
     double seconds;

@@ -692,11 +692,11 @@ def check_html(t, q8c, d, mod):
 
 # ---- progress and timing ----
 
-def run_on_tty(cmd):
+def run_on_tty(cmd, env=None):
     """Run cmd with stderr on a pseudo-terminal; returns (exit, stdout,
     stderr as bytes)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([str(c) for c in cmd], stdin=subprocess.DEVNULL, env=env,
                             stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
     err = b""
@@ -738,6 +738,20 @@ def check_progress(t, q8c, d, mod):
     proc = q8test.run(q8c, mod.ir, "--calib", mod.calib, "--report=json", "-o", qir)
     t.check("progress: nothing when stderr is not a terminal", proc.stderr == "",
              repr(proc.stderr))
+    # A stage that takes longer than the threshold (1 s; 0 here, so every
+    # one) leaves a line with its time; with -q nothing does.
+    so = os.path.join(d, "stages.so")
+    for quiet in (False, True):
+        env = dict(os.environ, Q8_SLOW_STAGE_SECONDS="0")
+        cmd = [q8c, mod.ir, "--calib", mod.calib, "-o", so] + (["-q"] if quiet else [])
+        rc, _, err = run_on_tty(cmd, env)
+        lines = re.findall(r"q8c: ([a-z-]+): \d+\.\d s", err.decode("utf-8", "replace"))
+        if quiet:
+            t.check("progress: -q leaves no stage lines", rc == 0 and not lines,
+                    repr(err))
+        else:
+            t.check("progress: slow stages leave a line with their time (quantize, codegen)",
+                    rc == 0 and "quantize" in lines and "codegen" in lines, repr(err))
 
 
 def check_time_passes(t, q8c, d, mod):
