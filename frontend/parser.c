@@ -39,6 +39,7 @@ typedef struct {
   IrModule *m;
   IrDiag *diag;
   LoadedWeights *loaded;  /* parallel to m->weights */
+  int nloaded;
 } Parser;
 
 static IrValue *find_value(const Parser *p, const char *name) { return ir_find_value(p->m, name); }
@@ -276,6 +277,7 @@ static bool parse_weights(Parser *p) {
   if (idx)
     memcpy(lw, p->loaded, (size_t)idx * sizeof *lw);
   p->loaded = lw;
+  p->nloaded = idx + 1;
   lw[idx].path = path;
   char err[512];
   const char *full = join_path(p->m->arena, p->m->dir, path);
@@ -605,6 +607,13 @@ static char *dir_of(IrArena *a, const char *path) {
   return ir_strndup(a, path, (size_t)(slash - path));
 }
 
+/* The weights files' tables (idempotent: a freed SupMap is empty). */
+static void free_loaded(void *arg) {
+  Parser *p = arg;
+  for (int i = 0; i < p->nloaded; i++)
+    sup_map_free(&p->loaded[i].tensors);
+}
+
 IrModule *fe_parse(const char *path, const char *src) {
   IrModule *m = ir_module_new("model");
   m->dir = dir_of(m->arena, path);
@@ -619,11 +628,14 @@ IrModule *fe_parse(const char *path, const char *src) {
   }
   memcpy(copy, src, len + 1);
   m->diag.src = copy;
-  Parser p = {.m = m, .diag = &m->diag};
-  fe_lex_init(&p.lx, copy, &m->diag);
-  parse_model(&p);
-  for (int i = 0; i < m->nweights && p.loaded; i++)
-    sup_map_free(&p.loaded[i].tensors);
+  /* In the arena, so that the tables of the weights files are freed with
+   * it, also when running out of memory jumps out of the parse. */
+  Parser *p = ir_alloc(m->arena, sizeof *p);
+  *p = (Parser){.m = m, .diag = &m->diag};
+  ir_arena_defer(m->arena, free_loaded, p);
+  fe_lex_init(&p->lx, copy, &m->diag);
+  parse_model(p);
+  free_loaded(p);
   return m;
 }
 
@@ -683,16 +695,18 @@ IrModule *fe_parse_file(const char *path) {
     fclose(f);
   if (!buf)
     return file_error(path, err);
-  if (fe_onnx_is_onnx(path, (const unsigned char *)buf, len)) { /* by content: onnx.c */
-    IrModule *m = fe_onnx_parse(path, (const unsigned char *)buf, len, strcmp(path, "-") != 0);
-    free(buf);
-    return m;
-  }
-  if (memchr(buf, '\0', len)) {
-    free(buf);
-    return file_error(path, "not a text file (it contains a NUL byte)");
-  }
-  IrModule *m = fe_parse(path, buf);
-  free(buf);
+  /* The text belongs to an arena of its own while it is parsed, so that it
+   * is freed also when running out of memory jumps out of the parse (the
+   * recovery point frees the arenas made under it). */
+  IrArena *hold = ir_arena_new();
+  ir_arena_defer(hold, free, buf);
+  IrModule *m;
+  if (fe_onnx_is_onnx(path, (const unsigned char *)buf, len)) /* by content: onnx.c */
+    m = fe_onnx_parse(path, (const unsigned char *)buf, len, strcmp(path, "-") != 0);
+  else if (memchr(buf, '\0', len))
+    m = file_error(path, "not a text file (it contains a NUL byte)");
+  else
+    m = fe_parse(path, buf);
+  ir_arena_free(hold);
   return m;
 }

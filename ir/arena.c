@@ -23,8 +23,16 @@ typedef struct Block {
   /* data follows, aligned */
 } Block;
 
+/* A cleanup ir_arena_free runs (ir_arena_defer). */
+typedef struct Deferred {
+  struct Deferred *next;
+  void (*fn)(void *);
+  void *arg;
+} Deferred;
+
 struct IrArena {
   Block *head;
+  Deferred *deferred;      /* newest first */
   size_t total, limit;     /* bytes handed out; Q8_TEST_ARENA_LIMIT, or SIZE_MAX */
   bool exhausted;          /* an allocation failed */
   IrRecover *region;       /* the recovery point it was created under, while set */
@@ -104,6 +112,14 @@ IrArena *ir_arena_new(void) {
 
 bool ir_arena_exhausted(const IrArena *a) { return a && a->exhausted; }
 
+void ir_arena_defer(IrArena *a, void (*fn)(void *), void *arg) {
+  Deferred *d = ir_alloc(a, sizeof *d);
+  d->fn = fn;
+  d->arg = arg;
+  d->next = a->deferred;
+  a->deferred = d;
+}
+
 void ir_arena_free(IrArena *a) {
   if (!a)
     return;
@@ -113,6 +129,8 @@ void ir_arena_free(IrArena *a) {
       p = &(*p)->next_in_region;
     *p = a->next_in_region;
   }
+  for (Deferred *d = a->deferred; d; d = d->next)
+    d->fn(d->arg);
   for (Block *b = a->head, *next; b; b = next) {
     next = b->next;
     free(b);

@@ -197,6 +197,10 @@ typedef struct {
 
 IrArena *ir_arena_new(void);
 void ir_arena_free(IrArena *a);
+/* Call fn(arg) when `a` is freed (last registered, first called), also when
+ * a recovery point frees it after a jump: for malloc'd memory that belongs
+ * with the arena's (a module's name tables, a parse's hash tables). */
+void ir_arena_defer(IrArena *a, void (*fn)(void *), void *arg);
 /* Zeroed memory aligned to 64 bytes, never NULL: on exhaustion it jumps to
  * the thread's recovery point (IrRecover, below). */
 void *ir_alloc(IrArena *a, size_t size);

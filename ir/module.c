@@ -40,10 +40,19 @@ static void *grow(IrArena *a, void *items, int n, int *cap, size_t elem) {
     (m)->list[(m)->count++] = (item);                                                     \
   } while (0)
 
+/* The name tables are malloc'd (SupMap); they go with the arena, also when
+ * a recovery point frees it after running out of memory. */
+static void free_names(void *arg) {
+  IrModule *m = arg;
+  sup_map_free(&m->value_names);
+  sup_map_free(&m->const_names);
+}
+
 IrModule *ir_module_new(const char *name) {
   IrArena *a = ir_arena_new();
   IrModule *m = ir_alloc(a, sizeof *m);
   m->arena = a;
+  ir_arena_defer(a, free_names, m);
   m->name = ir_strdup(a, name ? name : "model");
   m->dir = ir_strdup(a, ".");
   ir_diag_init(&m->diag, NULL, NULL);
@@ -53,8 +62,6 @@ IrModule *ir_module_new(const char *name) {
 void ir_module_free(IrModule *m) {
   if (!m)
     return;
-  sup_map_free(&m->value_names);
-  sup_map_free(&m->const_names);
   ir_arena_free(m->arena);
 }
 

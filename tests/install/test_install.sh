@@ -13,6 +13,10 @@
 # Ends with "N passed, M failed".
 #
 #   test_install.sh BUILD_DIR SOURCE_DIR
+#
+# In a sanitizer build the installed libraries are instrumented, so the
+# consumers are built with the same flags (Q8_TEST_LDFLAGS, as the Python
+# tests do for programs linked against a model library).
 set -uo pipefail
 build=$(cd "$1" && pwd)
 src=$(cd "$2" && pwd)
@@ -58,13 +62,13 @@ check "installed q8c compiles the example MLP" \
 export PKG_CONFIG_PATH=$p/$libdir/pkgconfig
 check "pkg-config finds q8rt and q8c" pkg-config --exists q8rt q8c
 check "consumer_rt builds with pkg-config" \
-  sh -c "cc -std=c11 -Wall -Werror $src/tests/install/consumer_rt.c -o $tmp/rt_pc \
-         \$(pkg-config --cflags --libs q8rt) -Wl,-rpath,$p/$libdir"
+  sh -c "cc -std=c11 -Wall -Werror ${Q8_TEST_LDFLAGS:-} $src/tests/install/consumer_rt.c \
+         -o $tmp/rt_pc \$(pkg-config --cflags --libs q8rt) -Wl,-rpath,$p/$libdir"
 check "consumer_rt (pkg-config) runs the .so" sh -c "'$tmp/rt_pc' '$tmp/mlp.so' > '$tmp/rt_pc.txt'"
 
 check "consumer builds with find_package(q8c)" \
   sh -c "cmake -S '$src/tests/install/consumer' -B '$tmp/consumer' -DCMAKE_PREFIX_PATH='$p' \
-         -DCMAKE_C_FLAGS='-Wall -Werror' >/dev/null && cmake --build '$tmp/consumer' -j2"
+         -DCMAKE_C_FLAGS='-Wall -Werror ${Q8_TEST_LDFLAGS:-}' >/dev/null && cmake --build '$tmp/consumer' -j2"
 check "consumer_rt (find_package) runs the .so" \
   sh -c "'$tmp/consumer/consumer_rt' '$tmp/mlp.so' > '$tmp/rt_cm.txt'"
 check "consumer_jit (find_package) compiles and runs the model" \
