@@ -185,7 +185,7 @@ static bool parse_dtype_value(Parser *p, IrDType *out) {
   return next(p);
 }
 
-static bool parse_attr_value(Parser *p, IrAttrKind kind, double *vals, int *n) {
+static bool parse_attr_value(Parser *p, IrAttrKey key, IrAttrKind kind, double *vals, int *n) {
   switch (kind) {
   case IR_AKIND_FLOAT:
     *n = 1;
@@ -210,6 +210,21 @@ static bool parse_attr_value(Parser *p, IrAttrKind kind, double *vals, int *n) {
       return false;
     vals[0] = t;
     return true;
+  }
+  case IR_AKIND_NAME: {
+    int i = p->tok.kind == FE_TK_IDENT
+                ? ir_attr_name_index(key, p->tok.text, (size_t)p->tok.len) : -1;
+    if (i < 0) {
+      char what[160];
+      size_t len = (size_t)snprintf(what, sizeof what, "one of");
+      for (int j = 0; j < ir_attr_name_count(key) && len < sizeof what; j++)
+        len += (size_t)snprintf(what + len, sizeof what - len, "%s %s", j ? "," : "",
+                                ir_attr_name_str(key, j));
+      return expected(p, what);
+    }
+    *n = 1;
+    vals[0] = i;
+    return next(p);
   }
   case IR_AKIND_INTS:
     return parse_dim_list(p, false, -1e15, "an integer", vals, n);
@@ -241,7 +256,7 @@ static bool parse_attrs(Parser *p, IrNode *node) {
       return false;
     double vals[IR_MAX_RANK];
     int n = 0;
-    if (!parse_attr_value(p, ir_attr_info[key].kind, vals, &n))
+    if (!parse_attr_value(p, (IrAttrKey)key, ir_attr_info[key].kind, vals, &n))
       return false;
     ir_node_set_attr(p->m, node, (IrAttrKey)key, vals, n, at);
   }
@@ -388,8 +403,9 @@ static bool parse_decl_attrs(Parser *p, IrValue *v, bool input) {
     if (!next(p) || !expect_punct(p, '='))
       return false;
     if (k == 2 ? !parse_dtype_value(p, &v->qform.dtype)
-               : !parse_attr_value(p, k < 0 ? IR_AKIND_RANGE : ir_attr_info[qkeys[k]].kind,
-                                   vals, &n))
+               : !parse_attr_value(p, k < 0 ? IR_ATTR_RANGE : qkeys[k],
+                                   k < 0 ? IR_AKIND_RANGE : ir_attr_info[qkeys[k]].kind, vals,
+                                   &n))
       return false;
     if (k < 0) {
       v->range[0] = vals[0];

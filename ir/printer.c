@@ -83,6 +83,9 @@ static void put_attr(Out *o, const IrNode *n, IrAttrKey key) {
   case IR_AKIND_DTYPE:
     put(o, "%s", ir_dtype_name(ir_attr_dtype(n, key, IR_DTYPE_NONE)));
     return;
+  case IR_AKIND_NAME:
+    put(o, "%s", ir_attr_name_str(key, ir_attr_name(n, key, -1)));
+    return;
   case IR_AKIND_RANGE: {
     double lo = 0, hi = 0;
     ir_attr_range(n, key, &lo, &hi);
