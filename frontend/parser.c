@@ -480,20 +480,28 @@ static bool parse_output(Parser *p) {
   }
 }
 
+/* "unknown op 'lnear' (did you mean 'linear'?) (ops: linear, matmul, ...)":
+ * the nearest op when one is close, and every op, in ops.def's order. */
 static bool unknown_op(Parser *p) {
   const char *best = NULL;
   int best_d = 3;
+  char ops[1024];
+  size_t len = 0;
   for (int op = 0; op < IR_OP_COUNT; op++) {
     int d = edit_distance(p->tok.text, p->tok.len, ir_op_info[op].name);
     if (d < best_d) {
       best_d = d;
       best = ir_op_info[op].name;
     }
+    if (len < sizeof ops)
+      len += (size_t)snprintf(ops + len, sizeof ops - len, "%s%s", op ? ", " : "",
+                              ir_op_info[op].name);
   }
   if (best)
-    return ir_error(p->diag, p->tok.loc, "unknown op '%.*s' (did you mean '%s'?)", p->tok.len,
-                    p->tok.text, best);
-  return ir_error(p->diag, p->tok.loc, "unknown op '%.*s'", p->tok.len, p->tok.text);
+    return ir_error(p->diag, p->tok.loc, "unknown op '%.*s' (did you mean '%s'?) (ops: %s)",
+                    p->tok.len, p->tok.text, best, ops);
+  return ir_error(p->diag, p->tok.loc, "unknown op '%.*s' (ops: %s)", p->tok.len, p->tok.text,
+                  ops);
 }
 
 /* Does the current token begin the operand list? The first operand must be on
