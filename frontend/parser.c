@@ -6,7 +6,7 @@
  *              | 'input' LOCAL ':' type [attrs]
  *              | 'output' LOCAL [attrs] (',' LOCAL [attrs])*
  *              | LOCAL [':' type] '=' OP operand (',' operand)* [attrs]
- *   operand   := LOCAL | GLOBAL
+ *   operand   := LOCAL | GLOBAL | NUMBER        (a literal f32 scalar)
  *   attrs     := '{' [KEY '=' value (',' KEY '=' value)*] '}'
  *   type      := DTYPE '[' [dim (',' dim)*] ']'      dim := INT | '?'
  *
@@ -39,6 +39,7 @@ typedef struct {
   IrModule *m;
   IrDiag *diag;
   LoadedWeights *loaded;  /* parallel to m->weights */
+  int nliterals;          /* literal operands so far, for their names */
 } Parser;
 
 static IrValue *find_value(const Parser *p, const char *name) { return ir_find_value(p->m, name); }
@@ -169,10 +170,14 @@ static bool parse_type(Parser *p, IrType *t) {
   return true;
 }
 
+/* A number token, or the name `inf` (the lexer makes `-inf` and `+inf`
+ * numbers, but a bare `inf` is a name). */
+static bool at_number(const Parser *p) { return p->tok.kind == FE_TK_NUMBER || is_word(p, "inf"); }
+
 static bool parse_number(Parser *p, double *out) {
-  if (p->tok.kind != FE_TK_NUMBER)
+  if (!at_number(p))
     return expected(p, "a number");
-  *out = p->tok.num;
+  *out = p->tok.kind == FE_TK_NUMBER ? p->tok.num : HUGE_VAL;
   return next(p);
 }
 
@@ -306,7 +311,7 @@ static bool parse_weights(Parser *p) {
 /* The constant `@name`, loaded from the weights files on first use. */
 static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
   IrValue *v = ir_find_const(p->m, name);
-  if (v)
+  if (v && !v->literal)
     return v;
   if (p->m->nweights == 0) {
     ir_error(p->diag, at, "@%s is used but the model names no weights file", name);
@@ -347,7 +352,45 @@ static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
   return ir_add_const(p->m, name, hit->type, hit->data, at);
 }
 
+/* Is `name` a tensor of one of the weights files read so far? */
+static bool in_weights(const Parser *p, const char *name) {
+  for (int i = 0; i < p->m->nweights; i++)
+    if (sup_map_get(&p->loaded[i].tensors, name))
+      return true;
+  return false;
+}
+
+/* A number operand: a new f32[] constant `@lit.N` (the first N that names
+ * no constant or tensor) marked as a literal, so that it prints back as
+ * the number. */
+static IrValue *parse_literal(Parser *p) {
+  IrLoc at = p->tok.loc;
+  double v = p->tok.kind == FE_TK_NUMBER ? p->tok.num : HUGE_VAL;
+  float f = (float)v;
+  if (isfinite(v) && !isfinite(f)) {
+    ir_error(p->diag, at, "the number %.*s is outside the range of f32", p->tok.len,
+             p->tok.text);
+    return NULL;
+  }
+  float *data = ir_alloc_data(p->m->arena, sizeof f);
+  if (!data) {
+    ir_error(p->diag, at, "out of memory");
+    return NULL;
+  }
+  *data = f;
+  char name[32];
+  do
+    snprintf(name, sizeof name, "lit.%d", p->nliterals++);
+  while (ir_find_const(p->m, name) || in_weights(p, name));
+  IrType t = {.dtype = IR_F32, .rank = 0};
+  IrValue *c = ir_add_const(p->m, ir_strdup(p->m->arena, name), t, data, at);
+  c->literal = true;
+  return next(p) ? c : NULL;
+}
+
 static IrValue *parse_operand(Parser *p) {
+  if (at_number(p))
+    return parse_literal(p);
   char *name = tok_str(p);
   IrLoc at = p->tok.loc;
   IrValue *v;
@@ -359,7 +402,7 @@ static IrValue *parse_operand(Parser *p) {
       ir_error(p->diag, at, "value %%%s is not defined (values must be defined before use)",
                name);
   } else {
-    expected(p, "an operand (%value or @constant)");
+    expected(p, "an operand (%value, @constant or a number)");
     return NULL;
   }
   return v && next(p) ? v : NULL;
@@ -509,7 +552,7 @@ static bool unknown_op(Parser *p) {
  * would read %b as relu's operand instead of reporting the missing one. After
  * a comma the list may continue on the next line. */
 static bool at_operand(const Parser *p, IrLoc op_loc) {
-  return (p->tok.kind == FE_TK_LOCAL || p->tok.kind == FE_TK_GLOBAL) &&
+  return (p->tok.kind == FE_TK_LOCAL || p->tok.kind == FE_TK_GLOBAL || at_number(p)) &&
          p->tok.loc.line == op_loc.line;
 }
 

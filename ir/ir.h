@@ -131,6 +131,8 @@ typedef struct IrValue {
   IrType type;       /* dtype IR_DTYPE_NONE until inferred */
   IrNode *def;       /* IR_VAL_NODE: the node that produces it */
   const void *data;  /* IR_VAL_CONST: dense row-major elements of `type` */
+  bool literal;      /* IR_VAL_CONST: an f32[] written as a number operand
+                      * (`mul %s, 0.125`), printed back as that number */
   IrLoc loc;         /* where it is defined (or first used, for constants) */
   int id;            /* index in ir_module_values order; set by ir_number_values */
   bool has_range;    /* IR_VAL_INPUT: `{range = [lo, hi]}` on its declaration */
