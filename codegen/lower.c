@@ -221,6 +221,17 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   return true;
 }
 
+/* A private constant array of int64 (dims, strides) for a reference call;
+ * a null pointer when empty (the callee reads none of it). */
+static LLVMValueRef const_i64s(Cg *cg, const IrNode *n, const char *what, const int64_t *v,
+                               int count) {
+  if (count == 0)
+    return LLVMConstNull(cg->ptr);
+  char name[256];
+  snprintf(name, sizeof name, "%s.%s.%s", cg->prefix, what, n->result->name);
+  return cg_const_bytes(cg, name, v, (size_t)count * sizeof(int64_t));
+}
+
 /* A call of reference op `op` (ir/refops.def) at the builder's position. */
 #define CALL_REF(cg, op, ...) cg_call_ref((cg)->mod, (cg)->b, op, __VA_ARGS__)
 
@@ -259,28 +270,52 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
     return true;
   }
   case IR_OP_MATMUL: {
-    const IrType *at = &n->opnds[0]->type, *bt = &n->opnds[1]->type;
+    /* The batch dims broadcast: strides in elements per batch axis, 0 where
+     * an operand repeats (all of B[K, N]'s). */
+    const IrType *at = &n->opnds[0]->type, *bt = &n->opnds[1]->type, *yt = &n->result->type;
     int64_t mm = at->dims[at->rank - 2], k = at->dims[at->rank - 1], nn = bt->dims[bt->rank - 1];
-    CALL_REF(cg, q8_ref_matmul, in[0], in[1], y, cg_i64c(cg, numel / (mm * nn)), cg_i64c(cg, mm),
-             cg_i64c(cg, k), cg_i64c(cg, nn), cg_i32c(cg, bt->rank > 2));
+    int brank = yt->rank - 2;
+    int64_t as[IR_MAX_RANK], bs[IR_MAX_RANK];
+    ir_broadcast_strides(at->dims, at->rank - 2, mm * k, brank, as);
+    ir_broadcast_strides(bt->dims, bt->rank - 2, k * nn, brank, bs);
+    CALL_REF(cg, q8_ref_matmul, in[0], const_i64s(cg, n, "astrides", as, brank), in[1],
+             const_i64s(cg, n, "bstrides", bs, brank), y, cg_i32c(cg, brank),
+             const_i64s(cg, n, "dims", yt->dims, brank), cg_i64c(cg, mm), cg_i64c(cg, k),
+             cg_i64c(cg, nn));
     return true;
   }
   case IR_OP_ADD:
-  case IR_OP_MUL: {
-    int64_t na, nb;
-    ir_type_numel(&n->opnds[0]->type, 1, &na);
-    ir_type_numel(&n->opnds[1]->type, 1, &nb);
+  case IR_OP_MUL:
+  case IR_OP_SUB:
+  case IR_OP_DIV: {
+    /* Numpy broadcasting: strides over the result's axes, 0 where an
+     * operand repeats. */
+    const IrType *at = &n->opnds[0]->type, *bt = &n->opnds[1]->type, *yt = &n->result->type;
+    int64_t as[IR_MAX_RANK], bs[IR_MAX_RANK];
+    ir_broadcast_strides(at->dims, at->rank, 1, yt->rank, as);
+    ir_broadcast_strides(bt->dims, bt->rank, 1, yt->rank, bs);
+    LLVMValueRef asv = const_i64s(cg, n, "astrides", as, yt->rank),
+                 bsv = const_i64s(cg, n, "bstrides", bs, yt->rank),
+                 dims = const_i64s(cg, n, "dims", yt->dims, yt->rank),
+                 rank = cg_i32c(cg, yt->rank);
     if (n->op == IR_OP_ADD)
-      CALL_REF(cg, q8_ref_add, in[0], cg_i64c(cg, na), in[1], cg_i64c(cg, nb), y);
+      CALL_REF(cg, q8_ref_add, in[0], asv, in[1], bsv, y, rank, dims);
+    else if (n->op == IR_OP_MUL)
+      CALL_REF(cg, q8_ref_mul, in[0], asv, in[1], bsv, y, rank, dims);
+    else if (n->op == IR_OP_SUB)
+      CALL_REF(cg, q8_ref_sub, in[0], asv, in[1], bsv, y, rank, dims);
     else
-      CALL_REF(cg, q8_ref_mul, in[0], cg_i64c(cg, na), in[1], cg_i64c(cg, nb), y);
+      CALL_REF(cg, q8_ref_div, in[0], asv, in[1], bsv, y, rank, dims);
     return true;
   }
   case IR_OP_RELU:
     CALL_REF(cg, q8_ref_relu, in[0], y, cg_i64c(cg, numel));
     return true;
   case IR_OP_GELU:
-    CALL_REF(cg, q8_ref_gelu, in[0], y, cg_i64c(cg, numel));
+    if (ir_attr_name(n, IR_ATTR_APPROXIMATE, IR_GELU_NONE) == IR_GELU_TANH)
+      CALL_REF(cg, q8_ref_gelu_tanh, in[0], y, cg_i64c(cg, numel));
+    else
+      CALL_REF(cg, q8_ref_gelu, in[0], y, cg_i64c(cg, numel));
     return true;
   case IR_OP_SOFTMAX:
     CALL_REF(cg, q8_ref_softmax, in[0], y, cg_i64c(cg, r->rows), cg_i64c(cg, r->cols));
@@ -329,6 +364,15 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
              cg_i64c(cg, xl->cols), cg_i64c(cg, r->cols));
     return true;
   }
+  case IR_OP_SIGMOID:
+    CALL_REF(cg, q8_ref_sigmoid, in[0], y, cg_i64c(cg, numel));
+    return true;
+  case IR_OP_TANH:
+    CALL_REF(cg, q8_ref_tanh, in[0], y, cg_i64c(cg, numel));
+    return true;
+  case IR_OP_SILU:
+    CALL_REF(cg, q8_ref_silu, in[0], y, cg_i64c(cg, numel));
+    return true;
   case IR_OP_QGEMM:
   case IR_OP_QLINEAR:
   case IR_OP_RESHAPE:

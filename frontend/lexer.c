@@ -3,9 +3,15 @@
  *
  * `;` starts a comment that runs to the end of the line; newlines are
  * otherwise plain white space. Names (after %, @ or as identifiers) are made
- * of letters, digits, `_` and `.`, as docs/ir.md specifies. */
+ * of letters, digits, `_` and `.`, as docs/ir.md specifies. A signed
+ * infinity, `-inf` or `+inf`, is a number token; a bare `inf` is a name,
+ * which the parser reads as a number where it expects one.
+ *
+ * Numbers are read with strtod, which follows the C locale here: the CLI
+ * never calls setlocale, and the API sets the locale at its boundary. */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,6 +115,13 @@ bool fe_lex_next(FeLexer *lx, FeToken *t) {
       lx->p++;
     t->kind = FE_TK_IDENT;
     t->len = (int)(lx->p - t->text);
+    return true;
+  }
+  if ((c == '-' || c == '+') && strncmp(lx->p + 1, "inf", 3) == 0 && !is_name_char(lx->p[4])) {
+    t->kind = FE_TK_NUMBER;
+    t->num = c == '-' ? -HUGE_VAL : HUGE_VAL;
+    t->len = 4;
+    lx->p += 4;
     return true;
   }
   if (isdigit((unsigned char)c) ||

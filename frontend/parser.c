@@ -6,7 +6,7 @@
  *              | 'input' LOCAL ':' type [attrs]
  *              | 'output' LOCAL [attrs] (',' LOCAL [attrs])*
  *              | LOCAL [':' type] '=' OP operand (',' operand)* [attrs]
- *   operand   := LOCAL | GLOBAL
+ *   operand   := LOCAL | GLOBAL | NUMBER        (a literal f32 scalar)
  *   attrs     := '{' [KEY '=' value (',' KEY '=' value)*] '}'
  *   type      := DTYPE '[' [dim (',' dim)*] ']'      dim := INT | '?'
  *
@@ -40,6 +40,7 @@ typedef struct {
   IrDiag *diag;
   LoadedWeights *loaded;  /* parallel to m->weights */
   int nloaded;
+  int nliterals;          /* literal operands so far, for their names */
 } Parser;
 
 static IrValue *find_value(const Parser *p, const char *name) { return ir_find_value(p->m, name); }
@@ -170,10 +171,14 @@ static bool parse_type(Parser *p, IrType *t) {
   return true;
 }
 
+/* A number token, or the name `inf` (the lexer makes `-inf` and `+inf`
+ * numbers, but a bare `inf` is a name). */
+static bool at_number(const Parser *p) { return p->tok.kind == FE_TK_NUMBER || is_word(p, "inf"); }
+
 static bool parse_number(Parser *p, double *out) {
-  if (p->tok.kind != FE_TK_NUMBER)
+  if (!at_number(p))
     return expected(p, "a number");
-  *out = p->tok.num;
+  *out = p->tok.kind == FE_TK_NUMBER ? p->tok.num : HUGE_VAL;
   return next(p);
 }
 
@@ -186,7 +191,7 @@ static bool parse_dtype_value(Parser *p, IrDType *out) {
   return next(p);
 }
 
-static bool parse_attr_value(Parser *p, IrAttrKind kind, double *vals, int *n) {
+static bool parse_attr_value(Parser *p, IrAttrKey key, IrAttrKind kind, double *vals, int *n) {
   switch (kind) {
   case IR_AKIND_FLOAT:
     *n = 1;
@@ -211,6 +216,21 @@ static bool parse_attr_value(Parser *p, IrAttrKind kind, double *vals, int *n) {
       return false;
     vals[0] = t;
     return true;
+  }
+  case IR_AKIND_NAME: {
+    int i = p->tok.kind == FE_TK_IDENT
+                ? ir_attr_name_index(key, p->tok.text, (size_t)p->tok.len) : -1;
+    if (i < 0) {
+      char what[160];
+      size_t len = (size_t)snprintf(what, sizeof what, "one of");
+      for (int j = 0; j < ir_attr_name_count(key) && len < sizeof what; j++)
+        len += (size_t)snprintf(what + len, sizeof what - len, "%s %s", j ? "," : "",
+                                ir_attr_name_str(key, j));
+      return expected(p, what);
+    }
+    *n = 1;
+    vals[0] = i;
+    return next(p);
   }
   case IR_AKIND_INTS:
     return parse_dim_list(p, false, -1e15, "an integer", vals, n);
@@ -242,7 +262,7 @@ static bool parse_attrs(Parser *p, IrNode *node) {
       return false;
     double vals[IR_MAX_RANK];
     int n = 0;
-    if (!parse_attr_value(p, ir_attr_info[key].kind, vals, &n))
+    if (!parse_attr_value(p, (IrAttrKey)key, ir_attr_info[key].kind, vals, &n))
       return false;
     ir_node_set_attr(p->m, node, (IrAttrKey)key, vals, n, at);
   }
@@ -293,7 +313,7 @@ static bool parse_weights(Parser *p) {
 /* The constant `@name`, loaded from the weights files on first use. */
 static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
   IrValue *v = ir_find_const(p->m, name);
-  if (v)
+  if (v && !v->literal)
     return v;
   if (p->m->nweights == 0) {
     ir_error(p->diag, at, "@%s is used but the model names no weights file", name);
@@ -334,7 +354,45 @@ static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
   return ir_add_const(p->m, name, hit->type, hit->data, at);
 }
 
+/* Is `name` a tensor of one of the weights files read so far? */
+static bool in_weights(const Parser *p, const char *name) {
+  for (int i = 0; i < p->m->nweights; i++)
+    if (sup_map_get(&p->loaded[i].tensors, name))
+      return true;
+  return false;
+}
+
+/* A number operand: a new f32[] constant `@lit.N` (the first N that names
+ * no constant or tensor) marked as a literal, so that it prints back as
+ * the number. */
+static IrValue *parse_literal(Parser *p) {
+  IrLoc at = p->tok.loc;
+  double v = p->tok.kind == FE_TK_NUMBER ? p->tok.num : HUGE_VAL;
+  float f = (float)v;
+  if (isfinite(v) && !isfinite(f)) {
+    ir_error(p->diag, at, "the number %.*s is outside the range of f32", p->tok.len,
+             p->tok.text);
+    return NULL;
+  }
+  float *data = ir_alloc_data(p->m->arena, sizeof f);
+  if (!data) {
+    ir_error(p->diag, at, "out of memory");
+    return NULL;
+  }
+  *data = f;
+  char name[32];
+  do
+    snprintf(name, sizeof name, "lit.%d", p->nliterals++);
+  while (ir_find_const(p->m, name) || in_weights(p, name));
+  IrType t = {.dtype = IR_F32, .rank = 0};
+  IrValue *c = ir_add_const(p->m, ir_strdup(p->m->arena, name), t, data, at);
+  c->literal = true;
+  return next(p) ? c : NULL;
+}
+
 static IrValue *parse_operand(Parser *p) {
+  if (at_number(p))
+    return parse_literal(p);
   char *name = tok_str(p);
   IrLoc at = p->tok.loc;
   IrValue *v;
@@ -346,7 +404,7 @@ static IrValue *parse_operand(Parser *p) {
       ir_error(p->diag, at, "value %%%s is not defined (values must be defined before use)",
                name);
   } else {
-    expected(p, "an operand (%value or @constant)");
+    expected(p, "an operand (%value, @constant or a number)");
     return NULL;
   }
   return v && next(p) ? v : NULL;
@@ -390,8 +448,9 @@ static bool parse_decl_attrs(Parser *p, IrValue *v, bool input) {
     if (!next(p) || !expect_punct(p, '='))
       return false;
     if (k == 2 ? !parse_dtype_value(p, &v->qform.dtype)
-               : !parse_attr_value(p, k < 0 ? IR_AKIND_RANGE : ir_attr_info[qkeys[k]].kind,
-                                   vals, &n))
+               : !parse_attr_value(p, k < 0 ? IR_ATTR_RANGE : qkeys[k],
+                                   k < 0 ? IR_AKIND_RANGE : ir_attr_info[qkeys[k]].kind, vals,
+                                   &n))
       return false;
     if (k < 0) {
       v->range[0] = vals[0];
@@ -466,20 +525,28 @@ static bool parse_output(Parser *p) {
   }
 }
 
+/* "unknown op 'lnear' (did you mean 'linear'?) (ops: linear, matmul, ...)":
+ * the nearest op when one is close, and every op, in ops.def's order. */
 static bool unknown_op(Parser *p) {
   const char *best = NULL;
   int best_d = 3;
+  char ops[1024];
+  size_t len = 0;
   for (int op = 0; op < IR_OP_COUNT; op++) {
     int d = edit_distance(p->tok.text, p->tok.len, ir_op_info[op].name);
     if (d < best_d) {
       best_d = d;
       best = ir_op_info[op].name;
     }
+    if (len < sizeof ops)
+      len += (size_t)snprintf(ops + len, sizeof ops - len, "%s%s", op ? ", " : "",
+                              ir_op_info[op].name);
   }
   if (best)
-    return ir_error(p->diag, p->tok.loc, "unknown op '%.*s' (did you mean '%s'?)", p->tok.len,
-                    p->tok.text, best);
-  return ir_error(p->diag, p->tok.loc, "unknown op '%.*s'", p->tok.len, p->tok.text);
+    return ir_error(p->diag, p->tok.loc, "unknown op '%.*s' (did you mean '%s'?) (ops: %s)",
+                    p->tok.len, p->tok.text, best, ops);
+  return ir_error(p->diag, p->tok.loc, "unknown op '%.*s' (ops: %s)", p->tok.len, p->tok.text,
+                  ops);
 }
 
 /* Does the current token begin the operand list? The first operand must be on
@@ -487,7 +554,7 @@ static bool unknown_op(Parser *p) {
  * would read %b as relu's operand instead of reporting the missing one. After
  * a comma the list may continue on the next line. */
 static bool at_operand(const Parser *p, IrLoc op_loc) {
-  return (p->tok.kind == FE_TK_LOCAL || p->tok.kind == FE_TK_GLOBAL) &&
+  return (p->tok.kind == FE_TK_LOCAL || p->tok.kind == FE_TK_GLOBAL || at_number(p)) &&
          p->tok.loc.line == op_loc.line;
 }
 

@@ -4,7 +4,9 @@
  *
  * The input bytes are not text: they drive a generator that writes a valid
  * model (an input of a few features, up to 8 ops drawn from linear, matmul by
- * a constant, relu, gelu, add, mul, softmax, layernorm, transpose, reshape),
+ * a constant, relu, gelu in both forms, add, mul, sub, div (with values,
+ * constants whose size-1 dims broadcast, and literal numbers), sigmoid,
+ * tanh, silu, softmax, layernorm, transpose, reshape),
  * its weights file, the input data and calibration samples, whose values
  * include NaN, +-Inf, huge, tiny and subnormal numbers, and the quantization
  * options (ranges written in the text, dynamic, or calibration with each
@@ -136,7 +138,7 @@ static bool gen_node(Gen *g, Bytes *b, int a, bool ranges) {
   snprintf(r.name, sizeof r.name, "v%d", g->nvals);
   char line[512];
   int attrs = 0; /* attributes already opened with '{' */
-  switch (pick(b, 12)) {
+  switch (pick(b, 15)) {
   case 0:
   case 1:
   case 2: { /* linear, with or without bias */
@@ -195,6 +197,38 @@ static bool gen_node(Gen *g, Bytes *b, int a, bool ranges) {
     r.dims[2] = v.dims[1];
     attrs = 1;
     break;
+  case 12: { /* the activations of the transformer ops */
+    static const char *const acts[] = {"sigmoid", "tanh", "silu", "gelu"};
+    unsigned act = pick(b, 4);
+    snprintf(line, sizeof line, "%s %%%s%s", acts[act], v.name,
+             act == 3 ? " {approximate = tanh" : "");
+    attrs = act == 3;
+    break;
+  }
+  case 13:
+  case 14: { /* a binary op with a literal, or a constant that broadcasts */
+    static const char *const ops[] = {"sub", "div", "add", "mul"};
+    const char *op = ops[pick(b, 4)];
+    unsigned how = pick(b, 3);
+    char other[40];
+    if (how == 0) { /* a literal number, sometimes an infinity */
+      unsigned c = pick(b, 16);
+      if (c < 2)
+        snprintf(other, sizeof other, "%sinf", c ? "-" : "");
+      else
+        snprintf(other, sizeof other, "%.9g", (double)value(b, false));
+    } else if (how == 1 && v.rank == 3) { /* [a, 1]: size-1 dims on both sides */
+      snprintf(other, sizeof other, "@%s", add_const(g, b, v.dims[1], 1));
+    } else { /* [1, k] or [1] */
+      const char *c = how == 1 ? add_const(g, b, 1, k) : add_const(g, b, 1, 0);
+      snprintf(other, sizeof other, "@%s", c);
+    }
+    if (pick(b, 2))
+      snprintf(line, sizeof line, "%s %%%s, %s", op, v.name, other);
+    else
+      snprintf(line, sizeof line, "%s %s, %%%s", op, other, v.name);
+    break;
+  }
   case 11: /* [?, a*b] <-> [?, a, b] */
     if (v.rank == 3) {
       snprintf(line, sizeof line, "reshape %%%s {shape = [?, %lld]", v.name,

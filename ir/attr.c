@@ -82,6 +82,14 @@ bool ir_attr_range(const IrNode *n, IrAttrKey key, double *lo, double *hi) {
   return true;
 }
 
+int ir_attr_name(const IrNode *n, IrAttrKey key, int dflt) {
+  const IrAttr *a = typed(n, key, IR_AKIND_NAME, -1);
+  if (!a || a->n != 1)
+    return dflt;
+  double v = a->vals[0];
+  return v >= 0 && v < ir_attr_name_count(key) && v == (int)v ? (int)v : dflt;
+}
+
 void ir_set_attr_float(IrModule *m, IrNode *n, IrAttrKey key, double v) {
   typed(NULL, key, IR_AKIND_FLOAT, -1);
   ir_node_set_attr(m, n, key, &v, 1, n->loc);
@@ -113,6 +121,15 @@ void ir_set_attr_range(IrModule *m, IrNode *n, IrAttrKey key, double lo, double 
   typed(NULL, key, IR_AKIND_RANGE, -1);
   double d[2] = {lo, hi};
   ir_node_set_attr(m, n, key, d, 2, n->loc);
+}
+
+void ir_set_attr_name(IrModule *m, IrNode *n, IrAttrKey key, int v) {
+  typed(NULL, key, IR_AKIND_NAME, -1);
+  if (v < 0 || v >= ir_attr_name_count(key))
+    q8_die("attribute '%s' set to name %d of %d", ir_attr_info[key].key, v,
+           ir_attr_name_count(key));
+  double d = v;
+  ir_node_set_attr(m, n, key, &d, 1, n->loc);
 }
 
 void ir_qparams_keys(IrQSide side, IrAttrKey keys[3]) {

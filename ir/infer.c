@@ -84,51 +84,65 @@ static bool infer_linear(IrModule *m, const IrNode *n, IrType *out) {
   return true;
 }
 
+/* "at axis 2, 8 and 16 differ and neither is 1": why two shapes do not
+ * broadcast, at axis `axis` of the result (rank `rank`). */
+static const char *broadcast_why(const int64_t *a, int ra, const int64_t *b, int rb, int rank,
+                                 int axis, char *buf, size_t size) {
+  int from_end = rank - axis;
+  int64_t da = a[ra - from_end], db = b[rb - from_end];
+  char d1[24], d2[24];
+  snprintf(buf, size, "at axis %d, %s and %s differ and neither is 1%s", axis, dim_str(da, d1),
+           dim_str(db, d2),
+           da == IR_DIM_BATCH || db == IR_DIM_BATCH ? " ('?' broadcasts only with '?' or 1)"
+                                                    : "");
+  return buf;
+}
+
+/* A[..., M, K] x B[..., K, N]: the leading (batch) dims broadcast as numpy's
+ * matmul does; B[K, N] is one matrix for every batch index of A. */
 static bool infer_matmul(IrModule *m, const IrNode *n, IrType *out) {
   if (!all_f32(m, n) || !need_rank(m, n, 0, 2, IR_MAX_RANK, "left operand") ||
       !need_rank(m, n, 1, 2, IR_MAX_RANK, "right operand"))
     return false;
   const IrType *a = &n->opnds[0]->type, *b = &n->opnds[1]->type;
-  char b1[96], b2[96], d1[24], d2[24];
-  if (b->rank != 2 && b->rank != a->rank)
-    return ir_error(&m->diag, opnd_loc(n, 1),
-                    "matmul: right operand %s%s is %s; it must be a matrix [K, N] or have "
-                    "the left operand's rank %d",
-                    sigil(n->opnds[1]), n->opnds[1]->name, tstr(b, b1), a->rank);
-  if (b->rank == a->rank)
-    for (int i = 0; i < a->rank - 2; i++)
-      if (a->dims[i] != b->dims[i])
-        return ir_error(&m->diag, opnd_loc(n, 1),
-                        "matmul: leading dims differ: %s%s is %s but %s%s is %s",
-                        sigil(n->opnds[0]), n->opnds[0]->name, tstr(a, b1),
-                        sigil(n->opnds[1]), n->opnds[1]->name, tstr(b, b2));
+  char b1[96], b2[96], d1[24], d2[24], why[160];
   int64_t k = a->dims[a->rank - 1], bk = b->dims[b->rank - 2];
   if (k != bk)
     return ir_error(&m->diag, opnd_loc(n, 1),
                     "matmul: %s%s is %s with K = %s but %s%s is %s with K = %s",
                     sigil(n->opnds[0]), n->opnds[0]->name, tstr(a, b1), dim_str(k, d1),
                     sigil(n->opnds[1]), n->opnds[1]->name, tstr(b, b2), dim_str(bk, d2));
+  int rank, axis;
   *out = *a;
-  out->dims[out->rank - 1] = b->dims[b->rank - 1];
+  if (!ir_broadcast_dims(a->dims, a->rank - 2, b->dims, b->rank - 2, out->dims, &rank, &axis))
+    return ir_error(&m->diag, opnd_loc(n, 1),
+                    "matmul: the batch dims of %s%s (%s) and %s%s (%s) do not broadcast: %s",
+                    sigil(n->opnds[0]), n->opnds[0]->name, tstr(a, b1), sigil(n->opnds[1]),
+                    n->opnds[1]->name, tstr(b, b2),
+                    broadcast_why(a->dims, a->rank - 2, b->dims, b->rank - 2, rank, axis, why,
+                                  sizeof why));
+  out->rank = rank + 2;
+  out->dims[rank] = a->dims[a->rank - 2];
+  out->dims[rank + 1] = b->dims[b->rank - 1];
   return true;
 }
 
-/* Elementwise binary ops: equal shapes, or one shape a suffix of the other. */
+/* Elementwise binary ops: numpy broadcasting (ir_broadcast_dims). */
 static bool infer_broadcast(IrModule *m, const IrNode *n, IrType *out) {
   if (!all_f32(m, n))
     return false;
   const IrType *a = &n->opnds[0]->type, *b = &n->opnds[1]->type;
-  const IrType *lo = a->rank >= b->rank ? b : a, *hi = a->rank >= b->rank ? a : b;
-  for (int i = 0; i < lo->rank; i++)
-    if (lo->dims[lo->rank - 1 - i] != hi->dims[hi->rank - 1 - i]) {
-      char b1[96], b2[96];
-      return ir_error(&m->diag, opnd_loc(n, 1),
-                      "%s: shapes %s (%s%s) and %s (%s%s) do not broadcast: one must equal "
-                      "the trailing dims of the other",
-                      ir_op_info[n->op].name, tstr(a, b1), sigil(n->opnds[0]),
-                      n->opnds[0]->name, tstr(b, b2), sigil(n->opnds[1]), n->opnds[1]->name);
-    }
-  *out = *hi;
+  int axis;
+  *out = *a;
+  if (!ir_broadcast_dims(a->dims, a->rank, b->dims, b->rank, out->dims, &out->rank, &axis)) {
+    char b1[96], b2[96], why[160];
+    return ir_error(&m->diag, opnd_loc(n, 1),
+                    "%s: shapes %s (%s%s) and %s (%s%s) do not broadcast: %s",
+                    ir_op_info[n->op].name, tstr(a, b1), sigil(n->opnds[0]), n->opnds[0]->name,
+                    tstr(b, b2), sigil(n->opnds[1]), n->opnds[1]->name,
+                    broadcast_why(a->dims, a->rank, b->dims, b->rank, out->rank, axis, why,
+                                  sizeof why));
+  }
   return true;
 }
 
@@ -243,6 +257,14 @@ static bool infer_reshape(IrModule *m, const IrNode *n, IrType *out) {
                     sigil(n->opnds[0]), n->opnds[0]->name, tstr(x, b1), tstr(out, b2));
   return true;
 }
+
+/* ---- the transformer ops ---- */
+
+static bool infer_sub(IrModule *m, const IrNode *n, IrType *out) { return infer_broadcast(m, n, out); }
+static bool infer_div(IrModule *m, const IrNode *n, IrType *out) { return infer_broadcast(m, n, out); }
+static bool infer_sigmoid(IrModule *m, const IrNode *n, IrType *out) { return infer_unary(m, n, out); }
+static bool infer_tanh(IrModule *m, const IrNode *n, IrType *out) { return infer_unary(m, n, out); }
+static bool infer_silu(IrModule *m, const IrNode *n, IrType *out) { return infer_unary(m, n, out); }
 
 /* ---- quantized ops ---- */
 

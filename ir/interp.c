@@ -106,55 +106,54 @@ static bool eval_linear(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *
   return true;
 }
 
-/* A [..., M, K] times B [K, N] (one matrix for every leading index of A) or
- * B [..., K, N] (one matrix per leading index, the same leading dims). */
+/* A [..., M, K] times B [..., K, N], the batch dims broadcast as numpy's
+ * matmul (a B [K, N] is one matrix for every batch index of A). */
 static bool eval_matmul(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
   if (!need_f32(d, n, a, r))
     return false;
   const Slot *x = a[0], *y = a[1];
-  int rank = x->type.rank;
-  bool shared = y->type.rank == 2;
-  if (rank < 2 || r->type.rank != rank || (!shared && y->type.rank != rank))
+  int xr = x->type.rank, yr = y->type.rank, rank, axis;
+  int64_t batch[IR_MAX_RANK];
+  if (xr < 2 || yr < 2 ||
+      !ir_broadcast_dims(x->type.dims, xr - 2, y->type.dims, yr - 2, batch, &rank, &axis) ||
+      r->type.rank != rank + 2 || !same_dims(batch, r->type.dims, rank))
     return bad_shapes(d, n, a, r);
-  const int64_t *yd = y->type.dims + y->type.rank - 2;
-  int64_t m = x->type.dims[rank - 2], k = x->type.dims[rank - 1], nout = yd[1];
-  if (yd[0] != k || r->type.dims[rank - 2] != m || r->type.dims[rank - 1] != nout ||
-      !same_dims(x->type.dims, r->type.dims, rank - 2) ||
-      (!shared && !same_dims(x->type.dims, y->type.dims, rank - 2)))
+  int64_t m = x->type.dims[xr - 2], k = x->type.dims[xr - 1], nout = y->type.dims[yr - 1];
+  if (y->type.dims[yr - 2] != k || r->type.dims[rank] != m || r->type.dims[rank + 1] != nout)
     return bad_shapes(d, n, a, r);
-  q8_ref_matmul(f32_of(x), f32_of(y), f32_out(r), prod(x->type.dims, 0, rank - 2), m, k, nout,
-                !shared);
+  int64_t xs[IR_MAX_RANK], ys[IR_MAX_RANK];
+  ir_broadcast_strides(x->type.dims, xr - 2, m * k, rank, xs);
+  ir_broadcast_strides(y->type.dims, yr - 2, k * nout, rank, ys);
+  q8_ref_matmul(f32_of(x), xs, f32_of(y), ys, f32_out(r), rank, batch, m, k, nout);
   return true;
 }
 
-/* Elementwise operands fit when one shape is a suffix of the other and the
- * result has the longer shape. Then the shorter one repeats over the leading
- * dims of the longer (q8_ref_add and q8_ref_mul). */
-static bool broadcast_fits(const Slot *x, const Slot *y, const Slot *r) {
-  const IrType *lo = x->type.rank <= y->type.rank ? &x->type : &y->type;
-  const IrType *hi = x->type.rank <= y->type.rank ? &y->type : &x->type;
-  return r->type.rank == hi->rank && same_dims(hi->dims, r->type.dims, hi->rank) &&
-         same_dims(lo->dims, hi->dims + hi->rank - lo->rank, lo->rank);
+/* The elementwise binary ops: numpy broadcasting, the result's shape the
+ * broadcast of the operands'; `fn` is q8_ref_add, _sub, _mul or _div (one
+ * signature). */
+static bool eval_binary(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r,
+                        q8_ref_add_fn *fn) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  const Slot *x = a[0], *y = a[1];
+  int64_t dims[IR_MAX_RANK], xs[IR_MAX_RANK], ys[IR_MAX_RANK];
+  int rank, axis;
+  if (!ir_broadcast_dims(x->type.dims, x->type.rank, y->type.dims, y->type.rank, dims, &rank,
+                         &axis) ||
+      r->type.rank != rank || !same_dims(dims, r->type.dims, rank))
+    return bad_shapes(d, n, a, r);
+  ir_broadcast_strides(x->type.dims, x->type.rank, 1, rank, xs);
+  ir_broadcast_strides(y->type.dims, y->type.rank, 1, rank, ys);
+  fn(f32_of(x), xs, f32_of(y), ys, f32_out(r), rank, dims);
+  return true;
 }
 
 static bool eval_add(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
-  if (!need_f32(d, n, a, r))
-    return false;
-  const Slot *x = a[0], *y = a[1];
-  if (!broadcast_fits(x, y, r))
-    return bad_shapes(d, n, a, r);
-  q8_ref_add(f32_of(x), x->numel, f32_of(y), y->numel, f32_out(r));
-  return true;
+  return eval_binary(d, n, a, r, q8_ref_add);
 }
 
 static bool eval_mul(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
-  if (!need_f32(d, n, a, r))
-    return false;
-  const Slot *x = a[0], *y = a[1];
-  if (!broadcast_fits(x, y, r))
-    return bad_shapes(d, n, a, r);
-  q8_ref_mul(f32_of(x), x->numel, f32_of(y), y->numel, f32_out(r));
-  return true;
+  return eval_binary(d, n, a, r, q8_ref_mul);
 }
 
 static bool eval_relu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
@@ -166,13 +165,25 @@ static bool eval_relu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r)
   return true;
 }
 
-static bool eval_gelu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+/* The activations: y[i] = f(x[i]) through `fn` (q8_ref_relu's signature). */
+static bool eval_unary(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r,
+                       q8_ref_relu_fn *fn) {
   if (!need_f32(d, n, a, r))
     return false;
   if (!same_shape(a[0], r))
     return bad_shapes(d, n, a, r);
-  q8_ref_gelu(f32_of(a[0]), f32_out(r), r->numel);
+  fn(f32_of(a[0]), f32_out(r), r->numel);
   return true;
+}
+
+/* The erf form, or the tanh approximation with {approximate = tanh}. */
+static bool eval_gelu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  const IrAttr *at = ir_node_attr(n, IR_ATTR_APPROXIMATE);
+  if (at && (at->n != 1 || !(at->vals[0] == IR_GELU_NONE || at->vals[0] == IR_GELU_TANH)))
+    return ir_error(d, ir_attr_loc(n, IR_ATTR_APPROXIMATE),
+                    "gelu: approximate must be none or tanh");
+  bool tanh_form = at && at->vals[0] == IR_GELU_TANH;
+  return eval_unary(d, n, a, r, tanh_form ? q8_ref_gelu_tanh : q8_ref_gelu);
 }
 
 /* Over the last axis. */
@@ -253,6 +264,28 @@ static bool eval_reshape(IrDiag *d, const IrNode *n, const Slot *const *a, Slot 
   if (r->numel)
     memcpy(r->owned, a[0]->data, r->bytes);
   return true;
+}
+
+/* ---- the transformer ops ---- */
+
+static bool eval_sub(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  return eval_binary(d, n, a, r, q8_ref_sub);
+}
+
+static bool eval_div(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  return eval_binary(d, n, a, r, q8_ref_div);
+}
+
+static bool eval_sigmoid(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  return eval_unary(d, n, a, r, q8_ref_sigmoid);
+}
+
+static bool eval_tanh(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  return eval_unary(d, n, a, r, q8_ref_tanh);
+}
+
+static bool eval_silu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  return eval_unary(d, n, a, r, q8_ref_silu);
 }
 
 /* ---- the quantized ops ---- */

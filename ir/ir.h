@@ -62,7 +62,8 @@ typedef enum {
   IR_AKIND_DTYPE,
   IR_AKIND_INTS,
   IR_AKIND_DIMS,
-  IR_AKIND_RANGE
+  IR_AKIND_RANGE,
+  IR_AKIND_NAME   /* one of the key's names (ATTR_NAMES in attrs.def) */
 } IrAttrKind;
 
 typedef enum {
@@ -71,6 +72,9 @@ typedef enum {
 #undef ATTR
   IR_ATTR_COUNT
 } IrAttrKey;
+
+/* The values of gelu's `approximate`: indices of its ATTR_NAMES. */
+typedef enum { IR_GELU_NONE, IR_GELU_TANH } IrGeluApprox;
 
 #define IR_ATTR_BIT(ID) (1u << IR_ATTR_##ID)
 /* Attributes every op may carry. */
@@ -88,7 +92,8 @@ typedef struct {
   IrAttrKind kind;
 } IrAttrInfo;
 
-/* One attribute: FLOAT, INT and DTYPE have n = 1 (a DTYPE holds an IrDType),
+/* One attribute: FLOAT, INT, DTYPE and NAME have n = 1 (a DTYPE holds an
+ * IrDType, a NAME the index of the name in its key's list),
  * RANGE has n = 2, INTS and DIMS have n >= 0 (a DIMS value holds IR_DIM_BATCH
  * for `?`). */
 typedef struct {
@@ -117,6 +122,8 @@ typedef struct IrValue {
   IrType type;       /* dtype IR_DTYPE_NONE until inferred */
   IrNode *def;       /* IR_VAL_NODE: the node that produces it */
   const void *data;  /* IR_VAL_CONST: dense row-major elements of `type` */
+  bool literal;      /* IR_VAL_CONST: an f32[] written as a number operand
+                      * (`mul %s, 0.125`), printed back as that number */
   IrLoc loc;         /* where it is defined (or first used, for constants) */
   int id;            /* index in ir_module_values order; set by ir_number_values */
   bool has_range;    /* IR_VAL_INPUT: `{range = [lo, hi]}` on its declaration */
@@ -272,6 +279,20 @@ int ir_op_from_name(const char *s, size_t len);
 int ir_attr_from_name(const char *s, size_t len);
 
 bool ir_type_equal(const IrType *a, const IrType *b);
+/* Numpy broadcasting: the shape `out` (rank *rout, the larger rank) of an
+ * elementwise op on shapes a and b, aligned at their last axes. Two dims
+ * fit when equal or when one is 1; `?` fits only `?` and 1. Returns false
+ * when they do not fit, with *axis the first axis of `out` (from the
+ * right) where they do not. */
+bool ir_broadcast_dims(const int64_t *a, int ra, const int64_t *b, int rb, int64_t *out,
+                       int *rout, int *axis);
+/* The element strides along each of the `out_rank` axes of a broadcast
+ * result for an operand of shape dims[rank] (aligned at the last axis,
+ * no `?`) whose innermost unit is `unit` elements (1 for elementwise ops,
+ * M*K for a matmul's matrices): 0 along an axis it does not have or has
+ * as 1. */
+void ir_broadcast_strides(const int64_t *dims, int rank, int64_t unit, int out_rank,
+                          int64_t *strides);
 /* Element count with `?` bound to `batch`; false on overflow of int64. */
 bool ir_type_numel(const IrType *t, int64_t batch, int64_t *out);
 /* The type with every `?` replaced by `batch`. */
@@ -384,12 +405,20 @@ IrDType ir_attr_dtype(const IrNode *n, IrAttrKey key, IrDType dflt);
 int ir_attr_ints(const IrNode *n, IrAttrKey key, int64_t *vals, int max);
 /* RANGE: false when absent. */
 bool ir_attr_range(const IrNode *n, IrAttrKey key, double *lo, double *hi);
+/* NAME: the index of the value in the key's names, or `dflt`. */
+int ir_attr_name(const IrNode *n, IrAttrKey key, int dflt);
+/* The names a NAME key takes (attrs.def's ATTR_NAMES): how many, the i-th,
+ * and the index of a spelling (-1 when it is none of them). */
+int ir_attr_name_count(IrAttrKey key);
+const char *ir_attr_name_str(IrAttrKey key, int i);
+int ir_attr_name_index(IrAttrKey key, const char *s, size_t len);
 /* Typed writers, kind-checked the same way. */
 void ir_set_attr_float(IrModule *m, IrNode *n, IrAttrKey key, double v);
 void ir_set_attr_int(IrModule *m, IrNode *n, IrAttrKey key, int64_t v);
 void ir_set_attr_dtype(IrModule *m, IrNode *n, IrAttrKey key, IrDType v);
 void ir_set_attr_ints(IrModule *m, IrNode *n, IrAttrKey key, const int64_t *vals, int nvals);
 void ir_set_attr_range(IrModule *m, IrNode *n, IrAttrKey key, double lo, double hi);
+void ir_set_attr_name(IrModule *m, IrNode *n, IrAttrKey key, int v);
 
 /* A quantized op's parameters: IR_QPARAMS_OUT its result's (scale,
  * zero_point, dtype), IR_QPARAMS_IN its input's (x_scale, x_zero_point,

@@ -83,6 +83,9 @@ static void put_attr(Out *o, const IrNode *n, IrAttrKey key) {
   case IR_AKIND_DTYPE:
     put(o, "%s", ir_dtype_name(ir_attr_dtype(n, key, IR_DTYPE_NONE)));
     return;
+  case IR_AKIND_NAME:
+    put(o, "%s", ir_attr_name_str(key, ir_attr_name(n, key, -1)));
+    return;
   case IR_AKIND_RANGE: {
     double lo = 0, hi = 0;
     ir_attr_range(n, key, &lo, &hi);
@@ -137,9 +140,16 @@ static void put_node(Out *o, const IrNode *n) {
   put(o, "  %%%s : ", n->result->name);
   put_type(o, &n->result->type);
   put(o, " = %s", ir_op_info[n->op].name);
-  for (int i = 0; i < n->nopnds; i++)
-    put(o, "%s%s%s", i ? ", " : " ", n->opnds[i]->kind == IR_VAL_CONST ? "@" : "%",
-        n->opnds[i]->name);
+  for (int i = 0; i < n->nopnds; i++) {
+    const IrValue *v = n->opnds[i];
+    if (v->literal && v->data) {
+      /* A number operand reads back as the same f32 constant. */
+      put(o, "%s", i ? ", " : " ");
+      put_double(o, *(const float *)v->data);
+    } else {
+      put(o, "%s%s%s", i ? ", " : " ", v->kind == IR_VAL_CONST ? "@" : "%", v->name);
+    }
+  }
   if (n->nattrs) {
     put(o, " {");
     for (int i = 0; i < n->nattrs; i++) {

@@ -55,11 +55,18 @@ void q8_ref_linear(const float *x, const float *w, const float *b, float *y, int
   }
 }
 
-void q8_ref_matmul(const float *a, const float *b, float *y, int64_t batch, int64_t m, int64_t k,
-                   int64_t n, int b_batched) {
+/* The batch index walks the result's batch axes in order, with the offsets
+ * of a's and b's matrices kept up to date as in q8_ref_transpose. */
+void q8_ref_matmul(const float *a, const int64_t *a_strides, const float *b,
+                   const int64_t *b_strides, float *y, int batch_rank, const int64_t *batch_dims,
+                   int64_t m, int64_t k, int64_t n) {
+  if (batch_rank < 0 || batch_rank > MAX_RANK)
+    return;
+  int64_t batch = 1, idx[MAX_RANK] = {0}, ao = 0, bo = 0;
+  for (int i = 0; i < batch_rank; i++)
+    batch *= batch_dims[i];
   for (int64_t bi = 0; bi < batch; bi++) {
-    const float *ab = a + bi * m * k;
-    const float *bb = b + (b_batched ? bi * k * n : 0);
+    const float *ab = a + ao, *bb = b + bo;
     float *yb = y + bi * m * n;
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < n; j++) {
@@ -68,27 +75,79 @@ void q8_ref_matmul(const float *a, const float *b, float *y, int64_t batch, int6
           acc += (double)ab[i * k + l] * bb[l * n + j];
         yb[i * n + j] = (float)acc;
       }
+    /* Advance the batch index, carrying into earlier axes. */
+    for (int d = batch_rank - 1; d >= 0; d--) {
+      ao += a_strides[d];
+      bo += b_strides[d];
+      if (++idx[d] < batch_dims[d])
+        break;
+      ao -= idx[d] * a_strides[d];
+      bo -= idx[d] * b_strides[d];
+      idx[d] = 0;
+    }
   }
 }
 
-/* Indexing each operand modulo its own element count repeats the shorter
- * over the leading dims of the longer. An empty operand makes an empty
- * result (a shape like [0, 3] with [3]): nothing is written, and nothing is
- * taken modulo 0. */
-void q8_ref_add(const float *a, int64_t na, const float *b, int64_t nb, float *y) {
-  if (na == 0 || nb == 0)
+/* The elementwise binary ops, one loop for all four: the innermost axis
+ * runs as a plain loop (the operation chosen outside it), the outer axes
+ * advance an index as q8_ref_transpose does. An empty result writes
+ * nothing; a scalar result is one element. */
+typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } BinOp;
+
+static void binary(BinOp op, const float *a, const int64_t *as, const float *b,
+                   const int64_t *bs, float *y, int rank, const int64_t *dims) {
+  if (rank < 0 || rank > MAX_RANK)
     return;
-  int64_t n = na > nb ? na : nb;
-  for (int64_t i = 0; i < n; i++)
-    y[i] = a[i % na] + b[i % nb];
+  int64_t numel = 1;
+  for (int i = 0; i < rank; i++)
+    numel *= dims[i];
+  if (numel == 0)
+    return;
+  int64_t inner = rank ? dims[rank - 1] : 1, ai = rank ? as[rank - 1] : 0,
+          bi = rank ? bs[rank - 1] : 0;
+  int64_t idx[MAX_RANK] = {0}, ao = 0, bo = 0;
+  for (int64_t e = 0; e < numel; e += inner) {
+    const float *ar = a + ao, *br = b + bo;
+    float *yr = y + e;
+    switch (op) {
+    case BIN_ADD:
+      for (int64_t j = 0; j < inner; j++)
+        yr[j] = ar[j * ai] + br[j * bi];
+      break;
+    case BIN_SUB:
+      for (int64_t j = 0; j < inner; j++)
+        yr[j] = ar[j * ai] - br[j * bi];
+      break;
+    case BIN_MUL:
+      for (int64_t j = 0; j < inner; j++)
+        yr[j] = ar[j * ai] * br[j * bi];
+      break;
+    case BIN_DIV:
+      for (int64_t j = 0; j < inner; j++)
+        yr[j] = ar[j * ai] / br[j * bi];
+      break;
+    }
+    /* Advance the index of the outer axes, carrying into earlier ones. */
+    for (int d = rank - 2; d >= 0; d--) {
+      ao += as[d];
+      bo += bs[d];
+      if (++idx[d] < dims[d])
+        break;
+      ao -= idx[d] * as[d];
+      bo -= idx[d] * bs[d];
+      idx[d] = 0;
+    }
+  }
 }
 
-void q8_ref_mul(const float *a, int64_t na, const float *b, int64_t nb, float *y) {
-  if (na == 0 || nb == 0)
-    return;
-  int64_t n = na > nb ? na : nb;
-  for (int64_t i = 0; i < n; i++)
-    y[i] = a[i % na] * b[i % nb];
+void q8_ref_add(const float *a, const int64_t *a_strides, const float *b,
+                const int64_t *b_strides, float *y, int rank, const int64_t *dims) {
+  binary(BIN_ADD, a, a_strides, b, b_strides, y, rank, dims);
+}
+
+void q8_ref_mul(const float *a, const int64_t *a_strides, const float *b,
+                const int64_t *b_strides, float *y, int rank, const int64_t *dims) {
+  binary(BIN_MUL, a, a_strides, b, b_strides, y, rank, dims);
 }
 
 void q8_ref_relu(const float *x, float *y, int64_t n) {
@@ -171,6 +230,50 @@ void q8_ref_transpose(const float *x, float *y, int rank, const int64_t *dims, c
       off -= idx[k] * xstride[perm[k]];
       idx[k] = 0;
     }
+  }
+}
+
+/* ---- the transformer ops: sub, div, sigmoid, tanh, silu, gelu (tanh) ---- */
+
+void q8_ref_sub(const float *a, const int64_t *a_strides, const float *b,
+                const int64_t *b_strides, float *y, int rank, const int64_t *dims) {
+  binary(BIN_SUB, a, a_strides, b, b_strides, y, rank, dims);
+}
+
+void q8_ref_div(const float *a, const int64_t *a_strides, const float *b,
+                const int64_t *b_strides, float *y, int rank, const int64_t *dims) {
+  binary(BIN_DIV, a, a_strides, b, b_strides, y, rank, dims);
+}
+
+/* The activations below compute in double from the f32 input and round to
+ * f32 once, as gelu does; docs/ir.md states each formula. For x = -inf,
+ * exp(-x) is +inf and 1 / (1 + inf) is 0, so sigmoid needs no special
+ * case. */
+void q8_ref_sigmoid(const float *x, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
+}
+
+void q8_ref_tanh(const float *x, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = (float)tanh((double)x[i]);
+}
+
+/* x * sigmoid(x), written as one division. */
+void q8_ref_silu(const float *x, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    double v = x[i];
+    y[i] = (float)(v / (1.0 + exp(-v)));
+  }
+}
+
+/* The tanh approximation of gelu (`gelu {approximate = tanh}`), PyTorch's
+ * gelu(approximate='tanh'). */
+void q8_ref_gelu_tanh(const float *x, float *y, int64_t n) {
+  const double c = sqrt(2.0 / 3.14159265358979323846);
+  for (int64_t i = 0; i < n; i++) {
+    double v = x[i];
+    y[i] = (float)(0.5 * v * (1.0 + tanh(c * (v + 0.044715 * v * v * v))));
   }
 }
 

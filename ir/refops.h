@@ -45,15 +45,27 @@
 
 /* y[m, n] = x[m, k] W[n, k]^T + b[n] (b may be NULL), summed in double. */
 q8_ref_linear_fn q8_ref_linear;
-/* y[batch, m, n] = a[batch, m, k] b[k, n] (b_batched: b[batch, k, n]). */
+/* y[i..., m, n] = sum_k a[i..., m, k] b[i..., k, n] over the batch index
+ * i... of batch_rank axes of sizes batch_dims: the matrices of a and b
+ * for index i start at sum_j i_j a_strides[j] (b_strides[j]) elements, a
+ * stride of 0 repeating one matrix along that axis (numpy broadcasting; a
+ * shared B[K, N] has all strides 0). y is dense. Summed in double. */
 q8_ref_matmul_fn q8_ref_matmul;
-/* Elementwise with trailing broadcast: the shorter operand (na or nb
- * elements) repeats over the longer; y has max(na, nb) elements. */
+/* Elementwise y[i] = a[i . a_strides] op b[i . b_strides] for every index i
+ * of the dense result y of `rank` axes of sizes `dims` (rank 0: one value):
+ * strides are in elements, 0 along an axis an operand broadcasts over
+ * (numpy broadcasting). One f32 operation per element. */
 q8_ref_add_fn q8_ref_add;
 q8_ref_mul_fn q8_ref_mul;
+q8_ref_sub_fn q8_ref_sub;
+q8_ref_div_fn q8_ref_div;
 /* y[i] = f(x[i]) for i < n. */
 q8_ref_relu_fn q8_ref_relu;
 q8_ref_gelu_fn q8_ref_gelu;
+q8_ref_sigmoid_fn q8_ref_sigmoid;
+q8_ref_tanh_fn q8_ref_tanh;
+q8_ref_silu_fn q8_ref_silu;
+q8_ref_gelu_tanh_fn q8_ref_gelu_tanh;
 /* Over each of `rows` rows of `cols` values. */
 q8_ref_softmax_fn q8_ref_softmax;
 q8_ref_layernorm_fn q8_ref_layernorm;

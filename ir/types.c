@@ -22,6 +22,65 @@ const IrAttrInfo ir_attr_info[IR_ATTR_COUNT] = {
 #undef ATTR
 };
 
+/* The names of NAME keys, NULL-terminated; NULL for other keys. */
+static const char *const *const attr_names[IR_ATTR_COUNT] = {
+#define ATTR(ID, key, kind)
+#define ATTR_NAMES(ID, ...) [IR_ATTR_##ID] = (const char *const[]){__VA_ARGS__, NULL},
+#include "attrs.def"
+#undef ATTR_NAMES
+#undef ATTR
+};
+
+int ir_attr_name_count(IrAttrKey key) {
+  int n = 0;
+  while (key < IR_ATTR_COUNT && attr_names[key] && attr_names[key][n])
+    n++;
+  return n;
+}
+
+const char *ir_attr_name_str(IrAttrKey key, int i) {
+  return i >= 0 && i < ir_attr_name_count(key) ? attr_names[key][i] : "?";
+}
+
+int ir_attr_name_index(IrAttrKey key, const char *s, size_t len) {
+  for (int i = 0; i < ir_attr_name_count(key); i++)
+    if (strlen(attr_names[key][i]) == len && memcmp(attr_names[key][i], s, len) == 0)
+      return i;
+  return -1;
+}
+
+bool ir_broadcast_dims(const int64_t *a, int ra, const int64_t *b, int rb, int64_t *out,
+                       int *rout, int *axis) {
+  int r = ra > rb ? ra : rb;
+  *rout = r;
+  for (int i = 1; i <= r; i++) {
+    int64_t da = i <= ra ? a[ra - i] : 1, db = i <= rb ? b[rb - i] : 1;
+    if (da == db || db == 1)
+      out[r - i] = da;
+    else if (da == 1)
+      out[r - i] = db;
+    else {
+      *axis = r - i;
+      return false;
+    }
+  }
+  return true;
+}
+
+void ir_broadcast_strides(const int64_t *dims, int rank, int64_t unit, int out_rank,
+                          int64_t *strides) {
+  int64_t s = unit;
+  for (int i = 1; i <= out_rank; i++) {
+    if (i > rank) {
+      strides[out_rank - i] = 0;
+      continue;
+    }
+    int64_t d = dims[rank - i];
+    strides[out_rank - i] = d == 1 ? 0 : s;
+    s *= d;
+  }
+}
+
 static const struct {
   const char *name;
   size_t size;

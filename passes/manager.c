@@ -260,18 +260,23 @@ bool pass_write_module(IrModule *m, const char *ir_path, char *err, size_t errle
   const char *slash = strrchr(st_path, '/');
   const char *st_name = slash ? slash + 1 : st_path;
 
+  /* Literal operands (`mul %x, 0.5`) are printed as numbers, not saved. */
   FeTensor *ts = calloc((size_t)m->nconsts + 1, sizeof *ts);
   bool ok = ts != NULL;
+  int nsaved = 0;
   for (int i = 0; ok && i < m->nconsts; i++) {
     const IrValue *c = m->consts[i];
     int64_t numel;
+    if (c->literal)
+      continue;
     ir_type_numel(&c->type, 1, &numel);
-    ts[i] = (FeTensor){c->name, c->type, c->data, (size_t)numel * ir_dtype_size(c->type.dtype)};
+    ts[nsaved++] =
+        (FeTensor){c->name, c->type, c->data, (size_t)numel * ir_dtype_size(c->type.dtype)};
   }
   if (!ok)
     snprintf(err, errlen, "out of memory");
-  if (ok && m->nconsts)
-    ok = fe_safetensors_write(st_path, ts, m->nconsts, err, errlen);
+  if (ok && nsaved)
+    ok = fe_safetensors_write(st_path, ts, nsaved, err, errlen);
   free(ts);
 
   /* Print with the sidecar as the only weights file, then put back the
@@ -279,7 +284,7 @@ bool pass_write_module(IrModule *m, const char *ir_path, char *err, size_t errle
   int nweights = m->nweights;
   IrWeightsRef *weights = m->weights, sidecar = {st_name, {0}};
   m->weights = &sidecar;
-  m->nweights = m->nconsts ? 1 : 0;
+  m->nweights = nsaved ? 1 : 0;
   char *text = ok ? ir_print(m) : NULL;
   m->weights = weights;
   m->nweights = nweights;

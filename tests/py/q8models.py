@@ -87,6 +87,50 @@ def float_ops_model(rng):
     return model, calib
 
 
+TRANSFORMER_OPS = """model tf {
+  weights "WEIGHTS"
+  input %x : f32[?, 4, 16]
+  %h = linear %x, @w1, @b1
+  %s = silu %h
+  %g = gelu %s {approximate = tanh}
+  %t = tanh %g
+  %sg = sigmoid %t
+  %d = div %sg, 2
+  %e = sub %d, @col
+  %r = reshape %e {shape = [?, 2, 2, 16]}
+  %k = reshape %x {shape = [?, 1, 16, 4]}
+  %a = matmul %r, %k
+  %am = mul %a, 0.125
+  %msk = add %am, @mask
+  %p = softmax %msk
+  %v = matmul %p, @m
+  %z = reshape %v {shape = [?, 4, 16]}
+  %q = div %z, @scale
+  %y = linear %q, @w2
+  output %y, %p
+}
+"""
+
+
+def transformer_ops_model(rng):
+    """int8 layers around the transformer ops (sub, div, sigmoid, tanh, silu,
+    gelu tanh), size-1 broadcasting, matmul with broadcast batch dims and
+    literal scalars, in a new directory: (model, calib)."""
+    w1, b1 = linear_params(rng, 16, 16)
+    w2, _ = linear_params(rng, 8, 16)
+    tensors = {"w1": w1, "b1": b1, "w2": w2,
+               "col": rng.uniform(-0.5, 0.5, (4, 1)).astype(np.float32),
+               "mask": np.where(rng.uniform(size=(2, 1, 4)) < 0.3, -10000.0, 0.0).astype(
+                   np.float32),
+               "scale": rng.uniform(0.5, 1.5, 16).astype(np.float32),
+               "m": (rng.standard_normal((4, 16)) * 0.3).astype(np.float32)}
+    d = tmpdir()
+    model = write_model(d, "tf", TRANSFORMER_OPS, tensors)
+    calib = os.path.join(d, "calib.npy")
+    np.save(calib, rng.standard_normal((32, 4, 16)).astype(np.float32))
+    return model, calib
+
+
 QFORM = re.compile(r"^\s*(input|output) %([\w.]+)[^{\n]*\{[^}\n]*scale = ([^,}]+), "
                    r"zero_point = (-?\d+), dtype = (u8|i8)\}", re.M)
 

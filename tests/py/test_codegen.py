@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from q8models import (float_ops_model, linear_params, mlp_model, qforms,  # noqa: E402
-                      quantize, write_model)
+                      quantize, transformer_ops_model, write_model)
 from q8test import Tally, check_expectations, list_targets, tmpdir  # noqa: E402
 
 Q8C = os.path.abspath(sys.argv[1])
@@ -166,6 +166,17 @@ def test_float_ops(t, run, rng):
     model, calib = float_ops_model(rng)
     run.check("float ops", model, calib, rng.standard_normal((3, 4, 16)).astype(np.float32), 3,
               outputs=("y", "p"), x_form=False)
+
+
+def test_transformer_ops(t, run, rng):
+    """The transformer ops, numpy broadcasting, matmul with broadcast batch
+    dims and literal scalars, between int8 layers (calibrated and dynamic):
+    their reference calls in compiled code give the interpreter's bits."""
+    for label, extra in [("transformer ops", []), ("transformer ops dynamic", ["--dynamic"])]:
+        model, calib = transformer_ops_model(rng)
+        run.check(label, model, None if extra else calib,
+                  rng.standard_normal((3, 4, 16)).astype(np.float32), 3, extra,
+                  outputs=("y", "p"), x_form=False)
 
 
 def test_quantized_io(t, run, rng):
@@ -409,6 +420,7 @@ def main():
     test_linear_sweep(t, run, rng)
     test_schemes(t, run, rng)
     test_float_ops(t, run, rng)
+    test_transformer_ops(t, run, rng)
     test_quantized_io(t, run, rng)
     test_asm(t, rng)
     test_header(t, rng)

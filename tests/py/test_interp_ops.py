@@ -5,9 +5,11 @@ Usage: python3 tests/py/test_interp_ops.py /path/to/q8c
 Each case is a small text-IR model, its weights as safetensors and seeded
 random inputs as .npy, written to a scratch directory; `q8c run` evaluates it
 and its outputs are compared with a numpy implementation of the documented
-semantics (np.allclose, rtol 1e-5, atol 1e-6). Every op is covered alone, with
-broadcasting from both sides and the batch dimension in several places, and
-then in combinations: an MLP, an attention-like block, layernorm + gelu.
+semantics (np.allclose, rtol 1e-5, atol 1e-6, NaN where numpy gives NaN).
+Every op is covered alone, with numpy broadcasting from both sides (size-1
+dims on either side, the batch dimension in several places, matmul's batch
+dims), literal scalar operands (`mul %x, 0.125`, `-inf`), and then in
+combinations: an MLP, an attention-like block, layernorm + gelu.
 
 The numpy reference rounds to float32 after every op, as the interpreter
 does, and computes each op in float64: sums and reductions in the interpreter
@@ -45,11 +47,13 @@ def matmul(a, b):
 
 
 def add(a, b):
-    return (np.asarray(a, F32) + np.asarray(b, F32)).astype(F32)
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(a, F32) + np.asarray(b, F32)).astype(F32)
 
 
 def mul(a, b):
-    return (np.asarray(a, F32) * np.asarray(b, F32)).astype(F32)
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(a, F32) * np.asarray(b, F32)).astype(F32)
 
 
 def relu(x):
@@ -75,6 +79,36 @@ def layernorm(x, gamma, beta, eps=1e-5):
     mean = x.mean(axis=-1, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
     return ((x - mean) / np.sqrt(var + eps) * _f64(gamma) + _f64(beta)).astype(F32)
+
+
+def sub(a, b):
+    return (np.asarray(a, F32) - np.asarray(b, F32)).astype(F32)
+
+
+def div(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.asarray(a, F32) / np.asarray(b, F32)).astype(F32)
+
+
+def sigmoid(x):
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-_f64(x)))).astype(F32)
+
+
+def tanh(x):
+    return np.tanh(_f64(x)).astype(F32)
+
+
+def silu(x):
+    x = _f64(x)
+    with np.errstate(over="ignore"):
+        return (x / (1.0 + np.exp(-x))).astype(F32)
+
+
+def gelu_tanh(x):
+    x = _f64(x)
+    c = math.sqrt(2.0 / math.pi)
+    return (0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x * x * x)))).astype(F32)
 
 
 def transpose(x, perm=None):
@@ -324,6 +358,159 @@ def cases():
   output %y
 """, unary(lambda x: x.reshape(x.shape[0], 24), shape=(3, 4, 6)))
 
+    # the transformer ops: sub, div, sigmoid, tanh, silu, gelu (tanh form)
+    for op, fn in (("sub", sub), ("div", div)):
+        def same_sd(r, fn=fn):
+            return ({"a": randn(r, 4, 6), "b": randn(r, 4, 6)}, {},
+                    lambda i: {"y": fn(i["a"], i["b"])}, {})
+
+        case(f"{op}_same_shape", f"""
+  input %a : f32[?, 6]
+  input %b : f32[?, 6]
+  %y = {op} %a, %b
+  output %y
+""", same_sd)
+
+        def left_sd(r, fn=fn):
+            c = {"m": randn(r, 3, 5)}
+            return ({"x": randn(r, 2, 3, 5)}, c, lambda i: {"y": fn(c["m"], i["x"])}, {})
+
+        case(f"{op}_broadcast_left_rank3", f"""
+  input %x : f32[?, 3, 5]
+  %y = {op} @m, %x
+  output %y
+""", left_sd)
+
+    # numpy broadcasting: size-1 dims on both sides, any rank, the batch dim
+    for op, fn in (("add", add), ("mul", mul), ("sub", sub), ("div", div)):
+        def mask(r, fn=fn):
+            return ({"s": randn(r, 2, 1, 8, 8), "m": randn(r, 2, 8, 8)}, {},
+                    lambda i: {"y": fn(i["s"], i["m"])}, {})
+
+        case(f"{op}_size1_batch", f"""
+  input %s : f32[?, 1, 8, 8]
+  input %m : f32[?, 8, 8]
+  %y = {op} %s, %m
+  output %y
+""", mask)
+
+        def both(r, fn=fn):
+            c = {"col": randn(r, 4, 1)}
+            return ({"x": randn(r, 3, 1, 1, 5)}, c, lambda i: {"y": fn(c["col"], i["x"])}, {})
+
+        case(f"{op}_size1_both_sides", f"""
+  input %x : f32[?, 1, 1, 5]
+  %y = {op} @col, %x
+  output %y
+""", both)
+
+    def literals(r):
+        def ref(i):
+            x = i["x"]
+            s = mul(sub(div(x, F32(2)), F32(1)), F32(0.125))
+            return {"y": add(sub(F32(0.5), s), F32(-10000))}
+        return ({"x": randn(r, 3, 7)}, {}, ref, {})
+
+    case("literal_scalars", """
+  input %x : f32[?, 7]
+  %h = div %x, 2
+  %d = sub %h, 1
+  %s = mul %d, 0.125
+  %t = sub 0.5, %s
+  %y = add %t, -10000
+  output %y
+""", literals)
+
+    def inf_literal(r):
+        x = randn(r, 2, 5)
+        x[0, 0] = 0
+        return ({"x": x}, {}, lambda i: {"y": mul(i["x"], F32(-np.inf))}, {})
+
+    case("literal_inf", """
+  input %x : f32[?, 5]
+  %y = mul %x, -inf
+  output %y
+""", inf_literal)
+
+    case("sigmoid", """
+  input %x : f32[?, 33]
+  %y = sigmoid %x
+  output %y
+""", unary(sigmoid, scale=8.0))
+    case("tanh", """
+  input %x : f32[?, 33]
+  %y = tanh %x
+  output %y
+""", unary(tanh, scale=4.0))
+    case("silu", """
+  input %x : f32[?, 33]
+  %y = silu %x
+  output %y
+""", unary(silu, scale=8.0))
+    case("gelu_tanh", """
+  input %x : f32[?, 33]
+  %y = gelu %x {approximate = tanh}
+  output %y
+""", unary(gelu_tanh, scale=3.0))
+    case("gelu_approximate_none", """
+  input %x : f32[?, 33]
+  %y = gelu %x {approximate = none}
+  output %y
+""", unary(gelu, scale=3.0))
+    case("activations_extremes", """
+  input %x : f32[?, 8]
+  %a = sigmoid %x
+  %b = tanh %x
+  %c = silu %x
+  %d = gelu %x {approximate = tanh}
+  output %a, %b, %c, %d
+""", lambda r: ({"x": np.array([[0, 1, -1, 30, -30, 100, -100, 88.5]] * 2, dtype=F32)}, {},
+                lambda i: {"a": sigmoid(i["x"]), "b": tanh(i["x"]), "c": silu(i["x"]),
+                           "d": gelu_tanh(i["x"])}, {}))
+
+    # matmul with broadcast batch dims
+    def mm_bcast(r):
+        return ({"a": randn(r, 2, 4, 16, 8), "b": randn(r, 2, 1, 8, 16)}, {},
+                lambda i: {"y": matmul(i["a"], i["b"])}, {})
+
+    case("matmul_broadcast_batch", """
+  input %a : f32[?, 4, 16, 8]
+  input %b : f32[?, 1, 8, 16]
+  %y = matmul %a, %b
+  output %y
+""", mm_bcast)
+
+    def mm_shared(r):
+        return ({"a": randn(r, 2, 4, 16, 8), "b": randn(r, 8, 16)}, {},
+                lambda i: {"y": matmul(i["a"], i["b"])}, {"named": True})
+
+    case("matmul_rank4_by_matrix_value", """
+  input %a : f32[?, 4, 16, 8]
+  input %b : f32[8, 16]
+  %y = matmul %a, %b
+  output %y
+""", mm_shared)
+
+    def mm_const3(r):
+        c = {"w": randn(r, 5, 4, 2)}
+        return ({"x": randn(r, 2, 1, 3, 4)}, c, lambda i: {"y": matmul(i["x"], c["w"])}, {})
+
+    case("matmul_broadcast_const_rank3", """
+  input %x : f32[?, 1, 3, 4]
+  %y = matmul %x, @w
+  output %y
+""", mm_const3)
+
+    def mm_left_matrix(r):
+        c = {"a": randn(r, 3, 4)}
+        return ({"x": randn(r, 2, 4, 6)}, c, lambda i: {"y": matmul(c["a"], i["x"])}, {})
+
+    case("matmul_matrix_by_batch", """
+  input %x : f32[?, 4, 6]
+  %y = matmul @a, %x
+  output %y
+""", mm_left_matrix)
+
     # combinations
     def mlp(r):
         c = {"fc1.weight": weight(r, 32, 64), "fc1.bias": randn(r, 32, scale=0.1),
@@ -457,7 +644,7 @@ def run_case(q8c, root, c):
         got = np.load(outs[name])
         if got.dtype != F32 or got.shape != ref.shape:
             return False, f"%{name} is {got.dtype}{list(got.shape)}, want float32{list(ref.shape)}"
-        if not np.allclose(got, ref, rtol=1e-5, atol=1e-6):
+        if not np.allclose(got, ref, rtol=1e-5, atol=1e-6, equal_nan=True):
             err = np.abs(got.astype(np.float64) - ref)
             return False, f"%{name} differs: max abs error {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
         details.append(f"%{name}{list(ref.shape)}")

@@ -266,6 +266,38 @@ static void test_verifier_catches_broken_graphs(void **state) {
   ir_module_free(m2);
 }
 
+/* A literal operand is an f32[] constant marked as such, printed back as
+ * the number; a name-valued attribute reads through its accessor; -inf is
+ * a number. */
+static void test_literals_and_name_attrs(void **state) {
+  (void)state;
+  IrModule *m = fe_parse("lit.ir", "model t {\n"
+                                   "  input %x : f32[?, 4]\n"
+                                   "  %a = mul %x, 0.125\n"
+                                   "  %b = sub -inf, %a\n"
+                                   "  %g = gelu %b {approximate = tanh}\n"
+                                   "  output %g\n"
+                                   "}\n");
+  assert_false(m->diag.failed);
+  assert_int_equal(m->nconsts, 2);
+  const IrValue *c = m->nodes[0]->opnds[1];
+  assert_true(c->kind == IR_VAL_CONST && c->literal);
+  assert_string_equal(c->name, "lit.0");
+  assert_int_equal(c->type.rank, 0);
+  assert_true(*(const float *)c->data == 0.125f);
+  assert_true(*(const float *)m->nodes[1]->opnds[0]->data == -INFINITY);
+  assert_int_equal(ir_attr_name(m->nodes[2], IR_ATTR_APPROXIMATE, -1), IR_GELU_TANH);
+  assert_int_equal(ir_attr_name(m->nodes[1], IR_ATTR_APPROXIMATE, -1), -1);
+  assert_int_equal(ir_attr_name_index(IR_ATTR_APPROXIMATE, "none", 4), IR_GELU_NONE);
+  assert_int_equal(ir_attr_name_index(IR_ATTR_APPROXIMATE, "exact", 5), -1);
+  char *text = ir_print(m);
+  assert_non_null(strstr(text, "= mul %x, 0.125\n"));
+  assert_non_null(strstr(text, "= sub -inf, %a\n"));
+  assert_non_null(strstr(text, "= gelu %b {approximate = tanh}\n"));
+  free(text);
+  ir_module_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_arena_alignment_and_zeroing),
@@ -278,6 +310,7 @@ int main(void) {
       cmocka_unit_test(test_api_reports_errors),
       cmocka_unit_test(test_only_first_error_is_kept),
       cmocka_unit_test(test_verifier_catches_broken_graphs),
+      cmocka_unit_test(test_literals_and_name_attrs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,35 +50,97 @@ static void check_floats(const float *got, const float *want, int n) {
 
 /* ---- broadcast ---- */
 
-/* The shorter operand may come first: [3] + [2, 3] repeats a over b's rows. */
+/* The shorter operand may come first: [3] + [2, 3] repeats a over b's rows
+ * (a's strides over the result [2, 3] are {0, 1}). */
 static void test_broadcast_shorter_first(void **state) {
   (void)state;
   const float a[] = {1, 2, 3}, b[] = {10, 20, 30, 40, 50, 60};
+  const int64_t dims[] = {2, 3}, sa[] = {0, 1}, sb[] = {3, 1};
   float y[6];
-  q8_ref_add(a, 3, b, 6, y);
+  q8_ref_add(a, sa, b, sb, y, 2, dims);
   CHECK_F(y, 11, 22, 33, 41, 52, 63);
-  q8_ref_mul(a, 3, b, 6, y);
+  q8_ref_mul(a, sa, b, sb, y, 2, dims);
   CHECK_F(y, 10, 40, 90, 40, 100, 180);
-  q8_ref_add(b, 6, a, 3, y);
+  q8_ref_add(b, sb, a, sa, y, 2, dims);
   CHECK_F(y, 11, 22, 33, 41, 52, 63);
-  q8_ref_mul(b, 6, a, 3, y);
+  q8_ref_mul(b, sb, a, sa, y, 2, dims);
   CHECK_F(y, 10, 40, 90, 40, 100, 180);
-  /* A scalar first, and equal lengths. */
-  q8_ref_mul((const float[]){-2}, 1, a, 3, y);
-  CHECK_F(y, -2, -4, -6);
-  q8_ref_add(a, 3, a, 3, y);
-  CHECK_F(y, 2, 4, 6);
+  q8_ref_sub(a, sa, b, sb, y, 2, dims);
+  CHECK_F(y, -9, -18, -27, -39, -48, -57);
+  q8_ref_div(b, sb, a, sa, y, 2, dims);
+  CHECK_F(y, 10, 10, 10, 40, 25, 20);
+  /* A scalar (all strides 0) first, and equal shapes. */
+  const int64_t s0[] = {0, 0};
+  q8_ref_mul((const float[]){-2}, s0, b, sb, y, 2, dims);
+  CHECK_F(y, -20, -40, -60, -80, -100, -120);
+  q8_ref_add(b, sb, b, sb, y, 2, dims);
+  CHECK_F(y, 20, 40, 60, 80, 100, 120);
+  /* Rank 0: one value. */
+  q8_ref_sub((const float[]){5}, NULL, (const float[]){7}, NULL, y, 0, NULL);
+  CHECK_F(y, -2);
 }
 
-/* An empty operand ([0, 3] with [3]) gives an empty result: nothing written,
- * and no index taken modulo 0. */
+/* Size-1 dims on both sides: a [2, 1, 3] with b [4, 1] gives [2, 4, 3],
+ * checked element by element against the definition. */
+static void test_broadcast_size1_both(void **state) {
+  (void)state;
+  float a[6], b[4], y[24];
+  for (int i = 0; i < 6; i++)
+    a[i] = (float)(i + 1);
+  for (int i = 0; i < 4; i++)
+    b[i] = (float)(100 * (i + 1));
+  const int64_t dims[] = {2, 4, 3}, sa[] = {3, 0, 1}, sb[] = {0, 1, 0};
+  q8_ref_add(a, sa, b, sb, y, 3, dims);
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 4; j++)
+      for (int k = 0; k < 3; k++)
+        assert_true(y[(i * 4 + j) * 3 + k] == a[i * 3 + k] + b[j]);
+}
+
+/* An empty result ([0, 3]) writes nothing. */
 static void test_broadcast_empty(void **state) {
   (void)state;
   const float a[] = {1, 2, 3};
+  const int64_t dims[] = {0, 3}, s[] = {0, 1};
   float y[3] = {7, 7, 7};
-  q8_ref_add(a, 0, a, 3, y);
-  q8_ref_mul(a, 3, a, 0, y);
+  q8_ref_add(a, s, a, s, y, 2, dims);
+  q8_ref_div(a, s, a, s, y, 2, dims);
   CHECK_F(y, 7, 7, 7);
+}
+
+/* matmul with broadcast batch dims: a [2, 1, 1, 2] x b [3, 2, 1] gives
+ * [2, 3, 1, 1]; a's matrix follows the first batch axis, b's the second. */
+static void test_matmul_broadcast_batch(void **state) {
+  (void)state;
+  const float a[] = {1, 2, 3, 4}, b[] = {1, 1, 10, 20, 100, 300};
+  const int64_t dims[] = {2, 3}, sa[] = {2, 0}, sb[] = {0, 2};
+  float y[6];
+  q8_ref_matmul(a, sa, b, sb, y, 2, dims, 1, 2, 1);
+  CHECK_F(y, 3, 50, 700, 7, 110, 1500);
+  /* A shared B [K, N]: all strides 0. */
+  const int64_t one[] = {2}, s1[] = {2}, s0[] = {0};
+  q8_ref_matmul(a, s1, b, s0, y, 1, one, 1, 2, 1);
+  CHECK_F(y, 3, 7);
+}
+
+/* The activations at points whose values are known exactly in f32. */
+static void test_activations(void **state) {
+  (void)state;
+  const float x[] = {0.0f, -INFINITY, INFINITY, -1000.0f};
+  float y[4];
+  q8_ref_sigmoid(x, y, 4);
+  CHECK_F(y, 0.5f, 0.0f, 1.0f, 0.0f);
+  q8_ref_tanh(x, y, 4);
+  CHECK_F(y, 0.0f, -1.0f, 1.0f, -1.0f);
+  q8_ref_silu(x, y, 2);
+  assert_true(y[0] == 0.0f && isnan(y[1]));
+  q8_ref_silu(x + 3, y, 1);
+  CHECK_F(y, -0.0f);
+  q8_ref_gelu_tanh(x + 2, y, 1);
+  CHECK_F(y, INFINITY);
+  q8_ref_gelu_tanh((const float[]){1.0f}, y, 1);
+  /* 0.5 (1 + tanh(sqrt(2/pi) 1.044715)) = 0.8411919906082768 */
+  assert_true(fabsf(y[0] - 0.84119199f) < 1e-7f);
 }
 
 /* ---- transpose ---- */
@@ -435,6 +497,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_broadcast_shorter_first),
       cmocka_unit_test(test_broadcast_empty),
+      cmocka_unit_test(test_broadcast_size1_both),
+      cmocka_unit_test(test_matmul_broadcast_batch),
+      cmocka_unit_test(test_activations),
       cmocka_unit_test(test_transpose_rank4_every_perm),
       cmocka_unit_test(test_transpose_rank4_by_hand),
       cmocka_unit_test(test_dequantize_strided),
