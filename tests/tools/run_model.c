@@ -26,7 +26,7 @@ static const struct {
   size_t size;
 } dtypes[] = {
     {"<f4", Q8_DTYPE_F32, 4}, {"|i1", Q8_DTYPE_I8, 1}, {"|u1", Q8_DTYPE_U8, 1},
-    {"<i4", Q8_DTYPE_I32, 4}, {"<i1", Q8_DTYPE_I8, 1}, {"<u1", Q8_DTYPE_U8, 1},
+    {"<i4", Q8_DTYPE_I32, 4}, {"<i8", Q8_DTYPE_I64, 8}, {"<i1", Q8_DTYPE_I8, 1}, {"<u1", Q8_DTYPE_U8, 1},
 };
 
 static const char *descr_of(int32_t dtype) {

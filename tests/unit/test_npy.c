@@ -25,7 +25,7 @@
 
 #include "frontend/frontend.h"
 
-#define SUPPORTED "(q8c reads little-endian f4, f8, i1, u1, i4)"
+#define SUPPORTED "(q8c reads little-endian f4, f8, i1, u1, i4, i8)"
 
 /* ---- helpers ---- */
 
