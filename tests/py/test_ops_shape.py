@@ -4,7 +4,8 @@ causal) against numpy, and compiled code against the interpreter.
 
 Usage: python3 tests/py/test_ops_shape.py /path/to/q8c
 
-1. Each op alone through the f32 interpreter (`q8c run`) against a numpy
+1. Each op alone through the f32 interpreter (`q8c run`), and compiled by the
+   JIT (which must give the same bytes), against a numpy
    implementation of docs/ir.md: data movement (gather, concat, slice,
    split, transpose, reshape) must be exact, arithmetic (rmsnorm, softmax)
    np.allclose with rtol 1e-5, atol 1e-6 (the interpreter computes in double
@@ -96,7 +97,23 @@ def run_model(d, name, body, inputs, consts, outputs, extra=()):
     for o, p in outs.items():
         args += ["-o", "%s=%s" % (o, p)]
     q8c(*args, *extra)
-    return {o: np.load(p) for o, p in outs.items()}
+    got = {o: np.load(p) for o, p in outs.items()}
+    # The same model compiled in memory (as written: `run --jit` does not
+    # quantize) must give the interpreter's bytes.
+    jit = ["run", model, "--jit"] + [a for a in args[2:] if a != "-o" and a.split("=")[0]
+                                     not in outs]
+    for o, p in outs.items():
+        jit += ["-o", "%s=%s" % (o, p.replace(".npy", "-jit.npy"))]
+    q8c(*jit, *extra)
+    for o, p in outs.items():
+        have = np.load(p.replace(".npy", "-jit.npy"))
+        if not same(have, got[o]):
+            JIT_DIFFS.append("%s %%%s: %s" % (name, o, why(have, got[o])))
+    JIT_CASES.append(name)
+    return got
+
+
+JIT_CASES, JIT_DIFFS = [], []
 
 
 def same(a, b):
@@ -387,6 +404,8 @@ def main():
             fn(t, d)
         except Exception as e:  # one broken part must not hide the others
             t.check(fn.__name__ + " ran", False, "%s: %s" % (type(e).__name__, e))
+    t.check("every single-op model (%d) compiled by --jit = interpreter, bit for bit" %
+            len(JIT_CASES), JIT_CASES and not JIT_DIFFS, "; ".join(JIT_DIFFS))
     return t.finish()
 
 
