@@ -11,7 +11,7 @@
  * that files written by other tools, with keys in another order or different
  * spacing, are read too.
  *
- * q8c reads little-endian C-order f4, f8, i1, u1 and i4, and converts f8 to
+ * q8c reads little-endian C-order f4, f8, i1, u1, i4 and i8, and converts f8 to
  * f32 because everything downstream computes in f32. Every size is checked
  * against overflow and against the file's length before anything is
  * allocated, so a hostile shape gives a message, not a crash or a huge
@@ -559,7 +559,7 @@ bool fe_npy_write(const char *path, const IrTensor *t, char *err, size_t errlen)
   char tstr[256];
   const char *descr = descr_for(t->type.dtype);
   if (!descr)
-    return sup_errf(err, errlen, "cannot write dtype '%s' to .npy (q8c writes f32, i8, u8, i32)",
+    return sup_errf(err, errlen, "cannot write dtype '%s' to .npy (q8c writes f32, i8, u8, i32, i64)",
                     ir_dtype_name(t->type.dtype));
   if (t->type.rank < 0 || t->type.rank > IR_MAX_RANK)
     return sup_errf(err, errlen, "rank %d is outside 0..%d", t->type.rank, IR_MAX_RANK);
