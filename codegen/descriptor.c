@@ -19,6 +19,8 @@ static int32_t abi_dtype(IrDType t) {
     return Q8_DTYPE_U8;
   case IR_I32:
     return Q8_DTYPE_I32;
+  case IR_I64:
+    return Q8_DTYPE_I64;
   default:
     return 0;
   }

@@ -235,7 +235,93 @@ static LLVMValueRef const_i64s(Cg *cg, const IrNode *n, const char *what, const 
 /* A call of reference op `op` (ir/refops.def) at the builder's position. */
 #define CALL_REF(cg, op, ...) cg_call_ref((cg)->mod, (cg)->b, op, __VA_ARGS__)
 
-enum { MAX_REF_OPNDS = 4 }; /* operands of the ops lowered to reference calls */
+/* ---- shape ops of transformers (their arithmetic: ir/refops.c) ---- */
+
+static int64_t dims_prod(const IrType *t, int from, int to) {
+  int64_t p = 1;
+  for (int i = from; i < to; i++)
+    p *= t->dims[i];
+  return p;
+}
+
+static int axis_of(const IrNode *n, int rank, int64_t dflt) {
+  int64_t ax = ir_attr_int(n, IR_ATTR_AXIS, dflt);
+  return (int)(ax < 0 ? ax + rank : ax);
+}
+
+static void emit_softmax(Cg *cg, const IrNode *n, LLVMValueRef x, LLVMValueRef y) {
+  const IrType *t = &n->result->type;
+  int axis = axis_of(n, t->rank, -1);
+  int64_t causal_rows = ir_attr_int(n, IR_ATTR_CAUSAL, 0) ? t->dims[t->rank - 2] : 0;
+  CALL_REF(cg, q8_ref_softmax_axis, x, y, cg_i64c(cg, dims_prod(t, 0, axis)),
+           cg_i64c(cg, t->dims[axis]), cg_i64c(cg, dims_prod(t, axis + 1, t->rank)),
+           cg_i64c(cg, causal_rows));
+}
+
+/* The status an entry returns when the ids of gather node `n` hold one
+ * outside the table: Q8_RUN_ERR_INPUT_ID + i when they are model input i
+ * (seen through slices), else Q8_RUN_ERR_ID. */
+static int32_t gather_status(const Cg *cg, const IrNode *n) {
+  const IrValue *ids = n->opnds[1];
+  while (ids->kind == IR_VAL_NODE && ids->def->op == IR_OP_SLICE)
+    ids = ids->def->opnds[0];
+  for (int i = 0; ids->kind == IR_VAL_INPUT && i < cg->m->ninputs; i++)
+    if (cg->m->inputs[i] == ids)
+      return Q8_RUN_ERR_INPUT_ID + i;
+  return Q8_RUN_ERR_ID;
+}
+
+/* q8_ref_gather, and a return of the error status from the entry when it
+ * finds an id outside the table (nothing is read out of bounds). */
+static void emit_gather(Cg *cg, const IrNode *n, LLVMValueRef table, LLVMValueRef ids,
+                        LLVMValueRef y) {
+  const IrType *tt = &n->opnds[0]->type, *it = &n->opnds[1]->type;
+  int64_t count = dims_prod(it, 0, it->rank);
+  /* cg_call_ref gives no value: the table's argument count is checked here. */
+  LLVMValueRef args[] = {table, cg_i64c(cg, tt->dims[0]), cg_i64c(cg, tt->dims[1]), ids,
+                         cg_i32c(cg, it->dtype == IR_I64), cg_i64c(cg, count), y};
+  _Static_assert(sizeof args / sizeof args[0] == REF_NARGS_q8_ref_gather,
+                 "q8_ref_gather: the argument count differs from ir/refops.def");
+  LLVMValueRef bad = cg_call_ref_args(cg->mod, cg->b, REF_q8_ref_gather, args, 7);
+  LLVMBasicBlockRef fail_bb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "gather.bad_id");
+  LLVMBasicBlockRef ok_bb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "gather.ok");
+  LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, bad, cg_i32c(cg, 0), ""), fail_bb,
+                  ok_bb);
+  LLVMPositionBuilderAtEnd(cg->b, fail_bb);
+  LLVMBuildRet(cg->b, cg_i32c(cg, gather_status(cg, n)));
+  LLVMPositionBuilderAtEnd(cg->b, ok_bb);
+}
+
+/* Each operand's rows side by side in the result's (q8_ref_copy_rows). */
+static void emit_concat(Cg *cg, const IrNode *n, const LLVMValueRef *in, LLVMValueRef y) {
+  const IrType *t = &n->result->type;
+  int axis = axis_of(n, t->rank, -1);
+  int64_t es = (int64_t)ir_dtype_size(t->dtype), outer = dims_prod(t, 0, axis);
+  int64_t inner = dims_prod(t, axis + 1, t->rank) * es, y_row = t->dims[axis] * inner, at = 0;
+  for (int i = 0; i < n->nopnds; i++) {
+    int64_t row = n->opnds[i]->type.dims[axis] * inner;
+    LLVMValueRef off = cg_i64c(cg, at);
+    CALL_REF(cg, q8_ref_copy_rows, in[i], cg_i64c(cg, row),
+             LLVMBuildGEP2(cg->b, cg->i8, y, &off, 1, ""), cg_i64c(cg, y_row),
+             cg_i64c(cg, outer), cg_i64c(cg, row));
+    at += row;
+  }
+}
+
+static void emit_slice(Cg *cg, const IrNode *n, LLVMValueRef x, LLVMValueRef y) {
+  const IrType *xt = &n->opnds[0]->type;
+  int axis = axis_of(n, xt->rank, 0);
+  int64_t lo, hi, es = (int64_t)ir_dtype_size(xt->dtype);
+  ir_slice_bounds(xt->dims[axis], ir_attr_int(n, IR_ATTR_START, 0),
+                  ir_attr_int(n, IR_ATTR_END, INT64_MAX), &lo, &hi);
+  int64_t inner = dims_prod(xt, axis + 1, xt->rank) * es;
+  LLVMValueRef off = cg_i64c(cg, lo * inner);
+  CALL_REF(cg, q8_ref_copy_rows, LLVMBuildGEP2(cg->b, cg->i8, x, &off, 1, ""),
+           cg_i64c(cg, xt->dims[axis] * inner), y, cg_i64c(cg, (hi - lo) * inner),
+           cg_i64c(cg, dims_prod(xt, 0, axis)), cg_i64c(cg, (hi - lo) * inner));
+}
+
+enum { MAX_REF_OPNDS = 8 }; /* operands of the ops lowered to reference calls */
 
 static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   IrModule *m = cg->m;
@@ -318,7 +404,7 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
       CALL_REF(cg, q8_ref_gelu, in[0], y, cg_i64c(cg, numel));
     return true;
   case IR_OP_SOFTMAX:
-    CALL_REF(cg, q8_ref_softmax, in[0], y, cg_i64c(cg, r->rows), cg_i64c(cg, r->cols));
+    emit_softmax(cg, n, in[0], y);
     return true;
   case IR_OP_LAYERNORM:
     CALL_REF(cg, q8_ref_layernorm, in[0], in[1], in[2],
@@ -342,6 +428,20 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
     CALL_REF(cg, q8_ref_transpose, in[0], y, cg_i32c(cg, xt->rank), dims, permv);
     return true;
   }
+  case IR_OP_GATHER:
+    emit_gather(cg, n, in[0], in[1], y);
+    return true;
+  case IR_OP_RMSNORM:
+    CALL_REF(cg, q8_ref_rmsnorm, in[0], in[1],
+             LLVMConstReal(cg->f64, ir_attr_float(n, IR_ATTR_EPS, 1e-6)), y, cg_i64c(cg, r->rows),
+             cg_i64c(cg, r->cols));
+    return true;
+  case IR_OP_CONCAT:
+    emit_concat(cg, n, in, y);
+    return true;
+  case IR_OP_SLICE:
+    emit_slice(cg, n, in[0], y);
+    return true;
   case IR_OP_QUANTIZE: {
     IrQParams q = {(float)ir_attr_float(n, IR_ATTR_SCALE, 1),
                    (int32_t)ir_attr_int(n, IR_ATTR_ZERO_POINT, 0), n->result->type.dtype};

@@ -266,6 +266,7 @@ IrType driver_desc_type(const q8_tensor_desc *d, bool quantized) {
   IrType t = {dt == Q8_DTYPE_F32  ? IR_F32
               : dt == Q8_DTYPE_U8 ? IR_U8
               : dt == Q8_DTYPE_I8 ? IR_I8
+              : dt == Q8_DTYPE_I64 ? IR_I64
                                   : IR_I32,
               d->rank,
               {0}};

@@ -73,7 +73,7 @@ bool fe_onnx_is_onnx(const char *path, const unsigned char *head, size_t n);
 /* ---- safetensors.c ---- */
 
 /* One tensor of a safetensors file. F32, F16 and BF16 are converted to f32 on
- * load; I8, U8 and I32 are kept as they are. */
+ * load; I8, U8, I32 and I64 are kept as they are. */
 typedef struct {
   const char *name;
   IrType type;         /* no `?` dims */
@@ -81,9 +81,19 @@ typedef struct {
   size_t nbytes;
 } FeTensor;
 
+/* A tensor of a valid safetensors dtype q8c does not take (F64, BOOL, U64,
+ * ...): skipped on load, since models leave such buffers unused (PyTorch's
+ * `num_batches_tracked`); only using one is an error. */
+typedef struct {
+  const char *name;
+  const char *dtype;   /* as the file spells it */
+} FeSkipped;
+
 typedef struct {
   int n;
   FeTensor *tensors;
+  int nskipped;
+  FeSkipped *skipped;
 } FeTensorSet;
 
 /* Read and validate a whole safetensors file; all memory comes from `a`. On a
@@ -95,7 +105,7 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
 bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, FeTensorSet *out,
                           char *err, size_t errlen);
 const FeTensor *fe_tensorset_find(const FeTensorSet *s, const char *name);
-/* Write tensors (f32, i8, u8, i32) as a safetensors file. */
+/* Write tensors (f32, i8, u8, i32, i64) as a safetensors file. */
 bool fe_safetensors_write(const char *path, const FeTensor *tensors, int n, char *err,
                           size_t errlen);
 

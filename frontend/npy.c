@@ -50,9 +50,10 @@ static const NpyKind KINDS[] = {
     {"i1", IR_I8, 1, false},
     {"u1", IR_U8, 1, false},
     {"i4", IR_I32, 4, false},
+    {"i8", IR_I64, 8, false},
 };
 
-static const char SUPPORTED[] = "q8c reads little-endian f4, f8, i1, u1, i4";
+static const char SUPPORTED[] = "q8c reads little-endian f4, f8, i1, u1, i4, i8";
 
 /* Map a descr such as "<f4" to its kind. '<' is little-endian. '=' (the
  * writer's native order) never comes from numpy, which spells the order out;
@@ -509,6 +510,7 @@ static const char *descr_for(IrDType t) {
   case IR_I8: return "|i1";
   case IR_U8: return "|u1";
   case IR_I32: return "<i4";
+  case IR_I64: return "<i8";
   default: return NULL;
   }
 }
@@ -540,7 +542,7 @@ bool fe_npy_write(const char *path, const IrTensor *t, char *err, size_t errlen)
   char tstr[256];
   const char *descr = descr_for(t->type.dtype);
   if (!descr)
-    return sup_errf(err, errlen, "cannot write dtype '%s' to .npy (q8c writes f32, i8, u8, i32)",
+    return sup_errf(err, errlen, "cannot write dtype '%s' to .npy (q8c writes f32, i8, u8, i32, i64)",
                     ir_dtype_name(t->type.dtype));
   if (t->type.rank < 0 || t->type.rank > IR_MAX_RANK)
     return sup_errf(err, errlen, "rank %d is outside 0..%d", t->type.rank, IR_MAX_RANK);

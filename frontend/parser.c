@@ -129,9 +129,10 @@ static bool parse_int(Parser *p, double lo, double hi, const char *what, double 
   return next(p);
 }
 
-/* '[' [dim (',' dim)*] ']' where dim is an integer, or '?' when allowed. */
-static bool parse_dim_list(Parser *p, bool allow_batch, double lo, const char *what,
-                           double *vals, int *n) {
+/* '[' [dim (',' dim)*] ']' where dim is an integer, or '?' when allowed,
+ * or -1 (IR_DIM_INFER) when allowed. */
+static bool parse_dim_list(Parser *p, bool allow_batch, bool allow_infer, double lo,
+                           const char *what, double *vals, int *n) {
   if (!expect_punct(p, '['))
     return false;
   *n = 0;
@@ -143,6 +144,10 @@ static bool parse_dim_list(Parser *p, bool allow_batch, double lo, const char *w
       return ir_error(p->diag, p->tok.loc, "more than %d dimensions", IR_MAX_RANK);
     if (allow_batch && is_punct(p, '?')) {
       vals[(*n)++] = (double)IR_DIM_BATCH;
+      if (!next(p))
+        return false;
+    } else if (allow_infer && p->tok.kind == FE_TK_NUMBER && p->tok.is_int && p->tok.num == -1) {
+      vals[(*n)++] = (double)IR_DIM_INFER; /* reshape's inferred dim */
       if (!next(p))
         return false;
     } else if (!parse_int(p, lo, 1e15, what, &vals[(*n)++])) {
@@ -159,12 +164,12 @@ static bool parse_type(Parser *p, IrType *t) {
   t->dtype = ir_dtype_from_name(p->tok.text, (size_t)p->tok.len);
   if (t->dtype == IR_DTYPE_NONE)
     return ir_error(p->diag, p->tok.loc,
-                    "unknown element type '%.*s' (expected f32, i8, u8 or i32)", p->tok.len,
+                    "unknown element type '%.*s' (expected f32, i8, u8, i32 or i64)", p->tok.len,
                     p->tok.text);
   if (!next(p))
     return false;
   double dims[IR_MAX_RANK];
-  if (!parse_dim_list(p, true, 1, "a positive dimension or '?'", dims, &t->rank))
+  if (!parse_dim_list(p, true, false, 1, "a positive dimension or '?'", dims, &t->rank))
     return false;
   for (int i = 0; i < t->rank; i++)
     t->dims[i] = (int64_t)dims[i];
@@ -187,7 +192,7 @@ static bool parse_dtype_value(Parser *p, IrDType *out) {
   *out = p->tok.kind == FE_TK_IDENT ? ir_dtype_from_name(p->tok.text, (size_t)p->tok.len)
                                     : IR_DTYPE_NONE;
   if (*out == IR_DTYPE_NONE)
-    return expected(p, "an element type (f32, i8, u8 or i32)");
+    return expected(p, "an element type (f32, i8, u8, i32 or i64)");
   return next(p);
 }
 
@@ -233,9 +238,9 @@ static bool parse_attr_value(Parser *p, IrAttrKey key, IrAttrKind kind, double *
     return next(p);
   }
   case IR_AKIND_INTS:
-    return parse_dim_list(p, false, -1e15, "an integer", vals, n);
+    return parse_dim_list(p, false, false, -1e15, "an integer", vals, n);
   case IR_AKIND_DIMS:
-    return parse_dim_list(p, true, 1, "a positive dimension or '?'", vals, n);
+    return parse_dim_list(p, true, true, 1, "a positive dimension, '?' or -1", vals, n);
   }
   q8_unreachable();
 }
@@ -332,6 +337,15 @@ static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
       hit_file = p->loaded[i].path;
     }
   }
+  for (int i = 0; !hit && i < p->m->nweights; i++)
+    for (int j = 0; j < p->loaded[i].set.nskipped; j++)
+      if (strcmp(p->loaded[i].set.skipped[j].name, name) == 0) {
+        ir_error(p->diag, at,
+                 "@%s in %s has dtype %s, which q8c does not take (F32, F16, BF16, I8, U8, I32 "
+                 "or I64)",
+                 name, p->loaded[i].path, p->loaded[i].set.skipped[j].dtype);
+        return NULL;
+      }
   if (!hit) {
     const char *best = NULL;
     int best_d = 4;
@@ -558,6 +572,111 @@ static bool at_operand(const Parser *p, IrLoc op_loc) {
          p->tok.loc.line == op_loc.line;
 }
 
+/* `%a, %b, ... = split %x {axis = A, sizes = [...]}`: not an op of the IR
+ * but one slice node per result (docs/ir.md), so the printed module, which
+ * shows the slices, parses back to the same graph. Equal parts without
+ * `sizes`. The current token is the operand. */
+enum { MAX_SPLIT = 64 };
+
+static bool parse_split(Parser *p, char **names, const IrLoc *name_locs, int nres, IrLoc op_loc) {
+  if (!at_operand(p, op_loc))
+    return ir_error(p->diag, p->tok.loc, "split takes 1 operand, found 0");
+  IrLoc x_at = p->tok.loc;
+  IrValue *x = parse_operand(p);
+  if (!x)
+    return false;
+  if (is_punct(p, ','))
+    return ir_error(p->diag, p->tok.loc, "split takes 1 operand");
+  double axis = -1, sizes[IR_MAX_RANK];
+  int nsizes = -1;
+  IrLoc axis_at = op_loc, sizes_at = op_loc;
+  if (is_punct(p, '{')) {
+    if (!next(p))
+      return false;
+    bool seen_axis = false;
+    while (!is_punct(p, '}')) {
+      if ((seen_axis || nsizes >= 0) && !expect_punct(p, ','))
+        return false;
+      IrLoc at = p->tok.loc;
+      int key = p->tok.kind == FE_TK_IDENT ? ir_attr_from_name(p->tok.text, (size_t)p->tok.len) : -1;
+      if (key != IR_ATTR_AXIS && key != IR_ATTR_SIZES)
+        return p->tok.kind == FE_TK_IDENT
+                   ? ir_error(p->diag, at, "split takes the attributes axis and sizes, not '%.*s'",
+                              p->tok.len, p->tok.text)
+                   : expected(p, "an attribute name");
+      if ((key == IR_ATTR_AXIS && seen_axis) || (key == IR_ATTR_SIZES && nsizes >= 0))
+        return ir_error(p->diag, at, "attribute '%s' is given twice", ir_attr_info[key].key);
+      if (!next(p) || !expect_punct(p, '='))
+        return false;
+      int n = 0;
+      if (key == IR_ATTR_AXIS) {
+        axis_at = at;
+        seen_axis = true;
+        if (!parse_attr_value(p, IR_ATTR_AXIS, IR_AKIND_INT, &axis, &n))
+          return false;
+      } else {
+        sizes_at = at;
+        if (!parse_attr_value(p, IR_ATTR_SIZES, IR_AKIND_INTS, sizes, &n))
+          return false;
+        nsizes = n;
+      }
+    }
+    if (!next(p))
+      return false;
+  }
+  const IrType *t = &x->type;
+  char b[96];
+  int rank = t->rank, ax = (int)(axis < 0 ? axis + rank : axis);
+  if (ax < 0 || ax >= rank)
+    return ir_error(p->diag, axis_at, "split: axis %lld is out of range for %s%s, which is %s",
+                    (long long)axis, x->kind == IR_VAL_CONST ? "@" : "%", x->name,
+                    ir_type_str(t, b, sizeof b));
+  int64_t dim = t->dims[ax];
+  if (dim == IR_DIM_BATCH)
+    return ir_error(p->diag, axis_at, "split: axis %d of %s%s (%s) is the batch dim '?'", ax,
+                    x->kind == IR_VAL_CONST ? "@" : "%", x->name, ir_type_str(t, b, sizeof b));
+  int64_t part[MAX_SPLIT], sum = 0;
+  if (nsizes >= 0) {
+    if (nsizes != nres)
+      return ir_error(p->diag, sizes_at, "split: sizes has %d entries but there are %d results",
+                      nsizes, nres);
+    for (int i = 0; i < nres; i++) {
+      if (sizes[i] < 1)
+        return ir_error(p->diag, sizes_at, "split: sizes must be positive");
+      sum += (int64_t)sizes[i];
+      part[i] = (int64_t)sizes[i];
+    }
+    if (sum != dim)
+      return ir_error(p->diag, sizes_at,
+                      "split: sizes add up to %lld but axis %d of %s%s (%s) has %lld",
+                      (long long)sum, ax, x->kind == IR_VAL_CONST ? "@" : "%", x->name,
+                      ir_type_str(t, b, sizeof b), (long long)dim);
+  } else {
+    if (dim % nres != 0)
+      return ir_error(p->diag, name_locs[0],
+                      "split: %d results, but axis %d of %s%s (%s) has %lld, which does not "
+                      "divide into %d equal parts (give sizes = [...])",
+                      nres, ax, x->kind == IR_VAL_CONST ? "@" : "%", x->name,
+                      ir_type_str(t, b, sizeof b), (long long)dim, nres);
+    for (int i = 0; i < nres; i++)
+      part[i] = dim / nres;
+  }
+  int64_t start = 0;
+  for (int i = 0; i < nres; i++) {
+    IrNode *node = ir_add_node(p->m, IR_OP_SLICE, names[i], &x, 1, op_loc);
+    node->result->loc = name_locs[i];
+    node->opnd_locs = ir_alloc(p->m->arena, sizeof *node->opnd_locs);
+    node->opnd_locs[0] = x_at;
+    ir_set_attr_int(p->m, node, IR_ATTR_AXIS, (int64_t)axis);
+    ir_set_attr_int(p->m, node, IR_ATTR_START, start);
+    ir_set_attr_int(p->m, node, IR_ATTR_END, start + part[i]);
+    start += part[i];
+    if (!ir_infer_type(p->m, node, &node->result->type))
+      return false;
+  }
+  return true;
+}
+
 static bool parse_node(Parser *p) {
   char *name = tok_str(p);
   IrLoc at = p->tok.loc;
@@ -565,6 +684,38 @@ static bool parse_node(Parser *p) {
   bool has_declared = false;
   if (!check_new_name(p, name, at) || !next(p))
     return false;
+  if (is_punct(p, ',')) {
+    /* Several results: only split has them. */
+    char *names[MAX_SPLIT] = {name};
+    IrLoc locs[MAX_SPLIT] = {at};
+    int nres = 1;
+    while (is_punct(p, ',')) {
+      if (!next(p))
+        return false;
+      if (p->tok.kind != FE_TK_LOCAL)
+        return expected(p, "a result name such as %v");
+      if (nres == MAX_SPLIT)
+        return ir_error(p->diag, p->tok.loc, "more than %d results", MAX_SPLIT);
+      names[nres] = tok_str(p);
+      locs[nres] = p->tok.loc;
+      for (int i = 0; i < nres; i++)
+        if (strcmp(names[i], names[nres]) == 0)
+          return ir_error(p->diag, p->tok.loc, "%%%s is named twice", names[nres]);
+      if (!check_new_name(p, names[nres], locs[nres]) || !next(p))
+        return false;
+      nres++;
+    }
+    if (!expect_punct(p, '='))
+      return false;
+    if (!is_word(p, "split"))
+      return p->tok.kind == FE_TK_IDENT
+                 ? ir_error(p->diag, p->tok.loc,
+                            "%.*s has one result, but %d are named (only split has several)",
+                            p->tok.len, p->tok.text, nres)
+                 : expected(p, "split");
+    IrLoc op_loc = p->tok.loc;
+    return next(p) && parse_split(p, names, locs, nres, op_loc);
+  }
   if (is_punct(p, ':')) {
     if (!next(p) || !parse_type(p, &declared))
       return false;
@@ -575,6 +726,10 @@ static bool parse_node(Parser *p) {
   if (p->tok.kind != FE_TK_IDENT)
     return expected(p, "an op name");
   int op = ir_op_from_name(p->tok.text, (size_t)p->tok.len);
+  if (op < 0 && is_word(p, "split") && !has_declared) {
+    IrLoc op_loc = p->tok.loc;
+    return next(p) && parse_split(p, &name, &at, 1, op_loc);
+  }
   if (op < 0)
     return unknown_op(p);
   IrLoc op_loc = p->tok.loc;

@@ -23,7 +23,7 @@
  * bounds the memory a hostile header can make the JSON parser use. */
 #define MAX_HEADER_LEN 100000000ull
 
-typedef enum { ST_F32, ST_F16, ST_BF16, ST_I8, ST_U8, ST_I32 } StKind;
+typedef enum { ST_F32, ST_F16, ST_BF16, ST_I8, ST_U8, ST_I32, ST_I64 } StKind;
 
 static const struct {
   const char *name;  /* spelling in the header */
@@ -33,13 +33,15 @@ static const struct {
 } st_dtypes[] = {
     {"F32", ST_F32, 4, IR_F32}, {"F16", ST_F16, 2, IR_F32}, {"BF16", ST_BF16, 2, IR_F32},
     {"I8", ST_I8, 1, IR_I8},    {"U8", ST_U8, 1, IR_U8},    {"I32", ST_I32, 4, IR_I32},
+    {"I64", ST_I64, 8, IR_I64},
 };
 
-/* Valid safetensors dtypes that q8c does not take: told apart from typos so
- * that the message says whether the file or q8c is at fault. */
+/* Valid safetensors dtypes that q8c does not take: told apart from typos.
+ * Such a tensor is skipped (a PyTorch state_dict holds a BOOL or U64 buffer
+ * the model never uses); using it is the error (FeTensor.unsupported). */
 static const char *const st_unsupported[] = {
     "BOOL", "F4",  "F6_E2M3", "F6_E3M2", "F8_E5M2", "F8_E4M3", "F8_E8M0",
-    "I16",  "U16", "U32",     "C64",     "F64",     "I64",     "U64",
+    "I16",  "U16", "U32",     "C64",     "F64",     "U64",
 };
 
 enum { NDTYPES = sizeof st_dtypes / sizeof st_dtypes[0] };
@@ -50,6 +52,7 @@ typedef struct {
   const FeJson *info;
   int index;  /* position in the header, for stable ordering */
   int dt;     /* index into st_dtypes */
+  const char *unsupported; /* a valid dtype q8c does not take (then dt < 0) */
   IrType type;
   uint64_t begin, end, numel;
 } Entry;
@@ -143,8 +146,9 @@ static bool check_entry(Entry *e, uint64_t data_size, char *err, size_t errlen) 
   if (e->dt < 0) {
     for (size_t i = 0; i < sizeof st_unsupported / sizeof st_unsupported[0]; i++)
       if (strcmp(dtype->str, st_unsupported[i]) == 0)
-        return sup_errf(err, errlen, "tensor '%s': unsupported dtype '%s'", name, dtype->str);
-    return sup_errf(err, errlen, "tensor '%s': unknown dtype '%s'", name, dtype->str);
+        e->unsupported = dtype->str;
+    if (!e->unsupported)
+      return sup_errf(err, errlen, "tensor '%s': unknown dtype '%s'", name, dtype->str);
   }
 
   const FeJson *shape = fe_json_get(info, "shape");
@@ -156,7 +160,7 @@ static bool check_entry(Entry *e, uint64_t data_size, char *err, size_t errlen) 
   if (shape->len > IR_MAX_RANK)
     return sup_errf(err, errlen, "tensor '%s': rank %zu exceeds the maximum of %d", name,
                     shape->len, (int)IR_MAX_RANK);
-  e->type.dtype = st_dtypes[e->dt].load_as;
+  e->type.dtype = e->unsupported ? IR_DTYPE_NONE : st_dtypes[e->dt].load_as;
   e->type.rank = (int)shape->len;
   for (size_t i = 0; i < shape->len; i++) {
     uint64_t d;
@@ -182,11 +186,14 @@ static bool check_entry(Entry *e, uint64_t data_size, char *err, size_t errlen) 
                     "tensor '%s': data_offsets [%llu, %llu] are past the end of the data (%llu bytes)",
                     name, (unsigned long long)e->begin, (unsigned long long)e->end,
                     (unsigned long long)data_size);
+  /* A skipped tensor's bytes only take part in the overlap check. */
+  if (e->unsupported)
+    return true;
 
   char ts[256];
   uint64_t file_bytes, load_bytes;
   if (!numel_of(&e->type, &e->numel) || !mul_u64(e->numel, st_dtypes[e->dt].size, &file_bytes) ||
-      !mul_u64(e->numel, 4, &load_bytes) || load_bytes > SIZE_MAX)
+      !mul_u64(e->numel, ir_dtype_size(e->type.dtype), &load_bytes) || load_bytes > SIZE_MAX)
     return sup_errf(err, errlen, "tensor '%s': %s has too many elements", name,
                     type_str(st_dtypes[e->dt].name, &e->type, ts, sizeof ts));
   if (e->end - e->begin != file_bytes)
@@ -236,7 +243,7 @@ static float f16_to_f32(uint16_t h) {
 static bool load_entry(IrArena *a, const Entry *e, const unsigned char *src, FeTensor *t,
                        char *err, size_t errlen) {
   size_t n = (size_t)e->numel;
-  size_t nbytes = n * (st_dtypes[e->dt].kind == ST_I8 || st_dtypes[e->dt].kind == ST_U8 ? 1 : 4);
+  size_t nbytes = n * ir_dtype_size(e->type.dtype);
   void *dst = ir_alloc_data(a, nbytes);
   if (!dst)
     return sup_errf(err, errlen, "tensor '%s': out of memory for %zu bytes", e->name, nbytes);
@@ -257,6 +264,11 @@ static bool load_entry(IrArena *a, const Entry *e, const unsigned char *src, FeT
     for (size_t i = 0; i < n; i++)
       ((float *)dst)[i] = f32_from_bits((uint32_t)src[2 * i] << 16 | (uint32_t)src[2 * i + 1] << 24);
     break;
+  case ST_I64:
+    for (size_t i = 0; i < n; i++)
+      ((int64_t *)dst)[i] = (int64_t)((uint64_t)load_u32(src + 8 * i) |
+                                      (uint64_t)load_u32(src + 8 * i + 4) << 32);
+    break;
   case ST_I8:
   case ST_U8:
     if (n)
@@ -274,6 +286,8 @@ bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, F
                           char *err, size_t errlen) {
   out->n = 0;
   out->tensors = NULL;
+  out->nskipped = 0;
+  out->skipped = NULL;
   if (err && errlen)
     err[0] = '\0';
   if (!bytes)
@@ -357,11 +371,20 @@ bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, F
   FeTensor *ts = ir_alloc_data(a, nent * sizeof *ts);
   if (!ts)
     return sup_errf(err, errlen, "out of memory");
-  for (size_t i = 0; i < nent; i++)
-    if (!load_entry(a, &ents[i], data + ents[i].begin, &ts[i], err, errlen))
+  FeSkipped *skipped = ir_alloc_data(a, nent * sizeof *skipped);
+  if (!skipped)
+    return sup_errf(err, errlen, "out of memory");
+  size_t nt = 0, ns = 0;
+  for (size_t i = 0; i < nent; i++) {
+    if (ents[i].unsupported)
+      skipped[ns++] = (FeSkipped){ents[i].name, ents[i].unsupported};
+    else if (!load_entry(a, &ents[i], data + ents[i].begin, &ts[nt++], err, errlen))
       return false;
-  out->n = (int)nent;
+  }
+  out->n = (int)nt;
   out->tensors = ts;
+  out->nskipped = (int)ns;
+  out->skipped = skipped;
   return true;
 }
 
@@ -369,6 +392,8 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
                          size_t errlen) {
   out->n = 0;
   out->tensors = NULL;
+  out->nskipped = 0;
+  out->skipped = NULL;
   FILE *f = fopen(path, "rb");
   if (!f)
     return sup_errf(err, errlen, "cannot open: %s", strerror(errno));
@@ -482,6 +507,7 @@ static const char *write_dtype_name(IrDType t) {
   case IR_I8: return "I8";
   case IR_U8: return "U8";
   case IR_I32: return "I32";
+  case IR_I64: return "I64";
   default: return NULL;
   }
 }
@@ -513,7 +539,7 @@ static bool check_for_write(const FeTensor *tensors, int n, char *err, size_t er
                         d);
     uint64_t numel, nbytes;
     char ts[256];
-    if (!numel_of(&t->type, &numel) || !mul_u64(numel, t->type.dtype == IR_F32 || t->type.dtype == IR_I32 ? 4 : 1, &nbytes))
+    if (!numel_of(&t->type, &numel) || !mul_u64(numel, ir_dtype_size(t->type.dtype), &nbytes))
       return sup_errf(err, errlen, "tensor '%s': %s has too many elements", t->name,
                       type_str(dt, &t->type, ts, sizeof ts));
     if (nbytes != t->nbytes)

@@ -6,7 +6,8 @@
  * model (an input of a few features, up to 8 ops drawn from linear, matmul by
  * a constant, relu, gelu in both forms, add, mul, sub, div (with values,
  * constants whose size-1 dims broadcast, and literal numbers), sigmoid,
- * tanh, silu, softmax, layernorm, transpose, reshape),
+ * tanh, silu, softmax (any axis, causal), layernorm, transpose, reshape
+ * (with -1), rmsnorm, slice, concat, split and gather by constant i32 ids),
  * its weights file, the input data and calibration samples, whose values
  * include NaN, +-Inf, huge, tiny and subnormal numbers, and the quantization
  * options (ranges written in the text, dynamic, or calibration with each
@@ -124,6 +125,24 @@ static const char *add_const(Gen *g, Bytes *b, int64_t d0, int64_t d1) {
   return name;
 }
 
+/* A new i32 constant [n] of ids in [0, vocab) (gather's); returns its name. */
+static const char *add_ids_const(Gen *g, Bytes *b, int64_t n, int64_t vocab) {
+  fuzz_check(g->nconsts < MAX_CONSTS, "too many constants");
+  int i = g->nconsts++;
+  FeTensor *t = &g->consts[i];
+  char *name = malloc(16);
+  snprintf(name, 16, "c%d", i);
+  int32_t *ids = malloc((size_t)n * sizeof *ids);
+  for (int64_t j = 0; j < n; j++)
+    ids[j] = (int32_t)pick(b, (unsigned)vocab);
+  g->data[i] = (float *)ids; /* freed with the others */
+  *t = (FeTensor){.name = name, .data = ids, .nbytes = (size_t)n * sizeof *ids};
+  t->type.dtype = IR_I32;
+  t->type.rank = 1;
+  t->type.dims[0] = n;
+  return name;
+}
+
 static void range_attr(Gen *g, Bytes *b, bool ranges, bool first) {
   if (!ranges)
     return;
@@ -138,7 +157,11 @@ static bool gen_node(Gen *g, Bytes *b, int a, bool ranges) {
   snprintf(r.name, sizeof r.name, "v%d", g->nvals);
   char line[512];
   int attrs = 0; /* attributes already opened with '{' */
-  switch (pick(b, 15)) {
+  /* Bytes below 240 choose among the first 12 ops as before the transformer
+   * ops came, so the corpus and regression inputs keep their graphs unless
+   * they hold a byte of 240 or more here; those choose a transformer op. */
+  unsigned c = next(b);
+  switch (c < 240 ? c % 12 : 12 + (c - 240) % 9) {
   case 0:
   case 1:
   case 2: { /* linear, with or without bias */
@@ -197,7 +220,7 @@ static bool gen_node(Gen *g, Bytes *b, int a, bool ranges) {
     r.dims[2] = v.dims[1];
     attrs = 1;
     break;
-  case 12: { /* the activations of the transformer ops */
+  case 18: { /* the activations of the transformer ops */
     static const char *const acts[] = {"sigmoid", "tanh", "silu", "gelu"};
     unsigned act = pick(b, 4);
     snprintf(line, sizeof line, "%s %%%s%s", acts[act], v.name,
@@ -205,8 +228,8 @@ static bool gen_node(Gen *g, Bytes *b, int a, bool ranges) {
     attrs = act == 3;
     break;
   }
-  case 13:
-  case 14: { /* a binary op with a literal, or a constant that broadcasts */
+  case 19:
+  case 20: { /* a binary op with a literal, or a constant that broadcasts */
     static const char *const ops[] = {"sub", "div", "add", "mul"};
     const char *op = ops[pick(b, 4)];
     unsigned how = pick(b, 3);
@@ -245,6 +268,72 @@ static bool gen_node(Gen *g, Bytes *b, int a, bool ranges) {
     }
     attrs = 1;
     break;
+  case 12: { /* rmsnorm over the last axis */
+    const char *gamma = add_const(g, b, k, 0);
+    snprintf(line, sizeof line, "rmsnorm %%%s, @%s {eps = %g", v.name, gamma,
+             pick(b, 2) ? 1e-6 : 0.0);
+    attrs = 1;
+    break;
+  }
+  case 13: { /* slice of the last axis, the end sometimes past it (clamped) */
+    int64_t start = pick(b, (unsigned)k), end = start + 1 + pick(b, (unsigned)(k - start + 2));
+    snprintf(line, sizeof line, "slice %%%s {axis = %d, start = %lld, end = %lld", v.name,
+             pick(b, 2) ? -1 : v.rank - 1, (long long)start, (long long)end);
+    r.dims[r.rank - 1] = (end < k ? end : k) - start;
+    attrs = 1;
+    break;
+  }
+  case 14: { /* concat with itself or a value of the same shape, on a non-batch axis */
+    int other = a, axis = 1 + (int)pick(b, (unsigned)(v.rank - 1));
+    for (int i = 0; i < g->nvals; i++)
+      if (g->vals[i].rank == v.rank && memcmp(g->vals[i].dims, v.dims, sizeof v.dims) == 0 &&
+          pick(b, 2))
+        other = i;
+    snprintf(line, sizeof line, "concat %%%s, %%%s {axis = %d", v.name, g->vals[other].name,
+             pick(b, 2) ? axis : axis - v.rank);
+    r.dims[axis] *= 2;
+    attrs = 1;
+    break;
+  }
+  case 15: { /* softmax over a chosen axis, or causal over the last two */
+    bool causal = v.rank == 3 && v.dims[1] <= v.dims[2] && pick(b, 2);
+    snprintf(line, sizeof line, "softmax %%%s {%s = %d", v.name, causal ? "causal" : "axis",
+             causal ? 1 : (int)pick(b, (unsigned)v.rank) - (pick(b, 2) ? v.rank : 0));
+    attrs = 1;
+    break;
+  }
+  case 16: { /* gather rows of a table by constant ids, added to a rank-3 value */
+    if (v.rank != 3)
+      return false;
+    int64_t vocab = 1 + pick(b, 8);
+    const char *table = add_const(g, b, vocab, v.dims[2]);
+    const char *ids = add_ids_const(g, b, v.dims[1], vocab);
+    emit(g, "  %%g%d = gather @%s, @%s\n", g->nvals, table, ids);
+    snprintf(line, sizeof line, "add %%%s, %%g%d", v.name, g->nvals);
+    break;
+  }
+  case 17: { /* reshape a rank-3 value with -1; split the last axis of a rank-2 one */
+    if (v.rank == 3) {
+      snprintf(line, sizeof line, "reshape %%%s {shape = [?, -1]", v.name);
+      r.rank = 2;
+      r.dims[1] = v.dims[1] * v.dims[2];
+      attrs = 1;
+      break;
+    }
+    if (k < 2)
+      return false;
+    /* Two parts, equal or [1, k - 1]; the first is used, the second is dead. */
+    if (k % 2 == 0 && pick(b, 2)) {
+      emit(g, "  %%%s, %%%s.b = split %%%s {axis = -1}\n", r.name, r.name, v.name);
+      r.dims[1] = k / 2;
+    } else {
+      emit(g, "  %%%s, %%%s.b = split %%%s {axis = 1, sizes = [1, %lld]}\n", r.name, r.name,
+           v.name, (long long)(k - 1));
+      r.dims[1] = 1;
+    }
+    g->vals[g->nvals++] = r;
+    return true;
+  }
   }
   emit(g, "  %%%s = %s", r.name, line);
   if (attrs) {
@@ -428,6 +517,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_check(fe_safetensors_write(path, &t, 1, err, sizeof err), "%s", err);
   }
   snprintf(path, sizeof path, "%s/model.ir", dir);
+  if (getenv("Q8_FUZZ_VERBOSE"))
+    fprintf(stderr, "%s", g->text); /* the generated model */
   IrModule *m = fe_parse(path, g->text);
   fuzz_check(!m->diag.failed, "a generated model does not parse: %s\n%s", m->diag.msg, g->text);
 

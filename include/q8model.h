@@ -24,7 +24,14 @@ extern "C" {
 #define Q8_MODEL_MAX_RANK 8
 
 /* Element types (q8_tensor_desc.dtype and .qdtype). */
-enum { Q8_DTYPE_F32 = 1, Q8_DTYPE_I8 = 2, Q8_DTYPE_U8 = 3, Q8_DTYPE_I32 = 4 };
+enum { Q8_DTYPE_F32 = 1, Q8_DTYPE_I8 = 2, Q8_DTYPE_U8 = 3, Q8_DTYPE_I32 = 4, Q8_DTYPE_I64 = 5 };
+
+/* What an entry returns (q8_entry_fn): 0, or why the run stopped. An
+ * embedding lookup (gather) found a token id outside its table: in model
+ * input i (Q8_RUN_ERR_INPUT_ID + i), or in ids computed from the inputs
+ * (Q8_RUN_ERR_ID). Nothing is read out of bounds; the outputs are not
+ * complete. */
+enum { Q8_RUN_OK = 0, Q8_RUN_ERR_ID = 2, Q8_RUN_ERR_INPUT_ID = 0x100 };
 
 /* CPU features a variant needs (q8_variant_desc.features). */
 enum {
@@ -68,7 +75,7 @@ typedef struct q8_threads {
 /* Run the model once. inputs[i] and outputs[i] are dense row-major tensors
  * as the descriptor gives them; scratch is scratch_bytes of memory aligned to
  * 64 bytes, private to this call; threads may be NULL (run on the calling
- * thread). Returns 0. */
+ * thread). Returns Q8_RUN_OK (0), or a Q8_RUN_ERR_* status. */
 typedef int (*q8_entry_fn)(const q8_threads *threads, const void *const *inputs,
                            void *const *outputs, void *scratch);
 

@@ -84,7 +84,8 @@ typedef enum {
   Q8RT_ERR_NOMEM,   /* out of memory, or a thread could not be started */
   Q8RT_ERR_SHAPE,   /* the tensors passed do not match the model's: ninputs or
                      * noutputs is not the model's number */
-  Q8RT_ERR_RUN,     /* the model's entry point reported a failure (returned non-zero) */
+  Q8RT_ERR_RUN,     /* the model's entry point reported a failure (returned non-zero), e.g.
+                     * a token id outside an embedding table (Q8_RUN_ERR_*, q8model.h) */
 } q8rt_status;
 
 typedef struct q8rt_model q8rt_model;

@@ -159,8 +159,12 @@ static bool infer_unary(IrModule *m, const IrNode *n, IrType *out) {
 static bool infer_relu(IrModule *m, const IrNode *n, IrType *out) { return infer_unary(m, n, out); }
 static bool infer_gelu(IrModule *m, const IrNode *n, IrType *out) { return infer_unary(m, n, out); }
 
+static bool softmax_attrs(IrModule *m, const IrNode *n);
+static bool need_dtype(IrModule *m, const IrNode *n, int i, bool (*ok)(IrDType), const char *what);
+
 static bool infer_softmax(IrModule *m, const IrNode *n, IrType *out) {
-  return need_rank(m, n, 0, 1, IR_MAX_RANK, "input") && infer_unary(m, n, out);
+  return need_rank(m, n, 0, 1, IR_MAX_RANK, "input") && infer_unary(m, n, out) &&
+         softmax_attrs(m, n);
 }
 
 static bool infer_layernorm(IrModule *m, const IrNode *n, IrType *out) {
@@ -231,6 +235,19 @@ static bool count_elems(const int64_t *dims, int rank, int *nbatch, int64_t *res
   return true;
 }
 
+/* A reshape's shape as written: "[?, 3, -1]". */
+static const char *shape_str(const int64_t *shape, int rank, char *buf) {
+  size_t len = (size_t)snprintf(buf, 96, "[");
+  for (int i = 0; i < rank && len < 96; i++) {
+    char d[24];
+    len += (size_t)snprintf(buf + len, 96 - len, "%s%s", i ? ", " : "",
+                            shape[i] == IR_DIM_INFER ? "-1" : dim_str(shape[i], d));
+  }
+  if (len < 96)
+    snprintf(buf + len, 96 - len, "]");
+  return buf;
+}
+
 static bool infer_reshape(IrModule *m, const IrNode *n, IrType *out) {
   if (!all_f32(m, n))
     return false;
@@ -245,11 +262,29 @@ static bool infer_reshape(IrModule *m, const IrNode *n, IrType *out) {
                     IR_MAX_RANK);
   *out = *x;
   out->rank = rank;
-  for (int i = 0; i < rank; i++)
-    out->dims[i] = shape[i];
+  int infer_at = -1;
+  for (int i = 0; i < rank; i++) {
+    out->dims[i] = shape[i] == IR_DIM_INFER ? 1 : shape[i];
+    if (shape[i] == IR_DIM_INFER && infer_at >= 0)
+      return ir_error(&m->diag, shape_at, "reshape: only one dimension may be -1");
+    if (shape[i] == IR_DIM_INFER)
+      infer_at = i;
+  }
   int xb, ob;
   int64_t xr, or;
   char b1[96], b2[96];
+  /* -1: the element count of x over the product of the other dims, which
+   * must divide it (the `?` count must match either way). */
+  if (infer_at >= 0) {
+    if (!count_elems(x->dims, x->rank, &xb, &xr) || !count_elems(out->dims, out->rank, &ob, &or) ||
+        or <= 0 || xr % or != 0 || xr / or <= 0)
+      return ir_error(&m->diag, shape_at,
+                      "reshape: %s%s is %s; no size for the -1 in %s makes the element counts "
+                      "equal",
+                      sigil(n->opnds[0]), n->opnds[0]->name, tstr(x, b1),
+                      shape_str(shape, rank, b2));
+    out->dims[infer_at] = xr / or;
+  }
   if (!count_elems(x->dims, x->rank, &xb, &xr) || !count_elems(out->dims, out->rank, &ob, &or) ||
       xb != ob || xr != or)
     return ir_error(&m->diag, shape_at,
@@ -265,6 +300,157 @@ static bool infer_div(IrModule *m, const IrNode *n, IrType *out) { return infer_
 static bool infer_sigmoid(IrModule *m, const IrNode *n, IrType *out) { return infer_unary(m, n, out); }
 static bool infer_tanh(IrModule *m, const IrNode *n, IrType *out) { return infer_unary(m, n, out); }
 static bool infer_silu(IrModule *m, const IrNode *n, IrType *out) { return infer_unary(m, n, out); }
+
+/* ---- shape ops of transformers: gather, rmsnorm, concat, slice; softmax's
+ * axis and causal mask ---- */
+
+/* The `axis` attribute (default `dflt`) as an index in [0, rank): negative
+ * counts from the end, as numpy. */
+static bool read_axis(IrModule *m, const IrNode *n, int rank, int64_t dflt, int *axis) {
+  int64_t a = ir_attr_int(n, IR_ATTR_AXIS, dflt);
+  if (a < -rank || a >= rank)
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_AXIS),
+                    "%s: axis %lld is out of range for rank %d (it must be in [%d, %d])",
+                    ir_op_info[n->op].name, (long long)a, rank, -rank, rank - 1);
+  *axis = (int)(a < 0 ? a + rank : a);
+  return true;
+}
+
+/* f32, i32 or i64: the element types the data-movement ops carry. */
+static bool is_plain(IrDType t) { return t == IR_F32 || t == IR_I32 || t == IR_I64; }
+static bool is_index(IrDType t) { return t == IR_I32 || t == IR_I64; }
+
+/* axis and causal; causal masks over the last axis and needs at least as
+ * many keys (columns) as queries (rows): the extra keys are a past. */
+static bool softmax_attrs(IrModule *m, const IrNode *n) {
+  const IrType *x = &n->opnds[0]->type;
+  int axis;
+  if (!read_axis(m, n, x->rank, -1, &axis))
+    return false;
+  int64_t causal = ir_attr_int(n, IR_ATTR_CAUSAL, 0);
+  if (causal != 0 && causal != 1)
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_CAUSAL), "softmax: causal must be 0 or 1");
+  if (!causal)
+    return true;
+  char b[96];
+  if (axis != x->rank - 1 || x->rank < 2)
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_CAUSAL),
+                    "softmax: causal masks over the last axis of a [..., queries, keys] input, "
+                    "but %s%s is %s with axis %d",
+                    sigil(n->opnds[0]), n->opnds[0]->name, tstr(x, b), axis);
+  int64_t rows = x->dims[x->rank - 2], cols = x->dims[x->rank - 1];
+  if ((rows == IR_DIM_BATCH) != (cols == IR_DIM_BATCH) || (rows != IR_DIM_BATCH && cols < rows))
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_CAUSAL),
+                    "softmax: causal needs at least as many keys (last dim) as queries "
+                    "(the dim before), but %s%s is %s",
+                    sigil(n->opnds[0]), n->opnds[0]->name, tstr(x, b));
+  return true;
+}
+
+static bool infer_gather(IrModule *m, const IrNode *n, IrType *out) {
+  const IrValue *t = n->opnds[0], *ids = n->opnds[1];
+  char b1[96];
+  if (!need_f32(m, n, 0) || !need_rank(m, n, 0, 2, 2, "table") ||
+      !need_dtype(m, n, 1, is_index, "i32 or i64"))
+    return false;
+  if (t->type.dims[0] == IR_DIM_BATCH || t->type.dims[1] == IR_DIM_BATCH)
+    return ir_error(&m->diag, opnd_loc(n, 0), "gather: table %s%s is %s; it must be [V, D]",
+                    sigil(t), t->name, tstr(&t->type, b1));
+  if (ids->type.rank + 1 > IR_MAX_RANK)
+    return ir_error(&m->diag, opnd_loc(n, 1),
+                    "gather: ids %s%s is %s; the result would have more than %d dims",
+                    sigil(ids), ids->name, tstr(&ids->type, b1), IR_MAX_RANK);
+  *out = ids->type;
+  out->dtype = IR_F32;
+  out->dims[out->rank++] = t->type.dims[1];
+  return true;
+}
+
+static bool infer_rmsnorm(IrModule *m, const IrNode *n, IrType *out) {
+  if (!all_f32(m, n) || !need_rank(m, n, 0, 1, IR_MAX_RANK, "input"))
+    return false;
+  const IrType *x = &n->opnds[0]->type;
+  const IrValue *g = n->opnds[1];
+  int64_t d = x->dims[x->rank - 1];
+  char b1[96], b2[96], ds[24];
+  if (g->type.rank != 1 || g->type.dims[0] != d)
+    return ir_error(&m->diag, opnd_loc(n, 1),
+                    "rmsnorm: gamma %s%s is %s but the input %s%s is %s; it must be [%s]",
+                    sigil(g), g->name, tstr(&g->type, b1), sigil(n->opnds[0]),
+                    n->opnds[0]->name, tstr(x, b2), dim_str(d, ds));
+  if (ir_has_attr(n, IR_ATTR_EPS) && !(ir_attr_float(n, IR_ATTR_EPS, 0) >= 0))
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_EPS),
+                    "rmsnorm: eps must be a non-negative number");
+  *out = *x;
+  return true;
+}
+
+static bool infer_concat(IrModule *m, const IrNode *n, IrType *out) {
+  const IrValue *x0 = n->opnds[0];
+  char b1[96], b2[96];
+  if (!need_dtype(m, n, 0, is_plain, "f32, i32 or i64") ||
+      !need_rank(m, n, 0, 1, IR_MAX_RANK, "input"))
+    return false;
+  int axis;
+  if (!read_axis(m, n, x0->type.rank, -1, &axis))
+    return false;
+  *out = x0->type;
+  for (int i = 0; i < n->nopnds; i++) {
+    const IrValue *v = n->opnds[i];
+    if (v->type.dims[axis] == IR_DIM_BATCH)
+      return ir_error(&m->diag, opnd_loc(n, i),
+                      "concat: %s%s is %s; it cannot be joined along the batch dim '?'",
+                      sigil(v), v->name, tstr(&v->type, b1));
+    bool fits = v->type.dtype == x0->type.dtype && v->type.rank == x0->type.rank;
+    for (int d = 0; fits && d < x0->type.rank; d++)
+      fits = d == axis || v->type.dims[d] == x0->type.dims[d];
+    if (!fits)
+      return ir_error(&m->diag, opnd_loc(n, i),
+                      "concat: %s%s is %s but %s%s is %s; they must have one dtype and rank "
+                      "and equal dims except along axis %d",
+                      sigil(v), v->name, tstr(&v->type, b1), sigil(x0), x0->name,
+                      tstr(&x0->type, b2), axis);
+    if (i)
+      out->dims[axis] += v->type.dims[axis];
+  }
+  return true;
+}
+
+void ir_slice_bounds(int64_t dim, int64_t start, int64_t end, int64_t *lo, int64_t *hi) {
+  start = start < 0 ? start + dim : start;
+  end = end < 0 ? end + dim : end;
+  *lo = start < 0 ? 0 : start > dim ? dim : start;
+  *hi = end < *lo ? *lo : end > dim ? dim : end;
+}
+
+static bool infer_slice(IrModule *m, const IrNode *n, IrType *out) {
+  const IrValue *x = n->opnds[0];
+  char b1[96];
+  if (!need_dtype(m, n, 0, is_plain, "f32, i32 or i64") ||
+      !need_rank(m, n, 0, 1, IR_MAX_RANK, "input"))
+    return false;
+  if (!ir_has_attr(n, IR_ATTR_AXIS))
+    return ir_error(&m->diag, n->loc, "slice needs the attribute 'axis'");
+  int axis;
+  if (!read_axis(m, n, x->type.rank, 0, &axis))
+    return false;
+  int64_t dim = x->type.dims[axis], lo, hi;
+  if (dim == IR_DIM_BATCH)
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_AXIS),
+                    "slice: axis %d of %s%s (%s) is the batch dim '?', which cannot be sliced",
+                    axis, sigil(x), x->name, tstr(&x->type, b1));
+  ir_slice_bounds(dim, ir_attr_int(n, IR_ATTR_START, 0), ir_attr_int(n, IR_ATTR_END, INT64_MAX),
+               &lo, &hi);
+  if (hi <= lo)
+    return ir_error(&m->diag, n->loc,
+                    "slice: [%lld:%lld] of axis %d of %s%s (%s) is empty",
+                    (long long)ir_attr_int(n, IR_ATTR_START, 0),
+                    (long long)ir_attr_int(n, IR_ATTR_END, dim), axis, sigil(x), x->name,
+                    tstr(&x->type, b1));
+  *out = x->type;
+  out->dims[axis] = hi - lo;
+  return true;
+}
 
 /* ---- quantized ops ---- */
 

@@ -186,15 +186,25 @@ static bool eval_gelu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r)
   return eval_unary(d, n, a, r, tanh_form ? q8_ref_gelu_tanh : q8_ref_gelu);
 }
 
-/* Over the last axis. */
+static int axis_of(const IrNode *n, int rank, int64_t dflt);
+
+/* Over `axis` (default the last), with the causal mask over the last axis
+ * when asked (q8_ref_softmax_axis). */
 static bool eval_softmax(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
   if (!need_f32(d, n, a, r))
     return false;
   const Slot *x = a[0];
-  if (x->type.rank < 1 || !same_shape(x, r))
+  int rank = x->type.rank, axis = axis_of(n, rank, -1);
+  if (rank < 1 || !same_shape(x, r) || axis < 0)
     return bad_shapes(d, n, a, r);
-  q8_ref_softmax(f32_of(x), f32_out(r), prod(x->type.dims, 0, x->type.rank - 1),
-                 x->type.dims[x->type.rank - 1]);
+  int64_t causal_rows = 0;
+  if (ir_attr_int(n, IR_ATTR_CAUSAL, 0)) {
+    if (axis != rank - 1 || rank < 2 || x->type.dims[rank - 1] < x->type.dims[rank - 2])
+      return bad_shapes(d, n, a, r);
+    causal_rows = x->type.dims[rank - 2];
+  }
+  q8_ref_softmax_axis(f32_of(x), f32_out(r), prod(x->type.dims, 0, axis), x->type.dims[axis],
+                      prod(x->type.dims, axis + 1, rank), causal_rows);
   return true;
 }
 
@@ -286,6 +296,130 @@ static bool eval_tanh(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r)
 
 static bool eval_silu(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
   return eval_unary(d, n, a, r, q8_ref_silu);
+}
+
+/* ---- shape ops of transformers ---- */
+
+/* The `axis` attribute (default `dflt`) in [0, rank), or -1 when out of it. */
+static int axis_of(const IrNode *n, int rank, int64_t dflt) {
+  int64_t ax = ir_attr_int(n, IR_ATTR_AXIS, dflt);
+  ax = ax < 0 ? ax + rank : ax;
+  return ax >= 0 && ax < rank ? (int)ax : -1;
+}
+
+/* table [V, D] f32, ids (i32 or i64) [...] -> [..., D]. An id outside the
+ * table is the user's error, reported with its position and value. */
+static bool eval_gather(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  const Slot *t = a[0], *ids = a[1];
+  char buf[160];
+  if (t->type.dtype != IR_F32 || (ids->type.dtype != IR_I32 && ids->type.dtype != IR_I64) ||
+      r->type.dtype != IR_F32)
+    return ir_error(d, n->loc, "gather takes an f32 table and i32 or i64 ids, but %s%s is %s",
+                    sigil(ids->value), ids->value->name,
+                    ir_type_str(&ids->type, buf, sizeof buf));
+  int rank = ids->type.rank;
+  if (t->type.rank != 2 || r->type.rank != rank + 1 ||
+      !same_dims(ids->type.dims, r->type.dims, rank) || r->type.dims[rank] != t->type.dims[1])
+    return bad_shapes(d, n, a, r);
+  bool i64 = ids->type.dtype == IR_I64;
+  int64_t vocab = t->type.dims[0];
+  int32_t bad = q8_ref_gather(f32_of(t), vocab, t->type.dims[1], ids->data, i64, ids->numel,
+                              f32_out(r));
+  if (bad) {
+    /* Only the message: find the first bad id again (the status saturates). */
+    int64_t at = bad - 1, id = 0;
+    for (; at < ids->numel; at++) {
+      id = i64 ? ((const int64_t *)ids->data)[at] : ((const int32_t *)ids->data)[at];
+      if (id < 0 || id >= vocab)
+        break;
+    }
+    return ir_error(d, n->loc,
+                    "gather: id %lld at position %lld of %s%s is outside the table %s%s "
+                    "(ids must be in [0, %lld))",
+                    (long long)id, (long long)at, sigil(ids->value), ids->value->name,
+                    sigil(t->value), t->value->name, (long long)vocab);
+  }
+  return true;
+}
+
+/* Over the last axis, gamma [D]. */
+static bool eval_rmsnorm(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_f32(d, n, a, r))
+    return false;
+  const Slot *x = a[0], *gamma = a[1];
+  if (x->type.rank < 1 || !same_shape(x, r))
+    return bad_shapes(d, n, a, r);
+  int64_t len = x->type.dims[x->type.rank - 1];
+  if (gamma->type.rank != 1 || gamma->type.dims[0] != len)
+    return bad_shapes(d, n, a, r);
+  q8_ref_rmsnorm(f32_of(x), f32_of(gamma), ir_attr_float(n, IR_ATTR_EPS, 1e-6), f32_out(r),
+                 prod(x->type.dims, 0, x->type.rank - 1), len);
+  return true;
+}
+
+/* Operands and result of one element type, f32, i32 or i64. */
+static bool need_plain(IrDiag *d, const IrNode *n, const Slot *const *a, const Slot *r) {
+  char buf[160];
+  IrDType t = r->type.dtype;
+  if (t != IR_F32 && t != IR_I32 && t != IR_I64)
+    return ir_error(d, n->loc, "%s moves f32, i32 or i64 data, but its result is %s",
+                    ir_op_info[n->op].name, ir_type_str(&r->type, buf, sizeof buf));
+  for (int i = 0; i < n->nopnds; i++)
+    if (a[i]->type.dtype != t)
+      return ir_error(d, n->loc, "%s: %s%s is %s but the result is %s", ir_op_info[n->op].name,
+                      sigil(a[i]->value), a[i]->value->name,
+                      ir_type_str(&a[i]->type, buf, sizeof buf), ir_dtype_name(t));
+  return true;
+}
+
+/* Along `axis`: each operand's rows of inner * its dim elements go side by
+ * side into the result's rows (q8_ref_copy_rows). */
+static bool eval_concat(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_plain(d, n, a, r))
+    return false;
+  int rank = r->type.rank, axis = axis_of(n, rank, -1);
+  if (axis < 0)
+    return bad_shapes(d, n, a, r);
+  int64_t sum = 0;
+  for (int i = 0; i < n->nopnds; i++) {
+    const IrType *t = &a[i]->type;
+    if (t->rank != rank || !same_dims(t->dims, r->type.dims, axis) ||
+        !same_dims(t->dims + axis + 1, r->type.dims + axis + 1, rank - axis - 1))
+      return bad_shapes(d, n, a, r);
+    sum += t->dims[axis];
+  }
+  if (sum != r->type.dims[axis])
+    return bad_shapes(d, n, a, r);
+  size_t es = ir_dtype_size(r->type.dtype);
+  int64_t outer = prod(r->type.dims, 0, axis), inner = prod(r->type.dims, axis + 1, rank);
+  int64_t y_row = r->type.dims[axis] * inner * (int64_t)es, at = 0;
+  for (int i = 0; i < n->nopnds; i++) {
+    int64_t row = a[i]->type.dims[axis] * inner * (int64_t)es;
+    q8_ref_copy_rows(a[i]->data, row, (char *)r->owned + at, y_row, outer, row);
+    at += row;
+  }
+  return true;
+}
+
+/* x[..., start:end, ...] along `axis`, numpy's bounds (ir_slice_bounds). */
+static bool eval_slice(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  if (!need_plain(d, n, a, r))
+    return false;
+  const Slot *x = a[0];
+  int rank = x->type.rank, axis = axis_of(n, rank, 0);
+  if (axis < 0 || r->type.rank != rank)
+    return bad_shapes(d, n, a, r);
+  int64_t lo, hi;
+  ir_slice_bounds(x->type.dims[axis], ir_attr_int(n, IR_ATTR_START, 0),
+                  ir_attr_int(n, IR_ATTR_END, INT64_MAX), &lo, &hi);
+  if (r->type.dims[axis] != hi - lo || !same_dims(x->type.dims, r->type.dims, axis) ||
+      !same_dims(x->type.dims + axis + 1, r->type.dims + axis + 1, rank - axis - 1))
+    return bad_shapes(d, n, a, r);
+  size_t es = ir_dtype_size(r->type.dtype);
+  int64_t inner = prod(x->type.dims, axis + 1, rank) * (int64_t)es;
+  q8_ref_copy_rows((const char *)x->data + lo * inner, x->type.dims[axis] * inner, r->owned,
+                   (hi - lo) * inner, prod(x->type.dims, 0, axis), (hi - lo) * inner);
+  return true;
 }
 
 /* ---- the quantized ops ---- */

@@ -19,6 +19,9 @@ enum { IR_MAX_RANK = 8 };
 
 /* The `?` dimension: the batch size, bound at compile or run time. */
 #define IR_DIM_BATCH ((int64_t)-1)
+/* `-1` in a reshape's shape: the one dimension inferred from the others
+ * (only in DIMS attributes, never in a type). */
+#define IR_DIM_INFER ((int64_t)-2)
 
 /* ---- element types ---- */
 
@@ -26,7 +29,8 @@ enum { IR_MAX_RANK = 8 };
   X(F32, "f32", 4)   \
   X(I8, "i8", 1)     \
   X(U8, "u8", 1)     \
-  X(I32, "i32", 4)
+  X(I32, "i32", 4)    \
+  X(I64, "i64", 8)
 
 typedef enum {
   IR_DTYPE_NONE, /* not yet inferred */
@@ -438,6 +442,10 @@ void ir_qparams_keys(IrQSide side, IrAttrKey keys[3]);
  * attributes into *out. Returns false with a diagnostic if the operands do not
  * fit the op (wrong dtype, rank or dims; a bad attribute). */
 bool ir_infer_type(IrModule *m, const IrNode *n, IrType *out);
+/* numpy's x[start:end] along an axis of `dim` elements (a slice node's
+ * attributes): negative indices count from the end, both are clamped to
+ * [0, dim], and [*lo, *hi) is what remains (hi >= lo). */
+void ir_slice_bounds(int64_t dim, int64_t start, int64_t end, int64_t *lo, int64_t *hi);
 /* Set the result type of every node, in order. */
 bool ir_infer_shapes(IrModule *m);
 /* Replace every `?` (in types and in DIMS attributes) with `batch`, and

@@ -101,6 +101,8 @@ static void put_attr(Out *o, const IrNode *n, IrAttrKey key) {
     for (int i = 0; i < count && i < IR_MAX_RANK; i++) {
       if (dims && v[i] == IR_DIM_BATCH)
         put(o, "%s?", i ? ", " : "");
+      else if (dims && v[i] == IR_DIM_INFER)
+        put(o, "%s-1", i ? ", " : "");
       else
         put(o, "%s%lld", i ? ", " : "", (long long)v[i]);
     }

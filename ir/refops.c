@@ -26,6 +26,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "refops.h"
 
@@ -181,6 +182,76 @@ void q8_ref_softmax(const float *x, float *y, int64_t rows, int64_t cols) {
     for (int64_t j = 0; j < cols; j++)
       yi[j] = (float)(exp((double)xi[j] - max) / sum);
   }
+}
+
+/* Softmax over the middle axis of x [outer, len, inner]: the same
+ * arithmetic as q8_ref_softmax on each of the outer * inner lines (inner = 1
+ * is q8_ref_softmax, bit for bit). causal_rows > 0 (inner must be 1): the
+ * rows are queries i = row % causal_rows over len keys, and key j > i +
+ * (len - causal_rows) (the keys of a past come first) gets weight 0; it is
+ * left out of the maximum and the sum. */
+void q8_ref_softmax_axis(const float *x, float *y, int64_t outer, int64_t len, int64_t inner,
+                         int64_t causal_rows) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t c = 0; c < inner; c++) {
+      const float *xi = x + o * len * inner + c;
+      float *yi = y + o * len * inner + c;
+      int64_t upto = len; /* keys [0, upto) take part */
+      if (causal_rows > 0) {
+        upto = o % causal_rows + (len - causal_rows) + 1;
+        upto = upto < 0 ? 0 : upto > len ? len : upto;
+      }
+      double max = -INFINITY, sum = 0;
+      for (int64_t j = 0; j < upto; j++)
+        if (xi[j * inner] > max || isnan(xi[j * inner]))
+          max = xi[j * inner];
+      for (int64_t j = 0; j < upto; j++)
+        sum += exp((double)xi[j * inner] - max);
+      for (int64_t j = 0; j < upto; j++)
+        yi[j * inner] = (float)(exp((double)xi[j * inner] - max) / sum);
+      for (int64_t j = upto; j < len; j++)
+        yi[j * inner] = 0.0f;
+    }
+}
+
+/* x / sqrt(mean(x^2) + eps) * gamma over each row, in double. */
+void q8_ref_rmsnorm(const float *x, const float *gamma, double eps, float *y, int64_t rows,
+                    int64_t cols) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float *xi = x + i * cols;
+    float *yi = y + i * cols;
+    double ss = 0;
+    for (int64_t j = 0; j < cols; j++)
+      ss += (double)xi[j] * xi[j];
+    double inv = 1.0 / sqrt(ss / (double)cols + eps);
+    for (int64_t j = 0; j < cols; j++)
+      yi[j] = (float)((double)xi[j] * inv * gamma[j]);
+  }
+}
+
+/* y[i, :] = table[ids[i], :]. Every id is checked before anything is read:
+ * an id outside [0, vocab) returns 1 + its position (saturated at
+ * INT32_MAX) and leaves y unwritten. */
+int32_t q8_ref_gather(const float *table, int64_t vocab, int64_t dim, const void *ids,
+                      int ids_i64, int64_t n, float *y) {
+  for (int64_t i = 0; i < n; i++) {
+    int64_t id = ids_i64 ? ((const int64_t *)ids)[i] : ((const int32_t *)ids)[i];
+    if (id < 0 || id >= vocab)
+      return i < INT32_MAX - 1 ? (int32_t)(i + 1) : INT32_MAX;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    int64_t id = ids_i64 ? ((const int64_t *)ids)[i] : ((const int32_t *)ids)[i];
+    memcpy(y + i * dim, table + id * dim, (size_t)dim * sizeof *y);
+  }
+  return 0;
+}
+
+/* `rows` rows of row_bytes bytes, x_stride and y_stride bytes apart: the
+ * data movement of concat and slice, for any element type. */
+void q8_ref_copy_rows(const void *x, int64_t x_stride, void *y, int64_t y_stride, int64_t rows,
+                      int64_t row_bytes) {
+  for (int64_t i = 0; i < rows; i++)
+    memcpy((char *)y + i * y_stride, (const char *)x + i * x_stride, (size_t)row_bytes);
 }
 
 /* Over each row, with the biased variance (divide by cols, as numpy's var()

@@ -69,6 +69,17 @@ q8_ref_gelu_tanh_fn q8_ref_gelu_tanh;
 /* Over each of `rows` rows of `cols` values. */
 q8_ref_softmax_fn q8_ref_softmax;
 q8_ref_layernorm_fn q8_ref_layernorm;
+/* Softmax over the middle axis of [outer, len, inner]; causal_rows > 0
+ * masks key j > i + (len - causal_rows) of query row i (refops.c). */
+q8_ref_softmax_axis_fn q8_ref_softmax_axis;
+/* x / sqrt(mean(x^2) + eps) * gamma over each of `rows` rows. */
+q8_ref_rmsnorm_fn q8_ref_rmsnorm;
+/* Embedding lookup: y[n, dim] = table[ids[i]] (ids int64 when ids_i64, else
+ * int32). Returns 0, or 1 + the position of the first id outside [0, vocab)
+ * (saturated at INT32_MAX) with y untouched. */
+q8_ref_gather_fn q8_ref_gather;
+/* Strided copy of `rows` rows of row_bytes bytes (concat, slice). */
+q8_ref_copy_rows_fn q8_ref_copy_rows;
 /* y = numpy.transpose(x, perm) for 4-byte elements; dims are x's. */
 q8_ref_transpose_fn q8_ref_transpose;
 

@@ -13,9 +13,10 @@
 typedef struct {
   IrValue *input;
   bool batch_first;     /* the input's first dim is `?`: rows are batched */
-  int64_t row_numel;    /* floats per sample */
-  const float *array;   /* safetensors: the whole array */
-  float *buf;           /* one batch */
+  int64_t row_numel;    /* elements per sample */
+  size_t esize;         /* bytes per element: f32, or i32/i64 token ids */
+  const char *array;    /* safetensors: the whole array */
+  void *buf;            /* one batch */
 } Source;
 
 struct PassSamples {
@@ -41,22 +42,23 @@ static bool setup_source(PassSamples *s, Source *src, IrValue *v, const IrType *
       return ir_error(&m->diag, v->loc,
                       "samples need the batch dimension '?' first in input %%%s (%s)", v->name,
                       ir_type_str(t, b1, sizeof b1));
-  if (t->dtype != IR_F32)
-    return ir_error(&m->diag, v->loc, "samples feed f32 inputs, but %%%s is %s", v->name,
-                    ir_type_str(t, b1, sizeof b1));
+  if (t->dtype != IR_F32 && t->dtype != IR_I32 && t->dtype != IR_I64)
+    return ir_error(&m->diag, v->loc, "samples feed f32, i32 or i64 inputs, but %%%s is %s",
+                    v->name, ir_type_str(t, b1, sizeof b1));
+  src->esize = ir_dtype_size(t->dtype);
   IrType row = *t;
   if (src->batch_first) {
     row.rank = t->rank - 1;
     memmove(row.dims, t->dims + 1, (size_t)row.rank * sizeof row.dims[0]);
   }
-  bool fits = file_type->dtype == IR_F32 && file_type->rank == row.rank + 1;
+  bool fits = file_type->dtype == t->dtype && file_type->rank == row.rank + 1;
   for (int d = 0; fits && d < row.rank; d++)
     fits = file_type->dims[d + 1] == row.dims[d];
   if (!fits)
     return ir_error(&m->diag, (IrLoc){0},
-                    "%s: samples for %%%s are %s; expected f32[N, ...] with one sample of %s "
+                    "%s: samples for %%%s are %s; expected %s[N, ...] with one sample of %s "
                     "per row",
-                    s->path, v->name, ir_type_str(file_type, b1, sizeof b1),
+                    s->path, v->name, ir_type_str(file_type, b1, sizeof b1), ir_dtype_name(t->dtype),
                     ir_type_str(&row, b2, sizeof b2));
   ir_type_numel(&row, 1, &src->row_numel);
   return true;
@@ -116,7 +118,7 @@ PassSamples *pass_samples_open(IrModule *m, const char *path, int64_t batch_rows
   s->batch_rows = s->batched ? batch_rows : 1;
   for (int i = 0; i < m->ninputs; i++) {
     /* Each row fits the memory cap (ir_verify); a batch of them may not. */
-    uint64_t rows = (uint64_t)s->batch_rows, row_bytes = (uint64_t)s->src[i].row_numel * 4;
+    uint64_t rows = (uint64_t)s->batch_rows, row_bytes = (uint64_t)s->src[i].row_numel * s->src[i].esize;
     char err[160];
     if (!ir_bytes_allowed(row_bytes > UINT64_MAX / rows ? UINT64_MAX : rows * row_bytes, err,
                           sizeof err)) {
@@ -125,7 +127,7 @@ PassSamples *pass_samples_open(IrModule *m, const char *path, int64_t batch_rows
       pass_samples_close(s);
       return NULL;
     }
-    s->src[i].buf = ir_alloc_data(a, (size_t)(s->batch_rows * s->src[i].row_numel) * sizeof(float));
+    s->src[i].buf = ir_alloc_data(a, (size_t)(s->batch_rows * s->src[i].row_numel) * s->src[i].esize);
     if (!s->src[i].buf) {
       ir_error(&m->diag, (IrLoc){0}, "out of memory for a batch of samples");
       pass_samples_close(s);
@@ -155,8 +157,9 @@ int64_t pass_samples_next(PassSamples *s, IrTensor *inputs) {
   } else {
     got = s->nrows - s->next_row < s->batch_rows ? s->nrows - s->next_row : s->batch_rows;
     for (int i = 0; i < m->ninputs; i++)
-      memcpy(s->src[i].buf, s->src[i].array + s->next_row * s->src[i].row_numel,
-             (size_t)(got * s->src[i].row_numel) * sizeof(float));
+      memcpy(s->src[i].buf,
+             s->src[i].array + (size_t)(s->next_row * s->src[i].row_numel) * s->src[i].esize,
+             (size_t)(got * s->src[i].row_numel) * s->src[i].esize);
     s->next_row += got;
   }
   for (int i = 0; i < m->ninputs; i++) {

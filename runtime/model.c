@@ -79,7 +79,7 @@ static q8rt_status check_tensors(const char *kind, const q8_tensor_desc *t, int3
     if (!t[i].name)
       return q8rt_fail(Q8RT_ERR_FORMAT, err, errlen,
                        "bad model descriptor: %s %d has no name", kind, i);
-    if (t[i].dtype < Q8_DTYPE_F32 || t[i].dtype > Q8_DTYPE_I32)
+    if (t[i].dtype < Q8_DTYPE_F32 || t[i].dtype > Q8_DTYPE_I64)
       return q8rt_fail(Q8RT_ERR_FORMAT, err, errlen,
                        "bad model descriptor: %s %d ('%s') has unknown dtype %d", kind, i,
                        t[i].name, (int)t[i].dtype);
@@ -519,6 +519,15 @@ static q8rt_status run_entry(q8rt_model *m, bool quantized, int ninputs,
   int rc = entry(q8rt_pool_threads(m->pool), inputs, outputs, scratch);
   if (scratch)
     scratch_put(m, scratch);
+  if (rc >= Q8_RUN_ERR_INPUT_ID && rc - Q8_RUN_ERR_INPUT_ID < d->ninputs)
+    return q8rt_fail(Q8RT_ERR_RUN, err, errlen,
+                     "%s: input '%s' holds a token id outside the embedding table (gather); "
+                     "ids must be in [0, rows of the table)",
+                     fn, d->inputs[rc - Q8_RUN_ERR_INPUT_ID].name);
+  if (rc == Q8_RUN_ERR_ID)
+    return q8rt_fail(Q8RT_ERR_RUN, err, errlen,
+                     "%s: a token id computed from the inputs is outside the embedding table "
+                     "(gather)", fn);
   if (rc != 0)
     return q8rt_fail(Q8RT_ERR_RUN, err, errlen, "model variant %s failed (its %sentry returned %d)",
                      m->variant->isa, quantized ? "quantized " : "", rc);

@@ -33,6 +33,13 @@ def main():
         "w": rand(16, 8), "b": rand(16), "v": rand(16),
         "gamma": rand(16), "beta": rand(16), "m": rand(16, 4), "m2": rand(16, 4),
         "q": rng.integers(-127, 128, (16, 8)).astype(np.int8)})
+    # The transformer shape ops: an embedding table, an I64 tensor used as
+    # ids, and unused tensors of dtypes q8c does not take (skipped).
+    write_safetensors(os.path.join(out, "shape.safetensors"), {
+        "wte": rand(50, 16), "gamma": rand(16), "w3": rand(48, 16),
+        "pos": np.arange(8, dtype=np.int64).reshape(1, 8),
+        "bn.num_batches_tracked": np.array(7, dtype=np.int64),
+        "f64": np.zeros(3, np.float64)})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
  * --quantized runs the quantized entry (q8rt_run_quantized): tensors in
  * their quantized form (q8_tensor_desc.qdtype) where they have one.
  * Inputs and outputs are in the model's order, .npy files (format version 1
- * to 3, little-endian, C order; f32, i8, u8 or i32) whose dtype and shape
+ * to 3, little-endian, C order; f32, i8, u8, i32 or i64) whose dtype and shape
  * must be the model's. The variant the runtime chose is printed as
  * "variant: NAME". Exit status 0, or 1 with a message on stderr. */
 #include <stdint.h>
@@ -26,7 +26,7 @@ static const struct {
   size_t size;
 } dtypes[] = {
     {"<f4", Q8_DTYPE_F32, 4}, {"|i1", Q8_DTYPE_I8, 1}, {"|u1", Q8_DTYPE_U8, 1},
-    {"<i4", Q8_DTYPE_I32, 4}, {"<i1", Q8_DTYPE_I8, 1}, {"<u1", Q8_DTYPE_U8, 1},
+    {"<i4", Q8_DTYPE_I32, 4}, {"<i8", Q8_DTYPE_I64, 8}, {"<i1", Q8_DTYPE_I8, 1}, {"<u1", Q8_DTYPE_U8, 1},
 };
 
 static const char *descr_of(int32_t dtype) {

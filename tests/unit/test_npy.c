@@ -25,7 +25,7 @@
 
 #include "frontend/frontend.h"
 
-#define SUPPORTED "(q8c reads little-endian f4, f8, i1, u1, i4)"
+#define SUPPORTED "(q8c reads little-endian f4, f8, i1, u1, i4, i8)"
 
 /* ---- helpers ---- */
 
@@ -240,7 +240,7 @@ static void test_write_errors(void **state) {
   int64_t two[] = {2};
   t.type = make_type(IR_DTYPE_NONE, 1, two);
   assert_false(fe_npy_write(path, &t, err, sizeof err));
-  assert_string_equal(err, "cannot write dtype 'none' to .npy (q8c writes f32, i8, u8, i32)");
+  assert_string_equal(err, "cannot write dtype 'none' to .npy (q8c writes f32, i8, u8, i32, i64)");
 
   int64_t huge[] = {INT64_C(1) << 62, 4};
   t.type = make_type(IR_F32, 2, huge);

@@ -48,6 +48,88 @@ static void check_floats(const float *got, const float *want, int n) {
 #define CHECK_F(got, ...)                                                                   \
   check_floats(got, (float[]){__VA_ARGS__}, (int)(sizeof((float[]){__VA_ARGS__}) / sizeof(float)))
 
+/* ---- the shape ops of transformers ---- */
+
+/* softmax_axis with inner = 1 is q8_ref_softmax, bit for bit; over a middle
+ * axis it is q8_ref_softmax of the transposed lines. */
+static void test_softmax_axis(void **state) {
+  (void)state;
+  uint32_t s = 3;
+  float x[2 * 5 * 3], y[30], want[30], line[5], out[5];
+  for (int i = 0; i < 30; i++)
+    x[i] = rng_float(&s, -8, 8);
+  q8_ref_softmax(x, want, 6, 5);
+  q8_ref_softmax_axis(x, y, 6, 5, 1, 0);
+  check_floats(y, want, 30);
+  q8_ref_softmax_axis(x, y, 2, 5, 3, 0); /* [2, 5, 3] over axis 1 */
+  for (int o = 0; o < 2; o++)
+    for (int c = 0; c < 3; c++) {
+      for (int j = 0; j < 5; j++)
+        line[j] = x[o * 15 + j * 3 + c];
+      q8_ref_softmax(line, out, 1, 5);
+      for (int j = 0; j < 5; j++)
+        if (memcmp(&y[o * 15 + j * 3 + c], &out[j], sizeof(float)) != 0)
+          fail_msg("[%d, %d, %d]: got %.9g, want %.9g", o, j, c, y[o * 15 + j * 3 + c], out[j]);
+    }
+}
+
+/* Causal, 2 queries over 4 keys (a past of 2), two heads: row i sees keys
+ * 0..i+2 and gives the others exactly 0; the visible part is the softmax of
+ * just those keys. */
+static void test_softmax_causal(void **state) {
+  (void)state;
+  const float x[16] = {1, 2, 3, 100, 4, 3, 2, 1, 0, 0, 0, 7, -1, -2, -3, -4};
+  float y[16], want[4];
+  q8_ref_softmax_axis(x, y, 4, 4, 1, 2);
+  for (int r = 0; r < 4; r++) {
+    int visible = r % 2 + 3;
+    q8_ref_softmax(x + r * 4, want, 1, visible);
+    check_floats(y + r * 4, want, visible);
+    for (int j = visible; j < 4; j++)
+      if (y[r * 4 + j] != 0.0f)
+        fail_msg("row %d key %d: %g, want 0", r, j, y[r * 4 + j]);
+  }
+}
+
+static void test_rmsnorm(void **state) {
+  (void)state;
+  const float x[4] = {3, -4, 0, 0}, g[2] = {1, 2};
+  float y[4];
+  q8_ref_rmsnorm(x, g, 0.0, y, 2, 2);
+  /* row 0: rms = sqrt(12.5); row 1 all zero with eps 0 gives 0 * inf = NaN */
+  CHECK_F(y, (float)(3 / sqrt(12.5)), (float)(-8 / sqrt(12.5)), y[2], y[3]);
+  if (!isnan(y[2]))
+    fail_msg("0 / sqrt(0) is %g, want NaN", y[2]);
+  q8_ref_rmsnorm(x + 2, g, 1.0, y, 1, 2);
+  CHECK_F(y, 0, 0);
+}
+
+/* Ids are checked first: a bad one returns its position + 1 and writes nothing. */
+static void test_gather(void **state) {
+  (void)state;
+  const float table[6] = {0, 1, 10, 11, 20, 21};
+  const int32_t ids32[3] = {2, 0, 2};
+  const int64_t ids64[3] = {1, 3, 0}, neg[2] = {0, -1};
+  float y[6] = {-1, -1, -1, -1, -1, -1};
+  assert_int_equal(q8_ref_gather(table, 3, 2, ids32, 0, 3, y), 0);
+  CHECK_F(y, 20, 21, 0, 1, 20, 21);
+  for (int i = 0; i < 6; i++)
+    y[i] = -1;
+  assert_int_equal(q8_ref_gather(table, 3, 2, ids64, 1, 3, y), 2);
+  CHECK_F(y, -1, -1, -1, -1, -1, -1);
+  assert_int_equal(q8_ref_gather(table, 3, 2, neg, 1, 2, y), 2);
+  assert_int_equal(q8_ref_gather(table, 3, 2, ids64, 1, 0, y), 0);
+}
+
+static void test_copy_rows(void **state) {
+  (void)state;
+  const int64_t x[6] = {1, 2, 3, 4, 5, 6};
+  int64_t y[4] = {0};
+  /* slice x[:, 1:3] of a [2, 3] i64 array */
+  q8_ref_copy_rows(x + 1, 3 * 8, y, 2 * 8, 2, 2 * 8);
+  assert_memory_equal(y, ((int64_t[]){2, 3, 5, 6}), sizeof y);
+}
+
 /* ---- broadcast ---- */
 
 /* The shorter operand may come first: [3] + [2, 3] repeats a over b's rows
@@ -508,6 +590,11 @@ int main(void) {
       cmocka_unit_test(test_qgemm_u8_in_f32_out_relu),
       cmocka_unit_test(test_qgemm_matches_int64),
       cmocka_unit_test(test_qlinear_dyn_untiled),
+      cmocka_unit_test(test_softmax_axis),
+      cmocka_unit_test(test_softmax_causal),
+      cmocka_unit_test(test_rmsnorm),
+      cmocka_unit_test(test_gather),
+      cmocka_unit_test(test_copy_rows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -653,6 +653,19 @@ static int fail_entry(const q8_threads *threads, const void *const *inputs,
   return 3;
 }
 
+/* The statuses of a gather with an id outside its table (Q8_RUN_ERR_*). */
+static int bad_id_in_input0(const q8_threads *threads, const void *const *inputs,
+                            void *const *outputs, void *scratch) {
+  (void)threads, (void)inputs, (void)outputs, (void)scratch;
+  return Q8_RUN_ERR_INPUT_ID + 0;
+}
+
+static int bad_computed_id(const q8_threads *threads, const void *const *inputs,
+                           void *const *outputs, void *scratch) {
+  (void)threads, (void)inputs, (void)outputs, (void)scratch;
+  return Q8_RUN_ERR_ID;
+}
+
 static const q8_variant_desc pool_variants[] = {{"generic", 0, pool_entry, pool_entry}};
 
 static q8_model_desc pool_desc(void) {
@@ -718,6 +731,25 @@ static void test_from_desc(void **state) {
   assert_string_equal(err, "model variant generic failed (its entry returned 3)");
   assert_int_equal(q8rt_run_quantized(m, 1, in, 1, out, err, sizeof err), Q8RT_ERR_RUN);
   assert_string_equal(err, "model variant generic failed (its quantized entry returned 3)");
+  q8rt_free(m);
+  assert_int_equal(released, 1);
+  released = 0;
+
+  /* A token id outside an embedding table: the message names the input. */
+  static const q8_variant_desc bad_id[] = {{"generic", 0, bad_id_in_input0, bad_computed_id}};
+  d.variants = bad_id;
+  assert_int_equal(q8rt_model_from_desc(&d, count_release, &released, &m, err, sizeof err),
+                   Q8RT_OK);
+  assert_int_equal(q8rt_run(m, 1, in, 1, out, err, sizeof err), Q8RT_ERR_RUN);
+  char want[256];
+  snprintf(want, sizeof want,
+           "q8rt_run: input '%s' holds a token id outside the embedding table (gather); ids "
+           "must be in [0, rows of the table)",
+           d.inputs[0].name);
+  assert_string_equal(err, want);
+  assert_int_equal(q8rt_run_quantized(m, 1, in, 1, out, err, sizeof err), Q8RT_ERR_RUN);
+  assert_string_equal(err, "q8rt_run_quantized: a token id computed from the inputs is outside "
+                           "the embedding table (gather)");
   assert_int_equal(q8rt_run_quantized(NULL, 1, in, 1, out, err, sizeof err), Q8RT_ERR_ARG);
   assert_string_equal(err, "q8rt_run_quantized: model is NULL");
   assert_int_equal(q8rt_run_quantized(m, 1, in, 1, NULL, err, sizeof err), Q8RT_ERR_ARG);
