@@ -10,6 +10,11 @@
  *   4. entry:  quantize -> qlinear (its only use) becomes qlinear on f32, which
  *              quantizes its input itself with its x_scale and x_zero_point.
  *
+ * Steps 3 and 4 apply to qmatmul too (either operand, with its x_* or b_*
+ * parameters), so attention's qmatmul -> softmax -> qmatmul leaves the first
+ * in f32 and lets the second quantize the softmax itself: one conversion
+ * each way, as for a qlinear.
+ *
  * The model still takes f32 in and gives f32 out. The parameters of a fused
  * entry or exit are kept as the quantized form of the model input or output
  * (`{scale, zero_point, dtype}` on its declaration), which the model's
@@ -28,6 +33,12 @@ static IrNode *producer(const IrValue *v) { return v->kind == IR_VAL_NODE ? v->d
 
 static bool is_int_qlinear(const IrNode *n) {
   return n && n->op == IR_OP_QLINEAR && ir_attr_dtype(n, IR_ATTR_DTYPE, IR_F32) != IR_F32;
+}
+
+/* A qlinear or qmatmul with an integer result: fuse_exit's candidates. */
+static bool is_int_qlayer(const IrNode *n) {
+  return is_int_qlinear(n) ||
+         (n && n->op == IR_OP_QMATMUL && ir_attr_dtype(n, IR_ATTR_DTYPE, IR_F32) != IR_F32);
 }
 
 /* Dequantize `d` by the result parameters of `q`, copied as stored (a
@@ -149,7 +160,7 @@ static void fuse_exit(IrModule *m) {
   int ngone = 0;
   for (int i = 0; i < m->nnodes; i++) {
     IrNode *deq = m->nodes[i], *q = producer(deq->opnds[0]);
-    if (deq->op != IR_OP_DEQUANTIZE || !is_int_qlinear(q) || ir_count_uses(m, q->result) != 1)
+    if (deq->op != IR_OP_DEQUANTIZE || !is_int_qlayer(q) || ir_count_uses(m, q->result) != 1)
       continue;
     /* A model output keeps the parameters as its quantized form. */
     IrValue *y = deq->result;
@@ -181,8 +192,27 @@ static void fuse_exit(IrModule *m) {
   ir_set_nodes(m, kept, nkept);
 }
 
+/* qmatmul's operand `i`: a quantize (used by nothing else) with the
+ * parameters the qmatmul gives that operand is fused into it. */
+static void fuse_qmatmul_entry(IrModule *m, IrNode *q, int i) {
+  IrNode *quant = producer(q->opnds[i]);
+  IrQParams p;
+  if (!quant || quant->op != IR_OP_QUANTIZE || ir_count_uses(m, quant->result) != 1 ||
+      !ir_get_qparams(q, i == 0 ? IR_QPARAMS_IN : IR_QPARAMS_B, &p) ||
+      !same_scale(ir_attr_float(quant, IR_ATTR_SCALE, 0), p.scale) ||
+      ir_attr_int(quant, IR_ATTR_ZERO_POINT, 0) != p.zero_point ||
+      ir_attr_dtype(quant, IR_ATTR_DTYPE, IR_DTYPE_NONE) != p.dtype)
+    return;
+  ir_set_operand(m, q, i, quant->opnds[0]);
+}
+
 static void fuse_entry(IrModule *m) {
   for (int i = 0; i < m->nnodes; i++) {
+    if (m->nodes[i]->op == IR_OP_QMATMUL) {
+      fuse_qmatmul_entry(m, m->nodes[i], 0);
+      fuse_qmatmul_entry(m, m->nodes[i], 1);
+      continue;
+    }
     IrNode *q = m->nodes[i], *quant = producer(q->opnds[0]);
     if (q->op != IR_OP_QLINEAR || !quant || quant->op != IR_OP_QUANTIZE ||
         ir_count_uses(m, quant->result) != 1 ||
