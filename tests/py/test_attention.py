@@ -233,6 +233,9 @@ def test_attention(t, rng):
     np.save(xpath, x)
     yf = os.path.join(d, "yf.npy")
     q8c("run", model, "-i", xpath, "-o", yf)
+    kept = q8c(model, "--calib", calib, "--keep-float", "s", "--emit=ir").stdout
+    t.check("attention --keep-float s: %s stays matmul {keep_float = 1}, %o a qmatmul",
+            "= matmul %qt, %kt {keep_float = 1}" in kept and "= qmatmul %p, %vt" in kept, kept)
     targets = [v for v in q8test.list_targets(Q8C) if v.arch == "x86_64" or v.runs_here]
     runs = [v.name for v in targets if v.runs_here]
     for name, args in (("static", ["--calib", calib]), ("s8-sym", ["--calib", calib,
