@@ -86,6 +86,21 @@ bool cg_plan_memory(Cg *cg) {
       xq.stride = cg_round_up(xq.cols, 4);
       cg->xq_offset[i] = reserve(cg, xq.rows * xq.stride);
     }
+    if (n->op == IR_OP_QMATMUL || n->op == IR_OP_QMATMUL_DYN) {
+      /* qmatmul: the quantized copies of its f32 operands, dense, one after
+       * the other; qmatmul_dyn: its work buffer (one matrix of b and one
+       * row of x, quantized: K * N + K bytes). */
+      int64_t xn, bn;
+      const IrType *xt = &n->opnds[0]->type, *bt = &n->opnds[1]->type;
+      ir_type_numel(xt, 1, &xn);
+      ir_type_numel(bt, 1, &bn);
+      int64_t k = xt->dims[xt->rank - 1], nn = bt->dims[bt->rank - 1];
+      if (n->op == IR_OP_QMATMUL_DYN)
+        cg->xq_offset[i] = reserve(cg, k * nn + k);
+      else if (xt->dtype == IR_F32 || bt->dtype == IR_F32)
+        cg->xq_offset[i] = reserve(cg, (xt->dtype == IR_F32 ? cg_round_up(xn, 64) : 0) +
+                                           (bt->dtype == IR_F32 ? bn : 0));
+    }
     if (n->op == IR_OP_RESHAPE) {
       /* Same bytes, another shape: share the operand's slot unless the
        * result is an output the caller's buffer must receive. */

@@ -232,6 +232,56 @@ static LLVMValueRef const_i64s(Cg *cg, const IrNode *n, const char *what, const 
   return cg_const_bytes(cg, name, v, (size_t)count * sizeof(int64_t));
 }
 
+/* qmatmul through q8_ref_qmatmul, the interpreter's own arithmetic: each f32
+ * operand is quantized with its parameters into dense rows in scratch first
+ * (q8_ref_quantize), an integer one is read where it lives. */
+static bool emit_qmatmul(Cg *cg, int idx) {
+  IrModule *m = cg->m;
+  IrNode *n = m->nodes[idx];
+  const IrValue *x = n->opnds[0], *b = n->opnds[1];
+  const IrType *xt = &x->type, *bt = &b->type;
+  int64_t mm = xt->dims[xt->rank - 2], k = xt->dims[xt->rank - 1], nn = bt->dims[bt->rank - 1];
+  const Loc *yl = &cg->loc[n->result->id];
+  int64_t batch = yl->rows / (mm ? mm : 1);
+  IrQParams px, pb, py = {0};
+  if (!ir_get_qparams(n, IR_QPARAMS_IN, &px) || !ir_get_qparams(n, IR_QPARAMS_B, &pb))
+    return ir_error(&m->diag, n->loc, "codegen: qmatmul needs the x_* and b_* parameters");
+  IrDType yt = n->result->type.dtype;
+  int32_t y_min = 0, y_max = 0;
+  if (yt != IR_F32) {
+    py.scale = (float)ir_attr_float(n, IR_ATTR_SCALE, 1);
+    py.zero_point = (int32_t)ir_attr_int(n, IR_ATTR_ZERO_POINT, 0);
+    ir_qbounds(yt, &y_min, &y_max);
+  }
+  LLVMValueRef y = addr(cg, n->result), xp = addr(cg, x), bp = addr(cg, b);
+  int64_t x_stride = cg->loc[x->id].stride, b_stride = cg->loc[b->id].stride;
+  int64_t at = cg->xq_offset[idx];
+  if (xt->dtype == IR_F32) {
+    Loc dense = {.rows = batch * mm, .cols = k, .stride = k};
+    LLVMValueRef q = scratch_at(cg, at);
+    call_quantize(cg, xp, q, &dense, &px);
+    xp = q;
+    x_stride = k;
+    at += cg_round_up(batch * mm * k, 64);
+  }
+  if (bt->dtype == IR_F32) {
+    Loc dense = {.rows = batch * k, .cols = nn, .stride = nn};
+    LLVMValueRef q = scratch_at(cg, at);
+    call_quantize(cg, bp, q, &dense, &pb);
+    bp = q;
+    b_stride = nn;
+  }
+  int y_code = yt == IR_F32 ? Q8_DTYPE_F32 : yt == IR_I8 ? Q8_DTYPE_I8 : Q8_DTYPE_U8;
+  cg_call_ref(cg->mod, cg->b, q8_ref_qmatmul, xp, cg_i64c(cg, x_stride),
+              cg_i32c(cg, px.dtype == IR_I8), cg_i32c(cg, px.zero_point), bp,
+              cg_i64c(cg, b_stride), cg_i32c(cg, pb.dtype == IR_I8), cg_i32c(cg, pb.zero_point), y,
+              cg_i64c(cg, yl->stride), cg_i32c(cg, y_code),
+              LLVMConstReal(cg->f32, ir_qmatmul_mult(px.scale, pb.scale, py.scale)),
+              cg_i32c(cg, py.zero_point), cg_i32c(cg, y_min), cg_i32c(cg, y_max),
+              cg_i64c(cg, batch), cg_i64c(cg, mm), cg_i64c(cg, k), cg_i64c(cg, nn));
+  return true;
+}
+
 /* A call of reference op `op` (ir/refops.def) at the builder's position. */
 #define CALL_REF(cg, op, ...) cg_call_ref((cg)->mod, (cg)->b, op, __VA_ARGS__)
 
@@ -330,6 +380,8 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   int64_t numel = r->rows * r->cols;
   if (n->op == IR_OP_QGEMM)
     return emit_qgemm(cg, idx, isa);
+  if (n->op == IR_OP_QMATMUL)
+    return emit_qmatmul(cg, idx);
   if (n->op == IR_OP_QLINEAR)
     return ir_error(&m->diag, n->loc,
                     "codegen: qlinear must be folded first (the fold-constants pass)");
@@ -473,8 +525,17 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   case IR_OP_SILU:
     CALL_REF(cg, q8_ref_silu, in[0], y, cg_i64c(cg, numel));
     return true;
+  case IR_OP_QMATMUL_DYN: {
+    const IrType *xt = &n->opnds[0]->type, *bt = &n->opnds[1]->type;
+    int64_t mm = xt->dims[xt->rank - 2], k = xt->dims[xt->rank - 1];
+    CALL_REF(cg, q8_ref_qmatmul_dyn, in[0], in[1], y, scratch_at(cg, cg->xq_offset[idx]),
+             cg_i64c(cg, r->rows / (mm ? mm : 1)), cg_i64c(cg, mm), cg_i64c(cg, k),
+             cg_i64c(cg, bt->dims[bt->rank - 1]));
+    return true;
+  }
   case IR_OP_QGEMM:
   case IR_OP_QLINEAR:
+  case IR_OP_QMATMUL:
   case IR_OP_RESHAPE:
   case IR_OP_COUNT:
     break;

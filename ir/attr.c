@@ -136,6 +136,11 @@ void ir_qparams_keys(IrQSide side, IrAttrKey keys[3]) {
   keys[0] = side == IR_QPARAMS_IN ? IR_ATTR_X_SCALE : IR_ATTR_SCALE;
   keys[1] = side == IR_QPARAMS_IN ? IR_ATTR_X_ZERO_POINT : IR_ATTR_ZERO_POINT;
   keys[2] = side == IR_QPARAMS_IN ? IR_ATTR_X_DTYPE : IR_ATTR_DTYPE;
+  if (side == IR_QPARAMS_B) {
+    keys[0] = IR_ATTR_B_SCALE;
+    keys[1] = IR_ATTR_B_ZERO_POINT;
+    keys[2] = IR_ATTR_B_DTYPE;
+  }
 }
 
 bool ir_get_qparams(const IrNode *n, IrQSide side, IrQParams *q) {

@@ -605,6 +605,82 @@ static bool infer_qlinear_dyn(IrModule *m, const IrNode *n, IrType *out) {
          infer_qlinear_shape(m, n, 2, true, out);
 }
 
+/* qmatmul and qmatmul_dyn: x [..., M, K] and b [..., K, N] with the same
+ * rank (at least 2) and the same leading dims give [..., M, N]. Operands
+ * whose leading dims differ (numpy broadcasting) are for the float matmul
+ * only. */
+static bool infer_qmatmul_shape(IrModule *m, const IrNode *n, IrType *out) {
+  if (!need_rank(m, n, 0, 2, IR_MAX_RANK, "left operand") ||
+      !need_rank(m, n, 1, 2, IR_MAX_RANK, "right operand"))
+    return false;
+  const IrValue *x = n->opnds[0], *b = n->opnds[1];
+  const IrType *a = &x->type, *t = &b->type;
+  char b1[96], b2[96];
+  bool same = a->rank == t->rank;
+  for (int i = 0; same && i < a->rank - 2; i++)
+    same = a->dims[i] == t->dims[i];
+  if (!same)
+    return ir_error(&m->diag, opnd_loc(n, 1),
+                    "%s: %s%s is %s but %s%s is %s; both must have the same rank and the same "
+                    "leading dims (no broadcasting)",
+                    ir_op_info[n->op].name, sigil(x), x->name, tstr(a, b1), sigil(b), b->name,
+                    tstr(t, b2));
+  if (a->dims[a->rank - 1] != t->dims[t->rank - 2])
+    return ir_error(&m->diag, opnd_loc(n, 1),
+                    "%s: %s%s is %s but %s%s is %s: the left operand's last dim (K) must be the "
+                    "right operand's second to last",
+                    ir_op_info[n->op].name, sigil(x), x->name, tstr(a, b1), sigil(b), b->name,
+                    tstr(t, b2));
+  *out = *a;
+  out->dims[out->rank - 1] = t->dims[t->rank - 1];
+  return true;
+}
+
+/* One operand's parameters: scale, zero_point and a u8/i8 dtype that is
+ * the operand's own when it is integer. */
+static bool check_qmatmul_operand(IrModule *m, const IrNode *n, int i, IrQSide side) {
+  IrAttrKey k[3];
+  ir_qparams_keys(side, k);
+  if (!need_attr(m, n, k[0]) || !need_attr(m, n, k[1]) || !need_attr(m, n, k[2]))
+    return false;
+  IrDType t = n->opnds[i]->type.dtype, q = attr_dtype(n, k[2]);
+  if (!ir_dtype_is_quantized(q) || (t != IR_F32 && t != q))
+    return ir_error(&m->diag, ir_attr_loc(n, k[2]), "qmatmul: %s must be u8 or i8%s",
+                    ir_attr_info[k[2]].key, t != IR_F32 ? " and match the operand's type" : "");
+  return check_qparams(m, n, k[0], k[1], q);
+}
+
+static bool infer_qmatmul(IrModule *m, const IrNode *n, IrType *out) {
+  if (!need_dtype(m, n, 0, is_qin, "f32, u8 or i8") ||
+      !need_dtype(m, n, 1, is_qin, "f32, u8 or i8") || !infer_qmatmul_shape(m, n, out) ||
+      !check_qmatmul_operand(m, n, 0, IR_QPARAMS_IN) ||
+      !check_qmatmul_operand(m, n, 1, IR_QPARAMS_B) || !need_attr(m, n, IR_ATTR_DTYPE))
+    return false;
+  IrDType yt = attr_dtype(n, IR_ATTR_DTYPE);
+  if (yt != IR_F32 && !ir_dtype_is_quantized(yt))
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_DTYPE), "qmatmul: dtype must be u8, i8 or f32");
+  if (ir_dtype_is_quantized(yt) &&
+      (!need_attr(m, n, IR_ATTR_SCALE) || !need_attr(m, n, IR_ATTR_ZERO_POINT) ||
+       !check_qparams(m, n, IR_ATTR_SCALE, IR_ATTR_ZERO_POINT, yt)))
+    return false;
+  /* The multiplier must be a finite f32, or every result would be +-inf. */
+  float mult = ir_qmatmul_mult((float)ir_attr_float(n, IR_ATTR_X_SCALE, 1),
+                               (float)ir_attr_float(n, IR_ATTR_B_SCALE, 1),
+                               yt == IR_F32 ? 0.0f : (float)ir_attr_float(n, IR_ATTR_SCALE, 1));
+  if (!isfinite(mult) || !(mult > 0))
+    return ir_error(&m->diag, n->loc,
+                    "qmatmul: the multiplier x_scale * b_scale%s is %g, not a positive finite "
+                    "f32 number",
+                    yt == IR_F32 ? "" : " / scale", (double)mult);
+  out->dtype = yt;
+  return true;
+}
+
+static bool infer_qmatmul_dyn(IrModule *m, const IrNode *n, IrType *out) {
+  return need_dtype(m, n, 0, is_f32, "f32") && need_dtype(m, n, 1, is_f32, "f32") &&
+         infer_qmatmul_shape(m, n, out);
+}
+
 static InferFn *const infer_table[IR_OP_COUNT] = {
 #define OP(ID, name, minops, maxops, attrs) [IR_OP_##ID] = infer_##name,
 #include "ops.def"

@@ -720,6 +720,103 @@ static bool eval_qlinear_dyn(IrDiag *d, const IrNode *n, const Slot *const *a, S
   return true;
 }
 
+/* x [..., M, K] and b [..., K, N] (the same leading dims) give r [..., M, N]:
+ * the batch count and M, K, N. */
+static bool qmatmul_shapes(IrDiag *d, const IrNode *n, const Slot *const *a, const Slot *r,
+                           int64_t *batch, int64_t *mm, int64_t *k, int64_t *nn) {
+  const Slot *x = a[0], *b = a[1];
+  int rank = x->type.rank;
+  if (rank < 2 || b->type.rank != rank || r->type.rank != rank ||
+      !same_dims(x->type.dims, b->type.dims, rank - 2) ||
+      !same_dims(x->type.dims, r->type.dims, rank - 2))
+    return bad_shapes(d, n, a, r);
+  *mm = x->type.dims[rank - 2];
+  *k = x->type.dims[rank - 1];
+  *nn = b->type.dims[rank - 1];
+  if (b->type.dims[rank - 2] != *k || r->type.dims[rank - 2] != *mm ||
+      r->type.dims[rank - 1] != *nn)
+    return bad_shapes(d, n, a, r);
+  *batch = prod(x->type.dims, 0, rank - 2);
+  return true;
+}
+
+/* Operand `i` of a qmatmul as the quantized bytes the arithmetic reads: as
+ * it is when u8/i8 (its dtype must be the side's), else quantized with the
+ * side's parameters into *owned. Reads the parameters into *q. */
+static bool qmatmul_operand(IrDiag *d, const IrNode *n, const Slot *const *a, int i,
+                            IrQSide side, IrQParams *q, const void **data, void **owned) {
+  IrAttrKey k[3];
+  ir_qparams_keys(side, k);
+  IrDType t = a[i]->type.dtype;
+  *owned = NULL;
+  if (!need_dtype(d, n, a, i, DT(IR_F32) | DT(IR_U8) | DT(IR_I8), "f32, u8 or i8") ||
+      !read_dtype(d, n, k[2], DT(IR_U8) | DT(IR_I8), "u8 or i8", &q->dtype) ||
+      !read_scale(d, n, k[0], &q->scale) ||
+      !read_zero_point(d, n, k[1], q->dtype, &q->zero_point))
+    return false;
+  if (t != IR_F32 && t != q->dtype)
+    return ir_error(d, n->loc, "qmatmul: %s %s does not match the type %s of %s%s",
+                    ir_attr_info[k[2]].key, ir_dtype_name(q->dtype), ir_dtype_name(t),
+                    sigil(a[i]->value), a[i]->value->name);
+  *data = a[i]->data;
+  if (t == IR_F32) {
+    int32_t qmin, qmax;
+    ir_qbounds(q->dtype, &qmin, &qmax);
+    if (!(*owned = scratch(d, n, a[i]->numel, 1)))
+      return false;
+    q8_ref_quantize(f32_of(a[i]), *owned, a[i]->numel, 1, a[i]->numel, q->scale, q->zero_point,
+                    qmin, qmax, q->dtype == IR_I8);
+    *data = *owned;
+  }
+  return true;
+}
+
+/* x, b (f32, u8 or i8) -> f32, u8 or i8: q8_ref_qmatmul on both operands
+ * quantized, with the one multiplier ir_qmatmul_mult gives. */
+static bool eval_qmatmul(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  int64_t batch, mm, k, nn;
+  IrQParams px, pb, py = {0};
+  IrDType yt;
+  if (!read_dtype(d, n, IR_ATTR_DTYPE, DT(IR_F32) | DT(IR_U8) | DT(IR_I8), "u8, i8 or f32",
+                  &yt) ||
+      !need_result_dtype(d, n, r, yt) || !qmatmul_shapes(d, n, a, r, &batch, &mm, &k, &nn))
+    return false;
+  int32_t y_min = 0, y_max = 0;
+  if (yt != IR_F32) {
+    if (!read_scale(d, n, IR_ATTR_SCALE, &py.scale) ||
+        !read_zero_point(d, n, IR_ATTR_ZERO_POINT, yt, &py.zero_point))
+      return false;
+    ir_qbounds(yt, &y_min, &y_max);
+  }
+  const void *xq, *bq;
+  void *xo = NULL, *bo = NULL;
+  bool ok = qmatmul_operand(d, n, a, 0, IR_QPARAMS_IN, &px, &xq, &xo) &&
+            qmatmul_operand(d, n, a, 1, IR_QPARAMS_B, &pb, &bq, &bo);
+  if (ok)
+    q8_ref_qmatmul(xq, k, px.dtype == IR_I8, px.zero_point, bq, nn, pb.dtype == IR_I8,
+                   pb.zero_point, r->owned, nn, ref_dtype(yt),
+                   ir_qmatmul_mult(px.scale, pb.scale, py.scale), py.zero_point, y_min, y_max,
+                   batch, mm, k, nn);
+  free(xo);
+  free(bo);
+  return ok;
+}
+
+/* x, b f32 -> f32, quantized at run time: each row of x and each matrix of
+ * b to u8 with its own range (q8_ref_qmatmul_dyn). */
+static bool eval_qmatmul_dyn(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  int64_t batch, mm, k, nn;
+  if (!need_dtype(d, n, a, 0, DT(IR_F32), "f32") || !need_dtype(d, n, a, 1, DT(IR_F32), "f32") ||
+      !need_result_dtype(d, n, r, IR_F32) || !qmatmul_shapes(d, n, a, r, &batch, &mm, &k, &nn))
+    return false;
+  void *work = scratch(d, n, k * nn + k, 1);
+  if (!work)
+    return false;
+  q8_ref_qmatmul_dyn(f32_of(a[0]), f32_of(a[1]), f32_out(r), work, batch, mm, k, nn);
+  free(work);
+  return true;
+}
+
 static EvalFn *const eval_table[IR_OP_COUNT] = {
 #define OP(ID, name, minops, maxops, attrs) [IR_OP_##ID] = eval_##name,
 #include "ops.def"

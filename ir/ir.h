@@ -427,7 +427,8 @@ void ir_set_attr_name(IrModule *m, IrNode *n, IrAttrKey key, int v);
 /* A quantized op's parameters: IR_QPARAMS_OUT its result's (scale,
  * zero_point, dtype), IR_QPARAMS_IN its input's (x_scale, x_zero_point,
  * x_dtype). */
-typedef enum { IR_QPARAMS_OUT, IR_QPARAMS_IN } IrQSide;
+/* IR_QPARAMS_B: qmatmul's right operand's (b_scale, b_zero_point, b_dtype). */
+typedef enum { IR_QPARAMS_OUT, IR_QPARAMS_IN, IR_QPARAMS_B } IrQSide;
 /* The three attributes as IrQParams; false (and *q untouched) unless the
  * node carries all three (a qlinear with f32 output has only dtype). */
 bool ir_get_qparams(const IrNode *n, IrQSide side, IrQParams *q);
@@ -498,6 +499,10 @@ int64_t ir_quantize_weights(const float *w, int64_t n, int64_t k, bool per_chann
 int64_t ir_fold_qlinear(const int8_t *wq, const float *w_scale, int w_scale_len, const float *b,
                         int64_t n, int64_t k, float x_scale, int32_t x_zp, float y_scale,
                         int32_t *bias, float *mult);
+/* qmatmul's one multiplier: x_scale * b_scale / y_scale in double, rounded
+ * once to f32 (as ir_fold_qlinear's mult); x_scale * b_scale for an f32
+ * result (y_scale = 0). */
+float ir_qmatmul_mult(float x_scale, float b_scale, float y_scale);
 
 /* ---- qform.c: the quantized boundary (inputs and outputs in their
  * quantized form, for the quantized entry) ---- */

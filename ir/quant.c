@@ -113,3 +113,8 @@ int64_t ir_fold_qlinear(const int8_t *wq, const float *w_scale, int w_scale_len,
   }
   return saturated;
 }
+
+float ir_qmatmul_mult(float x_scale, float b_scale, float y_scale) {
+  double sxb = (double)x_scale * (double)b_scale;
+  return (float)(y_scale > 0 ? sxb / (double)y_scale : sxb);
+}

@@ -502,3 +502,94 @@ void q8_ref_qlinear_dyn(const float *x, const int8_t *w, const float *w_scale,
     }
   }
 }
+
+/* ---- qmatmul: the matmul of two activations ---- */
+
+/* Element i of a quantized buffer, int8 when is_signed, else uint8. */
+static int32_t qload(const void *p, int64_t i, int is_signed) {
+  return is_signed ? ((const int8_t *)p)[i] : ((const uint8_t *)p)[i];
+}
+
+/* docs/quantization.md, "Quantized matmul of two activations":
+ *   acc[m, n] = sum_k (x[m, k] - x_zp) (b[k, n] - b_zp)   (int32, wrapping)
+ *   y = requantize(acc, mult, zp, y_min, y_max), or (float)acc * mult
+ * for each of the `batch` matrices. Each product is at most 255 * 255 in
+ * magnitude, exact in int32; the sum wraps in uint32. y_stride counts
+ * elements of y (floats when y_dtype is f32). */
+void q8_ref_qmatmul(const void *x, int64_t x_stride, int x_signed, int32_t x_zp, const void *b,
+                    int64_t b_stride, int b_signed, int32_t b_zp, void *y, int64_t y_stride,
+                    int y_dtype, float mult, int32_t zp, int32_t y_min, int32_t y_max,
+                    int64_t batch, int64_t m, int64_t k, int64_t n) {
+  for (int64_t bi = 0; bi < batch; bi++) {
+    const uint8_t *xb = (const uint8_t *)x + bi * m * x_stride;
+    const uint8_t *bb = (const uint8_t *)b + bi * k * b_stride;
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) {
+        uint32_t acc = 0;
+        for (int64_t l = 0; l < k; l++) {
+          int32_t xv = qload(xb, i * x_stride + l, x_signed) - x_zp;
+          int32_t bv = qload(bb, l * b_stride + j, b_signed) - b_zp;
+          acc += (uint32_t)(xv * bv);
+        }
+        int32_t s = wrap_i32(acc);
+        int64_t e = (bi * m + i) * y_stride + j;
+        if (y_dtype == DTYPE_U8)
+          ((uint8_t *)y)[e] = (uint8_t)q8_ref_requantize(s, mult, zp, y_min, y_max);
+        else if (y_dtype == DTYPE_I8)
+          ((int8_t *)y)[e] = (int8_t)q8_ref_requantize(s, mult, zp, y_min, y_max);
+        else if (y_dtype == DTYPE_F32)
+          ((float *)y)[e] = (float)s * mult;
+      }
+  }
+}
+
+/* u8 parameters for `count` values at run time, as qlinear_dyn's rows:
+ * the finite range widened to include 0, s = (hi - lo) / 255 (1 below
+ * 1e-30), z = rint(-lo / s) in [0, 255]. */
+static void dyn_params(const float *v, int64_t count, float *s, int32_t *z) {
+  float lo = 0, hi = 0;
+  for (int64_t l = 0; l < count; l++)
+    if (isfinite(v[l])) {
+      lo = v[l] < lo ? v[l] : lo;
+      hi = v[l] > hi ? v[l] : hi;
+    }
+  float sv = (float)(((double)hi - (double)lo) / 255.0);
+  if (!(sv >= 1e-30))
+    sv = 1.0f;
+  double zd = rint(-(double)lo / (double)sv);
+  *s = sv;
+  *z = (int32_t)fmin(fmax(zd, 0.0), 255.0);
+}
+
+/* docs/quantization.md, "Dynamic quantization" of a matmul of two
+ * activations: each matrix of b quantized to u8 with its own range (into
+ * work[0, k n)), each row of x likewise (into work[k n, k n + k)), then
+ *   acc = sum_k (xq - zx) (bq - zb)   (int32, wrapping)
+ *   y = (float)acc * (sx * sb), each operation in f32. */
+void q8_ref_qmatmul_dyn(const float *x, const float *b, float *y, void *work, int64_t batch,
+                        int64_t m, int64_t k, int64_t n) {
+  uint8_t *bq = work, *xq = (uint8_t *)work + k * n;
+  for (int64_t bi = 0; bi < batch; bi++) {
+    const float *bm = b + bi * k * n;
+    float sb;
+    int32_t zb;
+    dyn_params(bm, k * n, &sb, &zb);
+    for (int64_t e = 0; e < k * n; e++)
+      bq[e] = (uint8_t)q8_ref_quantize_value(bm[e], sb, zb, 0, 255);
+    for (int64_t i = 0; i < m; i++) {
+      const float *xi = x + (bi * m + i) * k;
+      float sx;
+      int32_t zx;
+      dyn_params(xi, k, &sx, &zx);
+      for (int64_t l = 0; l < k; l++)
+        xq[l] = (uint8_t)q8_ref_quantize_value(xi[l], sx, zx, 0, 255);
+      float t = sx * sb;
+      for (int64_t j = 0; j < n; j++) {
+        uint32_t acc = 0;
+        for (int64_t l = 0; l < k; l++)
+          acc += (uint32_t)(((int32_t)xq[l] - zx) * ((int32_t)bq[l * n + j] - zb));
+        y[(bi * m + i) * n + j] = (float)wrap_i32(acc) * t;
+      }
+    }
+  }
+}

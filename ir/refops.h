@@ -102,5 +102,14 @@ q8_ref_qgemm_fn q8_ref_qgemm;
 /* qlinear_dyn: per-row dynamic quantization of x, w_scale_len 1 or n, b may
  * be NULL. */
 q8_ref_qlinear_dyn_fn q8_ref_qlinear_dyn;
+/* qmatmul: `batch` products x[M, K] b[K, N] of quantized x and b (int8 when
+ * *_signed, else uint8; x's rows x_stride bytes apart, b's b_stride), the
+ * matrices one after the other, with zero points x_zp and b_zp subtracted
+ * before the multiply. y as q8_ref_qgemm's, with one multiplier. */
+q8_ref_qmatmul_fn q8_ref_qmatmul;
+/* qmatmul_dyn: f32 x [batch, M, K] and b [batch, K, N], each row of x and
+ * each matrix of b quantized to u8 with its own range; `work` holds
+ * K * N + K bytes. */
+q8_ref_qmatmul_dyn_fn q8_ref_qmatmul_dyn;
 
 #endif

@@ -40,8 +40,10 @@ static int wanted_values(IrModule *m, const PassOptions *o, IrValue **out) {
     IrNode *node = m->nodes[i];
     if (!pass_is_quantizable(m, node, o))
       continue;
-    IrValue *vs[2] = {node->opnds[0], node->result};
-    for (int j = 0; j < 2; j++) {
+    /* A qmatmul quantizes both operands: its right one is an activation. */
+    bool fits, act = pass_is_act_matmul(node, &fits);
+    IrValue *vs[3] = {node->opnds[0], node->result, node->opnds[1]};
+    for (int j = 0; j < (act ? 3 : 2); j++) {
       IrValue *v = vs[j];
       bool numbered = v->id >= 0 && v->id < count;
       if (ir_value_range(v, &lo, &hi) || (numbered && listed[v->id]))
@@ -86,7 +88,7 @@ static bool run_samples(IrModule *m, PassSamples *samples, Calib *c, PassObserve
 bool pass_calibrate(IrModule *m, const PassOptions *o) {
   if (o->dynamic)
     return true;
-  IrValue **want = ir_alloc(m->arena, (size_t)(2 * m->nnodes + 1) * sizeof *want);
+  IrValue **want = ir_alloc(m->arena, (size_t)(3 * m->nnodes + 1) * sizeof *want);
   int nwant = wanted_values(m, o, want);
   if (nwant == 0)
     return true;
@@ -145,7 +147,7 @@ bool pass_calibrate(IrModule *m, const PassOptions *o) {
 }
 
 int pass_unranged_activations(IrModule *m, const PassOptions *o) {
-  IrValue **want = malloc((size_t)(2 * m->nnodes + 1) * sizeof *want);
+  IrValue **want = malloc((size_t)(3 * m->nnodes + 1) * sizeof *want);
   int n = want ? wanted_values(m, o, want) : 0;
   free(want);
   return n;

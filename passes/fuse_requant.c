@@ -3,7 +3,9 @@
  * round trips through f32 (fusing relu, dropping equal pairs, fusing the
  * model's entry and exit into its layers) so that consecutive int8 layers
  * pass int8 data directly, leaving the fused parameters as the quantized form
- * of the model's inputs and outputs (ir/qform.c). Its four steps, and why it
+ * of the model's inputs and outputs (ir/qform.c). The entry and exit steps
+ * apply to qmatmul too (either operand), so attention's qmatmul -> softmax ->
+ * qmatmul converts once each way. Its four steps, and why it
  * is idempotent and linear, are in docs/quantization.md, "The quantize and
  * fuse-requant passes". */
 #include <stdio.h>
@@ -14,6 +16,12 @@ static IrNode *producer(const IrValue *v) { return v->kind == IR_VAL_NODE ? v->d
 
 static bool is_int_qlinear(const IrNode *n) {
   return n && n->op == IR_OP_QLINEAR && ir_attr_dtype(n, IR_ATTR_DTYPE, IR_F32) != IR_F32;
+}
+
+/* A qlinear or qmatmul with an integer result: fuse_exit's candidates. */
+static bool is_int_qlayer(const IrNode *n) {
+  return is_int_qlinear(n) ||
+         (n && n->op == IR_OP_QMATMUL && ir_attr_dtype(n, IR_ATTR_DTYPE, IR_F32) != IR_F32);
 }
 
 /* Dequantize `d` by the result parameters of `q`, copied as stored (a
@@ -135,7 +143,7 @@ static void fuse_exit(IrModule *m) {
   int ngone = 0;
   for (int i = 0; i < m->nnodes; i++) {
     IrNode *deq = m->nodes[i], *q = producer(deq->opnds[0]);
-    if (deq->op != IR_OP_DEQUANTIZE || !is_int_qlinear(q) || ir_count_uses(m, q->result) != 1)
+    if (deq->op != IR_OP_DEQUANTIZE || !is_int_qlayer(q) || ir_count_uses(m, q->result) != 1)
       continue;
     /* A model output keeps the parameters as its quantized form. */
     IrValue *y = deq->result;
@@ -167,8 +175,27 @@ static void fuse_exit(IrModule *m) {
   ir_set_nodes(m, kept, nkept);
 }
 
+/* qmatmul's operand `i`: a quantize (used by nothing else) with the
+ * parameters the qmatmul gives that operand is fused into it. */
+static void fuse_qmatmul_entry(IrModule *m, IrNode *q, int i) {
+  IrNode *quant = producer(q->opnds[i]);
+  IrQParams p;
+  if (!quant || quant->op != IR_OP_QUANTIZE || ir_count_uses(m, quant->result) != 1 ||
+      !ir_get_qparams(q, i == 0 ? IR_QPARAMS_IN : IR_QPARAMS_B, &p) ||
+      !same_scale(ir_attr_float(quant, IR_ATTR_SCALE, 0), p.scale) ||
+      ir_attr_int(quant, IR_ATTR_ZERO_POINT, 0) != p.zero_point ||
+      ir_attr_dtype(quant, IR_ATTR_DTYPE, IR_DTYPE_NONE) != p.dtype)
+    return;
+  ir_set_operand(m, q, i, quant->opnds[0]);
+}
+
 static void fuse_entry(IrModule *m) {
   for (int i = 0; i < m->nnodes; i++) {
+    if (m->nodes[i]->op == IR_OP_QMATMUL) {
+      fuse_qmatmul_entry(m, m->nodes[i], 0);
+      fuse_qmatmul_entry(m, m->nodes[i], 1);
+      continue;
+    }
     IrNode *q = m->nodes[i], *quant = producer(q->opnds[0]);
     if (q->op != IR_OP_QLINEAR || !quant || quant->op != IR_OP_QUANTIZE ||
         ir_count_uses(m, quant->result) != 1 ||

@@ -183,8 +183,14 @@ char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, PassReportFo
 
 /* Will the quantize pass turn this node into an int8 op? linear, and matmul
  * whose right operand is a rank-2 constant, on f32, unless kept in float by
- * --keep-float (the result's name or the weight's). */
+ * --keep-float (the result's name or the weight's); and a matmul of two
+ * activations with equal leading dims (a qmatmul), unless --keep-float
+ * names its result. */
 bool pass_is_quantizable(const IrModule *m, const IrNode *n, const PassOptions *o);
+/* Is `n` a matmul of two f32 activations (neither operand a constant)? If
+ * so, *fits says whether it has qmatmul's form: the same rank and the same
+ * leading dims (pass_is_quantizable then depends on --keep-float only). */
+bool pass_is_act_matmul(const IrNode *n, bool *fits);
 /* Is `name` listed in the comma-separated `list`? */
 bool pass_name_listed(const char *list, const char *name);
 /* The weight of a quantizable node as [N, K] f32 (a matmul's B transposed,

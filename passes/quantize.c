@@ -2,8 +2,10 @@
  * quantize -> qlinear -> dequantize (qlinear_dyn with --dynamic), so the
  * graph around it still sees f32 and every later pass works on explicit,
  * printable quantization parameters; fuse_requant.c then removes the round
- * trips. The rewrite, the weights' scheme and matmul by a constant are in
- * docs/quantization.md, "The quantize and fuse-requant passes". */
+ * trips. A matmul of two activations (same leading dims) becomes qmatmul on
+ * both quantized operands (qmatmul_dyn with --dynamic); one whose leading
+ * dims broadcast stays in f32, with a note. The rewrite, the weights'
+ * scheme and matmul by a constant are in docs/quantization.md, "The quantize and fuse-requant passes". */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -81,6 +83,47 @@ static IrNode *input_quantize(IrModule *m, Made *made, IrValue *x, const IrQPara
   return q;
 }
 
+/* Append the nodes that replace matmul of two activations `n` to out[]. */
+static bool rewrite_act_matmul(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out,
+                               int *nout, Made *made) {
+  IrValue *x = n->opnds[0], *b = n->opnds[1], *y = n->result;
+  if (o->dynamic) {
+    IrValue *ops[2] = {x, b};
+    IrNode *d = ir_new_node(m, IR_OP_QMATMUL_DYN, y, NULL, ops, 2, n->loc);
+    ir_copy_attr(m, n, d, IR_ATTR_RANGE);
+    out[(*nout)++] = d;
+    return true;
+  }
+  IrQParams px, pb, py;
+  if (!act_params(m, o, x, &px) || !act_params(m, o, b, &pb) || !act_params(m, o, y, &py))
+    return false;
+  bool is_new;
+  IrNode *xq = input_quantize(m, made, x, &px, &is_new);
+  if (is_new)
+    out[(*nout)++] = xq;
+  IrNode *bq = xq;
+  if (b != x) {
+    bq = input_quantize(m, made, b, &pb, &is_new);
+    if (is_new)
+      out[(*nout)++] = bq;
+  }
+  char name[512];
+  snprintf(name, sizeof name, "%s.q", y->name);
+  IrValue *ops[2] = {xq->result, bq->result};
+  IrNode *q = ir_new_node(m, IR_OP_QMATMUL, NULL, ir_unique_name(m, name), ops, 2, n->loc);
+  ir_set_qparams(m, q, IR_QPARAMS_IN, &px);
+  ir_set_qparams(m, q, IR_QPARAMS_B, &pb);
+  ir_set_qparams(m, q, IR_QPARAMS_OUT, &py);
+  out[(*nout)++] = q;
+
+  IrNode *d = ir_new_node(m, IR_OP_DEQUANTIZE, y, NULL, &q->result, 1, n->loc);
+  ir_set_attr_float(m, d, IR_ATTR_SCALE, py.scale);
+  ir_set_attr_int(m, d, IR_ATTR_ZERO_POINT, py.zero_point);
+  ir_copy_attr(m, n, d, IR_ATTR_RANGE);
+  out[(*nout)++] = d;
+  return true;
+}
+
 /* Append the nodes that replace quantizable node `n` to out[]. */
 static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, int *nout,
                     Made *made) {
@@ -122,8 +165,8 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
 }
 
 bool pass_quantize(IrModule *m, const PassOptions *o) {
-  /* Every node can become at most three. */
-  IrNode **out = ir_alloc(m->arena, (size_t)(3 * m->nnodes + 1) * sizeof *out);
+  /* Every node can become at most four (a qmatmul quantizes two operands). */
+  IrNode **out = ir_alloc(m->arena, (size_t)(4 * m->nnodes + 1) * sizeof *out);
   Made made = {ir_number_values(m), NULL};
   made.by_id = ir_alloc(m->arena, (size_t)(made.count + 1) * sizeof *made.by_id);
   int nout = 0;
@@ -131,6 +174,15 @@ bool pass_quantize(IrModule *m, const PassOptions *o) {
   int nold = m->nnodes;
   for (int i = 0; i < nold; i++) {
     IrNode *n = old[i];
+    bool fits;
+    if (pass_is_act_matmul(n, &fits) && !fits) {
+      char b1[160], b2[160];
+      pass_note(o, "quantize: %%%s = matmul %%%s %s, %%%s %s stays in f32: a quantized matmul "
+                "of two activations needs the same rank and the same leading dims",
+                n->result->name, n->opnds[0]->name,
+                ir_type_str(&n->opnds[0]->type, b1, sizeof b1), n->opnds[1]->name,
+                ir_type_str(&n->opnds[1]->type, b2, sizeof b2));
+    }
     if (!pass_is_quantizable(m, n, o)) {
       /* Remember a --keep-float choice in the IR itself, so that a dump or
        * a saved model compiled later keeps the op in f32 too. */
@@ -141,7 +193,8 @@ bool pass_quantize(IrModule *m, const PassOptions *o) {
       out[nout++] = n;
       continue;
     }
-    if (!rewrite(m, o, n, out, &nout, &made))
+    if (pass_is_act_matmul(n, &fits) ? !rewrite_act_matmul(m, o, n, out, &nout, &made)
+                                      : !rewrite(m, o, n, out, &nout, &made))
       return false;
   }
   ir_set_nodes(m, out, nout);

@@ -82,6 +82,15 @@ typedef struct {
   int32_t out_zp;
   bool relu;
   int64_t wn, wk;      /* the weight's [N, K] */
+  /* qmatmul, qmatmul_dyn: the right operand is an activation, b [..., K, N]
+   * (wn, wk are its N and K), with its float value and parameters. */
+  bool act_b;
+  RefValue b;
+  IrDType b_in_dtype;  /* the op's operand 1 in q */
+  bool has_bq;
+  IrDType b_dtype;
+  float b_scale;
+  int32_t b_zp;
   bool quantized;      /* an int8 op; else a layer left in f32 */
   bool kept;           /* in f32 because --keep-float listed it */
   int64_t bytes;       /* the node's constants in q (weight, bias, scales) */
@@ -119,7 +128,8 @@ static int by_id(const int *table, int count, const IrValue *v) {
 }
 
 static bool is_quantized_op(IrOp op) {
-  return op == IR_OP_QGEMM || op == IR_OP_QLINEAR || op == IR_OP_QLINEAR_DYN;
+  return op == IR_OP_QGEMM || op == IR_OP_QLINEAR || op == IR_OP_QLINEAR_DYN ||
+         op == IR_OP_QMATMUL || op == IR_OP_QMATMUL_DYN;
 }
 
 /* A layer q left in f32: a linear, or a matmul by a rank-2 constant (the
@@ -218,13 +228,40 @@ static bool qparams(Report *r, const IrNode *n, IrQSide side, IrQParams *q) {
                         n->result->name, ir_attr_info[keys[k]].key);
 }
 
+/* A qmatmul's right operand: an activation, [..., K, N], quantized with
+ * the b_* parameters (qmatmul) or per matrix at run time (qmatmul_dyn). */
+static bool setup_act_b(Report *r, const IrNode *n, Layer *l) {
+  const IrType *t = &n->opnds[1]->type;
+  if (n->nopnds != 2 || t->rank < 2)
+    return internal_error(r->q, n->loc, "%%%s has no [..., K, N] right operand",
+                          n->result->name);
+  l->wk = t->dims[t->rank - 2];
+  l->wn = t->dims[t->rank - 1];
+  l->b_in_dtype = t->dtype;
+  l->has_bq = n->op == IR_OP_QMATMUL;
+  if (l->has_bq) {
+    IrQParams b;
+    if (!qparams(r, n, IR_QPARAMS_B, &b))
+      return false;
+    l->b_scale = b.scale;
+    l->b_zp = b.zero_point;
+    l->b_dtype = b.dtype;
+  }
+  return find_ref_value(r, n, n->opnds[1], &l->b);
+}
+
 /* Read what the report shows and needs of quantized op `n`. */
 static bool setup_layer(Report *r, const IrNode *n, Layer *l) {
   *l = (Layer){.node = n, .quantized = true, .bytes = node_const_bytes(n)};
-  if (n->nopnds < 2 || n->opnds[1]->type.rank != 2)
+  l->act_b = n->op == IR_OP_QMATMUL || n->op == IR_OP_QMATMUL_DYN;
+  if (l->act_b && !setup_act_b(r, n, l))
+    return false;
+  if (!l->act_b && (n->nopnds < 2 || n->opnds[1]->type.rank != 2))
     return internal_error(r->q, n->loc, "%%%s has no [N, K] weight", n->result->name);
-  l->wn = n->opnds[1]->type.dims[0];
-  l->wk = n->opnds[1]->type.dims[1];
+  if (!l->act_b) {
+    l->wn = n->opnds[1]->type.dims[0];
+    l->wk = n->opnds[1]->type.dims[1];
+  }
   l->in_dtype = n->opnds[0]->type.dtype;
   l->out_dtype = n->result->type.dtype;
   if (l->in_dtype != IR_F32 && !ir_dtype_is_quantized(l->in_dtype))
@@ -275,7 +312,7 @@ static bool setup_float_layer(Report *r, const IrNode *n, Layer *l) {
 static bool setup(Report *r) {
   IrModule *q = r->q;
   r->layers = ir_alloc(r->arena, (size_t)(q->nnodes + 1) * sizeof *r->layers);
-  r->taps = ir_alloc(r->arena, (size_t)(2 * q->nnodes + 1) * sizeof *r->taps);
+  r->taps = ir_alloc(r->arena, (size_t)(3 * q->nnodes + 1) * sizeof *r->taps);
   r->nref_ids = ir_number_values(r->ref);
   r->nq_ids = ir_number_values(q);
   r->tap_of = ir_alloc(r->arena, (size_t)(r->nref_ids + 1) * sizeof *r->tap_of);
@@ -398,6 +435,41 @@ static void observe_q(void *user, const IrNode *node, const IrTensor *t) {
 /* Operand count of any op in ops.def, and then some. */
 enum { MAX_OPERANDS = 8 };
 
+/* A qmatmul's right operand for the isolated run: the float model's value,
+ * quantized with the b_* parameters when the op takes it as integers
+ * (into *owned, which the caller frees). */
+static bool isolated_b(Report *r, Layer *l, int64_t batch, IrTensor *t, void **owned) {
+  const IrNode *n = l->node;
+  const float *b;
+  int64_t nb, numel;
+  *owned = NULL;
+  if (!ref_tensor(r, l, &l->b, &b, &nb))
+    return false;
+  t->type = ir_type_bind(&n->opnds[1]->type, batch);
+  if (!ir_type_numel(&t->type, batch, &numel) || numel != nb)
+    return internal_error(r->q, n->loc, "operand %%%s has %lld elements but %%%s of the float "
+                          "model %lld", n->opnds[1]->name, (long long)numel, l->b.v->name,
+                          (long long)nb);
+  if (l->b_in_dtype == IR_F32) {
+    t->data = (void *)b;
+    return true;
+  }
+  int32_t qmin, qmax;
+  ir_qbounds(l->b_dtype, &qmin, &qmax);
+  if (!(*owned = malloc(numel ? (size_t)numel : 1)))
+    return ir_error(&r->q->diag, n->loc, "report: out of memory for %lld values",
+                    (long long)numel);
+  for (int64_t i = 0; i < numel; i++) {
+    int32_t v = ir_quantize_value(b[i], l->b_scale, l->b_zp, qmin, qmax);
+    if (l->b_in_dtype == IR_U8)
+      ((uint8_t *)*owned)[i] = (uint8_t)v;
+    else
+      ((int8_t *)*owned)[i] = (int8_t)v;
+  }
+  t->data = *owned;
+  return true;
+}
+
 /* Run layer `l` alone on the float model's input (quantized with the op's
  * own parameters when it takes integers) and accumulate its error. */
 static bool measure_isolated(Report *r, Layer *l, int64_t batch) {
@@ -415,7 +487,9 @@ static bool measure_isolated(Report *r, Layer *l, int64_t batch) {
     return internal_error(r->q, n->loc, "input %%%s has %lld elements but %%%s of the float "
                           "model %lld", n->opnds[0]->name, (long long)numel, l->x.v->name,
                           (long long)nx);
-  void *xq = NULL;
+  void *xq = NULL, *bq = NULL;
+  if (l->act_b && !isolated_b(r, l, batch, &opnds[1], &bq))
+    return false;
   if (l->in_dtype == IR_F32) {
     opnds[0].data = (void *)x;
   } else {
@@ -437,6 +511,7 @@ static bool measure_isolated(Report *r, Layer *l, int64_t batch) {
   bool ok = ir_interp_node(r->q, n, batch, opnds, &out) && measure(r, l, &l->iso, &out);
   free(out.data);
   free(xq);
+  free(bq);
   return ok;
 }
 
@@ -629,13 +704,16 @@ static void row_cells(IrArena *a, const Layer *l, const char **c) {
   const IrNode *n = l->node;
   c[0] = l->f.v->name;
   c[1] = ir_op_info[n->op].name;
-  c[2] = cellf(a, "[%lld, %lld]", (long long)l->wn, (long long)l->wk);
+  if (l->act_b)
+    c[2] = cellf(a, "activation %%%s", l->b.v->name);
+  else
+    c[2] = cellf(a, "[%lld, %lld]", (long long)l->wn, (long long)l->wk);
   c[3] = size_cell(a, l->bytes);
   const char *from = l->in_dtype == IR_F32 ? "f32->" : "";
   if (l->has_xq)
     c[4] = cellf(a, "%s%s (%.4g, %d)", from, ir_dtype_name(l->x_dtype), l->x_scale,
                  (int)l->x_zp);
-  else if (n->op == IR_OP_QLINEAR_DYN)
+  else if (n->op == IR_OP_QLINEAR_DYN || n->op == IR_OP_QMATMUL_DYN)
     c[4] = "f32->u8 (per row)";
   else
     c[4] = ir_dtype_name(l->in_dtype);
@@ -937,7 +1015,7 @@ static void write_json(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamp
             l->kept ? "true" : "false", (long long)l->wn, (long long)l->wk, (long long)l->bytes);
     /* qlinear_dyn quantizes each row to u8 with its own scale and zero
      * point: an integer dtype with null parameters. */
-    if (l->node->op == IR_OP_QLINEAR_DYN && !l->has_xq)
+    if ((l->node->op == IR_OP_QLINEAR_DYN || l->node->op == IR_OP_QMATMUL_DYN) && !l->has_xq)
       json_qparams(b, IR_U8, false, 0, 0);
     else
       json_qparams(b, l->has_xq ? l->x_dtype : l->in_dtype, l->has_xq, l->x_scale, l->x_zp);

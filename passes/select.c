@@ -7,7 +7,9 @@
  * neither its result nor its weight is listed in --keep-float, nor is it
  * marked {keep_float = 1} (the quantize pass marks the ones --keep-float
  * kept, so a saved model remembers the choice). A matmul of two activations
- * stays in f32. */
+ * (attention's Q K^T, P V) is quantizable too, as a qmatmul, when both have
+ * the same rank and the same leading dims; with broadcast leading dims it
+ * stays in f32 (pass_is_act_matmul tells which, for the quantizer's note). */
 #include <string.h>
 
 #include "passes.h"
@@ -29,8 +31,24 @@ bool pass_name_listed(const char *list, const char *name) {
   return false;
 }
 
+bool pass_is_act_matmul(const IrNode *n, bool *fits) {
+  if (n->op != IR_OP_MATMUL || n->opnds[0]->kind == IR_VAL_CONST ||
+      n->opnds[1]->kind == IR_VAL_CONST || n->opnds[0]->type.dtype != IR_F32 ||
+      n->opnds[1]->type.dtype != IR_F32)
+    return false;
+  const IrType *a = &n->opnds[0]->type, *b = &n->opnds[1]->type;
+  *fits = a->rank == b->rank && a->rank >= 2;
+  for (int i = 0; *fits && i < a->rank - 2; i++)
+    *fits = a->dims[i] == b->dims[i];
+  return true;
+}
+
 bool pass_is_quantizable(const IrModule *m, const IrNode *n, const PassOptions *o) {
   const IrValue *w;
+  bool fits;
+  if (pass_is_act_matmul(n, &fits))
+    return fits && ir_attr_int(n, IR_ATTR_KEEP_FLOAT, 0) == 0 &&
+           !pass_name_listed(o->keep_float, n->result->name);
   if (n->op == IR_OP_LINEAR)
     w = n->opnds[1];
   else if (n->op == IR_OP_MATMUL && n->opnds[1]->kind == IR_VAL_CONST &&

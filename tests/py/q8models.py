@@ -72,7 +72,10 @@ FLOAT_OPS = """model mixed {
 
 
 def float_ops_model(rng):
-    """int8 layers around every float op, in a new directory: (model, calib)."""
+    """int8 layers around every float op, in a new directory: (model, calib).
+    Its matmul of two activations (%att) becomes a qmatmul on a u8 and an f32
+    operand, so test_codegen and test_aarch64 (under qemu) check qmatmul on
+    every variant too."""
     w1, b1 = linear_params(rng, 16, 16)
     w2, _ = linear_params(rng, 8, 16)
     tensors = {"w1": w1, "b1": b1, "w2": w2,
