@@ -83,6 +83,29 @@ static IrNode *input_quantize(IrModule *m, Made *made, IrValue *x, const IrQPara
   return q;
 }
 
+/* Append the quantized form of float node `n` to out[]: the integer node
+ * `op` (named after n's result with ".q", reading `ops`, with input, right
+ * operand and output parameters px, pb (NULL: none) and py) and the
+ * dequantize that gives n's result its float value again. */
+static void emit_quantized(IrModule *m, const IrNode *n, IrOp op, IrValue **ops, int nops,
+                           const IrQParams *px, const IrQParams *pb, const IrQParams *py,
+                           IrNode **out, int *nout) {
+  char name[512];
+  snprintf(name, sizeof name, "%s.q", n->result->name);
+  IrNode *q = ir_new_node(m, op, NULL, ir_unique_name(m, name), ops, nops, n->loc);
+  ir_set_qparams(m, q, IR_QPARAMS_IN, px);
+  if (pb)
+    ir_set_qparams(m, q, IR_QPARAMS_B, pb);
+  ir_set_qparams(m, q, IR_QPARAMS_OUT, py);
+  out[(*nout)++] = q;
+
+  IrNode *d = ir_new_node(m, IR_OP_DEQUANTIZE, n->result, NULL, &q->result, 1, n->loc);
+  ir_set_attr_float(m, d, IR_ATTR_SCALE, py->scale);
+  ir_set_attr_int(m, d, IR_ATTR_ZERO_POINT, py->zero_point);
+  ir_copy_attr(m, n, d, IR_ATTR_RANGE);
+  out[(*nout)++] = d;
+}
+
 /* Append the nodes that replace matmul of two activations `n` to out[]. */
 static bool rewrite_act_matmul(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out,
                                int *nout, Made *made) {
@@ -107,20 +130,8 @@ static bool rewrite_act_matmul(IrModule *m, const PassOptions *o, IrNode *n, IrN
     if (is_new)
       out[(*nout)++] = bq;
   }
-  char name[512];
-  snprintf(name, sizeof name, "%s.q", y->name);
   IrValue *ops[2] = {xq->result, bq->result};
-  IrNode *q = ir_new_node(m, IR_OP_QMATMUL, NULL, ir_unique_name(m, name), ops, 2, n->loc);
-  ir_set_qparams(m, q, IR_QPARAMS_IN, &px);
-  ir_set_qparams(m, q, IR_QPARAMS_B, &pb);
-  ir_set_qparams(m, q, IR_QPARAMS_OUT, &py);
-  out[(*nout)++] = q;
-
-  IrNode *d = ir_new_node(m, IR_OP_DEQUANTIZE, y, NULL, &q->result, 1, n->loc);
-  ir_set_attr_float(m, d, IR_ATTR_SCALE, py.scale);
-  ir_set_attr_int(m, d, IR_ATTR_ZERO_POINT, py.zero_point);
-  ir_copy_attr(m, n, d, IR_ATTR_RANGE);
-  out[(*nout)++] = d;
+  emit_quantized(m, n, IR_OP_QMATMUL, ops, 2, &px, &pb, &py, out, nout);
   return true;
 }
 
@@ -147,20 +158,8 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
   if (is_new)
     out[(*nout)++] = xq;
 
-  char name[512];
-  snprintf(name, sizeof name, "%s.q", y->name);
   IrValue *ops[4] = {xq->result, wq, ws, bias};
-  IrNode *q = ir_new_node(m, IR_OP_QLINEAR, NULL, ir_unique_name(m, name), ops, bias ? 4 : 3,
-                          n->loc);
-  ir_set_qparams(m, q, IR_QPARAMS_IN, &px);
-  ir_set_qparams(m, q, IR_QPARAMS_OUT, &py);
-  out[(*nout)++] = q;
-
-  IrNode *d = ir_new_node(m, IR_OP_DEQUANTIZE, y, NULL, &q->result, 1, n->loc);
-  ir_set_attr_float(m, d, IR_ATTR_SCALE, py.scale);
-  ir_set_attr_int(m, d, IR_ATTR_ZERO_POINT, py.zero_point);
-  ir_copy_attr(m, n, d, IR_ATTR_RANGE);
-  out[(*nout)++] = d;
+  emit_quantized(m, n, IR_OP_QLINEAR, ops, bias ? 4 : 3, &px, NULL, &py, out, nout);
   return true;
 }
 
