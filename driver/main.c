@@ -129,7 +129,8 @@ static const OptSpec options[] = {
      "u8-asym (default) or s8-sym"},
     {NULL, "dynamic", 0, ARG_NONE, C, OPT_PASS, "--dynamic",
      "quantize activations per row at run time (no\n"
-     "calibration data; --calib only with --report)"},
+     "calibration data; --calib only with --report,\n"
+     "--smooth, --target-sqnr or --max-top1-drop)"},
     {NULL, "keep-float", 0, ARG_REQUIRED, C, OPT_PASS, "--keep-float=N[,N]",
      "values (%name) or weights (@name) to keep in f32"},
 
@@ -207,7 +208,8 @@ static const char usage_head[] =
     "\n"
     "Quantize a float model written in q8c's text IR (docs/ir.md) to INT8 and\n"
     "compile it to machine code specialized to its shapes. The pipeline:\n"
-    "calibrate, quantize, fuse-requant, fold-constants (--list-passes).\n"
+    "(autopilot and smooth, with their options), calibrate, quantize,\n"
+    "fuse-requant, fold-constants (--list-passes).\n"
     "Without --calib, activations that have no range in the IR are quantized\n"
     "at run time (--dynamic; a note says so); with it, statically.\n"
     "MODEL may be an ONNX file (.onnx, or recognised by its content) wherever\n"
