@@ -34,6 +34,8 @@ float IR), output SQNR in float64. Checked:
   * --target-sqnr=40 meets 40 dB on the test samples, keeping some layers in
     f32 where int8 alone cannot (the report marks them "kept in f32" and the
     decisions say why); --max-top1-drop=0 keeps top-1 on the check set;
+  * rmsnorm feeding a matmul by a constant and a linear: smoothing folds
+    into gamma and B's rows, the float function kept, int8 gaining > 10 dB;
   * a budget that even f32 cannot meet is an error with its exact text;
   * bad option values are usage errors with their exact text.
 
@@ -75,6 +77,30 @@ BLOCK = """model block {{
   output %y
 }}
 """
+
+
+RMS = """model rms {{
+  weights "{weights}"
+  input %x : f32[?, 16]
+  %r = rmsnorm %x, @g {{eps = 1e-6}}
+  %u = matmul %r, @B
+  %v = linear %r, @W, @b
+  %y = add %u, %v
+  output %y
+}}
+"""
+
+
+def make_rms(rng, d):
+    """rmsnorm feeding a matmul by a constant and a linear; 2 of gamma's
+    channels scaled by 30, compensated in B's rows and W's columns."""
+    t = {"g": (1 + 0.1 * rng.standard_normal(16)).astype(np.float32)}
+    t["W"], t["b"] = pytorch_linear(rng, 16, 24)
+    t["B"] = pytorch_linear(rng, 16, 24)[0].T.copy()
+    t["g"][[2, 9]] *= 30
+    t["B"][[2, 9], :] /= 30
+    t["W"][:, [2, 9]] /= 30
+    return write_model(d, "rms", RMS, t)
 
 
 def make_mlp(rng, d):
@@ -211,6 +237,7 @@ def main():
                     "q8c: note: autopilot: --target-sqnr=40 met with " in err, err)
 
     check_smoothing(t, q8c, d, cases)
+    check_rmsnorm(t, q8c, d)
     check_reports(t, q8c, d, cases)
     check_errors(t, q8c, d, cases)
     sys.exit(t.finish())
@@ -259,6 +286,23 @@ def check_smoothing(t, q8c, d, cases):
             rel_diff(case.outputs(sm0), case.ref) < 1e-5)
 
 
+def check_rmsnorm(t, q8c, d):
+    case = Case(q8c, d, "rms", make_rms(np.random.default_rng(5), d), (16,),
+                np.random.default_rng(6))
+    sm, r = case.compile("smoothed", "--smooth", "--stop-after=smooth")
+    t.check("rmsnorm: smoothing folds into gamma, for a matmul by a constant and a linear",
+            "folded into rmsnorm %r gamma" in r.stderr and "(16 channels, 2 layers)" in r.stderr
+            and "@g.smooth" in open(sm).read() and "@B.smooth" in open(sm).read(), r.stderr)
+    t.check("rmsnorm: the smoothed float model's outputs equal the original's within 1e-5",
+            rel_diff(case.outputs(sm), case.ref) < 1e-5)
+    plain = case.sqnr(case.compile("int8", "-q")[0])
+    smooth = case.sqnr(case.compile("smooth", "--smooth", "-q")[0])
+    print("  rms (rmsnorm -> matmul, linear; 2 channels x30): int8 %.2f dB, --smooth %.2f dB"
+          % (plain, smooth))
+    t.check("rmsnorm: --smooth gains more than 10 dB (%.2f -> %.2f)" % (plain, smooth),
+            smooth > plain + 10)
+
+
 def check_reports(t, q8c, d, cases):
     case = cases["block_outliers"]
     r = run(q8c, case.model, "--calib", case.fit, "--smooth", "--calib-method=auto",
@@ -276,7 +320,15 @@ def check_reports(t, q8c, d, cases):
             "\ndecisions:\n" in r.stdout and "autopilot %o: " in r.stdout
             and "autopilot: --target-sqnr=40 met with " in r.stdout and "model size: " in r.stdout,
             r.stdout)
+    r = run(q8c, case.model, "--calib", case.fit, "--smooth", "--report=html", "-q", "-o",
+            os.path.join(d, "rep4.ir"))
+    t.check("--report=html has the decisions",
+            '<pre id="decisions">smooth %ln: alpha 0.5, 32 channels' in r.stdout, r.stdout[-2000:])
     case = cases["mlp_outliers"]
+    qir, r = case.compile("keepw", "--smooth", "--keep-float=@fc2.weight", "-q")
+    text = open(qir).read()
+    t.check("--keep-float of a weight that smoothing renames keeps its layer in f32",
+            "= linear %a1, @fc2.weight.smooth" in text and "keep_float = 1" in text, text)
     r = run(q8c, case.model, "--calib", case.fit, "--max-top1-drop=0", "--report=json", "-q",
             "-o", os.path.join(d, "rep3.ir"))
     rep = json.loads(r.stdout)
