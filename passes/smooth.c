@@ -116,8 +116,8 @@ static int find_groups(IrModule *m, const PassOptions *o, Group *groups) {
   int *uses = ir_alloc(m->arena, (size_t)(nids + 1) * sizeof *uses);
   int *group_of = ir_alloc(m->arena, (size_t)(nids + 1) * sizeof *group_of);
   for (int i = 0; i < m->nnodes; i++) {
-    IrValue *x = m->nodes[i]->opnds[0];
-    if (m->nodes[i]->nopnds && x->id >= 0 && x->id < nids && x->type.rank >= 1 &&
+    IrValue *x = m->nodes[i]->nopnds ? m->nodes[i]->opnds[0] : NULL;
+    if (x && x->id >= 0 && x->id < nids && x->type.rank >= 1 &&
         consumes(m->nodes[i], x, x->type.dims[x->type.rank - 1]))
       uses[x->id]++;
   }
