@@ -320,10 +320,16 @@ static q8c_status quantize_work(q8c_module *qm, void *p) {
     const char *name, *value;
   } set[] = {{"calib", qo->calib_path},     {"calib-method", qo->calib_method},
              {"weights", qo->weights},      {"activations", qo->activations},
-             {"keep-float", qo->keep_float}};
+             {"keep-float", qo->keep_float},
+             {"target-sqnr", qo->target_sqnr},
+             {"max-top1-drop", qo->max_top1_drop}};
   for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
     if (set[i].value && !pass_options_set(&o, set[i].name, set[i].value, err, sizeof err))
       return fail(qm, Q8C_ERR_ARG, "%s", err);
+  /* smooth: "" is the flag alone (the default alpha). */
+  if (qo->smooth &&
+      !pass_options_set(&o, "smooth", qo->smooth[0] ? qo->smooth : NULL, err, sizeof err))
+    return fail(qm, Q8C_ERR_ARG, "%s", err);
   o.dynamic = qo->dynamic != 0;
   return pass_run_pipeline(qm->ir, &o) ? Q8C_OK : layer_failed(qm, Q8C_ERR_MODEL);
 }

@@ -114,7 +114,10 @@ static const OptSpec options[] = {
      "are quantized at run time, as with --dynamic"},
     {NULL, "calib-method", 0, ARG_REQUIRED, C, OPT_PASS, "--calib-method M",
      "minmax (default), ma-minmax, percentile:P (e.g.\n"
-     "percentile:99.99), entropy (KL), mse"},
+     "percentile:99.99), entropy (KL), mse, or auto: per\n"
+     "activation, the one of minmax, percentile:99.99,\n"
+     "entropy and mse whose consuming layer has the best\n"
+     "isolated SQNR on the last quarter of the samples"},
     {NULL, "calib-momentum", 0, ARG_REQUIRED, C, OPT_PASS, "--calib-momentum M",
      "ma-minmax: weight of each new batch (default 0.01)"},
     {NULL, "calib-batch", 0, ARG_REQUIRED, C, OPT_PASS, "--calib-batch N",
@@ -126,9 +129,27 @@ static const OptSpec options[] = {
      "u8-asym (default) or s8-sym"},
     {NULL, "dynamic", 0, ARG_NONE, C, OPT_PASS, "--dynamic",
      "quantize activations per row at run time (no\n"
-     "calibration data; --calib only with --report)"},
+     "calibration data; --calib only with --report,\n"
+     "--smooth, --target-sqnr or --max-top1-drop)"},
     {NULL, "keep-float", 0, ARG_REQUIRED, C, OPT_PASS, "--keep-float=N[,N]",
      "values (%name) or weights (@name) to keep in f32"},
+
+    {"Accuracy remedies", "smooth", 0, ARG_OPTIONAL, C, OPT_PASS, "--smooth[=ALPHA]",
+     "SmoothQuant: divide each channel of an activation\n"
+     "feeding linear layers by s = max|x|^ALPHA /\n"
+     "max|w|^(1-ALPHA) (default ALPHA 0.5, in [0, 1]),\n"
+     "folded into the layernorm, rmsnorm or linear (through\n"
+     "relu) that makes it, and multiply the weights by s.\n"
+     "Needs --calib"},
+    {NULL, "target-sqnr", 0, ARG_REQUIRED, C, OPT_PASS, "--target-sqnr=DB",
+     "keep the fewest layers in f32 such that every output\n"
+     "reaches DB dB of SQNR against the float model on the\n"
+     "last quarter of the --calib samples (calibrating on\n"
+     "the rest); smoothing and auto calibration are tried\n"
+     "first. An error when even f32 cannot meet it"},
+    {NULL, "max-top1-drop", 0, ARG_REQUIRED, C, OPT_PASS, "--max-top1-drop=P",
+     "the same for top-1 agreement with the float model:\n"
+     "at most P percent of rows may change their argmax"},
 
     {"Seeing the passes", "list-passes", 0, ARG_NONE, C, OPT_LIST_PASSES, "--list-passes",
      "list the pipeline's passes and exit"},
@@ -187,7 +208,8 @@ static const char usage_head[] =
     "\n"
     "Quantize a float model written in q8c's text IR (docs/ir.md) to INT8 and\n"
     "compile it to machine code specialized to its shapes. The pipeline:\n"
-    "calibrate, quantize, fuse-requant, fold-constants (--list-passes).\n"
+    "(autopilot and smooth, with their options), calibrate, quantize,\n"
+    "fuse-requant, fold-constants (--list-passes).\n"
     "Without --calib, activations that have no range in the IR are quantized\n"
     "at run time (--dynamic; a note says so); with it, statically.\n"
     "MODEL may be an ONNX file (.onnx, or recognised by its content) wherever\n"
@@ -558,7 +580,8 @@ static int check_args(Options *o, const OptSpec **given, int ngiven) {
     return rc;
   if (o->report && !o->pass.calib_path)
     return driver_usage_error("--report measures on the calibration samples: give --calib FILE");
-  if (o->pass.calib_path && o->pass.dynamic && !o->report)
+  if (o->pass.calib_path && o->pass.dynamic && !o->report && !o->pass.smooth &&
+      !o->pass.has_target_sqnr && !o->pass.has_max_top1_drop)
     return driver_usage_error("--calib and --dynamic exclude each other: --dynamic quantizes "
                               "activations at run time from no data (--calib is used with it "
                               "only by --report)");
@@ -881,11 +904,17 @@ static int compile_stages(IrModule *m, Options *o) {
     }
   }
   int rc = 0;
+  SupBuf decisions = {0};
+  IrModule *smoothed = NULL; /* the float model as smoothing left it */
+  o->pass.decisions = o->report ? &decisions : NULL;
+  o->pass.smoothed = o->report ? &smoothed : NULL;
   if (!pass_run_pipeline(m, &o->pass)) {
     rc = driver_fail(m);
   } else if (o->report) {
     double start = begin_stage(o, "report");
-    char *text = pass_report(ref, m, &o->pass, report_format(o->report));
+    /* Smoothed layers compute x / s: they are measured against the float
+     * model smoothed (the same function but for rounding). */
+    char *text = pass_report(smoothed ? smoothed : ref, m, &o->pass, report_format(o->report));
     end_stage(o, "report", start);
     if (!text)
       rc = driver_fail(m);
@@ -894,6 +923,10 @@ static int compile_stages(IrModule *m, Options *o) {
     free(text);
   }
   ir_module_free(ref);
+  o->pass.decisions = NULL;
+  o->pass.smoothed = NULL;
+  sup_buf_free(&decisions);
+  ir_module_free(smoothed);
   if (rc)
     return rc;
   const char *out = o->noutputs ? o->outputs[0].path : NULL;

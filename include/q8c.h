@@ -134,11 +134,17 @@ typedef struct {
   const char *calib_path;    /* samples (.npy or .safetensors); NULL when every
                               * activation has a range, or with dynamic */
   const char *calib_method;  /* "minmax" (default), "ma-minmax", "percentile:P",
-                              * "entropy", "mse" */
+                              * "entropy", "mse", "auto" */
   const char *weights;       /* "s8-per-channel" (default) or "s8-per-tensor" */
   const char *activations;   /* "u8-asym" (default) or "s8-sym" */
   int dynamic;               /* quantize activations per row at run time */
   const char *keep_float;    /* comma-separated names kept in f32, or NULL */
+  /* Accuracy remedies (docs/quantization.md), NULL for none: */
+  const char *smooth;        /* SmoothQuant's alpha in [0, 1] ("0.5"), or "" for
+                              * the default 0.5 (--smooth); needs calib_path */
+  const char *target_sqnr;   /* dB ("40"): the fewest layers in f32 such that
+                              * every output meets it on held-back samples */
+  const char *max_top1_drop; /* percent ("1"): the same for top-1 agreement */
 } q8c_quant_options;
 
 /* Run the quantization pipeline on the module (calibrate, quantize,

@@ -98,7 +98,9 @@ bool pass_calibrate(IrModule *m, const PassOptions *o) {
                     "calibration samples (--calib FILE), write {range = [min, max]} on them, "
                     "or use --dynamic",
                     nwant, nwant == 1 ? "" : "s", nwant == 1 ? "s" : "", want[0]->name);
-  PassSamples *samples = pass_samples_open(m, o->calib_path, o->calib_batch);
+  if (o->calib.method == PASS_CALIB_AUTO)
+    return pass_calibrate_auto(m, o, want, nwant);
+  PassSamples *samples = pass_samples_open_for(m, o);
   if (!samples)
     return false;
 

@@ -45,6 +45,7 @@ void pass_options_init(PassOptions *o) {
   o->calib.levels = 256;
   o->calib_batch = 16;
   o->activations = IR_U8;
+  o->smooth_alpha = 0.5;
 }
 
 static bool parse_double(const char *s, double lo, double hi, double *out) {
@@ -64,7 +65,8 @@ static bool set_calib_method(PassCalibConfig *c, const char *v, char *err, size_
   } methods[] = {{"minmax", PASS_CALIB_MINMAX},
                  {"ma-minmax", PASS_CALIB_MA_MINMAX},
                  {"entropy", PASS_CALIB_ENTROPY},
-                 {"mse", PASS_CALIB_MSE}};
+                 {"mse", PASS_CALIB_MSE},
+                 {"auto", PASS_CALIB_AUTO}};
   for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
     if (strcmp(v, methods[i].name) == 0) {
       c->method = methods[i].method;
@@ -78,16 +80,20 @@ static bool set_calib_method(PassCalibConfig *c, const char *v, char *err, size_
     return false;
   }
   snprintf(err, errlen,
-           "unknown calibration method '%s' (minmax, ma-minmax, percentile:P, entropy, mse)", v);
+           "unknown calibration method '%s' (minmax, ma-minmax, percentile:P, entropy, mse, auto)",
+           v);
   return false;
 }
 
 static const char *const flag_options[] = {"dynamic", "print-after-all", "time-passes"};
 static const char *const value_options[] = {
     "calib",      "calib-method", "calib-momentum", "calib-batch", "weights",  "activations",
-    "keep-float", "print-before", "print-after",    "stop-after",  "dump-dir"};
+    "keep-float", "print-before", "print-after",    "stop-after",  "dump-dir", "target-sqnr",
+    "max-top1-drop"};
 
 int pass_option_kind(const char *name) {
+  if (strcmp(name, "smooth") == 0) /* a flag with an optional value */
+    return 3;
   for (size_t i = 0; i < sizeof flag_options / sizeof flag_options[0]; i++)
     if (strcmp(name, flag_options[i]) == 0)
       return 1;
@@ -113,6 +119,15 @@ bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err
   }
   if (strcmp(name, "time-passes") == 0) {
     o->time_passes = true;
+    return true;
+  }
+  if (strcmp(name, "smooth") == 0) {
+    o->smooth = true;
+    o->smooth_alpha = 0.5;
+    if (v && !parse_double(v, 0, 1, &o->smooth_alpha)) {
+      snprintf(err, errlen, "--smooth takes an alpha in [0, 1], got '%s'", v);
+      return false;
+    }
     return true;
   }
   if (!v || !*v) {
@@ -147,6 +162,18 @@ bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err
       return false;
     }
     o->activations = strcmp(v, "s8-sym") == 0 ? IR_I8 : IR_U8;
+  } else if (strcmp(name, "target-sqnr") == 0) {
+    if (!parse_double(v, -1000, 1000, &o->target_sqnr)) {
+      snprintf(err, errlen, "--target-sqnr needs a number of dB, got '%s'", v);
+      return false;
+    }
+    o->has_target_sqnr = true;
+  } else if (strcmp(name, "max-top1-drop") == 0) {
+    if (!parse_double(v, 0, 100, &o->max_top1_drop)) {
+      snprintf(err, errlen, "--max-top1-drop needs a percentage in [0, 100], got '%s'", v);
+      return false;
+    }
+    o->has_max_top1_drop = true;
   } else if (strcmp(name, "keep-float") == 0) {
     o->keep_float = v;
   } else if (strcmp(name, "print-before") == 0) {
@@ -170,6 +197,16 @@ void pass_note(const PassOptions *o, const char *fmt, ...) {
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   o->note(o->user, buf);
+}
+
+void pass_decision(const PassOptions *o, const char *fmt, ...) {
+  if (!o->decisions)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  sup_buf_vprintf(o->decisions, fmt, ap);
+  va_end(ap);
+  sup_buf_printf(o->decisions, "\n");
 }
 
 void pass_progress(const PassOptions *o, const char *stage, int64_t done, int64_t total) {
@@ -312,6 +349,22 @@ static bool dump(IrModule *m, const PassOptions *o, int index, const char *pass)
   snprintf(path, sizeof path, "%s/%02d-%s.ir", o->dump_dir, index, pass);
   if (!pass_write_module(m, path, err, sizeof err))
     return ir_error(&m->diag, (IrLoc){0}, "--dump-dir: %s", err);
+  return true;
+}
+
+bool pass_run_from(IrModule *m, const PassOptions *o, const char *first) {
+  bool on = false;
+  for (int i = 0; i < NPASSES; i++) {
+    on |= strcmp(passes[i].name, first) == 0;
+    if (!on)
+      continue;
+    ir_fill_uses(m);
+    if (!passes[i].run(m, o))
+      return false;
+    ir_remove_dead(m);
+    if (!ir_verify(m))
+      return false;
+  }
   return true;
 }
 

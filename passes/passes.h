@@ -16,6 +16,9 @@ typedef enum {
   PASS_CALIB_PERCENTILE, /* the P and 100-P percentiles, from the histogram */
   PASS_CALIB_ENTROPY,    /* the threshold minimising KL divergence (TensorRT) */
   PASS_CALIB_MSE,        /* the range minimising the expected squared error */
+  PASS_CALIB_AUTO,       /* per activation, the one of minmax, percentile,
+                          * entropy and mse whose consuming layer has the best
+                          * isolated SQNR on held-back samples (calibrate.c) */
 } PassCalibMethod;
 
 typedef struct {
@@ -79,6 +82,26 @@ typedef struct {
   IrDType activations;        /* IR_U8 asymmetric (default) or IR_I8 symmetric */
   bool dynamic;               /* activations quantized per row at run time */
   const char *keep_float;     /* comma-separated value or weight names kept in f32 */
+  /* --smooth[=ALPHA]: SmoothQuant before calibration (smooth.c). */
+  bool smooth;
+  double smooth_alpha;        /* in [0, 1] (default 0.5) */
+  /* Mixed precision under a budget (autopilot.c): the fewest layers in f32
+   * such that the outputs meet these on the check samples. */
+  bool has_target_sqnr, has_max_top1_drop;
+  double target_sqnr;         /* dB, each output's SQNR */
+  double max_top1_drop;       /* percent: 100 - top-1 agreement, each output */
+  /* The window of calibration samples the passes read: rows [calib_first,
+   * calib_first + calib_count) of calib_path (count 0: to the end). The
+   * autopilot and --calib-method=auto narrow it to the fit samples. */
+  int64_t calib_first, calib_count;
+  /* Decisions the passes made (what smoothing folded, the method auto
+   * calibration chose, the layers kept in f32), one line each, for the
+   * report; NULL: not kept. */
+  SupBuf *decisions;
+  /* When not NULL, the smooth pass leaves here a copy of the float model it
+   * smoothed (replacing and freeing one already there), for the report to
+   * measure each layer against what it computes. */
+  IrModule **smoothed;
   /* Pipeline control: comma-separated pass names. */
   const char *print_before, *print_after, *stop_after;
   bool print_after_all;
@@ -98,16 +121,21 @@ typedef struct {
 void pass_options_init(PassOptions *o);
 /* Set one option by its command-line name without the dashes ("calib",
  * "calib-method", "calib-momentum", "calib-batch", "weights", "activations",
- * "keep-float", "print-before", "print-after", "stop-after", "dump-dir";
- * "dynamic", "print-after-all" and "time-passes" take no value). Returns false with a
+ * "keep-float", "target-sqnr", "max-top1-drop", "print-before",
+ * "print-after", "stop-after", "dump-dir"; "dynamic", "print-after-all" and
+ * "time-passes" take no value; "smooth" may take one, alpha, or NULL). Returns false with a
  * message in err for a bad value, and also when the name is not an option
  * (err then empty). `value` must outlive the options. */
 bool pass_options_set(PassOptions *o, const char *name, const char *value, char *err,
                       size_t errlen);
-/* 0: not a pipeline option; 1: a flag; 2: an option that takes a value. */
+/* 0: not a pipeline option; 1: a flag; 2: an option that takes a value;
+ * 3: a flag that may take one (smooth). */
 int pass_option_kind(const char *name);
 /* Check that every pass named in the options exists (message in m->diag). */
 bool pass_check_options(IrModule *m, const PassOptions *o);
+/* Run the passes from `first` to the end, verifying after each, with no
+ * printing, dumping or events (the autopilot's trials). */
+bool pass_run_from(IrModule *m, const PassOptions *o, const char *first);
 /* Run the pipeline (up to stop_after), verifying after every pass. */
 bool pass_run_pipeline(IrModule *m, const PassOptions *o);
 int pass_count(void);
@@ -115,6 +143,8 @@ const char *pass_name(int i);
 const char *pass_description(int i);
 /* A remark for the user, through o->note (printf-style); none when o->quiet. */
 void pass_note(const PassOptions *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line of o->decisions (printf-style, no newline); none when it is NULL. */
+void pass_decision(const PassOptions *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Report that `done` of `total` samples of stage `stage` are done, through
  * o->event; nothing when o->quiet. */
 void pass_progress(const PassOptions *o, const char *stage, int64_t done, int64_t total);
@@ -129,14 +159,26 @@ double pass_clock(void);
  * so the file parses back on its own. */
 bool pass_write_module(IrModule *m, const char *ir_path, char *err, size_t errlen);
 
+/* ---- clone.c ---- */
+
+/* A copy of m (its own arena; constants' data shared with m, which must
+ * outlive it). */
+IrModule *pass_clone_module(IrModule *m);
+
 /* ---- the passes (one file each) ---- */
 
 bool pass_verify(IrModule *m, const PassOptions *o);
 bool pass_infer_shapes(IrModule *m, const PassOptions *o);
+bool pass_smooth(IrModule *m, const PassOptions *o);
+bool pass_autopilot(IrModule *m, const PassOptions *o);
 bool pass_calibrate(IrModule *m, const PassOptions *o);
 bool pass_quantize(IrModule *m, const PassOptions *o);
 bool pass_fuse_requant(IrModule *m, const PassOptions *o);
 bool pass_fold_constants(IrModule *m, const PassOptions *o);
+/* autocalib.c: --calib-method=auto for the activations `want` (calibrate
+ * calls it): each gets the range of the method its consuming layer
+ * measures best on held-back samples. */
+bool pass_calibrate_auto(IrModule *m, const PassOptions *o, IrValue **want, int nwant);
 /* calibrate.c: how many activations the calibrate pass would need data for
  * (those a quantizable op uses without a range in the IR); 0 when the model
  * can be quantized statically without samples. */
@@ -157,7 +199,17 @@ PassSamples *pass_samples_open(IrModule *m, const char *path, int64_t batch_rows
  * returns the batch size to run with, 0 at the end, -1 on error (m->diag). */
 int64_t pass_samples_next(PassSamples *s, IrTensor *inputs);
 bool pass_samples_rewind(PassSamples *s);
+/* The samples served: the window's (all of the file's by default). */
 int64_t pass_samples_count(const PassSamples *s);
+/* The samples in the file. */
+int64_t pass_samples_total(const PassSamples *s);
+/* Serve only rows [first, first + count) (count <= 0: to the end), clamped
+ * to the file; from the start of the window on the next read and after
+ * every rewind. */
+void pass_samples_window(PassSamples *s, int64_t first, int64_t count);
+/* Open o->calib_path with o->calib_batch rows a batch and o's window
+ * (calib_first, calib_count). */
+PassSamples *pass_samples_open_for(IrModule *m, const PassOptions *o);
 void pass_samples_close(PassSamples *s);
 
 /* ---- report.c ---- */
@@ -178,6 +230,32 @@ typedef enum { PASS_REPORT_TEXT, PASS_REPORT_JSON, PASS_REPORT_HTML } PassReport
  * "report". Returns malloc'd text in `format`, or NULL with a message in
  * q->diag. */
 char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, PassReportFormat format);
+
+/* What pass_measure finds: the report's figures without the text. */
+typedef struct {
+  const char *name;      /* the layer's result in q */
+  bool quantized;        /* an int8 op (else a layer left in f32) */
+  int64_t bytes;         /* its constants in q */
+  double iso_sqnr, prop_sqnr;  /* dB; inf when exact, NaN with nothing to measure */
+} PassLayerMeasure;
+
+typedef struct {
+  double sqnr;           /* dB */
+  double top1;           /* agreement, a fraction (NaN: no rows) */
+} PassOutputMeasure;
+
+typedef struct {
+  int64_t samples;
+  int nlayers, noutputs;
+  PassLayerMeasure *layers;     /* malloc'd, by depth */
+  PassOutputMeasure *outputs;   /* malloc'd, in the model's order */
+  int64_t f32_bytes, bytes;     /* constants of ref and of q */
+} PassMeasure;
+
+/* The report's measurement (see pass_report) on the samples of o's window,
+ * into *pm (free with pass_measure_free). False with a message in q->diag. */
+bool pass_measure(IrModule *ref, IrModule *q, const PassOptions *o, PassMeasure *pm);
+void pass_measure_free(PassMeasure *pm);
 
 /* ---- select.c ---- */
 

@@ -550,11 +550,10 @@ static bool measure_output(Report *r, Output *out, const IrTensor *f, const IrTe
 /* Run both models over every sample, one batch at a time. */
 static bool run_samples(Report *r, const PassOptions *o, int64_t *nsamples) {
   IrModule *ref = r->ref, *q = r->q;
-  int64_t rows = o->calib_batch > 0 ? o->calib_batch : 16;
-  PassSamples *rs = pass_samples_open(ref, o->calib_path, rows);
+  PassSamples *rs = pass_samples_open_for(ref, o);
   if (!rs)
     return ref_failed(r);
-  PassSamples *qs = pass_samples_open(q, o->calib_path, rows);
+  PassSamples *qs = pass_samples_open_for(q, o);
   if (!qs) {
     pass_samples_close(rs);
     return false;
@@ -806,6 +805,8 @@ static const char *method_name(IrArena *a, const PassCalibConfig *c) {
     return "entropy";
   case PASS_CALIB_MSE:
     return "mse";
+  case PASS_CALIB_AUTO:
+    return "auto";
   default:
     return "minmax";
   }
@@ -827,6 +828,12 @@ static void options_line(SupBuf *b, IrArena *a, const PassOptions *o) {
             (long long)o->calib_batch);
   if (o->keep_float)
     sup_buf_printf(b, ", keep-float %s", o->keep_float);
+  if (o->smooth)
+    sup_buf_printf(b, ", smooth %g", o->smooth_alpha);
+  if (o->has_target_sqnr)
+    sup_buf_printf(b, ", target-sqnr %g", o->target_sqnr);
+  if (o->has_max_top1_drop)
+    sup_buf_printf(b, ", max-top1-drop %g", o->max_top1_drop);
   if (o->stop_after)
     sup_buf_printf(b, ", stop-after %s", o->stop_after);
   sup_buf_printf(b, "\n");
@@ -876,6 +883,8 @@ static void write_text(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamp
     table_rows(b, output_header, cells, r->noutputs, NOUTCOLS, width, false);
   }
   size_line(b, const_bytes(r->ref), const_bytes(r->q));
+  if (o->decisions && o->decisions->len)
+    sup_buf_printf(b, "\ndecisions:\n%s", o->decisions->p);
 }
 
 /* A JSON string: escapes for '"', '\' and control characters; bytes that are
@@ -1047,7 +1056,19 @@ static void write_json(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamp
   sup_buf_printf(b, "%s],\n  \"size\": {\"f32_bytes\": %lld, \"int8_bytes\": %lld, \"ratio\": ",
           r->noutputs ? "\n  " : "", (long long)f32_bytes, (long long)int8_bytes);
   json_num(b, int8_bytes > 0 ? (double)f32_bytes / (double)int8_bytes : NAN);
-  sup_buf_printf(b, ", \"saved_bytes\": %lld}\n}\n", (long long)(f32_bytes - int8_bytes));
+  sup_buf_printf(b, ", \"saved_bytes\": %lld}", (long long)(f32_bytes - int8_bytes));
+  /* What smoothing, auto calibration and the autopilot decided, one string
+   * per line of o->decisions; the key is there only when they decided. */
+  const char *d = o->decisions && o->decisions->len ? o->decisions->p : "";
+  if (*d)
+    sup_buf_printf(b, ",\n  \"decisions\": [");
+  for (int i = 0; *d; i++) {
+    size_t n = strcspn(d, "\n");
+    sup_buf_printf(b, "%s\n    ", i ? "," : "");
+    json_str(b, ir_strndup(r->arena, d, n));
+    d += n + (d[n] == '\n');
+  }
+  sup_buf_printf(b, "%s\n}\n", o->decisions && o->decisions->len ? "\n  ]" : "");
 }
 
 /* ---- HTML ---- */
@@ -1309,7 +1330,52 @@ static void write_html(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamp
   sup_buf_printf(b, "<p id=\"size\">");
   size_line(&tmp, const_bytes(r->ref), const_bytes(r->q));
   html_escaped_line(b, &tmp);
-  sup_buf_printf(b, "</p>\n</body>\n</html>\n");
+  sup_buf_printf(b, "</p>\n");
+  if (o->decisions && o->decisions->len) {
+    sup_buf_printf(b, "<h2>Decisions</h2>\n<pre id=\"decisions\">");
+    html_str(b, o->decisions->p);
+    sup_buf_printf(b, "</pre>\n");
+  }
+  sup_buf_printf(b, "</body>\n</html>\n");
+}
+
+bool pass_measure(IrModule *ref, IrModule *q, const PassOptions *o, PassMeasure *pm) {
+  memset(pm, 0, sizeof *pm);
+  Report r = {.ref = ref, .q = q, .arena = ir_arena_new()};
+  bool ok = setup(&r) && run_samples(&r, o, &pm->samples);
+  if (ok) {
+    pm->layers = calloc((size_t)r.nlayers + 1, sizeof *pm->layers);
+    pm->outputs = calloc((size_t)r.noutputs + 1, sizeof *pm->outputs);
+    ok = pm->layers && pm->outputs;
+    if (!ok)
+      ir_error(&q->diag, (IrLoc){0}, "out of memory");
+  }
+  for (int i = 0; ok && i < r.nlayers; i++) {
+    const Layer *l = &r.layers[i];
+    pm->layers[i] = (PassLayerMeasure){l->f.v->name, l->quantized, l->bytes,
+                                       stats_sqnr(&l->iso), stats_sqnr(&l->prop)};
+    /* The float value's name (in ref): what --keep-float names. */
+  }
+  for (int i = 0; ok && i < r.noutputs; i++)
+    pm->outputs[i] = (PassOutputMeasure){stats_sqnr(&r.outputs[i].s), top1(&r.outputs[i])};
+  if (ok) {
+    pm->nlayers = r.nlayers;
+    pm->noutputs = r.noutputs;
+    pm->f32_bytes = const_bytes(ref);
+    pm->bytes = const_bytes(q);
+  }
+  for (int i = 0; i < r.ntaps; i++)
+    free(r.taps[i].data);
+  ir_arena_free(r.arena);
+  if (!ok)
+    pass_measure_free(pm);
+  return ok;
+}
+
+void pass_measure_free(PassMeasure *pm) {
+  free(pm->layers);
+  free(pm->outputs);
+  memset(pm, 0, sizeof *pm);
 }
 
 char *pass_report(IrModule *ref, IrModule *q, const PassOptions *o, PassReportFormat format) {

@@ -25,6 +25,7 @@ struct PassSamples {
   IrArena *arena;       /* sources, buffers, and a loaded safetensors file */
   Source *src;
   int64_t nrows, next_row, batch_rows;
+  int64_t first, count;  /* the window of rows served (pass_samples_window) */
   bool batched;         /* every input batch-first: run batch_rows at once */
   FeNpyReader npy;
   bool npy_open;
@@ -139,23 +140,54 @@ PassSamples *pass_samples_open(IrModule *m, const char *path, int64_t batch_rows
     pass_samples_close(s);
     return NULL;
   }
+  s->first = 0;
+  s->count = s->nrows;
   return s;
 }
 
-int64_t pass_samples_count(const PassSamples *s) { return s->nrows; }
+int64_t pass_samples_count(const PassSamples *s) { return s->count; }
+
+int64_t pass_samples_total(const PassSamples *s) { return s->nrows; }
+
+void pass_samples_window(PassSamples *s, int64_t first, int64_t count) {
+  s->first = first < 0 ? 0 : first > s->nrows ? s->nrows : first;
+  s->count = count <= 0 || count > s->nrows - s->first ? s->nrows - s->first : count;
+}
+
+PassSamples *pass_samples_open_for(IrModule *m, const PassOptions *o) {
+  PassSamples *s = pass_samples_open(m, o->calib_path, o->calib_batch > 0 ? o->calib_batch : 16);
+  if (s && (o->calib_first > 0 || o->calib_count > 0))
+    pass_samples_window(s, o->calib_first, o->calib_count);
+  return s;
+}
 
 int64_t pass_samples_next(PassSamples *s, IrTensor *inputs) {
   IrModule *m = s->m;
-  int64_t got;
+  int64_t got, end = s->first + s->count;
   if (s->npy_open) {
     char err[512];
-    got = fe_npy_read_rows(&s->npy, s->src[0].buf, s->batch_rows, err, sizeof err);
+    /* Rows before the window are read and dropped, a batch at a time. */
+    while (s->next_row < s->first) {
+      int64_t skip = s->first - s->next_row < s->batch_rows ? s->first - s->next_row
+                                                             : s->batch_rows;
+      got = fe_npy_read_rows(&s->npy, s->src[0].buf, skip, err, sizeof err);
+      if (got <= 0) {
+        ir_error(&m->diag, (IrLoc){0}, "%s: %s", s->path, got < 0 ? err : "too few samples");
+        return -1;
+      }
+      s->next_row += got;
+    }
+    int64_t want = end - s->next_row < s->batch_rows ? end - s->next_row : s->batch_rows;
+    got = want > 0 ? fe_npy_read_rows(&s->npy, s->src[0].buf, want, err, sizeof err) : 0;
     if (got < 0) {
       ir_error(&m->diag, (IrLoc){0}, "%s: %s", s->path, err);
       return -1;
     }
+    s->next_row += got;
   } else {
-    got = s->nrows - s->next_row < s->batch_rows ? s->nrows - s->next_row : s->batch_rows;
+    if (s->next_row < s->first)
+      s->next_row = s->first;
+    got = end - s->next_row < s->batch_rows ? end - s->next_row : s->batch_rows;
     for (int i = 0; i < m->ninputs; i++)
       memcpy(s->src[i].buf,
              s->src[i].array + (size_t)(s->next_row * s->src[i].row_numel) * s->src[i].esize,

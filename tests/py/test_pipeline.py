@@ -26,7 +26,7 @@ MODEL = """model net {
 }
 """
 
-PASSES = ["verify", "infer-shapes", "calibrate", "quantize", "fuse-requant", "fold-constants"]
+PASSES = ["verify", "infer-shapes", "autopilot", "smooth", "calibrate", "quantize", "fuse-requant", "fold-constants"]
 
 
 def without_weights(text):

@@ -213,7 +213,15 @@ static void test_bad_options(void **state) {
     const char *want;
   } q[] = {
       {{.calib_method = "median"}, Q8C_ERR_ARG,
-       "unknown calibration method 'median' (minmax, ma-minmax, percentile:P, entropy, mse)"},
+       "unknown calibration method 'median' (minmax, ma-minmax, percentile:P, entropy, mse, "
+       "auto)"},
+      {{.smooth = "2"}, Q8C_ERR_ARG, "--smooth takes an alpha in [0, 1], got '2'"},
+      {{.smooth = "-0.5"}, Q8C_ERR_ARG, "--smooth takes an alpha in [0, 1], got '-0.5'"},
+      {{.target_sqnr = "abc"}, Q8C_ERR_ARG, "--target-sqnr needs a number of dB, got 'abc'"},
+      {{.max_top1_drop = "200"}, Q8C_ERR_ARG,
+       "--max-top1-drop needs a percentage in [0, 100], got '200'"},
+      {{.target_sqnr = "40", .dynamic = 1}, Q8C_ERR_MODEL,
+       "--target-sqnr=40 measures the int8 model on calibration samples: give --calib FILE"},
       {{.weights = "s4"}, Q8C_ERR_ARG, "--weights takes s8-per-channel or s8-per-tensor, not 's4'"},
       {{.activations = "u16"}, Q8C_ERR_ARG, "--activations takes u8-asym or s8-sym, not 'u16'"},
       {{.keep_float = "nope", .dynamic = 1}, Q8C_ERR_MODEL,
