@@ -158,91 +158,198 @@ static void loop_end(LLVMContextRef ctx, LLVMBuilderRef b, LLVMValueRef fn, LLVM
   LLVMPositionBuilderAtEnd(b, done);
 }
 
+/* Where wq[n, 0] goes (n a channel, i64), and the step of its block. */
+static void stream_of(Fn *f, const CgGemmRuntime *rt, int64_t nn, LLVMValueRef n,
+                      LLVMValueRef *base, LLVMValueRef *step) {
+  LLVMValueRef blk = LLVMBuildUDiv(f->b, n, i64k(f, rt->cb), "");
+  LLVMValueRef within = LLVMBuildURem(f->b, n, i64k(f, rt->cb), "");
+  *base = LLVMBuildAdd(
+      f->b, LLVMBuildMul(f->b, blk, i64k(f, rt->block_bytes), ""),
+      LLVMBuildAdd(f->b,
+                   LLVMBuildMul(f->b, LLVMBuildUDiv(f->b, within, i64k(f, rt->cpv), ""),
+                                i64k(f, 16), ""),
+                   LLVMBuildMul(f->b, LLVMBuildURem(f->b, n, i64k(f, rt->cpv), ""),
+                                i64k(f, rt->kstep), ""),
+                   ""),
+      "");
+  *step = LLVMBuildSelect(f->b, LLVMBuildICmp(f->b, LLVMIntEQ, blk, i64k(f, (nn - 1) / rt->cb), ""),
+                          i64k(f, rt->last_step_bytes), i64k(f, rt->step_bytes), "");
+}
+
+/* The bytes of b at row k (i64), columns n .. n + lanes, as the kernel's
+ * signed weights (u8: ^ 0x80). */
+static LLVMValueRef load_b(Fn *f, LLVMValueRef b, int64_t b_stride, LLVMValueRef k,
+                           LLVMValueRef n, unsigned lanes, bool b_u8) {
+  LLVMTypeRef vt = LLVMVectorType(f->i8, lanes);
+  LLVMValueRef v = cg_load(f->b, vt, cg_at(f->b, cg_at(f->b, b, k, b_stride, 0), n, 1, 0), 1);
+  if (b_u8)
+    v = LLVMBuildXor(f->b, v, cg_splat(LLVMConstInt(f->i8, 0x80, 0), lanes), "");
+  return v;
+}
+
 /* void NAME.q8_pack_b(const void *b, int8_t *w, int32_t *bias): b [K, N]
  * (rows b_stride bytes apart, u8 or i8) as the kernel's weights wq[n, k] =
  * b[k, n] (^ 0x80 when u8), in the packed layout rt describes (zeros past N
  * and K), bias[n] = flip * colsum[n] and bias[npad + n] = colsum[n], the
- * column sums of wq (wrapping; 0 past N). Channel by channel, K inner. */
+ * column sums of wq (wrapping; 0 past N).
+ *
+ * Every layout is made of 16-byte units of cpv channels by kstep K values
+ * (cpv * kstep = 16): a whole unit is kstep loads of cpv bytes, one
+ * transposing shuffle and one store. Groups of cpv channels go unit by
+ * unit along K, then their K tail byte by byte; the channels past the last
+ * whole group one byte at a time. */
 static LLVMValueRef emit_pack_b(Cg *cg, const char *name, CgIsa isa, const CgGemmRuntime *rt,
                                 int64_t k, int64_t nn, int64_t b_stride, bool b_u8) {
   Fn f = new_fn(cg, name, isa, 3);
   LLVMValueRef b = LLVMGetParam(f.fn, 0), w = LLVMGetParam(f.fn, 1), bias = LLVMGetParam(f.fn, 2);
   LLVMBuildMemSet(f.b, w, LLVMConstInt(f.i8, 0, 0), i64k(&f, rt->packed_bytes), 1);
   LLVMBuildMemSet(f.b, bias, LLVMConstInt(f.i8, 0, 0), i64k(&f, 2 * rt->npad * 4), 4);
-  int64_t last_block = (nn - 1) / rt->cb;
-  Loop ln, lk;
-  LLVMValueRef n = loop_begin(f.ctx, f.b, f.fn, f.i64, &ln, "n");
-  /* Where channel n's stream starts, and its step. */
-  LLVMValueRef blk = LLVMBuildUDiv(f.b, n, i64k(&f, rt->cb), "");
-  LLVMValueRef within = LLVMBuildURem(f.b, n, i64k(&f, rt->cb), "");
-  LLVMValueRef base = LLVMBuildAdd(
-      f.b, LLVMBuildMul(f.b, blk, i64k(&f, rt->block_bytes), ""),
-      LLVMBuildAdd(f.b,
-                   LLVMBuildMul(f.b, LLVMBuildUDiv(f.b, within, i64k(&f, rt->cpv), ""),
-                                i64k(&f, 16), ""),
-                   LLVMBuildMul(f.b, LLVMBuildURem(f.b, n, i64k(&f, rt->cpv), ""),
-                                i64k(&f, rt->kstep), ""),
-                   ""),
-      "");
-  LLVMValueRef step =
-      LLVMBuildSelect(f.b, LLVMBuildICmp(f.b, LLVMIntEQ, blk, i64k(&f, last_block), ""),
-                      i64k(&f, rt->last_step_bytes), i64k(&f, rt->step_bytes), "");
-  LLVMBasicBlockRef n_body = LLVMGetInsertBlock(f.b);
-  LLVMValueRef kk = loop_begin(f.ctx, f.b, f.fn, f.i64, &lk, "k");
-  LLVMValueRef cs = LLVMBuildPhi(f.b, f.i32, "colsum");
-  /* wq[n, k] = b[k, n], stored at base + (k / kstep) step + k % kstep. */
-  LLVMValueRef src = cg_at(f.b, cg_at(f.b, b, kk, b_stride, 0), n, 1, 0);
-  LLVMValueRef byte = cg_load(f.b, f.i8, src, 1);
-  if (b_u8)
-    byte = LLVMBuildXor(f.b, byte, LLVMConstInt(f.i8, 0x80, 0), "");
-  LLVMValueRef off = LLVMBuildAdd(
-      f.b, base,
-      LLVMBuildAdd(f.b, LLVMBuildMul(f.b, LLVMBuildUDiv(f.b, kk, i64k(&f, rt->kstep), ""), step, ""),
-                   LLVMBuildURem(f.b, kk, i64k(&f, rt->kstep), ""), ""),
-      "");
-  LLVMSetAlignment(LLVMBuildStore(f.b, byte, LLVMBuildGEP2(f.b, f.i8, w, &off, 1, "")), 1);
-  LLVMValueRef cs_next = LLVMBuildAdd(f.b, cs, LLVMBuildSExt(f.b, byte, f.i32, ""), "");
-  LLVMValueRef zero = i32k(&f, 0);
-  LLVMAddIncoming(cs, &zero, &n_body, 1);
-  LLVMBasicBlockRef k_latch = LLVMGetInsertBlock(f.b);
-  LLVMAddIncoming(cs, &cs_next, &k_latch, 1);
-  loop_end(f.ctx, f.b, f.fn, f.i64, &lk, k);
-  /* bias[n] = flip * colsum, bias[npad + n] = colsum */
-  LLVMSetAlignment(LLVMBuildStore(f.b, LLVMBuildMul(f.b, cs_next, i32k(&f, rt->flip), ""),
-                                  cg_at(f.b, bias, n, 4, 0)),
-                   4);
-  LLVMSetAlignment(LLVMBuildStore(f.b, cs_next, cg_at(f.b, bias, n, 4, rt->npad * 4)), 4);
-  loop_end(f.ctx, f.b, f.fn, f.i64, &ln, nn);
+  unsigned cpv = (unsigned)rt->cpv, kstep = (unsigned)rt->kstep;
+  int64_t groups = nn / cpv, steps = k / kstep;
+  LLVMTypeRef csv = LLVMVectorType(f.i32, cpv);
+
+  /* Whole groups of cpv channels. */
+  if (groups > 0) {
+    Loop lg, ls;
+    LLVMValueRef gi = loop_begin(f.ctx, f.b, f.fn, f.i64, &lg, "group");
+    LLVMValueRef n0 = LLVMBuildMul(f.b, gi, i64k(&f, cpv), "");
+    LLVMValueRef base, step;
+    stream_of(&f, rt, nn, n0, &base, &step);
+    LLVMValueRef cs = LLVMConstNull(csv);
+    if (steps > 0) {
+      LLVMBasicBlockRef pre = LLVMGetInsertBlock(f.b);
+      LLVMValueRef si = loop_begin(f.ctx, f.b, f.fn, f.i64, &ls, "step");
+      LLVMValueRef phi = LLVMBuildPhi(f.b, csv, "colsum");
+      LLVMValueRef k0 = LLVMBuildMul(f.b, si, i64k(&f, kstep), "");
+      /* kstep rows of cpv bytes, row-major, summed per channel. */
+      LLVMValueRef part[16], acc = phi;
+      for (unsigned j = 0; j < kstep; j++) {
+        part[j] = load_b(&f, b, b_stride, LLVMBuildAdd(f.b, k0, i64k(&f, j), ""), n0, cpv, b_u8);
+        acc = LLVMBuildAdd(f.b, acc, LLVMBuildSExt(f.b, part[j], csv, ""), "");
+      }
+      for (unsigned len = cpv, cnt = kstep; cnt > 1; len *= 2, cnt /= 2) {
+        int idx[16];
+        for (unsigned i = 0; i < 2 * len; i++)
+          idx[i] = (int)i;
+        for (unsigned j = 0; j < cnt / 2; j++)
+          part[j] = cg_shuffle(f.b, part[2 * j], part[2 * j + 1], idx, 2 * len);
+      }
+      /* Transposed to the unit's order: byte c * kstep + j = row j, channel c. */
+      int tr[16];
+      for (unsigned i = 0; i < 16; i++)
+        tr[i] = (int)((i % kstep) * cpv + i / kstep);
+      LLVMValueRef unit = cg_shuffle(f.b, part[0], NULL, tr, 16);
+      LLVMValueRef off = LLVMBuildAdd(f.b, base, LLVMBuildMul(f.b, si, step, ""), "");
+      LLVMSetAlignment(LLVMBuildStore(f.b, unit, LLVMBuildGEP2(f.b, f.i8, w, &off, 1, "")), 1);
+      LLVMAddIncoming(phi, &cs, &pre, 1);
+      LLVMBasicBlockRef latch = LLVMGetInsertBlock(f.b);
+      LLVMAddIncoming(phi, &acc, &latch, 1);
+      loop_end(f.ctx, f.b, f.fn, f.i64, &ls, steps);
+      cs = acc;
+    }
+    /* The K tail of the group, byte by byte. */
+    for (int64_t kk = steps * kstep; kk < k; kk++) {
+      LLVMValueRef row = load_b(&f, b, b_stride, i64k(&f, kk), n0, cpv, b_u8);
+      cs = LLVMBuildAdd(f.b, cs, LLVMBuildSExt(f.b, row, csv, ""), "");
+      LLVMValueRef at = LLVMBuildAdd(f.b, base, LLVMBuildMul(f.b, i64k(&f, steps), step, ""), "");
+      for (unsigned c = 0; c < cpv; c++) {
+        LLVMValueRef off = LLVMBuildAdd(f.b, at, i64k(&f, c * kstep + (kk - steps * kstep)), "");
+        LLVMValueRef byte = LLVMBuildExtractElement(f.b, row, i32k(&f, c), "");
+        LLVMSetAlignment(LLVMBuildStore(f.b, byte, LLVMBuildGEP2(f.b, f.i8, w, &off, 1, "")), 1);
+      }
+    }
+    /* bias = flip * colsum, then colsum. */
+    LLVMSetAlignment(LLVMBuildStore(f.b, LLVMBuildMul(f.b, cs, cg_splat(i32k(&f, rt->flip), cpv), ""),
+                                    cg_at(f.b, bias, n0, 4, 0)),
+                     4);
+    LLVMSetAlignment(LLVMBuildStore(f.b, cs, cg_at(f.b, bias, n0, 4, rt->npad * 4)), 4);
+    loop_end(f.ctx, f.b, f.fn, f.i64, &lg, groups);
+  }
+
+  /* The channels past the last whole group, one byte at a time. */
+  for (int64_t n = groups * cpv; n < nn; n++) {
+    LLVMValueRef nv = i64k(&f, n), base, step;
+    stream_of(&f, rt, nn, nv, &base, &step);
+    Loop lk;
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(f.b);
+    LLVMValueRef kk = loop_begin(f.ctx, f.b, f.fn, f.i64, &lk, "k");
+    LLVMValueRef cs = LLVMBuildPhi(f.b, f.i32, "colsum");
+    LLVMValueRef byte = LLVMBuildExtractElement(f.b, load_b(&f, b, b_stride, kk, nv, 1, b_u8),
+                                                i32k(&f, 0), "");
+    LLVMValueRef off = LLVMBuildAdd(
+        f.b, base,
+        LLVMBuildAdd(f.b, LLVMBuildMul(f.b, LLVMBuildUDiv(f.b, kk, i64k(&f, kstep), ""), step, ""),
+                     LLVMBuildURem(f.b, kk, i64k(&f, kstep), ""), ""),
+        "");
+    LLVMSetAlignment(LLVMBuildStore(f.b, byte, LLVMBuildGEP2(f.b, f.i8, w, &off, 1, "")), 1);
+    LLVMValueRef next = LLVMBuildAdd(f.b, cs, LLVMBuildSExt(f.b, byte, f.i32, ""), "");
+    LLVMValueRef zero = i32k(&f, 0);
+    LLVMAddIncoming(cs, &zero, &pre, 1);
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(f.b);
+    LLVMAddIncoming(cs, &next, &latch, 1);
+    loop_end(f.ctx, f.b, f.fn, f.i64, &lk, k);
+    LLVMSetAlignment(LLVMBuildStore(f.b, LLVMBuildMul(f.b, next, i32k(&f, rt->flip), ""),
+                                    cg_at(f.b, bias, nv, 4, 0)),
+                     4);
+    LLVMSetAlignment(LLVMBuildStore(f.b, next, cg_at(f.b, bias, nv, 4, rt->npad * 4)), 4);
+  }
   LLVMBuildRetVoid(f.b);
   LLVMDisposeBuilder(f.b);
   return f.fn;
 }
 
+/* The sum of `bytes` bytes at p (u8, or i8 when is_signed) as an i32
+ * vector of `lanes`, added to acc. */
+static LLVMValueRef sum_bytes(Fn *f, LLVMValueRef acc, LLVMValueRef p, unsigned lanes,
+                              bool is_signed) {
+  LLVMValueRef v = cg_load(f->b, LLVMVectorType(f->i8, lanes), p, 1);
+  LLVMTypeRef it = LLVMVectorType(f->i32, lanes);
+  v = is_signed ? LLVMBuildSExt(f->b, v, it, "") : LLVMBuildZExt(f->b, v, it, "");
+  return LLVMBuildAdd(f->b, acc, v, "");
+}
+
+static LLVMValueRef reduce_add(Fn *f, LLVMValueRef v, unsigned lanes) {
+  LLVMTypeRef it = LLVMVectorType(f->i32, lanes);
+  return cg_intrinsic(f->mod, f->b, "llvm.vector.reduce.add", &it, 1, &v, 1);
+}
+
 /* void NAME.q8_rows(const void *x, CgGemmRow *rows): the terms of the mm
  * rows of x (u8 or i8, rows x_stride bytes apart) for a qmatmul whose x has
- * the constant zero point zx: add = c (sum_k x - K zx) (wrapping), zp = zx. */
+ * the constant zero point zx: add = c (sum_k x - K zx) (wrapping), zp = zx.
+ * The row is summed 16 bytes at a time, then its tail as one shorter
+ * vector. */
 static LLVMValueRef emit_rows(Cg *cg, const char *name, CgIsa isa, int64_t mm, int64_t k,
                               int64_t x_stride, bool x_i8, int32_t zx, int32_t c) {
+  enum { LANES = 16 };
   Fn f = new_fn(cg, name, isa, 2);
   LLVMValueRef x = LLVMGetParam(f.fn, 0), rows = LLVMGetParam(f.fn, 1);
+  LLVMTypeRef it = LLVMVectorType(f.i32, LANES);
+  int64_t chunks = k / LANES;
+  unsigned tail = (unsigned)(k % LANES);
   Loop lr, lk;
   LLVMValueRef r = loop_begin(f.ctx, f.b, f.fn, f.i64, &lr, "r");
-  LLVMBasicBlockRef r_body = LLVMGetInsertBlock(f.b);
   LLVMValueRef xr = cg_at(f.b, x, r, x_stride, 0);
-  LLVMValueRef kk = loop_begin(f.ctx, f.b, f.fn, f.i64, &lk, "k");
-  LLVMValueRef sum = LLVMBuildPhi(f.b, f.i32, "sum");
-  LLVMValueRef byte = cg_load(f.b, f.i8, cg_at(f.b, xr, kk, 1, 0), 1);
-  LLVMValueRef next = LLVMBuildAdd(
-      f.b, sum, x_i8 ? LLVMBuildSExt(f.b, byte, f.i32, "") : LLVMBuildZExt(f.b, byte, f.i32, ""),
-      "");
-  LLVMValueRef zero = i32k(&f, 0);
-  LLVMAddIncoming(sum, &zero, &r_body, 1);
-  LLVMBasicBlockRef k_latch = LLVMGetInsertBlock(f.b);
-  LLVMAddIncoming(sum, &next, &k_latch, 1);
-  loop_end(f.ctx, f.b, f.fn, f.i64, &lk, k);
+  LLVMValueRef sum = i32k(&f, 0);
+  if (chunks > 0) {
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(f.b);
+    LLVMValueRef j = loop_begin(f.ctx, f.b, f.fn, f.i64, &lk, "chunk");
+    LLVMValueRef acc = LLVMBuildPhi(f.b, it, "acc");
+    LLVMValueRef next = sum_bytes(&f, acc, cg_at(f.b, xr, j, LANES, 0), LANES, x_i8);
+    LLVMValueRef zero = LLVMConstNull(it);
+    LLVMAddIncoming(acc, &zero, &pre, 1);
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(f.b);
+    LLVMAddIncoming(acc, &next, &latch, 1);
+    loop_end(f.ctx, f.b, f.fn, f.i64, &lk, chunks);
+    sum = reduce_add(&f, next, LANES);
+  }
+  if (tail) {
+    LLVMValueRef tv = sum_bytes(&f, LLVMConstNull(LLVMVectorType(f.i32, tail)),
+                                cg_at(f.b, xr, i64k(&f, chunks), LANES, 0), tail, x_i8);
+    sum = LLVMBuildAdd(f.b, sum, reduce_add(&f, tv, tail), "");
+  }
   LLVMValueRef rec = cg_at(f.b, rows, r, sizeof(CgGemmRow), 0);
   LLVMValueRef add = LLVMBuildMul(
-      f.b, i32k(&f, c), LLVMBuildSub(f.b, next, i32k(&f, (int64_t)((uint32_t)k * (uint32_t)zx)), ""),
+      f.b, i32k(&f, c), LLVMBuildSub(f.b, sum, i32k(&f, (int64_t)((uint32_t)k * (uint32_t)zx)), ""),
       "");
   LLVMSetAlignment(LLVMBuildStore(f.b, add, rec), 4);
   LLVMSetAlignment(LLVMBuildStore(f.b, i32k(&f, zx), cg_at(f.b, rec, i64k(&f, 0), 0, 4)), 4);

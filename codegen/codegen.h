@@ -11,7 +11,8 @@
  *   aarch64/qgemm.c  the AArch64 ones (i8mm, dot product, plain NEON), with
  *               their own weight packing
  *   irbuild.c   LLVM IR building blocks the emitters share
- *   quantize.c  the f32 -> u8/i8 input quantization loop (any ISA)
+ *   quantize.c  the f32 -> u8/i8 input quantization loop (any ISA), and
+ *               the per-row dynamic one (--dynamic)
  *   refcall.c   calls to the reference ops, typed by ir/refops.def
  *   module.c    the driver, with layout.c (memory), lower.c (the entry
  *               functions) and descriptor.c (q8_model), sharing module.h

@@ -10,7 +10,12 @@
  * time (the variant's qlanes, isa.def: 16 floats for AVX-512, 8 for AVX2
  * and NEON, 4 for SSE2) and its tail as one
  * shorter vector; the padding bytes of each row are left as they are (the
- * kernels multiply them by zero weights). */
+ * kernels multiply them by zero weights).
+ *
+ * cg_emit_quantize_rows_dyn is the same loop with each row's own scale and
+ * zero point, found first from the row's range exactly as q8_ref_qlinear_dyn
+ * finds them (docs/quantization.md, "Dynamic quantization"), for
+ * qlinear_dyn and qmatmul_dyn (attention.c). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -200,7 +205,7 @@ typedef struct {
   unsigned n;            /* lanes of this step */
 } Row;
 
-/* The range step: lo = min(lo, x), hi = max(lo, x) over the finite x, as
+/* The range step: lo = min(lo, x), hi = max(hi, x) over the finite x, as
  * the reference's compares (x < lo, x > hi; non-finite x taken as 0, which
  * the range holds already). */
 static void range_step(Quant *q, LLVMValueRef off, LLVMValueRef *acc, void *ctx) {
