@@ -29,8 +29,12 @@ typedef struct {
 /* Per node, for the variant being built: the functions attention.c emits
  * beside a kernel (shared by the two entries), and its packed layout. */
 typedef struct {
-  LLVMValueRef pack, rows, quant_x, quant_b, mult;
-  CgGemmRuntime rt;
+  LLVMValueRef pack;             /* b packed as the kernel's weights */
+  LLVMValueRef rows;             /* qmatmul: the rows' terms */
+  LLVMValueRef quant_x, quant_b; /* f32 operands quantized (per tensor or per row) */
+  LLVMValueRef mult;             /* qmatmul: the constant multipliers;
+                                  * qmatmul_dyn: the routine writing them */
+  CgGemmRuntime rt;              /* the kernel's packed layout */
 } CgPrep;
 
 /* The module being built. */
