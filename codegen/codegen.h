@@ -11,7 +11,8 @@
  *   aarch64/qgemm.c  the AArch64 ones (i8mm, dot product, plain NEON), with
  *               their own weight packing
  *   irbuild.c   LLVM IR building blocks the emitters share
- *   quantize.c  the f32 -> u8/i8 input quantization loop (any ISA)
+ *   quantize.c  the f32 -> u8/i8 input quantization loop (any ISA), and
+ *               the per-row dynamic one (--dynamic)
  *   refcall.c   calls to the reference ops, typed by ir/refops.def
  *   module.c    the driver, with layout.c (memory), lower.c (the entry
  *               functions) and descriptor.c (q8_model), sharing module.h
@@ -90,7 +91,39 @@ typedef struct {
   int32_t y_min, y_max;     /* integer output: clamp bounds, relu folded into y_min */
   bool relu;                /* f32 output: y > 0 ? y : +0.0 */
   int32_t x_min, x_max;     /* the values x can take (for the AVX2 saturation check) */
+  /* The GEMMs of qmatmul, qmatmul_dyn and qlinear_dyn (docs/kernels.md, "Int8
+   * attention and dynamic layers"): */
+  bool runtime_w;           /* wq, bias and mult are NULL: the packed weights,
+                             * bias[2 npad] and mult[2 npad] come in CgGemmArgs,
+                             * packed as *rt says */
+  bool row_terms;           /* sum += rows[r].add - rows[r].zp * colsum[n], colsum =
+                             * bias + npad (CgGemmRow; rows in CgGemmArgs) */
+  bool row_scale;           /* f32 output: v = f32(sum) * f32(rows[r].scale * mult[n]) */
+  const float *fbias;       /* f32 output with row_terms and constant weights:
+                             * v = f32(v + fbias[n]), or NULL */
+  struct CgGemmRuntime *rt; /* when non-NULL, the emitter fills it */
 } CgGemm;
+
+/* A row's terms of a GEMM with row_terms (16 bytes, in scratch). */
+typedef struct {
+  int32_t add;  /* added to the row's sums */
+  int32_t zp;   /* times colsum[n], subtracted */
+  float scale;  /* row_scale: times mult[n], in f32 */
+  int32_t pad;
+} CgGemmRow;
+
+/* Where the emitter's packed layout puts wq[n, k], for packing at run time
+ * (every backend's layout has this form):
+ *   (n / cb) * block_bytes + (k / kstep) * step + ((n % cb) / cpv) * 16
+ *     + (n % cpv) * kstep + k % kstep
+ * step = step_bytes, or last_step_bytes in the last block; zeros past N and
+ * K. The kernel adds flip * colsum[n] to nothing itself: a caller packing at
+ * run time puts bias[n] = flip * colsum[n] (wrapping) besides its own. */
+typedef struct CgGemmRuntime {
+  int64_t packed_bytes, npad;
+  int64_t cb, block_bytes, kstep, cpv, step_bytes, last_step_bytes;
+  int32_t flip;
+} CgGemmRuntime;
 
 /* An architecture: what its code needs to be built, linked and run, and its
  * emitters. One descriptor per CgArchId (isa.c); the variants of isa.def
@@ -175,6 +208,8 @@ LLVMValueRef cg_private_const(LLVMModuleRef mod, const char *name, LLVMValueRef 
 /* base + i * scale + off bytes, i an i64 value. */
 LLVMValueRef cg_at(LLVMBuilderRef b, LLVMValueRef base, LLVMValueRef i, int64_t scale,
                    int64_t off);
+/* n copies of the run-time scalar v. */
+LLVMValueRef cg_splat_value(LLVMBuilderRef b, LLVMValueRef v, unsigned n);
 /* A load of t from p with alignment `align`. */
 LLVMValueRef cg_load(LLVMBuilderRef b, LLVMTypeRef t, LLVMValueRef p, unsigned align);
 
@@ -185,6 +220,9 @@ LLVMValueRef cg_load(LLVMBuilderRef b, LLVMTypeRef t, LLVMValueRef p, unsigned a
 typedef struct {
   const void *x;
   void *y;
+  /* runtime_w: the packed weights, bias[2 npad] (bias, colsum), mult[2 npad] */
+  const void *w, *bias, *mult;
+  const CgGemmRow *rows; /* row_terms: one per row of x */
 } CgGemmArgs;
 
 /* Emit the kernel for `g` and `isa` into `mod`, with the emitter of the
@@ -200,7 +238,7 @@ LLVMValueRef cg_emit_qgemm(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_
 
 /* A backend's kernel, as the shared task function calls it: tile functions
  *   void tile(const void *x, void *y, const int8_t *w, const int32_t *bias,
- *             const float *mult)
+ *             const float *mult, const CgGemmRow *rows)
  * computing one row tile of one channel block (x, y, w, bias and mult
  * already offset to them), and the constants they read. */
 typedef struct {
@@ -209,7 +247,7 @@ typedef struct {
   int64_t block_channels;       /* channels per block (the last may have fewer) */
   int64_t block_weight_bytes;   /* packed weight bytes per block */
   int64_t tile_rows;            /* rows per tile (the last may have fewer) */
-  LLVMValueRef w, bias, mult;   /* the packed constants */
+  LLVMValueRef w, bias, mult;   /* the packed constants (NULL: runtime_w) */
   /* tile[last row tile][last channel block]: [0][0] always; [1][*] only when
    * the last row tile is smaller, [*][1] only when the last block differs. */
   LLVMValueRef tile[2][2];
@@ -259,6 +297,14 @@ LLVMValueRef cg_emit_qgemm_aarch64(LLVMModuleRef mod, const CgGemm *g, CgIsa isa
 LLVMValueRef cg_emit_quantize_rows(LLVMModuleRef mod, const char *name, CgIsa isa, int64_t m,
                                    int64_t k, int64_t x_stride, float scale, int32_t zero_point,
                                    IrDType dtype);
+
+/* Emit `void NAME(const float *x, uint8_t *q, CgGemmRow *rows, int32_t c)`
+ * quantizing each row of x [m, k] (dense) to u8 from its own range, exactly
+ * as q8_ref_qlinear_dyn (docs/quantization.md, "Dynamic quantization"), into
+ * q with rows q_stride bytes apart, and writing each row's terms: zp = zx,
+ * scale = sx, add = c * (sum_k q - k zx) (wrapping). */
+LLVMValueRef cg_emit_quantize_rows_dyn(LLVMModuleRef mod, const char *name, CgIsa isa, int64_t m,
+                                       int64_t k, int64_t q_stride);
 
 /* ---- refcall.c: calls to the reference ops ---- */
 

@@ -10,7 +10,11 @@
  *     for nb in this task's channel blocks        (weights of a block stay in
  *       for mt in this task's row tiles            cache across its row tiles)
  *         tile[last row tile?][last block?](x + mt rows, y + nb block + mt
- * rows, w + nb block, bias + nb, mult + nb)
+ * rows, w + nb block, bias + nb, mult + nb, rows + mt rows)
+ *
+ * w, bias and mult are the kernel's constants, or come in CgGemmArgs when the
+ * weights are packed at run time (runtime_w: qmatmul, qmatmul_dyn); rows
+ * (CgGemmRow) only with row_terms.
  *
  * Tasks split the channel blocks (and, for large M, the row tiles) into
  * contiguous ranges of at least ~2M multiply-adds each (~10 us at one core's
@@ -120,6 +124,15 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   LLVMPositionBuilderAtEnd(e.b, entry);
   LLVMValueRef x = load_ptr(&e, args);
   LLVMValueRef y = load_ptr(&e, at(&e, args, i64c(&e, 1), sizeof(void *)));
+  /* Weights packed at run time, and the rows' terms (CgGemmArgs). */
+  LLVMValueRef w = t->w, bias = t->bias, mult = t->mult, rows = LLVMConstNull(e.ptr);
+  if (g->runtime_w) {
+    w = load_ptr(&e, at(&e, args, i64c(&e, 2), sizeof(void *)));
+    bias = load_ptr(&e, at(&e, args, i64c(&e, 3), sizeof(void *)));
+    mult = load_ptr(&e, at(&e, args, i64c(&e, 4), sizeof(void *)));
+  }
+  if (g->row_terms)
+    rows = load_ptr(&e, at(&e, args, i64c(&e, 5), sizeof(void *)));
   LLVMValueRef nc = LLVMBuildURem(e.b, task, i64c(&e, n_chunks), "");
   LLVMValueRef mc = LLVMBuildUDiv(e.b, task, i64c(&e, n_chunks), "");
   LLVMValueRef one = i64c(&e, 1);
@@ -132,9 +145,9 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   /* For each channel block: its weights, bias and multipliers. */
   LLVMPositionBuilderAtEnd(e.b, nloop);
   LLVMValueRef nb = LLVMBuildPhi(e.b, e.i64, "nb");
-  LLVMValueRef wb = at(&e, t->w, nb, t->block_weight_bytes);
-  LLVMValueRef bb = at(&e, t->bias, nb, t->block_channels * 4);
-  LLVMValueRef mb = at(&e, t->mult, nb, t->block_channels * 4);
+  LLVMValueRef wb = at(&e, w, nb, t->block_weight_bytes);
+  LLVMValueRef bb = at(&e, bias, nb, t->block_channels * 4);
+  LLVMValueRef mb = at(&e, mult, nb, t->block_channels * 4);
   LLVMValueRef yb = at(&e, y, nb, t->block_channels * ysize);
   LLVMValueRef last_n = LLVMBuildICmp(e.b, LLVMIntEQ, nb, i64c(&e, t->nblocks - 1), "");
   LLVMBuildBr(e.b, mloop);
@@ -145,9 +158,11 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   LLVMValueRef xt = at(&e, x, mt, t->tile_rows * g->x_stride);
   LLVMValueRef yt = at(&e, yb, mt, t->tile_rows * g->y_stride * ysize);
   LLVMValueRef last_m = LLVMBuildICmp(e.b, LLVMIntEQ, mt, i64c(&e, t->mtiles - 1), "");
-  LLVMTypeRef pt[5] = {e.ptr, e.ptr, e.ptr, e.ptr, e.ptr};
-  LLVMTypeRef tile_ty = LLVMFunctionType(vd, pt, 5, 0);
-  LLVMValueRef targs[5] = {xt, yt, wb, bb, mb};
+  LLVMValueRef rt = g->row_terms ? at(&e, rows, mt, t->tile_rows * (int64_t)sizeof(CgGemmRow))
+                                 : rows;
+  LLVMTypeRef pt[6] = {e.ptr, e.ptr, e.ptr, e.ptr, e.ptr, e.ptr};
+  LLVMTypeRef tile_ty = LLVMFunctionType(vd, pt, 6, 0);
+  LLVMValueRef targs[6] = {xt, yt, wb, bb, mb, rt};
   for (int lm = 0; lm <= (int)m_edge; lm++) {
     LLVMBasicBlockRef other = NULL;
     if (m_edge && lm == 0) {
@@ -161,12 +176,12 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
       LLVMBasicBlockRef last = LLVMAppendBasicBlockInContext(ctx, fn, "n.last");
       LLVMBuildCondBr(e.b, last_n, last, full);
       LLVMPositionBuilderAtEnd(e.b, full);
-      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][0], targs, 5, "");
+      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][0], targs, 6, "");
       LLVMBuildBr(e.b, mnext);
       LLVMPositionBuilderAtEnd(e.b, last);
-      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][1], targs, 5, "");
+      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][1], targs, 6, "");
     } else {
-      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][0], targs, 5, "");
+      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][0], targs, 6, "");
     }
     LLVMBuildBr(e.b, mnext);
     if (other)

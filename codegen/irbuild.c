@@ -59,3 +59,12 @@ LLVMValueRef cg_load(LLVMBuilderRef b, LLVMTypeRef t, LLVMValueRef p, unsigned a
   LLVMSetAlignment(v, align);
   return v;
 }
+
+LLVMValueRef cg_splat_value(LLVMBuilderRef b, LLVMValueRef v, unsigned n) {
+  LLVMContextRef ctx = LLVMGetTypeContext(LLVMTypeOf(v));
+  LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(v), n);
+  LLVMValueRef x = LLVMBuildInsertElement(b, LLVMGetUndef(vt), v,
+                                          LLVMConstInt(LLVMInt32TypeInContext(ctx), 0, 0), "");
+  int zeros[64] = {0};
+  return cg_shuffle(b, x, NULL, zeros, n);
+}

@@ -86,7 +86,11 @@ bool cg_plan_memory(Cg *cg) {
       xq.stride = cg_round_up(xq.cols, 4);
       cg->xq_offset[i] = reserve(cg, xq.rows * xq.stride);
     }
-    if (n->op == IR_OP_QMATMUL || n->op == IR_OP_QMATMUL_DYN) {
+    int64_t attn = cg_attention_scratch(n);
+    if (attn >= 0) {
+      /* qmatmul, qmatmul_dyn, qlinear_dyn on the int8 kernels (attention.c). */
+      cg->xq_offset[i] = reserve(cg, attn);
+    } else if (n->op == IR_OP_QMATMUL || n->op == IR_OP_QMATMUL_DYN) {
       /* qmatmul: the quantized copies of its f32 operands, dense, one after
        * the other; qmatmul_dyn: its work buffer (one matrix of b and one
        * row of x, quantized: K * N + K bytes). */

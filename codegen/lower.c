@@ -380,6 +380,8 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   int64_t numel = r->rows * r->cols;
   if (n->op == IR_OP_QGEMM)
     return emit_qgemm(cg, idx, isa);
+  if (cg_attention_scratch(n) >= 0) /* qmatmul, qmatmul_dyn, qlinear_dyn */
+    return cg_emit_attention(cg, idx, isa);
   if (n->op == IR_OP_QMATMUL)
     return emit_qmatmul(cg, idx);
   if (n->op == IR_OP_QLINEAR)
@@ -541,6 +543,12 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
     break;
   }
   q8_unreachable();
+}
+
+LLVMValueRef cg_value_addr(Cg *cg, const IrValue *v) { return addr(cg, v); }
+LLVMValueRef cg_scratch_addr(Cg *cg, int64_t offset) { return scratch_at(cg, offset); }
+void cg_run_tasks(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, int64_t ntasks, bool parallel) {
+  run_tasks(cg, kernel, args, ntasks, parallel);
 }
 
 bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {

@@ -50,10 +50,12 @@ LLVMModuleRef cg_build_module(IrModule *m, LLVMContextRef ctx, const CgOptions *
   cg.kernel = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.kernel);
   cg.kernel_tasks = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.kernel_tasks);
   cg.quantizer = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.quantizer);
+  cg.prep = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.prep);
   LLVMValueRef entries[CG_ISA_COUNT][2];
   for (int i = 0; ok && i < o->nisas; i++) {
     memset(cg.kernel, 0, (size_t)(m->nnodes + 1) * sizeof *cg.kernel);
     memset(cg.quantizer, 0, (size_t)(m->nnodes + 1) * sizeof *cg.quantizer);
+    memset(cg.prep, 0, (size_t)(m->nnodes + 1) * sizeof *cg.prep);
     ok = cg_emit_entry(&cg, o->isas[i], false, &entries[i][0]) &&
          cg_emit_entry(&cg, o->isas[i], true, &entries[i][1]);
   }

@@ -5,6 +5,8 @@
  *   layout.c      where every value lives at run time (Loc), the scratch size
  *   lower.c       the entry functions: each node lowered to a kernel call or
  *                 a reference op call
+ *   attention.c   qmatmul, qmatmul_dyn, qlinear_dyn lowered to the int8
+ *                 kernels, their operands packed at run time
  *   descriptor.c  the exported q8_model descriptor (q8model.h) */
 #ifndef Q8_CODEGEN_MODULE_H
 #define Q8_CODEGEN_MODULE_H
@@ -24,6 +26,17 @@ typedef struct {
                        * scratch at the quantized entry, or -1 */
 } Loc;
 
+/* Per node, for the variant being built: the functions attention.c emits
+ * beside a kernel (shared by the two entries), and its packed layout. */
+typedef struct {
+  LLVMValueRef pack;             /* b packed as the kernel's weights */
+  LLVMValueRef rows;             /* qmatmul: the rows' terms */
+  LLVMValueRef quant_x, quant_b; /* f32 operands quantized (per tensor or per row) */
+  LLVMValueRef mult;             /* qmatmul: the constant multipliers;
+                                  * qmatmul_dyn: the routine writing them */
+  CgGemmRuntime rt;              /* the kernel's packed layout */
+} CgPrep;
+
 /* The module being built. */
 typedef struct {
   IrModule *m;
@@ -41,6 +54,7 @@ typedef struct {
   LLVMValueRef *kernel;
   int64_t *kernel_tasks;
   LLVMValueRef *quantizer; /* its f32 input's quantization loop, or NULL */
+  CgPrep *prep;            /* attention.c's */
   /* inside the entry being built */
   bool quantized;     /* the quantized entry */
   LLVMValueRef fn, thr, inputs, outputs, scratch_ptr;
@@ -72,6 +86,24 @@ bool cg_plan_memory(Cg *cg);
 /* Build the entry `NAME_run_ISA` (or `NAME_run_quantized_ISA`) of `isa`
  * into cg->mod: *entry. False with a message in m->diag. */
 bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry);
+
+/* What attention.c needs of the entry being built: the run-time address of
+ * a value, an address in scratch, and `kernel(args, t)` for t < ntasks
+ * (through the caller's threads when parallel). */
+LLVMValueRef cg_value_addr(Cg *cg, const IrValue *v);
+LLVMValueRef cg_scratch_addr(Cg *cg, int64_t offset);
+void cg_run_tasks(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, int64_t ntasks, bool parallel);
+
+/* ---- attention.c ---- */
+
+/* The scratch bytes qmatmul, qmatmul_dyn or qlinear_dyn node n needs to run
+ * the int8 kernels, or -1 when it runs as a reference call (another op, or
+ * a dimension 0). */
+int64_t cg_attention_scratch(const IrNode *n);
+/* Lower node idx (cg_attention_scratch(n) >= 0; its slot at
+ * cg->xq_offset[idx]) into the entry being built. False with a message in
+ * m->diag. */
+bool cg_emit_attention(Cg *cg, int idx, CgIsa isa);
 
 /* ---- descriptor.c ---- */
 

@@ -155,7 +155,8 @@ static void choose_form(Gemm *e) {
       lo -= 128;
       hi -= 128;
     }
-    e->pairs_fit = pairs_fit(g, lo, hi);
+    /* Weights packed at run time may take any value. */
+    e->pairs_fit = !g->runtime_w && pairs_fit(g, lo, hi);
   }
 }
 
@@ -328,12 +329,16 @@ static void chunk(Gemm *e, int mr, int nv, LLVMValueRef x, LLVMValueRef w, LLVMV
 
 /* Requantize one vector of 4 channel sums (bias included) and store its first
  * `valid` lanes at y. The arithmetic of x86/qgemm.c's requant_store. */
-static void requant_store(Gemm *e, LLVMValueRef acc, LLVMValueRef mult, LLVMValueRef y, int valid) {
+static void requant_store(Gemm *e, LLVMValueRef acc, LLVMValueRef mult, LLVMValueRef fbias,
+                          LLVMValueRef y, int valid) {
   const CgGemm *g = e->g;
   LLVMTypeRef fv = LLVMVectorType(e->f32, 4);
   LLVMValueRef zero = LLVMConstNull(fv);
-  /* f32(f32(acc) * mult): scvtf, fmul; two roundings, nothing fused. */
+  /* f32(f32(acc) * mult): scvtf, fmul; two roundings, nothing fused; then
+   * qlinear_dyn's f32 bias, a third. */
   LLVMValueRef v = LLVMBuildFMul(e->b, LLVMBuildSIToFP(e->b, acc, fv, ""), mult, "");
+  if (fbias)
+    v = LLVMBuildFAdd(e->b, v, fbias, "");
   LLVMValueRef out;
   if (g->y_dtype == IR_F32) {
     out = v;
@@ -385,19 +390,20 @@ static LLVMValueRef quad_sums(Gemm *e, Accs acc, int r, int q) {
 
 /* ---- the tile ---- */
 
-/* void tile(x, y, w, bias, mult): mr rows from x, nv weight vectors of the
- * block stream w (bias, mult at the block's first channel), the last quad
- * with `last_valid` valid channels, into y. */
+/* void tile(x, y, w, bias, mult, rows): mr rows from x, nv weight vectors of
+ * the block stream w (bias, mult at the block's first channel; rows at the
+ * tile's first row), the last quad with `last_valid` valid channels, into y. */
 static LLVMValueRef emit_tile(Gemm *e, int mr, int nv, int last_valid) {
   const CgGemm *g = e->g;
   char name[600];
   snprintf(name, sizeof name, "%s.%dx%d", e->name, mr, (nv * e->cpv / 4 - 1) * 4 + last_valid);
-  LLVMTypeRef pt[5] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr};
-  LLVMValueRef fn = LLVMAddFunction(e->mod, name, LLVMFunctionType(e->vd, pt, 5, 0));
+  LLVMTypeRef pt[6] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->ptr};
+  LLVMValueRef fn = LLVMAddFunction(e->mod, name, LLVMFunctionType(e->vd, pt, 6, 0));
   LLVMSetLinkage(fn, LLVMPrivateLinkage);
   cg_set_isa_attrs(fn, e->isa);
   LLVMValueRef x = LLVMGetParam(fn, 0), y = LLVMGetParam(fn, 1), w = LLVMGetParam(fn, 2);
   LLVMValueRef bias = LLVMGetParam(fn, 3), mult = LLVMGetParam(fn, 4);
+  LLVMValueRef rows = LLVMGetParam(fn, 5);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(e->ctx, fn, "entry");
   LLVMPositionBuilderAtEnd(e->b, entry);
   int arows = e->form == FORM_MMLA ? (mr + 1) / 2 : mr;
@@ -468,13 +474,32 @@ static LLVMValueRef emit_tile(Gemm *e, int mr, int nv, int last_valid) {
         acc[0][r][v] = LLVMBuildAdd(e->b, acc[0][r][v], acc[s][r][v], "");
   int quads = nv * e->cpv / 4;
   LLVMTypeRef fv = LLVMVectorType(e->f32, 4);
+  int64_t npad = e->nq * 4;
   for (int q = 0; q < quads; q++) {
     LLVMValueRef bv = load(e, e->v4i32, at(e, bias, i64c(e, q), 16, 0), 4);
     LLVMValueRef mv = load(e, fv, at(e, mult, i64c(e, q), 16, 0), 4);
+    LLVMValueRef cs = NULL, fb = NULL;
+    if (g->row_terms)
+      cs = load(e, e->v4i32, at(e, bias, i64c(e, q), 16, npad * 4), 4);
+    if (g->fbias)
+      fb = load(e, fv, at(e, mult, i64c(e, q), 16, npad * 4), 4);
     for (int r = 0; r < mr; r++) {
       LLVMValueRef sum = LLVMBuildAdd(e->b, quad_sums(e, acc, r, q), bv, "");
+      LLVMValueRef mr_v = mv;
+      if (g->row_terms) {
+        /* sum + add[r] - zp[r] * colsum (wrapping) */
+        LLVMValueRef rec = at(e, rows, i64c(e, r), sizeof(CgGemmRow), 0);
+        LLVMValueRef add = load(e, e->i32, rec, 4);
+        LLVMValueRef zp = load(e, e->i32, at(e, rec, i64c(e, 0), 0, 4), 4);
+        sum = LLVMBuildAdd(e->b, sum, cg_splat_value(e->b, add, 4), "");
+        sum = LLVMBuildSub(e->b, sum, LLVMBuildMul(e->b, cg_splat_value(e->b, zp, 4), cs, ""), "");
+        if (g->row_scale) { /* f32(scale[r] * mult[n]) */
+          LLVMValueRef sc = load(e, e->f32, at(e, rec, i64c(e, 0), 0, 8), 4);
+          mr_v = LLVMBuildFMul(e->b, cg_splat_value(e->b, sc, 4), mv, "");
+        }
+      }
       LLVMValueRef yp = at(e, y, i64c(e, r), g->y_stride * e->ysize, (int64_t)q * 4 * e->ysize);
-      requant_store(e, sum, mv, yp, q == quads - 1 ? last_valid : 4);
+      requant_store(e, sum, mr_v, fb, yp, q == quads - 1 ? last_valid : 4);
     }
   }
   LLVMBuildRetVoid(e->b);
@@ -499,8 +524,14 @@ static bool emit_constants(Gemm *e, size_t *wsize_out) {
   size_t wsize = (size_t)((e->nblocks - 1) * block_bytes + e->ksteps * last_nv * 16);
   *wsize_out = wsize;
   int64_t npad = e->nq * 4;
+  if (g->runtime_w)
+    return true;
+  /* With row_terms, the column sums follow the bias and the f32 bias the
+   * multipliers. */
+  int64_t halves = g->row_terms ? 2 : 1;
   int8_t *packed = calloc(wsize, 1);
-  LLVMValueRef *bv = malloc(sizeof *bv * (size_t)npad), *mv = malloc(sizeof *mv * (size_t)npad);
+  LLVMValueRef *bv = malloc(sizeof *bv * (size_t)(npad * halves)),
+               *mv = malloc(sizeof *mv * (size_t)(npad * halves));
   if (!packed || !bv || !mv) {
     free(packed);
     free(bv);
@@ -537,9 +568,16 @@ static bool emit_constants(Gemm *e, size_t *wsize_out) {
     }
     bv[c] = LLVMConstInt(e->i32, b, 0);
     mv[c] = LLVMConstReal(e->f32, mu);
+    if (halves == 2) {
+      uint32_t s = 0;
+      for (int64_t i = 0; c < g->n && i < g->k; i++)
+        s += (uint32_t)(int32_t)g->wq[c * g->k + i];
+      bv[npad + c] = LLVMConstInt(e->i32, s, 0);
+      mv[npad + c] = LLVMConstReal(e->f32, c < g->n && g->fbias ? g->fbias[c] : 0.0);
+    }
   }
-  e->bias = private_const(e, "bias", LLVMConstArray2(e->i32, bv, (uint64_t)npad));
-  e->mult = private_const(e, "mult", LLVMConstArray2(e->f32, mv, (uint64_t)npad));
+  e->bias = private_const(e, "bias", LLVMConstArray2(e->i32, bv, (uint64_t)(npad * halves)));
+  e->mult = private_const(e, "mult", LLVMConstArray2(e->f32, mv, (uint64_t)(npad * halves)));
   free(bv);
   free(mv);
   return true;
@@ -584,9 +622,20 @@ LLVMValueRef cg_emit_qgemm_aarch64(LLVMModuleRef mod, const CgGemm *g, CgIsa isa
     return NULL;
   }
 
+  int last_qb = (int)(e.nq - (e.nblocks - 1) * e.qb);
+  if (g->rt) /* emit_constants' layout */
+    *g->rt = (CgGemmRuntime){.packed_bytes = (int64_t)wsize,
+                             .npad = e.nq * 4,
+                             .cb = (int64_t)e.qb * 4,
+                             .block_bytes = e.ksteps * e.nv * 16,
+                             .kstep = e.kstep,
+                             .cpv = e.cpv,
+                             .step_bytes = (int64_t)e.nv * 16,
+                             .last_step_bytes = (int64_t)last_qb * 4 / e.cpv * 16,
+                             .flip = e.flip ? 128 : 0};
+
   /* The tiles: full, and the last channel block and last rows when they
    * differ (CgGemmTiles.tile); the shared task function calls them. */
-  int last_qb = (int)(e.nq - (e.nblocks - 1) * e.qb);
   int last_valid = (int)(g->n - (e.nq - 1) * 4);
   int last_mr = (int)(g->m - (e.mtiles - 1) * e.mr);
   bool n_edge = last_qb != e.qb || last_valid != 4;

@@ -96,6 +96,12 @@ static Form choose_form(const CgGemm *g, CgIsa isa, bool *flip) {
     *flip = i8;
     return FORM_VNNI;
   case CG_FORM_MADDUBS: {
+    /* Weights packed at run time may take any value: their pairs can
+     * saturate. */
+    if (g->runtime_w) {
+      *flip = false;
+      return FORM_PAIRS;
+    }
     /* vpmaddubsw sees x as unsigned bytes: x + 128 for i8. */
     int32_t lo = g->x_min, hi = g->x_max;
     if (lo > hi)
@@ -289,14 +295,18 @@ static LLVMValueRef round_even(Gemm *e, LLVMValueRef v, unsigned n) {
 }
 
 /* Requantize one vector of channel sums (bias included) and store its first
- * `valid` lanes at y. */
-static void requant_store(Gemm *e, LLVMValueRef acc, LLVMValueRef mult, LLVMValueRef y, int valid) {
+ * `valid` lanes at y (fbias: added to the f32 product when not NULL). */
+static void requant_store(Gemm *e, LLVMValueRef acc, LLVMValueRef mult, LLVMValueRef fbias,
+                          LLVMValueRef y, int valid) {
   const CgGemm *g = e->g;
   unsigned n = (unsigned)e->nr;
   LLVMTypeRef fv = LLVMVectorType(e->f32, n);
   LLVMValueRef zero = LLVMConstNull(fv);
-  /* f32(f32(acc) * mult): two roundings, no fused multiply-add. */
+  /* f32(f32(acc) * mult): two roundings, no fused multiply-add; then the
+   * f32 bias of qlinear_dyn, a third. */
   LLVMValueRef v = LLVMBuildFMul(e->b, LLVMBuildSIToFP(e->b, acc, fv, ""), mult, "");
+  if (fbias)
+    v = LLVMBuildFAdd(e->b, v, fbias, "");
   LLVMValueRef out;
   if (g->y_dtype == IR_F32) {
     out = v;
@@ -354,19 +364,21 @@ static LLVMValueRef channel_sums(Gemm *e, LLVMValueRef parts[MAX_PARTS]) {
 
 /* ---- the tile ---- */
 
-/* void tile(x, y, w, bias, mult): mr rows from x, nrv channel vectors from the
- * packed stream w (bias, mult at the block's first channel), the last vector
- * with `last_valid` valid channels, into y. */
+/* void tile(x, y, w, bias, mult, rows): mr rows from x, nrv channel vectors
+ * from the packed stream w (bias, mult at the block's first channel; rows at
+ * the tile's first row), the last vector with `last_valid` valid channels,
+ * into y. */
 static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
   const CgGemm *g = e->g;
   char name[600];
   snprintf(name, sizeof name, "%s.%dx%d", e->name, mr, (nrv - 1) * e->nr + last_valid);
-  LLVMTypeRef pt[5] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr};
-  LLVMValueRef fn = LLVMAddFunction(e->mod, name, LLVMFunctionType(e->vd, pt, 5, 0));
+  LLVMTypeRef pt[6] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->ptr};
+  LLVMValueRef fn = LLVMAddFunction(e->mod, name, LLVMFunctionType(e->vd, pt, 6, 0));
   LLVMSetLinkage(fn, LLVMPrivateLinkage);
   cg_set_isa_attrs(fn, e->isa);
   LLVMValueRef x = LLVMGetParam(fn, 0), y = LLVMGetParam(fn, 1), w = LLVMGetParam(fn, 2);
   LLVMValueRef bias = LLVMGetParam(fn, 3), mult = LLVMGetParam(fn, 4);
+  LLVMValueRef rows = LLVMGetParam(fn, 5);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(e->ctx, fn, "entry");
   LLVMPositionBuilderAtEnd(e->b, entry);
 
@@ -417,12 +429,20 @@ static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
   for (int64_t gi = trips * e->unroll; gi < e->kg; gi++)
     kgroup(e, mr, nrv, x, w, i64c(e, gi), (int)(gi % e->unroll) % e->ks, acc);
 
-  /* Requantize: sum the K sets, combine pair lanes, add the bias. */
-  LLVMTypeRef iv = LLVMVectorType(e->i32, (unsigned)e->nr);
-  LLVMTypeRef fv = LLVMVectorType(e->f32, (unsigned)e->nr);
+  /* Requantize: sum the K sets, combine pair lanes, add the bias (and the
+   * rows' terms: the zero points and scales known only at run time). */
+  unsigned n = (unsigned)e->nr;
+  LLVMTypeRef iv = LLVMVectorType(e->i32, n);
+  LLVMTypeRef fv = LLVMVectorType(e->f32, n);
+  int64_t npad = e->nvec * e->nr;
   for (int v = 0; v < nrv; v++) {
     LLVMValueRef bv = load(e, iv, at(e, bias, i64c(e, v), e->nr * 4, 0), 4);
     LLVMValueRef mv = load(e, fv, at(e, mult, i64c(e, v), e->nr * 4, 0), 4);
+    LLVMValueRef cs = NULL, fb = NULL;
+    if (g->row_terms)
+      cs = load(e, iv, at(e, bias, i64c(e, v), e->nr * 4, npad * 4), 4);
+    if (g->fbias)
+      fb = load(e, fv, at(e, mult, i64c(e, v), e->nr * 4, npad * 4), 4);
     for (int r = 0; r < mr; r++) {
       LLVMValueRef parts[MAX_PARTS];
       for (int p = 0; p < e->parts; p++) {
@@ -431,8 +451,21 @@ static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
           parts[p] = LLVMBuildAdd(e->b, parts[p], acc[s][r][v][p], "");
       }
       LLVMValueRef sum = LLVMBuildAdd(e->b, channel_sums(e, parts), bv, "");
+      LLVMValueRef mr_v = mv;
+      if (g->row_terms) {
+        /* sum + add[r] - zp[r] * colsum (wrapping) */
+        LLVMValueRef rec = at(e, rows, i64c(e, r), sizeof(CgGemmRow), 0);
+        LLVMValueRef add = load(e, e->i32, rec, 4);
+        LLVMValueRef zp = load(e, e->i32, at(e, rec, i64c(e, 0), 0, 4), 4);
+        sum = LLVMBuildAdd(e->b, sum, cg_splat_value(e->b, add, n), "");
+        sum = LLVMBuildSub(e->b, sum, LLVMBuildMul(e->b, cg_splat_value(e->b, zp, n), cs, ""), "");
+        if (g->row_scale) { /* f32(scale[r] * mult[n]) */
+          LLVMValueRef sc = load(e, e->f32, at(e, rec, i64c(e, 0), 0, 8), 4);
+          mr_v = LLVMBuildFMul(e->b, cg_splat_value(e->b, sc, n), mv, "");
+        }
+      }
       LLVMValueRef yp = at(e, y, i64c(e, r), g->y_stride * e->ysize, v * e->nr * e->ysize);
-      requant_store(e, sum, mv, yp, v == nrv - 1 ? last_valid : e->nr);
+      requant_store(e, sum, mr_v, fb, yp, v == nrv - 1 ? last_valid : e->nr);
     }
   }
   LLVMBuildRetVoid(e->b);
@@ -448,8 +481,14 @@ static bool emit_constants(Gemm *e) {
   const CgGemm *g = e->g;
   size_t wsize = cg_packed_size(e->isa, g->n, g->k);
   int64_t npad = e->nvec * e->nr;
+  if (g->runtime_w)
+    return true;
+  /* With row_terms, the column sums follow the bias and the f32 bias the
+   * multipliers. */
+  int64_t halves = g->row_terms ? 2 : 1;
   int8_t *packed = malloc(wsize);
-  LLVMValueRef *bv = malloc(sizeof *bv * (size_t)npad), *mv = malloc(sizeof *mv * (size_t)npad);
+  LLVMValueRef *bv = malloc(sizeof *bv * (size_t)(npad * halves)),
+               *mv = malloc(sizeof *mv * (size_t)(npad * halves));
   if (!packed || !bv || !mv) {
     free(packed);
     free(bv);
@@ -475,9 +514,16 @@ static bool emit_constants(Gemm *e) {
     }
     bv[c] = LLVMConstInt(e->i32, b, 0);
     mv[c] = LLVMConstReal(e->f32, mu);
+    if (halves == 2) {
+      uint32_t s = 0;
+      for (int64_t i = 0; c < g->n && i < g->k; i++)
+        s += (uint32_t)(int32_t)g->wq[c * g->k + i];
+      bv[npad + c] = LLVMConstInt(e->i32, s, 0);
+      mv[npad + c] = LLVMConstReal(e->f32, c < g->n && g->fbias ? g->fbias[c] : 0.0);
+    }
   }
-  e->bias = private_const(e, "bias", LLVMConstArray2(e->i32, bv, (uint64_t)npad));
-  e->mult = private_const(e, "mult", LLVMConstArray2(e->f32, mv, (uint64_t)npad));
+  e->bias = private_const(e, "bias", LLVMConstArray2(e->i32, bv, (uint64_t)(npad * halves)));
+  e->mult = private_const(e, "mult", LLVMConstArray2(e->f32, mv, (uint64_t)(npad * halves)));
   free(bv);
   free(mv);
   return true;
@@ -503,8 +549,8 @@ LLVMValueRef cg_emit_qgemm_x86(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, in
   e.vd = LLVMVoidTypeInContext(e.ctx);
   e.form = choose_form(g, isa, &e.flip);
   e.x_signed = g->x_dtype == IR_I8 && !e.flip;
-  e.mult_finite = true;
-  for (int64_t c = 0; c < g->n; c++)
+  e.mult_finite = !g->runtime_w && !g->row_scale;
+  for (int64_t c = 0; e.mult_finite && c < g->n; c++)
     e.mult_finite &= isfinite(g->mult[c]) != 0;
   e.nr = cg_isa_info[isa].nr;
   /* PAIRS: nr channels x 4 K are two pmaddwd of lanes16 = 2 * nr i16. */
@@ -529,6 +575,17 @@ LLVMValueRef cg_emit_qgemm_x86(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, in
     LLVMDisposeBuilder(e.b);
     return NULL;
   }
+
+  if (g->rt) /* pack.c's layout: a block of the formula is one vector */
+    *g->rt = (CgGemmRuntime){.packed_bytes = (int64_t)cg_packed_size(isa, g->n, g->k),
+                             .npad = e.nvec * e.nr,
+                             .cb = e.nr,
+                             .block_bytes = e.kg * e.nr * 4,
+                             .kstep = 4,
+                             .cpv = 4,
+                             .step_bytes = e.nr * 4,
+                             .last_step_bytes = e.nr * 4,
+                             .flip = e.flip ? -128 : 0};
 
   /* The tiles: full, and the last channel block and last rows when they
    * differ (CgGemmTiles.tile); the shared task function calls them. */

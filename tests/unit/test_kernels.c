@@ -317,7 +317,7 @@ static void describe(const Case *t, CgIsa isa, char *buf, size_t len) {
 static void run_and_check(Case *t, CgIsa isa) {
   const CgGemm *g = &t->g;
   memset(t->y, sentinel, t->ybytes);
-  CgGemmArgs args = {t->x, t->y};
+  CgGemmArgs args = {.x = t->x, .y = t->y};
   for (int64_t task = t->ntasks - 1; task >= 0; task--)
     t->fn(&args, task);
   size_t ysz = g->y_dtype == IR_F32 ? 4 : 1;
@@ -484,7 +484,7 @@ static void check_partition(int64_t m, int64_t k, int64_t n, CgIsa isa) {
   int *owner = calloc((size_t)cells, sizeof *owner);
   for (int64_t task = 0; task < t.ntasks; task++) {
     memset(t.y, sentinel, t.ybytes);
-    CgGemmArgs args = {t.x, t.y};
+    CgGemmArgs args = {.x = t.x, .y = t.y};
     t.fn(&args, task);
     int64_t written = 0;
     for (int64_t e = 0; e < cells; e++) {
