@@ -126,7 +126,7 @@ int rng_int(int lo, int hi) { return lo + (int)(rng_next() % (uint64_t)(hi - lo 
 
 static char work_dir[512];
 static bool work_made;
-static char *made_files[64];
+static char *made_files[1024];
 static int nmade;
 
 void work_init(const char *dir) {
@@ -164,7 +164,7 @@ const char *work_path(const char *name) {
   for (int i = 0; i < nmade; i++)
     if (strcmp(made_files[i], p) == 0)
       return made_files[i];
-  if (nmade == 64)
+  if (nmade == 1024)
     die("too many files%s", "");
   return made_files[nmade++] = strdup(p);
 }

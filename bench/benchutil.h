@@ -83,6 +83,12 @@ void write_npy_f32(const char *path, const float *x, int ndim, const int64_t *di
 double run_q8c(const char *q8c, const char *const *args);
 q8rt_model *load_so(const char *path);
 
+/* A float linear layer, y = x W^T + b. */
+typedef struct {
+  float *w, *b; /* [n, k], [n] */
+  int n, k;
+} Fc;
+
 /* ---- measurement ------------------------------------------------------ */
 
 typedef struct {

@@ -142,7 +142,9 @@ void run_dnnl(void *c) {
     dp_run(&r->p[i]);
 }
 
-void quantize_fc(const Fc *l, float sx, float sy, QFc *q) {
+void quantize_fc(const Fc *l, float sx, float sy, QFc *q) { quantize_fc_range(l, sx, sy, 127, q); }
+
+void quantize_fc_range(const Fc *l, float sx, float sy, int wmax, QFc *q) {
   q->wq = xmalloc((size_t)l->n * l->k);
   q->sw = xmalloc((size_t)l->n * 4);
   q->scale = xmalloc((size_t)l->n * 4);
@@ -151,10 +153,10 @@ void quantize_fc(const Fc *l, float sx, float sy, QFc *q) {
     float m = 0;
     for (int i = 0; i < l->k; i++)
       m = fabsf(l->w[j * l->k + i]) > m ? fabsf(l->w[j * l->k + i]) : m;
-    float sw = m > 0 ? (float)(m / 127.0) : 1;
+    float sw = m > 0 ? (float)((double)m / wmax) : 1;
     for (int i = 0; i < l->k; i++) {
       float v = rintf(l->w[j * l->k + i] / sw);
-      q->wq[j * l->k + i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
+      q->wq[j * l->k + i] = (int8_t)(v < -wmax ? -wmax : v > wmax ? wmax : v);
     }
     q->sw[j] = sw;
     q->bias[j] = (int32_t)rint((double)l->b[j] / ((double)sx * sw));

@@ -12,6 +12,8 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "benchutil.h"
+
 extern dnnl_engine_t eng;
 extern dnnl_stream_t strm;
 
@@ -70,12 +72,6 @@ typedef struct {
 
 void run_dnnl(void *c);
 
-/* A float linear layer, y = x W^T + b. */
-typedef struct {
-  float *w, *b; /* [n, k], [n] */
-  int n, k;
-} Fc;
-
 /* One oneDNN int8 layer's constants: per-channel weights, scales, bias. */
 typedef struct {
   int8_t *wq;
@@ -87,6 +83,10 @@ typedef struct {
  * sx * sw, the output scale sx * sw / sy (sy = 0: an f32 output,
  * sx * sw). */
 void quantize_fc(const Fc *l, float sx, float sy, QFc *q);
+/* The same with weights in [-wmax, wmax] (sw = max |w| / wmax): 63 keeps
+ * oneDNN's AVX2 int8 path (vpmaddubsw, pairs of u8 x s8 products summed to
+ * a saturating s16) from saturating. */
+void quantize_fc_range(const Fc *l, float sx, float sy, int wmax, QFc *q);
 void free_qfc(QFc *q);
 
 #endif
