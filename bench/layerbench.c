@@ -42,7 +42,10 @@
  * starts with cold inputs of its own and pays one runtime call; the sum of
  * the nodes beside the whole layer shows what that adds.
  *
- * It prints the tables and writes a JSON file (default layerbench.json).
+ * It prints the tables, checks the targets of issue 15 that concern the
+ * layer (q8c 1.5x oneDNN int8 and 3x oneDNN f32 at one thread, dynamic
+ * within 1.25x of static, non-GEMM work at most 20%, 2 threads 1.7x
+ * faster than 1) and writes a JSON file (default layerbench.json).
  * docs/kernels.md holds a table it printed. */
 #include <math.h>
 #include <omp.h>
@@ -555,6 +558,71 @@ static void bench_case(const LayerSpec *s) {
   layer_weights_free(&w);
 }
 
+/* ---- the targets of issue 15 that concern the layer ------------------- */
+
+typedef struct {
+  char what[96];
+  double value, want;
+  bool at_most; /* value <= want, else value >= want */
+  bool ok;
+} Target;
+
+static Target targets[64];
+static int ntargets;
+
+static void target(bool at_most, double value, double want, const char *fmt, const char *name) {
+  if (ntargets == 64)
+    return;
+  Target *t = &targets[ntargets++];
+  snprintf(t->what, sizeof t->what, fmt, name);
+  t->value = value, t->want = want, t->at_most = at_most;
+  t->ok = at_most ? value <= want : value >= want;
+}
+
+static const Result *find_result(const LayerSpec *s, int threads) {
+  for (int i = 0; i < nresults; i++)
+    if (results[i].spec == s && results[i].threads == threads)
+      return &results[i];
+  return NULL;
+}
+
+/* One thread unless said otherwise; ratios are speed ratios. */
+static void check_targets(void) {
+  for (int i = 0; i < ninfos; i++) {
+    const CaseInfo *c = &infos[i];
+    const char *nm = c->spec->name;
+    const Result *r1 = find_result(c->spec, 1), *r2 = find_result(c->spec, 2);
+    if (r1) {
+      target(false, r1->t[2] / r1->t[0], 1.5, "%s: q8c static / oneDNN int8 >= 1.5", nm);
+      target(false, r1->t[2] / r1->t[1], 1.5, "%s: q8c dynamic / oneDNN int8 >= 1.5", nm);
+      target(false, r1->t[3] / r1->t[0], 3.0, "%s: q8c static / oneDNN f32 >= 3", nm);
+      target(false, r1->t[3] / r1->t[1], 3.0, "%s: q8c dynamic / oneDNN f32 >= 3", nm);
+      target(true, r1->t[1] / r1->t[0], 1.25, "%s: q8c dynamic time / static time <= 1.25", nm);
+    }
+    if (c->has_breakdown)
+      for (int v = 0; v < 2; v++)
+        target(true, 100 * (c->sum[v] - c->cls[v][0] - c->cls[v][1]) / c->sum[v], 20,
+               v ? "%s: q8c dynamic non-GEMM share <= 20%%" : "%s: q8c static non-GEMM share <= 20%%",
+               nm);
+    if (r1 && r2) {
+      target(false, r1->t[0] / r2->t[0], 1.7, "%s: q8c static 2 threads / 1 >= 1.7", nm);
+      target(false, r1->t[1] / r2->t[1], 1.7, "%s: q8c dynamic 2 threads / 1 >= 1.7", nm);
+    }
+  }
+}
+
+static void print_targets(FILE *f) {
+  int ok = 0;
+  fprintf(f, "\ntargets (issue 15, the layer; non-GEMM: softmax, norms, elementwise, layout, "
+             "quantize):\n");
+  for (int i = 0; i < ntargets; i++) {
+    fprintf(f, "  %-4s %-58s %7.2f\n", targets[i].ok ? "ok" : "MISS", targets[i].what,
+            targets[i].value);
+    ok += targets[i].ok;
+  }
+  fprintf(f, "%d of %d targets hold\n", ok, ntargets);
+}
+
 /* ---- report ----------------------------------------------------------- */
 
 static void print_tables(FILE *f) {
@@ -670,6 +738,11 @@ static void write_json(const char *path) {
     }
     fprintf(f, "}%s\n", i + 1 < ninfos ? "," : "");
   }
+  fprintf(f, "  ],\n  \"targets\": [\n");
+  for (int i = 0; i < ntargets; i++)
+    fprintf(f, "    {\"target\": \"%s\", \"value\": %.3f, \"want\": %.3f, \"ok\": %s}%s\n",
+            targets[i].what, targets[i].value, targets[i].want, targets[i].ok ? "true" : "false",
+            i + 1 < ntargets ? "," : "");
   fprintf(f, "  ]\n}\n");
   if (fclose(f) != 0)
     die("cannot write %s", path);
@@ -754,7 +827,9 @@ int main(int argc, char **argv) {
   DN(dnnl_stream_create(&strm, eng, dnnl_stream_default_flags));
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     bench_case(&cases[i]);
+  check_targets();
   print_tables(stdout);
+  print_targets(stdout);
   write_json(opt.json);
   printf("\nJSON: %s\n", opt.json);
   dnnl_stream_destroy(strm);
