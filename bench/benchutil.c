@@ -111,6 +111,8 @@ void wait_for_quiet(double max_s) {
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
 
+void rng_seed(uint64_t seed) { rng_state = seed; }
+
 uint64_t rng_next(void) {
   uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;

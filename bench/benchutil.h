@@ -45,6 +45,8 @@ void wait_for_quiet(double max_s);
 
 /* ---- random data (splitmix64: the same bytes on every run) ------------ */
 
+/* Restart the sequence (its initial state is 0x9e3779b97f4a7c15). */
+void rng_seed(uint64_t seed);
 uint64_t rng_next(void);
 double rng_unif(void); /* [0, 1) */
 int rng_int(int lo, int hi);

@@ -379,6 +379,8 @@ static void bench_case(const LayerSpec *s) {
   if (!selected(s->name))
     return;
   fprintf(stderr, "%s\n", s->name);
+  /* Each case's weights and data are its own, whichever cases run. */
+  rng_seed(0x9e3779b97f4a7c15u + (uint64_t)(s - cases));
   CaseInfo *info = &infos[ninfos++];
   memset(info, 0, sizeof *info);
   info->spec = s;
