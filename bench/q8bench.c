@@ -68,10 +68,10 @@
 #include <immintrin.h>
 #include <oneapi/dnnl/dnnl.h>
 
+#include "benchutil.h"
+#include "dnnlprim.h"
 #include "q8c.h"
 #include "q8rt.h"
-
-extern char **environ;
 
 /* ---- options ---------------------------------------------------------- */
 
@@ -94,241 +94,6 @@ static Opts opt = {
     .nthreads = 2,
 };
 
-static void die(const char *fmt, const char *a) {
-  fprintf(stderr, "q8bench: ");
-  fprintf(stderr, fmt, a);
-  fprintf(stderr, "\n");
-  exit(1);
-}
-
-static void *xmalloc(size_t n) {
-  void *p = aligned_alloc(64, (n + 63) / 64 * 64);
-  if (!p)
-    die("out of memory%s", "");
-  return p;
-}
-
-/* ---- time ------------------------------------------------------------- */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void sleep_ms(double ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(fmod(ms, 1000) * 1e6)};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n) {
-  double *s = malloc((size_t)n * sizeof *s);
-  memcpy(s, v, (size_t)n * sizeof *s);
-  qsort(s, (size_t)n, sizeof *s, cmp_double);
-  double m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-  free(s);
-  return m;
-}
-
-/* ---- other load on the machine --------------------------------------- */
-
-/* The machine is shared: what else ran during a case is worth knowing. A
- * snapshot: the CPU time every process has used (from /proc/stat, busy
- * jiffies, steal included) and this process's own (getrusage, threads and
- * the q8c children included). */
-typedef struct {
-  double wall, busy, self;
-} LoadMark;
-
-static LoadMark load_mark(void) {
-  LoadMark m = {now_s(), 0, 0};
-  FILE *f = fopen("/proc/stat", "r");
-  unsigned long long v[10] = {0};
-  if (f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                  &v[4], &v[5], &v[6], &v[7]) == 8)
-    m.busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
-  if (f)
-    fclose(f);
-  struct rusage ru, rc;
-  getrusage(RUSAGE_SELF, &ru);
-  getrusage(RUSAGE_CHILDREN, &rc);
-  m.self = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + rc.ru_utime.tv_sec +
-                    rc.ru_stime.tv_sec) +
-           1e-6 * (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec + rc.ru_utime.tv_usec +
-                           rc.ru_stime.tv_usec);
-  return m;
-}
-
-/* CPUs the rest of the machine kept busy on average since `a`. */
-static double other_load(LoadMark a) {
-  LoadMark b = load_mark();
-  double other = (b.busy - a.busy) - (b.self - a.self);
-  return b.wall > a.wall && other > 0 ? other / (b.wall - a.wall) : 0;
-}
-
-/* Before a case: wait (up to opt.wait_quiet seconds) until the rest of the
- * machine keeps less than a quarter of a CPU busy over half a second. On a
- * shared machine that is the difference between measuring the kernels and
- * measuring someone else's build. */
-static void wait_for_quiet(void) {
-  double t0 = now_s();
-  while (now_s() - t0 < opt.wait_quiet) {
-    LoadMark m = load_mark();
-    sleep_ms(500);
-    double l = other_load(m);
-    if (l < 0.25)
-      return;
-    fprintf(stderr, "  waiting: other processes keep %.2f CPUs busy\n", l);
-  }
-}
-
-/* ---- random data (splitmix64: the same bytes on every run) ------------ */
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15u;
-
-static uint64_t rng_next(void) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
-static double rng_unif(void) { return (double)(rng_next() >> 11) * 0x1p-53; }
-
-static int rng_int(int lo, int hi) { return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1)); }
-
-/* ---- files ------------------------------------------------------------ */
-
-static char work_dir[512];
-static bool work_made;
-static char *made_files[64];
-static int nmade;
-
-/* DIR/name, remembered so that it is removed at the end; the string lives
- * until then. */
-static const char *work_path(const char *name) {
-  char p[600];
-  snprintf(p, sizeof p, "%s/%s", work_dir, name);
-  for (int i = 0; i < nmade; i++)
-    if (strcmp(made_files[i], p) == 0)
-      return made_files[i];
-  if (nmade == 64)
-    die("too many files%s", "");
-  return made_files[nmade++] = strdup(p);
-}
-
-static void write_text(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-    die("cannot write %s", path);
-}
-
-typedef struct {
-  const char *name, *dtype; /* safetensors dtype: I8, I32, F32 */
-  int64_t d0, d1;           /* d1 = 0 for a vector */
-  const void *data;
-  size_t esize;
-} Tensor;
-
-/* An 8-byte header length, the JSON header padded with spaces to a multiple
- * of 8, then the tensors' bytes in order. */
-static void write_safetensors(const char *path, const Tensor *t, int n) {
-  char hdr[4096];
-  size_t len = 0, off = 0;
-  len += (size_t)snprintf(hdr + len, sizeof hdr - len, "{");
-  for (int i = 0; i < n; i++) {
-    size_t bytes = (size_t)(t[i].d0 * (t[i].d1 ? t[i].d1 : 1)) * t[i].esize;
-    char shape[64];
-    if (t[i].d1)
-      snprintf(shape, sizeof shape, "[%lld,%lld]", (long long)t[i].d0, (long long)t[i].d1);
-    else
-      snprintf(shape, sizeof shape, "[%lld]", (long long)t[i].d0);
-    len += (size_t)snprintf(hdr + len, sizeof hdr - len,
-                            "%s\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%zu,%zu]}",
-                            i ? "," : "", t[i].name, t[i].dtype, shape, off, off + bytes);
-    off += bytes;
-  }
-  len += (size_t)snprintf(hdr + len, sizeof hdr - len, "}");
-  while (len % 8)
-    hdr[len++] = ' ';
-  FILE *f = fopen(path, "wb");
-  uint64_t hl = len;
-  if (!f || fwrite(&hl, 8, 1, f) != 1 || fwrite(hdr, 1, len, f) != len)
-    die("cannot write %s", path);
-  for (int i = 0; i < n; i++) {
-    size_t cnt = (size_t)(t[i].d0 * (t[i].d1 ? t[i].d1 : 1));
-    if (fwrite(t[i].data, t[i].esize, cnt, f) != cnt)
-      die("cannot write %s", path);
-  }
-  if (fclose(f) != 0)
-    die("cannot write %s", path);
-}
-
-/* A float32 [rows, cols] .npy file (format 1.0, header padded to 64). */
-static void write_npy_f32(const char *path, const float *x, int64_t rows, int64_t cols) {
-  char dict[128];
-  int n = snprintf(dict, sizeof dict,
-                   "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
-                   (long long)rows, (long long)cols);
-  int total = (10 + n + 1 + 63) / 64 * 64;
-  char hdr[256];
-  memcpy(hdr, "\x93NUMPY\x01\x00", 8);
-  hdr[8] = (char)((total - 10) & 0xff);
-  hdr[9] = (char)((total - 10) >> 8);
-  memcpy(hdr + 10, dict, (size_t)n);
-  memset(hdr + 10 + n, ' ', (size_t)(total - 10 - n - 1));
-  hdr[total - 1] = '\n';
-  FILE *f = fopen(path, "wb");
-  if (!f || fwrite(hdr, 1, (size_t)total, f) != (size_t)total ||
-      fwrite(x, sizeof *x, (size_t)(rows * cols), f) != (size_t)(rows * cols) || fclose(f) != 0)
-    die("cannot write %s", path);
-}
-
-/* Run the q8c binary with `args` (NULL-terminated, without argv[0]); its
- * output goes to q8c.log. Returns the wall time in seconds; dies on failure. */
-static double run_q8c(const char *const *args) {
-  const char *argv[32] = {opt.q8c};
-  int n = 1;
-  for (; args[n - 1]; n++)
-    argv[n] = args[n - 1];
-  argv[n] = NULL;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  const char *log = work_path("q8c.log");
-  posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  double t0 = now_s();
-  pid_t pid;
-  int rc = posix_spawn(&pid, opt.q8c, &fa, NULL, (char *const *)argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0)
-    die("cannot run %s (--q8c)", opt.q8c);
-  int status;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  double t = now_s() - t0;
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    fprintf(stderr, "q8bench: q8c failed:");
-    for (int i = 0; argv[i]; i++)
-      fprintf(stderr, " %s", argv[i]);
-    die("\n(see %s)", log);
-  }
-  return t;
-}
-
-static q8rt_model *load_so(const char *path) {
-  char err[512];
-  q8rt_model *m;
-  if (q8rt_load(path, &m, err, sizeof err) != Q8RT_OK)
-    die("%s", err);
-  return m;
-}
 
 /* ---- probes: the machine's limits ------------------------------------- */
 
@@ -389,197 +154,6 @@ __attribute__((target("avx512f"))) static uint64_t read_buf(const uint8_t *buf, 
 
 static volatile uint64_t probe_sink;
 
-/* ---- oneDNN ----------------------------------------------------------- */
-
-static dnnl_engine_t eng;
-static dnnl_stream_t strm;
-
-static void dnnl_check(dnnl_status_t s, const char *what) {
-  if (s != dnnl_success) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "oneDNN: %s failed (status %d)", what, (int)s);
-    die("%s", msg);
-  }
-}
-#define DN(call) dnnl_check((call), #call)
-
-/* One primitive ready to run: its arguments, the memory it owns. */
-typedef struct {
-  dnnl_primitive_t prim;
-  dnnl_exec_arg_t args[8];
-  int nargs;
-  dnnl_memory_t own[8];
-  int nown;
-  char impl[96];
-} DPrim;
-
-static dnnl_memory_t dp_mem(DPrim *p, const dnnl_memory_desc_t *md, void *handle) {
-  dnnl_memory_t m;
-  DN(dnnl_memory_create(&m, md, eng, handle));
-  p->own[p->nown++] = m;
-  return m;
-}
-
-static void dp_arg(DPrim *p, int arg, dnnl_memory_t m) {
-  p->args[p->nargs].arg = arg;
-  p->args[p->nargs++].memory = m;
-}
-
-static void dp_finish(DPrim *p, dnnl_primitive_desc_t pd) {
-  const char *impl = "?";
-  dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-  snprintf(p->impl, sizeof p->impl, "%s", impl);
-  const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-  if (sp && dnnl_memory_desc_get_size(sp) > 0)
-    dp_arg(p, DNNL_ARG_SCRATCHPAD, dp_mem(p, sp, DNNL_MEMORY_ALLOCATE));
-  DN(dnnl_primitive_create(&p->prim, pd));
-  DN(dnnl_primitive_desc_destroy(pd));
-}
-
-static void dp_run(const DPrim *p) {
-  DN(dnnl_primitive_execute(p->prim, strm, p->nargs, p->args));
-  DN(dnnl_stream_wait(strm));
-}
-
-static void dp_free(DPrim *p) {
-  if (p->prim)
-    dnnl_primitive_destroy(p->prim);
-  for (int i = 0; i < p->nown; i++)
-    dnnl_memory_destroy(p->own[i]);
-  memset(p, 0, sizeof *p);
-}
-
-static void md2(dnnl_memory_desc_t *md, int64_t d0, int64_t d1, dnnl_data_type_t dt,
-                dnnl_format_tag_t tag) {
-  dnnl_dims_t dims = {d0, d1};
-  DN(dnnl_memory_desc_init_by_tag(md, 2, dims, dt, tag));
-}
-
-/* A matmul y[M, N] = x[M, K] * W^T with W given as [N, K] (oneDNN's [K, N]
- * in format "ba"), reordered once into the layout oneDNN chooses. Integer:
- * y = sat(rint(scale[n] * (sum (x - x_zp) * w + bias[n]))) + y_zp (oneDNN
- * 2.x applies the s32 bias before the output scales). relu: an eltwise
- * post-op (f32 only; u8 outputs clamp at their zero point already). */
-typedef struct {
-  int64_t m, k, n;
-  dnnl_data_type_t xt, wt, bt, yt; /* bt = dnnl_data_type_undef: no bias */
-  const void *x, *w, *bias;
-  void *y;
-  const float *scales; /* per output channel, or NULL */
-  int32_t x_zp, y_zp;
-  bool relu;
-} MatmulSpec;
-
-static void dp_matmul(DPrim *p, const MatmulSpec *s) {
-  memset(p, 0, sizeof *p);
-  dnnl_memory_desc_t xmd, wany, bmd, ymd, wuser;
-  md2(&xmd, s->m, s->k, s->xt, dnnl_ab);
-  md2(&wany, s->k, s->n, s->wt, dnnl_format_tag_any);
-  md2(&wuser, s->k, s->n, s->wt, dnnl_ba);
-  md2(&ymd, s->m, s->n, s->yt, dnnl_ab);
-  bool has_bias = s->bt != dnnl_data_type_undef;
-  if (has_bias)
-    md2(&bmd, 1, s->n, s->bt, dnnl_ab);
-  dnnl_matmul_desc_t desc;
-  DN(dnnl_matmul_desc_init(&desc, &xmd, &wany, has_bias ? &bmd : NULL, &ymd));
-  dnnl_primitive_attr_t attr;
-  DN(dnnl_primitive_attr_create(&attr));
-  if (s->scales)
-    DN(dnnl_primitive_attr_set_output_scales(attr, s->n, 1 << 1, s->scales));
-  if (s->x_zp)
-    DN(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &s->x_zp));
-  if (s->y_zp)
-    DN(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &s->y_zp));
-  if (s->relu) {
-    dnnl_post_ops_t po;
-    DN(dnnl_post_ops_create(&po));
-    DN(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0));
-    DN(dnnl_primitive_attr_set_post_ops(attr, po));
-    dnnl_post_ops_destroy(po);
-  }
-  dnnl_primitive_desc_t pd;
-  DN(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
-  dnnl_primitive_attr_destroy(attr);
-
-  /* The weights, reordered into the chosen layout (with whatever
-   * compensation it carries) once, outside the timing. */
-  const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-  dnnl_memory_t wsrc, wdst = dp_mem(p, wmd, DNNL_MEMORY_ALLOCATE);
-  DN(dnnl_memory_create(&wsrc, &wuser, eng, (void *)s->w));
-  dnnl_primitive_desc_t rpd;
-  DN(dnnl_reorder_primitive_desc_create(&rpd, &wuser, eng, wmd, eng, NULL));
-  dnnl_primitive_t reorder;
-  DN(dnnl_primitive_create(&reorder, rpd));
-  dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, wsrc}, {DNNL_ARG_TO, wdst}};
-  DN(dnnl_primitive_execute(reorder, strm, 2, rargs));
-  DN(dnnl_stream_wait(strm));
-  dnnl_primitive_destroy(reorder);
-  dnnl_primitive_desc_destroy(rpd);
-  dnnl_memory_destroy(wsrc);
-
-  dp_arg(p, DNNL_ARG_SRC, dp_mem(p, &xmd, (void *)s->x));
-  dp_arg(p, DNNL_ARG_WEIGHTS, wdst);
-  if (has_bias)
-    dp_arg(p, DNNL_ARG_BIAS, dp_mem(p, &bmd, (void *)s->bias));
-  dp_arg(p, DNNL_ARG_DST, dp_mem(p, &ymd, s->y));
-  dp_finish(p, pd);
-}
-
-/* q = sat(rint(x * inv_scale) + zp) as u8: the quantizing reorder. */
-static void dp_quantize(DPrim *p, int64_t m, int64_t k, const float *x, uint8_t *q,
-                        float inv_scale, int32_t zp) {
-  memset(p, 0, sizeof *p);
-  dnnl_memory_desc_t xmd, qmd;
-  md2(&xmd, m, k, dnnl_f32, dnnl_ab);
-  md2(&qmd, m, k, dnnl_u8, dnnl_ab);
-  dnnl_primitive_attr_t attr;
-  DN(dnnl_primitive_attr_create(&attr));
-  DN(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &inv_scale));
-  if (zp)
-    DN(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &zp));
-  dnnl_primitive_desc_t pd;
-  DN(dnnl_reorder_primitive_desc_create(&pd, &xmd, eng, &qmd, eng, attr));
-  dnnl_primitive_attr_destroy(attr);
-  dp_arg(p, DNNL_ARG_FROM, dp_mem(p, &xmd, (void *)x));
-  dp_arg(p, DNNL_ARG_TO, dp_mem(p, &qmd, q));
-  dp_finish(p, pd);
-}
-
-/* ---- measurement ------------------------------------------------------ */
-
-typedef struct {
-  const char *name;
-  int threads;      /* for oneDNN and the probes: omp_set_num_threads */
-  void (*run)(void *ctx);
-  void *ctx;
-  int calls;        /* per sample */
-  double s[64];     /* seconds per call, per round */
-  double med;       /* seconds per call */
-} Impl;
-
-typedef struct {
-  q8rt_model *m;
-  const void *in[1];
-  void *out[1];
-} Q8Run;
-
-static void run_q8(void *c) {
-  Q8Run *r = c;
-  char err[256];
-  if (q8rt_run(r->m, 1, r->in, 1, r->out, err, sizeof err) != Q8RT_OK)
-    die("q8rt_run: %s", err);
-}
-
-typedef struct {
-  DPrim *p;
-  int n;
-} DRun;
-
-static void run_dnnl(void *c) {
-  DRun *r = c;
-  for (int i = 0; i < r->n; i++)
-    dp_run(&r->p[i]);
-}
 
 /* The probes as implementations: PEAK_ITERS trips of the vpdpbusd loop per
  * thread, and `reps` reads of the buffer (split between the threads). */
@@ -613,49 +187,6 @@ static void run_read(void *c) {
   }
 }
 
-static double time_calls(Impl *im, int calls) {
-  omp_set_num_threads(im->threads);
-  double t0 = now_s();
-  for (int i = 0; i < calls; i++)
-    im->run(im->ctx);
-  return (now_s() - t0) / calls;
-}
-
-/* Before a sample: a pause, so that the previous implementation's idle
- * threads stop spinning and do not take this one's CPUs: GNU OpenMP's spin
- * for up to a few ms (oneDNN and the probes run on it), q8rt's for 50 us. */
-static void settle(const Impl *prev) {
-  sleep_ms(prev && prev->threads > 1 && prev->run != run_q8 ? 10 : 1);
-}
-
-/* Warm every implementation up, size its samples, then take the rounds:
- * in each round every implementation (both thread counts, the probes) gets
- * one sample, in turn, so that a burst of load from elsewhere on the
- * machine hits them alike. A sample is two untimed calls (threads awake,
- * data in cache), then back-to-back calls for --sample-ms. */
-static void measure(Impl *im, int n) {
-  const Impl *prev = NULL;
-  for (int i = 0; i < n; i++) {
-    settle(prev);
-    double t = time_calls(&im[i], 1), spent = t;
-    while (spent < 0.05) {
-      t = time_calls(&im[i], 1);
-      spent += t;
-    }
-    int calls = (int)ceil(opt.sample_ms * 1e-3 / t);
-    im[i].calls = calls < 1 ? 1 : calls;
-    prev = &im[i];
-  }
-  for (int r = 0; r < opt.rounds; r++)
-    for (int i = 0; i < n; i++) {
-      settle(prev);
-      time_calls(&im[i], 2);
-      im[i].s[r] = time_calls(&im[i], im[i].calls);
-      prev = &im[i];
-    }
-  for (int i = 0; i < n; i++)
-    im[i].med = median(im[i].s, opt.rounds);
-}
 
 /* ---- results ---------------------------------------------------------- */
 
@@ -726,7 +257,7 @@ static void bench_layer(const Shape *c) {
   if (!selected(name))
     return;
   fprintf(stderr, "layer %s\n", name);
-  wait_for_quiet();
+  wait_for_quiet(opt.wait_quiet);
 
   /* The data: u8 x, s8 weights, a raw s32 bias for oneDNN and q8c's bias
    * with the zero-point compensation folded in, per-channel multipliers
@@ -765,7 +296,7 @@ static void bench_layer(const Shape *c) {
   snprintf(mstr, sizeof mstr, "%lld", (long long)M);
   snprintf(kstr, sizeof kstr, "--target=%s", opt.target);
   const char *args[] = {ir, "--batch", mstr, kstr, "-o", so, NULL};
-  double compile_s = run_q8c(args);
+  double compile_s = run_q8c(opt.q8c, args);
 
   uint8_t *yq = xmalloc((size_t)(M * N)), *yd = xmalloc((size_t)(M * N));
   float *xf = xmalloc((size_t)(M * K) * 4), *wf = xmalloc((size_t)(N * K) * 4);
@@ -841,7 +372,7 @@ static void bench_layer(const Shape *c) {
     e[4] = (Impl){"read", th, run_read, &rd[ti], 0, {0}, 0};
   }
   LoadMark mark = load_mark();
-  measure(im, opt.nthreads * PER);
+  measure(im, opt.nthreads * PER, opt.rounds, opt.sample_ms);
   double load = other_load(mark);
 
   for (int ti = 0; ti < opt.nthreads; ti++) {
@@ -874,10 +405,6 @@ static void bench_layer(const Shape *c) {
 
 enum { IN = 784, H1 = 256, H2 = 128, OUT = 10, NCALIB = 256, MAXB = 64 };
 
-typedef struct {
-  float *w, *b; /* [n, k], [n] */
-  int n, k;
-} Fc;
 
 static void linear_f32(const Fc *l, const float *x, float *y, int rows, bool relu) {
   for (int r = 0; r < rows; r++)
@@ -907,34 +434,6 @@ static void range_of(const float *v, int64_t n, float *lo, float *hi) {
   }
 }
 
-/* One oneDNN int8 layer's constants: per-channel weights, scales, bias. */
-typedef struct {
-  int8_t *wq;
-  float *sw, *scale;
-  int32_t *bias;
-} QFc;
-
-static void quantize_fc(const Fc *l, float sx, float sy, QFc *q) {
-  q->wq = xmalloc((size_t)l->n * l->k);
-  q->sw = xmalloc((size_t)l->n * 4);
-  q->scale = xmalloc((size_t)l->n * 4);
-  q->bias = xmalloc((size_t)l->n * 4);
-  for (int j = 0; j < l->n; j++) {
-    float m = 0;
-    for (int i = 0; i < l->k; i++)
-      m = fabsf(l->w[j * l->k + i]) > m ? fabsf(l->w[j * l->k + i]) : m;
-    float sw = m > 0 ? (float)(m / 127.0) : 1;
-    for (int i = 0; i < l->k; i++) {
-      float v = rintf(l->w[j * l->k + i] / sw);
-      q->wq[j * l->k + i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
-    }
-    q->sw[j] = sw;
-    q->bias[j] = (int32_t)rint((double)l->b[j] / ((double)sx * sw));
-    q->scale[j] = sy > 0 ? (float)((double)sx * sw / sy) : (float)((double)sx * sw);
-  }
-}
-
-static void free_qfc(QFc *q) { free(q->wq), free(q->sw), free(q->scale), free(q->bias); }
 
 static void bench_mlp(void) {
   if (!selected("mlp"))
@@ -966,7 +465,7 @@ static void bench_mlp(void) {
                  "  %h1 = linear %x, @fc1.weight, @fc1.bias\n  %a1 = relu %h1\n"
                  "  %h2 = linear %a1, @fc2.weight, @fc2.bias\n  %a2 = relu %h2\n"
                  "  %y = linear %a2, @fc3.weight, @fc3.bias\n  output %y\n}\n");
-  write_npy_f32(cal, calib, NCALIB, IN);
+  write_npy_f32(cal, calib, 2, (int64_t[]){NCALIB, IN});
 
   /* oneDNN's int8 layers with the parameters q8c's calibration chooses:
    * min/max of x, relu(h1), relu(h2) over the same samples. */
@@ -1001,7 +500,7 @@ static void bench_mlp(void) {
   for (int i = 0; i < 3; i++) {
     const char *args[] = {ir, "--calib", cal, "--batch", "1", target, "-o",
                           work_path("mlp_b1.so"), NULL};
-    ct[i] = run_q8c(args);
+    ct[i] = run_q8c(opt.q8c, args);
     double t0 = now_s();
     q8c_module *m = NULL;
     q8c_quant_options qo = {.calib_path = cal};
@@ -1035,7 +534,7 @@ static void bench_mlp(void) {
     const char *so = work_path(so_name);
     if (B != 1) {
       const char *args[] = {ir, "--calib", cal, "--batch", bstr, target, "-o", so, NULL};
-      run_q8c(args);
+      run_q8c(opt.q8c, args);
     }
     float *yq = xmalloc((size_t)B * OUT * 4), *yd = xmalloc((size_t)B * OUT * 4);
     float *yf = xmalloc((size_t)B * OUT * 4), *f1 = xmalloc((size_t)B * H1 * 4);
@@ -1087,9 +586,9 @@ static void bench_mlp(void) {
       e[1] = (Impl){"dnnl-int8", th, run_dnnl, &r8[ti], 0, {0}, 0};
       e[2] = (Impl){"dnnl-f32", th, run_dnnl, &rf[ti], 0, {0}, 0};
     }
-    wait_for_quiet();
+    wait_for_quiet(opt.wait_quiet);
     LoadMark mark = load_mark();
-    measure(im, opt.nthreads * PER);
+    measure(im, opt.nthreads * PER, opt.rounds, opt.sample_ms);
     double load = other_load(mark);
     for (int ti = 0; ti < opt.nthreads; ti++) {
       const Impl *e = &im[ti * PER];
@@ -1326,6 +825,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
+  bench_prog = "q8bench";
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1379,16 +879,7 @@ int main(int argc, char **argv) {
   if (!(q8rt_cpu_features() & Q8_FEATURE_AVX512VNNI))
     die("this machine has no AVX512-VNNI (the peak probe uses vpdpbusd zmm)%s", "");
 
-  if (opt.work) {
-    snprintf(work_dir, sizeof work_dir, "%s", opt.work);
-    if (mkdir(work_dir, 0755) == 0)
-      work_made = true;
-  } else {
-    snprintf(work_dir, sizeof work_dir, "/tmp/q8bench.XXXXXX");
-    if (!mkdtemp(work_dir))
-      die("cannot create %s", work_dir);
-    work_made = true;
-  }
+  work_init(opt.work);
   DN(dnnl_engine_create(&eng, dnnl_cpu, 0));
   DN(dnnl_stream_create(&strm, eng, dnnl_stream_default_flags));
 
@@ -1413,15 +904,8 @@ int main(int argc, char **argv) {
 
   dnnl_stream_destroy(strm);
   dnnl_engine_destroy(eng);
-  if (!opt.keep) {
-    for (int i = 0; i < nmade; i++)
-      unlink(made_files[i]);
-    if (work_made)
-      rmdir(work_dir);
-  } else {
-    printf("files kept in %s\n", work_dir);
-  }
-  for (int i = 0; i < nmade; i++)
-    free(made_files[i]);
+  work_cleanup(opt.keep);
+  if (opt.keep)
+    printf("files kept in %s\n", work_dir_name());
   return 0;
 }
