@@ -44,7 +44,12 @@ import time
 import warnings
 
 import numpy as np
-import torch
+
+# One thread for PyTorch's BLAS too (OpenBLAS, which the bench script
+# installs: Debian's default reference BLAS would make PyTorch's fp32 25x
+# slower than it is for its users).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import torch  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.join(ROOT, "bench", "peers")
