@@ -85,7 +85,7 @@ IrValue *ob_const(ObBuild *b, const char *base, const HTensor *t) {
   case H_I8: type.dtype = IR_I8; break;
   case H_U8: type.dtype = IR_U8; break;
   case H_I32: type.dtype = IR_I32; break;
-  case H_I64: q8_die("ob_const: i64 tensor '%s'", base);
+  case H_I64: type.dtype = IR_I64; break;
   }
   return ir_add_const(b->m, unique(b->m, &b->consts, base), type, t->data, (IrLoc){0});
 }
