@@ -54,6 +54,12 @@ typedef struct {
    * constant lower-triangular mask, which a Softmax over the last axis
    * takes as {causal = 1}; anything else using it is an error. */
   bool causal;
+  /* `ir` [?, ..., D] standing for its rows, ir.reshape(-1, D): a view that
+   * folds the batch axis into the rows, which the IR cannot express.
+   * GPT-2's Conv1D (addmm on x.view(-1, D), then a view back) exports it;
+   * Gemm/MatMul by a constant and bias Adds work row by row, so they apply
+   * to `ir` itself, and the Reshape back to [?, ..., N] ends the view. */
+  bool rows;
 } OVal;
 
 typedef struct {
@@ -252,6 +258,13 @@ static IrValue *need_ir(Imp *im, int i) {
   OVal *v = in(im, i);
   if (!v) {
     fail(im, "input %d is missing", i);
+    return NULL;
+  }
+  if (v->kind == OV_IR && v->rows) {
+    fail(im, "input '%s' is a [-1, %lld] view folding the batch axis '?' into its rows; q8c maps "
+             "it only through Gemm/MatMul by a constant and Add of a bias, back to a Reshape "
+             "that restores the batch axis",
+         v->name, (long long)v->ir->type.dims[v->ir->type.rank - 1]);
     return NULL;
   }
   if (v->kind == OV_IR && v->causal) {
@@ -571,14 +584,22 @@ static bool binary(Imp *im, IrOp op, char ch) {
     }
   }
   bool causal = op == IR_OP_ADD && ((a->kind == OV_IR && a->causal) || (b->kind == OV_IR && b->causal));
+  /* A bias added to rows: a constant of the rows' width. */
+  bool rows = false;
+  for (int i = 0; i < 2; i++) {
+    OVal *x = in(im, i), *c = in(im, 1 - i);
+    if (op == IR_OP_ADD && x->kind == OV_IR && x->rows && c->kind == OV_CONST && c->t.rank <= 2 &&
+        c->t.numel == x->ir->type.dims[x->ir->type.rank - 1])
+      rows = true;
+  }
   IrValue *x[2];
   for (int i = 0; i < 2; i++) {
     OVal *o = in(im, 1 - i), *v = in(im, i);
     const IrType *other = o->kind == OV_IR ? ir_type_of(o) : NULL;
     if (v->kind == OV_CONST && other)
       x[i] = bcast_const(im, i, other);
-    else if (causal && v->kind == OV_IR)
-      x[i] = v->ir; /* the mask rides along to the softmax */
+    else if ((causal || rows) && v->kind == OV_IR)
+      x[i] = v->ir; /* the mask rides along to the softmax; rows stay rows */
     else
       x[i] = need_ir(im, i);
     if (!x[i])
@@ -587,6 +608,7 @@ static bool binary(Imp *im, IrOp op, char ch) {
   if (!set_ir(im, 0, ob_node(&im->b, op, sanitize(im, out_name(im, 0)), x, 2, NULL, 0)))
     return false;
   find(im, out_name(im, 0))->causal = causal;
+  find(im, out_name(im, 0))->rows = rows;
   return true;
 }
 
@@ -1030,9 +1052,16 @@ static bool reshape_to(Imp *im, IrValue *x, const int64_t *shape, int rank, bool
   }
   if (infer >= 0) {
     if (in_batch && nbatch == 0) {
+      if (in_fixed != out_fixed && rank == 2 && infer == 0 && x->type.rank >= 3 &&
+          dims[1] == x->type.dims[x->type.rank - 1] && x->type.dtype == IR_F32) {
+        OVal *o = def_out(im, 0, OV_IR);
+        o->ir = x;
+        o->rows = true;
+        return true;
+      }
       if (in_fixed != out_fixed)
         return fail(im, "the -1 entry would be a multiple of the batch dimension; q8c keeps '?' "
-                        "as its own axis");
+                        "as its own axis (except in x.reshape(-1, D) feeding a linear layer)");
       dims[infer] = IR_DIM_BATCH;
     } else {
       if (out_fixed == 0 || in_fixed % out_fixed)
@@ -1093,6 +1122,19 @@ static bool tr_reshape(Imp *im, int ni) {
     if (infer >= 0)
       dims[infer] = known ? t->numel / known : 0;
     return const_reshape(im, t, dims, (int)s->numel);
+  }
+  OVal *v = in(im, 0);
+  if (v->kind == OV_IR && v->rows) {
+    /* The view ends where the shape gives the rows their axes back. */
+    const IrType *t = &v->ir->type;
+    bool same = s->numel == t->rank;
+    for (int i = 0; same && i < t->rank; i++)
+      same = shape[i] == (t->dims[i] == IR_DIM_BATCH ? ONNX_SYM_BATCH : t->dims[i]) ||
+             (i == 0 && shape[i] == -1);
+    if (!same)
+      return fail(im, "reshaping a [-1, D] view of the batch's rows to other than their "
+                      "original axes is not supported");
+    return set_ir(im, 0, v->ir);
   }
   IrValue *x = need_ir(im, 0);
   return x && reshape_to(im, x, shape, (int)s->numel, allowzero);
@@ -1532,7 +1574,8 @@ static const char *other_in(const Imp *im, int ni, const char *name);
  * sees a linear layer; an Add of a constant of N elements that only this
  * MatMul feeds (how torch exports nn.Linear on 3-D inputs) becomes its bias. */
 static bool matmul_linear(Imp *im, const OVal *b) {
-  IrValue *x = need_ir(im, 0);
+  bool rows = in(im, 0)->rows;
+  IrValue *x = rows ? in(im, 0)->ir : need_ir(im, 0);
   if (!x)
     return false;
   bool ok = true;
@@ -1556,7 +1599,10 @@ static bool matmul_linear(Imp *im, const OVal *b) {
     im->role[u] = NODE_ALIAS;
     im->pat_x[u] = out;
   }
-  return set_ir(im, 0, ob_node(&im->b, IR_OP_LINEAR, sanitize(im, out), ops, ops[2] ? 3 : 2, NULL, 0));
+  if (!set_ir(im, 0, ob_node(&im->b, IR_OP_LINEAR, sanitize(im, out), ops, ops[2] ? 3 : 2, NULL, 0)))
+    return false;
+  find(im, out)->rows = rows;
+  return true;
 }
 
 static bool tr_matmul(Imp *im, int ni) {
@@ -1568,7 +1614,7 @@ static bool tr_matmul(Imp *im, int ni) {
                       false, NULL, false, 0, 0);
   if (a->kind == OV_CONST && b->kind == OV_CONST)
     return fail(im, "MatMul of two constants is not folded yet");
-  if (a->kind == OV_IR && b->kind == OV_CONST && b->t.rank == 2 && b->t.dt == H_F32)
+  if (a->kind == OV_IR && !a->causal && b->kind == OV_CONST && b->t.rank == 2 && b->t.dt == H_F32)
     return matmul_linear(im, b);
   IrValue *x[2] = {need_ir(im, 0), NULL};
   if (!x[0] || !(x[1] = need_ir(im, 1)))
@@ -1613,7 +1659,8 @@ static bool tr_gemm(Imp *im, int ni) {
     return qgemm_from(im, a->q_ir, onnx_hget(&a->qscale, 0), (int32_t)onnx_hget(&a->qzero, 0), b,
                       tb, in(im, 2), false, 0, 0);
   }
-  IrValue *x = need_ir(im, 0);
+  bool rows = a->kind == OV_IR && a->rows;
+  IrValue *x = rows ? a->ir : need_ir(im, 0);
   if (!x)
     return false;
   if (b->kind != OV_CONST)
@@ -1640,8 +1687,11 @@ static bool tr_gemm(Imp *im, int ni) {
   IrValue *ops[3] = {x, ob_const(&im->b, wname, &w), NULL};
   if (!gemm_bias(im, w.dims[0], beta, &ops[2]))
     return false;
-  return set_ir(im, 0, ob_node(&im->b, IR_OP_LINEAR, sanitize(im, out_name(im, 0)), ops,
-                               ops[2] ? 3 : 2, NULL, 0));
+  if (!set_ir(im, 0, ob_node(&im->b, IR_OP_LINEAR, sanitize(im, out_name(im, 0)), ops,
+                             ops[2] ? 3 : 2, NULL, 0)))
+    return false;
+  find(im, out_name(im, 0))->rows = rows;
+  return true;
 }
 
 /* ---- quantized ops ---- */
@@ -2447,8 +2497,9 @@ static bool tr_pattern(Imp *im, int ni) {
     o->uses = keep.uses;
     return true;
   }
-  if (!x || x->kind != OV_IR || x->causal)
-    return fail(im, "the input of the fused pattern is not a tensor q8c computes");
+  if (!x || x->kind != OV_IR || x->causal || x->rows)
+    return fail(im, "the input of the fused pattern is not a tensor q8c computes (or is causally "
+                    "masked scores, or a [-1, D] view of the batch's rows)");
   const char *on = sanitize(im, out_name(im, 0));
   if (im->role[ni] == NODE_GELU)
     return set_ir(im, 0, ob_node(&im->b, IR_OP_GELU, on, &x->ir, 1, NULL, 0));
@@ -2798,6 +2849,11 @@ static bool import_graph(Imp *im) {
       return fail(im, "graph output '%s' is a constant (or part of a quantization pattern); q8c "
                       "models compute their outputs",
                   name);
+    if (v->causal || v->rows)
+      return fail(im, "graph output '%s' is %s", name,
+                  v->causal ? "causally masked scores, which q8c maps only into a Softmax"
+                            : "a [-1, D] view folding the batch axis into rows, which the IR "
+                              "cannot express");
     for (size_t j = 0; j < i; j++)
       if (find(im, onnx_str(g->output[j]->name))->ir == v->ir)
         return fail(im, "graph outputs '%s' and '%s' are the same value; q8c's outputs are "

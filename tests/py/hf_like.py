@@ -13,8 +13,7 @@ functions compute, so that torch.onnx.export emits the same ONNX patterns:
     sliced and applied with torch.where(mask, scores, finfo.min), the
     padding mask as (1.0 - mask) * finfo.min added, gelu_new (tanh form),
     ln_1/ln_2/ln_f, and an lm_head tied to the token embedding. Projections
-    are nn.Linear (HF's Conv1D is addmm on a [B*S, D] view, which q8c's
-    single batch axis cannot express: docs/import.md).
+    are HF's Conv1D: addmm(bias, x.view(-1, D), W) and a view back.
   * BERT (modeling_bert.py): word + position (sliced buffer) + token type
     (zeros buffer, expanded) embeddings, LayerNorm, the extended attention
     mask (1.0 - mask[:, None, None, :]) * -10000.0, scores / sqrt(head_dim)
@@ -38,14 +37,33 @@ F = nn.functional
 
 # ---- GPT-2 ----
 
+class Conv1D(nn.Module):
+    """HF's pytorch_utils.Conv1D: a linear layer with the weight [nx, nf].
+    Initialised wider than HF's std 0.02 (and with a bias), so that the
+    blocks weigh in the tests' outputs."""
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.empty(nx, nf))
+        self.bias = nn.Parameter(torch.empty(nf))
+        nn.init.normal_(self.weight, std=nx ** -0.5)
+        nn.init.normal_(self.bias, std=0.1)
+
+    def forward(self, x):
+        size_out = x.size()[:-1] + (self.nf,)
+        x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+        return x.view(size_out)
+
+
 class GPT2Attention(nn.Module):
     def __init__(self, d, heads, max_pos):
         super().__init__()
         self.register_buffer("bias", torch.tril(torch.ones((max_pos, max_pos), dtype=torch.bool))
                              .view(1, 1, max_pos, max_pos))
         self.num_heads, self.head_dim, self.split_size = heads, d // heads, d
-        self.c_attn = nn.Linear(d, 3 * d)
-        self.c_proj = nn.Linear(d, d)
+        self.c_attn = Conv1D(3 * d, d)
+        self.c_proj = Conv1D(d, d)
 
     def _split_heads(self, tensor, num_heads, attn_head_size):
         new_shape = tensor.size()[:-1] + (num_heads, attn_head_size)
@@ -88,8 +106,8 @@ def gelu_new(input):
 class GPT2MLP(nn.Module):
     def __init__(self, d):
         super().__init__()
-        self.c_fc = nn.Linear(d, 4 * d)
-        self.c_proj = nn.Linear(4 * d, d)
+        self.c_fc = Conv1D(4 * d, d)
+        self.c_proj = Conv1D(d, 4 * d)
 
     def forward(self, h):
         return self.c_proj(gelu_new(self.c_fc(h)))

@@ -478,6 +478,15 @@ def bad_models(work):
                                        numpy_helper.from_array(np.array([2], np.int64), "ax")])
     cases["cast_ids_to_float"] = helper.make_model(
         g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    # x.view(-1, D) folding the batch into rows, used other than by a linear.
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["r"], name="rows"),
+             helper.make_node("Relu", ["r"], ["y"], name="act")]
+    g = helper.make_graph(nodes, "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
+                          initializer=[numpy_helper.from_array(np.array([-1, 3], np.int64), "s")])
+    cases["rows_view"] = helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
     # A causally masked tensor that goes elsewhere than a softmax.
     nodes = [helper.make_node("Where", ["m", "x", "c"], ["w"], name="causal"),
              helper.make_node("Relu", ["w"], ["y"], name="r")]

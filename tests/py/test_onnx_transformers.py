@@ -10,7 +10,8 @@ axes (int64 input_ids; an int64 attention_mask for GPT-2 and BERT), then:
 
   * without --dim, the import fails naming the sequence dim and how to bind it;
   * `q8c import --dim sequence=8` writes IR whose ops are the ones expected
-    (MatMul + Add fused into linear, no matmul by a constant; the causal mask
+    (MatMul + Add fused into linear, GPT-2's Conv1D (Reshape to [-1, D], Gemm,
+    Reshape back) a linear on [?, S, D], no matmul by a constant; the causal mask
     as softmax {causal = 1}; gelu {approximate = tanh}; rmsnorm; silu), and
     which parses back;
   * the float interpreter matches PyTorch within 1e-5 relative (batch 3, one
@@ -53,7 +54,7 @@ MODELS = [
 
 # Output SQNR floors against PyTorch, in dB (the measured figures are
 # printed; these catch a broken path, not a 1 dB drift).
-FLOOR = {"static": 33.0, "dynamic": 38.0}
+FLOOR = {"static": 28.0, "dynamic": 32.0}
 
 
 def export(name, cls, inputs, outputs, opset, work):
@@ -124,7 +125,8 @@ def test_model(q8c, t, spec, opset):
     q8test.run(q8c, "import", path, "--dim", "sequence=8", "-o", ir_path)
     ir = open(ir_path).read()
     consts = [ln for ln in ir.splitlines() if "= matmul " in ln and ", @" in ln]
-    t.check(f"{tag}: {nlinear} linear layers (MatMul + Add fused), no matmul by a constant",
+    t.check(f"{tag}: {nlinear} linear layers (MatMul + Add fused, Conv1D's Gemm on rows), no "
+            "matmul by a constant",
             ir.count("= linear ") == nlinear and not consts,
             f"{ir.count('= linear ')} linear; {consts[:2]}")
     missing = [m for m in must if m not in ir]
