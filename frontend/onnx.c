@@ -10,7 +10,8 @@
  *   IR     an IR value (a graph input or a node's result);
  *   ACC    MatMulInteger's int32 result (ACCF: cast to float), which
  *          becomes a qgemm when Mul by a constant scale completes the
- *          pattern MatMulInteger -> Cast -> Mul.
+ *          pattern MatMulInteger -> Cast -> Mul;
+ *   FUSED  the result of a node inside a fused pattern: never computed.
  *
  * A value produced by DequantizeLinear remembers its quantized origin, so that
  * MatMul/Gemm between dequantized operands (the QDQ form of ONNX Runtime's
@@ -28,7 +29,7 @@
 
 #include "onnx_internal.h"
 
-typedef enum { OV_CONST, OV_IR, OV_ACC, OV_ACCF } OvKind;
+typedef enum { OV_CONST, OV_IR, OV_ACC, OV_ACCF, OV_FUSED } OvKind;
 
 typedef struct {
   OvKind kind;
@@ -2814,8 +2815,12 @@ static bool import_graph(Imp *im) {
       if (*o)
         define(im, o)->uses = um.count[um_slot(&um, o)];
     }
-    if (im->role[i] == NODE_SKIP)
+    if (im->role[i] == NODE_SKIP) {
+      for (size_t j = 0; j < n->n_output; j++)
+        if (*onnx_str(n->output[j]))
+          find(im, n->output[j])->kind = OV_FUSED;
       continue;
+    }
     if (im->role[i] != NODE_PLAIN) {
       if (!tr_pattern(im, i))
         return false;
@@ -2829,7 +2834,7 @@ static bool import_graph(Imp *im) {
     if (n->n_output < 1 || !*onnx_str(n->output[0]))
       return fail(im, "the node has no output");
     for (size_t j = 0; j < n->n_input; j++)
-      if (*onnx_str(n->input[j]) && !find(im, n->input[j]))
+      if (*onnx_str(n->input[j]) && (!find(im, n->input[j]) || find(im, n->input[j])->kind == OV_FUSED))
         return fail(im, "input '%s' is not computed (it is inside a pattern q8c fused)", n->input[j]);
     for (int j = 0; j < e->min_inputs; j++)
       if (j >= (int)n->n_input || !*onnx_str(n->input[j]))
