@@ -157,10 +157,12 @@ def test_model(q8c, t, spec, opset):
         yq = run(q8c, qir, f, outputs, work, scheme)
         ys = run(q8c, so, f, outputs, work, scheme + ".so")
         db = sqnr(ref, yq)
-        qop = "qgemm" if scheme == "static" else "qlinear_dyn"
-        t.record(f"{tag}: {scheme} int8: every linear quantized, SQNR vs PyTorch above "
-                 f"{FLOOR[scheme]:.0f} dB", db > FLOOR[scheme] and "= linear " not in text
-                 and f"= {qop} " in text, f"SQNR {db:.2f} dB")
+        qop, qmm = ("qgemm", "qmatmul") if scheme == "static" else ("qlinear_dyn", "qmatmul_dyn")
+        t.record(f"{tag}: {scheme} int8: every linear quantized ({qop}), attention's matmuls "
+                 f"{qmm}, SQNR vs PyTorch above {FLOOR[scheme]:.0f} dB",
+                 db > FLOOR[scheme] and "= linear " not in text and "= matmul " not in text
+                 and text.count(f"= {qop} ") == nlinear and text.count(f"= {qmm} ") == 4,
+                 f"SQNR {db:.2f} dB")
         t.check(f"{tag}: {scheme} int8 .so equals the quantized IR",
                 all(np.array_equal(ys[o], yq[o]) for o in yq),
                 f"max diff {max(float(np.max(np.abs(ys[o] - yq[o]))) for o in yq):g}")
