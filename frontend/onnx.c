@@ -1399,13 +1399,15 @@ static bool tr_concat(Imp *im, int ni) {
   return set_const(im, 0, &r);
 }
 
+/* The tensor attribute `name`; false, with a message, when it is missing,
+ * not a tensor or unreadable. */
 static bool tensor_attr(Imp *im, const char *name, HTensor *t) {
   const Onnx__AttributeProto *a = attr(im, name);
   char err[512];
   if (!a || !a->t)
-    return false;
+    return fail(im, "attribute '%s' is not a tensor", name);
   if (!onnx_read_tensor(&im->c, a->t, t, err, sizeof err))
-    return !fail(im, "%s", err);
+    return fail(im, "%s", err);
   return true;
 }
 
@@ -2839,7 +2841,7 @@ static bool import_graph(Imp *im) {
     for (int j = 0; j < e->min_inputs; j++)
       if (j >= (int)n->n_input || !*onnx_str(n->input[j]))
         return fail(im, "input %d is missing (%s takes at least %d)", j, e->op, e->min_inputs);
-    if (!check_attrs(im, e) || !e->fn(im, i))
+    if (!check_attrs(im, e) || !e->fn(im, i) || im->m->diag.failed)
       return false;
     if (!find(im, n->output[0]) && !im->m->diag.failed)
       return fail(im, "internal: no result");
