@@ -16,8 +16,14 @@
  * A value produced by DequantizeLinear remembers its quantized origin, so that
  * MatMul/Gemm between dequantized operands (the QDQ form of ONNX Runtime's
  * quantizer) becomes a qgemm on the integers with the model's own scales and
- * zero points. Two float patterns are recognised before translation: the
- * Erf form of GELU and the decomposed LayerNorm that opsets below 17 export.
+ * zero points. Float patterns are recognised before translation: the Erf
+ * and tanh forms of GELU, SiLU, the decomposed LayerNorm that opsets below 17
+ * export and LLaMA's RMSNorm; a MatMul by a constant takes the bias Add after
+ * it into a linear. Two marks on IR values carry what the IR cannot say
+ * itself until an op consumes it: `causal` (scores under a constant causal
+ * mask, for the Softmax that becomes softmax {causal = 1}) and `rows` (a
+ * [-1, D] view folding the batch into rows, GPT-2's Conv1D, for the linear
+ * and the Reshape back). Symbolic input dims are bound by name (--dim).
  * docs/import.md lists the ops and the arithmetic. */
 #include <errno.h>
 #include <math.h>
