@@ -52,7 +52,7 @@ static void release_jit(void *jit) { cg_jit_free(jit); }
 
 /* A .ir model compiled in memory for --batch and --target. */
 static q8rt_model *load_ir(const Options *o, int64_t batch) {
-  IrModule *m = driver_parse(o->model, NULL);
+  IrModule *m = driver_parse(o->model, NULL, &o->dims);
   if (!m)
     return NULL;
   q8rt_model *rt = NULL;

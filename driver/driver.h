@@ -50,6 +50,7 @@ typedef struct {
   PassOptions pass;
   FileArg inputs[MAX_FILES], outputs[MAX_FILES];
   int ninputs, noutputs;
+  FeDims dims;        /* --dim NAME=N: an ONNX model's symbolic dims */
 } Options;
 
 /* progress.c: the progress line and the stage times (--time-passes). */
@@ -83,7 +84,7 @@ int driver_fail(const IrModule *m);
 int driver_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* main.c: parse MODEL.ir, or `text` (standard input, already read) when the
  * path is "-". NULL only when out of memory (after printing why). */
-IrModule *driver_parse(const char *path, const char *text);
+IrModule *driver_parse(const char *path, const char *text, const FeDims *dims);
 
 /* run.c: `q8c run MODEL` with the parsed options; returns the exit status. */
 int driver_run(const Options *o);

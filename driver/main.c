@@ -58,6 +58,7 @@ typedef enum {
   OPT_WARMUP,
   OPT_RUNS,
   OPT_JSON,
+  OPT_DIM,
 } OptId;
 
 typedef struct {
@@ -97,6 +98,9 @@ static const OptSpec options[] = {
      "LLVM optimisation level (default -O3)"},
     {NULL, "batch", 0, ARG_REQUIRED, C | R | B, OPT_BATCH, "--batch N",
      "bind the batch dimension '?' to N (default 1)"},
+    {NULL, "dim", 0, ARG_REQUIRED, C | R | B | M, OPT_DIM, "--dim NAME=N",
+     "ONNX: bind the symbolic input dimension NAME (dim_param) to N;\n"
+     "repeat for several (--dim seq=128 --dim past=0)"},
     {NULL, "report", 0, ARG_OPTIONAL, C, OPT_REPORT, "--report[=text|json|html]",
      "per-layer accuracy of the int8 model against the\n"
      "float one on the --calib samples (SQNR, max error,\n"
@@ -494,6 +498,18 @@ static int apply(Options *o, const OptSpec *s, const char *v) {
       return driver_usage_error("-O takes 0, 1, 2 or 3, not '%s'", v);
     o->opt_level = v[0] - '0';
     return 0;
+  case OPT_DIM: {
+    const char *eq = strchr(v, '=');
+    int64_t d;
+    if (!eq || eq == v || eq - v >= (ptrdiff_t)sizeof o->dims.name[0] ||
+        !parse_count(eq + 1, 1, 1LL << 31, &d))
+      return driver_usage_error("--dim takes NAME=N with N a positive integer, not '%s'", v);
+    if (o->dims.n == FE_MAX_DIMS)
+      return driver_usage_error("more than %d --dim options", FE_MAX_DIMS);
+    snprintf(o->dims.name[o->dims.n], sizeof o->dims.name[0], "%.*s", (int)(eq - v), v);
+    o->dims.value[o->dims.n++] = d;
+    return 0;
+  }
   case OPT_BATCH:
     if (!parse_count(v, 1, 1LL << 31, &o->batch))
       return driver_usage_error("--batch needs a positive integer, got '%s'", v);
@@ -694,7 +710,7 @@ int driver_fail(const IrModule *m) {
   return EXIT_INPUT;
 }
 
-IrModule *driver_parse(const char *path, const char *text) {
+IrModule *driver_parse(const char *path, const char *text, const FeDims *dims) {
   IrModule *m;
   if (driver_is_stdio(path)) {
     size_t len;
@@ -702,7 +718,7 @@ IrModule *driver_parse(const char *path, const char *text) {
       return NULL;
     m = fe_parse("-", text);
   } else {
-    m = fe_parse_file(path);
+    m = fe_parse_file_dims(path, dims);
   }
   if (!m)
     fprintf(stderr, "q8c: error: out of memory\n");
@@ -894,7 +910,7 @@ static int compile_stages(IrModule *m, Options *o) {
   if (o->report) {
     /* The float model, untouched, to measure the int8 one against: parsed
      * again from the same text (standard input is read once). */
-    ref = driver_parse(o->model, NULL);
+    ref = driver_parse(o->model, NULL, &o->dims);
     if (!ref)
       return EXIT_INPUT;
     if (ref->diag.failed) {
@@ -989,7 +1005,7 @@ static int q8c_main(int argc, char **argv) {
     return driver_info(&o);
   if (o.cmd == CMD_BENCH)
     return driver_bench(&o);
-  IrModule *m = driver_parse(o.model, NULL);
+  IrModule *m = driver_parse(o.model, NULL, &o.dims);
   if (!m)
     return EXIT_INPUT;
   if (m->diag.failed)

@@ -348,7 +348,7 @@ static bool ends_with(const char *s, const char *suffix) {
 int driver_run(const Options *o) {
   if (ends_with(o->model, ".so"))
     return run_so(o);
-  IrModule *m = driver_parse(o->model, NULL);
+  IrModule *m = driver_parse(o->model, NULL, &o->dims);
   if (!m)
     return EXIT_INPUT;
   int rc = m->diag.failed ? driver_fail(m) : run_ir(m, o);

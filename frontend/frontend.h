@@ -57,15 +57,30 @@ IrModule *fe_parse(const char *path, const char *src);
 /* Read the file at `path` ("-" for standard input) and parse it; a file that
  * cannot be read gives a failed module with a message. */
 IrModule *fe_parse_file(const char *path);
+/* The same, binding an ONNX model's symbolic input dimensions (dim_param)
+ * by name: `dims` may be NULL (a text IR file ignores it). */
+typedef struct FeDims FeDims;
+IrModule *fe_parse_file_dims(const char *path, const FeDims *dims);
 
 /* ---- onnx.c, onnx_read.c, onnx_build.c: ONNX models (docs/import.md) ---- */
+
+/* Symbolic dimensions bound by name (`q8c --dim seq=128`). A dim_param
+ * bound here becomes that number; one left unbound becomes the batch `?` at
+ * axis 0 and is an error elsewhere. */
+enum { FE_MAX_DIMS = 16 };
+struct FeDims {
+  int n;
+  char name[FE_MAX_DIMS][64];
+  int64_t value[FE_MAX_DIMS];
+};
 
 /* An ONNX model (protobuf bytes) as an IrModule: the same contract as
  * fe_parse (check diag.failed). `path` names it in diagnostics (`path: error:
  * node 3 'name' (Op, opset 17): ...`); with `from_file`, external data files
  * are resolved inside its folder. */
-IrModule *fe_onnx_parse(const char *path, const unsigned char *bytes, size_t size, bool from_file);
-IrModule *fe_onnx_parse_file(const char *path);
+IrModule *fe_onnx_parse(const char *path, const unsigned char *bytes, size_t size, bool from_file,
+                        const FeDims *dims);
+IrModule *fe_onnx_parse_file(const char *path, const FeDims *dims);
 /* Is the file at `path`, whose first `n` bytes are `head`, an ONNX model?
  * By its suffix `.onnx`, or by content (protobuf field 1 first). */
 bool fe_onnx_is_onnx(const char *path, const unsigned char *head, size_t n);

@@ -10,13 +10,20 @@
  *   IR     an IR value (a graph input or a node's result);
  *   ACC    MatMulInteger's int32 result (ACCF: cast to float), which
  *          becomes a qgemm when Mul by a constant scale completes the
- *          pattern MatMulInteger -> Cast -> Mul.
+ *          pattern MatMulInteger -> Cast -> Mul;
+ *   FUSED  the result of a node inside a fused pattern: never computed.
  *
  * A value produced by DequantizeLinear remembers its quantized origin, so that
  * MatMul/Gemm between dequantized operands (the QDQ form of ONNX Runtime's
  * quantizer) becomes a qgemm on the integers with the model's own scales and
- * zero points. Two float patterns are recognised before translation: the
- * Erf form of GELU and the decomposed LayerNorm that opsets below 17 export.
+ * zero points. Float patterns are recognised before translation: the Erf
+ * and tanh forms of GELU, SiLU, the decomposed LayerNorm that opsets below 17
+ * export and LLaMA's RMSNorm; a MatMul by a constant takes the bias Add after
+ * it into a linear. Two marks on IR values carry what the IR cannot say
+ * itself until an op consumes it: `causal` (scores under a constant causal
+ * mask, for the Softmax that becomes softmax {causal = 1}) and `rows` (a
+ * [-1, D] view folding the batch into rows, GPT-2's Conv1D, for the linear
+ * and the Reshape back). Symbolic input dims are bound by name (--dim).
  * docs/import.md lists the ops and the arithmetic. */
 #include <errno.h>
 #include <math.h>
@@ -28,7 +35,7 @@
 
 #include "onnx_internal.h"
 
-typedef enum { OV_CONST, OV_IR, OV_ACC, OV_ACCF } OvKind;
+typedef enum { OV_CONST, OV_IR, OV_ACC, OV_ACCF, OV_FUSED } OvKind;
 
 typedef struct {
   OvKind kind;
@@ -50,6 +57,16 @@ typedef struct {
   const float *qg_mult;
   int64_t qg_n;
   int uses; /* consumers among the nodes, plus graph outputs */
+  /* Scores (`ir`) with a causal mask still to apply: a Where or Add of a
+   * constant lower-triangular mask, which a Softmax over the last axis
+   * takes as {causal = 1}; anything else using it is an error. */
+  bool causal;
+  /* `ir` [?, ..., D] standing for its rows, ir.reshape(-1, D): a view that
+   * folds the batch axis into the rows, which the IR cannot express.
+   * GPT-2's Conv1D (addmm on x.view(-1, D), then a view back) exports it;
+   * Gemm/MatMul by a constant and bias Adds work row by row, so they apply
+   * to `ir` itself, and the Reshape back to [?, ..., N] ends the view. */
+  bool rows;
 } OVal;
 
 typedef struct {
@@ -67,8 +84,13 @@ typedef struct {
   const char *attrs; /* the attributes it accepts, space-separated */
 } OpEntry;
 
-/* What a node became in the pattern pre-pass. */
-enum { NODE_PLAIN, NODE_SKIP, NODE_GELU, NODE_LAYERNORM };
+/* What a node became in the pattern pre-pass. NODE_ALIAS: the node's
+ * result is the value named by pat_x (a bias Add fused into the linear that
+ * MatMul made). */
+enum { NODE_PLAIN, NODE_SKIP, NODE_GELU, NODE_LAYERNORM, NODE_GELU_TANH, NODE_SILU, NODE_RMSNORM,
+       NODE_ALIAS };
+
+struct UseMap;
 
 struct Imp {
   OnnxCtx c;
@@ -84,6 +106,8 @@ struct Imp {
   const char **pat_gamma, **pat_beta;
   double *pat_eps;
   int cur;          /* the node being translated */
+  const FeDims *dims;  /* --dim bindings, or NULL */
+  struct UseMap *um;   /* use counts of every ONNX name */
 };
 
 /* ---- names ---- */
@@ -243,6 +267,20 @@ static IrValue *need_ir(Imp *im, int i) {
     fail(im, "input %d is missing", i);
     return NULL;
   }
+  if (v->kind == OV_IR && v->rows) {
+    fail(im, "input '%s' is a [-1, %lld] view folding the batch axis '?' into its rows; q8c maps "
+             "it only through Gemm/MatMul by a constant and Add of a bias, back to a Reshape "
+             "that restores the batch axis",
+         v->name, (long long)v->ir->type.dims[v->ir->type.rank - 1]);
+    return NULL;
+  }
+  if (v->kind == OV_IR && v->causal) {
+    fail(im, "input '%s' carries a causal mask (Where or Add of a constant lower-triangular "
+             "mask); q8c maps it only on its way (through Add) to a Softmax over the last axis, "
+             "which becomes softmax {causal = 1}",
+         v->name);
+    return NULL;
+  }
   if (v->kind == OV_IR)
     return v->ir;
   if (v->kind != OV_CONST) {
@@ -344,21 +382,6 @@ static bool tr_gelu(Imp *im, int ni) {
   return unary(im, IR_OP_GELU);
 }
 
-static bool tr_softmax(Imp *im, int ni) {
-  IrValue *x = need_ir(im, 0);
-  if (!x)
-    return false;
-  int rank = x->type.rank;
-  int axis = norm_axis(attr_int(im, "axis", im->opset >= 13 ? -1 : 1), rank);
-  /* Before opset 13 Softmax flattens to 2-D at `axis`: at the last axis that
-   * is the same as over the last axis. */
-  if (axis != rank - 1)
-    return fail(im, "softmax over axis %d of a rank-%d tensor: q8c's softmax is over the last "
-                    "axis only",
-                axis, rank);
-  return set_ir(im, 0, ob_node(&im->b, IR_OP_SOFTMAX, sanitize(im, out_name(im, 0)), &x, 1, NULL, 0));
-}
-
 static IrValue *vec_const(Imp *im, int i, int64_t d, const char *what, float fill) {
   HTensor t;
   bool ok;
@@ -414,50 +437,83 @@ static bool tr_layernorm(Imp *im, int ni) {
   return emit_layernorm(im, x, 1, 2, attr_float(im, "epsilon", 1e-5));
 }
 
-/* Elementwise f32 fold of two constants with numpy broadcasting. */
-static bool fold_binary(Imp *im, const HTensor *a, const HTensor *b, char op) {
-  int rank = a->rank > b->rank ? a->rank : b->rank;
-  int64_t dims[IR_MAX_RANK];
-  for (int i = 0; i < rank; i++) {
-    int ia = i - (rank - a->rank), ib = i - (rank - b->rank);
-    int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
-    if (da != db && da != 1 && db != 1)
-      return fail(im, "constant shapes do not broadcast");
-    dims[i] = da == 1 ? db : da;
+/* The numpy broadcast shape of n constants; false when they do not fit. */
+static bool bshape(const HTensor *const *ts, int n, int64_t *dims, int *rank) {
+  *rank = 0;
+  for (int k = 0; k < n; k++)
+    if (ts[k]->rank > *rank)
+      *rank = ts[k]->rank;
+  for (int i = 0; i < *rank; i++) {
+    dims[i] = 1;
+    for (int k = 0; k < n; k++) {
+      int it = i - (*rank - ts[k]->rank);
+      int64_t d = it >= 0 ? ts[k]->dims[it] : 1;
+      if (d != 1 && dims[i] != 1 && d != dims[i])
+        return false;
+      if (d != 1)
+        dims[i] = d;
+    }
   }
-  bool isint = a->dt == H_I64 && b->dt == H_I64, ok;
-  HTensor r = new_tensor(im, isint ? H_I64 : H_F32, rank, dims, &ok);
+  return true;
+}
+
+/* The element of t that element e of the broadcast result [dims] reads. */
+static int64_t bidx(const HTensor *t, const int64_t *dims, int rank, int64_t e) {
+  int64_t idx = 0, s = 1;
+  for (int i = rank - 1; i >= 0; i--) {
+    int64_t k = e % dims[i];
+    e /= dims[i];
+    int it = i - (rank - t->rank);
+    if (it >= 0) {
+      idx += (t->dims[it] == 1 ? 0 : k) * s;
+      s *= t->dims[it];
+    }
+  }
+  return idx;
+}
+
+/* Elementwise fold of two constants with numpy broadcasting: + - * / on f32
+ * (or on i64 when both are, C's truncating division), `p` pow, and the
+ * comparisons `<` `>` `=` giving bool (u8). */
+static bool fold_binary(Imp *im, const HTensor *a, const HTensor *b, char op) {
+  const HTensor *ts[2] = {a, b};
+  int64_t dims[IR_MAX_RANK];
+  int rank;
+  if (!bshape(ts, 2, dims, &rank))
+    return fail(im, "constant shapes do not broadcast");
+  bool isint = a->dt != H_F32 && b->dt != H_F32, cmp = op == '<' || op == '>' || op == '=', ok;
+  HTensor r = new_tensor(im, cmp ? H_U8 : isint ? H_I64 : H_F32, rank, dims, &ok);
   if (!ok)
     return false;
   for (int64_t e = 0; e < r.numel; e++) {
-    int64_t rem = e, ea = 0, eb = 0, sa = 1, sb = 1;
-    for (int i = rank - 1; i >= 0; i--) {
-      int64_t idx = rem % dims[i];
-      rem /= dims[i];
-      int ia = i - (rank - a->rank), ib = i - (rank - b->rank);
-      if (ia >= 0) {
-        ea += (a->dims[ia] == 1 ? 0 : idx) * sa;
-        sa *= a->dims[ia];
-      }
-      if (ib >= 0) {
-        eb += (b->dims[ib] == 1 ? 0 : idx) * sb;
-        sb *= b->dims[ib];
-      }
-    }
+    int64_t ea = bidx(a, dims, rank, e), eb = bidx(b, dims, rank, e);
     if (isint) {
       int64_t x = onnx_hget_i64(a, ea), y = onnx_hget_i64(b, eb), z = 0;
+      if (op == '=') {
+        ((uint8_t *)r.data)[e] = x == y;
+        continue;
+      }
       if (x == ONNX_SYM_BATCH || y == ONNX_SYM_BATCH)
         return fail(im, "arithmetic on the batch dimension '?' of a shape is not supported");
+      if (cmp) {
+        ((uint8_t *)r.data)[e] = op == '<' ? x < y : x > y;
+        continue;
+      }
       if ((op == '+' && __builtin_add_overflow(x, y, &z)) ||
           (op == '*' && __builtin_mul_overflow(x, y, &z)) ||
-          (op == '-' && __builtin_sub_overflow(x, y, &z)) || (op == '/' && (y == 0 || (x == INT64_MIN && y == -1))))
-        return fail(im, "integer overflow or division by zero folding constants");
+          (op == '-' && __builtin_sub_overflow(x, y, &z)) || (op == '/' && (y == 0 || (x == INT64_MIN && y == -1))) ||
+          op == 'p')
+        return fail(im, "integer overflow, division by zero or Pow folding integer constants");
       if (op == '/')
         z = x / y;
       ((int64_t *)r.data)[e] = z;
     } else {
       float x = (float)onnx_hget(a, ea), y = (float)onnx_hget(b, eb);
-      ((float *)r.data)[e] = op == '+' ? x + y : op == '*' ? x * y : op == '-' ? x - y : x / y;
+      if (cmp)
+        ((uint8_t *)r.data)[e] = op == '<' ? x < y : op == '>' ? x > y : x == y;
+      else
+        ((float *)r.data)[e] = op == '+' ? x + y : op == '*' ? x * y : op == '-' ? x - y
+                             : op == '/' ? x / y : (float)pow(x, y);
     }
   }
   return set_const(im, 0, &r);
@@ -468,9 +524,9 @@ static bool fold_binary(Imp *im, const HTensor *a, const HTensor *b, char op) {
 static IrValue *bcast_const(Imp *im, int i, const IrType *other) {
   OVal *v = in(im, i);
   HTensor t = v->t;
-  while (t.rank > 0 && t.dims[0] == 1 && (t.rank > other->rank || t.numel == 1 || true)) {
-    if (t.rank <= other->rank && other->dims[other->rank - t.rank] == 1)
-      break;
+  /* Dropping a leading 1 changes nothing while the other operand's rank is
+   * at least this one's. */
+  while (t.rank > 0 && t.dims[0] == 1 && t.rank <= other->rank) {
     memmove(t.dims, t.dims + 1, sizeof(int64_t) * (size_t)(t.rank - 1));
     t.rank--;
   }
@@ -483,12 +539,29 @@ static IrValue *bcast_const(Imp *im, int i, const IrType *other) {
   return ob_const(&im->b, sanitize(im, v->name), &t);
 }
 
-static bool suffix_of(const IrType *lo, const IrType *hi) {
-  if (lo->rank > hi->rank)
+/* Is the constant c the causal mask of scores x[..., Q, K] (K >= Q; c's
+ * leading dims 1, its last two [Q, K])? Query i sees key j when
+ * j <= i + K - Q. `additive`: c holds 0 where seen and at most -10000
+ * elsewhere (exp of that underflows to 0, so softmax gives those keys
+ * weight 0, as softmax {causal = 1} does); otherwise c is a condition,
+ * non-zero exactly where seen. */
+static bool causal_const(const HTensor *c, const IrType *x, bool additive) {
+  if (c->rank < 2 || x->rank < 2 || c->rank > x->rank || (additive && c->dt != H_F32))
     return false;
-  for (int i = 0; i < lo->rank; i++)
-    if (lo->dims[lo->rank - 1 - i] != hi->dims[hi->rank - 1 - i])
+  int64_t q = x->dims[x->rank - 2], k = x->dims[x->rank - 1];
+  if (q == IR_DIM_BATCH || k == IR_DIM_BATCH || k < q || c->dims[c->rank - 2] != q ||
+      c->dims[c->rank - 1] != k)
+    return false;
+  for (int i = 0; i < c->rank - 2; i++)
+    if (c->dims[i] != 1)
       return false;
+  for (int64_t i = 0; i < q; i++)
+    for (int64_t j = 0; j < k; j++) {
+      double v = onnx_hget(c, i * k + j);
+      bool seen = j <= i + k - q;
+      if (additive ? (seen ? v != 0 : !(v <= -10000)) : (v != 0) != seen)
+        return false;
+    }
   return true;
 }
 
@@ -504,35 +577,429 @@ static bool binary(Imp *im, IrOp op, char ch) {
     return try_fold_qbias(im, a, b);
   if (op == IR_OP_ADD && (b->kind == OV_IR && b->qg_bias && a->kind == OV_CONST && a->has_q))
     return try_fold_qbias(im, b, a);
+  if (op == IR_OP_ADD) {
+    /* Scores + a constant causal mask: the scores, to be masked by softmax. */
+    for (int i = 0; i < 2; i++) {
+      OVal *x = in(im, i), *c = in(im, 1 - i);
+      if (x->kind == OV_IR && c->kind == OV_CONST && x->ir->type.dtype == IR_F32 &&
+          causal_const(&c->t, &x->ir->type, true)) {
+        OVal *o = def_out(im, 0, OV_IR);
+        o->ir = x->ir;
+        o->causal = true;
+        return true;
+      }
+    }
+  }
+  bool causal = op == IR_OP_ADD && ((a->kind == OV_IR && a->causal) || (b->kind == OV_IR && b->causal));
+  /* A bias added to rows: a constant of the rows' width. */
+  bool rows = false;
+  for (int i = 0; i < 2; i++) {
+    OVal *x = in(im, i), *c = in(im, 1 - i);
+    if (op == IR_OP_ADD && x->kind == OV_IR && x->rows && c->kind == OV_CONST && c->t.rank <= 2 &&
+        c->t.numel == x->ir->type.dims[x->ir->type.rank - 1])
+      rows = true;
+  }
   IrValue *x[2];
   for (int i = 0; i < 2; i++) {
-    OVal *o = in(im, 1 - i);
+    OVal *o = in(im, 1 - i), *v = in(im, i);
     const IrType *other = o->kind == OV_IR ? ir_type_of(o) : NULL;
-    if (in(im, i)->kind == OV_CONST && other)
+    if (v->kind == OV_CONST && other)
       x[i] = bcast_const(im, i, other);
+    else if ((causal || rows) && v->kind == OV_IR)
+      x[i] = v->ir; /* the mask rides along to the softmax; rows stay rows */
     else
       x[i] = need_ir(im, i);
     if (!x[i])
       return false;
   }
-  if (!suffix_of(&x[0]->type, &x[1]->type) && !suffix_of(&x[1]->type, &x[0]->type)) {
-    char b1[96], b2[96];
-    return fail(im, "broadcasting %s against %s: q8c broadcasts only when one shape equals the "
-                    "trailing dims of the other (not yet: size-1 axes inside a shape)",
-                ir_type_str(&x[0]->type, b1, sizeof b1), ir_type_str(&x[1]->type, b2, sizeof b2));
-  }
-  return set_ir(im, 0, ob_node(&im->b, op, sanitize(im, out_name(im, 0)), x, 2, NULL, 0));
+  if (!set_ir(im, 0, ob_node(&im->b, op, sanitize(im, out_name(im, 0)), x, 2, NULL, 0)))
+    return false;
+  find(im, out_name(im, 0))->causal = causal;
+  find(im, out_name(im, 0))->rows = rows;
+  return true;
 }
 
 static bool tr_add(Imp *im, int ni) { return binary(im, IR_OP_ADD, '+'); }
 
-static bool tr_sub_div(Imp *im, int ni) {
-  /* Only between constants (shape arithmetic); q8c has no sub/div op yet. */
+static bool tr_sub(Imp *im, int ni) { return binary(im, IR_OP_SUB, '-'); }
+
+static bool tr_div(Imp *im, int ni) { return binary(im, IR_OP_DIV, '/'); }
+
+/* A scalar f32 constant, for the ops written as a multiplication. */
+static IrValue *scalar_const(Imp *im, const char *what, float v) {
+  bool ok;
+  HTensor t = new_tensor(im, H_F32, 0, NULL, &ok);
+  if (!ok)
+    return NULL;
+  ((float *)t.data)[0] = v;
+  char name[512];
+  snprintf(name, sizeof name, "%s.%s", sanitize(im, out_name(im, 0)), what);
+  return ob_const(&im->b, name, &t);
+}
+
+/* Unary folds of constants: Sqrt, Neg, Reciprocal, Sigmoid, Tanh, Not. */
+static bool fold_unary(Imp *im, const HTensor *t, char op) {
+  bool ok;
+  bool keep_int = op == 'n' && t->dt != H_F32;
+  HTensor r = new_tensor(im, op == '!' ? H_U8 : keep_int ? H_I64 : H_F32, t->rank, t->dims, &ok);
+  if (!ok)
+    return false;
+  for (int64_t i = 0; i < r.numel; i++) {
+    if (keep_int) {
+      int64_t v = onnx_hget_i64(t, i);
+      if (v == ONNX_SYM_BATCH || v == INT64_MIN)
+        return fail(im, "negating the batch dimension '?' of a shape is not supported");
+      ((int64_t *)r.data)[i] = -v;
+      continue;
+    }
+    float x = (float)onnx_hget(t, i);
+    float y = op == 's' ? sqrtf(x) : op == 'n' ? -x : op == 'r' ? 1.0f / x
+            : op == 'g' ? (float)(1 / (1 + exp(-(double)x))) : op == 't' ? (float)tanh(x) : (float)(x == 0);
+    hset(&r, i, y);
+  }
+  return set_const(im, 0, &r);
+}
+
+static bool unary_or_fold(Imp *im, IrOp op, char ch) {
+  if (is_const(im, 0))
+    return fold_unary(im, &in(im, 0)->t, ch);
+  IrValue *x = need_ir(im, 0);
+  return x && set_ir(im, 0, ob_node(&im->b, op, sanitize(im, out_name(im, 0)), &x, 1, NULL, 0));
+}
+
+static bool tr_sigmoid(Imp *im, int ni) { return unary_or_fold(im, IR_OP_SIGMOID, 'g'); }
+
+static bool tr_tanh(Imp *im, int ni) { return unary_or_fold(im, IR_OP_TANH, 't'); }
+
+/* Sqrt, Reciprocal and Not: constants only (in a graph, Sqrt and
+ * Reciprocal appear inside the LayerNorm and RMSNorm patterns). */
+static bool tr_fold_only(Imp *im, int ni) {
+  const char *op = onnx_str(node(im, ni)->op_type);
+  if (!is_const(im, 0))
+    return fail(im, "%s of a computed tensor is not supported (q8c has no such op; Sqrt and "
+                    "Reciprocal are mapped inside the LayerNorm and RMSNorm patterns, and folded "
+                    "between constants)",
+                op);
+  return fold_unary(im, &in(im, 0)->t, op[0] == 'S' ? 's' : op[0] == 'R' ? 'r' : '!');
+}
+
+/* Neg: -x is x * -1 exactly. */
+static bool tr_neg(Imp *im, int ni) {
+  if (is_const(im, 0))
+    return fold_unary(im, &in(im, 0)->t, 'n');
+  IrValue *x[2] = {need_ir(im, 0), NULL};
+  if (!x[0] || !(x[1] = scalar_const(im, "neg", -1)))
+    return false;
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_MUL, sanitize(im, out_name(im, 0)), x, 2, NULL, 0));
+}
+
+/* Pow: folded between constants; x^2 of a computed x is x * x (what
+ * PyTorch computes for pow(x, 2)); other exponents only inside patterns. */
+static bool tr_pow(Imp *im, int ni) {
+  if (is_const(im, 0) && is_const(im, 1))
+    return fold_binary(im, &in(im, 0)->t, &in(im, 1)->t, 'p');
+  if (!is_const(im, 1) || in(im, 1)->t.numel != 1 || onnx_hget(&in(im, 1)->t, 0) != 2)
+    return fail(im, "Pow of a computed tensor is mapped only with the exponent 2 (as x * x), "
+                    "and inside the tanh-GELU, LayerNorm and RMSNorm patterns");
+  IrValue *x[2] = {need_ir(im, 0), NULL};
+  if (!x[0])
+    return false;
+  x[1] = x[0];
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_MUL, sanitize(im, out_name(im, 0)), x, 2, NULL, 0));
+}
+
+static bool tr_compare(Imp *im, int ni) {
+  const char *op = onnx_str(node(im, ni)->op_type);
   if (!is_const(im, 0) || !is_const(im, 1))
-    return fail(im, "%s of non-constant values is not supported yet (only folded between "
-                    "constants)",
-                onnx_str(node(im, ni)->op_type));
-  return fold_binary(im, &in(im, 0)->t, &in(im, 1)->t, node(im, ni)->op_type[0] == 'S' ? '-' : '/');
+    return fail(im, "%s of computed tensors is not supported (only folded between constants)", op);
+  return fold_binary(im, &in(im, 0)->t, &in(im, 1)->t, op[0] == 'E' ? '=' : op[0] == 'L' ? '<' : '>');
+}
+
+static bool tr_range(Imp *im, int ni) {
+  const HTensor *t[3];
+  for (int i = 0; i < 3; i++) {
+    if (!(t[i] = need_const(im, i, i == 0 ? "start" : i == 1 ? "limit" : "delta")))
+      return false;
+    if (t[i]->numel != 1)
+      return fail(im, "start, limit and delta must be scalars");
+    if (onnx_hget_i64(t[i], 0) == ONNX_SYM_BATCH)
+      return fail(im, "a Range over the batch dimension '?' is not supported");
+  }
+  double a = onnx_hget(t[0], 0), l = onnx_hget(t[1], 0), d = onnx_hget(t[2], 0);
+  if (d == 0 || !isfinite(a) || !isfinite(l) || !isfinite(d))
+    return fail(im, "delta is 0 or a bound is not finite");
+  double cnt = ceil((l - a) / d);
+  if (cnt > (double)((int64_t)1 << 40))
+    return fail(im, "the range has too many elements");
+  int64_t n = cnt > 0 ? (int64_t)cnt : 0;
+  bool ok;
+  HTensor r = new_tensor(im, t[0]->dt, 1, &n, &ok);
+  if (!ok)
+    return false;
+  for (int64_t i = 0; i < n; i++)
+    hset(&r, i, a + (double)i * d);
+  return set_const(im, 0, &r);
+}
+
+/* Where: folded between constants; Where(causal mask, scores, c <= -10000)
+ * leaves the scores marked for softmax {causal = 1}. */
+static bool tr_where(Imp *im, int ni) {
+  OVal *c = in(im, 0), *a = in(im, 1), *b = in(im, 2);
+  if (c->kind == OV_CONST && a->kind == OV_CONST && b->kind == OV_CONST) {
+    const HTensor *ts[3] = {&c->t, &a->t, &b->t};
+    int64_t dims[IR_MAX_RANK];
+    int rank;
+    bool ok;
+    if (!bshape(ts, 3, dims, &rank))
+      return fail(im, "constant shapes do not broadcast");
+    if ((a->t.dt == H_F32) != (b->t.dt == H_F32))
+      return fail(im, "X and Y differ in type");
+    HTensor r = new_tensor(im, a->t.dt == H_F32 ? H_F32 : H_I64, rank, dims, &ok);
+    if (!ok)
+      return false;
+    for (int64_t e = 0; e < r.numel; e++) {
+      bool pick = onnx_hget(&c->t, bidx(&c->t, dims, rank, e)) != 0;
+      const HTensor *s = pick ? &a->t : &b->t;
+      int64_t k = bidx(s, dims, rank, e);
+      if (r.dt == H_F32)
+        ((float *)r.data)[e] = (float)onnx_hget(s, k);
+      else
+        ((int64_t *)r.data)[e] = onnx_hget_i64(s, k);
+    }
+    return set_const(im, 0, &r);
+  }
+  if (c->kind == OV_CONST && a->kind == OV_IR && b->kind == OV_CONST && b->t.numel == 1 &&
+      onnx_hget(&b->t, 0) <= -10000 && a->ir->type.dtype == IR_F32 &&
+      causal_const(&c->t, &a->ir->type, false)) {
+    OVal *o = def_out(im, 0, OV_IR);
+    o->ir = a->ir;
+    o->causal = true;
+    return true;
+  }
+  return fail(im, "Where is mapped only between constants (folded) and in the causal-mask form "
+                  "Where(mask, scores, c): mask a constant [..., Q, K] lower-triangular mask (key "
+                  "j seen by query i when j <= i + K - Q), c a constant <= -10000, the result "
+                  "going (through Add) to a Softmax over the last axis, which becomes softmax "
+                  "{causal = 1}");
+}
+
+static bool tr_softmax(Imp *im, int ni) {
+  OVal *v = in(im, 0);
+  bool causal = v && v->kind == OV_IR && v->causal;
+  IrValue *x = causal ? v->ir : need_ir(im, 0);
+  if (!x)
+    return false;
+  int rank = x->type.rank;
+  int64_t ax = attr_int(im, "axis", im->opset >= 13 ? -1 : 1);
+  int axis = norm_axis(ax, rank);
+  if (axis < 0)
+    return fail(im, "axis %lld is out of range for a rank-%d tensor", (long long)ax, rank);
+  /* Before opset 13 Softmax flattens to 2-D at `axis`: at the last axis that
+   * is the same as over the last axis. */
+  if (axis != rank - 1 && (im->opset < 13 || causal))
+    return fail(im, "softmax over axis %d of a rank-%d tensor: %s", axis, rank,
+                causal ? "a causal mask needs the last axis"
+                       : "before opset 13 Softmax flattens the axes from `axis` on; q8c maps "
+                         "it at the last axis only");
+  BAttr a[1];
+  int na = 0;
+  if (causal)
+    a[na++] = (BAttr){IR_ATTR_CAUSAL, 1, {1}};
+  else if (axis != rank - 1)
+    a[na++] = (BAttr){IR_ATTR_AXIS, 1, {axis}};
+  return set_ir(im, 0, ob_node(&im->b, IR_OP_SOFTMAX, sanitize(im, out_name(im, 0)), &x, 1, a, na));
+}
+
+/* A slice of an IR value along one axis: [start, end) after numpy's
+ * clamping; a slice that keeps the whole axis is no node. */
+static IrValue *slice_axis(Imp *im, IrValue *x, int axis, int64_t s, int64_t e, const char *name) {
+  int64_t d = x->type.dims[axis];
+  if (d == IR_DIM_BATCH) {
+    if (s == 0 && e >= INT32_MAX)
+      return x;
+    fail(im, "slicing the batch axis '?' is not supported");
+    return NULL;
+  }
+  if (s < 0)
+    s += d;
+  if (e < 0)
+    e += d;
+  s = s < 0 ? 0 : s > d ? d : s;
+  e = e < 0 ? 0 : e > d ? d : e;
+  if (s == 0 && e == d)
+    return x;
+  if (e <= s) {
+    fail(im, "the slice [%lld, %lld) of axis %d is empty", (long long)s, (long long)e, axis);
+    return NULL;
+  }
+  BAttr a[3] = {{IR_ATTR_AXIS, 1, {axis}}, {IR_ATTR_START, 1, {(double)s}}, {IR_ATTR_END, 1, {(double)e}}};
+  IrValue *r = ob_node(&im->b, IR_OP_SLICE, name, &x, 1, a, 3);
+  if (!r)
+    rewrap(im);
+  return r;
+}
+
+/* A constant sliced along its axes (step 1): [st[i], en[i]) per axis, as
+ * output `out`. */
+static bool const_slice(Imp *im, const HTensor *t, int out, const int64_t *st, const int64_t *en) {
+  int64_t dims[IR_MAX_RANK];
+  for (int i = 0; i < t->rank; i++)
+    dims[i] = en[i] - st[i];
+  bool ok;
+  HTensor r = new_tensor(im, t->dt, t->rank, dims, &ok);
+  if (!ok)
+    return false;
+  size_t es = onnx_hsize(t->dt);
+  for (int64_t e = 0; e < r.numel; e++) {
+    int64_t rem = e, src = 0, stride = 1;
+    for (int i = t->rank - 1; i >= 0; i--) {
+      int64_t k = rem % dims[i];
+      rem /= dims[i];
+      src += (k + st[i]) * stride;
+      stride *= t->dims[i];
+    }
+    memcpy((char *)r.data + (size_t)e * es, (const char *)t->data + (size_t)src * es, es);
+  }
+  OVal *o = def_out(im, out, OV_CONST);
+  o->t = r;
+  return true;
+}
+
+static bool read_ints(Imp *im, int i, const char *what, int64_t *v, int *n) {
+  const HTensor *t = need_const(im, i, what);
+  if (!t)
+    return false;
+  if (t->rank > 1 || t->numel > IR_MAX_RANK || (t->dt != H_I64 && t->dt != H_I32))
+    return fail(im, "%s must be a 1-D integer tensor of at most %d entries", what, IR_MAX_RANK);
+  for (int k = 0; k < t->numel; k++)
+    v[k] = onnx_hget_i64(t, k);
+  *n = (int)t->numel;
+  return true;
+}
+
+static bool tr_slice(Imp *im, int ni) {
+  OVal *v = in(im, 0);
+  int64_t st[IR_MAX_RANK], en[IR_MAX_RANK], ax[IR_MAX_RANK], step[IR_MAX_RANK];
+  int ns, ne, na, nst;
+  if (!read_ints(im, 1, "starts", st, &ns) || !read_ints(im, 2, "ends", en, &ne))
+    return false;
+  if (ns != ne)
+    return fail(im, "starts and ends differ in length");
+  na = ns;
+  for (int k = 0; k < na; k++)
+    ax[k] = k;
+  if (in(im, 3)) {
+    if (!read_ints(im, 3, "axes", ax, &na))
+      return false;
+    if (na != ns)
+      return fail(im, "axes and starts differ in length");
+  }
+  if (in(im, 4)) {
+    if (!read_ints(im, 4, "steps", step, &nst))
+      return false;
+    for (int k = 0; k < nst; k++)
+      if (step[k] != 1)
+        return fail(im, "steps other than 1 are not supported (step %lld)", (long long)step[k]);
+  }
+  for (int k = 0; k < na; k++)
+    if (st[k] == ONNX_SYM_BATCH || en[k] == ONNX_SYM_BATCH)
+      return fail(im, "a slice bound is the batch dimension '?'");
+  if (v->kind == OV_CONST) {
+    int rank = v->t.rank;
+    int64_t s[IR_MAX_RANK], e[IR_MAX_RANK];
+    for (int i = 0; i < rank; i++)
+      s[i] = 0, e[i] = v->t.dims[i];
+    for (int k = 0; k < na; k++) {
+      int a = norm_axis(ax[k], rank);
+      if (a < 0)
+        return fail(im, "axis %lld is out of range", (long long)ax[k]);
+      int64_t d = v->t.dims[a], b0 = st[k], b1 = en[k];
+      b0 = b0 < 0 ? b0 + d : b0;
+      b1 = b1 < 0 ? b1 + d : b1;
+      s[a] = b0 < 0 ? 0 : b0 > d ? d : b0;
+      e[a] = b1 < s[a] ? s[a] : b1 > d ? d : b1;
+    }
+    return const_slice(im, &v->t, 0, s, e);
+  }
+  IrValue *x = need_ir(im, 0);
+  if (!x)
+    return false;
+  for (int k = 0; k < na && x; k++) {
+    int a = norm_axis(ax[k], x->type.rank);
+    if (a < 0)
+      return fail(im, "axis %lld is out of range", (long long)ax[k]);
+    x = slice_axis(im, x, a, st[k], en[k], sanitize(im, out_name(im, 0)));
+  }
+  if (!x)
+    return false;
+  def_out(im, 0, OV_IR)->ir = x;
+  return true;
+}
+
+/* Split: one slice per output; sizes from input 1 (opset 13 on), the
+ * `split` attribute (before), or equal parts. */
+static bool tr_split(Imp *im, int ni) {
+  OVal *v = in(im, 0);
+  const Onnx__NodeProto *n = node(im, ni);
+  int nout = (int)n->n_output;
+  if (v->kind != OV_CONST && !need_ir(im, 0))
+    return false;
+  const IrType *xt = v->kind == OV_IR ? &v->ir->type : NULL;
+  int rank = xt ? xt->rank : v->t.rank;
+  int64_t ax = attr_int(im, "axis", 0);
+  int axis = norm_axis(ax, rank);
+  if (axis < 0)
+    return fail(im, "axis %lld is out of range", (long long)ax);
+  int64_t d = xt ? xt->dims[axis] : v->t.dims[axis];
+  if (d == IR_DIM_BATCH)
+    return fail(im, "splitting the batch axis '?' is not supported");
+  int64_t sizes[64];
+  if (nout > 64)
+    return fail(im, "more than 64 outputs");
+  const Onnx__AttributeProto *sa = attr(im, "split");
+  if (in(im, 1)) {
+    const HTensor *t = need_const(im, 1, "split");
+    if (!t)
+      return false;
+    if (t->numel != nout)
+      return fail(im, "split has %lld entries for %d outputs", (long long)t->numel, nout);
+    for (int i = 0; i < nout; i++)
+      sizes[i] = onnx_hget_i64(t, i);
+  } else if (sa) {
+    if ((int)sa->n_ints != nout)
+      return fail(im, "split has %zu entries for %d outputs", sa->n_ints, nout);
+    for (int i = 0; i < nout; i++)
+      sizes[i] = sa->ints[i];
+  } else {
+    int64_t part = (d + nout - 1) / nout; /* opset 18's num_outputs: the last may be smaller */
+    for (int i = 0; i < nout; i++)
+      sizes[i] = i < nout - 1 ? part : d - part * (nout - 1);
+  }
+  int64_t off = 0;
+  for (int i = 0; i < nout; i++) {
+    if (sizes[i] <= 0 || sizes[i] > d - off)
+      return fail(im, "the parts' sizes do not add up to the axis' %lld", (long long)d);
+    if (*onnx_str(n->output[i])) {
+      if (xt) {
+        IrValue *r = slice_axis(im, v->ir, axis, off, off + sizes[i], sanitize(im, n->output[i]));
+        if (!r)
+          return false;
+        def_out(im, i, OV_IR)->ir = r;
+      } else {
+        int64_t s[IR_MAX_RANK] = {0}, e[IR_MAX_RANK];
+        memcpy(e, v->t.dims, sizeof(int64_t) * (size_t)rank);
+        s[axis] = off;
+        e[axis] = off + sizes[i];
+        if (!const_slice(im, &v->t, i, s, e))
+          return false;
+      }
+    }
+    off += sizes[i];
+  }
+  if (off != d)
+    return fail(im, "the parts' sizes add up to %lld, not the axis' %lld", (long long)off,
+                (long long)d);
+  return true;
 }
 
 static bool tr_transpose(Imp *im, int ni) {
@@ -592,9 +1059,16 @@ static bool reshape_to(Imp *im, IrValue *x, const int64_t *shape, int rank, bool
   }
   if (infer >= 0) {
     if (in_batch && nbatch == 0) {
+      if (in_fixed != out_fixed && rank == 2 && infer == 0 && x->type.rank >= 3 &&
+          dims[1] == x->type.dims[x->type.rank - 1] && x->type.dtype == IR_F32) {
+        OVal *o = def_out(im, 0, OV_IR);
+        o->ir = x;
+        o->rows = true;
+        return true;
+      }
       if (in_fixed != out_fixed)
         return fail(im, "the -1 entry would be a multiple of the batch dimension; q8c keeps '?' "
-                        "as its own axis");
+                        "as its own axis (except in x.reshape(-1, D) feeding a linear layer)");
       dims[infer] = IR_DIM_BATCH;
     } else {
       if (out_fixed == 0 || in_fixed % out_fixed)
@@ -602,6 +1076,13 @@ static bool reshape_to(Imp *im, IrValue *x, const int64_t *shape, int rank, bool
       dims[infer] = in_fixed / out_fixed;
     }
   }
+  /* A reshape to the same shape is no node (so also for integer ids, which
+   * q8c's reshape does not take). */
+  bool same = rank == x->type.rank;
+  for (int i = 0; same && i < rank; i++)
+    same = dims[i] == x->type.dims[i];
+  if (same)
+    return set_ir(im, 0, x);
   BAttr a = {IR_ATTR_SHAPE, rank, {0}};
   for (int i = 0; i < rank; i++)
     a.v[i] = (double)dims[i];
@@ -648,6 +1129,19 @@ static bool tr_reshape(Imp *im, int ni) {
     if (infer >= 0)
       dims[infer] = known ? t->numel / known : 0;
     return const_reshape(im, t, dims, (int)s->numel);
+  }
+  OVal *v = in(im, 0);
+  if (v->kind == OV_IR && v->rows) {
+    /* The view ends where the shape gives the rows their axes back. */
+    const IrType *t = &v->ir->type;
+    bool same = s->numel == t->rank;
+    for (int i = 0; same && i < t->rank; i++)
+      same = shape[i] == (t->dims[i] == IR_DIM_BATCH ? ONNX_SYM_BATCH : t->dims[i]) ||
+             (i == 0 && shape[i] == -1);
+    if (!same)
+      return fail(im, "reshaping a [-1, D] view of the batch's rows to other than their "
+                      "original axes is not supported");
+    return set_ir(im, 0, v->ir);
   }
   IrValue *x = need_ir(im, 0);
   return x && reshape_to(im, x, shape, (int)s->numel, allowzero);
@@ -788,15 +1282,63 @@ static bool tr_shape(Imp *im, int ni) {
 }
 
 static bool tr_gather(Imp *im, int ni) {
+  OVal *dv = in(im, 0), *iv = in(im, 1);
+  if (dv->kind == OV_CONST && iv->kind == OV_IR) {
+    /* An embedding: a constant table [V, D] indexed by ids. */
+    IrValue *ops[2] = {NULL, iv->ir};
+    if (iv->causal || (iv->ir->type.dtype != IR_I64 && iv->ir->type.dtype != IR_I32))
+      return fail(im, "the indices are %s; a gather of a table takes int64 or int32 ids",
+                  ir_dtype_name(iv->ir->type.dtype));
+    if (norm_axis(attr_int(im, "axis", 0), dv->t.rank) != 0 || dv->t.rank != 2 || dv->t.dt != H_F32)
+      return fail(im, "a Gather of computed indices is mapped only as an embedding: a 2-D f32 "
+                      "constant table indexed along axis 0");
+    if (!(ops[0] = need_ir(im, 0)))
+      return false;
+    return set_ir(im, 0, ob_node(&im->b, IR_OP_GATHER, sanitize(im, out_name(im, 0)), ops, 2, NULL, 0));
+  }
+  if (dv->kind == OV_IR && iv->kind == OV_CONST) {
+    /* x[:, k] and the like: a slice, and a reshape that drops the axis for
+     * a scalar index. */
+    IrValue *x = need_ir(im, 0);
+    if (!x)
+      return false;
+    int64_t ax = attr_int(im, "axis", 0);
+    int axis = norm_axis(ax, x->type.rank);
+    if (axis < 0)
+      return fail(im, "axis %lld is out of range", (long long)ax);
+    if (iv->t.numel != 1 || iv->t.rank > 1)
+      return fail(im, "a Gather of a computed tensor is mapped only with one constant index (a "
+                      "slice)");
+    int64_t k = onnx_hget_i64(&iv->t, 0), d = x->type.dims[axis];
+    if (d == IR_DIM_BATCH)
+      return fail(im, "gathering along the batch axis '?' is not supported");
+    if (k < -d || k >= d)
+      return fail(im, "index %lld is out of range [%lld, %lld)", (long long)k, (long long)-d, (long long)d);
+    if (k < 0)
+      k += d;
+    char name[512];
+    snprintf(name, sizeof name, "%s%s", sanitize(im, out_name(im, 0)), iv->t.rank ? "" : ".slice");
+    IrValue *r = slice_axis(im, x, axis, k, k + 1, name);
+    if (!r)
+      return false;
+    if (iv->t.rank == 1)
+      return set_ir(im, 0, r);
+    int64_t dims[IR_MAX_RANK];
+    int n = 0;
+    for (int i = 0; i < r->type.rank; i++)
+      if (i != axis)
+        dims[n++] = r->type.dims[i] == IR_DIM_BATCH ? ONNX_SYM_BATCH : r->type.dims[i];
+    return reshape_to(im, r, dims, n, true);
+  }
   if (!is_const(im, 0))
-    return fail(im, "Gather of a non-constant tensor is not supported yet (only shapes and "
-                    "other constants are folded)");
+    return fail(im, "Gather is mapped as an embedding (constant table, computed ids), a slice "
+                    "(computed tensor, one constant index) or folded (constants)");
   const HTensor *t = &in(im, 0)->t, *ix = need_const(im, 1, "indices");
   if (!ix)
     return false;
   int axis = norm_axis(attr_int(im, "axis", 0), t->rank);
-  if (t->rank < 1 || axis != 0 || ix->rank > 1)
-    return fail(im, "Gather is folded only along axis 0 with scalar or 1-D indices");
+  if (t->rank < 1 || axis != 0)
+    return fail(im, "Gather is folded only along axis 0");
   int64_t inner = t->dims[0] ? t->numel / t->dims[0] : 0;
   int64_t dims[IR_MAX_RANK];
   int rank = 0;
@@ -826,9 +1368,19 @@ static bool tr_gather(Imp *im, int ni) {
 
 static bool tr_concat(Imp *im, int ni) {
   int n = ninputs(im);
+  bool all_const = true;
   for (int i = 0; i < n; i++)
-    if (!is_const(im, i))
-      return fail(im, "Concat of non-constant tensors is not supported yet (shapes are folded)");
+    all_const &= is_const(im, i);
+  if (!all_const) {
+    if (n > 8)
+      return fail(im, "%d operands; q8c's concat takes at most 8", n);
+    IrValue *x[8];
+    for (int i = 0; i < n; i++)
+      if (!(x[i] = need_ir(im, i)))
+        return false;
+    BAttr a = {IR_ATTR_AXIS, 1, {(double)attr_int(im, "axis", 0)}};
+    return set_ir(im, 0, ob_node(&im->b, IR_OP_CONCAT, sanitize(im, out_name(im, 0)), x, n, &a, 1));
+  }
   const HTensor *t0 = &in(im, 0)->t;
   int axis = norm_axis(attr_int(im, "axis", 0), t0->rank);
   if (t0->rank != 1 || axis != 0)
@@ -853,13 +1405,15 @@ static bool tr_concat(Imp *im, int ni) {
   return set_const(im, 0, &r);
 }
 
+/* The tensor attribute `name`; false, with a message, when it is missing,
+ * not a tensor or unreadable. */
 static bool tensor_attr(Imp *im, const char *name, HTensor *t) {
   const Onnx__AttributeProto *a = attr(im, name);
   char err[512];
   if (!a || !a->t)
-    return false;
+    return fail(im, "attribute '%s' is not a tensor", name);
   if (!onnx_read_tensor(&im->c, a->t, t, err, sizeof err))
-    return !fail(im, "%s", err);
+    return fail(im, "%s", err);
   return true;
 }
 
@@ -921,17 +1475,34 @@ static bool tr_constant_of_shape(Imp *im, int ni) {
 }
 
 static bool tr_expand(Imp *im, int ni) {
-  if (!is_const(im, 0))
-    return fail(im, "Expand of a non-constant tensor is not supported yet");
   const HTensor *s = need_const(im, 1, "the shape");
   if (!s)
     return false;
   if (s->rank != 1 || s->numel > IR_MAX_RANK)
     return fail(im, "the shape must be 1-D with at most %d entries", IR_MAX_RANK);
   int64_t dims[IR_MAX_RANK];
+  /* Expanding to the batch dimension keeps size 1 there: the ops that use
+   * the result broadcast it the same. */
   for (int i = 0; i < s->numel; i++)
-    if ((dims[i] = onnx_hget_i64(s, i)) < 0)
-      return fail(im, "the shape has the batch dimension or a negative entry: not folded");
+    if ((dims[i] = onnx_hget_i64(s, i)) == ONNX_SYM_BATCH)
+      dims[i] = 1;
+    else if (dims[i] < 0)
+      return fail(im, "the shape has a negative entry %lld", (long long)dims[i]);
+  if (!is_const(im, 0)) {
+    /* A computed tensor: only an Expand that changes nothing. */
+    IrValue *x = need_ir(im, 0);
+    if (!x)
+      return false;
+    bool same = s->numel <= x->type.rank;
+    for (int i = 0; same && i < s->numel; i++) {
+      int64_t d = x->type.dims[x->type.rank - s->numel + i];
+      same = dims[i] == 1 || dims[i] == d;
+    }
+    if (!same)
+      return fail(im, "Expand of a computed tensor is mapped only when it changes no shape (the "
+                      "elementwise ops broadcast by themselves)");
+    return set_ir(im, 0, x);
+  }
   bool ok;
   HTensor ones = new_tensor(im, in(im, 0)->t.dt == H_I64 ? H_I64 : H_F32, (int)s->numel, dims, &ok);
   if (!ok)
@@ -956,18 +1527,34 @@ static bool tr_cast(Imp *im, int ni) {
   case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: h = H_F32; break;
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: h = H_I64; break;
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: h = H_I32; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: h = H_U8; break;
   default: return fail(im, "Cast to data type %lld is not supported", (long long)to);
   }
-  if (v && v->kind == OV_IR && h == H_F32 && v->ir->type.dtype == IR_F32)
-    return tr_identity(im, ni);
+  if (v && v->kind == OV_IR) {
+    IrDType d = v->ir->type.dtype;
+    bool isint = d == IR_I64 || d == IR_I32;
+    /* f32 to f32 changes nothing; int64 and int32 ids pass as they are
+     * (gather takes both). */
+    if ((h == H_F32 && d == IR_F32) || ((h == H_I64 || h == H_I32) && isint))
+      return tr_identity(im, ni);
+    if (h == H_F32 && isint)
+      return fail(im, "Cast of integer tensor '%s' to FLOAT: q8c has no cast op; an integer graph "
+                      "input that reaches only such Casts (through Unsqueeze/Reshape/Squeeze: an "
+                      "attention mask) is read as f32 instead",
+                  v->name);
+    return fail(im, "Cast of a computed %s tensor to data type %lld is not supported",
+                ir_dtype_name(d), (long long)to);
+  }
   if (!is_const(im, 0))
     return fail(im, "Cast of a non-constant value is not supported (only f32 to f32)");
   bool ok;
   HTensor r = new_tensor(im, h, v->t.rank, v->t.dims, &ok);
   if (!ok)
     return false;
-  for (int64_t i = 0; i < r.numel; i++)
-    hset(&r, i, v->t.dt == H_I64 ? (double)onnx_hget_i64(&v->t, i) : onnx_hget(&v->t, i));
+  for (int64_t i = 0; i < r.numel; i++) {
+    double x = v->t.dt == H_I64 ? (double)onnx_hget_i64(&v->t, i) : onnx_hget(&v->t, i);
+    hset(&r, i, to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL ? x != 0 : x);
+  }
   return set_const(im, 0, &r);
 }
 
@@ -988,6 +1575,45 @@ static HTensor transpose2(Imp *im, const HTensor *b, double alpha, bool *ok) {
 static bool qgemm_from(Imp *im, IrValue *xq, double sx, int32_t zx, const OVal *w, bool trans_b,
                        const OVal *bias, bool u8_out, double sy, int32_t zy);
 
+static int one_user(struct UseMap *u, const char *name);
+static bool is_op(const Imp *im, int ni, const char *op);
+static const char *other_in(const Imp *im, int ni, const char *name);
+
+/* MatMul(x, B) with B a 2-D f32 constant: linear(x, B^T), so the quantizer
+ * sees a linear layer; an Add of a constant of N elements that only this
+ * MatMul feeds (how torch exports nn.Linear on 3-D inputs) becomes its bias. */
+static bool matmul_linear(Imp *im, const OVal *b) {
+  bool rows = in(im, 0)->rows;
+  IrValue *x = rows ? in(im, 0)->ir : need_ir(im, 0);
+  if (!x)
+    return false;
+  bool ok = true;
+  HTensor w = transpose2(im, &b->t, 1, &ok);
+  if (!ok)
+    return false;
+  char wname[512];
+  snprintf(wname, sizeof wname, "%s.T", sanitize(im, b->name));
+  IrValue *ops[3] = {x, ob_const(&im->b, wname, &w), NULL};
+  int64_t n = w.dims[0];
+  const char *out = out_name(im, 0), *bn;
+  int u = one_user(im->um, out);
+  OVal *c;
+  if (is_op(im, u, "Add") && im->role[u] == NODE_PLAIN && (bn = other_in(im, u, out)) &&
+      (c = find(im, bn)) && c->kind == OV_CONST && !c->has_q && c->t.dt == H_F32 &&
+      c->t.numel == n && c->t.rank >= 1 && c->t.dims[c->t.rank - 1] == n && c->t.rank <= x->type.rank) {
+    HTensor bt = c->t;
+    bt.rank = 1;
+    bt.dims[0] = n;
+    ops[2] = ob_const(&im->b, sanitize(im, c->name), &bt);
+    im->role[u] = NODE_ALIAS;
+    im->pat_x[u] = out;
+  }
+  if (!set_ir(im, 0, ob_node(&im->b, IR_OP_LINEAR, sanitize(im, out), ops, ops[2] ? 3 : 2, NULL, 0)))
+    return false;
+  find(im, out)->rows = rows;
+  return true;
+}
+
 static bool tr_matmul(Imp *im, int ni) {
   OVal *a = in(im, 0), *b = in(im, 1);
   if (!a || !b)
@@ -997,6 +1623,8 @@ static bool tr_matmul(Imp *im, int ni) {
                       false, NULL, false, 0, 0);
   if (a->kind == OV_CONST && b->kind == OV_CONST)
     return fail(im, "MatMul of two constants is not folded yet");
+  if (a->kind == OV_IR && !a->causal && b->kind == OV_CONST && b->t.rank == 2 && b->t.dt == H_F32)
+    return matmul_linear(im, b);
   IrValue *x[2] = {need_ir(im, 0), NULL};
   if (!x[0] || !(x[1] = need_ir(im, 1)))
     return false;
@@ -1040,7 +1668,8 @@ static bool tr_gemm(Imp *im, int ni) {
     return qgemm_from(im, a->q_ir, onnx_hget(&a->qscale, 0), (int32_t)onnx_hget(&a->qzero, 0), b,
                       tb, in(im, 2), false, 0, 0);
   }
-  IrValue *x = need_ir(im, 0);
+  bool rows = a->kind == OV_IR && a->rows;
+  IrValue *x = rows ? a->ir : need_ir(im, 0);
   if (!x)
     return false;
   if (b->kind != OV_CONST)
@@ -1067,8 +1696,11 @@ static bool tr_gemm(Imp *im, int ni) {
   IrValue *ops[3] = {x, ob_const(&im->b, wname, &w), NULL};
   if (!gemm_bias(im, w.dims[0], beta, &ops[2]))
     return false;
-  return set_ir(im, 0, ob_node(&im->b, IR_OP_LINEAR, sanitize(im, out_name(im, 0)), ops,
-                               ops[2] ? 3 : 2, NULL, 0));
+  if (!set_ir(im, 0, ob_node(&im->b, IR_OP_LINEAR, sanitize(im, out_name(im, 0)), ops,
+                             ops[2] ? 3 : 2, NULL, 0)))
+    return false;
+  find(im, out_name(im, 0))->rows = rows;
+  return true;
 }
 
 /* ---- quantized ops ---- */
@@ -1459,37 +2091,53 @@ static const OpEntry ops[] = {
     {"Constant", 0, tr_constant, "value value_float value_floats value_int value_ints"},
     {"ConstantOfShape", 1, tr_constant_of_shape, "value"},
     {"DequantizeLinear", 2, tr_dequantize, "axis"},
-    {"Div", 2, tr_sub_div, ""},
+    {"Div", 2, tr_div, ""},
     {"DynamicQuantizeLinear", 1, tr_dynamic_quantize, ""},
+    {"Equal", 2, tr_compare, ""},
     {"Expand", 2, tr_expand, ""},
     {"Flatten", 1, tr_flatten, "axis"},
     {"Gather", 2, tr_gather, "axis"},
     {"Gelu", 1, tr_gelu, "approximate"},
     {"Gemm", 2, tr_gemm, "alpha beta transA transB"},
+    {"Greater", 2, tr_compare, ""},
     {"Identity", 1, tr_identity, ""},
     {"LayerNormalization", 2, tr_layernorm, "axis epsilon stash_type"},
+    {"Less", 2, tr_compare, ""},
     {"MatMul", 2, tr_matmul, ""},
     {"MatMulInteger", 2, tr_matmul_integer, ""},
     {"Mul", 2, tr_mul, ""},
+    {"Neg", 1, tr_neg, ""},
+    {"Not", 1, tr_fold_only, ""},
+    {"Pow", 2, tr_pow, ""},
     {"QLinearMatMul", 8, tr_qlinear_matmul, ""},
     {"QuantizeLinear", 2, tr_quantize, "axis"},
+    {"Range", 3, tr_range, ""},
+    {"Reciprocal", 1, tr_fold_only, ""},
     {"Relu", 1, tr_relu, ""},
     {"Reshape", 2, tr_reshape, "allowzero"},
     {"Shape", 1, tr_shape, ""},
+    {"Sigmoid", 1, tr_sigmoid, ""},
+    {"Slice", 3, tr_slice, ""},
     {"Softmax", 1, tr_softmax, "axis"},
+    {"Split", 1, tr_split, "axis split num_outputs"},
+    {"Sqrt", 1, tr_fold_only, ""},
     {"Squeeze", 1, tr_squeeze_like, "axes"},
-    {"Sub", 2, tr_sub_div, ""},
+    {"Sub", 2, tr_sub, ""},
+    {"Tanh", 1, tr_tanh, ""},
     {"Transpose", 1, tr_transpose, "perm"},
     {"Unsqueeze", 1, tr_squeeze_like, "axes"},
+    {"Where", 3, tr_where, ""},
 };
+
 enum { NOPS = sizeof ops / sizeof ops[0] };
 
 static const char supported_list[] =
-    "Add, Cast, Concat, Constant, ConstantOfShape, DequantizeLinear, DynamicQuantizeLinear, "
+    "Add, Cast, Concat, Constant, ConstantOfShape, DequantizeLinear, Div, DynamicQuantizeLinear, "
     "Expand, Flatten, Gather, Gelu, Gemm, Identity, LayerNormalization, MatMul, MatMulInteger, "
-    "Mul, QLinearMatMul, QuantizeLinear, Relu, Reshape, Shape, Softmax, Squeeze, Transpose, "
-    "Unsqueeze; Sub and Div between constants; the Erf form of GELU and the decomposed "
-    "LayerNorm";
+    "Mul, Neg, Pow, QLinearMatMul, QuantizeLinear, Relu, Reshape, Shape, Sigmoid, Slice, "
+    "Softmax, Split, Squeeze, Sub, Tanh, Transpose, Unsqueeze, Where; Equal, Greater, Less, Not, "
+    "Range, Reciprocal and Sqrt between constants; the patterns of GELU (Erf and tanh forms), "
+    "SiLU, LayerNorm and RMSNorm";
 
 static const OpEntry *op_entry(const char *op) {
   for (int i = 0; i < NOPS; i++)
@@ -1553,7 +2201,7 @@ static bool const_scalar(Imp *im, const ProdMap *pm, const char *name, double *o
 
 /* ---- the whole graph ---- */
 
-typedef struct {
+typedef struct UseMap {
   const char **names;
   int *count; /* uses */
   int *user;  /* last user */
@@ -1568,7 +2216,7 @@ static size_t um_slot(UseMap *u, const char *name) {
   return i;
 }
 
-static int one_user(UseMap *u, const char *name) {
+static int one_user(struct UseMap *u, const char *name) {
   size_t i = um_slot(u, name);
   return u->count[i] == 1 ? u->user[i] : -1;
 }
@@ -1693,12 +2341,200 @@ static void match_layernorm(Imp *im, int r1, UseMap *u, const ProdMap *pm) {
   im->pat_eps[last] = eps;
 }
 
+/* Binary node ni with one operand a constant scalar within tol of want:
+ * the other operand's name, else NULL. */
+static const char *with_const(Imp *im, const ProdMap *pm, int ni, double want, double tol) {
+  const Onnx__NodeProto *n = node(im, ni);
+  if (n->n_input != 2)
+    return NULL;
+  for (int i = 0; i < 2; i++) {
+    double c;
+    if (const_scalar(im, pm, n->input[i], &c) && fabs(c - want) <= tol)
+      return n->input[1 - i];
+  }
+  return NULL;
+}
+
+static int64_t node_int_attr(const Onnx__NodeProto *n, const char *name, int64_t dflt) {
+  for (size_t i = 0; i < n->n_attribute; i++)
+    if (strcmp(onnx_str(n->attribute[i]->name), name) == 0 && n->attribute[i]->has_i)
+      return n->attribute[i]->i;
+  return dflt;
+}
+
+/* gelu_new: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))), as
+ * torch exports it: Mul(x, 0.5) times Add(Tanh(Mul(Add(x, Mul(Pow(x, 3),
+ * 0.044715)), sqrt(2/pi))), 1), or x times that Add, then times 0.5. */
+static void match_gelu_tanh(Imp *im, int t, UseMap *u, const ProdMap *pm) {
+  const Onnx__NodeProto *tn = node(im, t);
+  if (tn->n_input != 1 || tn->n_output != 1)
+    return;
+  int m3 = pm_get(pm, tn->input[0]);
+  const char *s, *x = NULL;
+  if (!is_op(im, m3, "Mul") || one_user(u, tn->input[0]) != t ||
+      !(s = with_const(im, pm, m3, 0.7978845608028654, 1e-6)))
+    return;
+  int a1 = pm_get(pm, s), m2 = -1, p = -1;
+  if (!is_op(im, a1, "Add") || one_user(u, s) != m3 || node(im, a1)->n_input != 2)
+    return;
+  for (int k = 0; k < 2 && !x; k++) {
+    const char *cx = node(im, a1)->input[k], *mn = node(im, a1)->input[1 - k], *pn;
+    double e;
+    m2 = pm_get(pm, mn);
+    if (!is_op(im, m2, "Mul") || one_user(u, mn) != a1 || !(pn = with_const(im, pm, m2, 0.044715, 1e-7)))
+      continue;
+    p = pm_get(pm, pn);
+    if (is_op(im, p, "Pow") && one_user(u, pn) == m2 && node(im, p)->n_input == 2 &&
+        strcmp(node(im, p)->input[0], cx) == 0 && const_scalar(im, pm, node(im, p)->input[1], &e) && e == 3)
+      x = cx;
+  }
+  if (!x)
+    return;
+  int a2 = one_user(u, tn->output[0]);
+  if (!is_op(im, a2, "Add") || !with_const(im, pm, a2, 1, 0))
+    return;
+  const char *a2o = node(im, a2)->output[0], *h;
+  int m4 = one_user(u, a2o), m1, last;
+  if (!is_op(im, m4, "Mul") || !(h = other_in(im, m4, a2o)))
+    return;
+  const char *hx;
+  m1 = pm_get(pm, h);
+  if (is_op(im, m1, "Mul") && one_user(u, h) == m4 && (hx = with_const(im, pm, m1, 0.5, 0)) &&
+      strcmp(hx, x) == 0) {
+    last = m4;
+  } else if (strcmp(h, x) == 0) {
+    last = one_user(u, node(im, m4)->output[0]);
+    if (!is_op(im, last, "Mul") || !with_const(im, pm, last, 0.5, 0))
+      return;
+    m1 = m4;
+  } else {
+    return;
+  }
+  int chain[] = {p, m2, a1, m3, t, a2, m1, m4};
+  for (size_t i = 0; i < sizeof chain / sizeof chain[0]; i++)
+    if (chain[i] != last)
+      im->role[chain[i]] = NODE_SKIP;
+  im->role[last] = NODE_GELU_TANH;
+  im->pat_x[last] = x;
+}
+
+/* SiLU: Mul(x, Sigmoid(x)). */
+static void match_silu(Imp *im, int s, UseMap *u, const ProdMap *pm) {
+  const Onnx__NodeProto *sn = node(im, s);
+  if (sn->n_input != 1 || sn->n_output != 1)
+    return;
+  int m = one_user(u, sn->output[0]);
+  const char *o;
+  if (!is_op(im, m, "Mul") || !(o = other_in(im, m, sn->output[0])) || strcmp(o, sn->input[0]) != 0)
+    return;
+  im->role[s] = NODE_SKIP;
+  im->role[m] = NODE_SILU;
+  im->pat_x[m] = sn->input[0];
+}
+
+/* ReduceMean over the last axis only, keeping it. */
+static bool reduce_last(Imp *im, int r, const ProdMap *pm) {
+  const Onnx__NodeProto *n = node(im, r);
+  if (node_int_attr(n, "keepdims", 1) == 0)
+    return false;
+  for (size_t j = 0; j < n->n_attribute; j++)
+    if (strcmp(onnx_str(n->attribute[j]->name), "axes") == 0)
+      return n->n_input == 1 && n->attribute[j]->n_ints == 1 && n->attribute[j]->ints[0] == -1;
+  double a; /* opset 18: axes as input 1 */
+  return n->n_input == 2 && const_scalar(im, pm, n->input[1], &a) && a == -1;
+}
+
+/* RMSNorm as LLaMA writes it: x * rsqrt(mean(x^2, -1) + eps) [* weight]:
+ * Pow(x, 2) -> ReduceMean -> Add(eps) -> Sqrt -> Div(1, .) | Reciprocal ->
+ * Mul(x, .) [-> Cast(FLOAT)] [-> Mul(weight, .)]. */
+static void match_rmsnorm(Imp *im, int p, UseMap *u, const ProdMap *pm) {
+  const Onnx__NodeProto *pn = node(im, p);
+  double c, eps = 0, one;
+  if (pn->n_input != 2 || pn->n_output != 1 || !const_scalar(im, pm, pn->input[1], &c) || c != 2)
+    return;
+  const char *x = pn->input[0], *e = NULL;
+  int r = one_user(u, pn->output[0]);
+  if (!is_op(im, r, "ReduceMean") || !reduce_last(im, r, pm))
+    return;
+  int ad = one_user(u, node(im, r)->output[0]);
+  if (!is_op(im, ad, "Add") || !(e = other_in(im, ad, node(im, r)->output[0])) ||
+      !const_scalar(im, pm, e, &eps))
+    return;
+  int sq = one_user(u, node(im, ad)->output[0]);
+  if (!is_op(im, sq, "Sqrt"))
+    return;
+  const char *so = node(im, sq)->output[0];
+  int v = one_user(u, so);
+  if (!(is_op(im, v, "Reciprocal") ||
+        (is_op(im, v, "Div") && node(im, v)->n_input == 2 && strcmp(node(im, v)->input[1], so) == 0 &&
+         const_scalar(im, pm, node(im, v)->input[0], &one) && one == 1)))
+    return;
+  int mu = one_user(u, node(im, v)->output[0]);
+  const char *o;
+  if (!is_op(im, mu, "Mul") || !(o = other_in(im, mu, node(im, v)->output[0])) || strcmp(o, x) != 0)
+    return;
+  int last = mu, cs = -1, mw = -1;
+  const char *cur = node(im, mu)->output[0], *gamma = NULL;
+  int k = one_user(u, cur);
+  if (is_op(im, k, "Cast") && node_int_attr(node(im, k), "to", 0) == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
+    cs = last = k;
+    cur = node(im, k)->output[0];
+    k = one_user(u, cur);
+  }
+  OVal *g;
+  if (is_op(im, k, "Mul") && (gamma = other_in(im, k, cur)) && (g = find(im, gamma)) &&
+      g->kind == OV_CONST)
+    mw = last = k;
+  else
+    gamma = NULL;
+  int chain[] = {p, r, ad, sq, v, mu, cs, mw};
+  for (size_t i = 0; i < sizeof chain / sizeof chain[0]; i++)
+    if (chain[i] >= 0 && chain[i] != last)
+      im->role[chain[i]] = NODE_SKIP;
+  im->role[last] = NODE_RMSNORM;
+  im->pat_x[last] = x;
+  im->pat_gamma[last] = gamma;
+  im->pat_eps[last] = eps;
+}
+
 static bool tr_pattern(Imp *im, int ni) {
   OVal *x = find(im, im->pat_x[ni]);
-  if (!x || x->kind != OV_IR)
-    return fail(im, "the input of the fused pattern is not a tensor q8c computes");
+  if (im->role[ni] == NODE_ALIAS) {
+    OVal *o = def_out(im, 0, x->kind), keep = *o;
+    *o = *x;
+    o->name = keep.name;
+    o->uses = keep.uses;
+    return true;
+  }
+  if (!x || x->kind != OV_IR || x->causal || x->rows)
+    return fail(im, "the input of the fused pattern is not a tensor q8c computes (or is causally "
+                    "masked scores, or a [-1, D] view of the batch's rows)");
+  const char *on = sanitize(im, out_name(im, 0));
   if (im->role[ni] == NODE_GELU)
-    return set_ir(im, 0, ob_node(&im->b, IR_OP_GELU, sanitize(im, out_name(im, 0)), &x->ir, 1, NULL, 0));
+    return set_ir(im, 0, ob_node(&im->b, IR_OP_GELU, on, &x->ir, 1, NULL, 0));
+  if (im->role[ni] == NODE_GELU_TANH) {
+    BAttr a = {IR_ATTR_APPROXIMATE, 1, {IR_GELU_TANH}};
+    return set_ir(im, 0, ob_node(&im->b, IR_OP_GELU, on, &x->ir, 1, &a, 1));
+  }
+  if (im->role[ni] == NODE_SILU)
+    return set_ir(im, 0, ob_node(&im->b, IR_OP_SILU, on, &x->ir, 1, NULL, 0));
+  if (im->role[ni] == NODE_RMSNORM) {
+    int64_t d = x->ir->type.dims[x->ir->type.rank - 1];
+    OVal *c = im->pat_gamma[ni] ? find(im, im->pat_gamma[ni]) : NULL;
+    if (c && (c->kind != OV_CONST || c->t.dt != H_F32 || c->t.numel != d))
+      return fail(im, "the RMSNorm pattern's weight is not a constant of %lld elements", (long long)d);
+    bool ok;
+    HTensor t = new_tensor(im, H_F32, 1, &d, &ok);
+    if (!ok)
+      return false;
+    for (int64_t k = 0; k < d; k++)
+      ((float *)t.data)[k] = c ? ((const float *)c->t.data)[k] : 1.0f;
+    char name[512];
+    snprintf(name, sizeof name, "%s", c ? sanitize(im, c->name) : "rmsnorm.weight");
+    IrValue *ops[2] = {x->ir, ob_const(&im->b, name, &t)};
+    BAttr a = {IR_ATTR_EPS, 1, {im->pat_eps[ni]}};
+    return set_ir(im, 0, ob_node(&im->b, IR_OP_RMSNORM, on, ops, 2, &a, 1));
+  }
   /* Layernorm: gamma and beta come from the Mul and Add; present them as inputs. */
   int64_t d = x->ir->type.dims[x->ir->type.rank - 1];
   IrValue *ops[3] = {x->ir, NULL, NULL};
@@ -1744,35 +2580,93 @@ static bool check_attrs(Imp *im, const OpEntry *e) {
   return true;
 }
 
-/* A graph input's type: f32, rank <= 8, every dim known but a dynamic first. */
+/* Does the integer tensor `name` reach only Casts to FLOAT, through
+ * Unsqueeze/Reshape/Squeeze/Flatten (and Shape, which reads only its dims)?
+ * Then it is a mask, read as f32 (q8c has no cast op). */
+static bool only_cast_to_float(Imp *im, const char *name, int depth) {
+  const Onnx__GraphProto *g = im->g;
+  bool any = false;
+  if (depth > 16)
+    return false;
+  for (size_t i = 0; i < g->n_output; i++)
+    if (strcmp(onnx_str(g->output[i]->name), name) == 0)
+      return false;
+  for (size_t i = 0; i < g->n_node; i++) {
+    const Onnx__NodeProto *n = g->node[i];
+    for (size_t j = 0; j < n->n_input; j++) {
+      if (strcmp(onnx_str(n->input[j]), name) != 0)
+        continue;
+      const char *op = onnx_str(n->op_type);
+      if (strcmp(op, "Shape") == 0)
+        continue;
+      if (j == 0 && (strcmp(op, "Unsqueeze") == 0 || strcmp(op, "Reshape") == 0 ||
+                     strcmp(op, "Squeeze") == 0 || strcmp(op, "Flatten") == 0) &&
+          n->n_output == 1) {
+        if (!only_cast_to_float(im, n->output[0], depth + 1))
+          return false;
+        any = true;
+      } else if (strcmp(op, "Cast") == 0 &&
+                 node_int_attr(n, "to", 0) == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
+        any = true;
+      } else {
+        return false;
+      }
+    }
+  }
+  return any;
+}
+
+/* A graph input's type: f32 (or int64/int32 ids), rank <= 8, every dim
+ * known or bound by --dim, but a dynamic first axis (the batch). */
 static bool input_type(Imp *im, const Onnx__ValueInfoProto *vi, IrType *t) {
   const char *name = onnx_str(vi->name);
   const Onnx__TypeProto *tp = vi->type;
   if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
     return fail(im, "graph input '%s' is not a tensor", name);
   const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
-  if (tt->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-    return fail(im, "graph input '%s' has element type %d; q8c models take FLOAT inputs", name,
-                (int)tt->elem_type);
+  IrDType dt;
+  switch (tt->elem_type) {
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: dt = IR_F32; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: dt = IR_I64; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: dt = IR_I32; break;
+  default:
+    return fail(im, "graph input '%s' has element type %d; q8c models take FLOAT inputs and "
+                    "INT64 or INT32 token ids",
+                name, (int)tt->elem_type);
+  }
+  if (dt != IR_F32 && only_cast_to_float(im, name, 0))
+    dt = IR_F32;
   if (!tt->shape)
     return fail(im, "graph input '%s' has no shape", name);
   if (tt->shape->n_dim > IR_MAX_RANK)
     return fail(im, "graph input '%s' has rank %zu (at most %d)", name, tt->shape->n_dim, IR_MAX_RANK);
   memset(t, 0, sizeof *t);
-  t->dtype = IR_F32;
+  t->dtype = dt;
   t->rank = (int)tt->shape->n_dim;
   for (int i = 0; i < t->rank; i++) {
     const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
+    const char *param = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM
+                            ? onnx_str(d->dim_param) : "";
+    int bound = -1;
+    for (int k = 0; *param && im->dims && k < im->dims->n; k++)
+      if (strcmp(im->dims->name[k], param) == 0)
+        bound = k;
     if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
       if (d->dim_value <= 0 || d->dim_value > ((int64_t)1 << 40))
         return fail(im, "graph input '%s': dimension %d is %lld", name, i, (long long)d->dim_value);
       t->dims[i] = d->dim_value;
+    } else if (bound >= 0) {
+      t->dims[i] = im->dims->value[bound];
     } else if (i == 0) {
       t->dims[i] = IR_DIM_BATCH;
+    } else if (*param) {
+      return fail(im, "graph input '%s': dimension %d is symbolic ('%s'); bind it with --dim "
+                      "%s=N (q8c keeps only the first axis dynamic, the batch '?')",
+                  name, i, param, param);
     } else {
-      return fail(im, "graph input '%s': dimension %d is symbolic ('%s'); q8c allows only a "
-                      "dynamic first axis (the batch, '?')",
-                  name, i, d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM ? onnx_str(d->dim_param) : "");
+      return fail(im, "graph input '%s': dimension %d is unknown (no dim_value or dim_param); "
+                      "q8c keeps only the first axis dynamic, the batch '?'",
+                  name, i);
     }
   }
   char err[256];
@@ -1863,6 +2757,7 @@ static bool import_graph(Imp *im) {
     size_t s = um_slot(&um, onnx_str(g->output[i]->name));
     um.count[s] += 2; /* an output is never absorbed by a pattern */
   }
+  im->um = &um;
 
   /* Kahn's algorithm: the nodes in an order where each follows its inputs'
    * producers; what is left over lies on a cycle. */
@@ -1911,6 +2806,12 @@ static bool import_graph(Imp *im) {
       match_gelu(im, (int)i, &um, &pm);
     else if (is_op(im, (int)i, "ReduceMean"))
       match_layernorm(im, (int)i, &um, &pm);
+    else if (is_op(im, (int)i, "Tanh"))
+      match_gelu_tanh(im, (int)i, &um, &pm);
+    else if (is_op(im, (int)i, "Sigmoid"))
+      match_silu(im, (int)i, &um, &pm);
+    else if (is_op(im, (int)i, "Pow"))
+      match_rmsnorm(im, (int)i, &um, &pm);
   }
 
   for (size_t k = 0; k < nn; k++) {
@@ -1922,8 +2823,12 @@ static bool import_graph(Imp *im) {
       if (*o)
         define(im, o)->uses = um.count[um_slot(&um, o)];
     }
-    if (im->role[i] == NODE_SKIP)
+    if (im->role[i] == NODE_SKIP) {
+      for (size_t j = 0; j < n->n_output; j++)
+        if (*onnx_str(n->output[j]))
+          find(im, n->output[j])->kind = OV_FUSED;
       continue;
+    }
     if (im->role[i] != NODE_PLAIN) {
       if (!tr_pattern(im, i))
         return false;
@@ -1937,12 +2842,12 @@ static bool import_graph(Imp *im) {
     if (n->n_output < 1 || !*onnx_str(n->output[0]))
       return fail(im, "the node has no output");
     for (size_t j = 0; j < n->n_input; j++)
-      if (*onnx_str(n->input[j]) && !find(im, n->input[j]))
+      if (*onnx_str(n->input[j]) && (!find(im, n->input[j]) || find(im, n->input[j])->kind == OV_FUSED))
         return fail(im, "input '%s' is not computed (it is inside a pattern q8c fused)", n->input[j]);
     for (int j = 0; j < e->min_inputs; j++)
       if (j >= (int)n->n_input || !*onnx_str(n->input[j]))
         return fail(im, "input %d is missing (%s takes at least %d)", j, e->op, e->min_inputs);
-    if (!check_attrs(im, e) || !e->fn(im, i))
+    if (!check_attrs(im, e) || !e->fn(im, i) || im->m->diag.failed)
       return false;
     if (!find(im, n->output[0]) && !im->m->diag.failed)
       return fail(im, "internal: no result");
@@ -1957,6 +2862,11 @@ static bool import_graph(Imp *im) {
       return fail(im, "graph output '%s' is a constant (or part of a quantization pattern); q8c "
                       "models compute their outputs",
                   name);
+    if (v->causal || v->rows)
+      return fail(im, "graph output '%s' is %s", name,
+                  v->causal ? "causally masked scores, which q8c maps only into a Softmax"
+                            : "a [-1, D] view folding the batch axis into rows, which the IR "
+                              "cannot express");
     for (size_t j = 0; j < i; j++)
       if (find(im, onnx_str(g->output[j]->name))->ir == v->ir)
         return fail(im, "graph outputs '%s' and '%s' are the same value; q8c's outputs are "
@@ -1978,8 +2888,10 @@ static char *dir_of(IrArena *a, const char *path) {
   return ir_strndup(a, path, (size_t)(slash - path));
 }
 
-IrModule *fe_onnx_parse(const char *path, const unsigned char *bytes, size_t size, bool from_file) {
+IrModule *fe_onnx_parse(const char *path, const unsigned char *bytes, size_t size, bool from_file,
+                        const FeDims *dims) {
   Imp im = {0};
+  im.dims = dims;
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
   size_t bl = strcspn(base, ".");
@@ -2025,7 +2937,7 @@ bool fe_onnx_is_onnx(const char *path, const unsigned char *head, size_t n) {
   return n > 0 && head[0] == 0x08;
 }
 
-IrModule *fe_onnx_parse_file(const char *path) {
+IrModule *fe_onnx_parse_file(const char *path, const FeDims *dims) {
   FILE *f = fopen(path, "rb");
   IrModule *m;
   if (!f) {
@@ -2089,7 +3001,7 @@ IrModule *fe_onnx_parse_file(const char *path) {
     free(buf);
     return m;
   }
-  m = fe_onnx_parse(path, buf, len, true);
+  m = fe_onnx_parse(path, buf, len, true, dims);
   free(buf);
   return m;
 }

@@ -7,6 +7,7 @@
  * Names are made unique here, with a hash set per namespace (values and
  * constants), like ir_unique_name (`base`, `base.1`, ...) but in constant
  * time, so that a graph of 100k nodes imports in linear time. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -85,7 +86,17 @@ IrValue *ob_const(ObBuild *b, const char *base, const HTensor *t) {
   case H_I8: type.dtype = IR_I8; break;
   case H_U8: type.dtype = IR_U8; break;
   case H_I32: type.dtype = IR_I32; break;
-  case H_I64: q8_die("ob_const: i64 tensor '%s'", base);
+  case H_I64: type.dtype = IR_I64; break;
+  }
+  /* An f32 scalar (not NaN, which the text has no spelling for) is a
+   * literal, printed as its number: `mul %x, -10000`, as hand-written IR
+   * would have it. */
+  if (t->dt == H_F32 && t->rank == 0 && !isnan(*(const float *)t->data)) {
+    char name[32];
+    snprintf(name, sizeof name, "lit.%d", b->nliterals++);
+    IrValue *c = ir_add_const(b->m, unique(b->m, &b->consts, name), type, t->data, (IrLoc){0});
+    c->literal = true;
+    return c;
   }
   return ir_add_const(b->m, unique(b->m, &b->consts, base), type, t->data, (IrLoc){0});
 }

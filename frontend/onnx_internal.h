@@ -65,13 +65,14 @@ typedef struct {
 typedef struct {
   IrModule *m;
   ObNames values, consts; /* names taken */
+  int nliterals;          /* f32 scalars made literals (`lit.N`) */
 } ObBuild;
 
 /* A new module, the builder's. */
 IrModule *ob_begin(ObBuild *b, const char *name);
 IrValue *ob_input(ObBuild *b, const char *name, const IrType *type);
-/* A constant from a host tensor (f32, i8, u8 or i32), named after `base`
- * (made unique). */
+/* A constant from a host tensor (f32, i8, u8, i32 or i64), named after
+ * `base` (made unique); an f32 scalar is a literal instead. */
 IrValue *ob_const(ObBuild *b, const char *base, const HTensor *t);
 /* A node with its attributes, its result type inferred. NULL with the
  * inference's message in the module's diag. */

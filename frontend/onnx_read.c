@@ -269,11 +269,12 @@ bool onnx_read_tensor(OnnxCtx *c, const Onnx__TensorProto *tp, HTensor *t, char 
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: h = H_I64; fsize = 8; break;
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: h = H_I32; fsize = 4; break;
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT8: h = H_I8; fsize = 1; break;
-  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8: h = H_U8; fsize = 1; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: h = H_U8; fsize = 1; break; /* masks: 0 or 1 */
   default:
     snprintf(err, errlen,
              "tensor '%s' has data type %s; q8c reads FLOAT, FLOAT16, BFLOAT16, DOUBLE, INT64, "
-             "INT32, INT8 and UINT8",
+             "INT32, INT8, UINT8 and BOOL",
              tname, onnx_dtype_name(dt));
     return false;
   }
@@ -355,6 +356,7 @@ bool onnx_read_tensor(OnnxCtx *c, const Onnx__TensorProto *tp, HTensor *t, char 
         ((int32_t *)t->data)[i] = tp->int32_data[i];
       break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL:
     case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8: {
       int32_t v = p ? (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT8 ? (int8_t)p[0] : p[0])
                     : tp->int32_data[i];

@@ -901,9 +901,11 @@ static IrModule *file_error(const char *path, const char *msg) {
   return m;
 }
 
-IrModule *fe_parse_file(const char *path) {
+IrModule *fe_parse_file(const char *path) { return fe_parse_file_dims(path, NULL); }
+
+IrModule *fe_parse_file_dims(const char *path, const FeDims *dims) {
   if (strcmp(path, "-") != 0 && fe_onnx_is_onnx(path, NULL, 0)) /* by suffix: onnx.c */
-    return fe_onnx_parse_file(path);
+    return fe_onnx_parse_file(path, dims);
   FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
   if (!f) {
     char msg[256];
@@ -924,7 +926,7 @@ IrModule *fe_parse_file(const char *path) {
   ir_arena_defer(hold, free, buf);
   IrModule *m;
   if (fe_onnx_is_onnx(path, (const unsigned char *)buf, len)) /* by content: onnx.c */
-    m = fe_onnx_parse(path, (const unsigned char *)buf, len, strcmp(path, "-") != 0);
+    m = fe_onnx_parse(path, (const unsigned char *)buf, len, strcmp(path, "-") != 0, dims);
   else if (memchr(buf, '\0', len))
     m = file_error(path, "not a text file (it contains a NUL byte)");
   else

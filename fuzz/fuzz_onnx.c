@@ -21,7 +21,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  IrModule *m = fe_onnx_parse("model.onnx", data, size, false);
+  IrModule *m = fe_onnx_parse("model.onnx", data, size, false, NULL);
   if (m->diag.failed) {
     fuzz_check(strncmp(m->diag.msg, "model.onnx: error: ", 19) == 0, "bad message: %s",
                m->diag.msg);

@@ -440,10 +440,68 @@ def bad_models(work):
     e = t.external_data.add()
     e.key, e.value = "location", "../secret.bin"
     cases["external_escape"] = m.SerializeToString()
-    nodes = [helper.make_node("Tanh", ["x"], ["y"], name="act")]
+    nodes = [helper.make_node("Cos", ["x"], ["y"], name="act")]
     cases["unsupported_op"] = mk_model(nodes, [], 4, 4).SerializeToString()
     nodes = [helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=0)]
-    cases["softmax_axis"] = mk_model(nodes, [], 4, 4).SerializeToString()
+    cases["softmax_axis"] = mk_model(nodes, [], 4, 4, opset=11).SerializeToString()
+    # The transformer ops' refusals (docs/import.md, "Transformers").
+    nodes = [helper.make_node("Where", ["m", "x", "c"], ["y"], name="mask")]
+    cases["where_not_causal"] = mk_model(
+        nodes, [numpy_helper.from_array(np.array([[True, False, True, True]]), "m"),
+                numpy_helper.from_array(np.array(-1e9, F32), "c")], 4, 4).SerializeToString()
+    nodes = [helper.make_node("Where", ["m", "x", "x"], ["y"], name="sel")]
+    cases["where_computed"] = mk_model(
+        nodes, [numpy_helper.from_array(np.array([True, False, True, True]), "m")],
+        4, 4).SerializeToString()
+    nodes = [helper.make_node("Pow", ["x", "e"], ["y"], name="cube")]
+    cases["pow_exponent"] = mk_model(
+        nodes, [numpy_helper.from_array(np.array(3, F32), "e")], 4, 4).SerializeToString()
+    nodes = [helper.make_node("Sqrt", ["x"], ["y"], name="root")]
+    cases["sqrt_computed"] = mk_model(nodes, [], 4, 4).SerializeToString()
+    nodes = [helper.make_node("Slice", ["x", "s", "e", "a", "st"], ["y"], name="every2nd")]
+    cases["slice_step"] = mk_model(
+        nodes, [numpy_helper.from_array(np.array([0], np.int64), n) for n in ("s", "a")] +
+        [numpy_helper.from_array(np.array([8], np.int64), "e"),
+         numpy_helper.from_array(np.array([2], np.int64), "st")], 8, 4).SerializeToString()
+    nodes = [helper.make_node("Gather", ["x", "i"], ["y"], name="pick", axis=1)]
+    cases["gather_computed"] = mk_model(
+        nodes, [numpy_helper.from_array(np.array([0, 2], np.int64), "i")], 4, 2).SerializeToString()
+    # An int64 input used both as ids and, cast, as floats: no cast op.
+    nodes = [helper.make_node("Cast", ["ids"], ["f"], name="tofloat", to=TensorProto.FLOAT),
+             helper.make_node("Gather", ["table", "ids"], ["e"], name="embed"),
+             helper.make_node("Unsqueeze", ["f", "ax"], ["f3"], name="u"),
+             helper.make_node("Add", ["e", "f3"], ["y"], name="add")]
+    g = helper.make_graph(nodes, "g",
+                          [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 3])],
+                          initializer=[numpy_helper.from_array(np.ones((10, 3), F32), "table"),
+                                       numpy_helper.from_array(np.array([2], np.int64), "ax")])
+    cases["cast_ids_to_float"] = helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    # x.view(-1, D) folding the batch into rows, used other than by a linear.
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["r"], name="rows"),
+             helper.make_node("Relu", ["r"], ["y"], name="act")]
+    g = helper.make_graph(nodes, "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
+                          initializer=[numpy_helper.from_array(np.array([-1, 3], np.int64), "s")])
+    cases["rows_view"] = helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    # A causally masked tensor that goes elsewhere than a softmax.
+    nodes = [helper.make_node("Where", ["m", "x", "c"], ["w"], name="causal"),
+             helper.make_node("Relu", ["w"], ["y"], name="r")]
+    g = helper.make_graph(nodes, "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 4])],
+                          initializer=[numpy_helper.from_array(np.tril(np.ones((4, 4), bool)), "m"),
+                                       numpy_helper.from_array(np.array(-1e9, F32), "c")])
+    cases["causal_not_softmax"] = helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", None])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", None])])
+    cases["unknown_dim"] = helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
     nodes = [helper.make_node("Gemm", ["x", "W"], ["y"], name="fc", transB=1, foo=3)]
     cases["unknown_attr"] = mk_model(nodes, [numpy_helper.from_array(np.ones((3, 4), F32), "W")],
                                      4, 3).SerializeToString()
@@ -451,7 +509,7 @@ def bad_models(work):
     g = helper.make_graph(nodes, "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 3])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 3])],
-                          initializer=[numpy_helper.from_array(np.ones((4, 1), F32), "c")])
+                          initializer=[numpy_helper.from_array(np.ones((5, 1), F32), "c")])
     cases["broadcast"] = helper.make_model(
         g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
