@@ -5,6 +5,7 @@
  *   layout.c      where every value lives at run time (Loc), the scratch size
  *   lower.c       the entry functions: each node lowered to a kernel call or
  *                 a reference op call
+ *   floatops.c    the float ops as vector code (with vmath.c)
  *   descriptor.c  the exported q8_model descriptor (q8model.h) */
 #ifndef Q8_CODEGEN_MODULE_H
 #define Q8_CODEGEN_MODULE_H
@@ -72,6 +73,13 @@ bool cg_plan_memory(Cg *cg);
 /* Build the entry `NAME_run_ISA` (or `NAME_run_quantized_ISA`) of `isa`
  * into cg->mod: *entry. False with a message in m->diag. */
 bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry);
+
+/* ---- floatops.c ---- */
+
+/* Emit float op node n (operand addresses in[], result y) as vector code for
+ * isa at the builder's position: false (nothing emitted) when the op, or its
+ * broadcast pattern, has none, and the caller calls the reference op. */
+bool cg_emit_floatop(Cg *cg, const IrNode *n, CgIsa isa, LLVMValueRef *in, LLVMValueRef y);
 
 /* ---- descriptor.c ---- */
 
