@@ -60,7 +60,8 @@ static const float q8f_tanh_p[Q8F_TANH_NP] = {-5.70498872745e-3f, 2.06390887954e
 /* The reductions of the float ops (softmax's sum, layernorm's and rmsnorm's
  * sums) add a row in Q8F_SUM_LANES interleaved partial sums over its first
  * n - n % Q8F_SUM_LANES elements, combine them in halving steps (lane i +=
- * lane i + h for h = 8, 4, 2, 1) and add the rest of the row in order. */
+ * lane i + h for h = 8, 4, 2, 1) and add the rest of the row in order
+ * (ir/refops.c's ROW_SUM, floatops.c's row_sum). */
 enum { Q8F_SUM_LANES = 16 };
 
 static inline float q8f_bits(uint32_t u) {
@@ -140,20 +141,5 @@ static inline float q8f_sigmoid(float x) {
 }
 
 static inline float q8f_silu(float x) { return q8f_isnan(x) ? x : x / (1.0f + q8f_exp(-x)); }
-
-/* The sum of v[0], v[s], ..., v[(n - 1) s] in the order above. */
-static inline float q8f_sum(const float *v, int64_t n, int64_t s) {
-  float p[Q8F_SUM_LANES] = {0};
-  int64_t nb = n - n % Q8F_SUM_LANES, j = 0;
-  for (; j < nb; j++)
-    p[j % Q8F_SUM_LANES] = p[j % Q8F_SUM_LANES] + v[j * s];
-  for (int h = Q8F_SUM_LANES / 2; h >= 1; h /= 2)
-    for (int i = 0; i < h; i++)
-      p[i] = p[i] + p[i + h];
-  float r = p[0];
-  for (; j < n; j++)
-    r = r + v[j * s];
-  return r;
-}
 
 #endif
