@@ -9,6 +9,8 @@
  *   softmax              over the last axis (with the causal mask) or any
  *                        other (vectorized across the inner elements)
  *   layernorm, rmsnorm   over rows
+ *   quantize, dequantize the f32 <-> u8/i8 steps between layers, over rows
+ *                        (a quantized row may be padded: its Loc's stride)
  *
  * Lane-wise arithmetic is vmath.c's (docs/float.md), the same operations as
  * ir/refops.c's scalar code; a row's tail runs the same code on <1 x float>.
@@ -200,14 +202,23 @@ static LLVMValueRef row_max(CgFn *f, unsigned w, LLVMValueRef n, RowFn fn, const
 
 /* ---- the op functions ---- */
 
-/* Start `void NAME(ptr, ... nptrs)` for node n and variant isa. */
-static void fn_open(Cg *cg, CgFn *f, const IrNode *n, CgIsa isa, const char *op, unsigned nptrs) {
+/* Start `void NAME(ptr, ... nptrs)` for node n (index idx) and variant isa:
+ * true when its body is to be built now, false when the other entry of the
+ * variant built it already (cg->kernel[idx]: the two entries share it), and
+ * fn_close only calls it. */
+static bool fn_open(Cg *cg, CgFn *f, int idx, CgIsa isa, const char *op, unsigned nptrs) {
+  const IrNode *n = cg->m->nodes[idx];
   f->mod = cg->mod;
   f->ctx = cg->ctx;
   f->f32 = cg->f32;
   f->i32 = cg->i32;
   f->i64 = cg->i64;
   f->ptr = cg->ptr;
+  f->b = NULL;
+  if (cg->kernel[idx]) {
+    f->fn = cg->kernel[idx];
+    return false;
+  }
   char name[400];
   snprintf(name, sizeof name, "%s.%s.%s_%s", cg->prefix, n->result->name, op,
            cg_isa_info[isa].name);
@@ -215,15 +226,19 @@ static void fn_open(Cg *cg, CgFn *f, const IrNode *n, CgIsa isa, const char *op,
   f->fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->vd, params, nptrs, 0));
   LLVMSetLinkage(f->fn, LLVMPrivateLinkage);
   cg_set_isa_attrs(f->fn, isa);
+  cg->kernel[idx] = f->fn;
   f->entry = LLVMAppendBasicBlockInContext(f->ctx, f->fn, "entry");
   f->b = LLVMCreateBuilderInContext(f->ctx);
   LLVMPositionBuilderAtEnd(f->b, f->entry);
+  return true;
 }
 
-/* Finish the function and call it from the entry with args. */
+/* Finish the function (when built now) and call it from the entry. */
 static void fn_close(Cg *cg, CgFn *f, LLVMValueRef *args, unsigned nargs) {
-  LLVMBuildRetVoid(f->b);
-  LLVMDisposeBuilder(f->b);
+  if (f->b) {
+    LLVMBuildRetVoid(f->b);
+    LLVMDisposeBuilder(f->b);
+  }
   LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f->fn), f->fn, args, nargs, "");
 }
 
@@ -244,13 +259,14 @@ static LLVMValueRef unary_at(CgFn *f, const void *c, LLVMValueRef j, unsigned w)
   return NULL;
 }
 
-static void emit_unary(Cg *cg, const IrNode *n, CgIsa isa, const char *op,
+static void emit_unary(Cg *cg, int idx, CgIsa isa, const char *op,
                        LLVMValueRef (*act)(CgFn *, LLVMValueRef), LLVMValueRef x, LLVMValueRef y,
                        int64_t numel) {
   CgFn f;
-  fn_open(cg, &f, n, isa, op, 2);
-  Unary u = {LLVMGetParam(f.fn, 0), LLVMGetParam(f.fn, 1), act};
-  row_map(&f, lanes(isa), i64c(&f, numel), unary_at, &u);
+  if (fn_open(cg, &f, idx, isa, op, 2)) {
+    Unary u = {LLVMGetParam(f.fn, 0), LLVMGetParam(f.fn, 1), act};
+    row_map(&f, lanes(isa), i64c(&f, numel), unary_at, &u);
+  }
   fn_close(cg, &f, (LLVMValueRef[]){x, y}, 2);
 }
 
@@ -310,8 +326,9 @@ static int opnd_kind(const IrType *t, const IrType *yt) {
   return -1;
 }
 
-static bool emit_binary(Cg *cg, const IrNode *n, CgIsa isa, LLVMValueRef a, LLVMValueRef b,
+static bool emit_binary(Cg *cg, int idx, CgIsa isa, LLVMValueRef a, LLVMValueRef b,
                         LLVMValueRef y) {
+  const IrNode *n = cg->m->nodes[idx];
   const IrType *yt = &n->result->type;
   if (yt->rank < 1 || n->opnds[0]->type.dtype != IR_F32 || n->opnds[1]->type.dtype != IR_F32)
     return false;
@@ -324,9 +341,9 @@ static bool emit_binary(Cg *cg, const IrNode *n, CgIsa isa, LLVMValueRef a, LLVM
   static const char *names[] = {[IR_OP_ADD] = "add", [IR_OP_SUB] = "sub", [IR_OP_MUL] = "mul",
                                 [IR_OP_DIV] = "div"};
   CgFn f;
-  fn_open(cg, &f, n, isa, names[n->op], 3);
+  bool build = fn_open(cg, &f, idx, isa, names[n->op], 3);
   LLVMValueRef pa = LLVMGetParam(f.fn, 0), pb = LLVMGetParam(f.fn, 1), py = LLVMGetParam(f.fn, 2);
-  if (numel > 0) {
+  if (build && numel > 0) {
     Loop l;
     LLVMValueRef r = loop_open(&f, &l, i64c(&f, 0), i64c(&f, numel / inner), 1);
     LLVMValueRef off = LLVMBuildMul(f.b, r, i64c(&f, inner), "");
@@ -444,7 +461,8 @@ static void softmax_lines(CgFn *f, unsigned w, const Lines *s, int64_t len) {
   loop_close(f, &l);
 }
 
-static bool emit_softmax(Cg *cg, const IrNode *n, CgIsa isa, LLVMValueRef x, LLVMValueRef y) {
+static bool emit_softmax(Cg *cg, int idx, CgIsa isa, LLVMValueRef x, LLVMValueRef y) {
+  const IrNode *n = cg->m->nodes[idx];
   const IrType *t = &n->result->type;
   int64_t ax = ir_attr_int(n, IR_ATTR_AXIS, -1);
   int axis = (int)(ax < 0 ? ax + t->rank : ax);
@@ -457,10 +475,12 @@ static bool emit_softmax(Cg *cg, const IrNode *n, CgIsa isa, LLVMValueRef x, LLV
   if (causal_rows > 0 && inner != 1)
     return false;
   CgFn f;
-  fn_open(cg, &f, n, isa, "softmax", 2);
+  bool build = fn_open(cg, &f, idx, isa, "softmax", 2);
   LLVMValueRef px = LLVMGetParam(f.fn, 0), py = LLVMGetParam(f.fn, 1);
   unsigned w = lanes(isa);
-  if (inner == 1) {
+  if (!build) {
+    /* built for the other entry */
+  } else if (inner == 1) {
     softmax_rows(&f, w, px, py, outer, len, causal_rows);
   } else if (outer * len > 0) {
     Loop lo, lc;
@@ -523,14 +543,14 @@ static LLVMValueRef rsqrt_eps(CgFn *f, LLVMValueRef v, float eps) {
   return LLVMBuildFDiv(f->b, cg_vm_f(f, 1.0f, 1), s, "");
 }
 
-static bool emit_norm(Cg *cg, const IrNode *n, CgIsa isa, LLVMValueRef *in, LLVMValueRef y,
+static bool emit_norm(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y,
                       int64_t rows, int64_t cols) {
+  const IrNode *n = cg->m->nodes[idx];
   bool ln = n->op == IR_OP_LAYERNORM;
   float eps = (float)ir_attr_float(n, IR_ATTR_EPS, ln ? 1e-5 : 1e-6);
   unsigned nptr = ln ? 4 : 3, w = lanes(isa);
   CgFn f;
-  fn_open(cg, &f, n, isa, ln ? "layernorm" : "rmsnorm", nptr);
-  if (rows > 0 && cols > 0) {
+  if (fn_open(cg, &f, idx, isa, ln ? "layernorm" : "rmsnorm", nptr) && rows > 0 && cols > 0) {
     Loop l;
     LLVMValueRef r = loop_open(&f, &l, i64c(&f, 0), i64c(&f, rows), 1);
     LLVMValueRef off = LLVMBuildMul(f.b, r, i64c(&f, cols), "");
@@ -557,42 +577,145 @@ static bool emit_norm(Cg *cg, const IrNode *n, CgIsa isa, LLVMValueRef *in, LLVM
   return true;
 }
 
+/* ---- quantize, dequantize ---- */
+
+typedef struct {
+  LLVMValueRef x, q; /* the row: f32 and quantized */
+  float scale;
+  int32_t zp, qmin, qmax;
+  bool is_signed;
+  CgRound round;
+} Quant;
+
+/* &q[j] of bytes. */
+static LLVMValueRef at8(CgFn *f, LLVMValueRef q, LLVMValueRef j) {
+  return LLVMBuildGEP2(f->b, LLVMInt8TypeInContext(f->ctx), q, &j, 1, "");
+}
+
+/* rint of every lane: llvm.roundeven, or on SSE2 (CG_ROUND_MAGIC, no
+ * rounding instruction) |v| < 2^23 ? copysign((|v| + 2^23) - 2^23, v) : v,
+ * as codegen/quantize.c does. */
+static LLVMValueRef rint_v(CgFn *f, LLVMValueRef v, CgRound round) {
+  LLVMTypeRef t = LLVMTypeOf(v);
+  if (round != CG_ROUND_MAGIC)
+    return cg_intrinsic(f->mod, f->b, "llvm.roundeven", &t, 1, &v, 1);
+  unsigned w = cg_vm_width(v);
+  LLVMValueRef a = cg_intrinsic(f->mod, f->b, "llvm.fabs", &t, 1, &v, 1);
+  LLVMValueRef big = cg_vm_f(f, 8388608.0f, w);
+  LLVMValueRef r = LLVMBuildFSub(f->b, LLVMBuildFAdd(f->b, a, big, ""), big, "");
+  r = cg_intrinsic(f->mod, f->b, "llvm.copysign", &t, 1, (LLVMValueRef[]){r, v}, 2);
+  return LLVMBuildSelect(f->b, LLVMBuildFCmp(f->b, LLVMRealOLT, a, big, ""), r, v, "");
+}
+
+/* q = clamp(rint(x / scale), qmin - zp, qmax - zp) + zp, NaN -> zp: the
+ * operations of q8_ref_quantize_value. */
+static LLVMValueRef quant_at(CgFn *f, const void *c, LLVMValueRef j, unsigned w) {
+  const Quant *o = c;
+  LLVMValueRef v = LLVMBuildFDiv(f->b, load(f, o->x, j, w), cg_vm_f(f, o->scale, w), "");
+  LLVMValueRef r = rint_v(f, v, o->round);
+  LLVMValueRef lo = cg_vm_f(f, (float)(o->qmin - o->zp), w);
+  LLVMValueRef hi = cg_vm_f(f, (float)(o->qmax - o->zp), w);
+  r = LLVMBuildSelect(f->b, LLVMBuildFCmp(f->b, LLVMRealOLT, r, lo, ""), lo, r, "");
+  r = LLVMBuildSelect(f->b, LLVMBuildFCmp(f->b, LLVMRealOGT, r, hi, ""), hi, r, "");
+  r = LLVMBuildSelect(f->b, cg_vm_isnan(f, v), cg_vm_f(f, 0.0f, w), r, "");
+  LLVMTypeRef iv = LLVMVectorType(f->i32, w);
+  LLVMValueRef i = LLVMBuildAdd(f->b, LLVMBuildFPToSI(f->b, r, iv, ""),
+                                cg_splat(LLVMConstInt(f->i32, (uint64_t)(int64_t)o->zp, 1), w),
+                                "");
+  LLVMValueRef bytes =
+      LLVMBuildTrunc(f->b, i, LLVMVectorType(LLVMInt8TypeInContext(f->ctx), w), "");
+  LLVMSetAlignment(LLVMBuildStore(f->b, bytes, at8(f, o->q, j)), 1);
+  return NULL;
+}
+
+/* y = (float)(q - zp) * scale: q8_ref_dequantize's two operations. */
+static LLVMValueRef dequant_at(CgFn *f, const void *c, LLVMValueRef j, unsigned w) {
+  const Quant *o = c;
+  LLVMValueRef q = LLVMBuildLoad2(f->b, LLVMVectorType(LLVMInt8TypeInContext(f->ctx), w),
+                                  at8(f, o->q, j), "");
+  LLVMSetAlignment(q, 1);
+  LLVMTypeRef iv = LLVMVectorType(f->i32, w);
+  LLVMValueRef i = o->is_signed ? LLVMBuildSExt(f->b, q, iv, "") : LLVMBuildZExt(f->b, q, iv, "");
+  i = LLVMBuildSub(f->b, i, cg_splat(LLVMConstInt(f->i32, (uint64_t)(int64_t)o->zp, 1), w), "");
+  LLVMValueRef v = LLVMBuildSIToFP(f->b, i, vt(f, w), "");
+  store(f, LLVMBuildFMul(f->b, v, cg_vm_f(f, o->scale, w), ""), o->x, j);
+  return NULL;
+}
+
+/* quantize (f32 rows of `cols` to rows `q_stride` bytes apart) or
+ * dequantize (the reverse), over `rows` rows. */
+static void emit_quant(Cg *cg, int idx, CgIsa isa, bool dequant, LLVMValueRef x,
+                       LLVMValueRef y, int64_t rows, int64_t cols, int64_t q_stride) {
+  const IrNode *n = cg->m->nodes[idx];
+  Quant o = {.scale = (float)ir_attr_float(n, IR_ATTR_SCALE, 1),
+             .zp = (int32_t)ir_attr_int(n, IR_ATTR_ZERO_POINT, 0),
+             .round = cg_isa_info[isa].round};
+  IrDType qt = dequant ? n->opnds[0]->type.dtype : n->result->type.dtype;
+  ir_qbounds(qt, &o.qmin, &o.qmax);
+  o.is_signed = qt == IR_I8;
+  CgFn f;
+  if (fn_open(cg, &f, idx, isa, dequant ? "dequantize" : "quantize", 2) && rows > 0 &&
+      cols > 0) {
+    Loop l;
+    LLVMValueRef r = loop_open(&f, &l, i64c(&f, 0), i64c(&f, rows), 1);
+    LLVMValueRef pin = LLVMGetParam(f.fn, 0), pout = LLVMGetParam(f.fn, 1);
+    LLVMValueRef fo = LLVMBuildMul(f.b, r, i64c(&f, cols), "");
+    LLVMValueRef qo = LLVMBuildMul(f.b, r, i64c(&f, q_stride), "");
+    o.x = at(&f, dequant ? pout : pin, fo);
+    o.q = at8(&f, dequant ? pin : pout, qo);
+    row_map(&f, lanes(isa), i64c(&f, cols), dequant ? dequant_at : quant_at, &o);
+    loop_close(&f, &l);
+  }
+  fn_close(cg, &f, (LLVMValueRef[]){x, y}, 2);
+}
+
 /* ---- the entry point ---- */
 
-bool cg_emit_floatop(Cg *cg, const IrNode *n, CgIsa isa, LLVMValueRef *in, LLVMValueRef y) {
-  if (cg->o->scalar_floatops || n->result->type.dtype != IR_F32)
-    return false;
+bool cg_emit_floatop(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y) {
+  const IrNode *n = cg->m->nodes[idx];
   const Loc *r = &cg->loc[n->result->id];
+  if (cg->o->scalar_floatops)
+    return false;
+  if (n->op == IR_OP_QUANTIZE && n->opnds[0]->type.dtype == IR_F32) {
+    emit_quant(cg, idx, isa, false, in[0], y, r->rows, r->cols, r->stride);
+    return true;
+  }
+  if (n->op == IR_OP_DEQUANTIZE && ir_dtype_is_quantized(n->opnds[0]->type.dtype)) {
+    emit_quant(cg, idx, isa, true, in[0], y, r->rows, r->cols, cg->loc[n->opnds[0]->id].stride);
+    return true;
+  }
+  if (n->result->type.dtype != IR_F32)
+    return false;
   int64_t numel = r->rows * r->cols;
   switch (n->op) {
   case IR_OP_RELU:
-    emit_unary(cg, n, isa, "relu", cg_vm_relu, in[0], y, numel);
+    emit_unary(cg, idx, isa, "relu", cg_vm_relu, in[0], y, numel);
     return true;
   case IR_OP_GELU:
     if (ir_attr_name(n, IR_ATTR_APPROXIMATE, IR_GELU_NONE) == IR_GELU_TANH)
-      emit_unary(cg, n, isa, "gelu_tanh", cg_vm_gelu_tanh, in[0], y, numel);
+      emit_unary(cg, idx, isa, "gelu_tanh", cg_vm_gelu_tanh, in[0], y, numel);
     else
-      emit_unary(cg, n, isa, "gelu", cg_vm_gelu, in[0], y, numel);
+      emit_unary(cg, idx, isa, "gelu", cg_vm_gelu, in[0], y, numel);
     return true;
   case IR_OP_SIGMOID:
-    emit_unary(cg, n, isa, "sigmoid", cg_vm_sigmoid, in[0], y, numel);
+    emit_unary(cg, idx, isa, "sigmoid", cg_vm_sigmoid, in[0], y, numel);
     return true;
   case IR_OP_TANH:
-    emit_unary(cg, n, isa, "tanh", cg_vm_tanh, in[0], y, numel);
+    emit_unary(cg, idx, isa, "tanh", cg_vm_tanh, in[0], y, numel);
     return true;
   case IR_OP_SILU:
-    emit_unary(cg, n, isa, "silu", cg_vm_silu, in[0], y, numel);
+    emit_unary(cg, idx, isa, "silu", cg_vm_silu, in[0], y, numel);
     return true;
   case IR_OP_ADD:
   case IR_OP_SUB:
   case IR_OP_MUL:
   case IR_OP_DIV:
-    return emit_binary(cg, n, isa, in[0], in[1], y);
+    return emit_binary(cg, idx, isa, in[0], in[1], y);
   case IR_OP_SOFTMAX:
-    return emit_softmax(cg, n, isa, in[0], y);
+    return emit_softmax(cg, idx, isa, in[0], y);
   case IR_OP_LAYERNORM:
   case IR_OP_RMSNORM:
-    return emit_norm(cg, n, isa, in, y, r->rows, r->cols);
+    return emit_norm(cg, idx, isa, in, y, r->rows, r->cols);
   default:
     return false;
   }

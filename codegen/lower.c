@@ -402,7 +402,7 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   for (int i = 0; i < n->nopnds; i++)
     in[i] = addr(cg, n->opnds[i]);
   /* The float ops as vector code (floatops.c) where it has them. */
-  if (cg_emit_floatop(cg, n, isa, in, y))
+  if (cg_emit_floatop(cg, idx, isa, in, y))
     return true;
   switch (n->op) {
   case IR_OP_LINEAR: {

@@ -76,10 +76,11 @@ bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry);
 
 /* ---- floatops.c ---- */
 
-/* Emit float op node n (operand addresses in[], result y) as vector code for
- * isa at the builder's position: false (nothing emitted) when the op, or its
+/* Emit float op node idx (operand addresses in[], result y) as a call of
+ * its vector function for isa (built once per variant, cg->kernel[idx]) at
+ * the builder's position: false (nothing emitted) when the op, or its
  * broadcast pattern, has none, and the caller calls the reference op. */
-bool cg_emit_floatop(Cg *cg, const IrNode *n, CgIsa isa, LLVMValueRef *in, LLVMValueRef y);
+bool cg_emit_floatop(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y);
 
 /* ---- descriptor.c ---- */
 

@@ -2,7 +2,8 @@
 against the interpreter (ir/refops.c with ir/fmath.h): relu, gelu (erf and
 tanh), sigmoid, tanh, silu, add/sub/mul/div (same shape, a row broadcast
 like a bias, a literal scalar), softmax (last axis, causal, a middle axis),
-layernorm and rmsnorm, on rows of 1, 3, 7, 17, 33 and 100 elements (every
+layernorm, rmsnorm, and quantize + dequantize (u8 with ties to even at
+x / scale = +-2.5, clamping, NaN to the zero point; i8), on rows of 1, 3, 7, 17, 33 and 100 elements (every
 tail of 16, 8 and 4 lanes), with inputs that hold large magnitudes, the
 clamping points of exp (89, -104), the branch points of erf and tanh,
 denormals, signed zeros, infinities and NaN.
@@ -36,7 +37,7 @@ BATCH = 5
 INNER = 19  # the middle-axis softmax's inner extent: 16 + 3, 2 * 8 + 3, 4 * 4 + 3
 
 OUTPUTS = ["relu", "gelu", "gelut", "sig", "th", "silu", "add", "sub", "mul", "div", "divs",
-           "sm", "smc", "sma", "ln", "rms"]
+           "sm", "smc", "sma", "ln", "rms", "dqu", "dqi"]
 
 MODEL = """model fo {
   weights "WEIGHTS"
@@ -60,6 +61,10 @@ MODEL = """model fo {
   %%sma = softmax %%x3 {axis = 1}
   %%ln = layernorm %%x, @gamma, @beta {eps = 1e-5}
   %%rms = rmsnorm %%x2, @gamma {eps = 1e-6}
+  %%qu = quantize %%x {scale = 0.25, zero_point = 3, dtype = u8}
+  %%dqu = dequantize %%qu {scale = 0.25, zero_point = 3}
+  %%qi = quantize %%x2 {scale = 0.0625, zero_point = 0, dtype = i8}
+  %%dqi = dequantize %%qi {scale = 0.0625, zero_point = 0}
   output %(OUT)s
 }
 """
