@@ -5,7 +5,7 @@ vector code of codegen/floatops.c, on this machine's best variant.
 For each case (transformer-sized: softmax over [12, 128, 128] plain and
 causal, gelu erf and tanh over [128, 3072], layernorm and rmsnorm over
 [128, 768], add of two [128, 768] and of a [768] bias, silu over [128,
-3072]) it writes a one-op float model, compiles it twice, as q8c does
+3072], a u8 quantize and dequantize of [128, 768]) it writes a one-op float model, compiles it twice, as q8c does
 (the vector code) and with Q8_SCALAR_FLOATOPS=1 (every float op a call of
 ir/refops.c's scalar function, as before this code), and times both with
 `q8c bench` on the same random input, alternating ROUNDS times; it prints
@@ -57,6 +57,9 @@ CASES = [
     ("rmsnorm [128,768]", "f32[128, 768]", "rmsnorm %x, @g {eps = 1e-6}", {"g": 768}),
     ("add [128,768] + [128,768]", "f32[128, 768]", "add %x, %x", {}),
     ("add bias [128,768] + [768]", "f32[128, 768]", "add %x, @b", {"b": 768}),
+    ("quantize + dequantize [128,768]", "f32[128, 768]",
+     "%q = quantize %x {scale = 0.05, zero_point = 128, dtype = u8}\n"
+     "  %y = dequantize %q {scale = 0.05, zero_point = 128}", {}),
 ]
 
 
@@ -114,8 +117,9 @@ def main():
     for label, ty, op, weights in CASES:
         dims = [int(v) for v in ty[4:-1].split(",")]
         tensors = {k: rng.uniform(0.5, 1.5, n).astype(np.float32) for k, n in weights.items()}
-        text = "model b {\n%s  input %%x : %s\n  %%y = %s\n  output %%y\n}\n" % (
-            '  weights "w.safetensors"\n' if tensors else "", ty, op)
+        body = op if op.startswith("%") else "%y = " + op
+        text = "model b {\n%s  input %%x : %s\n  %s\n  output %%y\n}\n" % (
+            '  weights "w.safetensors"\n' if tensors else "", ty, body)
         ir = os.path.join(d, "m.ir")
         with open(ir, "w") as f:
             f.write(text)
