@@ -12,7 +12,9 @@ Every x86-64 variant of `q8c --list-targets` that runs here runs the
 compiled model (the others are counted as skipped); every AArch64 variant
 runs under qemu-user when the cross toolchain and qemu are there (else
 skipped, with the reason). Each output must equal the interpreter's bytes
-(on AArch64, NaN for NaN: compare() says why).
+(on AArch64, NaN for NaN: compare() says why). The assembly of every x86
+variant, runnable here or not, must compute on its vector width
+(VECTOR_REGS).
 
 Usage: test_floatops.py /path/to/q8c
 """
@@ -142,6 +144,36 @@ def compare(t, label, ref, got, any_nan=False):
         t.check("%s %%%s bit-exact" % (label, o), same, detail)
 
 
+# The register width each x86 variant's float ops must use (qlanes of
+# codegen/isa.def: 16, 8, 8, 4 floats), checked in the assembly, which also
+# covers the variants this CPU cannot run. Must name every x86 row.
+VECTOR_REGS = {"avx512vnni": "zmm", "avxvnni": "ymm", "avx2": "ymm", "generic": "xmm"}
+
+
+def check_asm(t, d, path):
+    """Each x86 variant's float-op functions (fo.RESULT.OP_ISA) compute on
+    its own vector registers, and SSE2's on nothing wider."""
+    t.check("the register table names every x86 variant",
+            set(VECTOR_REGS) == {v.name for v in X86}, str(sorted(v.name for v in X86)))
+    for v in X86:
+        asm = os.path.join(d, v.name + ".s")
+        r = q8c(path, "--batch", BATCH, "--target=" + v.name, "-o", asm)
+        if not t.check("%s compiles to assembly" % v.name, r.returncode == 0, r.stderr):
+            continue
+        with open(asm) as f:
+            text = f.read()
+        # The softmax function's body (inlined into the entry at -O3, so the
+        # whole text): its vdivps / divps on the variant's registers.
+        reg = VECTOR_REGS.get(v.name, "?")
+        want = "divps" if reg == "xmm" else "vdivps"
+        lines = [ln for ln in text.splitlines() if want in ln and "%" + reg in ln]
+        t.check("%s divides %d floats at a time (%s on %%%s)" % (
+            v.name, {"zmm": 16, "ymm": 8, "xmm": 4}.get(reg, 0), want, reg), bool(lines))
+        if reg == "xmm":
+            t.check("%s uses no ymm/zmm register" % v.name,
+                    "%ymm" not in text and "%zmm" not in text)
+
+
 def main():
     t = Tally()
     rng = np.random.default_rng(15)
@@ -164,6 +196,8 @@ def main():
         def out_args(files):
             return [a for o, f in files.items() for a in ("-o", "%s=%s" % (o, f))]
 
+        if length == 33:
+            check_asm(t, d, path)
         ref = outs("ref")
         r = q8c("run", path, *in_args, *out_args(ref))
         if not t.check("L=%d interpreter runs" % length, r.returncode == 0, r.stderr):
