@@ -40,6 +40,7 @@ add_custom_command(
   COMMAND ${CMAKE_COMMAND} -E rm -f ${Q8_AARCH64_DIR}/libq8support.a
   COMMAND ${Q8_AARCH64_AR} rcs ${Q8_AARCH64_DIR}/libq8support.a ${Q8_AARCH64_DIR}/refops.o
   DEPENDS ${PROJECT_SOURCE_DIR}/ir/refops.c ${PROJECT_SOURCE_DIR}/ir/refops.h
+          ${PROJECT_SOURCE_DIR}/ir/fmath.h
   COMMENT "Cross-compiling libq8support.a for aarch64"
   VERBATIM)
 

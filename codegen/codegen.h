@@ -174,6 +174,9 @@ typedef struct {
   int nisas;
   int opt_level;            /* 0..3 */
   int64_t batch;            /* the `?` dimension */
+  bool scalar_floatops;     /* float ops as reference calls, not floatops.c's
+                             * vector code (the driver's Q8_SCALAR_FLOATOPS=1,
+                             * for bench/floatops.sh's comparison) */
 } CgOptions;
 
 /* Parse --target: "native" or a comma-separated list of variant names, all

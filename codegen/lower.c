@@ -1,7 +1,8 @@
 /* lower.c: the entry functions of a model, NAME_run_ISA and
  * NAME_run_quantized_ISA for each variant, which run the nodes in order:
  * qgemm through a generated kernel split into tasks the caller's threads may
- * share, every other op through the reference functions of ir/refops.h, so
+ * share, the float ops as vector code (floatops.c) for the broadcast patterns
+ * it has, every other op through the reference functions of ir/refops.h, so
  * they compute exactly what the interpreter computes; the quantized entry
  * takes and gives the quantized form of each input and output that has one
  * (ir/qform.c). Their signatures and what each entry does are in
@@ -402,6 +403,9 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   LLVMValueRef y = addr(cg, n->result), in[MAX_REF_OPNDS];
   for (int i = 0; i < n->nopnds; i++)
     in[i] = addr(cg, n->opnds[i]);
+  /* The float ops as vector code (floatops.c) where it has them. */
+  if (cg_emit_floatop(cg, idx, isa, in, y))
+    return true;
   switch (n->op) {
   case IR_OP_LINEAR: {
     const Loc *xl = &cg->loc[n->opnds[0]->id];

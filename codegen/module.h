@@ -7,6 +7,7 @@
  *                 a reference op call
  *   attention.c   qmatmul, qmatmul_dyn, qlinear_dyn lowered to the int8
  *                 kernels, their operands packed at run time
+ *   floatops.c    the float ops as vector code (with vmath.c)
  *   descriptor.c  the exported q8_model descriptor (q8model.h) */
 #ifndef Q8_CODEGEN_MODULE_H
 #define Q8_CODEGEN_MODULE_H
@@ -104,6 +105,14 @@ int64_t cg_attention_scratch(const IrNode *n);
  * cg->xq_offset[idx]) into the entry being built. False with a message in
  * m->diag. */
 bool cg_emit_attention(Cg *cg, int idx, CgIsa isa);
+
+/* ---- floatops.c ---- */
+
+/* Emit float op node idx (operand addresses in[], result y) as a call of
+ * its vector function for isa (built once per variant, cg->kernel[idx]) at
+ * the builder's position: false (nothing emitted) when the op, or its
+ * broadcast pattern, has none, and the caller calls the reference op. */
+bool cg_emit_floatop(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y);
 
 /* ---- descriptor.c ---- */
 

@@ -963,7 +963,8 @@ static int compile_stages(IrModule *m, Options *o) {
             o->emit);
     return EXIT_USAGE;
   }
-  CgOptions co = {.opt_level = o->opt_level, .batch = o->batch ? o->batch : 1};
+  CgOptions co = {.opt_level = o->opt_level, .batch = o->batch ? o->batch : 1,
+                  .scalar_floatops = getenv("Q8_SCALAR_FLOATOPS") != NULL};
   char err[512];
   if (!cg_parse_targets(o->target ? o->target : "native", &co, err, sizeof err)) {
     fprintf(stderr, "q8c: error: --target: %s\n", err);

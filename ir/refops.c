@@ -8,8 +8,10 @@
  * target. Nothing here allocates, so nothing here can fail; the caller
  * guarantees the shapes (the interpreter checks them against the node).
  *
- * The float ops are plain loops with reductions accumulated in double and
- * rounded to float once, so results sit within float rounding of numpy's.
+ * The float ops compute in float32 with the approximations of fmath.h and
+ * the reduction order of docs/float.md, one IEEE operation at a time, so
+ * the vector code of codegen/floatops.c gives the same bits (linear and
+ * matmul still accumulate in double and round once).
  * The quantized ops are exact: int32 accumulators with two's-complement
  * wraparound, computed in uint32 where wrapping is defined; every float
  * expression is one IEEE operation stored into a float variable, never
@@ -28,6 +30,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fmath.h"
 #include "refops.h"
 
 /* The y_dtype codes of q8_ref_qgemm: Q8_DTYPE_* of include/q8model.h, which
@@ -158,36 +161,41 @@ void q8_ref_relu(const float *x, float *y, int64_t n) {
     y[i] = x[i] < 0 ? 0.0f : x[i];
 }
 
-/* The exact erf form, not the tanh approximation some frameworks use. */
+/* The exact erf form, not the tanh approximation some frameworks use; the
+ * float32 arithmetic of docs/float.md (fmath.h). */
 void q8_ref_gelu(const float *x, float *y, int64_t n) {
-  const double sqrt2 = sqrt(2.0);
-  for (int64_t i = 0; i < n; i++) {
-    double v = x[i];
-    y[i] = (float)(0.5 * v * (1.0 + erf(v / sqrt2)));
-  }
+  for (int64_t i = 0; i < n; i++)
+    y[i] = q8f_gelu(x[i]);
 }
 
-/* Over each row. Subtracting the row maximum keeps exp() from overflowing
- * and does not change the result; a NaN in the row makes the row NaN. */
+/* The sum of expr over j in [0, n) in the order of docs/float.md (fmath.h):
+ * Q8F_SUM_LANES interleaved partial sums, combined in halving steps, then
+ * the rest of the row in order. */
+#define ROW_SUM(out, n, j, expr)                                                                  \
+  do {                                                                                           \
+    float p_[Q8F_SUM_LANES] = {0};                                                               \
+    int64_t nb_ = (n) - (n) % Q8F_SUM_LANES, j = 0;                                              \
+    for (; j < nb_; j++)                                                                         \
+      p_[j % Q8F_SUM_LANES] = p_[j % Q8F_SUM_LANES] + (expr);                                    \
+    for (int h_ = Q8F_SUM_LANES / 2; h_ >= 1; h_ /= 2)                                           \
+      for (int i_ = 0; i_ < h_; i_++)                                                            \
+        p_[i_] = p_[i_] + p_[i_ + h_];                                                           \
+    float r_ = p_[0];                                                                            \
+    for (; j < (n); j++)                                                                         \
+      r_ = r_ + (expr);                                                                          \
+    (out) = r_;                                                                                  \
+  } while (0)
+
+/* Over each row: q8_ref_softmax_axis with inner = 1. */
 void q8_ref_softmax(const float *x, float *y, int64_t rows, int64_t cols) {
-  for (int64_t i = 0; i < rows; i++) {
-    const float *xi = x + i * cols;
-    float *yi = y + i * cols;
-    double max = -INFINITY, sum = 0;
-    for (int64_t j = 0; j < cols; j++)
-      if (xi[j] > max || isnan(xi[j]))
-        max = xi[j];
-    for (int64_t j = 0; j < cols; j++)
-      sum += exp((double)xi[j] - max);
-    for (int64_t j = 0; j < cols; j++)
-      yi[j] = (float)(exp((double)xi[j] - max) / sum);
-  }
+  q8_ref_softmax_axis(x, y, rows, cols, 1, 0);
 }
 
-/* Softmax over the middle axis of x [outer, len, inner]: the same
- * arithmetic as q8_ref_softmax on each of the outer * inner lines (inner = 1
- * is q8_ref_softmax, bit for bit). causal_rows > 0 (inner must be 1): the
- * rows are queries i = row % causal_rows over len keys, and key j > i +
+/* Softmax over the middle axis of x [outer, len, inner], on each of the
+ * outer * inner lines, in float32 (docs/float.md): m = the line's maximum
+ * (NaN when it holds one), y_j = exp(x_j - m) (q8f_exp), s = their sum in
+ * the order of ROW_SUM, y_j = y_j / s. causal_rows > 0 (inner must be 1):
+ * the rows are queries i = row % causal_rows over len keys, and key j > i +
  * (len - causal_rows) (the keys of a past come first) gets weight 0; it is
  * left out of the maximum and the sum. */
 void q8_ref_softmax_axis(const float *x, float *y, int64_t outer, int64_t len, int64_t inner,
@@ -201,31 +209,32 @@ void q8_ref_softmax_axis(const float *x, float *y, int64_t outer, int64_t len, i
         upto = o % causal_rows + (len - causal_rows) + 1;
         upto = upto < 0 ? 0 : upto > len ? len : upto;
       }
-      double max = -INFINITY, sum = 0;
+      float max = -INFINITY, sum;
       for (int64_t j = 0; j < upto; j++)
-        if (xi[j * inner] > max || isnan(xi[j * inner]))
+        if (xi[j * inner] > max || q8f_isnan(xi[j * inner]))
           max = xi[j * inner];
       for (int64_t j = 0; j < upto; j++)
-        sum += exp((double)xi[j * inner] - max);
+        yi[j * inner] = q8f_exp(xi[j * inner] - max);
+      ROW_SUM(sum, upto, j, yi[j * inner]);
       for (int64_t j = 0; j < upto; j++)
-        yi[j * inner] = (float)(exp((double)xi[j * inner] - max) / sum);
+        yi[j * inner] = yi[j * inner] / sum;
       for (int64_t j = upto; j < len; j++)
         yi[j * inner] = 0.0f;
     }
 }
 
-/* x / sqrt(mean(x^2) + eps) * gamma over each row, in double. */
+/* x * (1 / sqrt(mean(x^2) + eps)) * gamma over each row, in float32 with
+ * the sum of ROW_SUM (docs/float.md). */
 void q8_ref_rmsnorm(const float *x, const float *gamma, double eps, float *y, int64_t rows,
                     int64_t cols) {
+  float e = (float)eps, n = (float)cols;
   for (int64_t i = 0; i < rows; i++) {
     const float *xi = x + i * cols;
-    float *yi = y + i * cols;
-    double ss = 0;
+    float *yi = y + i * cols, ss;
+    ROW_SUM(ss, cols, j, xi[j] * xi[j]);
+    float inv = 1.0f / sqrtf(ss / n + e);
     for (int64_t j = 0; j < cols; j++)
-      ss += (double)xi[j] * xi[j];
-    double inv = 1.0 / sqrt(ss / (double)cols + eps);
-    for (int64_t j = 0; j < cols; j++)
-      yi[j] = (float)((double)xi[j] * inv * gamma[j]);
+      yi[j] = (xi[j] * inv) * gamma[j];
   }
 }
 
@@ -255,22 +264,22 @@ void q8_ref_copy_rows(const void *x, int64_t x_stride, void *y, int64_t y_stride
 }
 
 /* Over each row, with the biased variance (divide by cols, as numpy's var()
- * and every framework's layernorm do). */
+ * and every framework's layernorm do), in float32 with the sums of ROW_SUM
+ * (docs/float.md): mean = sum(x) / n, d = x - mean, var = sum(d d) / n,
+ * y = d * (1 / sqrt(var + eps)) * gamma + beta. */
 void q8_ref_layernorm(const float *x, const float *gamma, const float *beta, double eps, float *y,
                       int64_t rows, int64_t cols) {
+  float e = (float)eps, n = (float)cols;
   for (int64_t i = 0; i < rows; i++) {
     const float *xi = x + i * cols;
-    float *yi = y + i * cols;
-    double mean = 0, var = 0;
+    float *yi = y + i * cols, mean, var;
+    ROW_SUM(mean, cols, j, xi[j]);
+    mean = mean / n;
+    ROW_SUM(var, cols, j, (xi[j] - mean) * (xi[j] - mean));
+    var = var / n;
+    float inv = 1.0f / sqrtf(var + e);
     for (int64_t j = 0; j < cols; j++)
-      mean += xi[j];
-    mean /= (double)cols;
-    for (int64_t j = 0; j < cols; j++)
-      var += ((double)xi[j] - mean) * ((double)xi[j] - mean);
-    var /= (double)cols;
-    double inv = 1.0 / sqrt(var + eps);
-    for (int64_t j = 0; j < cols; j++)
-      yi[j] = (float)(((double)xi[j] - mean) * inv * gamma[j] + beta[j]);
+      yi[j] = ((xi[j] - mean) * inv) * gamma[j] + beta[j];
   }
 }
 
@@ -316,36 +325,29 @@ void q8_ref_div(const float *a, const int64_t *a_strides, const float *b,
   binary(BIN_DIV, a, a_strides, b, b_strides, y, rank, dims);
 }
 
-/* The activations below compute in double from the f32 input and round to
- * f32 once, as gelu does; docs/ir.md states each formula. For x = -inf,
- * exp(-x) is +inf and 1 / (1 + inf) is 0, so sigmoid needs no special
- * case. */
+/* The activations below are the float32 arithmetic of docs/float.md
+ * (fmath.h); each returns a NaN input as it is. */
 void q8_ref_sigmoid(const float *x, float *y, int64_t n) {
   for (int64_t i = 0; i < n; i++)
-    y[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
+    y[i] = q8f_sigmoid(x[i]);
 }
 
 void q8_ref_tanh(const float *x, float *y, int64_t n) {
   for (int64_t i = 0; i < n; i++)
-    y[i] = (float)tanh((double)x[i]);
+    y[i] = q8f_tanh(x[i]);
 }
 
 /* x * sigmoid(x), written as one division. */
 void q8_ref_silu(const float *x, float *y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    double v = x[i];
-    y[i] = (float)(v / (1.0 + exp(-v)));
-  }
+  for (int64_t i = 0; i < n; i++)
+    y[i] = q8f_silu(x[i]);
 }
 
 /* The tanh approximation of gelu (`gelu {approximate = tanh}`), PyTorch's
- * gelu(approximate='tanh'). */
+ * gelu(approximate='tanh'), as x * sigmoid(2 u) = 0.5 x (1 + tanh u). */
 void q8_ref_gelu_tanh(const float *x, float *y, int64_t n) {
-  const double c = sqrt(2.0 / 3.14159265358979323846);
-  for (int64_t i = 0; i < n; i++) {
-    double v = x[i];
-    y[i] = (float)(0.5 * v * (1.0 + tanh(c * (v + 0.044715 * v * v * v))));
-  }
+  for (int64_t i = 0; i < n; i++)
+    y[i] = q8f_gelu_tanh(x[i]);
 }
 
 /* ---- quantized ops ---- */
