@@ -39,6 +39,7 @@ from test_aarch64 import run_a64, why_cannot_link, why_cannot_run
 Q8C = None
 GEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
                    "transformers", "gen.py")
+TINY = os.path.join(os.path.dirname(GEN), "tiny")
 FLOAT_REL = 1e-5
 
 # Bars, below the measured figures (seed 0; the models have two outlier
@@ -163,6 +164,11 @@ def report(model, *args):
 def test_arch(t, arch, d, runs, a64, figures):
     with open(os.path.join(d, "manifest.json")) as f:
         man = json.load(f)
+    for m in man["models"].values():
+        # The tiny models' text is committed to be read; it must be gen.py's.
+        with open(os.path.join(d, m["ir"])) as f, open(os.path.join(TINY, m["ir"])) as g:
+            t.check("%s: examples/transformers/tiny/%s is what gen.py writes" % (arch, m["ir"]),
+                    f.read() == g.read(), "regenerate it: gen.py %s tiny DIR" % arch)
     full = Model(d, man["models"]["full"])
     full.noutputs = 1
     yf = full.run(full.ir, "float")
