@@ -3,6 +3,7 @@ written in q8c's text IR, with their weights, calibration samples, a held-out
 input and PyTorch's float outputs for it.
 
     /usr/bin/python3 gen.py ARCH SIZE OUTDIR [--seed N] [--calib N] [--batch N]
+                            [--ref | --no-ref] [--outlier-gamma G]
 
 ARCH is gpt2, bert or llama; SIZE is tiny or small (table SIZES). OUTDIR
 receives:
@@ -13,14 +14,23 @@ receives:
                      logits and the present keys/values out)
   ARCH.safetensors   every constant both models use (one file, each model
                      reads the tensors it names)
-  calib.safetensors  calibration samples, one array per input of ARCH.ir
+  calib.npy          calibration samples (gpt2, llama: token ids [N, T];
+                     bert: calib.safetensors, ids and mask)
   step_calib.safetensors   the same for ARCH_step.ir: 4 times as many
                      sequences, each giving token P and PyTorch's past K/V
   in.*.npy           a held-out input, one file per input name
-  ref.logits.npy     PyTorch's float output for it
+  ref.logits.npy     PyTorch's float output for it (with --ref)
   step_in.*.npy      the step model's held-out input: token P of each held-out
                      sequence and PyTorch's keys/values of positions 0..P-1
   manifest.json      which file is which (read by tests/py/test_transformers.py)
+
+--ref runs PyTorch for the reference outputs and for the step's past keys
+and values; it is the default for tiny only. This machine's torch and numpy
+use the reference BLAS (about 0.4 GFLOP/s here), so one small forward of 128
+tokens takes minutes: --no-ref (small's default) writes no ref files and
+fills the step's past keys and values, in its inputs and its calibration
+samples, with standard-normal stand-ins of the right shape, which is enough
+to compile and time the models, not to measure their accuracy.
 
 The models are written as a user would write them in the IR (docs/ir.md,
 "A transformer block"); the PyTorch reference in this file is written
@@ -36,9 +46,9 @@ a freshly initialised one's:
     1/sqrt(2 * layers) as GPT-2 does; biases normal(0, 0.02);
   - embeddings normal(0, 0.3) (token), normal(0, 0.1) (position, type);
   - norm gammas 1 + normal(0, 0.05), betas normal(0, 0.02), except two fixed
-    "outlier" channels whose gamma is 6 in every norm: the few large
-    activation channels trained LLMs have (LLM.int8()), which per-tensor int8
-    activations must cover.
+    "outlier" channels whose gamma is 6 in every norm (--outlier-gamma): the
+    few large activation channels trained LLMs have (LLM.int8()), which
+    per-tensor int8 activations must cover.
 Only Debian's python3 with torch 1.13 and numpy is needed, at build and test
 time; q8c never runs this.
 """
@@ -92,6 +102,7 @@ class Init:
         self.rng = np.random.default_rng(seed)
         self.cfg = cfg
         self.w = {}
+        self.outlier_gamma = OUTLIER_GAMMA
 
     def normal(self, name, shape, std):
         self.w[name] = (self.rng.standard_normal(shape) * std).astype(np.float32)
@@ -103,7 +114,7 @@ class Init:
 
     def norm(self, name, d, bias=True):
         g = 1 + self.rng.standard_normal(d) * 0.05
-        g[list(OUTLIERS)] = OUTLIER_GAMMA
+        g[list(OUTLIERS)] = self.outlier_gamma
         self.w[name + ".weight"] = g.astype(np.float32)
         if bias:
             self.normal(name + ".bias", (d,), 0.02)
@@ -500,6 +511,7 @@ def bert_mask(rng, n, c):
 
 
 def main():
+    global OUTLIER_GAMMA
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("arch", choices=("gpt2", "bert", "llama"))
     ap.add_argument("size", choices=sorted(SIZES))
@@ -507,17 +519,26 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--calib", type=int, help="calibration samples (default by size)")
     ap.add_argument("--batch", type=int, help="held-out samples (default by size)")
+    ap.add_argument("--outlier-gamma", type=float, default=OUTLIER_GAMMA,
+                    help="the outlier channels' norm gamma (1: no outliers)")
+    ap.add_argument("--ref", action=argparse.BooleanOptionalAction,
+                    help="run PyTorch for the reference outputs and the step's past keys and "
+                         "values (default: for tiny only; see the file's comment)")
     a = ap.parse_args()
     c = dict(SIZES[a.size])
+    OUTLIER_GAMMA = a.outlier_gamma
     ncal = a.calib or c["calib"]
     nin = a.batch or c["batch"]
+    ref_on = a.ref if a.ref is not None else a.size == "tiny"
     os.makedirs(a.outdir, exist_ok=True)
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed + 1)
     out = lambda n: os.path.join(a.outdir, n)  # noqa: E731
     wname = a.arch + ".safetensors"
     S, P = c["T"], c["T"] - 1
-    man = {"arch": a.arch, "size": a.size, "config": c, "seed": a.seed, "models": {}}
+    man = {"arch": a.arch, "size": a.size, "config": c, "seed": a.seed, "reference": ref_on,
+           "outlier_gamma": OUTLIER_GAMMA,
+           "models": {}}
 
     def save_inputs(prefix, arrays):
         files = {}
@@ -534,14 +555,15 @@ def main():
             f.write(bert_ir(c, wname))
         cal = {"ids": token_ids(rng, ncal, c), "mask": bert_mask(rng, ncal, c)}
         held = {"ids": token_ids(rng, nin, c), "mask": bert_mask(rng, nin, c)}
-        with torch.no_grad():
-            ref = bert_torch(w, c, torch.from_numpy(held["ids"]).long(),
-                             torch.from_numpy(held["mask"])).numpy()
         write_safetensors(out("calib.safetensors"), cal)
-        np.save(out("ref.logits.npy"), ref)
         man["models"]["full"] = {"ir": "bert.ir", "calib": "calib.safetensors",
-                                 "inputs": save_inputs("in.", held),
-                                 "outputs": {"logits": "ref.logits.npy"}}
+                                 "inputs": save_inputs("in.", held), "outputs": {}}
+        if ref_on:
+            with torch.no_grad():
+                ref = bert_torch(w, c, torch.from_numpy(held["ids"]).long(),
+                                 torch.from_numpy(held["mask"])).numpy()
+            np.save(out("ref.logits.npy"), ref)
+            man["models"]["full"]["outputs"]["logits"] = "ref.logits.npy"
     else:
         make_w, fwd, make_ir = {"gpt2": (gpt2_weights, gpt2_torch, gpt2_ir),
                                 "llama": (llama_weights, llama_torch, llama_ir)}[a.arch]
@@ -562,29 +584,38 @@ def main():
 
         def step_inputs(ids):
             """The step's inputs for sequences `ids` [n, T]: token P, and
-            PyTorch's keys and values of positions 0..P-1."""
+            PyTorch's keys and values of positions 0..P-1 (without --ref,
+            standard-normal stand-ins of their shape, for timing only)."""
+            d = {"ids": ids[:, P:].copy()}
+            if not ref_on:
+                shape = (len(ids), c["heads"], P, c["d"] // c["heads"])
+                for l in range(c["layers"]):
+                    for kv in "kv":
+                        d["past.%d.%s" % (l, kv)] = rng.standard_normal(shape).astype(np.float32)
+                return d
             with torch.no_grad():
                 _, present = fwd(w, c, torch.from_numpy(ids[:, :P]).long())
-            d = {"ids": ids[:, P:].copy()}
             for l, (k, v) in enumerate(present):
                 d["past.%d.k" % l] = k.numpy().copy()
                 d["past.%d.v" % l] = v.numpy().copy()
             return d
-        with torch.no_grad():
-            ref, _ = fwd(w, c, torch.from_numpy(held).long())
         np.save(out("calib.npy"), cal)
-        np.save(out("ref.logits.npy"), ref.numpy())
-        np.save(out("ref.last_logits.npy"), ref.numpy()[:, P:])
+        if ref_on:
+            with torch.no_grad():
+                ref, _ = fwd(w, c, torch.from_numpy(held).long())
+            np.save(out("ref.logits.npy"), ref.numpy())
+            np.save(out("ref.last_logits.npy"), ref.numpy()[:, P:])
         # The step sees one token per sample: it is calibrated on 4 times as
         # many sequences as the full window (their first T tokens each).
         write_safetensors(out("step_calib.safetensors"),
                           step_inputs(np.concatenate([cal, token_ids(rng, 3 * ncal, c)])))
         man["models"]["full"] = {"ir": a.arch + ".ir", "calib": "calib.npy",
                                  "inputs": save_inputs("in.", {"ids": held}),
-                                 "outputs": {"logits": "ref.logits.npy"}}
+                                 "outputs": {"logits": "ref.logits.npy"} if ref_on else {}}
         man["models"]["step"] = {"ir": a.arch + "_step.ir", "calib": "step_calib.safetensors",
                                  "inputs": save_inputs("step_in.", step_inputs(held)),
-                                 "outputs": {"logits": "ref.last_logits.npy"}, "past": P}
+                                 "outputs": {"logits": "ref.last_logits.npy"} if ref_on else {},
+                                 "past": P}
     write_safetensors(out(wname), w)
     with open(out("manifest.json"), "w") as f:
         json.dump(man, f, indent=1)
