@@ -155,10 +155,23 @@ static int64_t node_const_bytes(const IrNode *n) {
   return total;
 }
 
-/* The float value's name: `name` less a trailing ".q". */
-static const char *float_name(IrArena *a, const char *name) {
+/* The name of the float value that value `v` of q stands for. An f32 value
+ * keeps its float value's name (a dequantize, an f32 qgemm or qlinear_dyn
+ * result, a fused f32 input); an integer one is that name with ".q"
+ * appended, or ".q.N" when ir_unique_name found ".q" taken. The suffix is
+ * stripped only from integer values, so a user's own %h.q (an f32 linear,
+ * say) is paired with itself, not with a %h that may not exist. */
+static const char *float_name(IrArena *a, const IrValue *v) {
+  const char *name = v->name;
   size_t n = strlen(name);
-  if (n > 2 && strcmp(name + n - 2, ".q") == 0)
+  if (v->type.dtype == IR_F32)
+    return name;
+  size_t e = n;
+  while (e > 0 && name[e - 1] >= '0' && name[e - 1] <= '9')
+    e--;
+  if (e < n && e > 3 && name[e - 1] == '.' && strncmp(name + e - 3, ".q.", 3) == 0)
+    n = e - 1; /* ".q.N" -> ".q" */
+  if (n > 2 && strncmp(name + n - 2, ".q", 2) == 0)
     n -= 2;
   return ir_strndup(a, name, n);
 }
@@ -187,7 +200,7 @@ static bool ref_failed(Report *r) {
 
 /* Pair value `qv` of q with its float value in ref, adding a tap for it. */
 static bool find_ref_value(Report *r, const IrNode *n, const IrValue *qv, RefValue *out) {
-  const char *name = float_name(r->arena, qv->name);
+  const char *name = float_name(r->arena, qv);
   IrValue *v = ir_find_value(r->ref, name);
   if (!v && qv == n->result)
     return internal_error(r->q, n->loc, "%s %%%s: the float model has no value %%%s for it to "

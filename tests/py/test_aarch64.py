@@ -420,6 +420,54 @@ def test_errors(t, rng):
             data[:4] == b"\x7fELF" and data[18:20] == (183).to_bytes(2, "little"), r.stderr)
 
 
+ATTENTION = """model attention {
+  weights "WEIGHTS"
+  input %x : f32[?, 8, 32]
+  %qkv = linear %x, @wqkv, @bqkv
+  %q, %k, %v = split %qkv {axis = -1}
+  %qh = reshape %q {shape = [?, 8, 4, 8]}
+  %qt = transpose %qh {perm = [0, 2, 1, 3]}
+  %kh = reshape %k {shape = [?, 8, 4, 8]}
+  %kt = transpose %kh {perm = [0, 2, 3, 1]}
+  %vh = reshape %v {shape = [?, 8, 4, 8]}
+  %vt = transpose %vh {perm = [0, 2, 1, 3]}
+  %s = matmul %qt, %kt
+  %ss = mul %s, 0.35355338
+  %p = softmax %ss {axis = -1, causal = 1}
+  %o = matmul %p, %vt
+  %ot = transpose %o {perm = [0, 2, 1, 3]}
+  %of = reshape %ot {shape = [?, 8, 32]}
+  %y = linear %of, @wo, @bo
+  output %y, %s
+}
+"""
+
+
+def test_attention(t, run, rng):
+    """int8 attention: the matmuls of two activations (Q K^T, P V) as
+    qmatmul (static u8-asym and s8-sym) and qmatmul_dyn (dynamic), batched
+    over heads, under qemu on every variant: the outputs (and Q K^T itself,
+    a qmatmul's f32 result) bit-exact against the interpreter."""
+    wqkv, bqkv = linear_params(rng, 96, 32)
+    wo, bo = linear_params(rng, 32, 32)
+    for label, extra, op in (("attention static", [], "qmatmul"),
+                             ("attention s8-sym", ["--activations=s8-sym"], "qmatmul"),
+                             ("attention dynamic", ["--dynamic"], "qmatmul_dyn")):
+        d = tmpdir()
+        model = write_model(d, "attention", ATTENTION,
+                            {"wqkv": wqkv * 2, "bqkv": bqkv, "wo": wo, "bo": bo})
+        calib = os.path.join(d, "calib.npy")
+        np.save(calib, rng.standard_normal((32, 8, 32)).astype(np.float32))
+        x = rng.standard_normal((3, 8, 32)).astype(np.float32)
+        x[0, 0, :2] = [30.0, -30.0]          # beyond the calibrated range: saturation
+        run.check(label, model, None if "--dynamic" in extra else calib, x, 3, extra,
+                  outputs=("y", "s"), x86=True)
+        with open(os.path.join(d, "q.ir")) as f:
+            ops = re.findall(r"= (\w+) ", f.read())
+        t.check("%s: two %s, no float matmul" % (label, op),
+                ops.count(op) == 2 and "matmul" not in ops, " ".join(ops))
+
+
 def main():
     t = Tally()
     rng = np.random.default_rng(2025)
@@ -431,6 +479,7 @@ def main():
     test_linear_sweep(t, run, rng)
     test_schemes(t, run, rng)
     test_float_ops(t, run, rng)
+    test_attention(t, run, rng)
     test_quantized_io(t, run, rng)
     test_example(t, run)
     test_runtime(t, run, rng)

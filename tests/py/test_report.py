@@ -787,6 +787,49 @@ def check_time_passes(t, q8c, d, mod):
              "--time-passes" in help_text and "text|json|html" in help_text)
 
 
+QNAMES = """model qn {
+  weights "qn.safetensors"
+  input %x : f32[?, 16]
+  %h.q = linear %x, @w1, @b1
+  %h = relu %h.q
+  %y.q = linear %h, @w2, @b2
+  output %y.q
+}
+"""
+
+
+def check_user_q_names(t, q8c, d, rng):
+    """Values the user names like the pipeline's integer values (%h.q, %y.q):
+    each quantized op is paired with the float value it stands for (an f32
+    result keeps its own name; only an integer one carries the .q or .q.N
+    the passes add), so the report runs and names its rows after values of
+    the float model. It once failed with "the float model has no value %h"."""
+    w1, b1 = q8test.pytorch_linear(rng, 16, 24)
+    w2, b2 = q8test.pytorch_linear(rng, 24, 8)
+    q8test.write_safetensors(os.path.join(d, "qn.safetensors"),
+                             {"w1": w1, "b1": b1, "w2": w2, "b2": b2})
+    model, calib = os.path.join(d, "qn.ir"), os.path.join(d, "qn_calib.npy")
+    with open(model, "w") as f:
+        f.write(QNAMES)
+    np.save(calib, rng.standard_normal((20, 16)).astype(F32))
+    # The fused pipeline: %h.q's qgemm absorbs the relu and stands for %h;
+    # --stop-after=quantize: its input to the second layer is %h.q.1
+    # (".q" was taken), which stands for %h too.
+    for label, args, want in (("fused", [], ["h", "y.q"]),
+                              ("stop-after-quantize", ["--stop-after=quantize"], ["h.q", "y.q"]),
+                              ("dynamic", ["--dynamic"], ["h.q", "y.q"])):
+        r = q8test.run(q8c, model, "--calib", calib, "--report=json", *args,
+                       "-o", os.path.join(d, "qn_q.ir"), check=False)
+        if not t.check(f"user .q names {label}: report runs", r.returncode == 0, r.stderr):
+            continue
+        rep = json.loads(r.stdout)
+        got = [l["name"] for l in rep["layers"]]
+        outs = rep["outputs"]
+        t.record(f"user .q names {label}: rows {want}, output y.q above 30 dB",
+                 got == want and [o["name"] for o in outs] == ["y.q"]
+                 and outs[0]["sqnr_db"] > 30, f"rows {got}, outputs {outs}")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -825,6 +868,7 @@ def main():
     check_html(t, q8c, d, mlp)
     check_progress(t, q8c, d, mlp)
     check_time_passes(t, q8c, d, mlp)
+    check_user_q_names(t, q8c, d, rng)
     return t.finish()
 
 
