@@ -1,7 +1,13 @@
 """test_transformers: the reference transformers of examples/transformers
 (GPT-2-, BERT- and LLaMA-style, the "tiny" size) end to end.
 
-usage: test_transformers.py /path/to/q8c
+usage: test_transformers.py /path/to/q8c [--size small] [--arch gpt2,bert,llama]
+
+The test suite runs the tiny size. `--size small` (GPT-2-small-like: d 768,
+12 heads, 12 layers, T 128; run by hand, it takes tens of minutes) checks
+the same properties on one held-out sequence and 2 calibration samples,
+on the x86 variants only (qemu would take hours), without the decode step,
+and prints the report's figures instead of holding them to the tiny bars.
 
 examples/transformers/gen.py writes each model's IR, its seeded random
 weights, calibration samples, a held-out input and PyTorch's float outputs.
@@ -63,7 +69,7 @@ def q8c(*args, env=None, check=True):
     e = dict(os.environ)
     e.update(env or {})
     r = subprocess.run([Q8C] + [str(a) for a in args], capture_output=True, text=True,
-                       env=e, timeout=600)
+                       env=e, timeout=3600)
     if check and r.returncode != 0:
         raise RuntimeError("q8c %s failed (%d):\n%s" % (" ".join(map(str, args)),
                                                        r.returncode, r.stderr))
@@ -161,10 +167,10 @@ def report(model, *args):
     return out["sqnr_db"], out["cosine"], out["top1_agreement"]
 
 
-def test_arch(t, arch, d, runs, a64, figures):
+def test_arch(t, arch, d, runs, a64, figures, small=False):
     with open(os.path.join(d, "manifest.json")) as f:
         man = json.load(f)
-    for m in man["models"].values():
+    for m in ([] if small else man["models"].values()):
         # The tiny models' text is committed to be read; it must be gen.py's.
         with open(os.path.join(d, m["ir"])) as f, open(os.path.join(TINY, m["ir"])) as g:
             t.check("%s: examples/transformers/tiny/%s is what gen.py writes" % (arch, m["ir"]),
@@ -183,7 +189,7 @@ def test_arch(t, arch, d, runs, a64, figures):
         q8c(full.ir, *args, "-o", qir)
         sq, cos, agree = report(full, *args, *([] if scheme == "static" else
                                                ["--calib", full.calib]))
-        bar = BARS[(arch, scheme)]
+        bar = (-1e9, -1e9, -1e9) if small else BARS[(arch, scheme)]
         t.record("%s %s report: SQNR %.2f dB >= %g, cosine %.6f >= %g, top-1 %.3f >= %g" % (
             arch, scheme, sq, bar[0], cos, bar[1], agree, bar[2]),
             sq >= bar[0] and cos >= bar[1] and agree >= bar[2])
@@ -196,7 +202,7 @@ def test_arch(t, arch, d, runs, a64, figures):
                        "%.3f; held-out vs PyTorch SQNR %.2f dB, cosine %.6f, top-1 %.3f" % (
                            arch, scheme, sq, cos, agree, hsq, hcos, top1(full.ref, yq)))
         check_compiled(t, "%s %s" % (arch, scheme), full, qir, yq, runs, a64)
-    if "step" not in man["models"]:
+    if "step" not in man["models"] or small:
         return
     step = Model(d, man["models"]["step"])
     step.noutputs = 1 + 2 * man["config"]["layers"]
@@ -230,24 +236,30 @@ def test_arch(t, arch, d, runs, a64, figures):
 
 def main():
     global Q8C
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    opts = dict(zip(args[1::2], args[2::2]))
+    if len(args) % 2 != 1 or set(opts) - {"--size", "--arch"} or \
+            opts.get("--size", "tiny") not in ("tiny", "small"):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
-    Q8C = os.path.abspath(sys.argv[1])
+    Q8C = os.path.abspath(args[0])
+    small = opts.get("--size") == "small"
     t = q8test.Tally()
     targets = q8test.list_targets(Q8C)
     runs = [v.name for v in targets if v.arch == "x86_64" and v.runs_here]
-    a64 = [v.name for v in targets if v.arch == "aarch64"]
+    a64 = [] if small else [v.name for v in targets if v.arch == "aarch64"]
     figures = []
-    for arch in ("gpt2", "bert", "llama"):
+    gen_args = ["small", "--ref", "--batch", "1", "--calib", "2"] if small else ["tiny"]
+    for arch in opts.get("--arch", "gpt2,bert,llama").split(","):
         d = q8test.tmpdir()
-        r = subprocess.run([sys.executable, GEN, arch, "tiny", d], capture_output=True,
-                           text=True, timeout=300)
+        r = subprocess.run([sys.executable, GEN, arch, gen_args[0], d] + gen_args[1:],
+                           capture_output=True, text=True, timeout=1800)
         if not t.check("%s: gen.py writes the model" % arch, r.returncode == 0, r.stderr):
             continue
-        test_arch(t, arch, d, runs, a64, figures)
-    for f in figures:
-        print(f, flush=True)
+        test_arch(t, arch, d, runs, a64, figures, small)
+        for f in figures:
+            print(f, flush=True)
+        figures = []
     return t.finish()
 
 
