@@ -14,13 +14,8 @@
 # Q8_BENCH_BUILD_ONLY=1 builds it and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! dpkg-query -W -f='${Status}' libdnnl-dev 2>/dev/null | grep -q "install ok installed"; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  echo "installing: libdnnl-dev"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev
-fi
+. scripts/bench-peer.sh
+bench_peer_install libdnnl-dev "oneDNN, the peer"
 # Release flags for the q8c side too (the generated code does not depend on
 # them, but the runtime's thread pool and the driver do).
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQ8_BENCH=ON >/dev/null

@@ -11,15 +11,10 @@
 #   bash scripts/bench-transformer.sh --size tiny         # a quick check
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-peer.sh
 # PyTorch's fp32 peer needs an optimized BLAS: Debian's python3-torch calls
-# libblas.so.3, which is the reference BLAS unless OpenBLAS is installed.
-if ! dpkg-query -W -f='${Status}' libopenblas0-pthread 2>/dev/null | grep -q "install ok installed"; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  echo "installing: libopenblas0-pthread (for the PyTorch peer)"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libopenblas0-pthread
-fi
+# libblas.so.3, the reference BLAS unless OpenBLAS is installed.
+bench_peer_install libopenblas0-pthread "the BLAS of the PyTorch peer"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target q8c
 if [ ! -d build/peers/node_modules/onnxruntime-node ]; then
