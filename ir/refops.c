@@ -300,10 +300,20 @@ void q8_ref_transpose(const float *x, float *y, int rank, const int64_t *dims, c
     ydims[i] = dims[perm[i]];
     numel *= ydims[i];
   }
-  for (int64_t e = 0; e < numel; e++) {
-    y[e] = x[off];
+  /* When the last axis stays last (attention's [B, T, H, hd] <-> [B, H, T,
+   * hd]), each run of it is contiguous in both: copy runs, walk the rest. */
+  int64_t run = 1;
+  int walk = rank;
+  if (rank > 0 && perm[rank - 1] == rank - 1) {
+    run = dims[rank - 1];
+    walk = rank - 1;
+    if (run == 0)
+      return;
+  }
+  for (int64_t e = 0; e < numel; e += run) {
+    memcpy(y + e, x + off, (size_t)run * sizeof *y);
     /* Advance y's index, carrying into earlier axes. */
-    for (int k = rank - 1; k >= 0; k--) {
+    for (int k = walk - 1; k >= 0; k--) {
       off += xstride[perm[k]];
       if (++idx[k] < ydims[k])
         break;
