@@ -543,9 +543,13 @@ static IrValue *bcast_const(Imp *im, int i, const IrType *other) {
  * leading dims 1, its last two [Q, K])? Query i sees key j when
  * j <= i + K - Q. `additive`: c holds 0 where seen and at most -10000
  * elsewhere (exp of that underflows to 0, so softmax gives those keys
- * weight 0, as softmax {causal = 1} does); otherwise c is a condition,
- * non-zero exactly where seen. */
-static bool causal_const(const HTensor *c, const IrType *x, bool additive) {
+ * weight 0, as softmax {causal = 1} does); CAUSAL_SEEN: c is a condition,
+ * non-zero exactly where seen; CAUSAL_HIDDEN: non-zero exactly where not
+ * (torch's masked_fill(ones.triu(K - Q + 1), -inf) as Where(c, -inf, x)). */
+enum { CAUSAL_SEEN, CAUSAL_ADDITIVE, CAUSAL_HIDDEN };
+
+static bool causal_const(const HTensor *c, const IrType *x, int form) {
+  bool additive = form == CAUSAL_ADDITIVE;
   if (c->rank < 2 || x->rank < 2 || c->rank > x->rank || (additive && c->dt != H_F32))
     return false;
   int64_t q = x->dims[x->rank - 2], k = x->dims[x->rank - 1];
@@ -559,7 +563,8 @@ static bool causal_const(const HTensor *c, const IrType *x, bool additive) {
     for (int64_t j = 0; j < k; j++) {
       double v = onnx_hget(c, i * k + j);
       bool seen = j <= i + k - q;
-      if (additive ? (seen ? v != 0 : !(v <= -10000)) : (v != 0) != seen)
+      if (additive ? (seen ? v != 0 : !(v <= -10000))
+                   : (v != 0) != (form == CAUSAL_SEEN ? seen : !seen))
         return false;
     }
   return true;
@@ -582,7 +587,7 @@ static bool binary(Imp *im, IrOp op, char ch) {
     for (int i = 0; i < 2; i++) {
       OVal *x = in(im, i), *c = in(im, 1 - i);
       if (x->kind == OV_IR && c->kind == OV_CONST && x->ir->type.dtype == IR_F32 &&
-          causal_const(&c->t, &x->ir->type, true)) {
+          causal_const(&c->t, &x->ir->type, CAUSAL_ADDITIVE)) {
         OVal *o = def_out(im, 0, OV_IR);
         o->ir = x->ir;
         o->causal = true;
@@ -770,17 +775,63 @@ static bool tr_where(Imp *im, int ni) {
   }
   if (c->kind == OV_CONST && a->kind == OV_IR && b->kind == OV_CONST && b->t.numel == 1 &&
       onnx_hget(&b->t, 0) <= -10000 && a->ir->type.dtype == IR_F32 &&
-      causal_const(&c->t, &a->ir->type, false)) {
+      causal_const(&c->t, &a->ir->type, CAUSAL_SEEN)) {
     OVal *o = def_out(im, 0, OV_IR);
     o->ir = a->ir;
     o->causal = true;
     return true;
   }
+  /* The same with the condition inverted: Where(hidden, c, scores). */
+  if (c->kind == OV_CONST && b->kind == OV_IR && a->kind == OV_CONST && a->t.numel == 1 &&
+      onnx_hget(&a->t, 0) <= -10000 && b->ir->type.dtype == IR_F32 &&
+      causal_const(&c->t, &b->ir->type, CAUSAL_HIDDEN)) {
+    OVal *o = def_out(im, 0, OV_IR);
+    o->ir = b->ir;
+    o->causal = true;
+    return true;
+  }
   return fail(im, "Where is mapped only between constants (folded) and in the causal-mask form "
                   "Where(mask, scores, c): mask a constant [..., Q, K] lower-triangular mask (key "
-                  "j seen by query i when j <= i + K - Q), c a constant <= -10000, the result "
+                  "j seen by query i when j <= i + K - Q), c a constant <= -10000 (or "
+                  "Where(not mask, c, scores)), the result "
                   "going (through Add) to a Softmax over the last axis, which becomes softmax "
                   "{causal = 1}");
+}
+
+/* Trilu: folded on constants only (torch's triu, opset 14 and later: the
+ * causal mask masked_fill(ones(Q, K).triu(K - Q + 1), -inf) builds, a
+ * ConstantOfShape once the sequence is bound). The upper (or lower)
+ * triangle of the last two axes from diagonal k is kept, the rest is 0. */
+static bool tr_trilu(Imp *im, int ni) {
+  if (!is_const(im, 0))
+    return fail(im, "Trilu of a computed tensor is not supported (only folded on constants, as "
+                    "in a causal mask)");
+  const HTensor *x = &in(im, 0)->t;
+  int64_t k = 0;
+  if (in(im, 1)) {
+    const HTensor *kt = need_const(im, 1, "k");
+    if (!kt)
+      return false;
+    if (kt->numel != 1 || onnx_hget_i64(kt, 0) == ONNX_SYM_BATCH)
+      return fail(im, "k must be a scalar, not the batch dimension '?'");
+    k = onnx_hget_i64(kt, 0);
+  }
+  if (x->rank < 2)
+    return fail(im, "the input has rank %d; Trilu takes rank 2 or more", x->rank);
+  bool upper = attr_int(im, "upper", 1) != 0, ok;
+  HTensor r = new_tensor(im, x->dt, x->rank, x->dims, &ok);
+  if (!ok)
+    return false;
+  int64_t rows = x->dims[x->rank - 2], cols = x->dims[x->rank - 1];
+  for (int64_t e = 0; e < r.numel; e++) {
+    int64_t i = e / cols % rows, j = e % cols;
+    bool keep = upper ? j - i >= k : j - i <= k;
+    if (x->dt == H_I64)
+      ((int64_t *)r.data)[e] = keep ? onnx_hget_i64(x, e) : 0;
+    else
+      hset(&r, e, keep ? onnx_hget(x, e) : 0);
+  }
+  return set_const(im, 0, &r);
 }
 
 static bool tr_softmax(Imp *im, int ni) {
@@ -2125,6 +2176,7 @@ static const OpEntry ops[] = {
     {"Sub", 2, tr_sub, ""},
     {"Tanh", 1, tr_tanh, ""},
     {"Transpose", 1, tr_transpose, "perm"},
+    {"Trilu", 1, tr_trilu, "upper"},
     {"Unsqueeze", 1, tr_squeeze_like, "axes"},
     {"Where", 3, tr_where, ""},
 };
@@ -2136,7 +2188,7 @@ static const char supported_list[] =
     "Expand, Flatten, Gather, Gelu, Gemm, Identity, LayerNormalization, MatMul, MatMulInteger, "
     "Mul, Neg, Pow, QLinearMatMul, QuantizeLinear, Relu, Reshape, Shape, Sigmoid, Slice, "
     "Softmax, Split, Squeeze, Sub, Tanh, Transpose, Unsqueeze, Where; Equal, Greater, Less, Not, "
-    "Range, Reciprocal and Sqrt between constants; the patterns of GELU (Erf and tanh forms), "
+    "Range, Reciprocal, Sqrt and Trilu between constants; the patterns of GELU (Erf and tanh forms), "
     "SiLU, LayerNorm and RMSNorm";
 
 static const OpEntry *op_entry(const char *op) {
@@ -2364,7 +2416,8 @@ static int64_t node_int_attr(const Onnx__NodeProto *n, const char *name, int64_t
 
 /* gelu_new: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))), as
  * torch exports it: Mul(x, 0.5) times Add(Tanh(Mul(Add(x, Mul(Pow(x, 3),
- * 0.044715)), sqrt(2/pi))), 1), or x times that Add, then times 0.5. */
+ * 0.044715)), sqrt(2/pi))), 1), or x times that Add, then times 0.5; x^3
+ * may be Mul(x, Mul(x, x)) (F.gelu(approximate="tanh")'s export). */
 static void match_gelu_tanh(Imp *im, int t, UseMap *u, const ProdMap *pm) {
   const Onnx__NodeProto *tn = node(im, t);
   if (tn->n_input != 1 || tn->n_output != 1)
@@ -2374,7 +2427,7 @@ static void match_gelu_tanh(Imp *im, int t, UseMap *u, const ProdMap *pm) {
   if (!is_op(im, m3, "Mul") || one_user(u, tn->input[0]) != t ||
       !(s = with_const(im, pm, m3, 0.7978845608028654, 1e-6)))
     return;
-  int a1 = pm_get(pm, s), m2 = -1, p = -1;
+  int a1 = pm_get(pm, s), m2 = -1, p = -1, p2 = -1;
   if (!is_op(im, a1, "Add") || one_user(u, s) != m3 || node(im, a1)->n_input != 2)
     return;
   for (int k = 0; k < 2 && !x; k++) {
@@ -2387,6 +2440,15 @@ static void match_gelu_tanh(Imp *im, int t, UseMap *u, const ProdMap *pm) {
     if (is_op(im, p, "Pow") && one_user(u, pn) == m2 && node(im, p)->n_input == 2 &&
         strcmp(node(im, p)->input[0], cx) == 0 && const_scalar(im, pm, node(im, p)->input[1], &e) && e == 3)
       x = cx;
+    /* x^3 as F.gelu(approximate="tanh") exports it: Mul(x, Mul(x, x)). */
+    const char *sq;
+    if (!x && is_op(im, p, "Mul") && one_user(u, pn) == m2 && node(im, p)->n_input == 2 &&
+        (sq = other_in(im, p, cx)) && (p2 = pm_get(pm, sq)) >= 0 && is_op(im, p2, "Mul") &&
+        one_user(u, sq) == p && node(im, p2)->n_input == 2 &&
+        strcmp(node(im, p2)->input[0], cx) == 0 && strcmp(node(im, p2)->input[1], cx) == 0)
+      x = cx;
+    else if (!x)
+      p2 = -1;
   }
   if (!x)
     return;
@@ -2410,9 +2472,9 @@ static void match_gelu_tanh(Imp *im, int t, UseMap *u, const ProdMap *pm) {
   } else {
     return;
   }
-  int chain[] = {p, m2, a1, m3, t, a2, m1, m4};
+  int chain[] = {p2, p, m2, a1, m3, t, a2, m1, m4};
   for (size_t i = 0; i < sizeof chain / sizeof chain[0]; i++)
-    if (chain[i] != last)
+    if (chain[i] >= 0 && chain[i] != last)
       im->role[chain[i]] = NODE_SKIP;
   im->role[last] = NODE_GELU_TANH;
   im->pat_x[last] = x;
@@ -2482,8 +2544,10 @@ static void match_rmsnorm(Imp *im, int p, UseMap *u, const ProdMap *pm) {
     k = one_user(u, cur);
   }
   OVal *g;
-  if (is_op(im, k, "Mul") && (gamma = other_in(im, k, cur)) && (g = find(im, gamma)) &&
-      g->kind == OV_CONST)
+  /* The weight an initializer, or a Constant node (a tensor torch traced
+   * as a constant), which the translation checks once it is defined. */
+  if (is_op(im, k, "Mul") && (gamma = other_in(im, k, cur)) &&
+      (((g = find(im, gamma)) && g->kind == OV_CONST) || is_op(im, pm_get(pm, gamma), "Constant")))
     mw = last = k;
   else
     gamma = NULL;

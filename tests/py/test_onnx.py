@@ -453,6 +453,10 @@ def bad_models(work):
     cases["where_computed"] = mk_model(
         nodes, [numpy_helper.from_array(np.array([True, False, True, True]), "m")],
         4, 4).SerializeToString()
+    # Trilu of an activation (torch's triu exports it; q8c folds it on
+    # constants only, the causal mask).
+    nodes = [helper.make_node("Trilu", ["x"], ["y"], name="upper")]
+    cases["trilu_computed"] = mk_model(nodes, [], 4, 4, opset=14).SerializeToString()
     nodes = [helper.make_node("Pow", ["x", "e"], ["y"], name="cube")]
     cases["pow_exponent"] = mk_model(
         nodes, [numpy_helper.from_array(np.array(3, F32), "e")], 4, 4).SerializeToString()
