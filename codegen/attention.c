@@ -453,6 +453,22 @@ static LLVMValueRef quantized_operand(Cg *cg, int idx, CgIsa isa, const IrValue 
   return dst;
 }
 
+/* The GEMM of node n: M x K by K x N, its kernel named after n's result
+ * (in name[size]). The caller fills in the operands' forms. */
+static CgGemm gemm_of(const Cg *cg, const IrNode *n, char *name, size_t size, int64_t mm,
+                      int64_t k, int64_t nn) {
+  snprintf(name, size, "%s.%s", cg->prefix, n->result->name);
+  return (CgGemm){.name = name, .m = mm, .k = k, .n = nn};
+}
+
+/* The left operand is quantized per row at run time: u8 rows of ks bytes. */
+static void rows_quantized_here(CgGemm *g, int64_t ks) {
+  g->x_dtype = IR_U8;
+  g->x_stride = ks;
+  g->x_min = 0;
+  g->x_max = 255;
+}
+
 /* qmatmul: both operands per tensor, constant parameters. */
 static bool emit_qmatmul_kernel(Cg *cg, int idx, CgIsa isa) {
   IrModule *m = cg->m;
@@ -470,13 +486,8 @@ static bool emit_qmatmul_kernel(Cg *cg, int idx, CgIsa isa) {
   const Loc *yl = &cg->loc[n->result->id];
   int64_t ks = cg_round_up(k, 4);
 
-  CgGemm g = {0};
   char name[400];
-  snprintf(name, sizeof name, "%s.%s", cg->prefix, n->result->name);
-  g.name = name;
-  g.m = mm;
-  g.k = k;
-  g.n = nn;
+  CgGemm g = gemm_of(cg, n, name, sizeof name, mm, k, nn);
   g.x_dtype = px.dtype;
   ir_qbounds(px.dtype, &g.x_min, &g.x_max);
   g.y_dtype = yt;
@@ -559,17 +570,9 @@ static bool emit_qmatmul_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
   const Loc *yl = &cg->loc[n->result->id];
   int64_t ks = cg_round_up(k, 4);
 
-  CgGemm g = {0};
   char name[400];
-  snprintf(name, sizeof name, "%s.%s", cg->prefix, n->result->name);
-  g.name = name;
-  g.m = mm;
-  g.k = k;
-  g.n = nn;
-  g.x_dtype = IR_U8;
-  g.x_stride = ks;
-  g.x_min = 0;
-  g.x_max = 255;
+  CgGemm g = gemm_of(cg, n, name, sizeof name, mm, k, nn);
+  rows_quantized_here(&g, ks);
   g.y_dtype = IR_F32;
   g.y_stride = yl->stride;
   g.runtime_w = true;
@@ -628,17 +631,9 @@ static bool emit_qlinear_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
   Slot s = slot_of(n);
   int64_t base = cg->xq_offset[idx];
 
-  CgGemm g = {0};
   char name[400];
-  snprintf(name, sizeof name, "%s.%s", cg->prefix, n->result->name);
-  g.name = name;
-  g.m = rows_n;
-  g.k = k;
-  g.n = nn;
-  g.x_dtype = IR_U8;
-  g.x_stride = ks;
-  g.x_min = 0;
-  g.x_max = 255;
+  CgGemm g = gemm_of(cg, n, name, sizeof name, rows_n, k, nn);
+  rows_quantized_here(&g, ks);
   g.wq = wv->data;
   /* bias 0; the multipliers are the weight scales, one per channel. */
   int32_t *zeros = ir_alloc(m->arena, (size_t)nn * sizeof *zeros);
