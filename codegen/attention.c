@@ -19,7 +19,9 @@
  *       the kernel, f32(acc) * f32(sx * sb)
  *   qlinear_dyn  x f32, W constant: the rows of x quantized with their terms,
  *       then the kernel with W packed at compile time, colsum constant,
- *       f32(f32(acc) * f32(sx * sw[n])) + b[n]
+ *       f32(f32(acc) * f32(sx * sw[n])) + b[n]; {granularity = tensor}: one
+ *       range for all rows (ONNX's DynamicQuantizeLinear), and the rows'
+ *       terms carry c = -w_zero_point
  *
  * c = 128 - zb for u8 b (the kernel multiplies b - 128), -zb for i8, so that
  * sum (x - zx)(b - zb) = sum x w + c rowsum_x - zx colsum_w - K zx c in
@@ -653,14 +655,20 @@ static bool emit_qlinear_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
   g.row_scale = true;
   if (!kernel_of(cg, idx, isa, &g))
     return false;
+  /* ONNX's form: one scale for the whole of x; the weight's zero point
+   * as the rows' terms, c = -w_zero_point. */
+  bool tensor = ir_attr_name(n, IR_ATTR_GRANULARITY, IR_DYN_ROW) == IR_DYN_TENSOR;
+  int64_t c = -ir_attr_int(n, IR_ATTR_W_ZERO_POINT, 0);
   if (!p->quant_x) {
     char fname[480];
-    snprintf(fname, sizeof fname, "%s.q8_quantize_rows_dyn_%s", name, cg_isa_info[isa].name);
-    p->quant_x = cg_emit_quantize_rows_dyn(cg->mod, fname, isa, rows_n, k, ks);
+    snprintf(fname, sizeof fname, "%s.q8_quantize_%s_dyn_%s", name, tensor ? "tensor" : "rows",
+             cg_isa_info[isa].name);
+    p->quant_x = (tensor ? cg_emit_quantize_tensor_dyn : cg_emit_quantize_rows_dyn)(
+        cg->mod, fname, isa, rows_n, k, ks);
   }
   LLVMValueRef xq = cg_scratch_addr(cg, base + s.xq), rows = cg_scratch_addr(cg, base + s.rows);
   call(cg, p->quant_x,
-       (LLVMValueRef[]){cg_value_addr(cg, x), xq, rows, LLVMConstInt(cg->i32, 0, 0)}, 4);
+       (LLVMValueRef[]){cg_value_addr(cg, x), xq, rows, LLVMConstInt(cg->i32, (uint64_t)c, 1)}, 4);
   LLVMValueRef args = gemm_args(cg, NULL, NULL, NULL, rows);
   gemm_xy(cg, args, xq, cg_value_addr(cg, n->result));
   cg_run_tasks(cg, cg->kernel[idx], args, cg->kernel_tasks[idx], parallel_for(rows_n, k, nn));

@@ -308,6 +308,11 @@ LLVMValueRef cg_emit_quantize_rows(LLVMModuleRef mod, const char *name, CgIsa is
  * scale = sx, add = c * (sum_k q - k zx) (wrapping). */
 LLVMValueRef cg_emit_quantize_rows_dyn(LLVMModuleRef mod, const char *name, CgIsa isa, int64_t m,
                                        int64_t k, int64_t q_stride);
+/* The same function with one scale and zero point for the whole of x (all
+ * m rows), ONNX's DynamicQuantizeLinear as q8_ref_qlinear_dyn_tensor finds
+ * them (docs/quantization.md): a min/max pass over x, then the rows. */
+LLVMValueRef cg_emit_quantize_tensor_dyn(LLVMModuleRef mod, const char *name, CgIsa isa,
+                                         int64_t m, int64_t k, int64_t q_stride);
 
 /* ---- refcall.c: calls to the reference ops ---- */
 

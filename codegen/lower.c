@@ -517,6 +517,13 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   case IR_OP_QLINEAR_DYN: {
     const Loc *xl = &cg->loc[n->opnds[0]->id];
     const IrValue *ws = n->opnds[2];
+    if (ir_attr_name(n, IR_ATTR_GRANULARITY, IR_DYN_ROW) == IR_DYN_TENSOR) {
+      CALL_REF(cg, q8_ref_qlinear_dyn_tensor, in[0], in[1], in[2], cg_i64c(cg, ws->type.dims[0]),
+               cg_i32c(cg, (int32_t)ir_attr_int(n, IR_ATTR_W_ZERO_POINT, 0)),
+               n->nopnds == 4 ? in[3] : LLVMConstNull(cg->ptr), y, cg_i64c(cg, xl->rows),
+               cg_i64c(cg, xl->cols), cg_i64c(cg, r->cols));
+      return true;
+    }
     CALL_REF(cg, q8_ref_qlinear_dyn, in[0], in[1], in[2], cg_i64c(cg, ws->type.dims[0]),
              n->nopnds == 4 ? in[3] : LLVMConstNull(cg->ptr), y, cg_i64c(cg, xl->rows),
              cg_i64c(cg, xl->cols), cg_i64c(cg, r->cols));

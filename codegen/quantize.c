@@ -15,7 +15,9 @@
  * cg_emit_quantize_rows_dyn is the same loop with each row's own scale and
  * zero point, found first from the row's range exactly as q8_ref_qlinear_dyn
  * finds them (docs/quantization.md, "Dynamic quantization"), for
- * qlinear_dyn and qmatmul_dyn (attention.c). */
+ * qlinear_dyn and qmatmul_dyn (attention.c); cg_emit_quantize_tensor_dyn
+ * the same with one range for all rows and ONNX's DynamicQuantizeLinear
+ * parameters (qlinear_dyn {granularity = tensor}). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -253,8 +255,74 @@ static LLVMValueRef round_even_f64(Quant *q, LLVMValueRef v) {
   return LLVMBuildSelect(q->b, LLVMBuildFCmp(q->b, LLVMRealOLT, a, big, ""), r, v, "");
 }
 
-LLVMValueRef cg_emit_quantize_rows_dyn(LLVMModuleRef mod, const char *name, CgIsa isa, int64_t m,
-                                       int64_t k, int64_t q_stride) {
+/* The finite range of `count` floats at src widened to include 0: whole
+ * vectors, the tail, then the lanes. */
+static void range_of(Quant *q, LLVMValueRef fn, LLVMValueRef src, int64_t count, unsigned vl,
+                     LLVMValueRef *lo, LLVMValueRef *hi) {
+  int64_t nfull = count / vl;
+  unsigned tail = (unsigned)(count % vl);
+  Row row = {src, NULL, vl};
+  LLVMTypeRef fv = LLVMVectorType(q->f32, vl);
+  LLVMValueRef acc[2] = {LLVMConstNull(fv), LLVMConstNull(fv)};
+  vec_loop(q, fn, nfull, vl, 2, acc, range_step, &row);
+  LLVMValueRef zero = LLVMConstReal(q->f32, 0.0);
+  *lo = fold_lanes(q, acc[0], vl, LLVMRealOLT, zero);
+  *hi = fold_lanes(q, acc[1], vl, LLVMRealOGT, zero);
+  if (tail) {
+    Row t = row;
+    t.n = tail;
+    LLVMTypeRef tv = LLVMVectorType(q->f32, tail);
+    LLVMValueRef ta[2] = {LLVMConstNull(tv), LLVMConstNull(tv)};
+    range_step(q, LLVMConstInt(q->i64, (uint64_t)(nfull * vl), 0), ta, &t);
+    *lo = fold_lanes(q, ta[0], tail, LLVMRealOLT, *lo);
+    *hi = fold_lanes(q, ta[1], tail, LLVMRealOGT, *hi);
+  }
+}
+
+/* q8c's parameters of a row (qlinear_dyn, qmatmul_dyn): sx = f32((f64(hi)
+ * - f64(lo)) / 255), 1 below 1e-30; zx = rint(-f64(lo) / f64(sx)) clamped
+ * to [0, 255] (never NaN: lo and sx are finite). */
+static void row_params(Quant *q, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef *sxp,
+                       LLVMValueRef *zxp) {
+  LLVMValueRef lod = LLVMBuildFPExt(q->b, lo, q->f64, "");
+  LLVMValueRef sxd = LLVMBuildFDiv(q->b, LLVMBuildFSub(q->b, LLVMBuildFPExt(q->b, hi, q->f64, ""), lod, ""),
+                                   LLVMConstReal(q->f64, 255.0), "");
+  LLVMValueRef sx = LLVMBuildFPTrunc(q->b, sxd, q->f32, "sx");
+  LLVMValueRef ok = LLVMBuildFCmp(q->b, LLVMRealOGE, LLVMBuildFPExt(q->b, sx, q->f64, ""),
+                                  LLVMConstReal(q->f64, 1e-30), "");
+  sx = LLVMBuildSelect(q->b, ok, sx, LLVMConstReal(q->f32, 1.0), "");
+  LLVMValueRef zd = round_even_f64(
+      q, LLVMBuildFDiv(q->b, LLVMBuildFNeg(q->b, lod, ""), LLVMBuildFPExt(q->b, sx, q->f64, ""), ""));
+  LLVMValueRef d0 = LLVMConstReal(q->f64, 0.0), d255 = LLVMConstReal(q->f64, 255.0);
+  zd = LLVMBuildSelect(q->b, LLVMBuildFCmp(q->b, LLVMRealOLT, zd, d0, ""), d0, zd, "");
+  zd = LLVMBuildSelect(q->b, LLVMBuildFCmp(q->b, LLVMRealOGT, zd, d255, ""), d255, zd, "");
+  *sxp = sx;
+  *zxp = LLVMBuildFPToSI(q->b, zd, q->i32, "zx");
+}
+
+/* ONNX's DynamicQuantizeLinear parameters (q8_ref_qlinear_dyn_tensor), each
+ * operation in f32: sx = 1 when hi == lo, else (hi - lo) / 255; zx =
+ * rint(max(0, min(255, 0 - lo / sx))) with std::min/max's selects (NaN ->
+ * 255). The clamped value is an integer-or-half in [0, 255], exact in f64. */
+static void tensor_params(Quant *q, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef *sxp,
+                          LLVMValueRef *zxp) {
+  LLVMValueRef one = LLVMConstReal(q->f32, 1.0), c255 = LLVMConstReal(q->f32, 255.0);
+  LLVMValueRef zero = LLVMConstReal(q->f32, 0.0);
+  LLVMValueRef sx = LLVMBuildSelect(
+      q->b, LLVMBuildFCmp(q->b, LLVMRealOEQ, hi, lo, ""), one,
+      LLVMBuildFDiv(q->b, LLVMBuildFSub(q->b, hi, lo, ""), c255, ""), "sx");
+  LLVMValueRef zf = LLVMBuildFSub(q->b, zero, LLVMBuildFDiv(q->b, lo, sx, ""), "");
+  zf = LLVMBuildSelect(q->b, LLVMBuildFCmp(q->b, LLVMRealOLT, zf, c255, ""), zf, c255, "");
+  zf = LLVMBuildSelect(q->b, LLVMBuildFCmp(q->b, LLVMRealOLT, zero, zf, ""), zf, zero, "");
+  LLVMValueRef zd = round_even_f64(q, LLVMBuildFPExt(q->b, zf, q->f64, ""));
+  *sxp = sx;
+  *zxp = LLVMBuildFPToSI(q->b, zd, q->i32, "zx");
+}
+
+/* cg_emit_quantize_rows_dyn, and with per_tensor one range and one pair of
+ * parameters for all m rows, found before the rows are quantized. */
+static LLVMValueRef emit_dyn(LLVMModuleRef mod, const char *name, CgIsa isa, int64_t m, int64_t k,
+                             int64_t q_stride, bool per_tensor) {
   Quant q = {.mod = mod, .ctx = LLVMGetModuleContext(mod), .isa = isa};
   init_types(&q);
   unsigned vl = (unsigned)cg_isa_info[isa].qlanes, tail = (unsigned)(k % vl);
@@ -272,6 +340,13 @@ LLVMValueRef cg_emit_quantize_rows_dyn(LLVMModuleRef mod, const char *name, CgIs
     LLVMDisposeBuilder(q.b);
     return fn;
   }
+  /* Per tensor: the range of all m k values and the parameters, once. */
+  LLVMValueRef lo, hi, sx = NULL, zx = NULL;
+  if (per_tensor) {
+    range_of(&q, fn, x, m * k, vl, &lo, &hi);
+    tensor_params(&q, lo, hi, &sx, &zx);
+  }
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(q.b);
   LLVMBasicBlockRef rows = LLVMAppendBasicBlockInContext(q.ctx, fn, "row");
   LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(q.ctx, fn, "done");
   LLVMBuildBr(q.b, rows);
@@ -284,39 +359,11 @@ LLVMValueRef cg_emit_quantize_rows_dyn(LLVMModuleRef mod, const char *name, CgIs
              vl};
   LLVMValueRef rec = cg_at(q.b, recs, r, sizeof(CgGemmRow), 0);
 
-  /* The row's finite range widened to include 0: whole vectors, the tail,
-   * then the lanes. */
-  LLVMTypeRef fv = LLVMVectorType(q.f32, vl);
-  LLVMValueRef acc[2] = {LLVMConstNull(fv), LLVMConstNull(fv)};
-  vec_loop(&q, fn, nfull, vl, 2, acc, range_step, &row);
-  LLVMValueRef zero = LLVMConstReal(q.f32, 0.0);
-  LLVMValueRef lo = fold_lanes(&q, acc[0], vl, LLVMRealOLT, zero);
-  LLVMValueRef hi = fold_lanes(&q, acc[1], vl, LLVMRealOGT, zero);
-  if (tail) {
-    Row t = row;
-    t.n = tail;
-    LLVMTypeRef tv = LLVMVectorType(q.f32, tail);
-    LLVMValueRef ta[2] = {LLVMConstNull(tv), LLVMConstNull(tv)};
-    range_step(&q, LLVMConstInt(q.i64, (uint64_t)(nfull * vl), 0), ta, &t);
-    lo = fold_lanes(&q, ta[0], tail, LLVMRealOLT, lo);
-    hi = fold_lanes(&q, ta[1], tail, LLVMRealOGT, hi);
+  /* Per row: the row's range and its parameters. */
+  if (!per_tensor) {
+    range_of(&q, fn, row.src, k, vl, &lo, &hi);
+    row_params(&q, lo, hi, &sx, &zx);
   }
-
-  /* sx = f32((f64(hi) - f64(lo)) / 255), 1 below 1e-30; zx = rint(-f64(lo)
-   * / f64(sx)) clamped to [0, 255] (never NaN: lo and sx are finite). */
-  LLVMValueRef lod = LLVMBuildFPExt(q.b, lo, q.f64, "");
-  LLVMValueRef sxd = LLVMBuildFDiv(q.b, LLVMBuildFSub(q.b, LLVMBuildFPExt(q.b, hi, q.f64, ""), lod, ""),
-                                   LLVMConstReal(q.f64, 255.0), "");
-  LLVMValueRef sx = LLVMBuildFPTrunc(q.b, sxd, q.f32, "sx");
-  LLVMValueRef ok = LLVMBuildFCmp(q.b, LLVMRealOGE, LLVMBuildFPExt(q.b, sx, q.f64, ""),
-                                  LLVMConstReal(q.f64, 1e-30), "");
-  sx = LLVMBuildSelect(q.b, ok, sx, LLVMConstReal(q.f32, 1.0), "");
-  LLVMValueRef zd = round_even_f64(
-      &q, LLVMBuildFDiv(q.b, LLVMBuildFNeg(q.b, lod, ""), LLVMBuildFPExt(q.b, sx, q.f64, ""), ""));
-  LLVMValueRef d0 = LLVMConstReal(q.f64, 0.0), d255 = LLVMConstReal(q.f64, 255.0);
-  zd = LLVMBuildSelect(q.b, LLVMBuildFCmp(q.b, LLVMRealOLT, zd, d0, ""), d0, zd, "");
-  zd = LLVMBuildSelect(q.b, LLVMBuildFCmp(q.b, LLVMRealOGT, zd, d255, ""), d255, zd, "");
-  LLVMValueRef zx = LLVMBuildFPToSI(q.b, zd, q.i32, "zx");
 
   /* Quantize the row with them, summing its bytes. */
   q.scale = sx;
@@ -350,7 +397,7 @@ LLVMValueRef cg_emit_quantize_rows_dyn(LLVMModuleRef mod, const char *name, CgIs
   LLVMValueRef rn = LLVMBuildAdd(q.b, r, LLVMConstInt(q.i64, 1, 0), "");
   LLVMBasicBlockRef row_end = LLVMGetInsertBlock(q.b);
   LLVMValueRef zero64 = LLVMConstInt(q.i64, 0, 0);
-  LLVMAddIncoming(r, &zero64, &entry, 1);
+  LLVMAddIncoming(r, &zero64, &pre, 1);
   LLVMAddIncoming(r, &rn, &row_end, 1);
   LLVMBuildCondBr(q.b, LLVMBuildICmp(q.b, LLVMIntEQ, rn, LLVMConstInt(q.i64, (uint64_t)m, 0), ""),
                   done, rows);
@@ -358,4 +405,14 @@ LLVMValueRef cg_emit_quantize_rows_dyn(LLVMModuleRef mod, const char *name, CgIs
   LLVMBuildRetVoid(q.b);
   LLVMDisposeBuilder(q.b);
   return fn;
+}
+
+LLVMValueRef cg_emit_quantize_rows_dyn(LLVMModuleRef mod, const char *name, CgIsa isa, int64_t m,
+                                       int64_t k, int64_t q_stride) {
+  return emit_dyn(mod, name, isa, m, k, q_stride, false);
+}
+
+LLVMValueRef cg_emit_quantize_tensor_dyn(LLVMModuleRef mod, const char *name, CgIsa isa,
+                                         int64_t m, int64_t k, int64_t q_stride) {
+  return emit_dyn(mod, name, isa, m, k, q_stride, true);
 }

@@ -11,6 +11,11 @@
  *   ACC    MatMulInteger's int32 result (ACCF: cast to float), which
  *          becomes a qgemm when Mul by a constant scale completes the
  *          pattern MatMulInteger -> Cast -> Mul;
+ *   DYNQ   an output of DynamicQuantizeLinear (`ir` its f32 input), and
+ *   DSCALE its x_scale times a constant weight scale: with a MatMulInteger
+ *          of the same x, cast to float and multiplied by that product
+ *          (ONNX Runtime's quantize_dynamic), they become a qlinear_dyn
+ *          {granularity = tensor};
  *   FUSED  the result of a node inside a fused pattern: never computed.
  *
  * A value produced by DequantizeLinear remembers its quantized origin, so that
@@ -35,13 +40,16 @@
 
 #include "onnx_internal.h"
 
-typedef enum { OV_CONST, OV_IR, OV_ACC, OV_ACCF, OV_FUSED } OvKind;
+typedef enum { OV_CONST, OV_IR, OV_ACC, OV_ACCF, OV_DYNQ, OV_DSCALE, OV_FUSED } OvKind;
 
 typedef struct {
   OvKind kind;
   HTensor t;        /* OV_CONST */
   IrValue *ir;      /* OV_IR; OV_ACC/ACCF: MatMulInteger's quantized input A */
-  int32_t acc_zp;   /* OV_ACC/ACCF: A's zero point (B is in q) */
+  int32_t acc_zp;   /* OV_ACC/ACCF: A's zero point (B is in q); with dyn, W's */
+  bool dyn;         /* OV_ACC/ACCF: A is DynamicQuantizeLinear's: q is W [N, K] i8 */
+  int dq_part;      /* OV_DYNQ: the output (0 y, 1 y_scale, 2 y_zero_point) */
+  const char *dq_node; /* OV_DYNQ/DSCALE: the DynamicQuantizeLinear node's name */
   IrValue *ir_const;/* OV_CONST made into an IR constant (f32), once */
   const char *name; /* the ONNX name */
   /* Quantized origin (DequantizeLinear): the integer tensor or IR value, its
@@ -256,6 +264,8 @@ static const char *kind_what(OvKind k) {
   switch (k) {
   case OV_ACC: return "the int32 result of MatMulInteger";
   case OV_ACCF: return "MatMulInteger's result cast to float";
+  case OV_DYNQ: return "an output of DynamicQuantizeLinear";
+  case OV_DSCALE: return "DynamicQuantizeLinear's y_scale times a weight scale";
   default: return "a value";
   }
 }
@@ -283,6 +293,14 @@ static IrValue *need_ir(Imp *im, int i) {
   }
   if (v->kind == OV_IR)
     return v->ir;
+  if (v->kind == OV_DYNQ || v->kind == OV_DSCALE) {
+    fail(im, "input '%s' is %s (node '%s'); q8c maps DynamicQuantizeLinear only in ONNX "
+             "Runtime's pattern: MatMulInteger(y, W, y_zero_point, W_zero_point) -> Cast(FLOAT) "
+             "-> Mul(., Mul(y_scale, W_scale)) [-> Add(bias)], W and W_scale constants "
+             "(docs/import.md)",
+         v->name, kind_what(v->kind), v->dq_node);
+    return NULL;
+  }
   if (v->kind != OV_CONST) {
     fail(im, "input '%s' is %s; q8c maps MatMulInteger only in the pattern MatMulInteger -> "
              "Cast(FLOAT) -> Mul(constant scale) (docs/import.md)",
@@ -1571,6 +1589,8 @@ static bool tr_cast(Imp *im, int ni) {
     o->ir = v->ir;
     o->q = v->q;
     o->acc_zp = v->acc_zp;
+    o->dyn = v->dyn;
+    o->rows = v->rows;
     return true;
   }
   HDType h;
@@ -2066,17 +2086,105 @@ static bool tr_qlinear_matmul(Imp *im, int ni) {
   return qgemm_from(im, a, sa, za, &w, false, NULL, true, sy, zy);
 }
 
+/* DynamicQuantizeLinear(x): its three outputs stand for x until the
+ * pattern of ONNX Runtime's quantize_dynamic consumes them (tr_matmul_integer,
+ * tr_mul); anything else using them is refused (need_ir). */
 static bool tr_dynamic_quantize(Imp *im, int ni) {
-  return fail(im, "DynamicQuantizeLinear is not supported: it quantizes the whole tensor with one "
-                  "scale computed in f32 ((max - min) rounded to f32, then / 255), while q8c's "
-                  "run-time quantization (qlinear_dyn) is per row with (max - min) exact, so the "
-                  "results would differ; import the float model and compile it with --dynamic");
+  OVal *v = in(im, 0);
+  bool rows = v && v->kind == OV_IR && v->rows;
+  IrValue *x = rows ? v->ir : need_ir(im, 0);
+  if (!x)
+    return false;
+  if (x->type.dtype != IR_F32)
+    return fail(im, "the input is %s; DynamicQuantizeLinear takes f32", ir_dtype_name(x->type.dtype));
+  const char *nn = onnx_str(node(im, ni)->name);
+  for (int i = 0; i < (int)node(im, ni)->n_output && i < 3; i++) {
+    if (!*onnx_str(out_name(im, i)))
+      continue;
+    OVal *o = def_out(im, i, OV_DYNQ);
+    o->ir = x;
+    o->dq_part = i;
+    o->dq_node = *nn ? nn : out_name(im, 0);
+    o->rows = rows;
+  }
+  return true;
+}
+
+/* The weight of a MatMulInteger on DynamicQuantizeLinear's y: B [K, N] i8
+ * or u8, b_zero_point per tensor or per column (N), as qlinear_dyn's
+ * Wq [N, K] i8 and w_zero_point with the same differences Wq - zp:
+ *   one zero point z: i8 B as it is, zp = z; u8 B as B - 128, zp = z - 128;
+ *   per-column zero points that differ: Wq = B - zb[n], zp = 0, which must
+ *   fit [-128, 127]. */
+static bool dyn_weight(Imp *im, const HTensor *b, const HTensor *zb, HTensor *wq, int32_t *zp) {
+  int64_t k = b->dims[0], n = b->dims[1];
+  if (zb && zb->dt != b->dt)
+    return fail(im, "b_zero_point is %s and B %s; they must have the same type",
+                onnx_hname(zb->dt), onnx_hname(b->dt));
+  if (zb && zb->numel != 1 && zb->numel != n)
+    return fail(im, "b_zero_point has %lld elements; q8c takes one, or one per column (N = %lld)",
+                (long long)zb->numel, (long long)n);
+  bool same = true;
+  for (int64_t j = 1; zb && j < zb->numel; j++)
+    same = same && onnx_hget(zb, j) == onnx_hget(zb, 0);
+  int64_t dims[2] = {n, k};
+  bool ok;
+  *wq = new_tensor(im, H_I8, 2, dims, &ok);
+  if (!ok)
+    return false;
+  int32_t shift = same && b->dt == H_U8 ? 128 : 0;
+  *zp = same ? (zb ? (int32_t)onnx_hget(zb, 0) : 0) - shift : 0;
+  for (int64_t j = 0; j < n; j++) {
+    int32_t z = same ? shift : (int32_t)onnx_hget(zb, j);
+    for (int64_t i = 0; i < k; i++) {
+      int32_t v = (int32_t)onnx_hget(b, i * n + j) - z;
+      if (v < -128 || v > 127)
+        return fail(im, "B[%lld, %lld] - b_zero_point[%lld] = %d does not fit int8: q8c takes "
+                        "per-column zero points only when every B - zero point does (one zero "
+                        "point for the whole of B is always taken)",
+                    (long long)i, (long long)j, (long long)j, v);
+      ((int8_t *)wq->data)[j * k + i] = (int8_t)v;
+    }
+  }
+  return true;
+}
+
+/* MatMulInteger(y, B, y_zero_point, b_zero_point) on DynamicQuantizeLinear's
+ * outputs: the weight kept as given (dyn_weight), the rest in tr_mul. */
+static bool matmul_integer_dyn(Imp *im, OVal *a) {
+  OVal *za = in(im, 2), *b = in(im, 1);
+  if (a->dq_part != 0)
+    return fail(im, "input A is DynamicQuantizeLinear's %s; MatMulInteger takes its y",
+                a->dq_part == 1 ? "y_scale" : "y_zero_point");
+  if (!za || za->kind != OV_DYNQ || za->dq_part != 2 || za->ir != a->ir)
+    return fail(im, "a_zero_point is not the y_zero_point of the DynamicQuantizeLinear ('%s') "
+                    "that quantized A",
+                a->dq_node);
+  if (!b || b->kind != OV_CONST || b->t.rank != 2 || (b->t.dt != H_I8 && b->t.dt != H_U8))
+    return fail(im, "B must be a 2-D i8 or u8 constant");
+  const HTensor *zb = NULL;
+  if (in(im, 3) && !(zb = need_const(im, 3, "b_zero_point")))
+    return false;
+  HTensor wq;
+  int32_t zp = 0;
+  if (!dyn_weight(im, &b->t, zb, &wq, &zp))
+    return false;
+  OVal *o = def_out(im, 0, OV_ACC);
+  o->ir = a->ir;
+  o->q = wq;
+  o->acc_zp = zp;
+  o->dyn = true;
+  o->rows = a->rows;
+  o->dq_node = a->dq_node;
+  return true;
 }
 
 /* MatMulInteger(A u8, B i8 constant, a_zero_point, 0) -> Cast(FLOAT) ->
  * Mul(scale constant): a qgemm with f32 output whose multiplier is that
  * scale, exactly: f32(f32(acc) * scale). */
 static bool tr_matmul_integer(Imp *im, int ni) {
+  if (in(im, 0) && in(im, 0)->kind == OV_DYNQ)
+    return matmul_integer_dyn(im, in(im, 0));
   IrValue *a = need_ir(im, 0);
   if (!a)
     return false;
@@ -2122,8 +2230,79 @@ static bool acc_mul(Imp *im, OVal *acc, OVal *c) {
   return qgemm_from(im, acc->ir, 1.0, acc->acc_zp, &w, false, NULL, false, 0, 0);
 }
 
+/* Mul(y_scale, W_scale): W_scale an f32 constant of one element or N. */
+static bool dyn_scale(Imp *im, OVal *s, OVal *c) {
+  if (s->kind != OV_DYNQ || s->dq_part != 1 || c->kind != OV_CONST || c->t.dt != H_F32 ||
+      c->t.numel < 1 || (c->t.rank > 0 && c->t.dims[c->t.rank - 1] != c->t.numel))
+    return false;
+  OVal *o = def_out(im, 0, OV_DSCALE);
+  o->ir = s->ir;
+  o->qscale = c->t;
+  o->dq_node = s->dq_node;
+  o->rows = s->rows;
+  return true;
+}
+
+/* Mul(Cast(MatMulInteger(y, ...)), Mul(y_scale, W_scale)) [-> Add(bias)]:
+ *   qlinear_dyn x, Wq, W_scale[, bias] {granularity = tensor, w_zero_point}
+ * whose epilogue is the graph's f32(f32(acc) * f32(y_scale * W_scale)),
+ * then + bias: an Add of a constant of N elements that only this Mul feeds. */
+static bool dyn_linear(Imp *im, OVal *acc, OVal *sc) {
+  if (acc->kind != OV_ACCF || !acc->dyn)
+    return false;
+  if (sc->kind != OV_DSCALE)
+    return fail(im, "Mul of MatMulInteger's result (on DynamicQuantizeLinear's y) by %s: q8c maps "
+                    "it only as Mul(Cast(acc), Mul(y_scale, W_scale)), the scales multiplied "
+                    "first, as ONNX Runtime's quantize_dynamic writes it (another order rounds "
+                    "differently)",
+                sc->kind == OV_CONST ? "a constant" : kind_what(sc->kind));
+  if (sc->ir != acc->ir)
+    return fail(im, "the y_scale multiplied here is of another DynamicQuantizeLinear ('%s') than "
+                    "the one that quantized MatMulInteger's input",
+                sc->dq_node);
+  int64_t n = acc->q.dims[0];
+  if (sc->qscale.numel != 1 && sc->qscale.numel != n)
+    return fail(im, "W_scale has %lld elements for N = %lld; q8c takes one, or one per column",
+                (long long)sc->qscale.numel, (long long)n);
+  const char *out = out_name(im, 0), *bn;
+  int u = one_user(im->um, out);
+  OVal *c;
+  bool fuse = is_op(im, u, "Add") && im->role[u] == NODE_PLAIN && (bn = other_in(im, u, out)) &&
+              (c = find(im, bn)) && c->kind == OV_CONST && !c->has_q && c->t.dt == H_F32 &&
+              c->t.numel == n && c->t.rank >= 1 && c->t.dims[c->t.rank - 1] == n &&
+              c->t.rank <= acc->ir->type.rank;
+  /* Named after the Add when it is fused: the graph's output, often. */
+  const char *on = sanitize(im, fuse ? onnx_str(node(im, u)->output[0]) : out);
+  HTensor sw = sc->qscale;
+  sw.rank = 1;
+  sw.dims[0] = sw.numel;
+  char wname[600], sname[600];
+  snprintf(wname, sizeof wname, "%s.Wq", on);
+  snprintf(sname, sizeof sname, "%s.W_scale", on);
+  IrValue *ops[4] = {acc->ir, ob_const(&im->b, wname, &acc->q), ob_const(&im->b, sname, &sw), NULL};
+  if (fuse) {
+    HTensor bt = c->t;
+    bt.rank = 1;
+    bt.dims[0] = n;
+    ops[3] = ob_const(&im->b, sanitize(im, c->name), &bt);
+    im->role[u] = NODE_ALIAS;
+    im->pat_x[u] = out;
+  }
+  BAttr at[2] = {{IR_ATTR_GRANULARITY, 1, {IR_DYN_TENSOR}},
+                 {IR_ATTR_W_ZERO_POINT, 1, {acc->acc_zp}}};
+  if (!set_ir(im, 0, ob_node(&im->b, IR_OP_QLINEAR_DYN, on, ops, ops[3] ? 4 : 3, at,
+                             acc->acc_zp ? 2 : 1)))
+    return false;
+  find(im, out)->rows = acc->rows;
+  return true;
+}
+
 static bool tr_mul(Imp *im, int ni) {
   OVal *a = in(im, 0), *b = in(im, 1);
+  if (a && b && (dyn_scale(im, a, b) || dyn_scale(im, b, a)))
+    return true;
+  if (a && b && ((a->kind == OV_ACCF && a->dyn) || (b->kind == OV_ACCF && b->dyn)))
+    return (a->kind == OV_ACCF && a->dyn) ? dyn_linear(im, a, b) : dyn_linear(im, b, a);
   if (a && b && (a->kind >= OV_ACC || b->kind >= OV_ACC))
     return acc_mul(im, a, b) || acc_mul(im, b, a) ||
            (!im->m->diag.failed &&

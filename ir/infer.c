@@ -599,8 +599,23 @@ static bool infer_qgemm(IrModule *m, const IrNode *n, IrType *out) {
          check_q_io(m, n, n->opnds[0]->type.dtype == IR_F32, out);
 }
 
+/* w_zero_point belongs to ONNX's form only ({granularity = tensor}: the
+ * importer's), and lies in [-128, 127]. */
+static bool qlinear_dyn_attrs(IrModule *m, const IrNode *n) {
+  if (!ir_has_attr(n, IR_ATTR_W_ZERO_POINT))
+    return true;
+  int64_t z = ir_attr_int(n, IR_ATTR_W_ZERO_POINT, 0);
+  if (ir_attr_name(n, IR_ATTR_GRANULARITY, IR_DYN_ROW) != IR_DYN_TENSOR)
+    return ir_error(&m->diag, n->loc, "qlinear_dyn: w_zero_point needs {granularity = tensor}");
+  if (z < -128 || z > 127)
+    return ir_error(&m->diag, n->loc, "qlinear_dyn: w_zero_point %lld is outside [-128, 127]",
+                    (long long)z);
+  return true;
+}
+
 static bool infer_qlinear_dyn(IrModule *m, const IrNode *n, IrType *out) {
-  return need_dtype(m, n, 0, is_f32, "f32") && need_dtype(m, n, 2, is_f32, "f32") &&
+  return qlinear_dyn_attrs(m, n) && need_dtype(m, n, 0, is_f32, "f32") &&
+         need_dtype(m, n, 2, is_f32, "f32") &&
          (n->nopnds < 4 || need_dtype(m, n, 3, is_f32, "f32")) &&
          infer_qlinear_shape(m, n, 2, true, out);
 }

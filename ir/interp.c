@@ -706,7 +706,8 @@ static bool eval_qlinear(IrDiag *d, const IrNode *n, const Slot *const *a, Slot 
 }
 
 /* x f32, Wq [N, K] i8, w_scale [N] or [1] f32, [b [N] f32] -> f32, each row
- * of x quantized to u8 with its own range (q8_ref_qlinear_dyn). */
+ * of x quantized to u8 with its own range (q8_ref_qlinear_dyn), or with
+ * {granularity = tensor} the whole of x with one (q8_ref_qlinear_dyn_tensor). */
 static bool eval_qlinear_dyn(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
   int64_t rows, k, nout;
   if (!need_dtype(d, n, a, 0, DT(IR_F32), "f32") || !need_dtype(d, n, a, 1, DT(IR_I8), "i8") ||
@@ -715,8 +716,14 @@ static bool eval_qlinear_dyn(IrDiag *d, const IrNode *n, const Slot *const *a, S
       !need_result_dtype(d, n, r, IR_F32) ||
       !linear_shapes(d, n, a, r, true, &rows, &k, &nout))
     return false;
-  q8_ref_qlinear_dyn(f32_of(a[0]), a[1]->data, f32_of(a[2]), a[2]->type.dims[0],
-                     n->nopnds > 3 ? f32_of(a[3]) : NULL, f32_out(r), rows, k, nout);
+  const float *b = n->nopnds > 3 ? f32_of(a[3]) : NULL;
+  if (ir_attr_name(n, IR_ATTR_GRANULARITY, IR_DYN_ROW) == IR_DYN_TENSOR)
+    q8_ref_qlinear_dyn_tensor(f32_of(a[0]), a[1]->data, f32_of(a[2]), a[2]->type.dims[0],
+                              (int32_t)ir_attr_int(n, IR_ATTR_W_ZERO_POINT, 0), b, f32_out(r),
+                              rows, k, nout);
+  else
+    q8_ref_qlinear_dyn(f32_of(a[0]), a[1]->data, f32_of(a[2]), a[2]->type.dims[0], b,
+                       f32_out(r), rows, k, nout);
   return true;
 }
 

@@ -79,6 +79,9 @@ typedef enum {
 
 /* The values of gelu's `approximate`: indices of its ATTR_NAMES. */
 typedef enum { IR_GELU_NONE, IR_GELU_TANH } IrGeluApprox;
+/* qlinear_dyn's `granularity`: a scale per row (q8c's arithmetic), or one
+ * per tensor (ONNX's DynamicQuantizeLinear; docs/quantization.md). */
+typedef enum { IR_DYN_ROW, IR_DYN_TENSOR } IrDynGranularity;
 
 #define IR_ATTR_BIT(ID) (1u << IR_ATTR_##ID)
 /* Attributes every op may carry. */

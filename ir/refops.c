@@ -515,6 +515,64 @@ void q8_ref_qlinear_dyn(const float *x, const int8_t *w, const float *w_scale,
   }
 }
 
+/* ONNX's DynamicQuantizeLinear parameters of `count` values (ONNX Runtime's
+ * GetQuantizationParameter), each operation in f32:
+ *   lo = min(0, min of the finite v), hi = max(0, max of the finite v)
+ *   s = 1 when hi == lo (v all zeros), else (hi - lo) / 255
+ *   z = rint(max(0, min(255, 0 - lo / s)))   (std::min/std::max: NaN -> 255) */
+static void dyn_tensor_params(const float *v, int64_t count, float *s, int32_t *z) {
+  float lo = 0, hi = 0;
+  for (int64_t l = 0; l < count; l++)
+    if (isfinite(v[l])) {
+      lo = v[l] < lo ? v[l] : lo;
+      hi = v[l] > hi ? v[l] : hi;
+    }
+  float sv = hi == lo ? 1.0f : (hi - lo) / 255.0f;
+  float zf = 0.0f - lo / sv;
+  zf = zf < 255.0f ? zf : 255.0f;
+  zf = 0.0f < zf ? zf : 0.0f;
+  *s = sv;
+  *z = (int32_t)rintf(zf);
+}
+
+/* docs/quantization.md, "ONNX's DynamicQuantizeLinear": x quantized to u8
+ * with one scale and zero point for all its m rows (dyn_tensor_params),
+ *   acc[n] = sum_k (xq - zx) (w[n, k] - w_zp)   (int32, wrapping)
+ *   y = (float)acc * (sx * w_scale[n]) + b[n], each operation in f32
+ * in tiles as q8_ref_qlinear_dyn. */
+void q8_ref_qlinear_dyn_tensor(const float *x, const int8_t *w, const float *w_scale,
+                               int64_t w_scale_len, int32_t w_zp, const float *b, float *y,
+                               int64_t m, int64_t k, int64_t n) {
+  float sx;
+  int32_t zx;
+  dyn_tensor_params(x, m * k, &sx, &zx);
+  for (int64_t i = 0; i < m; i++) {
+    const float *xi = x + i * k;
+    for (int64_t j0 = 0; j0 < n; j0 += DYN_NB) {
+      int64_t nb = n - j0 < DYN_NB ? n - j0 : DYN_NB;
+      uint32_t acc[DYN_NB] = {0};
+      for (int64_t l0 = 0; l0 < k; l0 += DYN_KB) {
+        int64_t kb = k - l0 < DYN_KB ? k - l0 : DYN_KB;
+        int32_t xq[DYN_KB];
+        for (int64_t l = 0; l < kb; l++)
+          xq[l] = q8_ref_quantize_value(xi[l0 + l], sx, zx, 0, 255) - zx;
+        for (int64_t j = 0; j < nb; j++) {
+          const int8_t *wj = w + (j0 + j) * k + l0;
+          for (int64_t l = 0; l < kb; l++)
+            acc[j] += (uint32_t)(xq[l] * ((int32_t)wj[l] - w_zp));
+        }
+      }
+      for (int64_t j = 0; j < nb; j++) {
+        float t = sx * w_scale[w_scale_len == 1 ? 0 : j0 + j];
+        float v = (float)wrap_i32(acc[j]) * t;
+        if (b)
+          v = v + b[j0 + j];
+        y[i * n + j0 + j] = v;
+      }
+    }
+  }
+}
+
 /* ---- qmatmul: the matmul of two activations ---- */
 
 /* Element i of a quantized buffer, int8 when is_signed, else uint8. */

@@ -102,6 +102,10 @@ q8_ref_qgemm_fn q8_ref_qgemm;
 /* qlinear_dyn: per-row dynamic quantization of x, w_scale_len 1 or n, b may
  * be NULL. */
 q8_ref_qlinear_dyn_fn q8_ref_qlinear_dyn;
+/* qlinear_dyn {granularity = tensor}: x [m, k] quantized to u8 with one
+ * scale for the whole tensor, ONNX's DynamicQuantizeLinear arithmetic, and
+ * the weight's zero point w_zp subtracted from w. */
+q8_ref_qlinear_dyn_tensor_fn q8_ref_qlinear_dyn_tensor;
 /* qmatmul: `batch` products x[M, K] b[K, N] of quantized x and b (int8 when
  * *_signed, else uint8; x's rows x_stride bytes apart, b's b_stride), the
  * matrices one after the other, with zero points x_zp and b_zp subtracted
