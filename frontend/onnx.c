@@ -3101,6 +3101,10 @@ static bool import_graph(Imp *im) {
     OVal *v = find(im, name);
     if (!v)
       return fail(im, "graph output '%s' is not computed by any node", name);
+    if (v->kind >= OV_ACC && v->kind <= OV_DSCALE)
+      return fail(im, "graph output '%s' is %s, which q8c maps only inside a quantized "
+                      "MatMulInteger pattern ending in Mul (docs/import.md)",
+                  name, kind_what(v->kind));
     if (v->kind != OV_IR)
       return fail(im, "graph output '%s' is a constant (or part of a quantization pattern); q8c "
                       "models compute their outputs",

@@ -530,6 +530,7 @@ def bad_models(work):
              helper.make_node("MatMulInteger", ["q", "W", "z"], ["y"], name="mmi")]
     cases["dynamic_quantize"] = mk_model(
         nodes, [numpy_helper.from_array(np.ones((4, 4), np.int8), "W")], 4, 4).SerializeToString()
+    cases.update(dynamic_quantize_models())
     w = np.full((4, 3), -128, np.int8)
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant"),
              helper.make_node("QLinearMatMul", ["q", "s", "z", "W", "s", "zw", "s", "z"], ["yq"],
@@ -564,6 +565,35 @@ def bad_models(work):
     m.graph.initializer.append(big)
     cases["over_cap"] = m.SerializeToString()
     return cases
+
+
+def dynamic_quantize_models():
+    """ONNX Runtime's quantize_dynamic pattern, malformed: the nodes between
+    DynamicQuantizeLinear and the final Mul, changed one at a time."""
+    def dyn(mmi_in=("q", "W", "z", "Wz"), muls=(("s", "Ws", "sw"), ("accf", "sw", "y")),
+            extra=(), w=np.ones((4, 3), np.int8), wz=np.array(0, np.int8)):
+        nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"], name="dql"),
+                 helper.make_node("MatMulInteger", list(mmi_in), ["acc"], name="mmi"),
+                 helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT, name="cast")]
+        nodes += [helper.make_node("Mul", [a, b], [o], name="mul_" + o) for a, b, o in muls]
+        nodes += list(extra)
+        inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(wz, "Wz"),
+                 numpy_helper.from_array(np.array(0.02, F32), "Ws"),
+                 numpy_helper.from_array(np.array(9, np.uint8), "z9")]
+        return mk_model(nodes, inits, 4, 3).SerializeToString()
+    return {
+        # the scales multiplied after the cast, one at a time: another rounding
+        "dynamic_mul_order": dyn(muls=(("accf", "s", "t"), ("t", "Ws", "y"))),
+        # MatMulInteger's a_zero_point a constant, not DynamicQuantizeLinear's
+        "dynamic_zero_point": dyn(mmi_in=("q", "W", "z9", "Wz"),
+                                  muls=(("s", "Ws", "sw"), ("accf", "sw", "y"))),
+        # y also read by another node
+        "dynamic_other_use": dyn(extra=[helper.make_node("DequantizeLinear", ["q", "s", "z"],
+                                                         ["dq"], name="deq")]),
+        # u8 weights with per-column zero points B - zp does not fit int8
+        "dynamic_u8_columns": dyn(w=np.array([[0, 255, 3]] * 4, np.uint8),
+                                  wz=np.array([128, 0, 3], np.uint8)),
+    }
 
 
 def test_errors(q8c, t, update):
