@@ -223,6 +223,99 @@ def test_import(t, rng):
             "")
 
 
+# ---- 2. the reference GPT-2 through bench/peers/onnx_dynamic_int8.py ----
+
+def test_gpt2(t, chk, figures):
+    try:
+        import torch
+        import test_onnx_reference as ref_t
+    except ImportError:
+        t.skip("gpt2", "python3-torch is not installed")
+        return
+    sys.path.insert(0, os.path.join(ROOT, "bench", "peers"))
+    import onnx_dynamic_int8 as rw
+    gen = ref_t.load_gen()
+    d = q8test.tmpdir()
+    r = q8test.run(sys.executable, ref_t.GEN, "gpt2", "tiny", d, check=False, timeout=1800)
+    if not t.check("gpt2: gen.py writes the model", r.returncode == 0, r.stderr):
+        return
+    import json
+    with open(os.path.join(d, "manifest.json")) as f:
+        man = json.load(f)
+    c, full = man["config"], man["models"]["full"]
+    ref_f = np.load(os.path.join(d, full["outputs"]["logits"]))
+    ids = np.load(os.path.join(d, full["inputs"]["ids"])).astype(np.int64)
+    feeds = {"ids": os.path.join(d, "ids64.npy")}
+    np.save(feeds["ids"], ids)
+    fl = os.path.join(d, "gpt2.onnx")
+    ref_t.export(gen, "gpt2", c, fl, 17)
+    model = onnx.load(fl)
+    # gen.py's weights are captured tensors: the export holds them as
+    # Constant nodes, which the rewrite (initializers only) would pass by.
+    keep = []
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute[0].name == "value" and \
+                len(n.attribute[0].t.dims) == 2:
+            tp = onnx.TensorProto()
+            tp.CopyFrom(n.attribute[0].t)
+            tp.name = n.output[0]
+            model.graph.initializer.append(tp)
+        else:
+            keep.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    orig = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    mm = [(n.name or n.output[0], n.input[1]) for n in model.graph.node
+          if n.op_type == "MatMul" and n.input[1] in orig and orig[n.input[1]].ndim == 2]
+    count = rw.rewrite(model)
+    qpath = os.path.join(d, "gpt2.dyn.onnx")
+    onnx.save(model, qpath)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    # The weight each rewritten MatMul had, as the bytes of B [K, N] -> (Bq, Bs).
+    table = {np.ascontiguousarray(orig[b], F32).tobytes(): (inits[p + "_q_B"], inits[p + "_q_Bs"])
+             for p, b in mm}
+    dim = ("--dim", "sequence=%d" % c["T"])
+    ir = q8test.run(Q8C, qpath, *dim, "--stop-after=verify").stdout
+    t.check("gpt2: %d MatMuls rewritten, as many qlinear_dyn {granularity = tensor}" % count,
+            count > 0 and ir.count("granularity = tensor") == count, "%d in the IR" %
+            ir.count("granularity = tensor"))
+
+    # numpy-ONNX: PyTorch's float ops, each rewritten MatMul by ONNX's
+    # integer arithmetic on the model's own Bq, Bs.
+    linear = torch.nn.functional.linear
+
+    def dyn_linear(x, w, b=None):
+        hit = table.get(np.ascontiguousarray(w.detach().numpy().T, F32).tobytes())
+        if hit is None:
+            return linear(x, w, b)
+        y = dyn_layer(x.detach().numpy(), hit[0], 0, hit[1], None)
+        y = torch.from_numpy(y)
+        return y + b if b is not None else y
+    w = gen.gpt2_weights(0, c)
+    gen.F.linear = dyn_linear
+    try:
+        with torch.no_grad():
+            want = gen.gpt2_torch(w, c, torch.from_numpy(ids))[0].numpy()
+    finally:
+        gen.F.linear = linear
+    got = os.path.join(d, "y.npy")
+    q8test.run(Q8C, "run", qpath, *dim, "-i", "ids=" + feeds["ids"], "-o", "logits=" + got)
+    y = np.load(got)
+    db = q8test.sqnr_db(want, y)
+    same = np.mean(y == want)
+    t.check("gpt2: q8c's logits equal numpy-ONNX's within float rounding (SQNR >= 60 dB)",
+            db >= 60, "%.1f dB" % db)
+    figures.append("figure gpt2 rewritten: SQNR vs numpy-ONNX %.1f dB (%.1f%% of logits "
+                   "identical); vs PyTorch float %.2f dB, numpy-ONNX vs PyTorch float %.2f dB"
+                   % (db, 100 * same, q8test.sqnr_db(ref_f, y), q8test.sqnr_db(ref_f, want)))
+    # Compiled: attention's float matmuls become qmatmul_dyn too (--dynamic,
+    # the default without --calib); that IR's interpreter and its .so agree
+    # byte for byte.
+    qir = os.path.join(d, "gpt2.dyn.ir")
+    q8test.run(Q8C, qpath, *dim, "--dynamic", "-o", qir)
+    chk.run("gpt2 rewritten", qir, {"ids": feeds["ids"]}, ("logits",), ids.shape[0])
+
+
 def main():
     t = q8test.Tally()
     if onnx is None:
@@ -232,6 +325,10 @@ def main():
     chk = Check(t)
     test_mlps(t, chk, rng)
     test_import(t, rng)
+    figures = []
+    test_gpt2(t, chk, figures)
+    for f in figures:
+        print(f)
     return t.finish()
 
 
