@@ -32,7 +32,7 @@ Per MatMul by a constant W the graph is
 Needs numpy and onnx (python3-onnx); torch for part 2.
 """
 import os
-import subprocess
+import re
 import sys
 
 import numpy as np
@@ -223,6 +223,41 @@ def test_import(t, rng):
             "")
 
 
+# Each variant's division of the per-tensor quantization (a true division,
+# never a multiply by 1/scale), by architecture.
+DIVIDE = {"x86_64": r"divps\s", "aarch64": r"\bfdiv\s+v\d+\.4s"}
+
+
+def test_asm(t, rng):
+    """On every variant (those that do not run here too): the compiled
+    layers call no reference function, the per-tensor quantization is there
+    with its vector division, and the kernels multiply with the variant's
+    instruction (test_attn_kernels.MULTIPLY)."""
+    from test_attn_kernels import MULTIPLY
+    d = q8test.tmpdir()
+    path = os.path.join(d, "m.onnx")
+    onnx.save(mlp_model(Layer(rng, 40, 24, "u8", True, True, False),
+                        Layer(rng, 24, 9, "s8", False, True, False), 40), path)
+    for v in q8test.list_targets(Q8C):
+        ll, asm = os.path.join(d, "m.ll"), os.path.join(d, "m.s")
+        r1 = q8test.run(Q8C, path, "--batch", 3, "--target=" + v.name, "--emit=llvm", "-o", ll,
+                        check=False)
+        r2 = q8test.run(Q8C, path, "--batch", 3, "--target=" + v.name, "--emit=asm", "-o", asm,
+                        check=False)
+        if not t.check("asm %s: compiles" % v.name, r1.returncode == 0 and r2.returncode == 0,
+                       r1.stderr + r2.stderr):
+            continue
+        text = open(ll).read()
+        t.check("asm %s: no reference call, the per-tensor quantization emitted" % v.name,
+                "@q8_ref_qlinear_dyn" not in text and text.count("q8_quantize_tensor_dyn") >= 2,
+                "")
+        text = open(asm).read()
+        t.check("asm %s: divides with /%s/, multiplies with /%s/" % (
+            v.name, DIVIDE[v.arch], MULTIPLY[v.name]),
+            re.search(DIVIDE[v.arch], text) is not None and
+            re.search(MULTIPLY[v.name], text) is not None, "")
+
+
 # ---- 2. the reference GPT-2 through bench/peers/onnx_dynamic_int8.py ----
 
 def test_gpt2(t, chk, figures):
@@ -325,6 +360,7 @@ def main():
     chk = Check(t)
     test_mlps(t, chk, rng)
     test_import(t, rng)
+    test_asm(t, rng)
     figures = []
     test_gpt2(t, chk, figures)
     for f in figures:
