@@ -33,6 +33,7 @@ Needs numpy and onnx (python3-onnx); torch for part 2.
 """
 import os
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -87,10 +88,11 @@ class Layer:
     def __init__(self, rng, k, n, kind, per_col_scale, bias, swap):
         w = rng.standard_normal((k, n)).astype(F32)
         self.swap, self.n = swap, n
-        if kind == "s8":  # quantize_dynamic's default: symmetric, [-127, 127]
+        if kind in ("s8", "s8r"):  # quantize_dynamic's default: symmetric, [-127, 127]
+            top = 127 if kind == "s8" else 63  # s8r: reduce_range's 7 bits
             m = np.max(np.abs(w), axis=0) if per_col_scale else np.max(np.abs(w))
-            self.ws = np.asarray(m / 127, F32)
-            self.wq = np.clip(np.rint(w / self.ws), -127, 127).astype(np.int8)
+            self.ws = np.asarray(m / top, F32)
+            self.wq = np.clip(np.rint(w / self.ws), -top, top).astype(np.int8)
             self.wz = np.array(0, np.int8)
         elif kind == "s8z":  # i8 with a zero point
             self.wq = rng.integers(-100, 120, (k, n)).astype(np.int8)
@@ -159,7 +161,63 @@ MLPS = [
     ("s8 zero point, bias", ("s8z", False, True, True), ("s8z", True, False, False)),
     ("u8 per-tensor zp, per-column scale", ("u8", True, True, False), ("u8", False, False, True)),
     ("u8 per-column zp", ("u8col", False, True, False), ("u8col", True, True, True)),
+    ("s8 7-bit (reduce_range)", ("s8r", True, True, False), ("s8r", False, True, True)),
 ]
+ORT_JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_run.js")
+ORT_PATH = os.path.join(os.path.dirname(Q8C), "peers", "node_modules")
+
+
+def why_no_ort():
+    if not os.path.isdir(os.path.join(ORT_PATH, "onnxruntime-node")):
+        return ("no ONNX Runtime (npm install --prefix build/peers --ignore-scripts "
+                "onnxruntime-node@1.30.0)")
+    if subprocess.run(["node", "--version"], capture_output=True).returncode != 0:
+        return "no node"
+    return None
+
+
+def ort_run(path, x, level, d):
+    """ONNX Runtime's output for x, or None when it fails."""
+    xb, yb = os.path.join(d, "x.f32"), os.path.join(d, "y.f32")
+    np.ascontiguousarray(x, F32).tofile(xb)
+    r = subprocess.run(["node", ORT_JS, path, level, xb, str(x.shape[0]), str(x.shape[1]), yb],
+                       env=dict(os.environ, NODE_PATH=ORT_PATH), capture_output=True, text=True,
+                       timeout=300)
+    return np.fromfile(yb, F32) if r.returncode == 0 else None
+
+
+def test_ort(t, rng, figures):
+    """ONNX Runtime on the same models: equal to ONNX's arithmetic (numpy)
+    and so to q8c, bit for bit, where its kernels compute it: u8 weights, and
+    i8 weights of 7 bits. With full-range i8 weights, MLAS's AVX2 kernel
+    (vpmaddubsw) saturates pairs of products at int16 on CPUs without VNNI,
+    so ORT's output there is not ONNX's arithmetic: reported, not checked."""
+    why = why_no_ort()
+    if why:
+        t.skip("ONNX Runtime comparison", why)
+        return
+    k = 37
+    for label, a, b in MLPS:
+        d = q8test.tmpdir()
+        l1, l2 = Layer(rng, k, 29, *a), Layer(rng, 29, 13, *b)
+        path = os.path.join(d, "m.onnx")
+        onnx.save(mlp_model(l1, l2, k), path)
+        x = (rng.standard_normal((7, k)) * 2).astype(F32)
+        x[3] = 0
+        full_s8 = "s8" in (a[0], b[0]) or "s8z" in (a[0], b[0])
+        for xv in (x, np.zeros((3, k), F32)):
+            ref = mlp_ref(l1, l2, xv).ravel()
+            for level in ("disabled", "all"):
+                y = ort_run(path, xv, level, d)
+                what = "%s, %s, ORT %s" % (label, "zeros" if not xv.any() else "zero row", level)
+                if y is None or not full_s8 or not xv.any():
+                    t.check(what + ": ONNX Runtime equals ONNX's arithmetic (numpy) and q8c",
+                            y is not None and np.array_equal(y, ref),
+                            "failed" if y is None else "%d differ" % np.sum(y != ref))
+                else:
+                    figures.append("figure %s: %d of %d outputs differ from ONNX's arithmetic "
+                                   "(ORT's saturating vpmaddubsw on this CPU)" % (
+                                       what, np.sum(y != ref), ref.size))
 A64_MLPS = {"s8 per-tensor, bias", "u8 per-tensor zp, per-column scale"}
 
 
@@ -362,6 +420,7 @@ def main():
     test_import(t, rng)
     test_asm(t, rng)
     figures = []
+    test_ort(t, rng, figures)
     test_gpt2(t, chk, figures)
     for f in figures:
         print(f)
