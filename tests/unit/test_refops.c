@@ -575,6 +575,80 @@ static void test_qlinear_dyn_untiled(void **state) {
           check_qlinear_dyn(&s, ks[ki], ns[ni], per_tensor, has_bias);
 }
 
+/* qlinear_dyn {granularity = tensor}: ONNX's DynamicQuantizeLinear by hand.
+ * x = [-1, 0, 1, 0.5]: lo = -1, hi = 1, sx = f32(2 / 255), 0 - lo / sx =
+ * 127.49999 in f32 (not the tie 127.5), so zx = 127; x / sx rounds to
+ * -127, 0, 127, 64; xq = 0, 127, 254, 191. With w = [4, 5, 6, -1] less
+ * w_zp = 3: acc = -127 * 1 + 127 * 3 + 64 * -4 = -2. */
+static void test_qlinear_dyn_tensor_by_hand(void **state) {
+  (void)state;
+  const float x[4] = {-1, 0, 1, 0.5f};
+  const int8_t w[4] = {4, 5, 6, -1};
+  const float ws = 0.5f, b = 0.25f;
+  float y;
+  q8_ref_qlinear_dyn_tensor(x, w, &ws, 1, 3, &b, &y, 1, 4, 1);
+  float sx = 2.0f / 255.0f;
+  assert_true(y == (float)-2 * (sx * 0.5f) + 0.25f);
+  /* All zeros: scale 1, zero point 0 (ONNX Runtime's rule), y = b. */
+  const float z[6] = {0};
+  const int8_t w2[6] = {-128, 127, 9, 0, 1, -7};
+  const float ws2[2] = {0.5f, 2}, b2[2] = {1, -1};
+  float y2[4];
+  q8_ref_qlinear_dyn_tensor(z, w2, ws2, 2, 5, b2, y2, 2, 3, 2);
+  for (int i = 0; i < 4; i++)
+    assert_true(y2[i] == b2[i % 2]);
+  q8_ref_qlinear_dyn_tensor(z, w2, ws2, 2, -128, NULL, y2, 2, 3, 2);
+  for (int i = 0; i < 4; i++)
+    assert_true(y2[i] == 0 && !signbit(y2[i]));
+}
+
+/* The tiled qlinear_dyn_tensor against its untiled definition with an int64
+ * sum, across tile edges, with weight zero points -128, 0 and 77. */
+static void test_qlinear_dyn_tensor_untiled(void **state) {
+  (void)state;
+  const int64_t ks[] = {1, 512, 513}, ns[] = {1, 128, 129}, m = 3;
+  const int32_t zps[] = {-128, 0, 77};
+  uint32_t s = 7;
+  for (size_t ki = 0; ki < 3; ki++)
+    for (size_t ni = 0; ni < 3; ni++)
+      for (size_t zi = 0; zi < 3; zi++) {
+        int64_t k = ks[ki], n = ns[ni];
+        float *x = malloc((size_t)(m * k) * sizeof *x), *ws = malloc((size_t)n * sizeof *ws);
+        float *y = malloc((size_t)(m * n) * sizeof *y);
+        int8_t *w = malloc((size_t)(n * k));
+        assert_true(x && ws && y && w);
+        for (int64_t i = 0; i < m * k; i++)
+          x[i] = rng_float(&s, -2, 7);
+        for (int64_t i = 0; i < n * k; i++)
+          w[i] = (int8_t)rng_int(&s, -128, 127);
+        for (int64_t j = 0; j < n; j++)
+          ws[j] = rng_float(&s, 1e-3f, 0.05f);
+        q8_ref_qlinear_dyn_tensor(x, w, ws, n, zps[zi], NULL, y, m, k, n);
+        float lo = 0, hi = 0;
+        for (int64_t i = 0; i < m * k; i++) {
+          lo = fminf(lo, x[i]);
+          hi = fmaxf(hi, x[i]);
+        }
+        float sx = hi == lo ? 1.0f : (hi - lo) / 255.0f;
+        int32_t zx = (int32_t)rintf(fminf(fmaxf(0.0f - lo / sx, 0.0f), 255.0f));
+        for (int64_t i = 0; i < m; i++)
+          for (int64_t j = 0; j < n; j++) {
+            int64_t acc = 0;
+            for (int64_t l = 0; l < k; l++)
+              acc += (int64_t)(q8_ref_quantize_value(x[i * k + l], sx, zx, 0, 255) - zx) *
+                     (w[j * k + l] - zps[zi]);
+            assert_true(acc >= INT32_MIN && acc <= INT32_MAX);
+            if (y[i * n + j] != (float)(int32_t)acc * (sx * ws[j]))
+              fail_msg("k %lld n %lld w_zp %d: y[%lld, %lld] differs", (long long)k,
+                       (long long)n, zps[zi], (long long)i, (long long)j);
+          }
+        free(x);
+        free(ws);
+        free(y);
+        free(w);
+      }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_broadcast_shorter_first),
@@ -590,6 +664,8 @@ int main(void) {
       cmocka_unit_test(test_qgemm_u8_in_f32_out_relu),
       cmocka_unit_test(test_qgemm_matches_int64),
       cmocka_unit_test(test_qlinear_dyn_untiled),
+      cmocka_unit_test(test_qlinear_dyn_tensor_by_hand),
+      cmocka_unit_test(test_qlinear_dyn_tensor_untiled),
       cmocka_unit_test(test_softmax_axis),
       cmocka_unit_test(test_softmax_causal),
       cmocka_unit_test(test_rmsnorm),
