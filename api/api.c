@@ -138,11 +138,12 @@ static q8c_status protect(q8c_module *qm, work_fn work, void *args) {
 
 typedef struct {
   const char *name, *path, *text;
+  const FeDims *dims; /* q8c_parse_file_dims's, or NULL */
 } ParseArgs;
 
 static q8c_status parse_work(q8c_module *qm, void *p) {
   const ParseArgs *a = p;
-  qm->ir = a->path ? fe_parse_file(a->path) : fe_parse(a->name, a->text);
+  qm->ir = a->path ? fe_parse_file_dims(a->path, a->dims) : fe_parse(a->name, a->text);
   return qm->ir->diag.failed ? layer_failed(qm, Q8C_ERR_MODEL) : Q8C_OK;
 }
 
@@ -163,12 +164,49 @@ static q8c_status parse(const char *fn, const ParseArgs *a, q8c_module **out) {
 }
 
 q8c_status q8c_parse_file(const char *path, q8c_module **out) {
-  ParseArgs a = {NULL, path, NULL};
+  ParseArgs a = {NULL, path, NULL, NULL};
   return parse("q8c_parse_file", &a, out);
 }
 
+q8c_status q8c_parse_file_dims(const char *path, int ndims, const char *const *names,
+                               const int64_t *values, q8c_module **out) {
+  static const char fn[] = "q8c_parse_file_dims";
+  FeDims dims = {0};
+  ParseArgs a = {NULL, path, NULL, &dims};
+  /* The bindings are checked as `--dim NAME=N` is (driver/main.c). */
+  const char *bad = NULL;
+  char why[160];
+  if (ndims < 0 || ndims > FE_MAX_DIMS)
+    snprintf(why, sizeof why, "ndims is %d; it takes 0 to %d bindings", ndims, FE_MAX_DIMS),
+        bad = why;
+  else if (ndims > 0 && (!names || !values))
+    bad = "names or values is NULL";
+  for (int i = 0; !bad && i < ndims; i++) {
+    if (!names[i] || !*names[i] || strlen(names[i]) >= sizeof dims.name[0])
+      snprintf(why, sizeof why, "names[%d] is NULL, empty or longer than %d bytes", i,
+               (int)sizeof dims.name[0] - 1),
+          bad = why;
+    else if (values[i] < 1 || values[i] > (1LL << 31))
+      snprintf(why, sizeof why, "values[%d] (%s) is %lld; a dim is 1 to 2^31", i, names[i],
+               (long long)values[i]),
+          bad = why;
+    else {
+      snprintf(dims.name[i], sizeof dims.name[i], "%s", names[i]);
+      dims.value[i] = values[i];
+    }
+  }
+  dims.n = ndims;
+  if (!bad)
+    return parse(fn, &a, out);
+  /* A module carrying the message, as parse() makes for a NULL path. */
+  if (!out)
+    return Q8C_ERR_ARG;
+  *out = calloc(1, sizeof **out);
+  return *out ? fail(*out, Q8C_ERR_ARG, "%s: %s", fn, bad) : Q8C_ERR_NOMEM;
+}
+
 q8c_status q8c_parse_string(const char *name, const char *text, q8c_module **out) {
-  ParseArgs a = {name ? name : "<string>", NULL, text};
+  ParseArgs a = {name ? name : "<string>", NULL, text, NULL};
   return parse("q8c_parse_string", &a, out);
 }
 

@@ -92,6 +92,17 @@ int q8c_model_abi_version(void);
  * is invalid), _NOMEM. */
 q8c_status q8c_parse_file(const char *path, q8c_module **out);
 
+/* q8c_parse_file binding an ONNX model's symbolic input dims (dim_param) by
+ * name, as `q8c --dim NAME=N` does (docs/import.md): names[i] (1 to 63
+ * bytes) takes values[i] (1 to 2^31), for i < ndims (0 to 16; names and
+ * values may be NULL when ndims is 0). A name the model does not use is
+ * ignored; a symbolic dim left unbound becomes the batch `?` at axis 0 and
+ * is an error elsewhere. A text IR file ignores the bindings. Errors as
+ * q8c_parse_file's, and Q8C_ERR_ARG for a binding out of those bounds (the
+ * module's error says which). */
+q8c_status q8c_parse_file_dims(const char *path, int ndims, const char *const *names,
+                               const int64_t *values, q8c_module **out);
+
 /* Parse model text held in memory, like q8c_parse_file. `name` is used in
  * error messages and, like a path, locates relative weights files
  * ("dir/model.ir" -> "dir/"); NULL means "<string>". */
