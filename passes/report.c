@@ -725,6 +725,9 @@ static void row_cells(IrArena *a, const Layer *l, const char **c) {
   if (l->has_xq)
     c[4] = cellf(a, "%s%s (%.4g, %d)", from, ir_dtype_name(l->x_dtype), l->x_scale,
                  (int)l->x_zp);
+  else if (n->op == IR_OP_QLINEAR_DYN &&
+           ir_attr_name(n, IR_ATTR_GRANULARITY, IR_DYN_ROW) == IR_DYN_TENSOR)
+    c[4] = "f32->u8 (per tensor)"; /* ONNX's DynamicQuantizeLinear */
   else if (n->op == IR_OP_QLINEAR_DYN || n->op == IR_OP_QMATMUL_DYN)
     c[4] = "f32->u8 (per row)";
   else
