@@ -173,7 +173,9 @@ typedef struct {
   CgIsa isas[CG_ISA_COUNT]; /* variants to compile, best first */
   int nisas;
   int opt_level;            /* 0..3 */
-  int64_t batch;            /* the `?` dimension */
+  int64_t batch;            /* the `?` dimension; 0: bound at each call when the
+                             * model allows it (rtshape.c), else 1 */
+  int64_t max_batch;        /* with a run-time batch: the largest (0: no limit) */
   bool scalar_floatops;     /* float ops as reference calls, not floatops.c's
                              * vector code (the driver's Q8_SCALAR_FLOATOPS=1,
                              * for bench/floatops.sh's comparison) */
@@ -352,9 +354,17 @@ LLVMValueRef cg_call_ref_args(LLVMModuleRef mod, LLVMBuilderRef b, CgRefOp op, L
 /* ---- module.c ---- */
 
 /* Build the LLVM module for `m` (quantized and folded; `?` is bound to
- * o->batch here). NULL with a message in m->diag when an op cannot be
+ * o->batch here, or with o->batch 0 at each call when m allows it, m's
+ * types left unbound). NULL with a message in m->diag when an op cannot be
  * compiled. */
 LLVMModuleRef cg_build_module(IrModule *m, LLVMContextRef ctx, const CgOptions *o);
+
+/* ---- rtshape.c ---- */
+
+/* Whether m (its `?` not bound) can take its batch at each call when
+ * compiled with o->batch 0: false with the reason in why when not (it is
+ * then compiled with `?` = 1). */
+bool cg_runtime_batch_ok(const IrModule *m, char *why, size_t size);
 
 /* ---- emit.c ---- */
 

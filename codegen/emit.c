@@ -243,7 +243,7 @@ static bool write_header(IrModule *m, const CgOptions *o, const char *path) {
     for (int q = 0; q < 2; q++)
       fprintf(f,
               "/* needs: %s%s */\nint %s_run_%s%s(const q8_threads *threads, "
-              "const void *const *inputs,\n    void *const *outputs, void *scratch);\n",
+              "const void *const *inputs,\n    void *const *outputs, void *scratch, int64_t batch);\n",
               cg_isa_info[o->isas[i]].features[0] ? cg_isa_info[o->isas[i]].features : "x86-64",
               q ? "; inputs and outputs in their quantized form where they have one" : "",
               prefix, q ? "quantized_" : "", cg_isa_info[o->isas[i]].name);

@@ -24,8 +24,24 @@ static LLVMValueRef const_global(Cg *cg, const IrValue *c) {
   return l->global;
 }
 
-/* The run-time address of value `v` inside the entry being built. */
+/* Scratch slot `offset` of a value: in the batched region (per batch row,
+ * after the fixed region) when it has a run-time batch. */
+static LLVMValueRef slot_at(Cg *cg, const Loc *l, int64_t offset, const char *name) {
+  LLVMValueRef idx = cg_i64c(cg, offset);
+  if (l->batched)
+    idx = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, idx, cg->nb, ""), cg_i64c(cg, cg->scratch), "");
+  return LLVMBuildGEP2(cg->b, cg->i8, cg->scratch_ptr, &idx, 1, name);
+}
+
+/* The run-time address of value `v` inside the entry being built (of the
+ * current batch row inside a loop over them, rtshape.c). */
+static LLVMValueRef addr_all(Cg *cg, const IrValue *v);
 static LLVMValueRef addr(Cg *cg, const IrValue *v) {
+  return cg_batch_row_at(cg, v, addr_all(cg, v));
+}
+
+/* The same for the whole value. */
+static LLVMValueRef addr_all(Cg *cg, const IrValue *v) {
   Loc *l = &cg->loc[v->id];
   LLVMValueRef idx;
   switch (l->kind) {
@@ -34,17 +50,13 @@ static LLVMValueRef addr(Cg *cg, const IrValue *v) {
     return LLVMBuildLoad2(cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->inputs, &idx, 1, ""),
                           v->name);
   case LOC_OUTPUT:
-    if (cg->quantized && l->q_offset >= 0) {
-      /* The quantized entry quantizes this f32 output on exit. */
-      idx = cg_i64c(cg, l->q_offset);
-      return LLVMBuildGEP2(cg->b, cg->i8, cg->scratch_ptr, &idx, 1, v->name);
-    }
+    if (cg->quantized && l->q_offset >= 0) /* the quantized entry quantizes it on exit */
+      return slot_at(cg, l, l->q_offset, v->name);
     idx = cg_i64c(cg, l->index);
     return LLVMBuildLoad2(cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->outputs, &idx, 1, ""),
                           v->name);
   case LOC_SCRATCH:
-    idx = cg_i64c(cg, l->offset);
-    return LLVMBuildGEP2(cg->b, cg->i8, cg->scratch_ptr, &idx, 1, v->name);
+    return slot_at(cg, l, l->offset, v->name);
   case LOC_CONST:
     return const_global(cg, v);
   case LOC_NONE:
@@ -555,6 +567,19 @@ void cg_run_tasks(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, int64_t ntasks
   run_tasks(cg, kernel, args, ntasks, parallel);
 }
 
+/* p, the caller's dense buffer of value v (elements of es bytes), at the
+ * current batch row inside a loop over them. */
+static LLVMValueRef dense_row_at(Cg *cg, const IrValue *v, LLVMValueRef p, size_t es) {
+  const Loc *l = &cg->loc[v->id];
+  if (!cg->batch_row || !l->batched)
+    return p;
+  LLVMValueRef off =
+      LLVMBuildMul(cg->b, cg->batch_row, cg_i64c(cg, l->rows * l->cols * (int64_t)es), "");
+  return LLVMBuildGEP2(cg->b, cg->i8, p, &off, 1, "");
+}
+
+static void emit_output(Cg *cg, const IrValue *v, LLVMValueRef dst);
+
 bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
   IrModule *m = cg->m;
   char name[256];
@@ -562,14 +587,17 @@ bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
            cg_isa_info[isa].name);
   cg->quantized = quantized;
   LLVMTypeRef fty =
-      LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->ptr, cg->ptr, cg->ptr, cg->ptr}, 4, 0);
+      LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64}, 5, 0);
   cg->fn = LLVMAddFunction(cg->mod, name, fty);
   cg_set_isa_attrs(cg->fn, isa);
   cg->thr = LLVMGetParam(cg->fn, 0);
   cg->inputs = LLVMGetParam(cg->fn, 1);
   cg->outputs = LLVMGetParam(cg->fn, 2);
   cg->scratch_ptr = LLVMGetParam(cg->fn, 3);
+  cg->nb = LLVMGetParam(cg->fn, 4);
+  cg->batch_row = NULL;
   LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "entry"));
+  CgBatchLoop loop;
   for (int i = 0; i < m->ninputs; i++) {
     const IrValue *v = m->inputs[i];
     const Loc *l = &cg->loc[v->id];
@@ -577,12 +605,24 @@ bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
       LLVMValueRef idx = cg_i64c(cg, i);
       LLVMValueRef src = LLVMBuildLoad2(
           cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->inputs, &idx, 1, ""), "");
-      copy_rows(cg, addr(cg, v), l->stride, src, l->cols, l->rows, l->cols);
+      if (l->batched)
+        cg_batch_loop_open(cg, &loop);
+      copy_rows(cg, addr(cg, v), l->stride, dense_row_at(cg, v, src, 1), l->cols, l->rows,
+                l->cols);
+      if (l->batched)
+        cg_batch_loop_close(cg, &loop);
     }
   }
-  for (int i = 0; i < m->nnodes; i++)
+  for (int i = 0; i < m->nnodes; i++) {
+    /* A node with the run-time batch runs once per batch row (rtshape.c). */
+    bool rows = cg->loc[m->nodes[i]->result->id].batched;
+    if (rows)
+      cg_batch_loop_open(cg, &loop);
     if (!emit_node(cg, i, isa))
       return false;
+    if (rows)
+      cg_batch_loop_close(cg, &loop);
+  }
   for (int i = 0; i < m->noutputs; i++) {
     const IrValue *v = m->outputs[i];
     const Loc *l = &cg->loc[v->id];
@@ -591,19 +631,34 @@ bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
     LLVMValueRef idx = cg_i64c(cg, i);
     LLVMValueRef dst = LLVMBuildLoad2(
         cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->outputs, &idx, 1, ""), "");
-    if (quantized && v->has_qform) {
-      /* Dense rows of the quantized form (as ir_interp_quantized). */
-      Loc dense = *l;
-      dense.stride = l->cols;
-      call_quantize(cg, addr(cg, v), dst, &dense, &v->qform);
-      continue;
-    }
-    size_t es = ir_dtype_size(v->type.dtype);
-    copy_rows(cg, dst, l->cols * (int64_t)es, addr(cg, v), l->stride * (int64_t)es, l->rows,
-              l->cols * (int64_t)es);
+    if (l->batched)
+      cg_batch_loop_open(cg, &loop);
+    emit_output(cg, v, dst);
+    if (l->batched)
+      cg_batch_loop_close(cg, &loop);
   }
   LLVMBuildRet(cg->b, cg_i32c(cg, 0));
   *entry = cg->fn;
   return true;
+}
+
+/* Output v (in scratch, or an f32 output the quantized entry gives
+ * quantized) into the caller's buffer dst: the current batch row of it
+ * inside a loop over them. */
+static void emit_output(Cg *cg, const IrValue *v, LLVMValueRef dst) {
+  const Loc *l = &cg->loc[v->id];
+  if (cg->quantized && v->has_qform) {
+    dst = dense_row_at(cg, v, dst, ir_dtype_size(v->qform.dtype));
+    {
+      /* Dense rows of the quantized form (as ir_interp_quantized). */
+      Loc dense = *l;
+      dense.stride = l->cols;
+      call_quantize(cg, addr(cg, v), dst, &dense, &v->qform);
+      return;
+    }
+  }
+  size_t es = ir_dtype_size(v->type.dtype);
+  copy_rows(cg, dense_row_at(cg, v, dst, es), l->cols * (int64_t)es, addr(cg, v),
+            l->stride * (int64_t)es, l->rows, l->cols * (int64_t)es);
 }
 
