@@ -51,11 +51,17 @@ static void place_in_scratch(Cg *cg, Loc *l, IrDType t) {
   l->offset = l->batched ? reserve_batched(cg, bytes_of(l, t)) : reserve(cg, bytes_of(l, t));
 }
 
+bool cg_gemm_runtime_m(const Cg *cg, const IrNode *n) {
+  return cg->rtb && n->op == IR_OP_QGEMM && cg->batched[n->opnds[0]->id] &&
+         cg_arch_of(cg->o->isas[0])->runtime_m;
+}
+
 bool cg_plan_memory(Cg *cg) {
   IrModule *m = cg->m;
   int nvalues = ir_number_values(m);
   cg->loc = ir_alloc(m->arena, (size_t)nvalues * sizeof *cg->loc);
   cg->xq_offset = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg->xq_offset);
+  cg->xq_batched = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg->xq_batched);
   for (int i = 0; i < m->ninputs; i++) {
     IrValue *v = m->inputs[i];
     Loc *l = &cg->loc[v->id];
@@ -98,7 +104,9 @@ bool cg_plan_memory(Cg *cg) {
       Loc xq;
       shape_of(&n->opnds[0]->type, &xq.rows, &xq.cols);
       xq.stride = cg_round_up(xq.cols, 4);
-      cg->xq_offset[i] = reserve(cg, xq.rows * xq.stride);
+      cg->xq_batched[i] = cg_gemm_runtime_m(cg, n);
+      cg->xq_offset[i] = cg->xq_batched[i] ? reserve_batched(cg, xq.rows * xq.stride)
+                                           : reserve(cg, xq.rows * xq.stride);
     }
     int64_t attn = cg_attention_scratch(n);
     if (attn >= 0) {

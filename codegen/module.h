@@ -57,6 +57,8 @@ typedef struct {
   bool *batched;      /* rtb: by value id, whether the value has the batch dim */
   int64_t scratch_pb; /* rtb: bytes of the batched region per batch row */
   int64_t *xq_offset; /* per node: scratch for a qgemm's quantized f32 input, or -1 */
+  bool *xq_batched;   /* per node: that slot is in the batched region (a qgemm
+                       * with a run-time M, rtshape.c) */
   char prefix[128];   /* the model's name as a C identifier */
   /* per node, for the variant being built: its kernel (shared by the two
    * entries) and task count */
@@ -91,6 +93,9 @@ LLVMValueRef cg_const_string(Cg *cg, const char *s);
 /* Give every value of cg->m its Loc and cg->scratch its size. False with a
  * message in m->diag when the scratch memory passes the memory cap. */
 bool cg_plan_memory(Cg *cg);
+/* Whether qgemm node n runs its kernel once over every batch row (a
+ * run-time M) rather than once per batch row. */
+bool cg_gemm_runtime_m(const Cg *cg, const IrNode *n);
 
 /* ---- lower.c ---- */
 
