@@ -605,6 +605,9 @@ static int check_args(Options *o, const OptSpec **given, int ngiven) {
       (rc = check_pass_list("print-after", o->pass.print_after)) ||
       (rc = check_pass_list("stop-after", o->pass.stop_after)))
     return rc;
+  if (o->max_batch && o->batch)
+    return driver_usage_error("--max-batch is for a run-time batch; it cannot be combined with "
+                              "--batch");
   if (o->report && !o->pass.calib_path)
     return driver_usage_error("--report measures on the calibration samples: give --calib FILE");
   if (o->pass.calib_path && o->pass.dynamic && !o->report && !o->pass.smooth &&

@@ -335,9 +335,14 @@ static int run_so(const Options *o) {
     IrType want = desc_type_rt(t, o->quantized);
     char b1[128], b2[128];
     if (in[i].type.dtype != want.dtype || in[i].type.rank != want.rank) {
-      fprintf(stderr, "q8c: error: input '%s' is %s but the model%s %s\n", ins.names[i],
+      const char *hint = in[i].type.dtype == want.dtype ? ""
+                         : o->quantized ? " (--quantized takes each input in its quantized form)"
+                         : want.dtype == IR_F32 ? " (a quantized input is for --quantized)"
+                                                : "";
+      fprintf(stderr, "q8c: error: input '%s' is %s but the model%s %s%s\n", ins.names[i],
               ir_type_str(&in[i].type, b1, sizeof b1),
-              o->quantized ? "'s quantized entry takes" : " takes", ir_type_str(&want, b2, sizeof b2));
+              o->quantized ? "'s quantized entry takes" : " takes", ir_type_str(&want, b2, sizeof b2),
+              hint);
       ok = false;
     }
     for (int d = 0; ok && d < want.rank; d++)

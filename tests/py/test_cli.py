@@ -213,7 +213,7 @@ def main():
                 % (re.escape(model), re.escape(os.path.join(d, "bad.so"))), err), err)
     r = run(q8c, "run", so, "--quantized", "-i", x, check=False)
     t.check("run --quantized with f32 data: no --batch advice", r.returncode == 1 and r.stderr ==
-            "q8c: error: input 'x' is f32[1, 32] but the model's quantized entry takes u8[1, 32] "
+            "q8c: error: input 'x' is f32[1, 32] but the model's quantized entry takes u8[?, 32] "
             "(--quantized takes each input in its quantized form)\n", r.stderr)
 
     # ---- 5. info, --version ----
