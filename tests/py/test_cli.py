@@ -268,10 +268,14 @@ def main():
     t.check("bench prints a table", r.returncode == 0 and re.search(
         r"^latency\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+$", r.stdout, re.M) is not None,
         r.stdout + r.stderr)
-    r = run(q8c, "bench", so, "--batch", "2", check=False)
-    t.check("bench: --batch on a .so is a usage error", r.returncode == 2 and r.stderr ==
-            "q8c: error: %s was compiled for fixed shapes: --batch applies to a .ir model "
-            "(recompile the library with --batch N to change it)\n" % so + HINT, r.stderr)
+    check_bench("bench a run-time-batch .so at --batch 2", [so, "--batch", "2"], 2)
+    fixed = os.path.join(d, "fixed.so")
+    run(q8c, qir, "--batch", "1", "-o", fixed)
+    r = run(q8c, "bench", fixed, "--batch", "2", check=False)
+    t.check("bench: --batch on a fixed-shape .so is a usage error", r.returncode == 2 and
+            r.stderr == "q8c: error: %s was compiled for fixed shapes: --batch applies to a .ir "
+            "model or a library compiled without --batch (recompile the library with --batch N "
+            "to change it)\n" % fixed + HINT, r.stderr)
     r = run(q8c, "bench", so, "--runs", "0", check=False)
     t.check("bench --runs 0", r.returncode == 2 and r.stderr ==
             "q8c: error: --runs needs a positive integer, got '0'\n" + HINT, r.stderr)
