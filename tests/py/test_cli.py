@@ -224,9 +224,9 @@ def main():
             r.returncode == 0 and lines.get("model") == "net" and "variant" in lines
             and int(lines.get("scratch_bytes", "-1")) >= 0, r.stdout + r.stderr)
     t.check("info: input and output with their quantized form",
-            re.search(r"^input: x f32\[1, 32\] quantized u8 scale=\S+ zero_point=\d+$",
+            re.search(r"^input: x f32\[\?, 32\] quantized u8 scale=\S+ zero_point=\d+$",
                       r.stdout, re.M) is not None
-            and re.search(r"^output: y f32\[1, 10\] ", r.stdout, re.M) is not None, r.stdout)
+            and re.search(r"^output: y f32\[\?, 10\] ", r.stdout, re.M) is not None, r.stdout)
     m = re.search(r"^weight_bytes: (\d+)", r.stdout, re.M)
     n_int8 = w1.size + w2.size
     # In a sanitizer build the instrumented libq8support.a linked into the

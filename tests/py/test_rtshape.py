@@ -16,9 +16,13 @@ avx2 and generic, through the .so (`q8c run`) and the JIT (`q8c run --jit`):
     refuses 4 rows, as before;
   * the run call's errors, exact: a zero batch, a batch above --max-batch, a
     wrong inner dim;
-  * `q8c info` shows the `?` dims and the batch range.
+  * `q8c info` shows the `?` dims and the batch range;
+  * the AArch64 variants under qemu-user (run_model --batch) at batch 1, 7
+    and 37 (each batch row through the batch-1 kernels there), when the
+    cross toolchain and qemu are installed.
 """
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -29,7 +33,6 @@ import q8test  # noqa: E402
 
 def run(q8c, *args, check=True, env=None):
     """q8test.run with extra environment variables."""
-    import subprocess
     cmd = [str(q8c)] + [str(a) for a in args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, **(env or {})))
@@ -135,6 +138,31 @@ def check_scheme(t, d, scheme, qargs, x):
     return q, so, ref
 
 
+def check_aarch64(t, d, q, x):
+    """The AArch64 variants (each batch row through the batch-1 kernels)
+    under qemu-user, through run_model --batch: the interpreter's bytes."""
+    import test_aarch64 as a64
+    reason = a64.why_cannot_run()
+    if reason:
+        t.skip("aarch64 run-time batch", reason)
+        return
+    so = os.path.join(d, "a64.so")
+    run(Q8C, q, "--target=" + ",".join(a64.ISAS), "-o", so)
+    for isa in a64.ISAS:
+        for b in (1, 7, 37):
+            xp, pp, yp = (os.path.join(d, "a64-%s.npy" % n) for n in ("x", "p", "y"))
+            np.save(xp, x[:b])
+            ref = run_model(d, q, x[:b])
+            cmd = ["qemu-aarch64", "-cpu", "max", "-L", a64.SYSROOT,
+                   os.path.join(a64.A64, "run_model"), so, "--batch", str(b), "-i", xp,
+                   "-o", pp, "-o", yp]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                               env=dict(os.environ, Q8_ISA=isa))
+            got = r if r.returncode else (np.load(pp), np.load(yp))
+            t.check("%s (qemu) batch %d: the interpreter's bytes" % (isa, b), same(got, ref),
+                    why(got))
+
+
 def main():
     t = q8test.Tally()
     rng = np.random.default_rng(16)
@@ -155,6 +183,8 @@ def main():
     info = run(Q8C, "info", b7).stdout
     t.check("--batch 7: info shows fixed shapes", "input: x f32[7, 24]" in info and
             "batch:" not in info, info)
+
+    check_aarch64(t, d, q, x)
 
     # The run call's errors.
     m8 = os.path.join(d, "m8.so")
