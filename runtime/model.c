@@ -464,26 +464,31 @@ Q8RT_API q8rt_status q8rt_set_threads(q8rt_model *m, int n, char *err, size_t er
   return Q8RT_OK;
 }
 
-/* A buffer of at least `size` bytes (a multiple of 64): a free one when it
+/* A buffer of at least *size bytes (a multiple of 64): a free one when it
  * is large enough, else a new one (a run-time-batch model's scratch grows
- * with the batch). */
-static void *scratch_get(q8rt_model *m, size_t size) {
+ * with the batch); *size becomes its size. The header (next, size) is the
+ * run's to overwrite: scratch_put writes it again. */
+static void *scratch_get(q8rt_model *m, size_t *size) {
   pthread_mutex_lock(&m->scratch_mu);
   scratch_buf *b = m->scratch_free;
   if (b)
     m->scratch_free = b->next;
   pthread_mutex_unlock(&m->scratch_mu);
-  if (b && b->size < size) {
+  if (b && b->size < *size) {
     free(b);
     b = NULL;
   }
-  if (!b && (b = aligned_alloc(64, size)))
-    b->size = size;
+  if (b)
+    *size = b->size;
+  else if ((b = aligned_alloc(64, *size)))
+    b->size = *size;
   return b;
 }
 
-static void scratch_put(q8rt_model *m, void *p) {
+/* Give back a buffer of `size` bytes (the run overwrote its header). */
+static void scratch_put(q8rt_model *m, void *p, size_t size) {
   scratch_buf *b = p;
+  b->size = size;
   pthread_mutex_lock(&m->scratch_mu);
   b->next = m->scratch_free;
   m->scratch_free = b;
@@ -544,7 +549,7 @@ q8rt_status q8rt_run_entry(q8rt_model *m, bool quantized, int64_t batch, const c
                      fn, (long long)batch);
   void *scratch = NULL;
   if (size) {
-    scratch = scratch_get(m, size);
+    scratch = scratch_get(m, &size);
     if (!scratch)
       return q8rt_fail(Q8RT_ERR_NOMEM, err, errlen, "%s: cannot allocate %zu bytes of scratch",
                        fn, size);
@@ -552,7 +557,7 @@ q8rt_status q8rt_run_entry(q8rt_model *m, bool quantized, int64_t batch, const c
   q8_entry_fn entry = quantized ? m->variant->run_quantized : m->variant->run;
   int rc = entry(q8rt_pool_threads(m->pool), inputs, outputs, scratch, batch);
   if (scratch)
-    scratch_put(m, scratch);
+    scratch_put(m, scratch, size);
   if (rc >= Q8_RUN_ERR_INPUT_ID && rc - Q8_RUN_ERR_INPUT_ID < d->ninputs)
     return q8rt_fail(Q8RT_ERR_RUN, err, errlen,
                      "%s: input '%s' holds a token id outside the embedding table (gather); "
