@@ -238,7 +238,11 @@ static bool write_header(IrModule *m, const CgOptions *o, const char *path) {
     fprintf(f, " */\n");
   }
   fprintf(f, "\nextern const q8_model_desc q8_model;\n");
-  fprintf(f, "#define %s_SCRATCH_BYTES (q8_model.scratch_bytes)\n\n", prefix);
+  fprintf(f, "#define %s_SCRATCH_BYTES (q8_model.scratch_bytes)\n", prefix);
+  /* A run-time batch: scratch_bytes is at batch 1, each further row adds
+   * this; the entries' last argument is the batch (ignored by a fixed-shape
+   * model). */
+  fprintf(f, "#define %s_SCRATCH_BYTES_PER_BATCH (q8_model.scratch_bytes_per_batch)\n\n", prefix);
   for (int i = 0; i < o->nisas; i++)
     for (int q = 0; q < 2; q++)
       fprintf(f,
