@@ -390,8 +390,13 @@ typedef struct {
 static q8c_status compile_work(q8c_module *qm, void *p) {
   const CompileArgs *a = p;
   IrModule *m = qm->ir;
+  bool runtime = a->co->batch == Q8C_BATCH_RUNTIME && !m->bound_batch;
   CgOptions o = {.opt_level = a->co->opt_level ? a->co->opt_level : 3,
-                 .batch = a->co->batch > 0 ? a->co->batch : 1};
+                 .batch = runtime                                 ? 0
+                          : a->co->batch > 0                      ? a->co->batch
+                          : a->co->batch == Q8C_BATCH_RUNTIME      ? m->bound_batch
+                                                                  : 1,
+                 .max_batch = a->co->max_batch > 0 ? a->co->max_batch : 0};
   if (m->bound_batch && o.batch != m->bound_batch)
     return fail(qm, Q8C_ERR_SHAPE,
                 "q8c_compile: the module was compiled for the batch size %lld already "

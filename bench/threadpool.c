@@ -118,8 +118,8 @@ static double measure(const q8_threads *t, q8_task_fn fn, void *args, int sample
 }
 
 static int bench_entry(const q8_threads *threads, const void *const *inputs,
-                       void *const *outputs, void *scratch) {
-  (void)outputs, (void)scratch;
+                       void *const *outputs, void *scratch, int64_t batch) {
+  (void)outputs, (void)scratch, (void)batch;
   bench_cfg *cfg = (bench_cfg *)inputs[0];
   work_args w = {.iters = cfg->iters, .sink = {1, 2}, .caller = pthread_self()};
   measure(threads, work_task, &w, cfg->samples / 10 + 1, 10, 0); /* warm up */
@@ -134,11 +134,11 @@ static int bench_entry(const q8_threads *threads, const void *const *inputs,
   return 0;
 }
 
-static const q8_tensor_desc cfg_tensor[] = {{"cfg", Q8_DTYPE_U8, 1, {sizeof(bench_cfg)}, Q8_DTYPE_U8, 0, 0}};
+static const q8_tensor_desc cfg_tensor[] = {{"cfg", Q8_DTYPE_U8, 1, {sizeof(bench_cfg)}, Q8_DTYPE_U8, 0, 0, 0}};
 static const q8_variant_desc variants[] = {{"generic", 0, bench_entry, bench_entry}};
 static const q8_model_desc desc = {
     Q8_MODEL_MAGIC, Q8_MODEL_ABI_VERSION, "bench_threadpool", "hand-written", 1, 1,
-    cfg_tensor,     cfg_tensor,           0,                  1, variants};
+    cfg_tensor,     cfg_tensor,           0,                  1, variants, 0, 0};
 
 /* Iterations of work() that take ~1 us on this machine (best of several). */
 static uint64_t calibrate(void) {

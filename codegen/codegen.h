@@ -102,7 +102,15 @@ typedef struct {
   const float *fbias;       /* f32 output with row_terms and constant weights:
                              * v = f32(v + fbias[n]), or NULL */
   struct CgGemmRuntime *rt; /* when non-NULL, the emitter fills it */
+  /* A run-time M (rtshape.c): m is only a hint; the rows come in
+   * CgGemmArgs.m, the row tiles and the M tail are chosen at run time, and
+   * the emitter adds `int64_t KERNEL.ntasks(int64_t m)`, the task count for
+   * m rows. Only with CgArch.runtime_m. */
+  bool runtime_m;
 } CgGemm;
+
+/* The most rows of a GEMM tile on any variant (isa.def's max_mr). */
+enum { CG_MAX_TILE_ROWS = 8 };
 
 /* A row's terms of a GEMM with row_terms (16 bytes, in scratch). */
 typedef struct {
@@ -141,9 +149,11 @@ typedef struct {
   const char *cc, *cc_env, *cc_package;
   const char *lib_env, *lib_beside, *lib_build;
   bool cross;
-  /* The int8 GEMM emitter (cg_emit_qgemm's contract). */
+  /* The int8 GEMM emitter (cg_emit_qgemm's contract), and whether it takes
+   * CgGemm.runtime_m. */
   LLVMValueRef (*emit_qgemm)(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, int64_t *ntasks,
                              char *err, size_t errlen);
+  bool runtime_m;
   /* Weight packing for the variants of this architecture (pack.c), or NULL
    * when the emitter packs per tile itself (AArch64: the layout depends on
    * the form, which depends on M). */
@@ -173,7 +183,9 @@ typedef struct {
   CgIsa isas[CG_ISA_COUNT]; /* variants to compile, best first */
   int nisas;
   int opt_level;            /* 0..3 */
-  int64_t batch;            /* the `?` dimension */
+  int64_t batch;            /* the `?` dimension; 0: bound at each call when the
+                             * model allows it (rtshape.c), else 1 */
+  int64_t max_batch;        /* with a run-time batch: the largest (0: no limit) */
   bool scalar_floatops;     /* float ops as reference calls, not floatops.c's
                              * vector code (the driver's Q8_SCALAR_FLOATOPS=1,
                              * for bench/floatops.sh's comparison) */
@@ -226,6 +238,7 @@ typedef struct {
   /* runtime_w: the packed weights, bias[2 npad] (bias, colsum), mult[2 npad] */
   const void *w, *bias, *mult;
   const CgGemmRow *rows; /* row_terms: one per row of x */
+  int64_t m;             /* runtime_m: the rows of x */
 } CgGemmArgs;
 
 /* Emit the kernel for `g` and `isa` into `mod`, with the emitter of the
@@ -254,6 +267,10 @@ typedef struct {
   /* tile[last row tile][last channel block]: [0][0] always; [1][*] only when
    * the last row tile is smaller, [*][1] only when the last block differs. */
   LLVMValueRef tile[2][2];
+  /* runtime_m: rtile[r][last channel block?] computes r rows (1 <= r <=
+   * tile_rows; [*][1] only when the last block differs); mtiles and tile[]
+   * are unused. */
+  LLVMValueRef rtile[CG_MAX_TILE_ROWS + 1][2];
 } CgGemmTiles;
 
 /* The checks every backend makes of `g` (shapes, strides, types): false with
@@ -357,9 +374,17 @@ LLVMValueRef cg_call_ref_args(LLVMModuleRef mod, LLVMBuilderRef b, CgRefOp op, L
 /* ---- module.c ---- */
 
 /* Build the LLVM module for `m` (quantized and folded; `?` is bound to
- * o->batch here). NULL with a message in m->diag when an op cannot be
+ * o->batch here, or with o->batch 0 at each call when m allows it, m's
+ * types left unbound). NULL with a message in m->diag when an op cannot be
  * compiled. */
 LLVMModuleRef cg_build_module(IrModule *m, LLVMContextRef ctx, const CgOptions *o);
+
+/* ---- rtshape.c ---- */
+
+/* Whether m (its `?` not bound) can take its batch at each call when
+ * compiled with o->batch 0: false with the reason in why when not (it is
+ * then compiled with `?` = 1). */
+bool cg_runtime_batch_ok(const IrModule *m, char *why, size_t size);
 
 /* ---- emit.c ---- */
 

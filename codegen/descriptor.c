@@ -1,9 +1,11 @@
 /* descriptor.c: the exported `q8_model` descriptor of a model library
  * (include/q8model.h): magic and ABI version, the model's name, its inputs
- * and outputs (name, type, shape and quantized form of each), the scratch
- * size, and one entry per variant with the Q8_FEATURE_* bits it needs and
+ * and outputs (name, type, shape and quantized form of each, which dims are
+ * a run-time batch), the scratch size (at batch 1, and per further batch
+ * row), and one entry per variant with the Q8_FEATURE_* bits it needs and
  * its two entry points. The runtime reads it to choose a variant the CPU
  * runs; a program without the runtime can read it too. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 
@@ -30,7 +32,8 @@ static int32_t abi_dtype(IrDType t) {
 static LLVMValueRef tensor_descs(Cg *cg, IrValue **vals, int n, const char *what) {
   LLVMTypeRef dims_ty = LLVMArrayType2(cg->i64, Q8_MODEL_MAX_RANK);
   LLVMTypeRef ty = LLVMStructTypeInContext(
-      cg->ctx, (LLVMTypeRef[]){cg->ptr, cg->i32, cg->i32, dims_ty, cg->i32, cg->f32, cg->i32}, 7,
+      cg->ctx,
+      (LLVMTypeRef[]){cg->ptr, cg->i32, cg->i32, dims_ty, cg->i32, cg->f32, cg->i32, cg->i32}, 8,
       0);
   LLVMValueRef *elems = calloc((size_t)n + 1, sizeof *elems);
   for (int i = 0; i < n; i++) {
@@ -38,12 +41,14 @@ static LLVMValueRef tensor_descs(Cg *cg, IrValue **vals, int n, const char *what
     for (int d = 0; d < Q8_MODEL_MAX_RANK; d++)
       dims[d] = cg_i64c(cg, d < vals[i]->type.rank ? vals[i]->type.dims[d] : 0);
     const IrValue *v = vals[i];
-    LLVMValueRef f[7] = {cg_const_string(cg, v->name), cg_i32c(cg, abi_dtype(v->type.dtype)),
+    LLVMValueRef f[8] = {cg_const_string(cg, v->name), cg_i32c(cg, abi_dtype(v->type.dtype)),
                          cg_i32c(cg, v->type.rank), LLVMConstArray2(cg->i64, dims, Q8_MODEL_MAX_RANK),
                          cg_i32c(cg, abi_dtype(ir_boundary_dtype(v, true))),
                          LLVMConstReal(cg->f32, v->has_qform ? v->qform.scale : 0.0),
-                         cg_i32c(cg, v->has_qform ? v->qform.zero_point : 0)};
-    elems[i] = LLVMConstStructInContext(cg->ctx, f, 7, 0);
+                         cg_i32c(cg, v->has_qform ? v->qform.zero_point : 0),
+                         /* batch_dims: rtshape.c's batch is the first dim */
+                         cg_i32c(cg, cg->loc[v->id].batched ? 1 : 0)};
+    elems[i] = LLVMConstStructInContext(cg->ctx, f, 8, 0);
   }
   LLVMValueRef arr = LLVMConstArray2(ty, elems, (uint64_t)n);
   free(elems);
@@ -83,9 +88,12 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef (*entries)[2]) {
       cg_i32c(cg, m->noutputs),
       tensor_descs(cg, m->inputs, m->ninputs, "inputs"),
       tensor_descs(cg, m->outputs, m->noutputs, "outputs"),
-      cg_i64c(cg, cg->scratch),
+      cg_i64c(cg, cg->scratch + cg->scratch_pb),
       cg_i32c(cg, o->nisas),
       vglob,
+      /* max_batch, scratch_bytes_per_batch (rtshape.c) */
+      cg_i64c(cg, !cg->rtb ? 0 : o->max_batch > 0 ? o->max_batch : INT64_MAX),
+      cg_i64c(cg, cg->rtb ? cg->scratch_pb : 0),
   };
   LLVMValueRef desc = LLVMConstStructInContext(cg->ctx, f, sizeof f / sizeof f[0], 0);
   LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(desc), "q8_model");

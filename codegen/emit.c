@@ -238,12 +238,16 @@ static bool write_header(IrModule *m, const CgOptions *o, const char *path) {
     fprintf(f, " */\n");
   }
   fprintf(f, "\nextern const q8_model_desc q8_model;\n");
-  fprintf(f, "#define %s_SCRATCH_BYTES (q8_model.scratch_bytes)\n\n", prefix);
+  fprintf(f, "#define %s_SCRATCH_BYTES (q8_model.scratch_bytes)\n", prefix);
+  /* A run-time batch: scratch_bytes is at batch 1, each further row adds
+   * this; the entries' last argument is the batch (ignored by a fixed-shape
+   * model). */
+  fprintf(f, "#define %s_SCRATCH_BYTES_PER_BATCH (q8_model.scratch_bytes_per_batch)\n\n", prefix);
   for (int i = 0; i < o->nisas; i++)
     for (int q = 0; q < 2; q++)
       fprintf(f,
               "/* needs: %s%s */\nint %s_run_%s%s(const q8_threads *threads, "
-              "const void *const *inputs,\n    void *const *outputs, void *scratch);\n",
+              "const void *const *inputs,\n    void *const *outputs, void *scratch, int64_t batch);\n",
               cg_isa_info[o->isas[i]].features[0] ? cg_isa_info[o->isas[i]].features : "x86-64",
               q ? "; inputs and outputs in their quantized form where they have one" : "",
               prefix, q ? "quantized_" : "", cg_isa_info[o->isas[i]].name);

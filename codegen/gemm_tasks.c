@@ -91,8 +91,46 @@ static LLVMValueRef at(Emit *e, LLVMValueRef base, LLVMValueRef i, int64_t scale
 }
 
 /* (c * count) / chunks: the first item of chunk c of `count` split evenly. */
-static LLVMValueRef chunk_start(Emit *e, LLVMValueRef c, int64_t count, int64_t chunks) {
-  return LLVMBuildUDiv(e->b, LLVMBuildMul(e->b, c, i64c(e, count), ""), i64c(e, chunks), "");
+static LLVMValueRef chunk_start(Emit *e, LLVMValueRef c, LLVMValueRef count, LLVMValueRef chunks) {
+  return LLVMBuildUDiv(e->b, LLVMBuildMul(e->b, c, count, ""), chunks, "");
+}
+
+static LLVMValueRef umin(Emit *e, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntULT, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef umax(Emit *e, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntUGT, a, b, ""), a, b, "");
+}
+
+/* split_tasks for a run-time M (m rows, m >= 1): the same rule, in IR. */
+static void split_tasks_rt(Emit *e, const CgGemm *g, const CgGemmTiles *t, LLVMValueRef m,
+                           LLVMValueRef *n_chunks, LLVMValueRef *m_chunks, LLVMValueRef *mtiles) {
+  LLVMValueRef macs = LLVMBuildMul(e->b, m, i64c(e, g->n * g->k), "");
+  LLVMValueRef want = LLVMBuildUDiv(e->b, macs, i64c(e, min_task_macs), "");
+  want = umin(e, umax(e, want, i64c(e, 1)), i64c(e, MAX_TASKS));
+  *n_chunks = umin(e, want, i64c(e, t->nblocks));
+  *mtiles = LLVMBuildUDiv(e->b, LLVMBuildAdd(e->b, m, i64c(e, t->tile_rows - 1), ""),
+                          i64c(e, t->tile_rows), "");
+  LLVMValueRef mc = LLVMBuildUDiv(e->b, want, *n_chunks, "");
+  *m_chunks = umin(e, umax(e, mc, i64c(e, 1)), *mtiles);
+}
+
+/* `int64_t NAME.ntasks(int64_t m)`: the task count of a run-time M. */
+static void emit_ntasks_fn(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, const CgGemmTiles *t) {
+  LLVMContextRef ctx = LLVMGetModuleContext(mod);
+  Emit e = {LLVMCreateBuilderInContext(ctx), LLVMInt64TypeInContext(ctx),
+            LLVMPointerTypeInContext(ctx, 0)};
+  char name[600];
+  snprintf(name, sizeof name, "%s.ntasks", t->name);
+  LLVMValueRef fn = LLVMAddFunction(mod, name, LLVMFunctionType(e.i64, &e.i64, 1, 0));
+  LLVMSetLinkage(fn, LLVMPrivateLinkage);
+  cg_set_isa_attrs(fn, isa);
+  LLVMPositionBuilderAtEnd(e.b, LLVMAppendBasicBlockInContext(ctx, fn, "entry"));
+  LLVMValueRef nc, mc, mt;
+  split_tasks_rt(&e, g, t, LLVMGetParam(fn, 0), &nc, &mc, &mt);
+  LLVMBuildRet(e.b, LLVMBuildMul(e.b, nc, mc, ""));
+  LLVMDisposeBuilder(e.b);
 }
 
 static LLVMValueRef load_ptr(Emit *e, LLVMValueRef p) { return cg_load(e->b, e->ptr, p, 8); }
@@ -103,10 +141,14 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   Emit e = {LLVMCreateBuilderInContext(ctx), LLVMInt64TypeInContext(ctx),
             LLVMPointerTypeInContext(ctx, 0)};
   LLVMTypeRef vd = LLVMVoidTypeInContext(ctx);
-  int64_t n_chunks, m_chunks;
-  split_tasks(g, t, &n_chunks, &m_chunks);
+  int64_t n_chunks = 1, m_chunks = 1;
+  if (g->runtime_m)
+    emit_ntasks_fn(mod, g, isa, t);
+  else
+    split_tasks(g, t, &n_chunks, &m_chunks);
   *ntasks = n_chunks * m_chunks;
-  bool m_edge = t->tile[1][0] != NULL, n_edge = t->tile[0][1] != NULL;
+  bool m_edge = t->tile[1][0] != NULL,
+       n_edge = (g->runtime_m ? t->rtile[t->tile_rows][1] : t->tile[0][1]) != NULL;
   int64_t ysize = g->y_dtype == IR_F32 ? 4 : 1;
 
   LLVMTypeRef tty = LLVMFunctionType(vd, (LLVMTypeRef[]){e.ptr, e.i64}, 2, 0);
@@ -133,13 +175,20 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   }
   if (g->row_terms)
     rows = load_ptr(&e, at(&e, args, i64c(&e, 5), sizeof(void *)));
-  LLVMValueRef nc = LLVMBuildURem(e.b, task, i64c(&e, n_chunks), "");
-  LLVMValueRef mc = LLVMBuildUDiv(e.b, task, i64c(&e, n_chunks), "");
-  LLVMValueRef one = i64c(&e, 1);
-  LLVMValueRef nb0 = chunk_start(&e, nc, t->nblocks, n_chunks);
-  LLVMValueRef nb1 = chunk_start(&e, LLVMBuildAdd(e.b, nc, one, ""), t->nblocks, n_chunks);
-  LLVMValueRef mt0 = chunk_start(&e, mc, t->mtiles, m_chunks);
-  LLVMValueRef mt1 = chunk_start(&e, LLVMBuildAdd(e.b, mc, one, ""), t->mtiles, m_chunks);
+  /* The split: constants, or from a run-time M (CgGemmArgs.m). */
+  LLVMValueRef n_chunks_v = i64c(&e, n_chunks), m_chunks_v = i64c(&e, m_chunks);
+  LLVMValueRef mtiles_v = i64c(&e, t->mtiles), m = NULL;
+  if (g->runtime_m) {
+    m = cg_load(e.b, e.i64, at(&e, args, i64c(&e, 6), sizeof(void *)), 8);
+    split_tasks_rt(&e, g, t, m, &n_chunks_v, &m_chunks_v, &mtiles_v);
+  }
+  LLVMValueRef nc = LLVMBuildURem(e.b, task, n_chunks_v, "");
+  LLVMValueRef mc = LLVMBuildUDiv(e.b, task, n_chunks_v, "");
+  LLVMValueRef one = i64c(&e, 1), nblocks_v = i64c(&e, t->nblocks);
+  LLVMValueRef nb0 = chunk_start(&e, nc, nblocks_v, n_chunks_v);
+  LLVMValueRef nb1 = chunk_start(&e, LLVMBuildAdd(e.b, nc, one, ""), nblocks_v, n_chunks_v);
+  LLVMValueRef mt0 = chunk_start(&e, mc, mtiles_v, m_chunks_v);
+  LLVMValueRef mt1 = chunk_start(&e, LLVMBuildAdd(e.b, mc, one, ""), mtiles_v, m_chunks_v);
   LLVMBuildBr(e.b, nloop);
 
   /* For each channel block: its weights, bias and multipliers. */
@@ -157,13 +206,41 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   LLVMValueRef mt = LLVMBuildPhi(e.b, e.i64, "mt");
   LLVMValueRef xt = at(&e, x, mt, t->tile_rows * g->x_stride);
   LLVMValueRef yt = at(&e, yb, mt, t->tile_rows * g->y_stride * ysize);
-  LLVMValueRef last_m = LLVMBuildICmp(e.b, LLVMIntEQ, mt, i64c(&e, t->mtiles - 1), "");
+  LLVMValueRef last_m = LLVMBuildICmp(e.b, LLVMIntEQ, mt, LLVMBuildSub(e.b, mtiles_v, one, ""), "");
   LLVMValueRef rt = g->row_terms ? at(&e, rows, mt, t->tile_rows * (int64_t)sizeof(CgGemmRow))
                                  : rows;
   LLVMTypeRef pt[6] = {e.ptr, e.ptr, e.ptr, e.ptr, e.ptr, e.ptr};
   LLVMTypeRef tile_ty = LLVMFunctionType(vd, pt, 6, 0);
   LLVMValueRef targs[6] = {xt, yt, wb, bb, mb, rt};
-  for (int lm = 0; lm <= (int)m_edge; lm++) {
+  if (g->runtime_m) {
+    /* The rows left in this tile, min(tile_rows, m - mt * tile_rows): a
+     * switch over the tiles of each row count. */
+    LLVMValueRef left = LLVMBuildSub(e.b, m, LLVMBuildMul(e.b, mt, i64c(&e, t->tile_rows), ""), "");
+    left = umin(&e, left, i64c(&e, t->tile_rows));
+    LLVMBasicBlockRef cases[CG_MAX_TILE_ROWS + 1];
+    for (int r = 1; r <= t->tile_rows; r++)
+      cases[r] = LLVMAppendBasicBlockInContext(ctx, fn, "m.rows");
+    LLVMValueRef sw = LLVMBuildSwitch(e.b, left, cases[t->tile_rows], (unsigned)t->tile_rows - 1);
+    for (int r = 1; r < t->tile_rows; r++)
+      LLVMAddCase(sw, i64c(&e, r), cases[r]);
+    for (int r = 1; r <= t->tile_rows; r++) {
+      LLVMPositionBuilderAtEnd(e.b, cases[r]);
+      if (n_edge) {
+        LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(ctx, fn, "n.full");
+        LLVMBasicBlockRef last = LLVMAppendBasicBlockInContext(ctx, fn, "n.last");
+        LLVMBuildCondBr(e.b, last_n, last, full);
+        LLVMPositionBuilderAtEnd(e.b, full);
+        LLVMBuildCall2(e.b, tile_ty, t->rtile[r][0], targs, 6, "");
+        LLVMBuildBr(e.b, mnext);
+        LLVMPositionBuilderAtEnd(e.b, last);
+        LLVMBuildCall2(e.b, tile_ty, t->rtile[r][1], targs, 6, "");
+      } else {
+        LLVMBuildCall2(e.b, tile_ty, t->rtile[r][0], targs, 6, "");
+      }
+      LLVMBuildBr(e.b, mnext);
+    }
+  }
+  for (int lm = 0; !g->runtime_m && lm <= (int)m_edge; lm++) {
     LLVMBasicBlockRef other = NULL;
     if (m_edge && lm == 0) {
       LLVMBasicBlockRef here = LLVMAppendBasicBlockInContext(ctx, fn, "m.full");

@@ -63,6 +63,7 @@ const CgArch cg_arch_info[CG_ARCH_COUNT] = {
                         .lib_build = Q8_SUPPORT_LIB_BUILD,
                         .cross = false,
                         .emit_qgemm = cg_emit_qgemm_x86,
+                        .runtime_m = true,
                         .packed_size = cg_packed_size,
                         .pack = cg_pack_weights,
                         .emit_quantize = cg_emit_quantize_rows},

@@ -9,7 +9,12 @@
  * entry or exit (lower.c). A reshape is free: it shares its operand's slot.
  * A qgemm with an f32 input also gets a slot for the quantized copy of it,
  * and an output with a quantized form one for its f32 value at the
- * quantized entry. */
+ * quantized entry.
+ *
+ * With a run-time batch (rtshape.c) the values that have the batch dim get
+ * their slots in a second region after the first, sized per batch row: a
+ * slot's offset there is per batch row, its address scratch + (size of the
+ * first region) + offset * batch. */
 #include <stdint.h>
 
 #include "module.h"
@@ -34,9 +39,21 @@ static int64_t reserve(Cg *cg, int64_t bytes) {
   return at;
 }
 
+/* The same in the batched region (rtshape.c): `bytes` per batch row. */
+static int64_t reserve_batched(Cg *cg, int64_t bytes) {
+  int64_t at = cg->scratch_pb, size = cg_round_up(bytes > 0 ? bytes : 1, 64);
+  cg->scratch_pb = at > INT64_MAX - size ? INT64_MAX : at + size;
+  return at;
+}
+
 static void place_in_scratch(Cg *cg, Loc *l, IrDType t) {
   l->kind = LOC_SCRATCH;
-  l->offset = reserve(cg, bytes_of(l, t));
+  l->offset = l->batched ? reserve_batched(cg, bytes_of(l, t)) : reserve(cg, bytes_of(l, t));
+}
+
+bool cg_gemm_runtime_m(const Cg *cg, const IrNode *n) {
+  return cg->rtb && n->op == IR_OP_QGEMM && cg->batched[n->opnds[0]->id] &&
+         cg_arch_of(cg->o->isas[0])->runtime_m;
 }
 
 bool cg_plan_memory(Cg *cg) {
@@ -44,10 +61,12 @@ bool cg_plan_memory(Cg *cg) {
   int nvalues = ir_number_values(m);
   cg->loc = ir_alloc(m->arena, (size_t)nvalues * sizeof *cg->loc);
   cg->xq_offset = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg->xq_offset);
+  cg->xq_batched = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg->xq_batched);
   for (int i = 0; i < m->ninputs; i++) {
     IrValue *v = m->inputs[i];
     Loc *l = &cg->loc[v->id];
     shape_of(&v->type, &l->rows, &l->cols);
+    l->batched = cg->rtb && cg->batched[v->id];
     l->stride = l->cols;
     l->kind = LOC_INPUT;
     l->index = i;
@@ -77,6 +96,7 @@ bool cg_plan_memory(Cg *cg) {
     IrValue *v = n->result;
     Loc *l = &cg->loc[v->id];
     shape_of(&v->type, &l->rows, &l->cols);
+    l->batched = cg->rtb && cg->batched[v->id];
     l->stride = ir_dtype_is_quantized(v->type.dtype) ? cg_round_up(l->cols, 4) : l->cols;
     int out = out_of[v->id];
     cg->xq_offset[i] = -1;
@@ -84,7 +104,9 @@ bool cg_plan_memory(Cg *cg) {
       Loc xq;
       shape_of(&n->opnds[0]->type, &xq.rows, &xq.cols);
       xq.stride = cg_round_up(xq.cols, 4);
-      cg->xq_offset[i] = reserve(cg, xq.rows * xq.stride);
+      cg->xq_batched[i] = cg_gemm_runtime_m(cg, n);
+      cg->xq_offset[i] = cg->xq_batched[i] ? reserve_batched(cg, xq.rows * xq.stride)
+                                           : reserve(cg, xq.rows * xq.stride);
     }
     int64_t attn = cg_attention_scratch(n);
     if (attn >= 0) {
@@ -122,13 +144,17 @@ bool cg_plan_memory(Cg *cg) {
       l->kind = LOC_OUTPUT;
       l->index = out;
       if (v->has_qform)
-        l->q_offset = reserve(cg, bytes_of(l, v->type.dtype));
+        l->q_offset = l->batched ? reserve_batched(cg, bytes_of(l, v->type.dtype))
+                                 : reserve(cg, bytes_of(l, v->type.dtype));
     } else {
       place_in_scratch(cg, l, v->type.dtype);
     }
   }
   char why[160];
-  if (!ir_bytes_allowed((uint64_t)cg->scratch, why, sizeof why))
+  /* With a run-time batch, the size at batch 1 (the runtime adds the rest). */
+  int64_t total = cg->scratch_pb > INT64_MAX - cg->scratch ? INT64_MAX
+                                                           : cg->scratch + cg->scratch_pb;
+  if (!ir_bytes_allowed((uint64_t)total, why, sizeof why))
     return ir_error(&m->diag, (IrLoc){0},
                     "codegen: the scratch memory for the intermediate values (batch size %lld) %s",
                     (long long)(cg->o->batch > 0 ? cg->o->batch : 1), why);

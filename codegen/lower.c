@@ -24,8 +24,24 @@ static LLVMValueRef const_global(Cg *cg, const IrValue *c) {
   return l->global;
 }
 
-/* The run-time address of value `v` inside the entry being built. */
+/* Scratch slot `offset` of a value: in the batched region (per batch row,
+ * after the fixed region) when it has a run-time batch. */
+static LLVMValueRef slot_at(Cg *cg, const Loc *l, int64_t offset, const char *name) {
+  LLVMValueRef idx = cg_i64c(cg, offset);
+  if (l->batched)
+    idx = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, idx, cg->nb, ""), cg_i64c(cg, cg->scratch), "");
+  return LLVMBuildGEP2(cg->b, cg->i8, cg->scratch_ptr, &idx, 1, name);
+}
+
+/* The run-time address of value `v` inside the entry being built (of the
+ * current batch row inside a loop over them, rtshape.c). */
+static LLVMValueRef addr_all(Cg *cg, const IrValue *v);
 static LLVMValueRef addr(Cg *cg, const IrValue *v) {
+  return cg_batch_row_at(cg, v, addr_all(cg, v));
+}
+
+/* The same for the whole value. */
+static LLVMValueRef addr_all(Cg *cg, const IrValue *v) {
   Loc *l = &cg->loc[v->id];
   LLVMValueRef idx;
   switch (l->kind) {
@@ -34,17 +50,13 @@ static LLVMValueRef addr(Cg *cg, const IrValue *v) {
     return LLVMBuildLoad2(cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->inputs, &idx, 1, ""),
                           v->name);
   case LOC_OUTPUT:
-    if (cg->quantized && l->q_offset >= 0) {
-      /* The quantized entry quantizes this f32 output on exit. */
-      idx = cg_i64c(cg, l->q_offset);
-      return LLVMBuildGEP2(cg->b, cg->i8, cg->scratch_ptr, &idx, 1, v->name);
-    }
+    if (cg->quantized && l->q_offset >= 0) /* the quantized entry quantizes it on exit */
+      return slot_at(cg, l, l->q_offset, v->name);
     idx = cg_i64c(cg, l->index);
     return LLVMBuildLoad2(cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->outputs, &idx, 1, ""),
                           v->name);
   case LOC_SCRATCH:
-    idx = cg_i64c(cg, l->offset);
-    return LLVMBuildGEP2(cg->b, cg->i8, cg->scratch_ptr, &idx, 1, v->name);
+    return slot_at(cg, l, l->offset, v->name);
   case LOC_CONST:
     return const_global(cg, v);
   case LOC_NONE:
@@ -89,23 +101,34 @@ static void copy_rows(Cg *cg, LLVMValueRef dst, int64_t dst_stride, LLVMValueRef
 
 /* Run `kernel(args, t)` for t in [0, ntasks): through the caller's threads
  * when there are any and the layer is worth splitting, else in a loop. */
+static void run_tasks_n(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, LLVMValueRef ntasks,
+                        bool parallel);
 static void run_tasks(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, int64_t ntasks,
                       bool parallel) {
+  run_tasks_n(cg, kernel, args, cg_i64c(cg, ntasks), parallel && ntasks > 1);
+}
+
+/* The same for a task count known at run time (a qgemm's with a run-time
+ * M): through the threads when parallel, there are any and ntasks > 1. */
+static void run_tasks_n(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, LLVMValueRef ntasks,
+                        bool parallel) {
   LLVMTypeRef kty = LLVMFunctionType(cg->vd, (LLVMTypeRef[]){cg->ptr, cg->i64}, 2, 0);
   LLVMBasicBlockRef loop_bb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "tasks");
   LLVMBasicBlockRef done_bb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "tasks.done");
   LLVMBasicBlockRef entry_bb = LLVMGetInsertBlock(cg->b);
-  if (parallel && ntasks > 1) {
+  if (parallel) {
     LLVMBasicBlockRef par_bb = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "parallel");
     LLVMValueRef no_threads = LLVMBuildICmp(cg->b, LLVMIntEQ, cg->thr, LLVMConstNull(cg->ptr), "");
+    if (!LLVMIsConstant(ntasks))
+      no_threads = LLVMBuildOr(
+          cg->b, no_threads, LLVMBuildICmp(cg->b, LLVMIntSLT, ntasks, cg_i64c(cg, 2), ""), "");
     LLVMBuildCondBr(cg->b, no_threads, loop_bb, par_bb);
     LLVMPositionBuilderAtEnd(cg->b, par_bb);
     /* q8_threads.parallel_for is the first field. */
     LLVMValueRef pf = LLVMBuildLoad2(cg->b, cg->ptr, cg->thr, "parallel_for");
     LLVMTypeRef pty =
         LLVMFunctionType(cg->vd, (LLVMTypeRef[]){cg->ptr, cg->ptr, cg->ptr, cg->i64}, 4, 0);
-    LLVMBuildCall2(cg->b, pty, pf, (LLVMValueRef[]){cg->thr, kernel, args, cg_i64c(cg, ntasks)}, 4,
-                   "");
+    LLVMBuildCall2(cg->b, pty, pf, (LLVMValueRef[]){cg->thr, kernel, args, ntasks}, 4, "");
     LLVMBuildBr(cg->b, done_bb);
   } else {
     LLVMBuildBr(cg->b, loop_bb);
@@ -117,8 +140,7 @@ static void run_tasks(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, int64_t nt
   LLVMValueRef zero = cg_i64c(cg, 0);
   LLVMAddIncoming(t, &zero, &entry_bb, 1);
   LLVMAddIncoming(t, &next, &loop_bb, 1);
-  LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, next, cg_i64c(cg, ntasks), ""), loop_bb,
-                  done_bb);
+  LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, next, ntasks, ""), loop_bb, done_bb);
   LLVMPositionBuilderAtEnd(cg->b, done_bb);
 }
 
@@ -132,6 +154,19 @@ static void input_bounds(const IrValue *x, IrDType t, int32_t *lo, int32_t *hi) 
     if (zp > *lo)
       *lo = zp;
   }
+}
+
+/* A qgemm's slot for its quantized input (in the batched region with a
+ * run-time M). */
+static LLVMValueRef xq_at(Cg *cg, int idx) {
+  Loc l = {.batched = cg->xq_batched[idx]};
+  return slot_at(cg, &l, cg->xq_offset[idx], "");
+}
+
+/* p + bytes * the current batch row. */
+static LLVMValueRef batch_bytes_at(Cg *cg, LLVMValueRef p, int64_t bytes) {
+  LLVMValueRef off = LLVMBuildMul(cg->b, cg->batch_row, cg_i64c(cg, bytes), "");
+  return LLVMBuildGEP2(cg->b, cg->i8, p, &off, 1, "");
 }
 
 static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
@@ -153,6 +188,10 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   g.y_dtype = y_dtype;
   g.y_stride = yl->stride;
   g.relu = ir_attr_int(n, IR_ATTR_RELU, 0) != 0;
+  /* A run-time M (rtshape.c): the kernel runs once over all batch rows, and
+   * what comes before it runs per batch row over the batch's slots. */
+  g.runtime_m = cg_gemm_runtime_m(cg, n);
+  CgBatchLoop loop;
   LLVMValueRef xptr = addr(cg, x);
   if (x->type.dtype == IR_F32 && cg->quantized && x->kind == IR_VAL_INPUT && x->has_qform) {
     /* The quantized entry gets this input's bytes (ir_check_qforms: as this
@@ -161,8 +200,15 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
     g.x_dtype = x->qform.dtype;
     g.x_stride = cg_round_up(g.k, 4);
     if (g.x_stride != g.k) {
-      LLVMValueRef xq = scratch_at(cg, cg->xq_offset[idx]);
-      copy_rows(cg, xq, g.x_stride, xptr, g.k, g.m, g.k);
+      LLVMValueRef xq = xq_at(cg, idx);
+      if (g.runtime_m) {
+        cg_batch_loop_open(cg, &loop);
+        copy_rows(cg, batch_bytes_at(cg, xq, g.m * g.x_stride), g.x_stride,
+                  batch_bytes_at(cg, xptr, g.m * g.k), g.k, g.m, g.k);
+        cg_batch_loop_close(cg, &loop);
+      } else {
+        copy_rows(cg, xq, g.x_stride, xptr, g.k, g.m, g.k);
+      }
       xptr = xq;
     }
     ir_qbounds(g.x_dtype, &g.x_min, &g.x_max);
@@ -183,9 +229,18 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
                                                           g.x_stride, scale, zp, g.x_dtype);
     }
     LLVMValueRef qfn = cg->quantizer[idx];
-    LLVMValueRef xq = scratch_at(cg, cg->xq_offset[idx]);
+    LLVMValueRef xq = xq_at(cg, idx);
     LLVMTypeRef qty = LLVMFunctionType(cg->vd, (LLVMTypeRef[]){cg->ptr, cg->ptr}, 2, 0);
-    LLVMBuildCall2(cg->b, qty, qfn, (LLVMValueRef[]){xptr, xq}, 2, "");
+    if (g.runtime_m) {
+      cg_batch_loop_open(cg, &loop);
+      LLVMBuildCall2(cg->b, qty, qfn,
+                     (LLVMValueRef[]){batch_bytes_at(cg, xptr, g.m * g.k * 4),
+                                      batch_bytes_at(cg, xq, g.m * g.x_stride)},
+                     2, "");
+      cg_batch_loop_close(cg, &loop);
+    } else {
+      LLVMBuildCall2(cg->b, qty, qfn, (LLVMValueRef[]){xptr, xq}, 2, "");
+    }
     xptr = xq;
     ir_qbounds(g.x_dtype, &g.x_min, &g.x_max);
   } else {
@@ -210,6 +265,27 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   }
   LLVMValueRef kernel = cg->kernel[idx];
   int64_t ntasks = cg->kernel_tasks[idx];
+  if (g.runtime_m) {
+    /* CgGemmArgs {x, y, .m = rows * batch}, and the kernel's task count for
+     * that M. */
+    LLVMTypeRef p = cg->ptr;
+    LLVMTypeRef args_ty =
+        LLVMStructTypeInContext(cg->ctx, (LLVMTypeRef[]){p, p, p, p, p, p, cg->i64}, 7, 0);
+    LLVMValueRef args = LLVMBuildAlloca(cg->b, args_ty, "gemm.args");
+    LLVMValueRef mv = LLVMBuildMul(cg->b, cg_i64c(cg, g.m), cg->nb, "m");
+    LLVMBuildStore(cg->b, xptr, LLVMBuildStructGEP2(cg->b, args_ty, args, 0, ""));
+    LLVMBuildStore(cg->b, addr(cg, n->result), LLVMBuildStructGEP2(cg->b, args_ty, args, 1, ""));
+    LLVMBuildStore(cg->b, mv, LLVMBuildStructGEP2(cg->b, args_ty, args, 6, ""));
+    char tname[700];
+    size_t len;
+    snprintf(tname, sizeof tname, "%s.ntasks", LLVMGetValueName2(kernel, &len));
+    LLVMValueRef nfn = LLVMGetNamedFunction(cg->mod, tname);
+    if (!nfn)
+      q8_die("qgemm %s: no %s", n->result->name, tname);
+    LLVMValueRef nt = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(nfn), nfn, &mv, 1, "ntasks");
+    run_tasks_n(cg, kernel, args, nt, true);
+    return true;
+  }
   /* CgGemmArgs {x, y} on the entry's stack. */
   LLVMTypeRef args_ty = LLVMStructTypeInContext(cg->ctx, (LLVMTypeRef[]){cg->ptr, cg->ptr}, 2, 0);
   LLVMValueRef args = LLVMBuildAlloca(cg->b, args_ty, "gemm.args");
@@ -562,6 +638,19 @@ void cg_run_tasks(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, int64_t ntasks
   run_tasks(cg, kernel, args, ntasks, parallel);
 }
 
+/* p, the caller's dense buffer of value v (elements of es bytes), at the
+ * current batch row inside a loop over them. */
+static LLVMValueRef dense_row_at(Cg *cg, const IrValue *v, LLVMValueRef p, size_t es) {
+  const Loc *l = &cg->loc[v->id];
+  if (!cg->batch_row || !l->batched)
+    return p;
+  LLVMValueRef off =
+      LLVMBuildMul(cg->b, cg->batch_row, cg_i64c(cg, l->rows * l->cols * (int64_t)es), "");
+  return LLVMBuildGEP2(cg->b, cg->i8, p, &off, 1, "");
+}
+
+static void emit_output(Cg *cg, const IrValue *v, LLVMValueRef dst);
+
 bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
   IrModule *m = cg->m;
   char name[256];
@@ -569,14 +658,17 @@ bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
            cg_isa_info[isa].name);
   cg->quantized = quantized;
   LLVMTypeRef fty =
-      LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->ptr, cg->ptr, cg->ptr, cg->ptr}, 4, 0);
+      LLVMFunctionType(cg->i32, (LLVMTypeRef[]){cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64}, 5, 0);
   cg->fn = LLVMAddFunction(cg->mod, name, fty);
   cg_set_isa_attrs(cg->fn, isa);
   cg->thr = LLVMGetParam(cg->fn, 0);
   cg->inputs = LLVMGetParam(cg->fn, 1);
   cg->outputs = LLVMGetParam(cg->fn, 2);
   cg->scratch_ptr = LLVMGetParam(cg->fn, 3);
+  cg->nb = LLVMGetParam(cg->fn, 4);
+  cg->batch_row = NULL;
   LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "entry"));
+  CgBatchLoop loop;
   for (int i = 0; i < m->ninputs; i++) {
     const IrValue *v = m->inputs[i];
     const Loc *l = &cg->loc[v->id];
@@ -584,12 +676,25 @@ bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
       LLVMValueRef idx = cg_i64c(cg, i);
       LLVMValueRef src = LLVMBuildLoad2(
           cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->inputs, &idx, 1, ""), "");
-      copy_rows(cg, addr(cg, v), l->stride, src, l->cols, l->rows, l->cols);
+      if (l->batched)
+        cg_batch_loop_open(cg, &loop);
+      copy_rows(cg, addr(cg, v), l->stride, dense_row_at(cg, v, src, 1), l->cols, l->rows,
+                l->cols);
+      if (l->batched)
+        cg_batch_loop_close(cg, &loop);
     }
   }
-  for (int i = 0; i < m->nnodes; i++)
+  for (int i = 0; i < m->nnodes; i++) {
+    /* A node with the run-time batch runs once per batch row (rtshape.c),
+     * but for a qgemm with a run-time M. */
+    bool rows = cg->loc[m->nodes[i]->result->id].batched && !cg_gemm_runtime_m(cg, m->nodes[i]);
+    if (rows)
+      cg_batch_loop_open(cg, &loop);
     if (!emit_node(cg, i, isa))
       return false;
+    if (rows)
+      cg_batch_loop_close(cg, &loop);
+  }
   for (int i = 0; i < m->noutputs; i++) {
     const IrValue *v = m->outputs[i];
     const Loc *l = &cg->loc[v->id];
@@ -598,19 +703,34 @@ bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
     LLVMValueRef idx = cg_i64c(cg, i);
     LLVMValueRef dst = LLVMBuildLoad2(
         cg->b, cg->ptr, LLVMBuildGEP2(cg->b, cg->ptr, cg->outputs, &idx, 1, ""), "");
-    if (quantized && v->has_qform) {
-      /* Dense rows of the quantized form (as ir_interp_quantized). */
-      Loc dense = *l;
-      dense.stride = l->cols;
-      call_quantize(cg, addr(cg, v), dst, &dense, &v->qform);
-      continue;
-    }
-    size_t es = ir_dtype_size(v->type.dtype);
-    copy_rows(cg, dst, l->cols * (int64_t)es, addr(cg, v), l->stride * (int64_t)es, l->rows,
-              l->cols * (int64_t)es);
+    if (l->batched)
+      cg_batch_loop_open(cg, &loop);
+    emit_output(cg, v, dst);
+    if (l->batched)
+      cg_batch_loop_close(cg, &loop);
   }
   LLVMBuildRet(cg->b, cg_i32c(cg, 0));
   *entry = cg->fn;
   return true;
+}
+
+/* Output v (in scratch, or an f32 output the quantized entry gives
+ * quantized) into the caller's buffer dst: the current batch row of it
+ * inside a loop over them. */
+static void emit_output(Cg *cg, const IrValue *v, LLVMValueRef dst) {
+  const Loc *l = &cg->loc[v->id];
+  if (cg->quantized && v->has_qform) {
+    dst = dense_row_at(cg, v, dst, ir_dtype_size(v->qform.dtype));
+    {
+      /* Dense rows of the quantized form (as ir_interp_quantized). */
+      Loc dense = *l;
+      dense.stride = l->cols;
+      call_quantize(cg, addr(cg, v), dst, &dense, &v->qform);
+      return;
+    }
+  }
+  size_t es = ir_dtype_size(v->type.dtype);
+  copy_rows(cg, dense_row_at(cg, v, dst, es), l->cols * (int64_t)es, addr(cg, v),
+            l->stride * (int64_t)es, l->rows, l->cols * (int64_t)es);
 }
 

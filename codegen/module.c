@@ -5,6 +5,7 @@
  * kernels those entries call (cg_emit_qgemm) and the constants they read
  * are emitted on the way, once per variant. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <llvm-c/Analysis.h>
@@ -31,11 +32,33 @@ LLVMValueRef cg_const_string(Cg *cg, const char *s) {
   return cg_const_bytes(cg, ".str", s, strlen(s) + 1);
 }
 
+/* The module for `m` with its `?` bound (to o->batch, or to 1 while a
+ * run-time batch is built). */
+static LLVMModuleRef build_bound(IrModule *m, LLVMContextRef ctx, const CgOptions *o, bool rtb,
+                                 bool *batched);
+
 LLVMModuleRef cg_build_module(IrModule *m, LLVMContextRef ctx, const CgOptions *o) {
-  ir_bind_batch(m, o->batch > 0 ? o->batch : 1);
+  char why[200];
+  if (o->batch > 0 || m->bound_batch || !cg_runtime_batch_ok(m, why, sizeof why)) {
+    ir_bind_batch(m, o->batch > 0 ? o->batch : 1);
+    return build_bound(m, ctx, o, false, NULL);
+  }
+  /* A run-time batch (rtshape.c): built at batch 1, `?` restored after. */
+  bool *batched = calloc((size_t)ir_number_values(m) + 1, sizeof *batched);
+  if (!batched)
+    q8_die("out of memory");
+  CgUnbound *u = cg_bind_batch_one(m, batched);
+  LLVMModuleRef mod = build_bound(m, ctx, o, true, batched);
+  cg_unbind_batch(m, u);
+  free(batched);
+  return mod;
+}
+
+static LLVMModuleRef build_bound(IrModule *m, LLVMContextRef ctx, const CgOptions *o, bool rtb,
+                                 bool *batched) {
   if (!ir_verify(m))
     return NULL;
-  Cg cg = {.m = m, .o = o, .ctx = ctx};
+  Cg cg = {.m = m, .o = o, .ctx = ctx, .rtb = rtb, .batched = batched};
   c_ident(m->name, cg.prefix, sizeof cg.prefix);
   cg.mod = LLVMModuleCreateWithNameInContext(m->name, ctx);
   cg.b = LLVMCreateBuilderInContext(ctx);

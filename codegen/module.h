@@ -8,6 +8,8 @@
  *   attention.c   qmatmul, qmatmul_dyn, qlinear_dyn lowered to the int8
  *                 kernels, their operands packed at run time
  *   floatops.c    the float ops as vector code (with vmath.c)
+ *   rtshape.c     a run-time batch: which models get one, the loop over
+ *                 batch rows
  *   descriptor.c  the exported q8_model descriptor (q8model.h) */
 #ifndef Q8_CODEGEN_MODULE_H
 #define Q8_CODEGEN_MODULE_H
@@ -25,6 +27,9 @@ typedef struct {
   int64_t stride;     /* elements between rows (padded for quantized values) */
   int64_t q_offset;   /* a LOC_OUTPUT value with a quantized form: its f32 slot in
                        * scratch at the quantized entry, or -1 */
+  bool batched;       /* run-time batch: the value has it (rows above are one
+                       * batch row's); its scratch slots are in the batched
+                       * region, offset and q_offset per batch row (rtshape.c) */
 } Loc;
 
 /* Per node, for the variant being built: the functions attention.c emits
@@ -47,8 +52,13 @@ typedef struct {
   LLVMBuilderRef b;
   LLVMTypeRef i8, i32, i64, f32, f64, ptr, vd;
   Loc *loc;           /* by value id */
-  int64_t scratch;    /* bytes */
+  int64_t scratch;    /* bytes (with a run-time batch: of the fixed region) */
+  bool rtb;           /* a run-time batch (rtshape.c) */
+  bool *batched;      /* rtb: by value id, whether the value has the batch dim */
+  int64_t scratch_pb; /* rtb: bytes of the batched region per batch row */
   int64_t *xq_offset; /* per node: scratch for a qgemm's quantized f32 input, or -1 */
+  bool *xq_batched;   /* per node: that slot is in the batched region (a qgemm
+                       * with a run-time M, rtshape.c) */
   char prefix[128];   /* the model's name as a C identifier */
   /* per node, for the variant being built: its kernel (shared by the two
    * entries) and task count */
@@ -59,6 +69,8 @@ typedef struct {
   /* inside the entry being built */
   bool quantized;     /* the quantized entry */
   LLVMValueRef fn, thr, inputs, outputs, scratch_ptr;
+  LLVMValueRef nb;        /* the entry's batch argument */
+  LLVMValueRef batch_row; /* inside a loop over batch rows: its index, else NULL */
 } Cg;
 
 static inline int64_t cg_round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
@@ -81,6 +93,9 @@ LLVMValueRef cg_const_string(Cg *cg, const char *s);
 /* Give every value of cg->m its Loc and cg->scratch its size. False with a
  * message in m->diag when the scratch memory passes the memory cap. */
 bool cg_plan_memory(Cg *cg);
+/* Whether qgemm node n runs its kernel once over every batch row (a
+ * run-time M) rather than once per batch row. */
+bool cg_gemm_runtime_m(const Cg *cg, const IrNode *n);
 
 /* ---- lower.c ---- */
 
@@ -113,6 +128,28 @@ bool cg_emit_attention(Cg *cg, int idx, CgIsa isa);
  * the builder's position: false (nothing emitted) when the op, or its
  * broadcast pattern, has none, and the caller calls the reference op. */
 bool cg_emit_floatop(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y);
+
+/* ---- rtshape.c ---- */
+
+/* Bind m's `?` to 1 for building the code, first noting in batched[] (by
+ * value id, ir_number_values) which values had it; cg_unbind_batch restores
+ * m as it was. */
+typedef struct CgUnbound CgUnbound;
+CgUnbound *cg_bind_batch_one(IrModule *m, bool *batched);
+void cg_unbind_batch(IrModule *m, CgUnbound *u);
+/* The bytes of one batch row of value v as it lives in memory. */
+int64_t cg_batch_row_bytes(const Cg *cg, const IrValue *v);
+/* p, the address of value v, moved to the current batch row when inside a
+ * loop over them and v has the batch. */
+LLVMValueRef cg_batch_row_at(Cg *cg, const IrValue *v, LLVMValueRef p);
+/* A loop over the batch rows [0, cg->nb) at the builder's position: between
+ * open and close, cg->batch_row is the row. */
+typedef struct {
+  LLVMBasicBlockRef head, from;
+  LLVMValueRef row;
+} CgBatchLoop;
+void cg_batch_loop_open(Cg *cg, CgBatchLoop *l);
+void cg_batch_loop_close(Cg *cg, CgBatchLoop *l);
 
 /* ---- descriptor.c ---- */
 

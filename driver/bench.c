@@ -6,7 +6,8 @@
  * or as JSON (--json).
  *
  * A .so runs through the runtime with the shapes it was compiled for; its
- * batch is the first dimension of its first input. A .ir is compiled in
+ * batch is the first dimension of its first input, or --batch for a library
+ * compiled with a run-time batch (q8rt_run_dims). A .ir is compiled in
  * memory (the JIT) for --batch and --target, as `q8c run --jit` does; it is
  * timed as written (a float .ir is not quantized first). */
 #include <inttypes.h>
@@ -83,19 +84,25 @@ static bool ends_with(const char *s, const char *suffix) {
   return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* The input buffers: each -i file (which must match the model), else zeros. */
-static int make_inputs(const Options *o, q8rt_model *model, void **in) {
+/* The input buffers: each -i file (which must match the model at `batch`),
+ * else zeros; dims[i] their shapes. */
+static int make_inputs(const Options *o, q8rt_model *model, int64_t batch, void **in,
+                       int64_t (*dims)[Q8_MODEL_MAX_RANK]) {
   int n = q8rt_num_inputs(model);
   for (int i = 0; i < n; i++) {
     const q8_tensor_desc *t = q8rt_input(model, i);
     IrType want = driver_desc_type(t, false);
+    q8rt_tensor_dims(t, batch, want.dims);
+    memcpy(dims[i], want.dims, sizeof dims[i]);
     const FileArg *f = NULL;
     for (int k = 0; k < o->ninputs; k++)
       if ((o->inputs[k].name && strcmp(o->inputs[k].name, t->name) == 0) ||
           (!o->inputs[k].name && n == 1))
         f = &o->inputs[k];
     if (!f) {
-      int64_t numel = q8rt_tensor_numel(t);
+      int64_t numel;
+      if (!ir_type_numel(&want, 1, &numel))
+        numel = -1;
       in[i] = calloc((size_t)(numel > 0 ? numel : 1), ir_dtype_size(want.dtype));
       if (!in[i]) {
         fprintf(stderr, "q8c: error: out of memory for input '%s'\n", t->name);
@@ -160,10 +167,6 @@ static void print_json(const Options *o, q8rt_model *model, int64_t batch, int w
 
 int driver_bench(const Options *o) {
   bool so = ends_with(o->model, ".so");
-  if (so && o->batch)
-    return driver_usage_error("%s was compiled for fixed shapes: --batch applies to a .ir model "
-                              "(recompile the library with --batch N to change it)",
-                              o->model);
   int warmup = o->warmup >= 0 ? o->warmup : 5, runs = o->runs > 0 ? o->runs : 100;
   char err[512];
   q8rt_model *model = NULL;
@@ -172,9 +175,18 @@ int driver_bench(const Options *o) {
       fprintf(stderr, "%s: error: %s\n", o->model, err);
       return EXIT_INPUT;
     }
+    if (o->batch && q8rt_max_batch(model) == 0) {
+      q8rt_free(model);
+      return driver_usage_error("%s was compiled for fixed shapes: --batch applies to a .ir "
+                                "model or a library compiled without --batch (recompile the "
+                                "library with --batch N to change it)",
+                                o->model);
+    }
   } else if (!(model = load_ir(o, o->batch ? o->batch : 1))) {
     return EXIT_INPUT;
   }
+  /* The batch of a run-time-batch library: --batch, else 1. */
+  int64_t rbatch = so && o->batch ? o->batch : 1;
   if (o->threads && q8rt_set_threads(model, o->threads, err, sizeof err) != Q8RT_OK) {
     fprintf(stderr, "q8c: error: --threads %d: %s\n", o->threads, err);
     q8rt_free(model);
@@ -183,11 +195,19 @@ int driver_bench(const Options *o) {
   int nin = q8rt_num_inputs(model), nout = q8rt_num_outputs(model);
   void **in = calloc((size_t)nin + 1, sizeof *in), **out = calloc((size_t)nout + 1, sizeof *out);
   double *times = malloc((size_t)runs * sizeof *times);
-  int rc = in && out && times ? make_inputs(o, model, in) : EXIT_INPUT;
+  int64_t(*dims)[Q8_MODEL_MAX_RANK] = calloc((size_t)nin + 1, sizeof *dims);
+  const int64_t **dimp = calloc((size_t)nin + 1, sizeof *dimp);
+  int rc = in && out && times && dims && dimp ? make_inputs(o, model, rbatch, in, dims)
+                                              : EXIT_INPUT;
+  for (int i = 0; rc == 0 && i < nin; i++)
+    dimp[i] = dims[i];
   for (int i = 0; rc == 0 && i < nout; i++) {
     const q8_tensor_desc *t = q8rt_output(model, i);
-    int64_t numel = q8rt_tensor_numel(t);
     IrType type = driver_desc_type(t, false);
+    q8rt_tensor_dims(t, rbatch, type.dims);
+    int64_t numel;
+    if (!ir_type_numel(&type, 1, &numel))
+      numel = -1;
     if (!(out[i] = malloc((size_t)(numel > 0 ? numel : 1) * ir_dtype_size(type.dtype))))
       rc = EXIT_INPUT;
   }
@@ -195,7 +215,10 @@ int driver_bench(const Options *o) {
     fprintf(stderr, "q8c: error: out of memory\n");
   for (int r = 0; rc == 0 && r < warmup + runs; r++) {
     double t0 = now_ms();
-    if (q8rt_run(model, nin, (const void *const *)in, nout, out, err, sizeof err) != Q8RT_OK) {
+    if ((q8rt_max_batch(model) > 0
+             ? q8rt_run_dims(model, nin, (const void *const *)in, dimp, nout, out, err, sizeof err)
+             : q8rt_run(model, nin, (const void *const *)in, nout, out, err, sizeof err)) !=
+        Q8RT_OK) {
       fprintf(stderr, "%s: error: %s\n", o->model, err);
       rc = EXIT_INPUT;
     }
@@ -207,7 +230,9 @@ int driver_bench(const Options *o) {
     /* The batch: a .ir's --batch, else the leading dimension of the first
      * input of the compiled library. */
     const q8_tensor_desc *x = nin ? q8rt_input(model, 0) : NULL;
-    int64_t batch = !so ? (o->batch ? o->batch : 1) : x && x->rank ? x->dims[0] : 1;
+    int64_t batch = !so ? (o->batch ? o->batch : 1)
+                    : q8rt_max_batch(model) > 0 ? rbatch
+                    : x && x->rank ? x->dims[0] : 1;
     Latency l = summarize(times, runs);
     double throughput = (double)batch / (l.median / 1e3);
     (o->json ? print_json : print_table)(o, model, batch, warmup, runs, &l, throughput);
@@ -219,6 +244,8 @@ int driver_bench(const Options *o) {
   free(in);
   free(out);
   free(times);
+  free(dims);
+  free(dimp);
   q8rt_free(model);
   return rc;
 }

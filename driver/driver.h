@@ -39,6 +39,7 @@ typedef struct {
   const char *model;  /* "-": standard input */
   const char *emit;
   int64_t batch;      /* 0 = not given */
+  int64_t max_batch;  /* --max-batch, 0 = not given */
   const char *report; /* NULL, "text", "json" or "html" */
   const char *target; /* --target, default "native" */
   int opt_level;      /* -O0..-O3, default 3 */

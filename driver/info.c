@@ -72,6 +72,9 @@ static void print_features(uint64_t features) {
 static void print_tensor(const char *kind, const q8_tensor_desc *t) {
   char b[160];
   IrType type = driver_desc_type(t, false);
+  for (int d = 0; d < type.rank; d++) /* a run-time batch: `?` */
+    if (t->batch_dims >> d & 1u)
+      type.dims[d] = IR_DIM_BATCH;
   printf("%s: %s %s", kind, t->name, ir_type_str(&type, b, sizeof b));
   if (t->scale != 0) {
     char num[40];
@@ -106,7 +109,13 @@ int driver_info(const Options *o) {
     print_tensor("input", &d->inputs[i]);
   for (int i = 0; i < d->noutputs; i++)
     print_tensor("output", &d->outputs[i]);
+  if (d->max_batch == INT64_MAX)
+    printf("batch: any, at each call\n");
+  else if (d->max_batch > 0)
+    printf("batch: 1 to %" PRId64 ", at each call\n", d->max_batch);
   printf("scratch_bytes: %" PRId64 "\n", d->scratch_bytes);
+  if (d->max_batch > 0)
+    printf("scratch_bytes_per_batch: %" PRId64 "\n", d->scratch_bytes_per_batch);
   int64_t w = rodata_bytes(o->model);
   if (w >= 0)
     printf("weight_bytes: %" PRId64 " (the library's read-only data: .rodata sections)\n", w);

@@ -48,6 +48,7 @@ typedef enum {
   OPT_TARGET,
   OPT_OPT_LEVEL,
   OPT_BATCH,
+  OPT_MAX_BATCH,
   OPT_REPORT,
   OPT_JIT,
   OPT_QUANTIZED,
@@ -97,7 +98,13 @@ static const OptSpec options[] = {
     {NULL, NULL, 'O', ARG_REQUIRED, C | R | B, OPT_OPT_LEVEL, "-O0 .. -O3",
      "LLVM optimisation level (default -O3)"},
     {NULL, "batch", 0, ARG_REQUIRED, C | R | B, OPT_BATCH, "--batch N",
-     "bind the batch dimension '?' to N (default 1)"},
+     "bind the batch dimension '?' to N: a fixed-shape\n"
+     "library. Without it, a model whose '?' leads every\n"
+     "shape that has one takes any batch at each call\n"
+     "(docs/ir.md, \"Run-time batch\"); others get 1"},
+    {NULL, "max-batch", 0, ARG_REQUIRED, C, OPT_MAX_BATCH, "--max-batch N",
+     "without --batch: refuse calls above batch N\n"
+     "(default: no limit but memory)"},
     {NULL, "dim", 0, ARG_REQUIRED, C | R | B | M, OPT_DIM, "--dim NAME=N",
      "ONNX: bind the symbolic input dimension NAME (dim_param) to N;\n"
      "repeat for several (--dim seq=128 --dim past=0)"},
@@ -514,6 +521,10 @@ static int apply(Options *o, const OptSpec *s, const char *v) {
     if (!parse_count(v, 1, 1LL << 31, &o->batch))
       return driver_usage_error("--batch needs a positive integer, got '%s'", v);
     return 0;
+  case OPT_MAX_BATCH:
+    if (!parse_count(v, 1, 1LL << 31, &o->max_batch))
+      return driver_usage_error("--max-batch needs a positive integer, got '%s'", v);
+    return 0;
   case OPT_REPORT:
     o->report = v ? v : "text";
     if (strcmp(o->report, "text") != 0 && strcmp(o->report, "json") != 0 &&
@@ -594,6 +605,9 @@ static int check_args(Options *o, const OptSpec **given, int ngiven) {
       (rc = check_pass_list("print-after", o->pass.print_after)) ||
       (rc = check_pass_list("stop-after", o->pass.stop_after)))
     return rc;
+  if (o->max_batch && o->batch)
+    return driver_usage_error("--max-batch is for a run-time batch; it cannot be combined with "
+                              "--batch");
   if (o->report && !o->pass.calib_path)
     return driver_usage_error("--report measures on the calibration samples: give --calib FILE");
   if (o->pass.calib_path && o->pass.dynamic && !o->report && !o->pass.smooth &&
@@ -963,7 +977,7 @@ static int compile_stages(IrModule *m, Options *o) {
             o->emit);
     return EXIT_USAGE;
   }
-  CgOptions co = {.opt_level = o->opt_level, .batch = o->batch ? o->batch : 1,
+  CgOptions co = {.opt_level = o->opt_level, .batch = o->batch, .max_batch = o->max_batch,
                   .scalar_floatops = getenv("Q8_SCALAR_FLOATOPS") != NULL};
   char err[512];
   if (!cg_parse_targets(o->target ? o->target : "native", &co, err, sizeof err)) {

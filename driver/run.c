@@ -199,7 +199,11 @@ static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, 
                       m->inputs[i]->name, ir_type_str(&in[i].type, b1, sizeof b1),
                       ir_type_str(&want, b2, sizeof b2));
   }
-  CgOptions co = {.opt_level = o->opt_level, .batch = batch};
+  /* Without --batch, a run-time batch when the model allows it (the
+   * library a .so compile gives), called with the inputs' shapes. */
+  char why[200];
+  CgOptions co = {.opt_level = o->opt_level,
+                  .batch = o->batch || !cg_runtime_batch_ok(m, why, sizeof why) ? batch : 0};
   char err[512];
   if (!cg_parse_targets(o->target ? o->target : "native", &co, err, sizeof err))
     return ir_error(&m->diag, (IrLoc){0}, "--target: %s", err);
@@ -224,8 +228,11 @@ static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, 
     inp[i] = in[i].data;
   for (int i = 0; ok && i < m->noutputs; i++)
     outp[i] = out[i].data;
-  if (ok && (o->quantized ? q8rt_run_quantized : q8rt_run)(rt, m->ninputs, inp, m->noutputs, outp,
-                                                         err, sizeof err) != Q8RT_OK)
+  const int64_t *dims[MAX_FILES];
+  for (int i = 0; ok && i < m->ninputs; i++)
+    dims[i] = in[i].type.dims;
+  if (ok && (o->quantized ? q8rt_run_quantized_dims : q8rt_run_dims)(
+                rt, m->ninputs, inp, dims, m->noutputs, outp, err, sizeof err) != Q8RT_OK)
     ok = ir_error(&m->diag, (IrLoc){0}, "%s", err);
   q8rt_free(rt);
   return ok;
@@ -275,6 +282,25 @@ IrType driver_desc_type(const q8_tensor_desc *d, bool quantized) {
   return t;
 }
 
+/* The same with the batch dims of a run-time-batch model as `?`. */
+static IrType desc_type_rt(const q8_tensor_desc *d, bool quantized) {
+  IrType t = driver_desc_type(d, quantized);
+  for (int i = 0; i < t.rank; i++)
+    if (d->batch_dims >> i & 1u)
+      t.dims[i] = IR_DIM_BATCH;
+  return t;
+}
+
+/* Whether `got` has the type `want` but for the length of its `?` dims. */
+static bool fits_batch(const IrType *got, const IrType *want) {
+  if (got->dtype != want->dtype || got->rank != want->rank)
+    return false;
+  for (int i = 0; i < got->rank; i++)
+    if (want->dims[i] != IR_DIM_BATCH && got->dims[i] != want->dims[i])
+      return false;
+  return true;
+}
+
 /* A .so model: loaded and run by the runtime, with its compiled shapes. */
 static int run_so(const Options *o) {
   char err[512];
@@ -296,11 +322,37 @@ static int run_so(const Options *o) {
   IrTensor in[MAX_FILES] = {{{0}, 0}}, out[MAX_FILES] = {{{0}, 0}};
   IrType types[MAX_FILES];
   const void *inp[MAX_FILES];
+  const int64_t *dims[MAX_FILES];
   void *outp[MAX_FILES];
   int status = read_inputs(o, &ins, in);
   bool ok = status == 0;
   status = status ? status : EXIT_INPUT;
-  for (int i = 0; ok && i < ins.n; i++) {
+  /* A run-time batch: the runtime checks the dims (q8rt_run_dims); here
+   * only the element type and rank, and the batch to size the outputs. */
+  int64_t max_batch = q8rt_max_batch(model), batch = 1;
+  for (int i = 0; ok && max_batch > 0 && i < ins.n; i++) {
+    const q8_tensor_desc *t = q8rt_input(model, i);
+    IrType want = desc_type_rt(t, o->quantized);
+    char b1[128], b2[128];
+    if (in[i].type.dtype != want.dtype || in[i].type.rank != want.rank) {
+      const char *hint = in[i].type.dtype == want.dtype ? ""
+                         : o->quantized ? " (--quantized takes each input in its quantized form)"
+                         : want.dtype == IR_F32 ? " (a quantized input is for --quantized)"
+                                                : "";
+      fprintf(stderr, "q8c: error: input '%s' is %s but the model%s %s%s\n", ins.names[i],
+              ir_type_str(&in[i].type, b1, sizeof b1),
+              o->quantized ? "'s quantized entry takes" : " takes", ir_type_str(&want, b2, sizeof b2),
+              hint);
+      ok = false;
+    }
+    for (int d = 0; ok && d < want.rank; d++)
+      if (want.dims[d] == IR_DIM_BATCH && fits_batch(&in[i].type, &want))
+        batch = in[i].type.dims[d] >= 1 && in[i].type.dims[d] <= max_batch ? in[i].type.dims[d]
+                                                                           : 1;
+    inp[i] = in[i].data;
+    dims[i] = in[i].type.dims;
+  }
+  for (int i = 0; ok && max_batch <= 0 && i < ins.n; i++) {
     IrType want = driver_desc_type(q8rt_input(model, i), o->quantized);
     char b1[128], b2[128];
     if (!ir_type_equal(&in[i].type, &want)) {
@@ -322,13 +374,21 @@ static int run_so(const Options *o) {
     }
     inp[i] = in[i].data;
   }
-  for (int i = 0; ok && i < outs.n; i++)
-    types[i] = driver_desc_type(q8rt_output(model, i), o->quantized);
+  for (int i = 0; ok && i < outs.n; i++) {
+    const q8_tensor_desc *t = q8rt_output(model, i);
+    types[i] = driver_desc_type(t, o->quantized);
+    if (max_batch > 0)
+      q8rt_tensor_dims(t, batch, types[i].dims);
+  }
   ok = ok && alloc_outputs(out, types, outs.n);
   for (int i = 0; ok && i < outs.n; i++)
     outp[i] = out[i].data;
-  if (ok && (o->quantized ? q8rt_run_quantized : q8rt_run)(model, ins.n, inp, outs.n, outp, err,
-                                                         sizeof err) != Q8RT_OK) {
+  if (ok &&
+      (max_batch > 0
+           ? (o->quantized ? q8rt_run_quantized_dims : q8rt_run_dims)(model, ins.n, inp, dims,
+                                                                     outs.n, outp, err, sizeof err)
+           : (o->quantized ? q8rt_run_quantized : q8rt_run)(model, ins.n, inp, outs.n, outp, err,
+                                                            sizeof err)) != Q8RT_OK) {
     fprintf(stderr, "%s: error: %s\n", o->model, err);
     ok = false;
   }

@@ -167,8 +167,14 @@ q8c_status q8c_quantize(q8c_module *m, const q8c_quant_options *o);
 typedef struct {
   const char *target;        /* "native" (default), or variants: "avx2,avx512vnni" */
   int opt_level;             /* 0..3; 0 in a zeroed struct means the default, 3 */
-  int64_t batch;             /* the batch dimension `?`; 0 means 1 */
+  int64_t batch;             /* the batch dimension `?`; 0 means 1; Q8C_BATCH_RUNTIME:
+                              * bound at each call (q8rt_run_dims) when the model
+                              * allows it (docs/ir.md, "Run-time batch"), else 1 */
+  int64_t max_batch;         /* with Q8C_BATCH_RUNTIME: the largest batch a call may
+                              * take (0: no limit) */
 } q8c_compile_options;
+
+#define Q8C_BATCH_RUNTIME ((int64_t)-1)
 
 /* Compile a quantized module to machine code in memory (LLVM ORC) and store
  * a runtime handle in *out, as q8rt_load would for a .so (NULL on failure):
@@ -176,7 +182,7 @@ typedef struct {
  * first). `o` may be NULL for the defaults. This binds the module's batch
  * dimension `?` to o->batch: afterwards the module's shapes are those of
  * that batch size, and q8c_run_reference and further compiles accept only
- * it. Errors: Q8C_ERR_ARG (out is NULL, an unknown target), _SHAPE (another
+ * it (a run-time batch, Q8C_BATCH_RUNTIME, binds nothing). Errors: Q8C_ERR_ARG (out is NULL, an unknown target), _SHAPE (another
  * batch size than a previous compile's), _COMPILE, _NOMEM. */
 q8c_status q8c_compile(q8c_module *m, const q8c_compile_options *o, q8rt_model **out);
 

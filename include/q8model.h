@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define Q8_MODEL_MAGIC 0x4d443851u /* "Q8DM" little-endian */
-#define Q8_MODEL_ABI_VERSION 2
+#define Q8_MODEL_ABI_VERSION 3
 #define Q8_MODEL_MAX_RANK 8
 
 /* Element types (q8_tensor_desc.dtype and .qdtype). */
@@ -53,13 +53,17 @@ typedef struct {
   const char *name;
   int32_t dtype;                      /* Q8_DTYPE_*: at the (f32) entry */
   int32_t rank;
-  int64_t dims[Q8_MODEL_MAX_RANK];    /* the batch dimension bound at compile time */
+  int64_t dims[Q8_MODEL_MAX_RANK];    /* the batch dimension bound at compile time; in
+                                       * a run-time-batch model (max_batch > 0), 1 */
   /* At the quantized entry: the element type (Q8_DTYPE_U8 or _I8 for an f32
    * tensor that has a quantized form, else dtype), and the form's
    * parameters, real = (q - zero_point) * scale (scale 0 when it has none). */
   int32_t qdtype;
   float scale;
   int32_t zero_point;
+  /* Bit d set: dim d is the batch `?`, bound at each call in a run-time-batch
+   * model (q8_model_desc.max_batch > 0); 0 in a fixed-shape one. */
+  uint32_t batch_dims;
 } q8_tensor_desc;
 
 /* A unit of parallel work: fn(args, i) for one i in [0, n). */
@@ -73,11 +77,15 @@ typedef struct q8_threads {
 } q8_threads;
 
 /* Run the model once. inputs[i] and outputs[i] are dense row-major tensors
- * as the descriptor gives them; scratch is scratch_bytes of memory aligned to
- * 64 bytes, private to this call; threads may be NULL (run on the calling
- * thread). Returns Q8_RUN_OK (0), or a Q8_RUN_ERR_* status. */
+ * as the descriptor gives them, with every batch dim (batch_dims) `batch`
+ * long; scratch is scratch_bytes + (batch - 1) * scratch_bytes_per_batch
+ * bytes of memory aligned to 64 bytes, private to this call; threads may be
+ * NULL (run on the calling thread). A fixed-shape model (max_batch 0)
+ * ignores `batch`; a run-time-batch one needs 1 <= batch <= max_batch (not
+ * checked here: q8rt checks it). Returns Q8_RUN_OK (0), or a Q8_RUN_ERR_*
+ * status. */
 typedef int (*q8_entry_fn)(const q8_threads *threads, const void *const *inputs,
-                           void *const *outputs, void *scratch);
+                           void *const *outputs, void *scratch, int64_t batch);
 
 typedef struct {
   const char *isa;        /* "avx512vnni", "avxvnni", "avx2", "generic", ... */
@@ -96,6 +104,11 @@ typedef struct {
   int64_t scratch_bytes;
   int32_t nvariants;
   const q8_variant_desc *variants; /* best first */
+  /* Run-time batch (ABI 3): 0 when every shape is fixed at compile time;
+   * else the largest batch the entries take (INT64_MAX: no limit but
+   * memory), the batch dims marked in each tensor's batch_dims. */
+  int64_t max_batch;
+  int64_t scratch_bytes_per_batch; /* scratch beyond scratch_bytes per batch row past 1 */
 } q8_model_desc;
 
 #ifdef __cplusplus

@@ -169,6 +169,38 @@ Q8RT_API q8rt_status q8rt_run_quantized(q8rt_model *m, int ninputs, const void *
                                         int noutputs, void *const *outputs, char *err,
                                         size_t errlen);
 
+/* --- Run-time batch ----------------------------------------------------- */
+
+/* A model compiled without --batch takes any batch from 1 to its maximum
+ * (--max-batch; no limit by default) at every call: its descriptor's
+ * max_batch is > 0 and each tensor's batch_dims marks its `?` dims, which
+ * q8rt_input / q8rt_output give as 1. q8rt_run and q8rt_run_quantized run it
+ * at batch 1; q8rt_run_dims takes the inputs' actual shapes. */
+
+/* The largest batch the model takes (INT64_MAX when unlimited), 0 for a
+ * fixed-shape model (compiled with --batch N), -1 for NULL. */
+Q8RT_API int64_t q8rt_max_batch(const q8rt_model *m);
+
+/* Tensor t's dims with every batch dim set to `batch`: writes t->rank dims
+ * into dims and returns the rank, or -1 for NULL arguments or a bad rank. */
+Q8RT_API int q8rt_tensor_dims(const q8_tensor_desc *t, int64_t batch, int64_t *dims);
+
+/* Run the model on inputs of the shapes input_dims gives: input_dims[i]
+ * points to input i's dims (as many as its rank). The batch is the length of
+ * the inputs' batch dims; every other dim must be the model's. outputs[i]
+ * must hold output i at that batch (q8rt_tensor_dims). A fixed-shape model
+ * takes only its own shapes. Errors: those of q8rt_run, and Q8RT_ERR_SHAPE
+ * for a dim other than the model's, batch dims that disagree, a batch of 0,
+ * or one above q8rt_max_batch. */
+Q8RT_API q8rt_status q8rt_run_dims(q8rt_model *m, int ninputs, const void *const *inputs,
+                                   const int64_t *const *input_dims, int noutputs,
+                                   void *const *outputs, char *err, size_t errlen);
+/* The same through the quantized entry (q8rt_run_quantized). */
+Q8RT_API q8rt_status q8rt_run_quantized_dims(q8rt_model *m, int ninputs,
+                                             const void *const *inputs,
+                                             const int64_t *const *input_dims, int noutputs,
+                                             void *const *outputs, char *err, size_t errlen);
+
 /* Use n threads (the calling thread plus n - 1 workers, 1 <= n <= 256) for
  * this model's runs. The default is Q8_THREADS, else 1: a library should not
  * start threads nobody asked for (the application may already run one model

@@ -4,11 +4,13 @@
  *   cpu.c    CPU feature detection, Q8_CPU_FEATURES, feature names
  *   elf.c    a model file's ELF headers, checked before dlopen
  *   pool.c   the thread pool behind q8_threads.parallel_for
- *   model.c  loading, descriptor checks, variant choice, q8rt_run */
+ *   model.c  loading, descriptor checks, variant choice, q8rt_run
+ *   shapes.c run-time batch: q8rt_run_dims, the shapes of a call */
 #ifndef Q8RT_INTERNAL_H
 #define Q8RT_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +19,14 @@
 /* Write a message into err (if err && errlen) and return `s`. */
 q8rt_status q8rt_fail(q8rt_status s, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* --- model.c --- */
+
+/* Run model m's f32 or quantized entry at `batch` (1 for a fixed-shape
+ * model; checked by the caller), `fn` naming the API call in messages. */
+q8rt_status q8rt_run_entry(q8rt_model *m, bool quantized, int64_t batch, const char *fn,
+                           int ninputs, const void *const *inputs, int noutputs,
+                           void *const *outputs, char *err, size_t errlen);
 
 /* --- cpu.c --- */
 

@@ -21,6 +21,7 @@ enum { MAX_TENSORS = 65536, MAX_VARIANTS = 64 };
 
 typedef struct scratch_buf {
   struct scratch_buf *next;
+  size_t size; /* bytes, a multiple of 64 */
 } scratch_buf;
 
 struct q8rt_model {
@@ -32,7 +33,7 @@ struct q8rt_model {
   int nthreads;
   int64_t spin_ns;           /* for the pool's workers (Q8_SPIN_US) */
   q8rt_pool *pool;           /* NULL when nthreads == 1 */
-  size_t scratch_size;       /* desc->scratch_bytes rounded up to 64, or 0 */
+  size_t scratch_size;       /* scratch at batch 1 rounded up to 64, or 0 */
   pthread_mutex_t scratch_mu;
   scratch_buf *scratch_free; /* buffers not in use by a run */
 };
@@ -148,6 +149,12 @@ static q8rt_status check_desc(const q8_model_desc *d, const char *where, char *e
   if (d->scratch_bytes < 0 || (uint64_t)d->scratch_bytes > SIZE_MAX / 2)
     return q8rt_fail(Q8RT_ERR_FORMAT, err, errlen,
                      "bad model descriptor: scratch_bytes is %lld", (long long)d->scratch_bytes);
+  if (d->max_batch < 0 || d->scratch_bytes_per_batch < 0 ||
+      (uint64_t)d->scratch_bytes_per_batch > SIZE_MAX / 2 ||
+      (d->max_batch == 0 && d->scratch_bytes_per_batch != 0))
+    return q8rt_fail(Q8RT_ERR_FORMAT, err, errlen,
+                     "bad model descriptor: max_batch %lld, scratch_bytes_per_batch %lld",
+                     (long long)d->max_batch, (long long)d->scratch_bytes_per_batch);
   if (d->nvariants < 1 || d->nvariants > MAX_VARIANTS)
     return q8rt_fail(Q8RT_ERR_FORMAT, err, errlen,
                      "bad model descriptor: nvariants is %d (expected 1 to %d)",
@@ -267,6 +274,8 @@ static q8rt_status env_long(const char *name, const char *what, long lo, long hi
 
 /* Check `d`, choose its variant and build the model (which owns neither the
  * dl handle nor the release callback until this succeeds). */
+static bool scratch_bytes(const q8rt_model *m, int64_t batch, size_t *size);
+
 static q8rt_status make_model(const q8_model_desc *d, const char *where, q8rt_model **out,
                               char *err, size_t errlen) {
   const q8_variant_desc *v = NULL;
@@ -289,12 +298,7 @@ static q8rt_status make_model(const q8_model_desc *d, const char *where, q8rt_mo
   m->variant = v;
   m->nthreads = 1;
   m->spin_ns = (int64_t)spin_us * 1000;
-  if (d->scratch_bytes > 0) {
-    size_t need = (size_t)d->scratch_bytes;
-    if (need < sizeof(scratch_buf))
-      need = sizeof(scratch_buf);
-    m->scratch_size = (need + 63) & ~(size_t)63;
-  }
+  scratch_bytes(m, 1, &m->scratch_size);
   pthread_mutex_init(&m->scratch_mu, NULL);
   if (nthreads > 1) {
     s = q8rt_pool_create((int)nthreads, m->spin_ns, &m->pool, err, errlen);
@@ -460,31 +464,62 @@ Q8RT_API q8rt_status q8rt_set_threads(q8rt_model *m, int n, char *err, size_t er
   return Q8RT_OK;
 }
 
-static void *scratch_get(q8rt_model *m) {
+/* A buffer of at least *size bytes (a multiple of 64): a free one when it
+ * is large enough, else a new one (a run-time-batch model's scratch grows
+ * with the batch); *size becomes its size. The header (next, size) is the
+ * run's to overwrite: scratch_put writes it again. */
+static void *scratch_get(q8rt_model *m, size_t *size) {
   pthread_mutex_lock(&m->scratch_mu);
   scratch_buf *b = m->scratch_free;
   if (b)
     m->scratch_free = b->next;
   pthread_mutex_unlock(&m->scratch_mu);
-  if (!b)
-    b = aligned_alloc(64, m->scratch_size);
+  if (b && b->size < *size) {
+    free(b);
+    b = NULL;
+  }
+  if (b)
+    *size = b->size;
+  else if ((b = aligned_alloc(64, *size)))
+    b->size = *size;
   return b;
 }
 
-static void scratch_put(q8rt_model *m, void *p) {
+/* Give back a buffer of `size` bytes (the run overwrote its header). */
+static void scratch_put(q8rt_model *m, void *p, size_t size) {
   scratch_buf *b = p;
+  b->size = size;
   pthread_mutex_lock(&m->scratch_mu);
   b->next = m->scratch_free;
   m->scratch_free = b;
   pthread_mutex_unlock(&m->scratch_mu);
 }
 
-/* q8rt_run and q8rt_run_quantized: the same checks and scratch, another
- * entry point. */
-static q8rt_status run_entry(q8rt_model *m, bool quantized, int ninputs,
-                             const void *const *inputs, int noutputs, void *const *outputs,
-                             char *err, size_t errlen) {
-  const char *fn = quantized ? "q8rt_run_quantized" : "q8rt_run";
+/* The scratch bytes of a run at `batch` (the batch checked), rounded up to
+ * 64 and to room for a scratch_buf; false when it passes SIZE_MAX / 2. */
+static bool scratch_bytes(const q8rt_model *m, int64_t batch, size_t *size) {
+  const q8_model_desc *d = m->desc;
+  uint64_t need = (uint64_t)d->scratch_bytes, per = (uint64_t)d->scratch_bytes_per_batch;
+  if (d->max_batch > 0 && batch > 1) {
+    if (per && (uint64_t)(batch - 1) > (SIZE_MAX / 2 - need) / per)
+      return false;
+    need += (uint64_t)(batch - 1) * per;
+  }
+  if (need == 0) {
+    *size = 0;
+    return true;
+  }
+  if (need < sizeof(scratch_buf))
+    need = sizeof(scratch_buf);
+  *size = (size_t)((need + 63) & ~(uint64_t)63);
+  return true;
+}
+
+/* q8rt_run, q8rt_run_quantized and their _dims forms: the same checks and
+ * scratch, another entry point; `batch` is 1 for a fixed-shape model. */
+q8rt_status q8rt_run_entry(q8rt_model *m, bool quantized, int64_t batch, const char *fn,
+                           int ninputs, const void *const *inputs, int noutputs,
+                           void *const *outputs, char *err, size_t errlen) {
   if (!m)
     return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "%s: model is NULL", fn);
   const q8_model_desc *d = m->desc;
@@ -508,17 +543,21 @@ static q8rt_status run_entry(q8rt_model *m, bool quantized, int ninputs,
     if (!outputs[i])
       return q8rt_fail(Q8RT_ERR_ARG, err, errlen, "%s: outputs[%d] ('%s') is NULL", fn, i,
                        d->outputs[i].name);
+  size_t size = m->scratch_size;
+  if (d->max_batch > 0 && !scratch_bytes(m, batch, &size))
+    return q8rt_fail(Q8RT_ERR_NOMEM, err, errlen, "%s: batch %lld needs more scratch than fits",
+                     fn, (long long)batch);
   void *scratch = NULL;
-  if (m->scratch_size) {
-    scratch = scratch_get(m);
+  if (size) {
+    scratch = scratch_get(m, &size);
     if (!scratch)
       return q8rt_fail(Q8RT_ERR_NOMEM, err, errlen, "%s: cannot allocate %zu bytes of scratch",
-                       fn, m->scratch_size);
+                       fn, size);
   }
   q8_entry_fn entry = quantized ? m->variant->run_quantized : m->variant->run;
-  int rc = entry(q8rt_pool_threads(m->pool), inputs, outputs, scratch);
+  int rc = entry(q8rt_pool_threads(m->pool), inputs, outputs, scratch, batch);
   if (scratch)
-    scratch_put(m, scratch);
+    scratch_put(m, scratch, size);
   if (rc >= Q8_RUN_ERR_INPUT_ID && rc - Q8_RUN_ERR_INPUT_ID < d->ninputs)
     return q8rt_fail(Q8RT_ERR_RUN, err, errlen,
                      "%s: input '%s' holds a token id outside the embedding table (gather); "
@@ -537,11 +576,13 @@ static q8rt_status run_entry(q8rt_model *m, bool quantized, int ninputs,
 
 Q8RT_API q8rt_status q8rt_run(q8rt_model *m, int ninputs, const void *const *inputs,
                               int noutputs, void *const *outputs, char *err, size_t errlen) {
-  return run_entry(m, false, ninputs, inputs, noutputs, outputs, err, errlen);
+  return q8rt_run_entry(m, false, 1, "q8rt_run", ninputs, inputs, noutputs, outputs, err,
+                        errlen);
 }
 
 Q8RT_API q8rt_status q8rt_run_quantized(q8rt_model *m, int ninputs, const void *const *inputs,
                                         int noutputs, void *const *outputs, char *err,
                                         size_t errlen) {
-  return run_entry(m, true, ninputs, inputs, noutputs, outputs, err, errlen);
+  return q8rt_run_entry(m, true, 1, "q8rt_run_quantized", ninputs, inputs, noutputs, outputs,
+                        err, errlen);
 }

@@ -143,6 +143,17 @@ static int fixed_regs(const Gemm *e, int nrv) {
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Split K when a tile of mr rows has too few independent chains. */
+static void choose_ks(Gemm *e, int mr) {
+  int regs = cg_isa_info[e->isa].vregs, per_row = e->nrv * e->parts;
+  int chains = mr * e->nrv * e->parts;
+  e->ks = 1;
+  while (e->ks < MAX_KS && chains * e->ks < MIN_CHAINS &&
+         (e->ks + 1) * per_row * mr + fixed_regs(e, e->nrv) <= regs)
+    e->ks++;
+  e->unroll = e->ks > 1 ? e->ks : 2;
+}
+
 static void choose_tile(Gemm *e) {
   const CgGemm *g = e->g;
   const CgIsaInfo *info = &cg_isa_info[e->isa];
@@ -156,21 +167,16 @@ static void choose_tile(Gemm *e) {
   int64_t nrv = e->nvec < nrv_max ? e->nvec : nrv_max;
   e->nblocks = ceil_div(e->nvec, nrv);
   e->nrv = (int)ceil_div(e->nvec, e->nblocks);
-  /* Rows: as many as the registers left hold, spread evenly over M. */
+  /* Rows: as many as the registers left hold, spread evenly over M (a
+   * run-time M: the most, the tail chosen at run time). */
   int per_row = e->nrv * e->parts;
   int mr = (regs - fixed_regs(e, e->nrv)) / per_row;
   mr = mr < 1 ? 1 : mr > info->max_mr ? info->max_mr : mr;
-  if (mr > g->m)
+  if (mr > g->m && !g->runtime_m)
     mr = (int)g->m;
-  e->mtiles = ceil_div(g->m, mr);
-  e->mr = (int)ceil_div(g->m, e->mtiles);
-  /* Split K when the tile has too few independent chains. */
-  int chains = e->mr * e->nrv * e->parts;
-  e->ks = 1;
-  while (e->ks < MAX_KS && chains * e->ks < MIN_CHAINS &&
-         (e->ks + 1) * per_row * e->mr + fixed_regs(e, e->nrv) <= regs)
-    e->ks++;
-  e->unroll = e->ks > 1 ? e->ks : 2;
+  e->mtiles = g->runtime_m ? 0 : ceil_div(g->m, mr);
+  e->mr = g->runtime_m ? mr : (int)ceil_div(g->m, e->mtiles);
+  choose_ks(e, e->mr);
 }
 
 /* ---- one K group ---- */
@@ -603,10 +609,21 @@ LLVMValueRef cg_emit_qgemm_x86(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, in
                     .w = e.w,
                     .bias = e.bias,
                     .mult = e.mult};
-  for (int lm = 0; lm <= (int)m_edge; lm++)
-    for (int ln = 0; ln <= (int)n_edge; ln++)
-      t.tile[lm][ln] =
-          emit_tile(&e, lm ? last_mr : e.mr, ln ? last_nrv : e.nrv, ln ? last_valid : e.nr);
+  if (g->runtime_m) {
+    /* Every row count of a tile, each with its own K split (as a kernel
+     * compiled for that M would have it); the task function picks one by
+     * the rows left. */
+    for (int r = 1; r <= e.mr; r++) {
+      choose_ks(&e, r);
+      for (int ln = 0; ln <= (int)n_edge; ln++)
+        t.rtile[r][ln] = emit_tile(&e, r, ln ? last_nrv : e.nrv, ln ? last_valid : e.nr);
+    }
+  } else {
+    for (int lm = 0; lm <= (int)m_edge; lm++)
+      for (int ln = 0; ln <= (int)n_edge; ln++)
+        t.tile[lm][ln] =
+            emit_tile(&e, lm ? last_mr : e.mr, ln ? last_nrv : e.nrv, ln ? last_valid : e.nr);
+  }
 
   LLVMDisposeBuilder(e.b);
   return cg_emit_gemm_tasks(mod, g, isa, &t, ntasks);

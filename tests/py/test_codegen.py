@@ -263,7 +263,7 @@ int main(int argc, char **argv) {
   void *scratch = aligned_alloc(64, ((size_t)mlp_SCRATCH_BYTES + 63) / 64 * 64);
   const void *in[1] = {x};
   void *out[1] = {y};
-  if (mlp_run_generic(NULL, in, out, scratch) != 0)
+  if (mlp_run_generic(NULL, in, out, scratch, 2) != 0)
     return 3;
   fwrite(y, sizeof y, 1, stdout);
   /* The quantized entry, on x quantized with the descriptor's parameters. */
@@ -277,7 +277,7 @@ int main(int argc, char **argv) {
   }
   const void *qin[1] = {xq};
   void *qout[1] = {yq};
-  if (mlp_run_quantized_generic(NULL, qin, qout, scratch) != 0)
+  if (mlp_run_quantized_generic(NULL, qin, qout, scratch, 2) != 0)
     return 5;
   fwrite(yq, sizeof yq, 1, stdout);
   free(scratch);
@@ -354,7 +354,7 @@ def test_outputs(t, rng):
             r.returncode == 1 and "cannot run the C compiler '/nonexistent/cc'" in r.stderr,
             r.stderr)
     so = os.path.join(d, "m.so")
-    q8c(model, "--calib", calib, "--target=generic", "-o", so)
+    q8c(model, "--calib", calib, "--target=generic", "--batch", 1, "-o", so)
     x = os.path.join(d, "x.npy")
     np.save(x, rng.standard_normal((2, 48)).astype(np.float32))
     r = q8c("run", so, "-i", x, check=False)

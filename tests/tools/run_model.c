@@ -3,10 +3,12 @@
  * tests/py/test_aarch64.py). It needs nothing but libc and the runtime, so
  * any cross compiler builds it.
  *
- *   run_model MODEL.so [--quantized] [-i INPUT.npy]... [-o OUTPUT.npy]...
+ *   run_model MODEL.so [--quantized] [--batch N] [-i INPUT.npy]... [-o OUTPUT.npy]...
  *
  * --quantized runs the quantized entry (q8rt_run_quantized): tensors in
  * their quantized form (q8_tensor_desc.qdtype) where they have one.
+ * --batch N runs a model compiled with a run-time batch at batch N
+ * (q8rt_run_dims; the tensors' batch dims are N long).
  * Inputs and outputs are in the model's order, .npy files (format version 1
  * to 3, little-endian, C order; f32, i8, u8, i32 or i64) whose dtype and shape
  * must be the model's. The variant the runtime chose is printed as
@@ -173,20 +175,26 @@ static int write_npy(const char *path, const q8_tensor_desc *t, const void *data
   return 1;
 }
 
-/* Tensor `t` as the chosen entry takes or gives it. */
-static q8_tensor_desc at_entry(const q8_tensor_desc *t, int quantized) {
+/* Tensor `t` as the chosen entry takes or gives it, at `batch` (0: the
+ * descriptor's shapes). */
+static q8_tensor_desc at_entry(const q8_tensor_desc *t, int quantized, int64_t batch) {
   q8_tensor_desc e = *t;
   if (quantized)
     e.dtype = t->qdtype;
+  if (batch > 0)
+    q8rt_tensor_dims(t, batch, e.dims);
   return e;
 }
 
 int main(int argc, char **argv) {
   const char *model = NULL, *ins[MAX_FILES], *outs[MAX_FILES];
   int nin = 0, nout = 0, quantized = 0;
+  int64_t batch = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quantized") == 0) {
       quantized = 1;
+    } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+      batch = atoll(argv[++i]);
     } else if ((strcmp(argv[i], "-i") == 0 || strcmp(argv[i], "-o") == 0) && i + 1 < argc) {
       if (argv[i][1] == 'i' && nin < MAX_FILES)
         ins[nin++] = argv[++i];
@@ -197,12 +205,12 @@ int main(int argc, char **argv) {
     } else if (!model && argv[i][0] != '-') {
       model = argv[i];
     } else {
-      fprintf(stderr, "usage: run_model MODEL.so [--quantized] [-i INPUT.npy]... [-o OUTPUT.npy]...\n");
+      fprintf(stderr, "usage: run_model MODEL.so [--quantized] [--batch N] [-i INPUT.npy]... [-o OUTPUT.npy]...\n");
       return 1;
     }
   }
   if (!model) {
-    fprintf(stderr, "usage: run_model MODEL.so [--quantized] [-i INPUT.npy]... [-o OUTPUT.npy]...\n");
+    fprintf(stderr, "usage: run_model MODEL.so [--quantized] [--batch N] [-i INPUT.npy]... [-o OUTPUT.npy]...\n");
     return 1;
   }
   char err[512];
@@ -220,25 +228,36 @@ int main(int argc, char **argv) {
     goto done;
   }
   for (int i = 0; i < nin; i++) {
-    q8_tensor_desc t = at_entry(q8rt_input(m, i), quantized);
+    q8_tensor_desc t = at_entry(q8rt_input(m, i), quantized, batch);
     if (!read_npy(ins[i], &t, &in[i]))
       goto done;
   }
   for (int i = 0; i < nout; i++) {
-    q8_tensor_desc t = at_entry(q8rt_output(m, i), quantized);
+    q8_tensor_desc t = at_entry(q8rt_output(m, i), quantized, batch);
     size_t bytes = (size_t)q8rt_tensor_numel(&t) * size_of(t.dtype);
     if (!(out[i] = calloc(bytes ? bytes : 1, 1))) {
       fail("out of memory%s%s", "", "");
       goto done;
     }
   }
-  if ((quantized ? q8rt_run_quantized : q8rt_run)(m, nin, (const void *const *)in, nout, out, err,
-                                                  sizeof err) != Q8RT_OK) {
+  int64_t dims[MAX_FILES][Q8_MODEL_MAX_RANK];
+  const int64_t *dimp[MAX_FILES];
+  for (int i = 0; i < nin; i++) {
+    q8_tensor_desc t = at_entry(q8rt_input(m, i), quantized, batch);
+    memcpy(dims[i], t.dims, sizeof dims[i]);
+    dimp[i] = dims[i];
+  }
+  q8rt_status s =
+      batch > 0 ? (quantized ? q8rt_run_quantized_dims : q8rt_run_dims)(
+                      m, nin, (const void *const *)in, dimp, nout, out, err, sizeof err)
+                : (quantized ? q8rt_run_quantized : q8rt_run)(m, nin, (const void *const *)in,
+                                                              nout, out, err, sizeof err);
+  if (s != Q8RT_OK) {
     fail("%s%s", err, "");
     goto done;
   }
   for (int i = 0; i < nout; i++) {
-    q8_tensor_desc t = at_entry(q8rt_output(m, i), quantized);
+    q8_tensor_desc t = at_entry(q8rt_output(m, i), quantized, batch);
     if (!write_npy(outs[i], &t, out[i]))
       goto done;
   }

@@ -79,7 +79,7 @@ static void test_null_arguments(void **state) {
   q8c_module_free(NULL);
 
   /* q8rt_tensor_numel takes any descriptor, not only a checked model's. */
-  q8_tensor_desc t = {"t", Q8_DTYPE_F32, 3, {1LL << 40, 1LL << 30, 1}, Q8_DTYPE_F32, 0, 0};
+  q8_tensor_desc t = {"t", Q8_DTYPE_F32, 3, {1LL << 40, 1LL << 30, 1}, Q8_DTYPE_F32, 0, 0, 0};
   assert_int_equal(q8rt_tensor_numel(&t), -1);
   t.dims[1] = -2;
   assert_int_equal(q8rt_tensor_numel(&t), -1);

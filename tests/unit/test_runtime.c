@@ -310,7 +310,7 @@ static void test_load_errors(void **state) {
            FIXTURE_BADMAGIC);
   load_fails(FIXTURE_BADMAGIC, Q8RT_ERR_FORMAT, msg);
   load_fails(FIXTURE_ABI99, Q8RT_ERR_VERSION,
-             "built by an incompatible q8c (model ABI 99, runtime ABI 2)");
+             "built by an incompatible q8c (model ABI 99, runtime ABI 3)");
 
   /* The only variant needs what this "CPU" lacks. */
   setenv("Q8_CPU_FEATURES", "none", 1);
@@ -544,8 +544,8 @@ static void test_concurrent_runs(void **state) {
 
 /* --- Descriptors in memory, and the pool itself ------------------------ */
 
-static const q8_tensor_desc t_in[] = {{"a", Q8_DTYPE_I32, 1, {2}, Q8_DTYPE_I32, 0, 0}};
-static const q8_tensor_desc t_out[] = {{"result", Q8_DTYPE_I32, 1, {8}, Q8_DTYPE_I32, 0, 0}};
+static const q8_tensor_desc t_in[] = {{"a", Q8_DTYPE_I32, 1, {2}, Q8_DTYPE_I32, 0, 0, 0}};
+static const q8_tensor_desc t_out[] = {{"result", Q8_DTYPE_I32, 1, {8}, Q8_DTYPE_I32, 0, 0, 0}};
 
 /* What the pool-checking entry reports: out[0] counters. */
 enum { R_FAILURES, R_DISTINCT, R_NESTED, R_CALLS, R_N };
@@ -586,8 +586,8 @@ static void nesting_task(void *args, int64_t i) {
 }
 
 static int pool_entry(const q8_threads *threads, const void *const *inputs,
-                      void *const *outputs, void *scratch) {
-  (void)scratch;
+                      void *const *outputs, void *scratch, int64_t batch) {
+  (void)scratch, (void)batch;
   int32_t *r = outputs[0];
   /* inputs[0]: the pool's thread count, whether its workers spin */
   int nthreads = ((const int32_t *)inputs[0])[0], spinning = ((const int32_t *)inputs[0])[1];
@@ -648,21 +648,21 @@ static int pool_entry(const q8_threads *threads, const void *const *inputs,
 }
 
 static int fail_entry(const q8_threads *threads, const void *const *inputs,
-                      void *const *outputs, void *scratch) {
-  (void)threads, (void)inputs, (void)outputs, (void)scratch;
+                      void *const *outputs, void *scratch, int64_t batch) {
+  (void)threads, (void)inputs, (void)outputs, (void)scratch, (void)batch;
   return 3;
 }
 
 /* The statuses of a gather with an id outside its table (Q8_RUN_ERR_*). */
 static int bad_id_in_input0(const q8_threads *threads, const void *const *inputs,
-                            void *const *outputs, void *scratch) {
-  (void)threads, (void)inputs, (void)outputs, (void)scratch;
+                            void *const *outputs, void *scratch, int64_t batch) {
+  (void)threads, (void)inputs, (void)outputs, (void)scratch, (void)batch;
   return Q8_RUN_ERR_INPUT_ID + 0;
 }
 
 static int bad_computed_id(const q8_threads *threads, const void *const *inputs,
-                           void *const *outputs, void *scratch) {
-  (void)threads, (void)inputs, (void)outputs, (void)scratch;
+                           void *const *outputs, void *scratch, int64_t batch) {
+  (void)threads, (void)inputs, (void)outputs, (void)scratch, (void)batch;
   return Q8_RUN_ERR_ID;
 }
 
@@ -670,7 +670,7 @@ static const q8_variant_desc pool_variants[] = {{"generic", 0, pool_entry, pool_
 
 static q8_model_desc pool_desc(void) {
   return (q8_model_desc){Q8_MODEL_MAGIC, Q8_MODEL_ABI_VERSION, "pool", "test", 1, 1, t_in,
-                         t_out, 0, 1, pool_variants};
+                         t_out, 0, 1, pool_variants, 0, 0};
 }
 
 static void count_release(void *ctx) { (*(int *)ctx)++; }
@@ -758,15 +758,15 @@ static void test_from_desc(void **state) {
   assert_int_equal(released, 1);
 
   /* Malformed descriptors: each message, and release never called. */
-  static const q8_tensor_desc rank9[] = {{"a", Q8_DTYPE_I32, 9, {1}, Q8_DTYPE_I32, 0, 0}};
-  static const q8_tensor_desc negdim[] = {{"a", Q8_DTYPE_I32, 2, {4, -3}, Q8_DTYPE_I32, 0, 0}};
-  static const q8_tensor_desc huge[] = {{"a", Q8_DTYPE_I32, 3, {1 << 30, 1 << 30, 1 << 30}, Q8_DTYPE_I32, 0, 0}};
-  static const q8_tensor_desc nodtype[] = {{"a", 9, 1, {1}, 9, 0, 0}};
-  static const q8_tensor_desc noname[] = {{NULL, Q8_DTYPE_I32, 1, {1}, Q8_DTYPE_I32, 0, 0}};
+  static const q8_tensor_desc rank9[] = {{"a", Q8_DTYPE_I32, 9, {1}, Q8_DTYPE_I32, 0, 0, 0}};
+  static const q8_tensor_desc negdim[] = {{"a", Q8_DTYPE_I32, 2, {4, -3}, Q8_DTYPE_I32, 0, 0, 0}};
+  static const q8_tensor_desc huge[] = {{"a", Q8_DTYPE_I32, 3, {1 << 30, 1 << 30, 1 << 30}, Q8_DTYPE_I32, 0, 0, 0}};
+  static const q8_tensor_desc nodtype[] = {{"a", 9, 1, {1}, 9, 0, 0, 0}};
+  static const q8_tensor_desc noname[] = {{NULL, Q8_DTYPE_I32, 1, {1}, Q8_DTYPE_I32, 0, 0, 0}};
   /* Quantized forms: only of f32, only u8 or i8, with a positive scale. */
-  static const q8_tensor_desc qform_i32[] = {{"a", Q8_DTYPE_I32, 1, {2}, Q8_DTYPE_U8, 0.5f, 3}};
-  static const q8_tensor_desc qform_noscale[] = {{"x", Q8_DTYPE_F32, 1, {2}, Q8_DTYPE_I8, 0, 0}};
-  static const q8_tensor_desc qform_i32out[] = {{"y", Q8_DTYPE_F32, 1, {8}, Q8_DTYPE_I32, 1, 0}};
+  static const q8_tensor_desc qform_i32[] = {{"a", Q8_DTYPE_I32, 1, {2}, Q8_DTYPE_U8, 0.5f, 3, 0}};
+  static const q8_tensor_desc qform_noscale[] = {{"x", Q8_DTYPE_F32, 1, {2}, Q8_DTYPE_I8, 0, 0, 0}};
+  static const q8_tensor_desc qform_i32out[] = {{"y", Q8_DTYPE_F32, 1, {8}, Q8_DTYPE_I32, 1, 0, 0}};
   static const q8_variant_desc noisa[] = {{NULL, 0, pool_entry, pool_entry}};
   static const q8_variant_desc norun[] = {{"generic", 0, pool_entry, pool_entry}, {"avx2", 0, NULL, pool_entry}};
   static const q8_variant_desc norunq[] = {{"generic", 0, pool_entry, NULL}};
@@ -778,13 +778,13 @@ static void test_from_desc(void **state) {
     q8rt_status status;
     const char *msg;
   } cases[] = {
-#define D(...) ((q8_model_desc){Q8_MODEL_MAGIC, Q8_MODEL_ABI_VERSION, "bad", "test", __VA_ARGS__})
-      {{0x4d443852u, 1, "bad", "test", 1, 1, t_in, t_out, 0, 1, pool_variants},
+#define D(...) ((q8_model_desc){Q8_MODEL_MAGIC, Q8_MODEL_ABI_VERSION, "bad", "test", __VA_ARGS__, 0, 0})
+      {{0x4d443852u, 1, "bad", "test", 1, 1, t_in, t_out, 0, 1, pool_variants, 0, 0},
        Q8RT_ERR_FORMAT,
        "not a q8c model: bad magic 0x4d443852 in the descriptor (expected 0x4d443851)"},
-      {{Q8_MODEL_MAGIC, 7, "bad", "test", 1, 1, t_in, t_out, 0, 1, pool_variants},
+      {{Q8_MODEL_MAGIC, 7, "bad", "test", 1, 1, t_in, t_out, 0, 1, pool_variants, 0, 0},
        Q8RT_ERR_VERSION,
-       "built by an incompatible q8c (model ABI 7, runtime ABI 2)"},
+       "built by an incompatible q8c (model ABI 7, runtime ABI 3)"},
       {D(-1, 1, t_in, t_out, 0, 1, pool_variants), Q8RT_ERR_FORMAT,
        "bad model descriptor: ninputs is -1 (expected 0 to 65536)"},
       {D(1, 0, t_in, t_out, 0, 1, pool_variants), Q8RT_ERR_FORMAT,

@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""A run-time batch against fixed shapes: the same int8 model compiled once
+without --batch (one library for every batch) and once per batch with
+--batch M, timed at M = 1, 16, 128 on this machine's best variant.
+
+The model is a transformer-MLP-like block, f32[?, 512] -> linear 1536 ->
+layernorm -> gelu -> linear 512 -> add bias -> linear 10 -> softmax,
+quantized statically (qgemm) or with --dynamic (qlinear_dyn). Both
+libraries give the same bits (tests/py/test_rtshape.py); this measures only
+speed. Each library is timed in this process through libq8rt (ctypes):
+fixed-shape ones with q8rt_run, the run-time one with q8rt_run_dims, by the
+CPU time of the calling thread (one thread), alternating ROUNDS times; it
+prints the medians and the ratio run-time / fixed.
+
+  /usr/bin/python3 bench/rtshape.py [path/to/q8c] [--rounds N] [--runs N] [--batches 1,16,128]
+"""
+import ctypes
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+OPTS, args = {}, []
+_argv = sys.argv[1:]
+while _argv:
+    a = _argv.pop(0)
+    if a.startswith("--"):
+        OPTS[a] = _argv.pop(0)
+    else:
+        args.append(a)
+Q8C = os.path.abspath(args[0] if args else "build/q8c")
+ROUNDS = int(OPTS.get("--rounds", 5))
+RUNS = int(OPTS.get("--runs", 30))
+BATCHES = [int(b) for b in OPTS.get("--batches", "1,16,128").split(",")]
+
+MODEL = """model blk {
+  weights "w.safetensors"
+  input %x : f32[?, 512]
+  %h = linear %x, @fc1.weight, @fc1.bias
+  %n = layernorm %h, @ln.weight, @ln.bias
+  %g = gelu %n
+  %o = linear %g, @fc2.weight, @fc2.bias
+  %r = add %o, @shift
+  %y = linear %r, @fc3.weight, @fc3.bias
+  %p = softmax %y {axis = -1}
+  output %p
+}
+"""
+
+
+def run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    if r.returncode != 0:
+        sys.exit("%s failed:\n%s" % (" ".join(cmd), r.stderr))
+    return r.stdout
+
+
+class Model:
+    def __init__(self, rt, path, batch, runtime):
+        self.rt, self.runtime = rt, runtime
+        self.m = ctypes.c_void_p()
+        self.err = ctypes.create_string_buffer(512)
+        if rt.q8rt_load(path.encode(), ctypes.byref(self.m), self.err, 512) != 0:
+            sys.exit("q8rt_load %s: %s" % (path, self.err.value.decode()))
+        self.x = np.random.default_rng(batch).standard_normal((batch, 512)).astype(np.float32)
+        self.y = np.empty((batch, 10), np.float32)
+        self.ins = (ctypes.c_void_p * 1)(self.x.ctypes.data)
+        self.outs = (ctypes.c_void_p * 1)(self.y.ctypes.data)
+        self.dims = (ctypes.c_int64 * 2)(batch, 512)
+        self.dimp = (ctypes.c_void_p * 1)(ctypes.addressof(self.dims))
+
+    def once(self):
+        if self.runtime:
+            rc = self.rt.q8rt_run_dims(self.m, 1, self.ins, self.dimp, 1, self.outs, self.err, 512)
+        else:
+            rc = self.rt.q8rt_run(self.m, 1, self.ins, 1, self.outs, self.err, 512)
+        if rc != 0:
+            sys.exit("run: " + self.err.value.decode())
+
+    def time(self, runs, warmup=3):
+        cpu = []
+        for i in range(warmup + runs):
+            c0 = time.thread_time_ns()
+            self.once()
+            if i >= warmup:
+                cpu.append((time.thread_time_ns() - c0) / 1e6)
+        return float(np.median(cpu))
+
+
+def main():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "tests", "py"))
+    from q8test import write_safetensors
+    rt = ctypes.CDLL(os.path.join(os.path.dirname(Q8C), "libq8rt.so"))
+    rt.q8rt_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p,
+                             ctypes.c_size_t]
+    rt.q8rt_run.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+                            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    rt.q8rt_run_dims.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                 ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                 ctypes.c_char_p, ctypes.c_size_t]
+    rng = np.random.default_rng(1)
+    d = tempfile.mkdtemp(prefix="q8-rtshape-")
+    f32 = np.float32
+    write_safetensors(os.path.join(d, "w.safetensors"), {
+        "fc1.weight": (rng.standard_normal((1536, 512)) * 0.05).astype(f32),
+        "fc1.bias": (rng.standard_normal(1536) * 0.1).astype(f32),
+        "ln.weight": np.ones(1536, f32), "ln.bias": np.zeros(1536, f32),
+        "fc2.weight": (rng.standard_normal((512, 1536)) * 0.03).astype(f32),
+        "fc2.bias": (rng.standard_normal(512) * 0.1).astype(f32),
+        "shift": (rng.standard_normal(512) * 0.1).astype(f32),
+        "fc3.weight": (rng.standard_normal((10, 512)) * 0.05).astype(f32),
+        "fc3.bias": np.zeros(10, f32)})
+    ir = os.path.join(d, "m.ir")
+    with open(ir, "w") as f:
+        f.write(MODEL)
+    np.save(os.path.join(d, "calib.npy"), rng.standard_normal((64, 512)).astype(f32))
+    print("| scheme | M | fixed --batch M (ms) | run-time batch (ms) | run-time / fixed |")
+    print("|---|---|---|---|---|")
+    schemes = (("static", ["--calib", os.path.join(d, "calib.npy")]), ("dynamic", ["--dynamic"]))
+    for scheme, qargs in [s for s in schemes if s[0] in OPTS.get("--schemes", "static,dynamic")]:
+        q = os.path.join(d, scheme + ".ir")
+        run([Q8C, ir, *qargs, "-o", q])
+        rso = os.path.join(d, scheme + "-rt.so")
+        run([Q8C, q, "--target=native", "-o", rso])
+        for m in BATCHES:
+            fso = os.path.join(d, "%s-%d.so" % (scheme, m))
+            run([Q8C, q, "--target=native", "--batch", str(m), "-o", fso])
+            models = {"fixed": Model(rt, fso, m, False), "runtime": Model(rt, rso, m, True)}
+            times = {k: [] for k in models}
+            for _ in range(ROUNDS):
+                for k, mod in models.items():
+                    times[k].append(mod.time(RUNS))
+            fx, rv = float(np.median(times["fixed"])), float(np.median(times["runtime"]))
+            print("| %s | %d | %.4f | %.4f | %.3f |" % (scheme, m, fx, rv, rv / fx), flush=True)
+
+
+if __name__ == "__main__":
+    main()
