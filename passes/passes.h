@@ -175,6 +175,13 @@ IrModule *pass_clone_module(IrModule *m);
 bool pass_verify(IrModule *m, const PassOptions *o);
 bool pass_infer_shapes(IrModule *m, const PassOptions *o);
 bool pass_smooth(IrModule *m, const PassOptions *o);
+/* smooth_attn.c: when x [.., C] is attention's heads merged back,
+ * reshape(transpose(matmul(P, transpose(reshape(v))))), with one use of each
+ * value in the chain, the linear (or matmul by a constant) whose outputs
+ * [*off, *off + c) are v (v itself, or a slice of a fused projection whose
+ * other uses are slices of other rows), else NULL. */
+IrNode *pass_smooth_through_attention(const IrModule *m, const IrValue *x, int64_t c,
+                                      int64_t *off);
 bool pass_autopilot(IrModule *m, const PassOptions *o);
 bool pass_calibrate(IrModule *m, const PassOptions *o);
 bool pass_quantize(IrModule *m, const PassOptions *o);

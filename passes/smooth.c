@@ -17,7 +17,10 @@
  *   - rmsnorm: gamma_j / s_j;
  *   - a linear or matmul by a constant, directly or through one relu (which
  *     is positively homogeneous: relu(y / s) = relu(y) / s for s > 0): row j
- *     of its weight and its bias_j divided by s_j.
+ *     of its weight and its bias_j divided by s_j;
+ *   - attention's heads merged, x = merge(P split(v)): the linear that makes
+ *     v (or v's rows of a fused QKV projection), row j divided by s_j, since
+ *     P v is linear in v's channels (smooth_attn.c).
  *
  * Nothing else changes: the float model computes the same function but for
  * rounding. Changed constants get new names (`@ln.gamma.smooth`), so a dump
@@ -39,6 +42,10 @@ typedef struct {
   IrValue *x;          /* the activation smoothed */
   IrNode *producer;    /* layernorm, rmsnorm, linear or matmul by a constant */
   bool relu;           /* a relu lies between the producer and x */
+  bool attn;           /* x is attention's heads merged (smooth_attn.c): the
+                        * producer makes V, whose outputs [off, off + c)
+                        * become x's channels */
+  int64_t off;
   IrNode **users;      /* the linear layers consuming x */
   int nusers;
   int64_t c;           /* channels: x's last dim */
@@ -129,11 +136,13 @@ static int find_groups(IrModule *m, const PassOptions *o, Group *groups) {
       continue;
     int64_t c = x->type.dims[x->type.rank - 1];
     bool relu;
+    int64_t off = 0;
     IrNode *p = c > 0 ? producer_of(m, x, c, &relu) : NULL;
+    bool attn = !p && c > 0 && (p = pass_smooth_through_attention(m, x, c, &off)) != NULL;
     if (!p)
       continue;
-    groups[n] = (Group){x, p, relu, ir_alloc(m->arena, (size_t)uses[x->id] * sizeof(IrNode *)),
-                        0, c, NULL};
+    groups[n] = (Group){x, p, relu, attn, off,
+                        ir_alloc(m->arena, (size_t)uses[x->id] * sizeof(IrNode *)), 0, c, NULL};
     group_of[x->id] = ++n;
   }
   for (int i = 0; i < m->nnodes; i++) {
@@ -251,15 +260,19 @@ static void scale_producer(IrModule *m, const PassOptions *o, Group *g, const do
     }
     return;
   }
+  /* Outputs [off, off + c) of the producer are x's channels. */
   float *w = own_const(m, o, p, 1);
   int64_t r = p->opnds[1]->type.dims[0], cols = p->opnds[1]->type.dims[1];
   for (int64_t i = 0; i < r; i++)
-    for (int64_t j = 0; j < cols; j++)
-      w[i * cols + j] = (float)(w[i * cols + j] / s[p->op == IR_OP_LINEAR ? i : j]);
+    for (int64_t j = 0; j < cols; j++) {
+      int64_t ch = (p->op == IR_OP_LINEAR ? i : j) - g->off;
+      if (ch >= 0 && ch < g->c)
+        w[i * cols + j] = (float)(w[i * cols + j] / s[ch]);
+    }
   if (p->nopnds > 2) {
     float *b = own_const(m, o, p, 2);
     for (int64_t j = 0; j < g->c; j++)
-      b[j] = (float)(b[j] / s[j]);
+      b[g->off + j] = (float)(b[g->off + j] / s[j]);
   }
 }
 
@@ -288,6 +301,10 @@ static const char *producer_text(IrArena *a, const Group *g) {
     snprintf(buf, sizeof buf, "layernorm %%%s gamma and beta", p->result->name);
   else if (p->op == IR_OP_RMSNORM)
     snprintf(buf, sizeof buf, "rmsnorm %%%s gamma", p->result->name);
+  else if (g->attn)
+    snprintf(buf, sizeof buf, "%s %%%s outputs [%lld, %lld) through attention (V)",
+             ir_op_info[p->op].name, p->result->name, (long long)g->off,
+             (long long)(g->off + g->c));
   else
     snprintf(buf, sizeof buf, "%s %%%s%s", ir_op_info[p->op].name, p->result->name,
              g->relu ? " through relu" : "");
