@@ -635,36 +635,57 @@ int32_t q8_ref_outl_detect(const float *x, int64_t m, int64_t k, float threshold
   return count;
 }
 
+/* One tile of the f32 part for NB outputs: o = x0 * w0, then o = o + xc *
+ * wc for the next columns (each product rounded, then the sum), y = y + o.
+ * Spelled twice, for whole tiles with NB the constant OUTL_NB (so that the
+ * compiler's cheapest vectorization applies: no remainder loop) and for the
+ * tail with NB = nb. */
+enum { OUTL_NB = 256 };
+
+#define OUTL_TILE(NB)                                                  \
+  do {                                                                 \
+    float o[OUTL_NB];                                                  \
+    const float *w0 = wt + (int64_t)cols[0] * n;                       \
+    float x0 = xi[cols[0]];                                            \
+    for (int64_t j = 0; j < (NB); j++)                                 \
+      o[j] = x0 * w0[j];                                               \
+    for (int32_t c = 1; c < count; c++) {                              \
+      const float *wc = wt + (int64_t)cols[c] * n;                     \
+      float xc = xi[cols[c]];                                          \
+      for (int64_t j = 0; j < (NB); j++) {                             \
+        float p = xc * wc[j];                                          \
+        o[j] = o[j] + p;                                               \
+      }                                                                \
+    }                                                                  \
+    for (int64_t j = 0; j < (NB); j++)                                 \
+      yi[j] = yi[j] + o[j];                                            \
+  } while (0)
+
+static void outl_tile_full(const float *xi, const float *wt, const int32_t *cols, int32_t count,
+                           float *yi, int64_t n) {
+  OUTL_TILE(OUTL_NB);
+}
+
+static void outl_tile_tail(const float *xi, const float *wt, const int32_t *cols, int32_t count,
+                           float *yi, int64_t n, int64_t nb) {
+  OUTL_TILE(nb);
+}
+
 /* The f32 part: o[i, j] = x[i, c0] * wt[c0, j], then o = o + x[i, c] *
- * wt[c, j] for the next columns c ascending (each product rounded, then the
- * sum), and y[i, j] = y[i, j] + o[i, j]. A tile of o on the stack, so that
- * the loops over j run along rows of wt. */
+ * wt[c, j] for the next columns c ascending, and y[i, j] = y[i, j] +
+ * o[i, j], by tiles of OUTL_NB outputs (o on the stack, the loops over j
+ * along rows of wt). */
 void q8_ref_outl_correct(const float *x, const float *wt, const int32_t *cols, int32_t count,
                          float *y, int64_t y_stride, int64_t m, int64_t k, int64_t n) {
-  enum { NB = 256 };
   if (count <= 0)
     return;
   for (int64_t i = 0; i < m; i++) {
     const float *xi = x + i * k;
-    for (int64_t j0 = 0; j0 < n; j0 += NB) {
-      int64_t nb = n - j0 < NB ? n - j0 : NB;
-      float o[NB];
-      const float *w0 = wt + (int64_t)cols[0] * n + j0;
-      float x0 = xi[cols[0]];
-      for (int64_t j = 0; j < nb; j++)
-        o[j] = x0 * w0[j];
-      for (int32_t c = 1; c < count; c++) {
-        const float *wc = wt + (int64_t)cols[c] * n + j0;
-        float xc = xi[cols[c]];
-        for (int64_t j = 0; j < nb; j++) {
-          float p = xc * wc[j];
-          o[j] = o[j] + p;
-        }
-      }
-      float *yi = y + i * y_stride + j0;
-      for (int64_t j = 0; j < nb; j++)
-        yi[j] = yi[j] + o[j];
-    }
+    int64_t j0 = 0;
+    for (; j0 + OUTL_NB <= n; j0 += OUTL_NB)
+      outl_tile_full(xi, wt + j0, cols, count, y + i * y_stride + j0, n);
+    if (j0 < n)
+      outl_tile_tail(xi, wt + j0, cols, count, y + i * y_stride + j0, n, n - j0);
   }
 }
 
