@@ -22,8 +22,10 @@
  *     v (or v's rows of a fused QKV projection), row j divided by s_j, since
  *     P v is linear in v's channels (smooth_attn.c).
  *
- * Nothing else changes: the float model computes the same function but for
- * rounding. Changed constants get new names (`@ln.gamma.smooth`), so a dump
+ * A norm whose result also feeds other ops (post-LN BERT's residual add) is
+ * first copied for its linear consumers (`%x.smooth`), and the copy is
+ * smoothed. Nothing else changes: the float model computes the same
+ * function but for rounding. Changed constants get new names (`@ln.gamma.smooth`), so a dump
  * shows what was smoothed, and each smoothed activation gets a note and a
  * line in the report's decisions. A weight named in --keep-float keeps its
  * layer in f32 through the rename ({keep_float = 1}). With --target-sqnr or
@@ -113,6 +115,58 @@ static IrNode *producer_of(const IrModule *m, const IrValue *x, int64_t c, bool 
     p = y->def;
   }
   return p && foldable(p, c) ? p : NULL;
+}
+
+/* A layernorm or rmsnorm whose result x feeds linear layers (at least one
+ * quantizable) and something else too (post-LN BERT's residual add): the
+ * linear consumers get a copy of the norm, `%x.smooth`, with the same
+ * operands and eps, placed right after it, so that smoothing can fold into
+ * the copy's gamma and beta and the other uses keep x. Returns the number
+ * of copies; one sweep to count uses, one to rebuild the node list. */
+static int clone_norms(IrModule *m, const PassOptions *o) {
+  int nids = ir_number_values(m);
+  int *uses = ir_alloc(m->arena, (size_t)(nids + 1) * sizeof *uses);
+  bool *quant = ir_alloc(m->arena, (size_t)(nids + 1) * sizeof *quant);
+  for (int i = 0; i < m->nnodes; i++) {
+    IrNode *u = m->nodes[i];
+    IrValue *x = u->nopnds ? u->opnds[0] : NULL;
+    if (x && x->id >= 0 && x->id < nids && x->type.rank >= 1 &&
+        consumes(u, x, x->type.dims[x->type.rank - 1])) {
+      uses[x->id]++;
+      quant[x->id] |= pass_is_quantizable(m, u, o);
+    }
+  }
+  IrNode **list = ir_alloc(m->arena, (size_t)(2 * m->nnodes + 1) * sizeof *list);
+  IrNode **clone_of = ir_alloc(m->arena, (size_t)(nids + 1) * sizeof *clone_of);
+  int n = 0, clones = 0;
+  for (int i = 0; i < m->nnodes; i++) {
+    IrNode *p = m->nodes[i];
+    IrValue *x = p->result;
+    list[n++] = p;
+    if ((p->op != IR_OP_LAYERNORM && p->op != IR_OP_RMSNORM) || x->id < 0 || x->id >= nids ||
+        !quant[x->id] || uses[x->id] == ir_count_uses(m, x) || x->type.dtype != IR_F32 ||
+        !foldable(p, x->type.dims[x->type.rank - 1]))
+      continue;
+    char name[512];
+    snprintf(name, sizeof name, "%s.smooth", x->name);
+    IrNode *c = ir_new_node(m, p->op, NULL, ir_unique_name(m, name), p->opnds, p->nopnds, p->loc);
+    c->result->type = x->type;
+    ir_copy_attr(m, p, c, IR_ATTR_EPS);
+    clone_of[x->id] = c;
+    list[n++] = c;
+    clones++;
+  }
+  if (!clones)
+    return 0;
+  ir_set_nodes(m, list, n);
+  for (int i = 0; i < m->nnodes; i++) {
+    IrNode *u = m->nodes[i];
+    IrValue *x = u->nopnds ? u->opnds[0] : NULL;
+    IrNode *c = x && x->id >= 0 && x->id < nids ? clone_of[x->id] : NULL;
+    if (c && c != u && consumes(u, x, x->type.dims[x->type.rank - 1]))
+      ir_set_operand(m, u, 0, c->result);
+  }
+  return clones;
 }
 
 /* The candidates, in node order: values whose every use is a consuming
@@ -315,6 +369,10 @@ bool pass_smooth(IrModule *m, const PassOptions *o) {
   /* With a budget the autopilot smooths, as its chosen trial did. */
   if (!o->smooth || o->has_target_sqnr || o->has_max_top1_drop)
     return true;
+  int clones = clone_norms(m, o);
+  if (clones)
+    pass_note(o, "smooth: %d norm%s also feeding other ops copied for %s linear consumers "
+                 "(NAME.smooth)", clones, clones == 1 ? "" : "s", clones == 1 ? "its" : "their");
   Group *groups = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *groups);
   int ngroups = find_groups(m, o, groups);
   if (ngroups == 0) {

@@ -43,6 +43,7 @@ The figures (default int8, each remedy) are printed for the closing note.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -429,6 +430,8 @@ def check_transformers(t, q8c):
         t.check("%s: smoothing folds attention's output projection input into %s"
                 % (arch, vproj), any(l.endswith("folded into " + vproj) for l in notes),
                 err["smooth"])
+        if arch == "bert":
+            check_bert_clones(t, q8c, tir, calib, ref, logits, d)
     print("\ntransformers with compensated outliers (output SQNR dB vs the float model, "
           "held-out input):")
     print("  %-6s %14s %9s %9s %9s %13s" % ("arch", "untransformed", "int8", "--smooth",
@@ -438,6 +441,28 @@ def check_transformers(t, q8c):
                                                           f["smooth"], f["dynamic"],
                                                           f["outliers"]))
     print()
+
+
+def check_bert_clones(t, q8c, tir, calib, ref, logits, d):
+    """Post-LN BERT: each layernorm also feeds a residual add, so smoothing
+    copies it for the linear consumers (%x.0.smooth) and smooths the copy;
+    the add keeps the original."""
+    sm = os.path.join(d, "smoothed.ir")
+    r = run(q8c, tir, "--calib", calib, "--smooth", "--stop-after=smooth", "-o", sm)
+    text = open(sm).read()
+    t.check("bert: 4 norms copied for their linear consumers, said in a note",
+            "q8c: note: smooth: 4 norms also feeding other ops copied for their linear "
+            "consumers (NAME.smooth)\n" in r.stderr, r.stderr)
+    t.check("bert: the copy %x.0.smooth, with smoothed gamma and beta, feeds q, k and v; the "
+            "residual add keeps %x.0",
+            re.search(r"%x\.0\.smooth : f32\[\?, 16, 64\] = layernorm %e\.1, "
+                      r"@embeddings\.LayerNorm\.weight\.smooth, "
+                      r"@embeddings\.LayerNorm\.bias\.smooth", text) is not None
+            and all(re.search(r"%%l0\.%s : [^=]+ = linear %%x\.0\.smooth, " % v, text)
+                    for v in "qkv")
+            and re.search(r"%l0\.ar : [^=]+ = add %l0\.ao, %x\.0\n", text) is not None, text)
+    t.check("bert: the smoothed float model (with the copies) computes the same function",
+            rel_diff(logits(sm, "smoothed"), ref) < 1e-5)
 
 
 def check_reports(t, q8c, d, cases):
