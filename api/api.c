@@ -369,6 +369,10 @@ static q8c_status quantize_work(q8c_module *qm, void *p) {
       !pass_options_set(&o, "smooth", qo->smooth[0] ? qo->smooth : NULL, err, sizeof err))
     return fail(qm, Q8C_ERR_ARG, "%s", err);
   o.dynamic = qo->dynamic != 0;
+  /* outliers: "" is the flag alone (threshold 6); it implies dynamic. */
+  if (qo->outliers &&
+      !pass_options_set(&o, "outliers", qo->outliers[0] ? qo->outliers : NULL, err, sizeof err))
+    return fail(qm, Q8C_ERR_ARG, "%s", err);
   return pass_run_pipeline(qm->ir, &o) ? Q8C_OK : layer_failed(qm, Q8C_ERR_MODEL);
 }
 

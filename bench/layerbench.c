@@ -179,6 +179,7 @@ static int op_class(const char *op) {
     const char *op;
     int cls;
   } tab[] = {{"qgemm", 0},   {"qlinear", 0},    {"qlinear_dyn", 0}, {"linear", 0},
+             {"qlinear_outl", 0},
              {"qmatmul", 1}, {"qmatmul_dyn", 1}, {"matmul", 1},     {"softmax", 2},
              {"layernorm", 3}, {"rmsnorm", 3},   {"add", 4},        {"mul", 4},
              {"sub", 4},     {"div", 4},        {"gelu", 4},       {"relu", 4},

@@ -22,6 +22,10 @@
  *       f32(f32(acc) * f32(sx * sw[n])) + b[n]; {granularity = tensor}: one
  *       range for all rows (ONNX's DynamicQuantizeLinear), and the rows'
  *       terms carry c = -w_zero_point
+ *   qlinear_outl  qlinear_dyn's kernel, after q8_ref_outl_detect lists the
+ *       batch's outlier columns and (when there are some) copies x with
+ *       them zeroed, which the rows are quantized from instead; then
+ *       q8_ref_outl_correct adds their f32 products with Wt
  *
  * c = 128 - zb for u8 b (the kernel multiplies b - 128), -zb for i8, so that
  * sum (x - zx)(b - zb) = sum x w + c rowsum_x - zx colsum_w - K zx c in
@@ -35,7 +39,7 @@
 
 /* The parts of a node's scratch slot (offsets from its start). */
 typedef struct {
-  int64_t xq, bq, w, bias, mult, rows, total;
+  int64_t xq, bq, w, bias, mult, rows, xz, cols, total;
 } Slot;
 
 static int64_t take(int64_t *at, int64_t bytes) {
@@ -58,7 +62,7 @@ static void mm_dims(const IrNode *n, int64_t *batch, int64_t *mm, int64_t *k, in
 /* Whether node n runs the kernels: every dimension positive (else the
  * reference call, which then needs no scratch). */
 static bool uses_kernel(const IrNode *n) {
-  if (n->op == IR_OP_QLINEAR_DYN) {
+  if (n->op == IR_OP_QLINEAR_DYN || n->op == IR_OP_QLINEAR_OUTL) {
     const IrType *xt = &n->opnds[0]->type, *wt = &n->opnds[1]->type;
     int64_t rows;
     ir_type_numel(xt, 1, &rows);
@@ -72,13 +76,18 @@ static bool uses_kernel(const IrNode *n) {
 static Slot slot_of(const IrNode *n) {
   Slot s = {0};
   int64_t at = 0;
-  if (n->op == IR_OP_QLINEAR_DYN) {
+  if (n->op == IR_OP_QLINEAR_DYN || n->op == IR_OP_QLINEAR_OUTL) {
     const IrType *xt = &n->opnds[0]->type, *wt = &n->opnds[1]->type;
     int64_t k = wt->dims[1], numel;
     ir_type_numel(xt, 1, &numel);
     int64_t rows = numel / k;
     s.xq = take(&at, rows * cg_round_up(k, 4));
     s.rows = take(&at, rows * (int64_t)sizeof(CgGemmRow));
+    if (n->op == IR_OP_QLINEAR_OUTL) {
+      /* x with the outlier columns zeroed, and the list of those columns. */
+      s.xz = take(&at, numel * 4);
+      s.cols = take(&at, k * 4);
+    }
     s.total = at;
     return s;
   }
@@ -99,7 +108,8 @@ static Slot slot_of(const IrNode *n) {
 }
 
 int64_t cg_attention_scratch(const IrNode *n) {
-  if (n->op != IR_OP_QMATMUL && n->op != IR_OP_QMATMUL_DYN && n->op != IR_OP_QLINEAR_DYN)
+  if (n->op != IR_OP_QMATMUL && n->op != IR_OP_QMATMUL_DYN && n->op != IR_OP_QLINEAR_DYN &&
+      n->op != IR_OP_QLINEAR_OUTL)
     return -1;
   return uses_kernel(n) ? slot_of(n).total : -1;
 }
@@ -620,13 +630,17 @@ static bool emit_qmatmul_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
   return true;
 }
 
-/* qlinear_dyn: W packed at compile time, x's rows quantized at run time. */
+/* qlinear_dyn: W packed at compile time, x's rows quantized at run time.
+ * qlinear_outl: the same on x with its outlier columns zeroed, then their
+ * f32 correction. */
 static bool emit_qlinear_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
   IrModule *m = cg->m;
   IrNode *n = m->nodes[idx];
   CgPrep *p = &cg->prep[idx];
+  bool outl = n->op == IR_OP_QLINEAR_OUTL;
   const IrValue *x = n->opnds[0], *wv = n->opnds[1], *ws = n->opnds[2];
-  const IrValue *bv = n->nopnds == 4 ? n->opnds[3] : NULL;
+  int bias_at = outl ? 4 : 3;
+  const IrValue *bv = n->nopnds > bias_at ? n->opnds[bias_at] : NULL;
   int64_t nn = wv->type.dims[0], k = wv->type.dims[1];
   const Loc *xl = &cg->loc[x->id], *yl = &cg->loc[n->result->id];
   int64_t rows_n = xl->rows, ks = cg_round_up(k, 4);
@@ -667,11 +681,32 @@ static bool emit_qlinear_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
         cg->mod, fname, isa, rows_n, k, ks);
   }
   LLVMValueRef xq = cg_scratch_addr(cg, base + s.xq), rows = cg_scratch_addr(cg, base + s.rows);
-  call(cg, p->quant_x,
-       (LLVMValueRef[]){cg_value_addr(cg, x), xq, rows, LLVMConstInt(cg->i32, (uint64_t)c, 1)}, 4);
+  LLVMValueRef xsrc = cg_value_addr(cg, x), count = NULL, cols = NULL;
+  if (outl) {
+    /* The batch's outlier columns; the rows come from x's zeroed copy when
+     * there is one. */
+    LLVMValueRef xz = cg_scratch_addr(cg, base + s.xz);
+    cols = cg_scratch_addr(cg, base + s.cols);
+    float threshold = (float)ir_attr_float(n, IR_ATTR_THRESHOLD, 0);
+    LLVMValueRef dargs[] = {xsrc, LLVMConstInt(cg->i64, (uint64_t)rows_n, 1),
+                            LLVMConstInt(cg->i64, (uint64_t)k, 1),
+                            LLVMConstReal(LLVMFloatTypeInContext(cg->ctx), threshold), cols, xz};
+    _Static_assert(sizeof dargs / sizeof dargs[0] == REF_NARGS_q8_ref_outl_detect,
+                   "q8_ref_outl_detect: the argument count differs from ir/refops.def");
+    count = cg_call_ref_args(cg->mod, cg->b, REF_q8_ref_outl_detect, dargs, 6);
+    xsrc = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, count, cg_i32c(cg, 0), ""), xz,
+                           xsrc, "x.outl");
+  }
+  call(cg, p->quant_x, (LLVMValueRef[]){xsrc, xq, rows, LLVMConstInt(cg->i32, (uint64_t)c, 1)}, 4);
   LLVMValueRef args = gemm_args(cg, NULL, NULL, NULL, rows);
   gemm_xy(cg, args, xq, cg_value_addr(cg, n->result));
   cg_run_tasks(cg, cg->kernel[idx], args, cg->kernel_tasks[idx], parallel_for(rows_n, k, nn));
+  if (outl)
+    cg_call_ref(cg->mod, cg->b, q8_ref_outl_correct, cg_value_addr(cg, x),
+                cg_value_addr(cg, n->opnds[3]), cols, count, cg_value_addr(cg, n->result),
+                LLVMConstInt(cg->i64, (uint64_t)yl->stride, 1),
+                LLVMConstInt(cg->i64, (uint64_t)rows_n, 1), LLVMConstInt(cg->i64, (uint64_t)k, 1),
+                LLVMConstInt(cg->i64, (uint64_t)nn, 1));
   return true;
 }
 
@@ -682,6 +717,7 @@ bool cg_emit_attention(Cg *cg, int idx, CgIsa isa) {
   case IR_OP_QMATMUL_DYN:
     return emit_qmatmul_dyn_kernel(cg, idx, isa);
   case IR_OP_QLINEAR_DYN:
+  case IR_OP_QLINEAR_OUTL:
     return emit_qlinear_dyn_kernel(cg, idx, isa);
   default:
     q8_unreachable();

@@ -605,6 +605,15 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
              cg_i64c(cg, xl->cols), cg_i64c(cg, r->cols));
     return true;
   }
+  case IR_OP_QLINEAR_OUTL: {
+    /* Only with a dimension 0 (else attention.c): no column can be an
+     * outlier, so it is qlinear_dyn's result. */
+    const Loc *xl = &cg->loc[n->opnds[0]->id];
+    CALL_REF(cg, q8_ref_qlinear_dyn, in[0], in[1], in[2], cg_i64c(cg, n->opnds[2]->type.dims[0]),
+             n->nopnds == 5 ? in[4] : LLVMConstNull(cg->ptr), y, cg_i64c(cg, xl->rows),
+             cg_i64c(cg, xl->cols), cg_i64c(cg, r->cols));
+    return true;
+  }
   case IR_OP_SIGMOID:
     CALL_REF(cg, q8_ref_sigmoid, in[0], y, cg_i64c(cg, numel));
     return true;

@@ -142,6 +142,11 @@ static const OptSpec options[] = {
      "quantize activations per row at run time (no\n"
      "calibration data; --calib only with --report,\n"
      "--smooth, --target-sqnr or --max-top1-drop)"},
+    {NULL, "outliers", 0, ARG_OPTIONAL, C, OPT_PASS, "--outliers[=T]",
+     "LLM.int8: as --dynamic, but the input columns where\n"
+     "some |x| >= T in the batch (default T 6) are computed\n"
+     "in f32 against an f32 copy of the weights (4 more\n"
+     "bytes per weight), the rest in int8, the two summed"},
     {NULL, "keep-float", 0, ARG_REQUIRED, C, OPT_PASS, "--keep-float=N[,N]",
      "values (%name) or weights (@name) to keep in f32"},
 

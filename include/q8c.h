@@ -156,6 +156,8 @@ typedef struct {
   const char *target_sqnr;   /* dB ("40"): the fewest layers in f32 such that
                               * every output meets it on held-back samples */
   const char *max_top1_drop; /* percent ("1"): the same for top-1 agreement */
+  const char *outliers;      /* LLM.int8 threshold ("6"), or "" for the default
+                              * 6 (--outliers); implies dynamic */
 } q8c_quant_options;
 
 /* Run the quantization pipeline on the module (calibrate, quantize,

@@ -6,6 +6,7 @@
  * are `?` or both are the same number. A mismatch is reported at the operand
  * that does not fit, naming both shapes, because that is what a user needs to
  * find the wrong tensor. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -618,6 +619,39 @@ static bool infer_qlinear_dyn(IrModule *m, const IrNode *n, IrType *out) {
          need_dtype(m, n, 2, is_f32, "f32") &&
          (n->nopnds < 4 || need_dtype(m, n, 3, is_f32, "f32")) &&
          infer_qlinear_shape(m, n, 2, true, out);
+}
+
+/* qlinear_outl x, Wq, w_scale, Wt, [b]: qlinear_dyn's checks on the
+ * operands without Wt, then Wt f32 [K, N] (W^T) and a positive finite
+ * threshold. */
+static bool infer_qlinear_outl(IrModule *m, const IrNode *n, IrType *out) {
+  IrValue *ops[4];
+  IrLoc locs[4];
+  IrNode view = *n;
+  view.nopnds = 0;
+  for (int i = 0; i < n->nopnds; i++)
+    if (i != 3) {
+      locs[view.nopnds] = opnd_loc(n, i);
+      ops[view.nopnds++] = n->opnds[i];
+    }
+  view.opnds = ops;
+  view.opnd_locs = locs;
+  if (!infer_qlinear_dyn(m, &view, out) || !need_dtype(m, n, 3, is_f32, "f32") ||
+      !need_attr(m, n, IR_ATTR_THRESHOLD))
+    return false;
+  const IrValue *w = n->opnds[1], *wt = n->opnds[3];
+  char b1[96], b2[96];
+  if (wt->type.rank != 2 || wt->type.dims[0] != w->type.dims[1] ||
+      wt->type.dims[1] != w->type.dims[0])
+    return ir_error(&m->diag, opnd_loc(n, 3),
+                    "%s: %s%s is %s but must be the f32 transpose of %s%s %s",
+                    ir_op_info[n->op].name, sigil(wt), wt->name, tstr(&wt->type, b1), sigil(w),
+                    w->name, tstr(&w->type, b2));
+  double t = ir_attr_float(n, IR_ATTR_THRESHOLD, 0);
+  if (!(t > 0 && isfinite(t) && t <= FLT_MAX))
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_THRESHOLD),
+                    "threshold must be a positive finite number");
+  return true;
 }
 
 /* qmatmul and qmatmul_dyn: x [..., M, K] and b [..., K, N] with the same

@@ -727,6 +727,43 @@ static bool eval_qlinear_dyn(IrDiag *d, const IrNode *n, const Slot *const *a, S
   return true;
 }
 
+/* x f32, Wq [N, K] i8, w_scale [N] or [1], Wt [K, N] f32, [b [N]] -> f32:
+ * qlinear_dyn on the columns of x below the threshold, f32 on the others
+ * (q8_ref_qlinear_outl). The shapes are qlinear_dyn's, Wt aside. */
+static bool eval_qlinear_outl(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  const Slot *av[4];
+  IrValue *ops[4];
+  IrNode view = *n;
+  view.nopnds = 0;
+  for (int i = 0; i < n->nopnds; i++)
+    if (i != 3) {
+      av[view.nopnds] = a[i];
+      ops[view.nopnds++] = n->opnds[i];
+    }
+  view.opnds = ops;
+  view.opnd_locs = NULL;
+  int64_t rows, k, nout;
+  if (!need_dtype(d, n, a, 0, DT(IR_F32), "f32") || !need_dtype(d, n, a, 1, DT(IR_I8), "i8") ||
+      !need_dtype(d, n, a, 2, DT(IR_F32), "f32") || !need_dtype(d, n, a, 3, DT(IR_F32), "f32") ||
+      (n->nopnds > 4 && !need_dtype(d, n, a, 4, DT(IR_F32), "f32")) ||
+      !need_result_dtype(d, n, r, IR_F32) ||
+      !linear_shapes(d, &view, av, r, true, &rows, &k, &nout))
+    return false;
+  if (a[3]->type.rank != 2 || a[3]->type.dims[0] != k || a[3]->type.dims[1] != nout)
+    return bad_shapes(d, n, a, r);
+  float threshold = (float)ir_attr_float(n, IR_ATTR_THRESHOLD, 0);
+  if (!(threshold > 0 && isfinite(threshold)))
+    return ir_error(d, n->loc, "qlinear_outl: threshold must be a positive finite number");
+  void *work = scratch(d, n, rows * k + k, sizeof(float));
+  if (!work)
+    return false;
+  q8_ref_qlinear_outl(f32_of(a[0]), a[1]->data, f32_of(a[2]), a[2]->type.dims[0], f32_of(a[3]),
+                      n->nopnds > 4 ? f32_of(a[4]) : NULL, threshold, f32_out(r), work, rows, k,
+                      nout);
+  free(work);
+  return true;
+}
+
 /* x [..., M, K] and b [..., K, N] (the same leading dims) give r [..., M, N]:
  * the batch count and M, K, N. */
 static bool qmatmul_shapes(IrDiag *d, const IrNode *n, const Slot *const *a, const Slot *r,

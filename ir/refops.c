@@ -663,3 +663,98 @@ void q8_ref_qmatmul_dyn(const float *x, const float *b, float *y, void *work, in
     }
   }
 }
+
+/* ---- qlinear_outl: LLM.int8 outlier decomposition ---- */
+
+/* docs/quantization.md, "Outlier decomposition": column c of x [m, k] is an
+ * outlier column when |x[i, c]| >= threshold for some row i (NaN never is;
+ * +-Inf always is). cols[] receives them ascending; when there is one, xz
+ * receives x with those columns +0. cols[] serves as the flags first. */
+int32_t q8_ref_outl_detect(const float *x, int64_t m, int64_t k, float threshold, int32_t *cols,
+                           float *xz) {
+  for (int64_t c = 0; c < k; c++)
+    cols[c] = 0;
+  for (int64_t i = 0; i < m; i++) {
+    const float *xi = x + i * k;
+    for (int64_t c = 0; c < k; c++)
+      cols[c] |= fabsf(xi[c]) >= threshold;
+  }
+  int32_t count = 0;
+  for (int64_t c = 0; c < k; c++)
+    if (cols[c])
+      cols[count++] = (int32_t)c;
+  if (count == 0)
+    return 0;
+  for (int64_t i = 0; i < m; i++) {
+    memcpy(xz + i * k, x + i * k, (size_t)k * sizeof *xz);
+    for (int32_t j = 0; j < count; j++)
+      xz[i * k + cols[j]] = 0.0f;
+  }
+  return count;
+}
+
+/* One tile of the f32 part for NB outputs: o = x0 * w0, then o = o + xc *
+ * wc for the next columns (each product rounded, then the sum), y = y + o.
+ * Spelled twice, for whole tiles with NB the constant OUTL_NB (so that the
+ * compiler's cheapest vectorization applies: no remainder loop) and for the
+ * tail with NB = nb. */
+enum { OUTL_NB = 256 };
+
+#define OUTL_TILE(NB)                                                  \
+  do {                                                                 \
+    float o[OUTL_NB];                                                  \
+    const float *w0 = wt + (int64_t)cols[0] * n;                       \
+    float x0 = xi[cols[0]];                                            \
+    for (int64_t j = 0; j < (NB); j++)                                 \
+      o[j] = x0 * w0[j];                                               \
+    for (int32_t c = 1; c < count; c++) {                              \
+      const float *wc = wt + (int64_t)cols[c] * n;                     \
+      float xc = xi[cols[c]];                                          \
+      for (int64_t j = 0; j < (NB); j++) {                             \
+        float p = xc * wc[j];                                          \
+        o[j] = o[j] + p;                                               \
+      }                                                                \
+    }                                                                  \
+    for (int64_t j = 0; j < (NB); j++)                                 \
+      yi[j] = yi[j] + o[j];                                            \
+  } while (0)
+
+static void outl_tile_full(const float *xi, const float *wt, const int32_t *cols, int32_t count,
+                           float *yi, int64_t n) {
+  OUTL_TILE(OUTL_NB);
+}
+
+static void outl_tile_tail(const float *xi, const float *wt, const int32_t *cols, int32_t count,
+                           float *yi, int64_t n, int64_t nb) {
+  OUTL_TILE(nb);
+}
+
+/* The f32 part: o[i, j] = x[i, c0] * wt[c0, j], then o = o + x[i, c] *
+ * wt[c, j] for the next columns c ascending, and y[i, j] = y[i, j] +
+ * o[i, j], by tiles of OUTL_NB outputs (o on the stack, the loops over j
+ * along rows of wt). */
+void q8_ref_outl_correct(const float *x, const float *wt, const int32_t *cols, int32_t count,
+                         float *y, int64_t y_stride, int64_t m, int64_t k, int64_t n) {
+  if (count <= 0)
+    return;
+  for (int64_t i = 0; i < m; i++) {
+    const float *xi = x + i * k;
+    int64_t j0 = 0;
+    for (; j0 + OUTL_NB <= n; j0 += OUTL_NB)
+      outl_tile_full(xi, wt + j0, cols, count, y + i * y_stride + j0, n);
+    if (j0 < n)
+      outl_tile_tail(xi, wt + j0, cols, count, y + i * y_stride + j0, n, n - j0);
+  }
+}
+
+/* y = qlinear_dyn(x with the outlier columns +0) (its bias included), plus
+ * the f32 outlier part. work: m k floats, then k int32. */
+void q8_ref_qlinear_outl(const float *x, const int8_t *w, const float *w_scale,
+                         int64_t w_scale_len, const float *wt, const float *b, float threshold,
+                         float *y, void *work, int64_t m, int64_t k, int64_t n) {
+  float *xz = work;
+  int32_t *cols = (int32_t *)(xz + m * k);
+  int32_t count = q8_ref_outl_detect(x, m, k, threshold, cols, xz);
+  q8_ref_qlinear_dyn(count ? xz : x, w, w_scale, w_scale_len, b, y, m, k, n);
+  q8_ref_outl_correct(x, wt, cols, count, y, n, m, k, n);
+}

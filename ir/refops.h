@@ -116,4 +116,17 @@ q8_ref_qmatmul_fn q8_ref_qmatmul;
  * K * N + K bytes. */
 q8_ref_qmatmul_dyn_fn q8_ref_qmatmul_dyn;
 
+/* qlinear_outl (docs/quantization.md, "Outlier decomposition"):
+ * q8_ref_outl_detect lists in cols[] (ascending) the columns of x [m, k]
+ * where some |x| >= threshold and returns their count; when it is not 0,
+ * xz receives x with those columns set to +0 (else xz is untouched).
+ * q8_ref_outl_correct adds to y [m, n] (rows y_stride floats apart) the f32
+ * sum over the listed columns c, ascending, of x[i, c] * wt[c, n] (wt is
+ * W^T in f32, [k, n]); nothing when count is 0. q8_ref_qlinear_outl is the
+ * op: detect, qlinear_dyn of xz (or x), correct; `work` holds
+ * m * k floats and k int32. */
+q8_ref_outl_detect_fn q8_ref_outl_detect;
+q8_ref_outl_correct_fn q8_ref_outl_correct;
+q8_ref_qlinear_outl_fn q8_ref_qlinear_outl;
+
 #endif

@@ -8,6 +8,7 @@
  * (begin, end with its wall time), which the driver shows as progress and as
  * the --time-passes table. */
 #include <errno.h>
+#include <float.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,7 @@ static const char *const value_options[] = {
     "max-top1-drop"};
 
 int pass_option_kind(const char *name) {
-  if (strcmp(name, "smooth") == 0) /* a flag with an optional value */
+  if (strcmp(name, "smooth") == 0 || strcmp(name, "outliers") == 0) /* optional value */
     return 3;
   for (size_t i = 0; i < sizeof flag_options / sizeof flag_options[0]; i++)
     if (strcmp(name, flag_options[i]) == 0)
@@ -126,6 +127,15 @@ bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err
     o->smooth_alpha = 0.5;
     if (v && !parse_double(v, 0, 1, &o->smooth_alpha)) {
       snprintf(err, errlen, "--smooth takes an alpha in [0, 1], got '%s'", v);
+      return false;
+    }
+    return true;
+  }
+  if (strcmp(name, "outliers") == 0) {
+    o->dynamic = true;
+    o->outliers = 6.0;
+    if (v && (!parse_double(v, 1e-30, FLT_MAX, &o->outliers))) {
+      snprintf(err, errlen, "--outliers takes a threshold > 0, got '%s'", v);
       return false;
     }
     return true;

@@ -81,6 +81,10 @@ typedef struct {
   bool weights_per_tensor;    /* default: one scale per output channel */
   IrDType activations;        /* IR_U8 asymmetric (default) or IR_I8 symmetric */
   bool dynamic;               /* activations quantized per row at run time */
+  /* --outliers[=THRESHOLD] (implies dynamic): linear layers become
+   * qlinear_outl, input columns with some |x| >= outliers computed in f32
+   * (LLM.int8); 0: off. */
+  double outliers;
   const char *keep_float;     /* comma-separated value or weight names kept in f32 */
   /* --smooth[=ALPHA]: SmoothQuant before calibration (smooth.c). */
   bool smooth;
@@ -123,7 +127,8 @@ void pass_options_init(PassOptions *o);
  * "calib-method", "calib-momentum", "calib-batch", "weights", "activations",
  * "keep-float", "target-sqnr", "max-top1-drop", "print-before",
  * "print-after", "stop-after", "dump-dir"; "dynamic", "print-after-all" and
- * "time-passes" take no value; "smooth" may take one, alpha, or NULL). Returns false with a
+ * "time-passes" take no value; "smooth" may take one, alpha, or NULL;
+ * "outliers" likewise, a threshold (6 when NULL)). Returns false with a
  * message in err for a bad value, and also when the name is not an option
  * (err then empty). `value` must outlive the options. */
 bool pass_options_set(PassOptions *o, const char *name, const char *value, char *err,
@@ -170,6 +175,13 @@ IrModule *pass_clone_module(IrModule *m);
 bool pass_verify(IrModule *m, const PassOptions *o);
 bool pass_infer_shapes(IrModule *m, const PassOptions *o);
 bool pass_smooth(IrModule *m, const PassOptions *o);
+/* smooth_attn.c: when x [.., C] is attention's heads merged back,
+ * reshape(transpose(matmul(P, transpose(reshape(v))))), with one use of each
+ * value in the chain, the linear (or matmul by a constant) whose outputs
+ * [*off, *off + c) are v (v itself, or a slice of a fused projection whose
+ * other uses are slices of other rows), else NULL. */
+IrNode *pass_smooth_through_attention(const IrModule *m, const IrValue *x, int64_t c,
+                                      int64_t *off);
 bool pass_autopilot(IrModule *m, const PassOptions *o);
 bool pass_calibrate(IrModule *m, const PassOptions *o);
 bool pass_quantize(IrModule *m, const PassOptions *o);

@@ -1,5 +1,6 @@
 /* quantize.c: the quantize pass. Each quantizable node (select.c) becomes
- * quantize -> qlinear -> dequantize (qlinear_dyn with --dynamic), so the
+ * quantize -> qlinear -> dequantize (qlinear_dyn with --dynamic,
+ * qlinear_outl with --outliers), so the
  * graph around it still sees f32 and every later pass works on explicit,
  * printable quantization parameters; fuse_requant.c then removes the round
  * trips. A matmul of two activations (same leading dims) becomes qmatmul on
@@ -57,6 +58,32 @@ static bool weight_consts(IrModule *m, const PassOptions *o, IrNode *n, IrValue 
   *wq_out = ir_add_const(m, ir_unique_const_name(m, qname), qt, q, w->loc);
   *ws_out = ir_add_const(m, ir_unique_const_name(m, sname), st, s, w->loc);
   return true;
+}
+
+/* qlinear_outl's f32 W^T [K, N] (--outliers): a matmul's constant B as it
+ * is; for a linear, `@W.T`, made once per weight. */
+static IrValue *weight_t(IrModule *m, IrNode *n) {
+  IrValue *w = n->opnds[1];
+  if (n->op == IR_OP_MATMUL)
+    return w;
+  char name[600];
+  snprintf(name, sizeof name, "%s.T", w->name);
+  IrValue *wt = ir_find_const(m, name);
+  int64_t nn = w->type.dims[0], k = w->type.dims[1];
+  if (wt && wt->type.dtype == IR_F32 && wt->type.rank == 2 && wt->type.dims[0] == k &&
+      wt->type.dims[1] == nn)
+    return wt;
+  float *t = ir_alloc_data(m->arena, (size_t)(nn * k) * sizeof *t);
+  if (!t) {
+    ir_error(&m->diag, n->loc, "out of memory transposing @%s", w->name);
+    return NULL;
+  }
+  const float *wf = w->data;
+  for (int64_t i = 0; i < nn; i++)
+    for (int64_t j = 0; j < k; j++)
+      t[j * nn + i] = wf[i * k + j];
+  IrType tt = {IR_F32, 2, {k, nn}};
+  return ir_add_const(m, ir_unique_const_name(m, name), tt, t, w->loc);
 }
 
 /* The quantize node made for each value so far, by value id, to share it
@@ -143,6 +170,17 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
     return false;
   IrValue *x = n->opnds[0], *y = n->result;
   IrValue *bias = n->op == IR_OP_LINEAR && n->nopnds == 3 ? n->opnds[2] : NULL;
+  if (o->dynamic && o->outliers > 0) {
+    IrValue *wt = weight_t(m, n);
+    if (!wt)
+      return false;
+    IrValue *ops[5] = {x, wq, ws, wt, bias};
+    IrNode *d = ir_new_node(m, IR_OP_QLINEAR_OUTL, y, NULL, ops, bias ? 5 : 4, n->loc);
+    ir_set_attr_float(m, d, IR_ATTR_THRESHOLD, (float)o->outliers);
+    ir_copy_attr(m, n, d, IR_ATTR_RANGE);
+    out[(*nout)++] = d;
+    return true;
+  }
   if (o->dynamic) {
     IrValue *ops[4] = {x, wq, ws, bias};
     IrNode *d = ir_new_node(m, IR_OP_QLINEAR_DYN, y, NULL, ops, bias ? 4 : 3, n->loc);

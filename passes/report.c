@@ -129,7 +129,7 @@ static int by_id(const int *table, int count, const IrValue *v) {
 
 static bool is_quantized_op(IrOp op) {
   return op == IR_OP_QGEMM || op == IR_OP_QLINEAR || op == IR_OP_QLINEAR_DYN ||
-         op == IR_OP_QMATMUL || op == IR_OP_QMATMUL_DYN;
+         op == IR_OP_QMATMUL || op == IR_OP_QMATMUL_DYN || op == IR_OP_QLINEAR_OUTL;
 }
 
 /* A layer q left in f32: a linear, or a matmul by a rank-2 constant (the
@@ -730,6 +730,8 @@ static void row_cells(IrArena *a, const Layer *l, const char **c) {
     c[4] = "f32->u8 (per tensor)"; /* ONNX's DynamicQuantizeLinear */
   else if (n->op == IR_OP_QLINEAR_DYN || n->op == IR_OP_QMATMUL_DYN)
     c[4] = "f32->u8 (per row)";
+  else if (n->op == IR_OP_QLINEAR_OUTL)
+    c[4] = "f32->u8 (per row) + f32 outliers";
   else
     c[4] = ir_dtype_name(l->in_dtype);
   if (!l->quantized)
@@ -1040,7 +1042,8 @@ static void write_json(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamp
             l->kept ? "true" : "false", (long long)l->wn, (long long)l->wk, (long long)l->bytes);
     /* qlinear_dyn quantizes each row to u8 with its own scale and zero
      * point: an integer dtype with null parameters. */
-    if ((l->node->op == IR_OP_QLINEAR_DYN || l->node->op == IR_OP_QMATMUL_DYN) && !l->has_xq)
+    if ((l->node->op == IR_OP_QLINEAR_DYN || l->node->op == IR_OP_QMATMUL_DYN ||
+         l->node->op == IR_OP_QLINEAR_OUTL) && !l->has_xq)
       json_qparams(b, IR_U8, false, 0, 0);
     else
       json_qparams(b, l->has_xq ? l->x_dtype : l->in_dtype, l->has_xq, l->x_scale, l->x_zp);

@@ -17,10 +17,15 @@
  *   - rmsnorm: gamma_j / s_j;
  *   - a linear or matmul by a constant, directly or through one relu (which
  *     is positively homogeneous: relu(y / s) = relu(y) / s for s > 0): row j
- *     of its weight and its bias_j divided by s_j.
+ *     of its weight and its bias_j divided by s_j;
+ *   - attention's heads merged, x = merge(P split(v)): the linear that makes
+ *     v (or v's rows of a fused QKV projection), row j divided by s_j, since
+ *     P v is linear in v's channels (smooth_attn.c).
  *
- * Nothing else changes: the float model computes the same function but for
- * rounding. Changed constants get new names (`@ln.gamma.smooth`), so a dump
+ * A norm whose result also feeds other ops (post-LN BERT's residual add) is
+ * first copied for its linear consumers (`%x.smooth`), and the copy is
+ * smoothed. Nothing else changes: the float model computes the same
+ * function but for rounding. Changed constants get new names (`@ln.gamma.smooth`), so a dump
  * shows what was smoothed, and each smoothed activation gets a note and a
  * line in the report's decisions. A weight named in --keep-float keeps its
  * layer in f32 through the rename ({keep_float = 1}). With --target-sqnr or
@@ -39,6 +44,10 @@ typedef struct {
   IrValue *x;          /* the activation smoothed */
   IrNode *producer;    /* layernorm, rmsnorm, linear or matmul by a constant */
   bool relu;           /* a relu lies between the producer and x */
+  bool attn;           /* x is attention's heads merged (smooth_attn.c): the
+                        * producer makes V, whose outputs [off, off + c)
+                        * become x's channels */
+  int64_t off;
   IrNode **users;      /* the linear layers consuming x */
   int nusers;
   int64_t c;           /* channels: x's last dim */
@@ -108,6 +117,58 @@ static IrNode *producer_of(const IrModule *m, const IrValue *x, int64_t c, bool 
   return p && foldable(p, c) ? p : NULL;
 }
 
+/* A layernorm or rmsnorm whose result x feeds linear layers (at least one
+ * quantizable) and something else too (post-LN BERT's residual add): the
+ * linear consumers get a copy of the norm, `%x.smooth`, with the same
+ * operands and eps, placed right after it, so that smoothing can fold into
+ * the copy's gamma and beta and the other uses keep x. Returns the number
+ * of copies; one sweep to count uses, one to rebuild the node list. */
+static int clone_norms(IrModule *m, const PassOptions *o) {
+  int nids = ir_number_values(m);
+  int *uses = ir_alloc(m->arena, (size_t)(nids + 1) * sizeof *uses);
+  bool *quant = ir_alloc(m->arena, (size_t)(nids + 1) * sizeof *quant);
+  for (int i = 0; i < m->nnodes; i++) {
+    IrNode *u = m->nodes[i];
+    IrValue *x = u->nopnds ? u->opnds[0] : NULL;
+    if (x && x->id >= 0 && x->id < nids && x->type.rank >= 1 &&
+        consumes(u, x, x->type.dims[x->type.rank - 1])) {
+      uses[x->id]++;
+      quant[x->id] |= pass_is_quantizable(m, u, o);
+    }
+  }
+  IrNode **list = ir_alloc(m->arena, (size_t)(2 * m->nnodes + 1) * sizeof *list);
+  IrNode **clone_of = ir_alloc(m->arena, (size_t)(nids + 1) * sizeof *clone_of);
+  int n = 0, clones = 0;
+  for (int i = 0; i < m->nnodes; i++) {
+    IrNode *p = m->nodes[i];
+    IrValue *x = p->result;
+    list[n++] = p;
+    if ((p->op != IR_OP_LAYERNORM && p->op != IR_OP_RMSNORM) || x->id < 0 || x->id >= nids ||
+        !quant[x->id] || uses[x->id] == ir_count_uses(m, x) || x->type.dtype != IR_F32 ||
+        !foldable(p, x->type.dims[x->type.rank - 1]))
+      continue;
+    char name[512];
+    snprintf(name, sizeof name, "%s.smooth", x->name);
+    IrNode *c = ir_new_node(m, p->op, NULL, ir_unique_name(m, name), p->opnds, p->nopnds, p->loc);
+    c->result->type = x->type;
+    ir_copy_attr(m, p, c, IR_ATTR_EPS);
+    clone_of[x->id] = c;
+    list[n++] = c;
+    clones++;
+  }
+  if (!clones)
+    return 0;
+  ir_set_nodes(m, list, n);
+  for (int i = 0; i < m->nnodes; i++) {
+    IrNode *u = m->nodes[i];
+    IrValue *x = u->nopnds ? u->opnds[0] : NULL;
+    IrNode *c = x && x->id >= 0 && x->id < nids ? clone_of[x->id] : NULL;
+    if (c && c != u && consumes(u, x, x->type.dims[x->type.rank - 1]))
+      ir_set_operand(m, u, 0, c->result);
+  }
+  return clones;
+}
+
 /* The candidates, in node order: values whose every use is a consuming
  * linear layer (at least one of them quantizable) and whose producer can
  * take the division. Two sweeps: count the consuming uses, then list them. */
@@ -129,11 +190,13 @@ static int find_groups(IrModule *m, const PassOptions *o, Group *groups) {
       continue;
     int64_t c = x->type.dims[x->type.rank - 1];
     bool relu;
+    int64_t off = 0;
     IrNode *p = c > 0 ? producer_of(m, x, c, &relu) : NULL;
+    bool attn = !p && c > 0 && (p = pass_smooth_through_attention(m, x, c, &off)) != NULL;
     if (!p)
       continue;
-    groups[n] = (Group){x, p, relu, ir_alloc(m->arena, (size_t)uses[x->id] * sizeof(IrNode *)),
-                        0, c, NULL};
+    groups[n] = (Group){x, p, relu, attn, off,
+                        ir_alloc(m->arena, (size_t)uses[x->id] * sizeof(IrNode *)), 0, c, NULL};
     group_of[x->id] = ++n;
   }
   for (int i = 0; i < m->nnodes; i++) {
@@ -251,15 +314,19 @@ static void scale_producer(IrModule *m, const PassOptions *o, Group *g, const do
     }
     return;
   }
+  /* Outputs [off, off + c) of the producer are x's channels. */
   float *w = own_const(m, o, p, 1);
   int64_t r = p->opnds[1]->type.dims[0], cols = p->opnds[1]->type.dims[1];
   for (int64_t i = 0; i < r; i++)
-    for (int64_t j = 0; j < cols; j++)
-      w[i * cols + j] = (float)(w[i * cols + j] / s[p->op == IR_OP_LINEAR ? i : j]);
+    for (int64_t j = 0; j < cols; j++) {
+      int64_t ch = (p->op == IR_OP_LINEAR ? i : j) - g->off;
+      if (ch >= 0 && ch < g->c)
+        w[i * cols + j] = (float)(w[i * cols + j] / s[ch]);
+    }
   if (p->nopnds > 2) {
     float *b = own_const(m, o, p, 2);
     for (int64_t j = 0; j < g->c; j++)
-      b[j] = (float)(b[j] / s[j]);
+      b[g->off + j] = (float)(b[g->off + j] / s[j]);
   }
 }
 
@@ -288,6 +355,10 @@ static const char *producer_text(IrArena *a, const Group *g) {
     snprintf(buf, sizeof buf, "layernorm %%%s gamma and beta", p->result->name);
   else if (p->op == IR_OP_RMSNORM)
     snprintf(buf, sizeof buf, "rmsnorm %%%s gamma", p->result->name);
+  else if (g->attn)
+    snprintf(buf, sizeof buf, "%s %%%s outputs [%lld, %lld) through attention (V)",
+             ir_op_info[p->op].name, p->result->name, (long long)g->off,
+             (long long)(g->off + g->c));
   else
     snprintf(buf, sizeof buf, "%s %%%s%s", ir_op_info[p->op].name, p->result->name,
              g->relu ? " through relu" : "");
@@ -298,6 +369,10 @@ bool pass_smooth(IrModule *m, const PassOptions *o) {
   /* With a budget the autopilot smooths, as its chosen trial did. */
   if (!o->smooth || o->has_target_sqnr || o->has_max_top1_drop)
     return true;
+  int clones = clone_norms(m, o);
+  if (clones)
+    pass_note(o, "smooth: %d norm%s also feeding other ops copied for %s linear consumers "
+                 "(NAME.smooth)", clones, clones == 1 ? "" : "s", clones == 1 ? "its" : "their");
   Group *groups = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *groups);
   int ngroups = find_groups(m, o, groups);
   if (ngroups == 0) {

@@ -43,6 +43,8 @@ The figures (default int8, each remedy) are printed for the closing note.
 """
 import json
 import os
+import re
+import subprocess
 import sys
 
 import numpy as np
@@ -238,6 +240,7 @@ def main():
 
     check_smoothing(t, q8c, d, cases)
     check_rmsnorm(t, q8c, d)
+    check_transformers(t, q8c)
     check_reports(t, q8c, d, cases)
     check_errors(t, q8c, d, cases)
     sys.exit(t.finish())
@@ -301,6 +304,165 @@ def check_rmsnorm(t, q8c, d):
           % (plain, smooth))
     t.check("rmsnorm: --smooth gains more than 10 dB (%.2f -> %.2f)" % (plain, smooth),
             smooth > plain + 10)
+
+
+# ---- the reference transformers with compensated outliers (item 5) ----
+
+GEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                   "transformers", "gen.py")
+OUT_CH, OUT_F = [5, 23, 41], [20.0, 40.0, 60.0]
+
+
+def _rows(w, name, factors, off=0):
+    """Output channels OUT_CH (+ off) of linear `name` times factors."""
+    for j, f in zip(OUT_CH, factors):
+        w[name + ".weight"][off + j, :] *= f
+        if name + ".bias" in w:
+            w[name + ".bias"][off + j] *= f
+
+
+def _norm(w, name, factors):
+    """Channels OUT_CH of norm `name`'s gamma (and beta) times factors."""
+    for key in (name + ".weight", name + ".bias"):
+        if key in w:
+            for j, f in zip(OUT_CH, factors):
+                w[key][j] *= f
+
+
+def _cols(w, name, factors):
+    for j, f in zip(OUT_CH, factors):
+        w[name + ".weight"][:, j] /= f
+
+
+def outlier_transform(arch, w, layers, d):
+    """Item 5's transformation, the float function unchanged: 3 hidden
+    channels scaled by 20, 40, 60 where they are made, compensated in the
+    consumers' input columns. Norms (their gamma and beta) feeding only
+    linears: gpt2 ln_1, ln_2; llama both norms of each block and the final
+    one (lm_head). Attention: V's output channels (rows of the V projection,
+    of gpt2's fused c_attn) scaled, the output projection's columns divided,
+    since softmax(QK^T) V is linear in V: every arch. BERT's norms also feed
+    the residual adds, so only its V is transformed."""
+    w = {k: v.copy() for k, v in w.items()}
+    f = OUT_F
+    for i in range(layers):
+        if arch == "gpt2":
+            p = "h.%d." % i
+            _norm(w, p + "ln_1", f)
+            _cols(w, p + "attn.c_attn", f)
+            _rows(w, p + "attn.c_attn", f, 2 * d)
+            _cols(w, p + "attn.c_proj", f)
+            _norm(w, p + "ln_2", f)
+            _cols(w, p + "mlp.c_fc", f)
+        elif arch == "llama":
+            p = "layers.%d." % i
+            _norm(w, p + "input_layernorm", f)
+            for n in ("q_proj", "k_proj", "v_proj"):
+                _cols(w, p + "self_attn." + n, f)
+            _rows(w, p + "self_attn.v_proj", f)
+            _cols(w, p + "self_attn.o_proj", f)
+            _norm(w, p + "post_attention_layernorm", f)
+            _cols(w, p + "mlp.gate_proj", f)
+            _cols(w, p + "mlp.up_proj", f)
+        else:
+            p = "encoder.layer.%d." % i
+            _rows(w, p + "attention.self.value", f)
+            _cols(w, p + "attention.output.dense", f)
+    if arch == "llama":
+        _norm(w, "norm", f)
+        _cols(w, "lm_head", f)
+    return w
+
+
+def check_transformers(t, q8c):
+    """gen.py's tiny gpt2, bert and llama without gamma outliers
+    (--outlier-gamma 1), and their compensated outlier forms: default int8
+    collapses, --smooth comes back within 3 dB of the untransformed model
+    (smoothing the norms and, through attention, the V projections)."""
+    rows = []
+    for arch in ("gpt2", "bert", "llama"):
+        d = tmpdir()
+        r = subprocess.run([sys.executable, GEN, arch, "tiny", d, "--outlier-gamma", "1",
+                            "--no-ref"], capture_output=True, text=True, timeout=900)
+        if not t.check("%s: gen.py writes the model" % arch, r.returncode == 0, r.stderr):
+            continue
+        man = json.load(open(os.path.join(d, "manifest.json")))
+        m = man["models"]["full"]
+        ir, calib = os.path.join(d, m["ir"]), os.path.join(d, m["calib"])
+        ins = [a for n, f in m["inputs"].items() for a in ("-i", "%s=%s" % (n, os.path.join(d, f)))]
+        w = read_safetensors(os.path.join(d, arch + ".safetensors"))
+        write_safetensors(os.path.join(d, "outl.safetensors"),
+                          outlier_transform(arch, w, man["config"]["layers"], man["config"]["d"]))
+        tir = os.path.join(d, "outl.ir")
+        with open(tir, "w") as f:
+            f.write(open(ir).read().replace('"%s.safetensors"' % arch, '"outl.safetensors"'))
+
+        def logits(src, tag):
+            out = os.path.join(d, "y-%s.npy" % tag)
+            run(q8c, "run", src, *ins, "-o", "logits=" + out)
+            return np.load(out)
+
+        ref = logits(ir, "ref")
+        t.check("%s: the outlier form computes the same function in float" % arch,
+                rel_diff(logits(tir, "reft"), ref) < 1e-5)
+        fig, err = {}, {}
+        for tag, model, opts in (("untransformed", ir, ["--calib", calib]),
+                                 ("int8", tir, ["--calib", calib]),
+                                 ("smooth", tir, ["--calib", calib, "--smooth"]),
+                                 ("dynamic", tir, ["--dynamic"]),
+                                 ("outliers", tir, ["--outliers=6"])):
+            qir = os.path.join(d, "q-%s.ir" % tag)
+            r = run(q8c, model, *opts, "-o", qir)
+            fig[tag], err[tag] = sqnr_db(ref, logits(qir, tag)), r.stderr
+        rows.append((arch, fig))
+        t.check("%s: the outliers cost default int8 more than 10 dB (%.2f -> %.2f)"
+                % (arch, fig["untransformed"], fig["int8"]),
+                fig["int8"] < fig["untransformed"] - 10)
+        t.check("%s: --smooth is within 3 dB of the model without outliers (%.2f vs %.2f)"
+                % (arch, fig["smooth"], fig["untransformed"]),
+                fig["smooth"] >= fig["untransformed"] - 3)
+        t.check("%s: --outliers=6 is better than --dynamic (%.2f vs %.2f)"
+                % (arch, fig["outliers"], fig["dynamic"]), fig["outliers"] > fig["dynamic"])
+        vproj = {"gpt2": "linear %h0.qkv outputs [128, 192) through attention (V)",
+                 "bert": "linear %l0.v outputs [0, 64) through attention (V)",
+                 "llama": "linear %l0.v outputs [0, 64) through attention (V)"}[arch]
+        notes = [l for l in err["smooth"].splitlines() if l.startswith("q8c: note: smooth: ")]
+        t.check("%s: smoothing folds attention's output projection input into %s"
+                % (arch, vproj), any(l.endswith("folded into " + vproj) for l in notes),
+                err["smooth"])
+        if arch == "bert":
+            check_bert_clones(t, q8c, tir, calib, ref, logits, d)
+    print("\ntransformers with compensated outliers (output SQNR dB vs the float model, "
+          "held-out input):")
+    print("  %-6s %14s %9s %9s %9s %13s" % ("arch", "untransformed", "int8", "--smooth",
+                                              "--dynamic", "--outliers=6"))
+    for arch, f in rows:
+        print("  %-6s %14.2f %9.2f %9.2f %9.2f %13.2f" % (arch, f["untransformed"], f["int8"],
+                                                          f["smooth"], f["dynamic"],
+                                                          f["outliers"]))
+    print()
+
+
+def check_bert_clones(t, q8c, tir, calib, ref, logits, d):
+    """Post-LN BERT: each layernorm also feeds a residual add, so smoothing
+    copies it for the linear consumers (%x.0.smooth) and smooths the copy;
+    the add keeps the original."""
+    sm = os.path.join(d, "smoothed.ir")
+    r = run(q8c, tir, "--calib", calib, "--smooth", "--stop-after=smooth", "-o", sm)
+    text = open(sm).read()
+    t.check("bert: 4 norms copied for their linear consumers, said in a note",
+            "q8c: note: smooth: 4 norms also feeding other ops copied for their linear "
+            "consumers (NAME.smooth)\n" in r.stderr, r.stderr)
+    t.check("bert: the copy %x.0.smooth, with smoothed gamma and beta, feeds q, k and v; the "
+            "residual add keeps %x.0",
+            re.search(r"%x\.0\.smooth : f32\[\?, 16, 64\] = layernorm %e\.1, "
+                      r"@embeddings\.LayerNorm\.weight\.smooth, "
+                      r"@embeddings\.LayerNorm\.bias\.smooth", text) is not None
+            and all(re.search(r"%%l0\.%s : [^=]+ = linear %%x\.0\.smooth, " % v, text)
+                    for v in "qkv")
+            and re.search(r"%l0\.ar : [^=]+ = add %l0\.ao, %x\.0\n", text) is not None, text)
+    t.check("bert: the smoothed float model (with the copies) computes the same function",
+            rel_diff(logits(sm, "smoothed"), ref) < 1e-5)
 
 
 def check_reports(t, q8c, d, cases):

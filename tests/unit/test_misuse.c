@@ -217,6 +217,7 @@ static void test_bad_options(void **state) {
        "auto)"},
       {{.smooth = "2"}, Q8C_ERR_ARG, "--smooth takes an alpha in [0, 1], got '2'"},
       {{.smooth = "-0.5"}, Q8C_ERR_ARG, "--smooth takes an alpha in [0, 1], got '-0.5'"},
+      {{.outliers = "0"}, Q8C_ERR_ARG, "--outliers takes a threshold > 0, got '0'"},
       {{.target_sqnr = "abc"}, Q8C_ERR_ARG, "--target-sqnr needs a number of dB, got 'abc'"},
       {{.max_top1_drop = "200"}, Q8C_ERR_ARG,
        "--max-top1-drop needs a percentage in [0, 100], got '200'"},
@@ -240,7 +241,12 @@ static void test_bad_options(void **state) {
     assert_string_equal(first_error_line(m, buf, sizeof buf), q[i].want);
     q8c_module_free(m);
   }
+  /* outliers "" is the default threshold, and implies dynamic. */
   q8c_module *m = parse_ok(model_path, text);
+  q8c_quant_options outl = {.outliers = ""};
+  assert_int_equal(q8c_quantize(m, &outl), Q8C_OK);
+  q8c_module_free(m);
+  m = parse_ok(model_path, text);
   q8c_quant_options dyn = {.dynamic = 1};
   assert_int_equal(q8c_quantize(m, &dyn), Q8C_OK);
   /* Quantizing twice finds nothing left to quantize. */
