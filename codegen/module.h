@@ -8,6 +8,7 @@
  *   attention.c   qmatmul, qmatmul_dyn, qlinear_dyn lowered to the int8
  *                 kernels, their operands packed at run time
  *   floatops.c    the float ops as vector code (with vmath.c)
+ *   f32gemm.c     the float linear and matmul as a vector GEMM
  *   descriptor.c  the exported q8_model descriptor (q8model.h) */
 #ifndef Q8_CODEGEN_MODULE_H
 #define Q8_CODEGEN_MODULE_H
@@ -113,6 +114,15 @@ bool cg_emit_attention(Cg *cg, int idx, CgIsa isa);
  * the builder's position: false (nothing emitted) when the op, or its
  * broadcast pattern, has none, and the caller calls the reference op. */
 bool cg_emit_floatop(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y);
+
+/* ---- f32gemm.c ---- */
+
+/* Emit a float `linear` (constant W) or `matmul` node idx (operand
+ * addresses in[], result y) as the vector GEMM of variant isa (its task
+ * function built once per variant, cg->kernel[idx]), run through the
+ * caller's threads: false (nothing emitted) when it has none for the node,
+ * and the caller calls the reference op. */
+bool cg_emit_f32gemm(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y);
 
 /* ---- descriptor.c ---- */
 
