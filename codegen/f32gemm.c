@@ -16,7 +16,8 @@
  *   void NAME.RESULT.f32gemm_MRx16_ISA(F32GemmArgs *args, int64_t task)
  *     task -> (matrix of the batch, group of row tiles, group of panels)
  *     for each 16-column panel of the group         (its weights stay in
- *       for each MR-row tile of the group             cache across the tiles)
+ *       for each MR-row tile of the group             cache across the tiles;
+ *                                                      M % MR rows: one tile)
  *         acc[MR][16] = 0; for k: acc += x[r, k] * w[k, 16 columns]
  *         acc += bias; store
  *     the last group also does the columns past the last panel: whole
@@ -177,17 +178,23 @@ static void emit_tile(CgFn *f, const Plan *p, const Mats *mt, LLVMValueRef i, LL
   }
 }
 
-/* Rows [r0, r1) of a column block: tiles of mr rows, then single rows. */
+/* Rows [r0, r1) of a column block: tiles of mr rows, then (in the last row
+ * group, whose r1 is m) one tile of the m % mr rows left. */
 static void emit_rows(CgFn *f, const Plan *p, const Mats *mt, LLVMValueRef r0, LLVMValueRef r1,
                       LLVMValueRef j0, LLVMValueRef bp, int64_t ldb, int nv, unsigned w) {
   Loop l;
   LLVMValueRef i = loop_open(f, &l, r0, r1, p->mr);
   emit_tile(f, p, mt, i, j0, bp, ldb, p->mr, nv, w);
   LLVMValueRef rest = loop_close(f, &l, r0);
-  if (p->mr > 1) {
-    i = loop_open(f, &l, rest, r1, 1);
-    emit_tile(f, p, mt, i, j0, bp, ldb, 1, nv, w);
-    loop_close(f, &l, rest);
+  int left = (int)(p->m % p->mr);
+  if (left > 0) {
+    LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(f->ctx, f->fn, "rows.tail");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(f->ctx, f->fn, "rows.end");
+    LLVMBuildCondBr(f->b, LLVMBuildICmp(f->b, LLVMIntSLT, rest, r1, ""), tail, done);
+    LLVMPositionBuilderAtEnd(f->b, tail);
+    emit_tile(f, p, mt, rest, j0, bp, ldb, left, nv, w);
+    LLVMBuildBr(f->b, done);
+    LLVMPositionBuilderAtEnd(f->b, done);
   }
 }
 
@@ -400,6 +407,17 @@ bool cg_emit_f32gemm(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef 
                           p.bias ? in[2] : LLVMConstNull(cg->ptr), y};
   for (unsigned i = 0; i < 4; i++)
     LLVMBuildStore(cg->b, vals[i], LLVMBuildStructGEP2(cg->b, args_ty, args, i, ""));
+  /* lower.c made W's own constant for the reference call's operand: when
+   * nothing else uses it, drop it now (its bytes would be a second copy of
+   * the weights in the module until the optimizer removed it); a later use
+   * makes it again. */
+  if (p.packed) {
+    Loc *wl = &cg->loc[n->opnds[1]->id];
+    if (wl->global && !LLVMGetFirstUse(wl->global)) {
+      LLVMDeleteGlobal(wl->global);
+      wl->global = NULL;
+    }
+  }
   /* As emit_qgemm: below ~2^18 multiply-adds a hand-off costs more than it
    * saves. */
   cg_run_tasks(cg, cg->kernel[idx], args, cg->kernel_tasks[idx],

@@ -5,8 +5,8 @@ docs/float.md).
 
 Shapes sweep the tails: N of 1, 3, 7, 17, 33 and 100 columns (under one
 vector, past 16-column panels, every lane count of 16, 8 and 4), K of 1, 5,
-19 and 64, and rows M = 1 (--batch 1) and 7 (a 6-row tile and a single
-row; 12-row AVX-512 tiles get their single rows). Nodes: linear with and
+19 and 64, and rows M = 1 (--batch 1), 7 x 3 and 5 x 2 (whole tiles of
+6 or 12 rows, 2 on SSE2, and every count of rows left over). Nodes: linear with and
 without a bias, a batched matmul [B, 2, M, K] x [B, 2, K, N], a matmul
 broadcasting B's batch axis [B, 2, M, K] x [1, K, N], and one sharing one
 [K, N] (the kernel's flattened path). Inputs hold signed zeros,
@@ -75,7 +75,7 @@ def main():
     cases = [(1, 1), (5, 3), (19, 7), (1, 17), (64, 33), (19, 100), (5, 16)]
     asm_done = False
     for k, n in cases:
-        for batch, m in ((1, 1), (3, 7)):
+        for batch, m in ((1, 1), (3, 7), (2, 5)):
             label = "K=%d N=%d M=%d B=%d" % (k, n, m, batch)
             d = tmpdir()
             tensors = {"w": fill(rng, (n, k), True), "b": fill(rng, (n,), False)}
