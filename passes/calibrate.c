@@ -169,8 +169,8 @@ bool pass_calibrate(IrModule *m, const PassOptions *o) {
       }
   }
   int npasses = ok ? pass_observer_passes(all[0]) : 0;
-  if (e.vals) {
-    /* Compiling is a part of the stage of its own, on the terminal and in
+  if (e.nvals > 0) {
+    /* Compiling shows as a part of the stage, on the terminal and in
      * --time-passes: "calibrate: compile", or "calibrate: interpreter" when
      * the evaluator declined. */
     double t0 = pass_clock();
