@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "../codegen/codegen.h"
+#include "jiteval.h"
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
 #include "q8c.h"
@@ -353,6 +354,7 @@ static q8c_status quantize_work(q8c_module *qm, void *p) {
   const q8c_quant_options *qo = p;
   PassOptions o;
   pass_options_init(&o);
+  o.evaluator = &q8c_jit_evaluator; /* calibration runs compiled code */
   char err[256];
   const struct {
     const char *name, *value;

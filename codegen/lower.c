@@ -479,8 +479,8 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   LLVMValueRef y = addr(cg, n->result), in[MAX_REF_OPNDS];
   for (int i = 0; i < n->nopnds; i++)
     in[i] = addr(cg, n->opnds[i]);
-  /* The float ops as vector code (floatops.c) where it has them. */
-  if (cg_emit_floatop(cg, idx, isa, in, y))
+  /* The float ops as vector code (floatops.c, f32gemm.c) where it has them. */
+  if (cg_emit_f32gemm(cg, idx, isa, in, y) || cg_emit_floatop(cg, idx, isa, in, y))
     return true;
   switch (n->op) {
   case IR_OP_LINEAR: {

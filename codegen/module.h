@@ -10,6 +10,7 @@
  *   floatops.c    the float ops as vector code (with vmath.c)
  *   rtshape.c     a run-time batch: which models get one, the loop over
  *                 batch rows
+ *   f32gemm.c     the float linear and matmul as a vector GEMM
  *   descriptor.c  the exported q8_model descriptor (q8model.h) */
 #ifndef Q8_CODEGEN_MODULE_H
 #define Q8_CODEGEN_MODULE_H
@@ -150,6 +151,15 @@ typedef struct {
 } CgBatchLoop;
 void cg_batch_loop_open(Cg *cg, CgBatchLoop *l);
 void cg_batch_loop_close(Cg *cg, CgBatchLoop *l);
+
+/* ---- f32gemm.c ---- */
+
+/* Emit a float `linear` (constant W) or `matmul` node idx (operand
+ * addresses in[], result y) as the vector GEMM of variant isa (its task
+ * function built once per variant, cg->kernel[idx]), run through the
+ * caller's threads: false (nothing emitted) when it has none for the node,
+ * and the caller calls the reference op. */
+bool cg_emit_f32gemm(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y);
 
 /* ---- descriptor.c ---- */
 

@@ -64,6 +64,7 @@ typedef struct {
   bool progressed;          /* the current stage reported progress */
   int draws;                /* progress lines drawn for the current stage */
   double begin, last_draw;  /* the current stage's start; the last redraw */
+  double rate_begin;        /* its first progress report: where rates count from */
   int64_t done, total;      /* the current stage's last progress */
   double slow_stage;        /* a stage this long leaves a line with its time */
   struct {

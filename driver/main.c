@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../api/jiteval.h"
 #include "../codegen/codegen.h"
 #include "driver.h"
 
@@ -652,6 +653,7 @@ static int check_args(Options *o, const OptSpec **given, int ngiven) {
 /* Returns an exit status, or -1 when q8c should stop with 0 at once. */
 static int parse_args(int argc, char **argv, Options *o) {
   pass_options_init(&o->pass);
+  o->pass.evaluator = &q8c_jit_evaluator; /* calibration runs compiled code */
   o->opt_level = 3;
   o->warmup = o->runs = -1;
   const OptSpec **given = calloc((size_t)argc + 1, sizeof *given);

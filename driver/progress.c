@@ -51,10 +51,10 @@ static void fmt_duration(char *buf, size_t size, double s) {
 /* "calibrate: 512/1024 samples, 93.1 samples/s, ETA 5 s" (the ETA while
  * running, the time taken at the end). */
 static void draw_progress(DriverProgress *p, const char *stage, bool final, double now) {
-  double elapsed = now - p->begin;
+  double elapsed = now - p->begin, running = now - p->rate_begin;
   char tail[96] = "";
-  if (p->done > 0 && elapsed > 0) {
-    double rate = (double)p->done / elapsed;
+  if (p->done > 0 && running > 0) {
+    double rate = (double)p->done / running;
     char t[48];
     fmt_duration(t, sizeof t, final ? elapsed : (double)(p->total - p->done) / rate);
     snprintf(tail, sizeof tail, ", %.1f samples/s, %s%s", rate, final ? "" : "ETA ", t);
@@ -81,6 +81,10 @@ static void on_event(void *user, const PassEvent *e) {
     }
     break;
   case PASS_EVENT_PROGRESS:
+    /* The rate counts from the first report (0 done, after any set-up such
+     * as calibration compiling the model). */
+    if (!p->progressed)
+      p->rate_begin = now;
     p->done = e->done;
     p->total = e->total;
     p->progressed = true;
@@ -122,10 +126,15 @@ void driver_progress_attach(DriverProgress *p, PassOptions *o) {
   o->user = p;
 }
 
+/* A stage named "STAGE: PART" (calibrate's "calibrate: compile") is a part
+ * of the stage it names, which ends after it: not added to the total twice. */
+static bool is_part(const char *name) { return strstr(name, ": ") != NULL; }
+
 void driver_print_timing(const DriverProgress *p) {
   double total = 0;
   for (int i = 0; i < p->nstages; i++)
-    total += p->stages[i].seconds;
+    if (!is_part(p->stages[i].name))
+      total += p->stages[i].seconds;
   static const char rule[] =
       "===------------------------------------------------------------------===\n";
   fprintf(stderr, "%s  q8c execution time report (wall clock)\n%s", rule, rule);

@@ -10,8 +10,9 @@
  *
  * The float ops compute in float32 with the approximations of fmath.h and
  * the reduction order of docs/float.md, one IEEE operation at a time, so
- * the vector code of codegen/floatops.c gives the same bits (linear and
- * matmul still accumulate in double and round once).
+ * the vector code of codegen/floatops.c gives the same bits; linear and
+ * matmul sum each output in float32 over k in order, a multiply then an
+ * add per term, the bias last (codegen/f32gemm.c's order).
  * The quantized ops are exact: int32 accumulators with two's-complement
  * wraparound, computed in uint32 where wrapping is defined; every float
  * expression is one IEEE operation stored into a float variable, never
@@ -43,18 +44,34 @@ enum { MAX_RANK = 8 };
 
 /* ---- f32 ops ---- */
 
+/* What linear and matmul write for a NaN sum: the positive quiet NaN
+ * 0x7fc00000. Which NaN an IEEE add or multiply of two NaNs returns depends
+ * on the operands' order (x86 keeps the first one's, and LLVM may swap the
+ * operands of the commutative fadd and fmul) and on the hardware (the default
+ * NaN of inf - inf is 0xffc00000 on x86, 0x7fc00000 on Arm), so the kernels
+ * of codegen/f32gemm.c write this one NaN, as this does (docs/float.md). */
+static float gemm_out(float acc) {
+  if (acc == acc)
+    return acc;
+  uint32_t bits = 0x7fc00000u;
+  memcpy(&acc, &bits, sizeof acc);
+  return acc;
+}
+
 void q8_ref_linear(const float *x, const float *w, const float *b, float *y, int64_t m,
                    int64_t k, int64_t n) {
   for (int64_t i = 0; i < m; i++) {
     const float *xi = x + i * k;
     for (int64_t j = 0; j < n; j++) {
       const float *wj = w + j * k;
-      double acc = 0;
-      for (int64_t l = 0; l < k; l++)
-        acc += (double)xi[l] * wj[l];
+      float acc = 0;
+      for (int64_t l = 0; l < k; l++) {
+        float p = xi[l] * wj[l];
+        acc = acc + p;
+      }
       if (b)
-        acc += b[j];
-      y[i * n + j] = (float)acc;
+        acc = acc + b[j];
+      y[i * n + j] = gemm_out(acc);
     }
   }
 }
@@ -74,10 +91,12 @@ void q8_ref_matmul(const float *a, const int64_t *a_strides, const float *b,
     float *yb = y + bi * m * n;
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < n; j++) {
-        double acc = 0;
-        for (int64_t l = 0; l < k; l++)
-          acc += (double)ab[i * k + l] * bb[l * n + j];
-        yb[i * n + j] = (float)acc;
+        float acc = 0;
+        for (int64_t l = 0; l < k; l++) {
+          float p = ab[i * k + l] * bb[l * n + j];
+          acc = acc + p;
+        }
+        yb[i * n + j] = gemm_out(acc);
       }
     /* Advance the batch index, carrying into earlier axes. */
     for (int d = batch_rank - 1; d >= 0; d--) {

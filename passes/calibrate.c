@@ -1,7 +1,10 @@
-/* calibrate.c: the calibrate pass. It runs the float interpreter over the
+/* calibrate.c: the calibrate pass. It runs the float model over the
  * calibration samples and gives every activation a quantizable op consumes or
  * produces a `range` attribute, from one observer per activation
- * (observe.c).
+ * (observe.c). The model runs through o->evaluator when the caller gives
+ * one (the driver and the API: compiled code, api/jiteval.c), else, or with
+ * Q8_CALIB_INTERP set in the environment, in the interpreter; both compute
+ * the same bits, so the ranges are the same.
  *
  * Samples are streamed in batches of --calib-batch rows, so memory is bounded
  * by the observers' histograms and one batch of activations, never by the
@@ -56,9 +59,36 @@ static int wanted_values(IrModule *m, const PassOptions *o, IrValue **out) {
   return n;
 }
 
+/* The evaluator's side of a pass over the samples: its handle and the
+ * values it reports, each with its observer. */
+typedef struct {
+  const PassEvaluator *ev;
+  void *handle;
+  IrValue **vals; /* the observed node results */
+  PassObserver **obs;
+  const float **data;
+  int nvals;
+} Eval;
+
+/* Feed each observed node result of one batch from the evaluator, in the
+ * order of the values (each observer sees its value's batches in sample
+ * order, as with the interpreter). */
+static bool eval_batch(IrModule *m, Eval *e, const IrTensor *in, int64_t batch) {
+  char err[512];
+  if (!e->ev->run(e->handle, in, batch, e->data, err, sizeof err))
+    return ir_error(&m->diag, (IrLoc){0}, "calibrate: %s", err);
+  for (int i = 0; i < e->nvals; i++) {
+    int64_t n;
+    if (ir_type_numel(&e->vals[i]->type, batch, &n))
+      pass_observer_update(e->obs[i], e->data[i], n);
+  }
+  return true;
+}
+
 /* One pass over all samples, feeding every observer: model inputs directly,
- * node results through the interpreter's observer hook. */
-static bool run_samples(IrModule *m, PassSamples *samples, Calib *c, PassObserver **input_obs) {
+ * node results through the evaluator, or the interpreter's observer hook. */
+static bool run_samples(IrModule *m, PassSamples *samples, Calib *c, PassObserver **input_obs,
+                        Eval *e) {
   IrTensor *in = calloc((size_t)m->ninputs, sizeof *in);
   IrTensor *out = calloc((size_t)m->noutputs, sizeof *out);
   bool ok = in && out;
@@ -72,9 +102,13 @@ static bool run_samples(IrModule *m, PassSamples *samples, Calib *c, PassObserve
       if (input_obs[i])
         pass_observer_update(input_obs[i], in[i].data, n);
     }
-    ok = ok && ir_interp_f32(m, batch, in, out, observe, c);
-    for (int i = 0; ok && i < m->noutputs; i++)
-      free(out[i].data);
+    if (e->handle) {
+      ok = ok && eval_batch(m, e, in, batch);
+    } else {
+      ok = ok && ir_interp_f32(m, batch, in, out, observe, c);
+      for (int i = 0; ok && i < m->noutputs; i++)
+        free(out[i].data);
+    }
     /* A batch is `batch` samples, or one when each sample runs alone. */
     c->done += batch > 0 ? batch : 0;
     if (ok)
@@ -121,7 +155,31 @@ bool pass_calibrate(IrModule *m, const PassOptions *o) {
     if (want[i]->kind == IR_VAL_INPUT && id < m->ninputs && m->inputs[id] == want[i])
       input_obs[id] = all[i];
   }
+  /* The node results to observe, for an evaluator (the interpreter's hook
+   * finds them by id). */
+  Eval e = {.ev = o->evaluator};
+  if (ok && e.ev && !getenv("Q8_CALIB_INTERP")) {
+    e.vals = ir_alloc(tmp, (size_t)nwant * sizeof *e.vals);
+    e.obs = ir_alloc(tmp, (size_t)nwant * sizeof *e.obs);
+    e.data = ir_alloc(tmp, (size_t)nwant * sizeof *e.data);
+    for (int i = 0; i < nwant; i++)
+      if (want[i]->kind == IR_VAL_NODE) {
+        e.vals[e.nvals] = want[i];
+        e.obs[e.nvals++] = all[i];
+      }
+  }
   int npasses = ok ? pass_observer_passes(all[0]) : 0;
+  if (e.nvals > 0) {
+    /* Compiling shows as a part of the stage, on the terminal and in
+     * --time-passes: "calibrate: compile", or "calibrate: interpreter" when
+     * the evaluator declined. */
+    double t0 = pass_clock();
+    pass_stage(o, PASS_EVENT_BEGIN, "calibrate: compile", 0);
+    e.handle = e.ev->open(e.ev->user, m, e.vals, e.nvals, pass_samples_batch(samples),
+                          npasses * pass_samples_count(samples));
+    pass_stage(o, PASS_EVENT_END, e.handle ? "calibrate: compile" : "calibrate: interpreter",
+               pass_clock() - t0);
+  }
   c.total = npasses * pass_samples_count(samples);
   pass_progress(o, "calibrate", 0, c.total);
   for (int p = 0; ok && p < npasses; p++) {
@@ -130,8 +188,10 @@ bool pass_calibrate(IrModule *m, const PassOptions *o) {
         pass_observer_next_pass(all[i]);
       ok = pass_samples_rewind(samples);
     }
-    ok = ok && run_samples(m, samples, &c, input_obs);
+    ok = ok && run_samples(m, samples, &c, input_obs, &e);
   }
+  if (e.handle)
+    e.ev->close(e.handle);
   for (int i = 0; ok && i < nwant; i++) {
     float lo, hi;
     char note[256];

@@ -71,12 +71,37 @@ typedef struct {
   double seconds;       /* END: wall time of the stage */
 } PassEvent;
 
+/* A faster way than the interpreter to run the float model over
+ * calibration batches, which the layers above passes/ provide (api/jiteval.c:
+ * the model compiled in memory, vector code over threads): passes/ cannot
+ * include codegen/. It must compute the interpreter's bits (codegen's
+ * contract), so the observers see the same values either way; calibrate.c
+ * falls back to the interpreter when there is none or it declines. */
+typedef struct PassEvaluator {
+  /* Prepare to run float module m (not changed; it outlives the handle) on
+   * batches of at most `batch` samples, `samples` in all, giving the f32
+   * data of vals[0 .. nvals). NULL when it cannot, or judges the
+   * interpreter quicker for so little work (then the interpreter runs). */
+  void *(*open)(void *user, IrModule *m, IrValue *const *vals, int nvals, int64_t batch,
+                int64_t samples);
+  /* Run one batch: in[] the inputs as pass_samples_next gives them, `batch`
+   * its `?` (pass_samples_next's result). out[i] receives vals[i]'s data,
+   * valid until the next run or close. False with a message in err. */
+  bool (*run)(void *handle, const IrTensor *in, int64_t batch, const float **out, char *err,
+              size_t errlen);
+  void (*close)(void *handle);
+  void *user;
+} PassEvaluator;
+
 typedef struct {
   /* Calibration: samples along the first axis, in a .npy (one input) or a
    * safetensors file of arrays named after the inputs. */
   const char *calib_path;
   PassCalibConfig calib;
   int64_t calib_batch;        /* samples per interpreter run (default 16) */
+  /* Runs the float model for calibration instead of the interpreter (NULL:
+   * the interpreter). */
+  const PassEvaluator *evaluator;
   /* The quantization scheme. */
   bool weights_per_tensor;    /* default: one scale per output channel */
   IrDType activations;        /* IR_U8 asymmetric (default) or IR_I8 symmetric */
@@ -213,6 +238,9 @@ int64_t pass_samples_next(PassSamples *s, IrTensor *inputs);
 bool pass_samples_rewind(PassSamples *s);
 /* The samples served: the window's (all of the file's by default). */
 int64_t pass_samples_count(const PassSamples *s);
+/* The largest batch pass_samples_next returns: the `?` of a full batch (1
+ * when the samples run one at a time). */
+int64_t pass_samples_batch(const PassSamples *s);
 /* The samples in the file. */
 int64_t pass_samples_total(const PassSamples *s);
 /* Serve only rows [first, first + count) (count <= 0: to the end), clamped

@@ -147,6 +147,8 @@ PassSamples *pass_samples_open(IrModule *m, const char *path, int64_t batch_rows
 
 int64_t pass_samples_count(const PassSamples *s) { return s->count; }
 
+int64_t pass_samples_batch(const PassSamples *s) { return s->batched ? s->batch_rows : 1; }
+
 int64_t pass_samples_total(const PassSamples *s) { return s->nrows; }
 
 void pass_samples_window(PassSamples *s, int64_t first, int64_t count) {
