@@ -331,6 +331,7 @@ static q8c_status quantize_work(q8c_module *qm, void *p) {
       !pass_options_set(&o, "smooth", qo->smooth[0] ? qo->smooth : NULL, err, sizeof err))
     return fail(qm, Q8C_ERR_ARG, "%s", err);
   o.dynamic = qo->dynamic != 0;
+  o.double_quant = qo->double_quant != 0;
   return pass_run_pipeline(qm->ir, &o) ? Q8C_OK : layer_failed(qm, Q8C_ERR_MODEL);
 }
 

@@ -106,6 +106,12 @@ int64_t cg_attention_scratch(const IrNode *n);
  * m->diag. */
 bool cg_emit_attention(Cg *cg, int idx, CgIsa isa);
 
+/* ---- nf4.c ---- */
+
+/* Lower linear_4bit node idx into the entry being built: a generated
+ * kernel (built once per variant, cg->kernel[idx]) split into tasks. */
+bool cg_emit_linear_4bit(Cg *cg, int idx, CgIsa isa);
+
 /* ---- floatops.c ---- */
 
 /* Emit float op node idx (operand addresses in[], result y) as a call of

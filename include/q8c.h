@@ -135,7 +135,8 @@ typedef struct {
                               * activation has a range, or with dynamic */
   const char *calib_method;  /* "minmax" (default), "ma-minmax", "percentile:P",
                               * "entropy", "mse", "auto" */
-  const char *weights;       /* "s8-per-channel" (default) or "s8-per-tensor" */
+  const char *weights;       /* "s8-per-channel" (default) or "s8-per-tensor";
+                              * "nf4:G" or "fp4:G" (4-bit, G 32..256, default 64) */
   const char *activations;   /* "u8-asym" (default) or "s8-sym" */
   int dynamic;               /* quantize activations per row at run time */
   const char *keep_float;    /* comma-separated names kept in f32, or NULL */
@@ -145,6 +146,7 @@ typedef struct {
   const char *target_sqnr;   /* dB ("40"): the fewest layers in f32 such that
                               * every output meets it on held-back samples */
   const char *max_top1_drop; /* percent ("1"): the same for top-1 agreement */
+  int double_quant;          /* nf4/fp4: the block maxima quantized to 8 bits */
 } q8c_quant_options;
 
 /* Run the quantization pipeline on the module (calibrate, quantize,
