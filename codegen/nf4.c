@@ -7,15 +7,19 @@
  *
  * Per block of G weights of a row the kernel scales the 16-entry table by
  * the block maximum (16 products, each the f32 product a weight of that
- * code gets), then turns each group of 16 codes into 16 floats by a lookup
- * in registers: vpermps on AVX-512 (one zmm holds the table), two vpermps
- * and a blend on AVX2 (two ymm), tbl on NEON (the table's 64 bytes in four
- * registers), and scalar loads from the table in memory on SSE2. The codes
- * are repacked at compile time so that the 8 bytes of a group of 16 hold
- * k0 + j in the low nibble and k0 + 8 + j in the high one: the two nibble
- * vectors are the group's two halves in order, the lanes of p[]. M = 1
- * walks 4 rows of W at once (four independent sums hide the add latency);
- * M > 1 dequantizes a row of W into a panel on the stack once and runs
+ * code gets) and turns each group of 16 codes into 16 floats by a lookup
+ * in registers: vpermps on AVX-512 (one zmm holds the table), tbl on NEON
+ * (the table's 64 bytes in four registers, byte indices 4 c + 0..3), and
+ * scalar loads from the table in memory on SSE2. AVX2 (and AVX-VNNI) looks
+ * the unscaled table up instead with vpshufb in its four byte planes, 32
+ * codes at a time, interleaves the planes into floats with two rounds of
+ * unpacks and multiplies by the maximum (the same product): the first
+ * version, two vpermps and a blend per 8 weights, measured no faster on
+ * the Zen 3 this was written on (docs/kernels.md, "4-bit weights"), and
+ * costs more per weight on cores with one shuffle port. The codes are repacked at compile time so that
+ * each lookup's floats come out in order of k (repack). M = 1 walks 2 or 4
+ * rows of W at once (independent sums hide the add latency); M > 1
+ * dequantizes a row of W into a panel on the stack once and runs
  * every row of x over it, 4 at a time. */
 #include <stdio.h>
 #include <string.h>
@@ -24,13 +28,13 @@
 #include "module.h"
 
 enum {
-  NR = 4,          /* rows of W per step at M = 1 */
+  NR = 4,          /* rows of W per step at M = 1, at most (nr_of) */
   MR = 4,          /* rows of x per step over a panel at M > 1 */
   TASK_N = 64,     /* rows of W (outputs) per task */
 };
 
 /* How a variant turns codes into table entries (from its features). */
-typedef enum { LOOKUP_PERM16, LOOKUP_PERM8, LOOKUP_TBL, LOOKUP_SCALAR } Lookup;
+typedef enum { LOOKUP_PERM16, LOOKUP_PSHUFB, LOOKUP_TBL, LOOKUP_SCALAR } Lookup;
 
 static Lookup lookup_of(CgIsa isa) {
   const CgIsaInfo *v = &cg_isa_info[isa];
@@ -39,9 +43,14 @@ static Lookup lookup_of(CgIsa isa) {
   if (strstr(v->features, "+avx512f"))
     return LOOKUP_PERM16;
   if (strstr(v->features, "+avx2"))
-    return LOOKUP_PERM8;
+    return LOOKUP_PSHUFB;
   return LOOKUP_SCALAR;
 }
+
+/* Rows of W per step at M = 1: as many as keep the scaled tables, the
+ * sums and x in registers (a table is 1 zmm, 2 ymm or 4 NEON registers,
+ * a sum as many). */
+static int nr_of(Lookup l) { return l == LOOKUP_PERM16 ? 4 : 2; }
 
 /* The kernel being built. */
 typedef struct {
@@ -51,10 +60,12 @@ typedef struct {
   LLVMValueRef fn;
   LLVMTypeRef i8, i32, i64, f32, ptr, v16f, v16i, v8i8;
   Lookup lookup;
+  int nr;                 /* rows of W per step at M = 1 */
   LLVMValueRef table_mem; /* LOOKUP_SCALAR: [16 x float] on the stack */
   /* the layer */
   int64_t m, k, n, block, x_stride, y_stride;
   bool dq;
+  int code;               /* IR_4BIT_NF4 or IR_4BIT_FP4 */
   LLVMValueRef codes, absmax, absmax2, dq_map, bias, table; /* globals; table <16 x float> */
 } K4;
 
@@ -172,24 +183,6 @@ static LLVMValueRef weights16(K4 *f, LLVMValueRef tab, LLVMValueRef p) {
   }
   LLVMValueRef z = LLVMBuildZExt(f->b, bytes, v8i, "");
   LLVMValueRef hi = LLVMBuildLShr(f->b, z, cg_splat(i32c(f, 4), 8), "");
-  if (f->lookup == LOOKUP_PERM8) {
-    /* vpermps reads the low 3 bits of each index; bit 3 (moved to the sign
-     * bit) chooses between the table's halves. */
-    LLVMTypeRef v8f = LLVMVectorType(f->f32, 8);
-    LLVMValueRef t0 = half_of(f, tab, 0, 8), t1 = half_of(f, tab, 1, 8), w[2];
-    LLVMValueRef ix[2] = {z, hi};
-    int sh[2] = {28, 24}; /* bit 3 of the low nibble, bit 7 of the byte */
-    for (int h = 0; h < 2; h++) {
-      LLVMValueRef a0[2] = {t0, ix[h]}, a1[2] = {t1, ix[h]};
-      LLVMValueRef p0 = cg_intrinsic(f->mod, f->b, "llvm.x86.avx2.permps", NULL, 0, a0, 2);
-      LLVMValueRef p1 = cg_intrinsic(f->mod, f->b, "llvm.x86.avx2.permps", NULL, 0, a1, 2);
-      LLVMValueRef bit = LLVMBuildShl(f->b, z, cg_splat(i32c(f, sh[h]), 8), "");
-      LLVMValueRef sel = LLVMBuildICmp(f->b, LLVMIntSLT, bit, LLVMConstNull(v8i), "");
-      w[h] = LLVMBuildSelect(f->b, sel, p1, p0, "");
-      (void)v8f;
-    }
-    return concat(f, w[0], w[1], 8);
-  }
   LLVMValueRef lo = LLVMBuildAnd(f->b, z, cg_splat(i32c(f, 15), 8), "");
   LLVMValueRef idx = concat(f, lo, hi, 8);
   if (f->lookup == LOOKUP_PERM16) {
@@ -205,6 +198,75 @@ static LLVMValueRef weights16(K4 *f, LLVMValueRef tab, LLVMValueRef p) {
     w = LLVMBuildInsertElement(f->b, w, v, i32c(f, i), "");
   }
   return w;
+}
+
+/* What a block's lookups start from: the table scaled by its maximum a,
+ * or with pshufb the splat of a (the table's byte planes are constants and
+ * each looked-up entry is multiplied by a: the same f32 product). */
+static LLVMValueRef group_prep(K4 *f, LLVMValueRef a) {
+  return f->lookup == LOOKUP_PSHUFB ? cg_splat_value(f->b, a, 8) : scaled_table(f, a);
+}
+
+/* AVX2's pshufb lookup of the 32 weights of 16 bytes at p (codes32
+ * layout: repack's), times the block maximum: out[0] = w[k0 .. k0 + 16),
+ * out[1] = w[k0 + 16 .. k0 + 32). Each 128-bit lane looks its 16 codes up
+ * in the table's four byte planes, and two rounds of unpacks interleave the
+ * planes into floats: slot s of the 32 (low nibbles 0..15, high 16..31)
+ * lands at k0 + 8 (s % 16 / 4) + 4 (s / 16) + s % 4. */
+static void weights32_pshufb(K4 *f, LLVMValueRef a8, LLVMValueRef p, LLVMValueRef *out) {
+  LLVMTypeRef v16b = LLVMVectorType(f->i8, 16), v32b = LLVMVectorType(f->i8, 32);
+  LLVMTypeRef v16s = LLVMVectorType(LLVMInt16TypeInContext(f->ctx), 16);
+  LLVMTypeRef v8f = LLVMVectorType(f->f32, 8);
+  LLVMValueRef bytes = cg_load(f->b, v16b, p, 1);
+  LLVMValueRef lo = LLVMBuildAnd(f->b, bytes, cg_splat(LLVMConstInt(f->i8, 15, 0), 16), "");
+  LLVMValueRef hi = LLVMBuildLShr(f->b, bytes, cg_splat(LLVMConstInt(f->i8, 4, 0), 16), "");
+  LLVMValueRef codes = concat(f, lo, hi, 16);
+  LLVMValueRef plane[4];
+  for (int j = 0; j < 4; j++) {
+    LLVMValueRef pb[32];
+    for (int i = 0; i < 32; i++) {
+      uint32_t bits;
+      memcpy(&bits, &q8_ref_4bit_tables[f->code][i % 16], 4);
+      pb[i] = LLVMConstInt(f->i8, (bits >> (8 * j)) & 255, 0);
+    }
+    LLVMValueRef args[2] = {LLVMConstVector(pb, 32), codes};
+    plane[j] = cg_intrinsic(f->mod, f->b, "llvm.x86.avx2.pshuf.b", NULL, 0, args, 2);
+  }
+  /* unpack{lo,hi}_epi8 and _epi16, per 128-bit lane */
+  int b_lo[32], b_hi[32], s_lo[16], s_hi[16];
+  for (int l = 0; l < 2; l++) {
+    for (int i = 0; i < 8; i++) {
+      b_lo[16 * l + 2 * i] = 16 * l + i, b_lo[16 * l + 2 * i + 1] = 32 + 16 * l + i;
+      b_hi[16 * l + 2 * i] = 16 * l + 8 + i, b_hi[16 * l + 2 * i + 1] = 32 + 16 * l + 8 + i;
+    }
+    for (int i = 0; i < 4; i++) {
+      s_lo[8 * l + 2 * i] = 8 * l + i, s_lo[8 * l + 2 * i + 1] = 16 + 8 * l + i;
+      s_hi[8 * l + 2 * i] = 8 * l + 4 + i, s_hi[8 * l + 2 * i + 1] = 16 + 8 * l + 4 + i;
+    }
+  }
+  LLVMValueRef A = LLVMBuildBitCast(f->b, cg_shuffle(f->b, plane[0], plane[1], b_lo, 32), v16s, "");
+  LLVMValueRef B = LLVMBuildBitCast(f->b, cg_shuffle(f->b, plane[0], plane[1], b_hi, 32), v16s, "");
+  LLVMValueRef C = LLVMBuildBitCast(f->b, cg_shuffle(f->b, plane[2], plane[3], b_lo, 32), v16s, "");
+  LLVMValueRef D = LLVMBuildBitCast(f->b, cg_shuffle(f->b, plane[2], plane[3], b_hi, 32), v16s, "");
+  LLVMValueRef F[4] = {cg_shuffle(f->b, A, C, s_lo, 16), cg_shuffle(f->b, A, C, s_hi, 16),
+                       cg_shuffle(f->b, B, D, s_lo, 16), cg_shuffle(f->b, B, D, s_hi, 16)};
+  for (int q = 0; q < 4; q++)
+    F[q] = LLVMBuildFMul(f->b, LLVMBuildBitCast(f->b, F[q], v8f, ""), a8, "");
+  out[0] = concat(f, F[0], F[1], 8);
+  out[1] = concat(f, F[2], F[3], 8);
+  (void)v32b;
+}
+
+/* The 32 weights of the 16 code bytes at p: out[0] = w[k0 .. k0 + 16),
+ * out[1] = w[k0 + 16 .. k0 + 32), from `prep` (group_prep). */
+static void weights32(K4 *f, LLVMValueRef prep, LLVMValueRef p, LLVMValueRef *out) {
+  if (f->lookup == LOOKUP_PSHUFB) {
+    weights32_pshufb(f, prep, p, out);
+    return;
+  }
+  LLVMValueRef eight = i64c(f, 8);
+  out[0] = weights16(f, prep, p);
+  out[1] = weights16(f, prep, LLVMBuildGEP2(f->b, f->i8, p, &eight, 1, ""));
 }
 
 /* p[i] += p[i + h] for h = 8, 4, 2, 1: p[0]. */
@@ -230,25 +292,28 @@ static void store_y(K4 *f, LLVMValueRef y, LLVMValueRef row, LLVMValueRef n, LLV
 
 /* M = 1: rows n0 .. n0 + nr - 1 of W (i64 n0) against x. */
 static void gemv_rows(K4 *f, LLVMValueRef x, LLVMValueRef y, LLVMValueRef n0, int nr) {
-  int64_t kb = f->k / 16, gb = f->block / 16, ng = f->k / f->block;
+  int64_t gc = f->block / 32, ng = f->k / f->block;
   LLVMValueRef zero = LLVMConstNull(f->v16f), acc[NR], phi[NR];
   Loop lg;
   LLVMValueRef g = loop_open(f, &lg, i64c(f, 0), "block");
   for (int r = 0; r < nr; r++)
     acc[r] = phi[r] = loop_phi(f, &lg, zero);
-  LLVMValueRef tab[NR], row[NR];
+  LLVMValueRef prep[NR], row[NR];
   for (int r = 0; r < nr; r++) {
     row[r] = LLVMBuildAdd(f->b, n0, i64c(f, r), "");
-    tab[r] = scaled_table(f, absmax_at(f, LLVMBuildAdd(f->b, LLVMBuildMul(f->b, row[r], i64c(f, ng), ""), g, "")));
+    prep[r] = group_prep(f, absmax_at(f, LLVMBuildAdd(f->b, LLVMBuildMul(f->b, row[r], i64c(f, ng), ""), g, "")));
   }
-  for (int64_t j = 0; j < gb; j++) {
-    /* x[k0 .. k0 + 16), k0 = 16 (g gb + j) */
-    LLVMValueRef kk = LLVMBuildAdd(f->b, LLVMBuildMul(f->b, g, i64c(f, gb), ""), i64c(f, j), "");
-    LLVMValueRef xv = cg_load(f->b, f->v16f, cg_at(f->b, x, kk, 64, 0), 4);
+  for (int64_t j = 0; j < gc; j++) {
+    /* x[k0 .. k0 + 32), k0 = 32 c with c = g gc + j */
+    LLVMValueRef c = LLVMBuildAdd(f->b, LLVMBuildMul(f->b, g, i64c(f, gc), ""), i64c(f, j), "");
+    LLVMValueRef xv[2] = {cg_load(f->b, f->v16f, cg_at(f->b, x, c, 128, 0), 4),
+                          cg_load(f->b, f->v16f, cg_at(f->b, x, c, 128, 64), 4)};
     for (int r = 0; r < nr; r++) {
-      LLVMValueRef at = LLVMBuildAdd(f->b, LLVMBuildMul(f->b, row[r], i64c(f, kb), ""), kk, "");
-      LLVMValueRef w = weights16(f, tab[r], cg_at(f->b, f->codes, at, 8, 0));
-      acc[r] = LLVMBuildFAdd(f->b, acc[r], LLVMBuildFMul(f->b, xv, w, ""), "");
+      LLVMValueRef at = LLVMBuildAdd(f->b, LLVMBuildMul(f->b, row[r], i64c(f, f->k / 32), ""), c, "");
+      LLVMValueRef w[2];
+      weights32(f, prep[r], cg_at(f->b, f->codes, at, 16, 0), w);
+      for (int h = 0; h < 2; h++)
+        acc[r] = LLVMBuildFAdd(f->b, acc[r], LLVMBuildFMul(f->b, xv[h], w[h], ""), "");
     }
   }
   loop_close(f, &lg, i64c(f, ng), 1, phi, acc, nr);
@@ -259,16 +324,17 @@ static void gemv_rows(K4 *f, LLVMValueRef x, LLVMValueRef y, LLVMValueRef n0, in
 /* M > 1: row n of W (i64) dequantized into `panel` (K floats), then every
  * row of x over it, MR at a time. */
 static void gemm_row(K4 *f, LLVMValueRef x, LLVMValueRef y, LLVMValueRef n, LLVMValueRef panel) {
-  int64_t kb = f->k / 16, gb = f->block / 16, ng = f->k / f->block;
+  int64_t kb = f->k / 16, gc = f->block / 32, ng = f->k / f->block;
   Loop lg;
   LLVMValueRef g = loop_open(f, &lg, i64c(f, 0), "panel");
-  LLVMValueRef tab = scaled_table(f, absmax_at(f, LLVMBuildAdd(f->b, LLVMBuildMul(f->b, n, i64c(f, ng), ""), g, "")));
-  for (int64_t j = 0; j < gb; j++) {
-    LLVMValueRef kk = LLVMBuildAdd(f->b, LLVMBuildMul(f->b, g, i64c(f, gb), ""), i64c(f, j), "");
-    LLVMValueRef at = LLVMBuildAdd(f->b, LLVMBuildMul(f->b, n, i64c(f, kb), ""), kk, "");
-    LLVMValueRef w = weights16(f, tab, cg_at(f->b, f->codes, at, 8, 0));
-    LLVMValueRef st = LLVMBuildStore(f->b, w, cg_at(f->b, panel, kk, 64, 0));
-    LLVMSetAlignment(st, 64);
+  LLVMValueRef prep = group_prep(f, absmax_at(f, LLVMBuildAdd(f->b, LLVMBuildMul(f->b, n, i64c(f, ng), ""), g, "")));
+  for (int64_t j = 0; j < gc; j++) {
+    LLVMValueRef c = LLVMBuildAdd(f->b, LLVMBuildMul(f->b, g, i64c(f, gc), ""), i64c(f, j), "");
+    LLVMValueRef at = LLVMBuildAdd(f->b, LLVMBuildMul(f->b, n, i64c(f, f->k / 32), ""), c, "");
+    LLVMValueRef w[2];
+    weights32(f, prep, cg_at(f->b, f->codes, at, 16, 0), w);
+    for (int h = 0; h < 2; h++)
+      LLVMSetAlignment(LLVMBuildStore(f->b, w[h], cg_at(f->b, panel, c, 128, 64 * h)), 64);
   }
   loop_close(f, &lg, i64c(f, ng), 1, NULL, NULL, 0);
 
@@ -300,14 +366,21 @@ static void gemm_row(K4 *f, LLVMValueRef x, LLVMValueRef y, LLVMValueRef n, LLVM
   }
 }
 
-/* The codes of [n, k/2] (even k low) repacked per group of 16: byte j holds
- * k0 + j low and k0 + 8 + j high. */
-static uint8_t *repack(IrArena *a, const uint8_t *w, int64_t n, int64_t k) {
+/* The codes of [n, k/2] (even k low) repacked for the lookup: per 16 k
+ * (codes16) byte j holds k0 + j low and k0 + 8 + j high; per 32 k for
+ * pshufb (codes32) byte b holds slots b low and 16 + b high, slot s being
+ * k0 + 8 (s % 16 / 4) + 4 (s / 16) + s % 4 (weights32_pshufb). */
+static uint8_t *repack(IrArena *a, const uint8_t *w, int64_t n, int64_t k, bool codes32) {
   uint8_t *p = ir_alloc(a, (size_t)(n * k / 2));
   for (int64_t r = 0; r < n; r++)
     for (int64_t k0 = 0; k0 < k; k0 += 16)
       for (int j = 0; j < 8; j++) {
         int64_t a0 = k0 + j, a1 = k0 + 8 + j;
+        if (codes32) {
+          int64_t c0 = k0 / 32 * 32, s0 = k0 % 32 / 2 + j, s1 = 16 + s0;
+          a0 = c0 + 8 * (s0 % 16 / 4) + 4 * (s0 / 16) + s0 % 4;
+          a1 = c0 + 8 * (s1 % 16 / 4) + 4 * (s1 / 16) + s1 % 4;
+        }
         int c0 = (w[r * (k / 2) + a0 / 2] >> (4 * (a0 % 2))) & 15;
         int c1 = (w[r * (k / 2) + a1 / 2] >> (4 * (a1 % 2))) & 15;
         p[r * (k / 2) + k0 / 2 + j] = (uint8_t)(c0 | c1 << 4);
@@ -333,6 +406,7 @@ bool cg_emit_linear_4bit(Cg *cg, int idx, CgIsa isa) {
   const Loc *xl = &cg->loc[x->id], *yl = &cg->loc[n->result->id];
   int code = ir_attr_name(n, IR_ATTR_CODE, IR_4BIT_NF4);
   K4 f = {.ctx = cg->ctx, .mod = cg->mod, .b = cg->b, .lookup = lookup_of(isa)};
+  f.nr = nr_of(f.lookup);
   f.m = xl->rows;
   f.k = x->type.dims[x->type.rank - 1];
   f.n = w->type.dims[0];
@@ -340,13 +414,14 @@ bool cg_emit_linear_4bit(Cg *cg, int idx, CgIsa isa) {
   f.x_stride = xl->stride;
   f.y_stride = yl->stride;
   f.dq = dq;
+  f.code = code;
   int64_t ntasks = (f.n + TASK_N - 1) / TASK_N;
   if (!cg->kernel[idx]) {
     char name[480];
     snprintf(name, sizeof name, "%s.%s.q8_%s_%s%lld%s_%lldx%lld_%s", cg->prefix,
              n->result->name, f.m == 1 ? "gemv" : "gemm", code ? "fp4" : "nf4",
              (long long)f.block, dq ? "dq" : "", (long long)(f.m == 1 ? 1 : MR),
-             (long long)(f.m == 1 ? NR : 1), cg_isa_info[isa].name);
+             (long long)(f.m == 1 ? f.nr : 1), cg_isa_info[isa].name);
     f.i8 = cg->i8;
     f.i32 = cg->i32;
     f.i64 = cg->i64;
@@ -358,8 +433,9 @@ bool cg_emit_linear_4bit(Cg *cg, int idx, CgIsa isa) {
     /* The constants, shared by the variants (cg_const_bytes names them). */
     char cname[480];
     snprintf(cname, sizeof cname, "%s.%s.w4", cg->prefix, n->result->name);
-    f.codes = const_bytes(cg, cname, "codes", repack(m->arena, w->data, f.n, f.k),
-                          (size_t)(f.n * f.k / 2));
+    bool c32 = f.lookup == LOOKUP_PSHUFB;
+    f.codes = const_bytes(cg, cname, c32 ? "codes32" : "codes16",
+                          repack(m->arena, w->data, f.n, f.k, c32), (size_t)(f.n * f.k / 2));
     int64_t groups = f.n * (f.k / f.block);
     f.absmax = const_bytes(cg, cname, "absmax", n->opnds[2]->data,
                            (size_t)groups * (dq ? 1 : sizeof(float)));
@@ -403,9 +479,10 @@ bool cg_emit_linear_4bit(Cg *cg, int idx, CgIsa isa) {
     n1 = LLVMBuildSelect(f.b, LLVMBuildICmp(f.b, LLVMIntSLT, n1, i64c(&f, f.n), ""), n1,
                          i64c(&f, f.n), "");
     if (f.m == 1) {
-      /* NR rows at a time while they fit, then one at a time. */
+      /* f.nr rows at a time while they fit, then one at a time. */
+      LLVMValueRef span = LLVMBuildSub(f.b, n1, n0, "");
       LLVMValueRef nfull = LLVMBuildAdd(
-          f.b, n0, LLVMBuildMul(f.b, LLVMBuildSDiv(f.b, LLVMBuildSub(f.b, n1, n0, ""), i64c(&f, NR), ""), i64c(&f, NR), ""), "");
+          f.b, n0, LLVMBuildMul(f.b, LLVMBuildSDiv(f.b, span, i64c(&f, f.nr), ""), i64c(&f, f.nr), ""), "");
       for (int pass = 0; pass < 2; pass++) {
         LLVMValueRef lo = pass == 0 ? n0 : nfull, hi = pass == 0 ? nfull : n1;
         LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(cg->ctx, f.fn, "");
@@ -414,8 +491,8 @@ bool cg_emit_linear_4bit(Cg *cg, int idx, CgIsa isa) {
         LLVMPositionBuilderAtEnd(f.b, run);
         Loop ln;
         LLVMValueRef r = loop_open(&f, &ln, lo, "n");
-        gemv_rows(&f, xp, yp, r, pass == 0 ? NR : 1);
-        loop_close(&f, &ln, hi, pass == 0 ? NR : 1, NULL, NULL, 0);
+        gemv_rows(&f, xp, yp, r, pass == 0 ? f.nr : 1);
+        loop_close(&f, &ln, hi, pass == 0 ? f.nr : 1, NULL, NULL, 0);
         LLVMBuildBr(f.b, skip);
         LLVMPositionBuilderAtEnd(f.b, skip);
       }

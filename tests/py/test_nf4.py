@@ -269,14 +269,14 @@ def test_interp(t, rng, dmap):
 # by the variant names of --list-targets, every row needs one.
 ASM_EXPECTED = {
     "avx512vnni": [r"vperm(d|ps)\s+%zmm"],
-    "avxvnni": [r"vperm(d|ps)\s+%ymm", r"vblendvps\s+%ymm"],
-    "avx2": [r"vperm(d|ps)\s+%ymm", r"vblendvps\s+%ymm"],
+    "avxvnni": [r"vpshufb\s+%ymm", r"vpunpcklbw\s+%ymm", r"vpunpckhwd\s+%ymm"],
+    "avx2": [r"vpshufb\s+%ymm", r"vpunpcklbw\s+%ymm", r"vpunpckhwd\s+%ymm"],
     "generic": [r"mulps\s+%xmm"],
     "aarch64-i8mm": [r"tbl\s+v\d+\.16b, \{ v\d+\.16b, v\d+\.16b, v\d+\.16b, v\d+\.16b \}"],
     "aarch64-dotprod": [r"tbl\s+v\d+\.16b, \{ v\d+\.16b, v\d+\.16b, v\d+\.16b, v\d+\.16b \}"],
     "aarch64": [r"tbl\s+v\d+\.16b, \{ v\d+\.16b, v\d+\.16b, v\d+\.16b, v\d+\.16b \}"],
 }
-ASM_FORBIDDEN = {"generic": [r"vperm", r"%ymm"]}
+ASM_FORBIDDEN = {"generic": [r"vperm", r"%ymm", r"pshufb"], "avx512vnni": [r"pshufb"]}
 
 
 def kernel_asm(asm):
