@@ -50,7 +50,7 @@ static Lookup lookup_of(CgIsa isa) {
 /* Rows of W per step at M = 1: as many as keep the scaled tables, the
  * sums and x in registers (a table is 1 zmm, 2 ymm or 4 NEON registers,
  * a sum as many). */
-static int nr_of(Lookup l) { return l == LOOKUP_PERM16 ? 4 : 2; }
+static int nr_of(Lookup l) { return l == LOOKUP_PERM16 ? 4 : l == LOOKUP_PSHUFB ? 1 : 2; }
 
 /* The kernel being built. */
 typedef struct {
