@@ -454,6 +454,9 @@ bool cg_emit_linear_4bit(Cg *cg, int idx, CgIsa isa) {
     f.fn = LLVMAddFunction(cg->mod, name, fty);
     LLVMSetLinkage(f.fn, LLVMPrivateLinkage);
     cg_set_isa_attrs(f.fn, isa);
+    /* A kernel of its own name in the assembly and in profiles. */
+    LLVMAddAttributeAtIndex(f.fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(cg->ctx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
     LLVMBuilderRef saved = cg->b;
     LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(saved);
     f.b = LLVMCreateBuilderInContext(cg->ctx);
