@@ -8,6 +8,8 @@
  *   attention.c   qmatmul, qmatmul_dyn, qlinear_dyn lowered to the int8
  *                 kernels, their operands packed at run time
  *   floatops.c    the float ops as vector code (with vmath.c)
+ *   nf4.c         linear_4bit (NF4/FP4 weights, f32 activations) as a
+ *                 generated kernel per variant
  *   descriptor.c  the exported q8_model descriptor (q8model.h) */
 #ifndef Q8_CODEGEN_MODULE_H
 #define Q8_CODEGEN_MODULE_H

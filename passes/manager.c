@@ -290,6 +290,10 @@ static bool check_keep_float(IrModule *m, const char *list) {
 }
 
 bool pass_check_options(IrModule *m, const PassOptions *o) {
+  if (o->double_quant && !o->weights_4bit)
+    return ir_error(&m->diag, (IrLoc){0},
+                    "--double-quant quantizes 4-bit block maxima: it needs --weights=nf4:G or "
+                    "fp4:G");
   return check_keep_float(m, o->keep_float) &&
          check_list(m, "--print-before", o->print_before) &&
          check_list(m, "--print-after", o->print_after) &&

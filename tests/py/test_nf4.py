@@ -396,6 +396,10 @@ def test_errors(t, rng):
     t.check("--weights=nf4:48 is refused", r.returncode != 0 and
             "--weights=nf4:G takes a block size G of 32, 64, 128 or 256, not '48'" in r.stderr,
             r.stderr)
+    r = q8c(model, "--double-quant", "-o", os.path.join(d, "q.ir"), check=False)
+    t.check("--double-quant without 4-bit weights is refused", r.returncode != 0 and
+            "--double-quant quantizes 4-bit block maxima: it needs --weights=nf4:G or fp4:G"
+            in r.stderr, r.stderr)
     # K = 96 is not a multiple of 64: int8 instead, with a note.
     r = q8c(model, "--weights=nf4:64", "-o", os.path.join(d, "q.ir"))
     t.check("K not a multiple of the block: int8, with a note",
