@@ -375,6 +375,7 @@ static q8c_status quantize_work(q8c_module *qm, void *p) {
   if (qo->outliers &&
       !pass_options_set(&o, "outliers", qo->outliers[0] ? qo->outliers : NULL, err, sizeof err))
     return fail(qm, Q8C_ERR_ARG, "%s", err);
+  o.double_quant = qo->double_quant != 0;
   return pass_run_pipeline(qm->ir, &o) ? Q8C_OK : layer_failed(qm, Q8C_ERR_MODEL);
 }
 

@@ -461,6 +461,8 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
     return cg_emit_attention(cg, idx, isa);
   if (n->op == IR_OP_QMATMUL)
     return emit_qmatmul(cg, idx);
+  if (n->op == IR_OP_LINEAR_4BIT)
+    return cg_emit_linear_4bit(cg, idx, isa);
   if (n->op == IR_OP_QLINEAR)
     return ir_error(&m->diag, n->loc,
                     "codegen: qlinear must be folded first (the fold-constants pass)");
@@ -635,6 +637,7 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   case IR_OP_QLINEAR:
   case IR_OP_QMATMUL:
   case IR_OP_RESHAPE:
+  case IR_OP_LINEAR_4BIT:
   case IR_OP_COUNT:
     break;
   }

@@ -11,6 +11,8 @@
  *   rtshape.c     a run-time batch: which models get one, the loop over
  *                 batch rows
  *   f32gemm.c     the float linear and matmul as a vector GEMM
+ *   nf4.c         linear_4bit (NF4/FP4 weights, f32 activations) as a
+ *                 generated kernel per variant
  *   descriptor.c  the exported q8_model descriptor (q8model.h) */
 #ifndef Q8_CODEGEN_MODULE_H
 #define Q8_CODEGEN_MODULE_H
@@ -121,6 +123,12 @@ int64_t cg_attention_scratch(const IrNode *n);
  * cg->xq_offset[idx]) into the entry being built. False with a message in
  * m->diag. */
 bool cg_emit_attention(Cg *cg, int idx, CgIsa isa);
+
+/* ---- nf4.c ---- */
+
+/* Lower linear_4bit node idx into the entry being built: a generated
+ * kernel (built once per variant, cg->kernel[idx]) split into tasks. */
+bool cg_emit_linear_4bit(Cg *cg, int idx, CgIsa isa);
 
 /* ---- floatops.c ---- */
 

@@ -136,7 +136,11 @@ static const OptSpec options[] = {
      "samples per calibration batch (default 16)"},
 
     {"Quantization scheme", "weights", 0, ARG_REQUIRED, C, OPT_PASS, "--weights=W",
-     "s8-per-channel (default) or s8-per-tensor"},
+     "s8-per-channel (default) or s8-per-tensor;\n"
+     "nf4:G or fp4:G: 4-bit weights, f32 activations,\n"
+     "one maximum per G weights (32..256, default 64)"},
+    {NULL, "double-quant", 0, ARG_NONE, C, OPT_PASS, "--double-quant",
+     "nf4/fp4: the block maxima quantized to 8 bits"},
     {NULL, "activations", 0, ARG_REQUIRED, C, OPT_PASS, "--activations=A",
      "u8-asym (default) or s8-sym"},
     {NULL, "dynamic", 0, ARG_NONE, C, OPT_PASS, "--dynamic",

@@ -146,7 +146,8 @@ typedef struct {
                               * activation has a range, or with dynamic */
   const char *calib_method;  /* "minmax" (default), "ma-minmax", "percentile:P",
                               * "entropy", "mse", "auto" */
-  const char *weights;       /* "s8-per-channel" (default) or "s8-per-tensor" */
+  const char *weights;       /* "s8-per-channel" (default) or "s8-per-tensor";
+                              * "nf4:G" or "fp4:G" (4-bit, G 32..256, default 64) */
   const char *activations;   /* "u8-asym" (default) or "s8-sym" */
   int dynamic;               /* quantize activations per row at run time */
   const char *keep_float;    /* comma-separated names kept in f32, or NULL */
@@ -158,6 +159,7 @@ typedef struct {
   const char *max_top1_drop; /* percent ("1"): the same for top-1 agreement */
   const char *outliers;      /* LLM.int8 threshold ("6"), or "" for the default
                               * 6 (--outliers); implies dynamic */
+  int double_quant;          /* nf4/fp4: the block maxima quantized to 8 bits */
 } q8c_quant_options;
 
 /* Run the quantization pipeline on the module (calibrate, quantize,

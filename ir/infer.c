@@ -730,6 +730,60 @@ static bool infer_qmatmul_dyn(IrModule *m, const IrNode *n, IrType *out) {
          infer_qmatmul_shape(m, n, out);
 }
 
+/* linear_4bit x, w, absmax, [absmax2], [b]: x f32 [..., K], w u8 [N, K/2],
+ * absmax [N, K/block] (f32, or u8 codes with double_quant = 1 and then
+ * absmax2 f32 [ceil(N K/block / 256) + 1]), b f32 [N]; block 32, 64, 128
+ * or 256 dividing K. Gives f32 [..., N]. */
+static bool is_u8(IrDType t) { return t == IR_U8; }
+
+static bool need_dims(IrModule *m, const IrNode *n, int i, int rank, int64_t d0, int64_t d1) {
+  const IrValue *v = n->opnds[i];
+  char b1[96], b2[48], b3[24];
+  if (v->type.rank == rank && v->type.dims[0] == d0 && (rank == 1 || v->type.dims[1] == d1))
+    return true;
+  if (rank == 1)
+    snprintf(b2, sizeof b2, "[%s]", dim_str(d0, b3));
+  else
+    snprintf(b2, sizeof b2, "[%lld, %lld]", (long long)d0, (long long)d1);
+  return ir_error(&m->diag, opnd_loc(n, i), "%s: %s%s is %s but must be %s",
+                  ir_op_info[n->op].name, sigil(v), v->name, tstr(&v->type, b1), b2);
+}
+
+static bool infer_linear_4bit(IrModule *m, const IrNode *n, IrType *out) {
+  int64_t block = ir_attr_int(n, IR_ATTR_BLOCK, 64), dq = ir_attr_int(n, IR_ATTR_DOUBLE_QUANT, 0);
+  if (block != 32 && block != 64 && block != 128 && block != 256)
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_BLOCK),
+                    "linear_4bit: block must be 32, 64, 128 or 256, not %lld", (long long)block);
+  if (dq != 0 && dq != 1)
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_DOUBLE_QUANT), "double_quant must be 0 or 1");
+  int nfixed = dq ? 4 : 3;
+  if (n->nopnds < nfixed || n->nopnds > nfixed + 1)
+    return ir_error(&m->diag, n->loc, "linear_4bit%s takes %d or %d operands, not %d",
+                    dq ? " with double_quant" : "", nfixed, nfixed + 1, n->nopnds);
+  if (!need_dtype(m, n, 0, is_f32, "f32") || !need_rank(m, n, 0, 1, IR_MAX_RANK, "input") ||
+      !need_dtype(m, n, 1, is_u8, "u8") || !need_rank(m, n, 1, 2, 2, "weight") ||
+      !need_dtype(m, n, 2, dq ? is_u8 : is_f32, dq ? "u8" : "f32") ||
+      (dq && !need_dtype(m, n, 3, is_f32, "f32")) ||
+      (n->nopnds > nfixed && !need_dtype(m, n, nfixed, is_f32, "f32")))
+    return false;
+  const IrValue *x = n->opnds[0];
+  int64_t k = x->type.dims[x->type.rank - 1], nn = n->opnds[1]->type.dims[0];
+  char b1[96];
+  if (k % block != 0)
+    return ir_error(&m->diag, opnd_loc(n, 0),
+                    "linear_4bit: input %s%s is %s but its last dim must be a multiple of the "
+                    "block (%lld)",
+                    sigil(x), x->name, tstr(&x->type, b1), (long long)block);
+  int64_t groups = nn * (k / block);
+  if (!need_dims(m, n, 1, 2, nn, k / 2) || !need_dims(m, n, 2, 2, nn, k / block) ||
+      (dq && !need_dims(m, n, 3, 1, (groups + 255) / 256 + 1, 0)) ||
+      (n->nopnds > nfixed && !need_dims(m, n, nfixed, 1, nn, 0)))
+    return false;
+  *out = x->type;
+  out->dims[out->rank - 1] = nn;
+  return true;
+}
+
 static InferFn *const infer_table[IR_OP_COUNT] = {
 #define OP(ID, name, minops, maxops, attrs) [IR_OP_##ID] = infer_##name,
 #include "ops.def"

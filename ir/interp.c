@@ -861,6 +861,38 @@ static bool eval_qmatmul_dyn(IrDiag *d, const IrNode *n, const Slot *const *a, S
   return true;
 }
 
+/* x f32 [..., K], w u8 [N, K/2], absmax f32 [N, K/block] (or u8 with
+ * double_quant, then absmax2 f32), [b f32 [N]] -> f32 [..., N]
+ * (q8_ref_linear_4bit; the shapes are infer_linear_4bit's). */
+static bool eval_linear_4bit(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  int64_t block = ir_attr_int(n, IR_ATTR_BLOCK, 64), dq = ir_attr_int(n, IR_ATTR_DOUBLE_QUANT, 0);
+  int nfixed = dq ? 4 : 3;
+  if ((block != 32 && block != 64 && block != 128 && block != 256) || (dq != 0 && dq != 1) ||
+      n->nopnds < nfixed || n->nopnds > nfixed + 1)
+    return ir_error(d, n->loc, "linear_4bit: bad block, double_quant or operand count");
+  if (!need_dtype(d, n, a, 0, DT(IR_F32), "f32") || !need_dtype(d, n, a, 1, DT(IR_U8), "u8") ||
+      !need_dtype(d, n, a, 2, DT(dq ? IR_U8 : IR_F32), dq ? "u8" : "f32") ||
+      (dq && !need_dtype(d, n, a, 3, DT(IR_F32), "f32")) ||
+      (n->nopnds > nfixed && !need_dtype(d, n, a, nfixed, DT(IR_F32), "f32")) ||
+      !need_result_dtype(d, n, r, IR_F32))
+    return false;
+  const IrType *xt = &a[0]->type, *wt = &a[1]->type, *at = &a[2]->type;
+  int rank = xt->rank;
+  if (rank < 1 || r->type.rank != rank || wt->rank != 2 || at->rank != 2)
+    return bad_shapes(d, n, a, r);
+  int64_t k = xt->dims[rank - 1], nout = wt->dims[0], rows = prod(xt->dims, 0, rank - 1);
+  int64_t groups = k % block == 0 ? nout * (k / block) : -1;
+  if (groups < 0 || wt->dims[1] != k / 2 || at->dims[0] != nout || at->dims[1] != k / block ||
+      r->type.dims[rank - 1] != nout || !same_dims(xt->dims, r->type.dims, rank - 1) ||
+      (dq && (a[3]->type.rank != 1 || a[3]->type.dims[0] != (groups + 255) / 256 + 1)) ||
+      (n->nopnds > nfixed && (a[nfixed]->type.rank != 1 || a[nfixed]->type.dims[0] != nout)))
+    return bad_shapes(d, n, a, r);
+  q8_ref_linear_4bit(f32_of(a[0]), a[1]->data, a[2]->data, dq ? f32_of(a[3]) : NULL,
+                     ir_attr_name(n, IR_ATTR_CODE, 0), n->nopnds > nfixed ? f32_of(a[nfixed]) : NULL,
+                     f32_out(r), rows, k, nout, block);
+  return true;
+}
+
 static EvalFn *const eval_table[IR_OP_COUNT] = {
 #define OP(ID, name, minops, maxops, attrs) [IR_OP_##ID] = eval_##name,
 #include "ops.def"

@@ -84,6 +84,7 @@ typedef enum { IR_GELU_NONE, IR_GELU_TANH } IrGeluApprox;
 typedef enum { IR_DYN_ROW, IR_DYN_TENSOR } IrDynGranularity;
 
 #define IR_ATTR_BIT(ID) (1u << IR_ATTR_##ID)
+_Static_assert(IR_ATTR_COUNT <= 32, "IrOpInfo.attrs is a 32-bit mask of attribute keys");
 /* Attributes every op may carry. */
 #define IR_ATTRS_ANY_OP (IR_ATTR_BIT(RANGE) | IR_ATTR_BIT(KEEP_FLOAT))
 
@@ -470,6 +471,25 @@ bool ir_verify(IrModule *m);
 char *ir_print(const IrModule *m);
 /* Shortest decimal spelling of `v` that reads back as the same double. */
 void ir_format_double(double v, char *buf, size_t size);
+
+/* ---- nf4.c: 4-bit weights (docs/quantization.md, "4-bit weights") ---- */
+
+/* The code tables, in linear_4bit's `code` attribute order. */
+enum { IR_4BIT_NF4, IR_4BIT_FP4 };
+/* The 4-bit code of v (a weight over its block's maximum, in [-1, 1]):
+ * bitsandbytes' nearest-value thresholds, a value on one taking the code
+ * below it. */
+int ir_4bit_code(float v, int code);
+/* W [n, k] (k a multiple of block) to codes packed two a byte, even k in
+ * the low nibble (packed [n, k/2]), and absmax [n, k/block] the f32 maximum
+ * of |w| of each block of `block` weights of a row; an all-zero block gets
+ * maximum 0 and the code of 0. */
+void ir_quantize_4bit(const float *w, int64_t n, int64_t k, int code, int64_t block,
+                      uint8_t *packed, float *absmax);
+/* Double quantization of `count` block maxima: absmax2[ceil(count / 256)]
+ * is their mean, absmax2[b] the largest |absmax - mean| of block b of 256,
+ * q[i] the index of q8_ref_dq_map nearest to (absmax[i] - mean) / absmax2[b]. */
+void ir_double_quant(const float *absmax, int64_t count, uint8_t *q, float *absmax2);
 
 /* ---- quant.c ---- */
 

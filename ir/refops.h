@@ -128,5 +128,18 @@ q8_ref_qmatmul_dyn_fn q8_ref_qmatmul_dyn;
 q8_ref_outl_detect_fn q8_ref_outl_detect;
 q8_ref_outl_correct_fn q8_ref_outl_correct;
 q8_ref_qlinear_outl_fn q8_ref_qlinear_outl;
+/* ---- 4-bit weights (NF4, FP4) ---- */
+
+/* The code tables, [0] NF4 and [1] FP4 (bitsandbytes'), and the signed
+ * dynamic 8-bit map of the double-quantized block maxima. */
+extern const float q8_ref_4bit_tables[2][16];
+extern const float q8_ref_dq_map[256];
+/* linear_4bit: y[m, n] = sum_k x[m, k] w[n, k] (+ b[n], b may be NULL),
+ * w[n, k] = table[code][c] * absmax[n, k / block] in f32, c the 4-bit code
+ * of k in w's row (k / 2 bytes a row, even k in the low nibble). absmax is
+ * f32 [n * k / block], or with absmax2 non-NULL its u8 double-quantized
+ * codes: absmax = dq_map[q] * absmax2[g / 256] + absmax2[last] (the mean).
+ * The sum over k in the order of docs/float.md's reductions. */
+q8_ref_linear_4bit_fn q8_ref_linear_4bit;
 
 #endif

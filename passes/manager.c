@@ -86,7 +86,23 @@ static bool set_calib_method(PassCalibConfig *c, const char *v, char *err, size_
   return false;
 }
 
-static const char *const flag_options[] = {"dynamic", "print-after-all", "time-passes"};
+/* --weights=nf4[:G] or fp4[:G]: 4-bit codes, one maximum per G weights of a
+ * row (64, bitsandbytes' default; 32, 64, 128 or 256). */
+static bool set_weights_4bit(PassOptions *o, const char *v, char *err, size_t errlen) {
+  double g = 64;
+  if (v[3] != '\0' && (v[3] != ':' || !parse_double(v + 4, 32, 256, &g) ||
+                       (g != 32 && g != 64 && g != 128 && g != 256))) {
+    snprintf(err, errlen, "--weights=%.3s:G takes a block size G of 32, 64, 128 or 256, not '%s'",
+             v, v[3] == ':' ? v + 4 : v + 3);
+    return false;
+  }
+  o->weights_4bit = 1 + (strncmp(v, "fp4", 3) == 0 ? IR_4BIT_FP4 : IR_4BIT_NF4);
+  o->weights_block = (int64_t)g;
+  return true;
+}
+
+static const char *const flag_options[] = {"dynamic", "print-after-all", "time-passes",
+                                           "double-quant"};
 static const char *const value_options[] = {
     "calib",      "calib-method", "calib-momentum", "calib-batch", "weights",  "activations",
     "keep-float", "print-before", "print-after",    "stop-after",  "dump-dir", "target-sqnr",
@@ -120,6 +136,10 @@ bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err
   }
   if (strcmp(name, "time-passes") == 0) {
     o->time_passes = true;
+    return true;
+  }
+  if (strcmp(name, "double-quant") == 0) {
+    o->double_quant = true;
     return true;
   }
   if (strcmp(name, "smooth") == 0) {
@@ -160,6 +180,9 @@ bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err
       return false;
     }
     o->calib_batch = (int64_t)d;
+  } else if (strcmp(name, "weights") == 0 &&
+             (strncmp(v, "nf4", 3) == 0 || strncmp(v, "fp4", 3) == 0)) {
+    return set_weights_4bit(o, v, err, errlen);
   } else if (strcmp(name, "weights") == 0) {
     if (strcmp(v, "s8-per-channel") != 0 && strcmp(v, "s8-per-tensor") != 0) {
       snprintf(err, errlen, "--weights takes s8-per-channel or s8-per-tensor, not '%s'", v);
@@ -277,6 +300,10 @@ static bool check_keep_float(IrModule *m, const char *list) {
 }
 
 bool pass_check_options(IrModule *m, const PassOptions *o) {
+  if (o->double_quant && !o->weights_4bit)
+    return ir_error(&m->diag, (IrLoc){0},
+                    "--double-quant quantizes 4-bit block maxima: it needs --weights=nf4:G or "
+                    "fp4:G");
   return check_keep_float(m, o->keep_float) &&
          check_list(m, "--print-before", o->print_before) &&
          check_list(m, "--print-after", o->print_after) &&

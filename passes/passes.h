@@ -104,6 +104,12 @@ typedef struct {
   const PassEvaluator *evaluator;
   /* The quantization scheme. */
   bool weights_per_tensor;    /* default: one scale per output channel */
+  /* --weights=nf4:G / fp4:G (W4A32, linear_4bit): 1 + IR_4BIT_NF4 or
+   * IR_4BIT_FP4, 0 for int8; G the weights per block maximum; and
+   * --double-quant, the maxima quantized to 8 bits in turn. */
+  int weights_4bit;
+  int64_t weights_block;
+  bool double_quant;
   IrDType activations;        /* IR_U8 asymmetric (default) or IR_I8 symmetric */
   bool dynamic;               /* activations quantized per row at run time */
   /* --outliers[=THRESHOLD] (implies dynamic): linear layers become
@@ -151,9 +157,9 @@ void pass_options_init(PassOptions *o);
 /* Set one option by its command-line name without the dashes ("calib",
  * "calib-method", "calib-momentum", "calib-batch", "weights", "activations",
  * "keep-float", "target-sqnr", "max-top1-drop", "print-before",
- * "print-after", "stop-after", "dump-dir"; "dynamic", "print-after-all" and
- * "time-passes" take no value; "smooth" may take one, alpha, or NULL;
- * "outliers" likewise, a threshold (6 when NULL)). Returns false with a
+ * "print-after", "stop-after", "dump-dir"; "dynamic", "print-after-all",
+ * "double-quant" and "time-passes" take no value; "smooth" may take one,
+ * alpha, or NULL; "outliers" likewise, a threshold (6 when NULL)). Returns false with a
  * message in err for a bad value, and also when the name is not an option
  * (err then empty). `value` must outlive the options. */
 bool pass_options_set(PassOptions *o, const char *name, const char *value, char *err,

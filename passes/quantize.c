@@ -162,9 +162,85 @@ static bool rewrite_act_matmul(IrModule *m, const PassOptions *o, IrNode *n, IrN
   return true;
 }
 
+/* --weights=nf4:G / fp4:G: `linear_4bit x, @W.nf4, @W.absmax[, @W.absmax2],
+ * [b]` in place of n (W4A32: x and the result stay f32), its constants made
+ * once per weight (ir/nf4.c). False with *done unset when K is not a
+ * multiple of G: the layer is quantized as int8 instead, with a note. */
+static bool rewrite_4bit(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, int *nout,
+                         bool *done) {
+  const IrValue *w = n->opnds[1];
+  int code = o->weights_4bit - 1;
+  int64_t block = o->weights_block, nn, k;
+  const float *wf = pass_weight_nk(m, n, &nn, &k);
+  *done = false;
+  if (k % block != 0) {
+    pass_note(o, "quantize: @%s has K = %lld, not a multiple of the block (%lld): int8 instead "
+              "of %s", w->name, (long long)k, (long long)block, code ? "fp4" : "nf4");
+    return true;
+  }
+  char base[512], name[600];
+  snprintf(base, sizeof base, "%s%s.%s%lld%s", w->name, n->op == IR_OP_MATMUL ? ".T" : "",
+           code ? "fp4_" : "nf4_", (long long)block, o->double_quant ? "dq" : "");
+  int64_t groups = nn * (k / block), nb2 = (groups + 255) / 256 + 1;
+  IrValue *ops[5];
+  int nops = 0;
+  ops[nops++] = n->opnds[0];
+  snprintf(name, sizeof name, "%s.codes", base);
+  IrValue *wq = ir_find_const(m, name);
+  if (wq) {
+    ops[nops++] = wq;
+    snprintf(name, sizeof name, "%s.absmax", base);
+    ops[nops++] = ir_find_const(m, name);
+    if (o->double_quant) {
+      snprintf(name, sizeof name, "%s.absmax2", base);
+      ops[nops++] = ir_find_const(m, name);
+    }
+  } else {
+    for (int64_t i = 0; i < nn * k; i++)
+      if (!isfinite(wf[i]))
+        return ir_error(&m->diag, w->loc, "quantize: weight @%s holds %s values", w->name,
+                        isnan(wf[i]) ? "NaN" : "infinite");
+    uint8_t *codes = ir_alloc_data(m->arena, (size_t)(nn * (k / 2)));
+    float *absmax = ir_alloc_data(m->arena, (size_t)groups * sizeof *absmax);
+    uint8_t *aq = o->double_quant ? ir_alloc_data(m->arena, (size_t)groups) : NULL;
+    float *a2 = o->double_quant ? ir_alloc_data(m->arena, (size_t)nb2 * sizeof *a2) : NULL;
+    if (!codes || !absmax || (o->double_quant && (!aq || !a2)))
+      return ir_error(&m->diag, n->loc, "out of memory quantizing @%s", w->name);
+    ir_quantize_4bit(wf, nn, k, code, block, codes, absmax);
+    IrType ct = {IR_U8, 2, {nn, k / 2}}, at = {IR_F32, 2, {nn, k / block}};
+    snprintf(name, sizeof name, "%s.codes", base);
+    ops[nops++] = ir_add_const(m, ir_unique_const_name(m, name), ct, codes, w->loc);
+    snprintf(name, sizeof name, "%s.absmax", base);
+    if (o->double_quant) {
+      ir_double_quant(absmax, groups, aq, a2);
+      at.dtype = IR_U8;
+      ops[nops++] = ir_add_const(m, ir_unique_const_name(m, name), at, aq, w->loc);
+      IrType t2 = {IR_F32, 1, {nb2}};
+      snprintf(name, sizeof name, "%s.absmax2", base);
+      ops[nops++] = ir_add_const(m, ir_unique_const_name(m, name), t2, a2, w->loc);
+    } else {
+      ops[nops++] = ir_add_const(m, ir_unique_const_name(m, name), at, absmax, w->loc);
+    }
+  }
+  if (n->op == IR_OP_LINEAR && n->nopnds == 3)
+    ops[nops++] = n->opnds[2];
+  IrNode *q = ir_new_node(m, IR_OP_LINEAR_4BIT, n->result, NULL, ops, nops, n->loc);
+  ir_set_attr_name(m, q, IR_ATTR_CODE, code);
+  ir_set_attr_int(m, q, IR_ATTR_BLOCK, block);
+  if (o->double_quant)
+    ir_set_attr_int(m, q, IR_ATTR_DOUBLE_QUANT, 1);
+  ir_copy_attr(m, n, q, IR_ATTR_RANGE);
+  out[(*nout)++] = q;
+  *done = true;
+  return true;
+}
+
 /* Append the nodes that replace quantizable node `n` to out[]. */
 static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, int *nout,
                     Made *made) {
+  bool done = false;
+  if (o->weights_4bit && (!rewrite_4bit(m, o, n, out, nout, &done) || done))
+    return done;
   IrValue *wq = NULL, *ws = NULL;
   if (!weight_consts(m, o, n, &wq, &ws))
     return false;

@@ -830,7 +830,10 @@ static const char *method_name(IrArena *a, const PassCalibConfig *c) {
   }
 }
 
-static const char *weights_name(const PassOptions *o) {
+static const char *weights_name(IrArena *a, const PassOptions *o) {
+  if (o->weights_4bit) /* W4A32 (linear_4bit): the --weights value */
+    return cellf(a, "%s:%lld%s", o->weights_4bit - 1 == IR_4BIT_FP4 ? "fp4" : "nf4",
+                 (long long)o->weights_block, o->double_quant ? " (double quant)" : "");
   return o->weights_per_tensor ? "s8-per-tensor" : "s8-per-channel";
 }
 
@@ -839,7 +842,7 @@ static const char *activations_name(const PassOptions *o) {
 }
 
 static void options_line(SupBuf *b, IrArena *a, const PassOptions *o) {
-  sup_buf_printf(b, "q8c %s: weights %s, activations %s", Q8_VERSION, weights_name(o),
+  sup_buf_printf(b, "q8c %s: weights %s, activations %s", Q8_VERSION, weights_name(a, o),
           o->dynamic ? "dynamic (per row)" : activations_name(o));
   if (!o->dynamic)
     sup_buf_printf(b, ", calibration %s, batch %lld", method_name(a, &o->calib),
@@ -1009,7 +1012,7 @@ static void json_options(SupBuf *b, IrArena *a, const PassOptions *o) {
   sup_buf_printf(b, "{\"weights\": \"%s\", \"activations\": \"%s\", \"dynamic\": %s,\n"
              "              \"calib_method\": \"%s\", \"calib_batch\": %lld, "
              "\"calib_momentum\": ",
-          weights_name(o), activations_name(o), o->dynamic ? "true" : "false",
+          weights_name(a, o), activations_name(o), o->dynamic ? "true" : "false",
           method_name(a, c), (long long)o->calib_batch);
   json_num(b, c->method == PASS_CALIB_MA_MINMAX ? c->momentum : NAN);
   sup_buf_printf(b, ", \"calib_percentile\": ");
