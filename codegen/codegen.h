@@ -102,6 +102,10 @@ typedef struct {
   const float *fbias;       /* f32 output with row_terms and constant weights:
                              * v = f32(v + fbias[n]), or NULL */
   struct CgGemmRuntime *rt; /* when non-NULL, the emitter fills it */
+  int pack_nr;              /* constant weights, x86: channels per packed block, a
+                             * multiple of the variant's nr that every variant of
+                             * the library reads (cg_shared_pack_nr), so they share
+                             * one copy of the bytes; 0: the variant's nr */
 } CgGemm;
 
 /* A row's terms of a GEMM with row_terms (16 bytes, in scratch). */
@@ -182,6 +186,11 @@ typedef struct {
 /* Parse --target: "native" or a comma-separated list of variant names, all
  * of one architecture; o->isas gets them best first. */
 bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen);
+/* The packed block (CgGemm.pack_nr) the variants of `o` share: the largest
+ * nr among them when there are several, their architecture packs with
+ * pack.c and each nr divides it; else 0 (one variant, or AArch64, whose
+ * layout depends on the form). */
+int cg_shared_pack_nr(const CgOptions *o);
 
 /* ---- pack.c ---- */
 
@@ -190,6 +199,10 @@ bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen);
  * bytes, and wq [n, k] packed into dst. */
 size_t cg_packed_size(CgIsa isa, int64_t n, int64_t k);
 void cg_pack_weights(CgIsa isa, const int8_t *wq, int64_t n, int64_t k, int8_t *dst);
+/* The same with nr channels per block given: the layout several variants
+ * share (CgGemm.pack_nr). */
+size_t cg_packed_size_nr(int64_t nr, int64_t n, int64_t k);
+void cg_pack_weights_nr(int64_t nr, const int8_t *wq, int64_t n, int64_t k, int8_t *dst);
 /* Can vpmaddubsw's int16 sum of two products x0*w0 + x1*w1 saturate, for x
  * in [x_min, x_max] (as unsigned bytes the kernel multiplies) and the
  * adjacent pairs (k = 2j, 2j + 1) of each row of wq? */
@@ -249,6 +262,12 @@ typedef struct {
   int64_t nblocks, mtiles;      /* channel blocks, row tiles */
   int64_t block_channels;       /* channels per block (the last may have fewer) */
   int64_t block_weight_bytes;   /* packed weight bytes per block */
+  int64_t w_interleave;         /* blocks whose weights interleave in one packed
+                                 * block of a shared layout (CgGemm.pack_nr), 1
+                                 * otherwise: block nb's weights are at
+                                 * (nb / i) * i * block_weight_bytes +
+                                 * (nb % i) * w_sub_bytes */
+  int64_t w_sub_bytes;
   int64_t tile_rows;            /* rows per tile (the last may have fewer) */
   LLVMValueRef w, bias, mult;   /* the packed constants (NULL: runtime_w) */
   /* tile[last row tile][last channel block]: [0][0] always; [1][*] only when
