@@ -133,6 +133,8 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   }
   if (g->row_terms)
     rows = load_ptr(&e, at(&e, args, i64c(&e, 5), sizeof(void *)));
+  if (t->w_base) /* in the mapped weights file */
+    w = cg_at(e.b, load_ptr(&e, t->w_base), i64c(&e, t->w_offset), 1, 0);
   LLVMValueRef nc = LLVMBuildURem(e.b, task, i64c(&e, n_chunks), "");
   LLVMValueRef mc = LLVMBuildUDiv(e.b, task, i64c(&e, n_chunks), "");
   LLVMValueRef one = i64c(&e, 1);

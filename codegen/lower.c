@@ -154,6 +154,7 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   g.y_stride = yl->stride;
   g.relu = ir_attr_int(n, IR_ATTR_RELU, 0) != 0;
   g.pack_nr = cg_shared_pack_nr(cg->o); /* one copy of the weights for all variants */
+  g.wfile = cg->wfile;
   LLVMValueRef xptr = addr(cg, x);
   if (x->type.dtype == IR_F32 && cg->quantized && x->kind == IR_VAL_INPUT && x->has_qform) {
     /* The quantized entry gets this input's bytes (ir_check_qforms: as this

@@ -54,6 +54,7 @@ typedef struct {
   LLVMTypeRef i8, i16, i32, i64, f32, ptr, vd;
   LLVMTypeRef acc_ty;         /* one accumulator vector */
   LLVMValueRef w, bias, mult; /* constant globals */
+  int64_t w_offset;           /* w NULL: the weights at this offset of the weights file */
 } Gemm;
 
 /* ---- small IR helpers ---- */
@@ -524,8 +525,20 @@ static bool emit_constants(Gemm *e) {
     return false;
   }
   cg_pack_weights_nr(e->pnr, g->wq, g->n, g->k, packed);
-  e->w = shared_weights(e, packed, wsize);
+  if (g->wfile) {
+    char name[600];
+    snprintf(name, sizeof name, "%s.w%lld", g->name, (long long)e->pnr);
+    e->w_offset = cg_weights_add(g->wfile, name, packed, wsize);
+    e->w = NULL;
+  } else {
+    e->w = shared_weights(e, packed, wsize);
+  }
   free(packed);
+  if (g->wfile && e->w_offset < 0) {
+    free(bv);
+    free(mv);
+    return false;
+  }
 
   for (int64_t c = 0; c < npad; c++) {
     uint32_t b = 0;
@@ -610,8 +623,9 @@ LLVMValueRef cg_emit_qgemm_x86(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, in
     return NULL;
   }
   if (!emit_constants(&e)) {
-    snprintf(err, errlen, "qgemm %s: out of memory packing %zu bytes of weights", g->name,
-             cg_packed_size_nr(e.pnr, g->n, g->k));
+    if (!g->wfile || !cg_weights_failed(g->wfile, err, errlen))
+      snprintf(err, errlen, "qgemm %s: out of memory packing %zu bytes of weights", g->name,
+               cg_packed_size_nr(e.pnr, g->n, g->k));
     LLVMDisposeBuilder(e.b);
     return NULL;
   }
@@ -644,6 +658,8 @@ LLVMValueRef cg_emit_qgemm_x86(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, in
                     .w_sub_bytes = (int64_t)e.nrv * e.nr * 4,
                     .tile_rows = e.mr,
                     .w = e.w,
+                    .w_base = g->wfile && !g->runtime_w ? cg_weights_base(g->wfile, mod) : NULL,
+                    .w_offset = e.w_offset,
                     .bias = e.bias,
                     .mult = e.mult};
   for (int lm = 0; lm <= (int)m_edge; lm++)
