@@ -651,6 +651,8 @@ static bool emit_qlinear_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
   CgGemm g = gemm_of(cg, n, name, sizeof name, rows_n, k, nn);
   rows_quantized_here(&g, ks);
   g.wq = wv->data;
+  g.pack_nr = cg_shared_pack_nr(cg->o);
+  g.wfile = cg->wfile;
   /* bias 0; the multipliers are the weight scales, one per channel. */
   int32_t *zeros = ir_alloc(m->arena, (size_t)nn * sizeof *zeros);
   float *mult = ir_alloc(m->arena, (size_t)nn * sizeof *mult);

@@ -107,6 +107,12 @@ typedef struct {
    * the emitter adds `int64_t KERNEL.ntasks(int64_t m)`, the task count for
    * m rows. Only with CgArch.runtime_m. */
   bool runtime_m;
+  struct CgWeights *wfile;  /* constant weights, x86: written to this weights
+                             * file (weights.c) rather than into a constant */
+  int pack_nr;              /* constant weights, x86: channels per packed block, a
+                             * multiple of the variant's nr that every variant of
+                             * the library reads (cg_shared_pack_nr), so they share
+                             * one copy of the bytes; 0: the variant's nr */
 } CgGemm;
 
 /* The most rows of a GEMM tile on any variant (isa.def's max_mr). */
@@ -189,11 +195,21 @@ typedef struct {
   bool scalar_floatops;     /* float ops as reference calls, not floatops.c's
                              * vector code (the driver's Q8_SCALAR_FLOATOPS=1,
                              * for bench/floatops.sh's comparison) */
+  const char *weights_out;  /* --weights-out: write the packed weights of the
+                             * x86 kernels to this file (weights.c), not into
+                             * the module; NULL: constants */
+  const char *weights_name; /* the file as the library records it: a name in
+                             * the library's directory, or an absolute path */
 } CgOptions;
 
 /* Parse --target: "native" or a comma-separated list of variant names, all
  * of one architecture; o->isas gets them best first. */
 bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen);
+/* The packed block (CgGemm.pack_nr) the variants of `o` share: the largest
+ * nr among them when there are several, their architecture packs with
+ * pack.c and each nr divides it; else 0 (one variant, or AArch64, whose
+ * layout depends on the form). */
+int cg_shared_pack_nr(const CgOptions *o);
 
 /* ---- pack.c ---- */
 
@@ -202,10 +218,34 @@ bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen);
  * bytes, and wq [n, k] packed into dst. */
 size_t cg_packed_size(CgIsa isa, int64_t n, int64_t k);
 void cg_pack_weights(CgIsa isa, const int8_t *wq, int64_t n, int64_t k, int8_t *dst);
+/* The same with nr channels per block given: the layout several variants
+ * share (CgGemm.pack_nr). */
+size_t cg_packed_size_nr(int64_t nr, int64_t n, int64_t k);
+void cg_pack_weights_nr(int64_t nr, const int8_t *wq, int64_t n, int64_t k, int8_t *dst);
 /* Can vpmaddubsw's int16 sum of two products x0*w0 + x1*w1 saturate, for x
  * in [x_min, x_max] (as unsigned bytes the kernel multiplies) and the
  * adjacent pairs (k = 2j, 2j + 1) of each row of wq? */
 bool cg_pairs_can_saturate(const int8_t *wq, int64_t n, int64_t k, int32_t x_min, int32_t x_max);
+
+/* ---- weights.c: the weights file (--weights-out) ---- */
+
+typedef struct CgWeights CgWeights;
+/* Create `path` for writing; NULL with a message in err. */
+CgWeights *cg_weights_open(const char *path, char *err, size_t errlen);
+/* Append `size` bytes (a layer's packed weights, `name` saying which layer
+ * and layout) at a 64-byte aligned payload offset, which it returns; the
+ * same name, size and bytes (by their 64-bit hash) return the first copy's
+ * offset. -1 on a write error (cg_weights_failed says it). */
+int64_t cg_weights_add(CgWeights *w, const char *name, const void *data, size_t size);
+/* The module's private global holding the payload's address at run time
+ * (the runtime sets it through q8_weights.base). */
+LLVMValueRef cg_weights_base(CgWeights *w, LLVMModuleRef mod);
+bool cg_weights_failed(const CgWeights *w, char *err, size_t errlen);
+/* Emit the exported `q8_weights` descriptor (q8model.h) into mod, naming
+ * the file `file`, write the header and close the file. False with err. */
+bool cg_weights_finish(CgWeights *w, LLVMModuleRef mod, const char *file, char *err,
+                       size_t errlen);
+void cg_weights_free(CgWeights *w);
 
 /* ---- irbuild.c: LLVM IR building blocks ---- */
 
@@ -262,8 +302,16 @@ typedef struct {
   int64_t nblocks, mtiles;      /* channel blocks, row tiles */
   int64_t block_channels;       /* channels per block (the last may have fewer) */
   int64_t block_weight_bytes;   /* packed weight bytes per block */
+  int64_t w_interleave;         /* blocks whose weights interleave in one packed
+                                 * block of a shared layout (CgGemm.pack_nr), 1
+                                 * otherwise: block nb's weights are at
+                                 * (nb / i) * i * block_weight_bytes +
+                                 * (nb % i) * w_sub_bytes */
+  int64_t w_sub_bytes;
   int64_t tile_rows;            /* rows per tile (the last may have fewer) */
   LLVMValueRef w, bias, mult;   /* the packed constants (NULL: runtime_w) */
+  LLVMValueRef w_base;          /* or the weights file's: w = *w_base + w_offset */
+  int64_t w_offset;
   /* tile[last row tile][last channel block]: [0][0] always; [1][*] only when
    * the last row tile is smaller, [*][1] only when the last block differs. */
   LLVMValueRef tile[2][2];

@@ -175,6 +175,8 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   }
   if (g->row_terms)
     rows = load_ptr(&e, at(&e, args, i64c(&e, 5), sizeof(void *)));
+  if (t->w_base) /* in the mapped weights file */
+    w = cg_at(e.b, load_ptr(&e, t->w_base), i64c(&e, t->w_offset), 1, 0);
   /* The split: constants, or from a run-time M (CgGemmArgs.m). */
   LLVMValueRef n_chunks_v = i64c(&e, n_chunks), m_chunks_v = i64c(&e, m_chunks);
   LLVMValueRef mtiles_v = i64c(&e, t->mtiles), m = NULL;
@@ -194,7 +196,14 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   /* For each channel block: its weights, bias and multipliers. */
   LLVMPositionBuilderAtEnd(e.b, nloop);
   LLVMValueRef nb = LLVMBuildPhi(e.b, e.i64, "nb");
-  LLVMValueRef wb = at(&e, w, nb, t->block_weight_bytes);
+  LLVMValueRef wb;
+  if (t->w_interleave > 1) /* blocks sharing the groups of a packed block */
+    wb = cg_at(e.b,
+               at(&e, w, LLVMBuildUDiv(e.b, nb, i64c(&e, t->w_interleave), ""),
+                  t->w_interleave * t->block_weight_bytes),
+               LLVMBuildURem(e.b, nb, i64c(&e, t->w_interleave), ""), t->w_sub_bytes, 0);
+  else
+    wb = at(&e, w, nb, t->block_weight_bytes);
   LLVMValueRef bb = at(&e, bias, nb, t->block_channels * 4);
   LLVMValueRef mb = at(&e, mult, nb, t->block_channels * 4);
   LLVMValueRef yb = at(&e, y, nb, t->block_channels * ysize);

@@ -124,6 +124,18 @@ void cg_set_isa_attrs(LLVMValueRef fn, CgIsa isa) {
   }
 }
 
+int cg_shared_pack_nr(const CgOptions *o) {
+  if (o->nisas < 2 || !cg_arch_of(o->isas[0])->pack)
+    return 0;
+  int p = 0;
+  for (int i = 0; i < o->nisas; i++)
+    p = cg_isa_info[o->isas[i]].nr > p ? cg_isa_info[o->isas[i]].nr : p;
+  for (int i = 0; i < o->nisas; i++)
+    if (p % cg_isa_info[o->isas[i]].nr != 0)
+      return 0;
+  return p;
+}
+
 bool cg_parse_targets(const char *list, CgOptions *o, char *err, size_t errlen) {
   o->nisas = 0;
   const char *p;

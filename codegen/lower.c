@@ -192,6 +192,8 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
    * what comes before it runs per batch row over the batch's slots. */
   g.runtime_m = cg_gemm_runtime_m(cg, n);
   CgBatchLoop loop;
+  g.pack_nr = cg_shared_pack_nr(cg->o); /* one copy of the weights for all variants */
+  g.wfile = cg->wfile;
   LLVMValueRef xptr = addr(cg, x);
   if (x->type.dtype == IR_F32 && cg->quantized && x->kind == IR_VAL_INPUT && x->has_qform) {
     /* The quantized entry gets this input's bytes (ir_check_qforms: as this

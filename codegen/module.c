@@ -70,6 +70,9 @@ static LLVMModuleRef build_bound(IrModule *m, LLVMContextRef ctx, const CgOption
   cg.ptr = LLVMPointerTypeInContext(ctx, 0);
   cg.vd = LLVMVoidTypeInContext(ctx);
   bool ok = cg_plan_memory(&cg);
+  char err[300];
+  if (ok && o->weights_out && !(cg.wfile = cg_weights_open(o->weights_out, err, sizeof err)))
+    ok = ir_error(&m->diag, (IrLoc){0}, "--weights-out: %s", err);
   cg.kernel = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.kernel);
   cg.kernel_tasks = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.kernel_tasks);
   cg.quantizer = ir_alloc(m->arena, (size_t)(m->nnodes + 1) * sizeof *cg.quantizer);
@@ -84,6 +87,11 @@ static LLVMModuleRef build_bound(IrModule *m, LLVMContextRef ctx, const CgOption
   }
   if (ok)
     cg_emit_descriptor(&cg, entries);
+  if (ok && cg.wfile &&
+      !cg_weights_finish(cg.wfile, cg.mod,
+                         o->weights_name ? o->weights_name : o->weights_out, err, sizeof err))
+    ok = ir_error(&m->diag, (IrLoc){0}, "--weights-out: %s", err);
+  cg_weights_free(cg.wfile);
   LLVMDisposeBuilder(cg.b);
   if (!ok) {
     LLVMDisposeModule(cg.mod);

@@ -69,6 +69,7 @@ typedef struct {
   int64_t *kernel_tasks;
   LLVMValueRef *quantizer; /* its f32 input's quantization loop, or NULL */
   CgPrep *prep;            /* attention.c's */
+  CgWeights *wfile;        /* --weights-out: the weights file, or NULL */
   /* inside the entry being built */
   bool quantized;     /* the quantized entry */
   LLVMValueRef fn, thr, inputs, outputs, scratch_ptr;

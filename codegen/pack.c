@@ -1,6 +1,8 @@
 /* pack.c: the packed weight layout the x86 GEMM kernels read,
- * packed[c / nr][g][c % nr][j] = wq[c, 4g + j] (zeros past N and K, so the
- * kernels' tails are free), and the check that decides whether the AVX2
+ * packed[c / P][g][c % P][j] = wq[c, 4g + j] (zeros past N and K, so the
+ * kernels' tails are free) with P the variant's nr, or a multiple of it that
+ * every variant of a library reads (CgGemm.pack_nr: one copy of the weights
+ * serves them all), and the check that decides whether the AVX2
  * kernel may use vpmaddubsw; codegen/x86/qgemm.c emits the kernels that read
  * it. Why this order, and the tails, in docs/kernels.md, "The packed layout". */
 #include <string.h>
@@ -8,15 +10,21 @@
 #include "codegen.h"
 
 size_t cg_packed_size(CgIsa isa, int64_t n, int64_t k) {
-  int64_t nr = cg_isa_info[isa].nr;
+  return cg_packed_size_nr(cg_isa_info[isa].nr, n, k);
+}
+
+void cg_pack_weights(CgIsa isa, const int8_t *wq, int64_t n, int64_t k, int8_t *dst) {
+  cg_pack_weights_nr(cg_isa_info[isa].nr, wq, n, k, dst);
+}
+
+size_t cg_packed_size_nr(int64_t nr, int64_t n, int64_t k) {
   int64_t nvec = (n + nr - 1) / nr, kgroups = (k + 3) / 4;
   return (size_t)(nvec * kgroups * nr * 4);
 }
 
-void cg_pack_weights(CgIsa isa, const int8_t *wq, int64_t n, int64_t k, int8_t *dst) {
-  int64_t nr = cg_isa_info[isa].nr;
+void cg_pack_weights_nr(int64_t nr, const int8_t *wq, int64_t n, int64_t k, int8_t *dst) {
   int64_t nvec = (n + nr - 1) / nr, kgroups = (k + 3) / 4;
-  memset(dst, 0, cg_packed_size(isa, n, k));
+  memset(dst, 0, cg_packed_size_nr(nr, n, k));
   for (int64_t v = 0; v < nvec; v++)
     for (int64_t g = 0; g < kgroups; g++) {
       int8_t *block = dst + (v * kgroups + g) * nr * 4;

@@ -42,6 +42,7 @@ typedef struct {
   int64_t max_batch;  /* --max-batch, 0 = not given */
   const char *report; /* NULL, "text", "json" or "html" */
   const char *target; /* --target, default "native" */
+  const char *weights_out; /* --weights-out FILE, or NULL */
   int opt_level;      /* -O0..-O3, default 3 */
   bool list_passes;
   bool list_targets;
@@ -115,5 +116,10 @@ const char *driver_temp_file(const char *suffix);
 bool driver_copy_to_stdout(const char *path);
 /* Is `path` "-" (standard input or output)? */
 bool driver_is_stdio(const char *path);
+/* How a library written to `lib` records its weights file `weights`
+ * (--weights-out): the file's name when both are in one directory (the
+ * pair moves together), else its absolute path. False with errno when a
+ * directory cannot be resolved. */
+bool driver_weights_name(const char *lib, const char *weights, char *out, size_t size);
 
 #endif

@@ -6,8 +6,9 @@
  * Outputs that must be written to a path (a linked library, a .npy) go to a
  * temporary file that is then copied to standard output. Temporary files are
  * removed when the process exits. */
-#define _DEFAULT_SOURCE /* mkstemps */
+#define _DEFAULT_SOURCE /* mkstemps, realpath */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,4 +133,31 @@ bool driver_copy_to_stdout(const char *path) {
     fprintf(stderr, "q8c: error: standard output: write error: %s\n", strerror(errno));
   fclose(f);
   return ok;
+}
+
+/* The directory of `path` resolved (realpath) into out[PATH_MAX], and its
+ * last component in *base. */
+static bool resolve_dir(const char *path, char *out, const char **base) {
+  const char *slash = strrchr(path, '/');
+  *base = slash ? slash + 1 : path;
+  char dir[PATH_MAX];
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == path)
+    snprintf(dir, sizeof dir, "/");
+  else
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  return realpath(dir, out) != NULL;
+}
+
+bool driver_weights_name(const char *lib, const char *weights, char *out, size_t size) {
+  char ldir[PATH_MAX], wdir[PATH_MAX];
+  const char *lbase, *wbase;
+  if (!resolve_dir(lib, ldir, &lbase) || !resolve_dir(weights, wdir, &wbase))
+    return false;
+  if (strcmp(ldir, wdir) == 0)
+    snprintf(out, size, "%s", wbase);
+  else
+    snprintf(out, size, "%s/%s", strcmp(wdir, "/") == 0 ? "" : wdir, wbase);
+  return true;
 }

@@ -61,6 +61,7 @@ typedef enum {
   OPT_RUNS,
   OPT_JSON,
   OPT_DIM,
+  OPT_WEIGHTS_OUT,
 } OptId;
 
 typedef struct {
@@ -85,6 +86,14 @@ static const OptSpec options[] = {
      "so (a self-contained model library), header (a C\n"
      "header declaring the model's entry points).\n"
      "Default: ir to standard output, or by -o's suffix"},
+    {NULL, "weights-out", 0, ARG_REQUIRED, C, OPT_WEIGHTS_OUT, "--weights-out=FILE",
+     "a shared library's packed weights go to FILE, which\n"
+     "the runtime maps read-only when it loads the library\n"
+     "(shared between processes through the page cache),\n"
+     "not into the library: for models of any size. The\n"
+     "library records FILE's name (beside the library) or\n"
+     "absolute path, size and checksum, and refuses to\n"
+     "load with a missing, truncated or other model's file"},
     {NULL, "target", 0, ARG_REQUIRED, C | R | B, OPT_TARGET, "--target=T[,T]",
      "native (default) or variants: avx512vnni, avxvnni,\n"
      "avx2, generic (x86-64); aarch64-i8mm,\n"
@@ -507,6 +516,9 @@ static int apply(Options *o, const OptSpec *s, const char *v) {
       return driver_usage_error("--emit takes ir, llvm, asm, obj, so or header, not '%s'", v);
     o->emit = v;
     return 0;
+  case OPT_WEIGHTS_OUT:
+    o->weights_out = v;
+    return 0;
   case OPT_TARGET:
     o->target = v;
     return 0;
@@ -821,6 +833,19 @@ static void choose_dynamic(IrModule *m, Options *o) {
                     "(--dynamic); give --calib FILE for static int8\n");
 }
 
+enum { WEIGHTS_FILE_THRESHOLD = 1 << 30 };
+
+/* The bytes of the module's int8 constants: the weights a library packs. */
+static uint64_t int8_weight_bytes(const IrModule *m) {
+  uint64_t n = 0;
+  for (int i = 0; i < m->nconsts; i++) {
+    int64_t e;
+    if (m->consts[i]->type.dtype == IR_I8 && ir_type_numel(&m->consts[i]->type, 1, &e))
+      n += (uint64_t)e;
+  }
+  return n;
+}
+
 /* --calib must be a .npy or a safetensors file: say so before its reader
  * trips over another kind of file with a message about its insides. */
 static int check_calib_kind(const char *path, const char *shown) {
@@ -991,6 +1016,32 @@ static int compile_stages(IrModule *m, Options *o) {
   CgOptions co = {.opt_level = o->opt_level, .batch = o->batch, .max_batch = o->max_batch,
                   .scalar_floatops = getenv("Q8_SCALAR_FLOATOPS") != NULL};
   char err[512];
+  char wname[4096], wauto[4096];
+  /* Libraries whose int8 weights pass 1 GiB keep them in a weights file
+   * beside them: the small code model reaches +-2 GiB, and the file is
+   * mapped and shared rather than copied into each process. */
+  uint64_t wbytes = int8_weight_bytes(m);
+  if (!o->weights_out && kind == CG_EMIT_SO && !to_stdout && wbytes > WEIGHTS_FILE_THRESHOLD) {
+    snprintf(wauto, sizeof wauto, "%s.weights", out);
+    o->weights_out = wauto;
+    if (!o->quiet)
+      fprintf(stderr, "q8c: note: %.0f MB of int8 weights: they go to %s, which the library "
+                      "maps when it loads (--weights-out)\n", (double)wbytes / 1e6, wauto);
+  }
+  if (o->weights_out) {
+    if (kind != CG_EMIT_SO || to_stdout) {
+      fprintf(stderr, "q8c: error: --weights-out applies to a shared library written to a "
+                      "file (-o MODEL.so)\n");
+      return EXIT_USAGE;
+    }
+    if (!driver_weights_name(out, o->weights_out, wname, sizeof wname)) {
+      fprintf(stderr, "q8c: error: --weights-out: cannot resolve the directory of %s: %s\n",
+              o->weights_out, strerror(errno));
+      return 1;
+    }
+    co.weights_out = o->weights_out;
+    co.weights_name = wname;
+  }
   if (!cg_parse_targets(o->target ? o->target : "native", &co, err, sizeof err)) {
     fprintf(stderr, "q8c: error: --target: %s\n", err);
     return EXIT_USAGE;

@@ -8,6 +8,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#define _DEFAULT_SOURCE /* madvise */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -15,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "frontend.h"
 
@@ -282,8 +285,22 @@ static bool load_entry(IrArena *a, const Entry *e, const unsigned char *src, FeT
   return true;
 }
 
-bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, FeTensorSet *out,
-                          char *err, size_t errlen) {
+/* The pages of [p, p + n) of a read-only private file mapping dropped from
+ * memory: they are read again from the file if touched. */
+static void drop_pages(const unsigned char *p, size_t n) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0 || n == 0)
+    return;
+  uintptr_t lo = (uintptr_t)p / (uintptr_t)page * (uintptr_t)page;
+  uintptr_t hi = ((uintptr_t)p + n + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+  madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* fe_safetensors_parse; `mapped`: bytes is a private read-only mapping of
+ * the file, whose pages each tensor's are dropped once it is converted, so
+ * that reading a file holds about one tensor of it at a time. */
+static bool parse(IrArena *a, const unsigned char *bytes, size_t size, FeTensorSet *out,
+                  char *err, size_t errlen, bool mapped) {
   out->n = 0;
   out->tensors = NULL;
   out->nskipped = 0;
@@ -380,12 +397,19 @@ bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, F
       skipped[ns++] = (FeSkipped){ents[i].name, ents[i].unsupported};
     else if (!load_entry(a, &ents[i], data + ents[i].begin, &ts[nt++], err, errlen))
       return false;
+    if (mapped)
+      drop_pages(data + ents[i].begin, (size_t)(ents[i].end - ents[i].begin));
   }
   out->n = (int)nt;
   out->tensors = ts;
   out->nskipped = (int)ns;
   out->skipped = skipped;
   return true;
+}
+
+bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, FeTensorSet *out,
+                          char *err, size_t errlen) {
+  return parse(a, bytes, size, out, err, errlen, false);
 }
 
 bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *err,
@@ -416,6 +440,18 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
       return sup_errf(err, errlen, "the file %s", why);
     }
     cap = (size_t)st.st_size + 1;
+    /* A regular file is mapped, not copied: its tensors are converted one
+     * at a time and their pages let go (parse), so the file never sits in
+     * memory beside the tensors made from it. */
+    void *map = st.st_size > 0 ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
+                                      fileno(f), 0)
+                               : MAP_FAILED;
+    if (map != MAP_FAILED) {
+      fclose(f);
+      bool ok = parse(a, map, (size_t)st.st_size, out, err, errlen, true);
+      munmap(map, (size_t)st.st_size);
+      return ok;
+    }
   }
   unsigned char *buf = malloc(cap);
   if (!buf) {

@@ -111,6 +111,28 @@ typedef struct {
   int64_t scratch_bytes_per_batch; /* scratch beyond scratch_bytes per batch row past 1 */
 } q8_model_desc;
 
+/* A library compiled with --weights-out also exports `q8_weights`: its
+ * kernels' packed weights are in a file of their own (64 bytes of header,
+ * "Q8CWGHT1", the payload's size and checksum as u64, then the payload),
+ * which the loader maps read-only and whose payload address it stores at
+ * *base before any run; refs counts the models using the mapping. A file
+ * whose header does not match size and checksum, or shorter than the
+ * header and payload, is refused at load. */
+#define Q8_WEIGHTS_MAGIC 0x57443851u /* "Q8DW" little-endian */
+#define Q8_WEIGHTS_VERSION 1
+#define Q8_WEIGHTS_FILE_MAGIC "Q8CWGHT1"
+#define Q8_WEIGHTS_HEADER_BYTES 64
+
+typedef struct {
+  uint32_t magic;    /* Q8_WEIGHTS_MAGIC */
+  uint32_t version;  /* Q8_WEIGHTS_VERSION */
+  const char *file;  /* a name in the library's directory, or an absolute path */
+  uint64_t size;     /* payload bytes */
+  uint64_t checksum; /* FNV-1a 64 over the payload's little-endian 64-bit words */
+  const void **base; /* where the loader stores the payload's address */
+  int64_t *refs;     /* models using the mapping (the loader's count) */
+} q8_weights_desc;
+
 #ifdef __cplusplus
 }
 #endif

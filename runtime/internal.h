@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "q8model.h"
 #include "q8rt.h"
 
 /* Write a message into err (if err && errlen) and return `s`. */
@@ -46,6 +47,16 @@ q8rt_status q8rt_effective_features(uint64_t *out, char *err, size_t errlen);
 /* Open `path` and check that it is a complete ELF shared library:
  * Q8RT_ERR_LOAD (cannot open, truncated) or Q8RT_ERR_FORMAT (not a library). */
 q8rt_status q8rt_check_elf(const char *path, char *err, size_t errlen);
+
+/* --- weights.c --- */
+
+/* Map the weights file of the library at `lib` that `w` describes (or use
+ * the mapping an earlier load of it made) and point *w->base at its
+ * payload; refuses a missing, other or truncated file with a message. */
+q8rt_status q8rt_weights_attach(const q8_weights_desc *w, const char *lib, char *err,
+                                size_t errlen);
+/* Drop one use; the last unmaps. NULL is accepted. */
+void q8rt_weights_detach(const q8_weights_desc *w);
 
 /* --- pool.c --- */
 

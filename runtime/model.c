@@ -28,6 +28,7 @@ struct q8rt_model {
   const q8_model_desc *desc;
   const q8_variant_desc *variant;
   void *dl;                  /* dlopen handle, or NULL */
+  const q8_weights_desc *weights; /* its weights file's record (weights.c), or NULL */
   void (*release)(void *);   /* for a descriptor from memory */
   void *release_ctx;
   int nthreads;
@@ -372,6 +373,14 @@ Q8RT_API q8rt_status q8rt_load(const char *path, q8rt_model **out, char *err, si
     return s;
   }
   (*out)->dl = dl;
+  /* A library compiled with --weights-out: its weights file, before any run. */
+  const q8_weights_desc *w = dlsym(dl, "q8_weights");
+  if (w && (s = q8rt_weights_attach(w, path, err, errlen)) != Q8RT_OK) {
+    q8rt_free(*out);
+    *out = NULL;
+    return s;
+  }
+  (*out)->weights = w;
   clear_err(err, errlen);
   return Q8RT_OK;
 }
@@ -403,6 +412,7 @@ Q8RT_API void q8rt_free(q8rt_model *m) {
     free(b);
   }
   pthread_mutex_destroy(&m->scratch_mu);
+  q8rt_weights_detach(m->weights);
   if (m->dl)
     dlclose(m->dl);
   if (m->release)

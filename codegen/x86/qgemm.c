@@ -43,6 +43,9 @@ typedef struct {
   unsigned lanes16; /* PAIRS: i16 lanes of one pmaddwd (8 SSE2, 16 AVX2) */
   int64_t kg;       /* groups of 4 along K */
   int64_t nvec;     /* vectors of nr channels, ceil(N / nr) */
+  int64_t pnr;      /* channels per packed block: nr, or the library's shared
+                     * CgGemm.pack_nr (a multiple of nr) */
+  int64_t rpv;      /* pnr / nr: channel vectors per packed block */
   int64_t ysize;    /* bytes per output element */
   /* the tile */
   int mr, nrv, ks, unroll;
@@ -51,6 +54,7 @@ typedef struct {
   LLVMTypeRef i8, i16, i32, i64, f32, ptr, vd;
   LLVMTypeRef acc_ty;         /* one accumulator vector */
   LLVMValueRef w, bias, mult; /* constant globals */
+  int64_t w_offset;           /* w NULL: the weights at this offset of the weights file */
 } Gemm;
 
 /* ---- small IR helpers ---- */
@@ -183,20 +187,20 @@ static void choose_tile(Gemm *e) {
 
 /* The weights of K group g of one channel vector (wv: the vector's stream). */
 static void load_weights(Gemm *e, LLVMValueRef wv, LLVMValueRef g, LLVMValueRef out[MAX_PARTS]) {
-  int64_t bytes = e->nr * 4;
+  int64_t bytes = e->nr * 4, stride = e->pnr * 4; /* a vector's, a group's */
   switch (e->form) {
   case FORM_VNNI:
     out[0] =
-        load(e, LLVMVectorType(e->i32, (unsigned)e->nr), at(e, wv, g, bytes, 0), (unsigned)bytes);
+        load(e, LLVMVectorType(e->i32, (unsigned)e->nr), at(e, wv, g, stride, 0), (unsigned)bytes);
     break;
   case FORM_MADDUBS:
-    out[0] = load(e, LLVMVectorType(e->i8, 32), at(e, wv, g, bytes, 0), 32);
+    out[0] = load(e, LLVMVectorType(e->i8, 32), at(e, wv, g, stride, 0), 32);
     break;
   case FORM_PAIRS:
     /* lanes16 bytes (lanes16 / 4 channels x 4 K) per part, widened to i16. */
     for (int p = 0; p < e->parts; p++) {
       LLVMValueRef v = load(e, LLVMVectorType(e->i8, e->lanes16),
-                            at(e, wv, g, bytes, e->lanes16 * p), e->lanes16);
+                            at(e, wv, g, stride, e->lanes16 * p), e->lanes16);
       out[p] = LLVMBuildSExt(e->b, v, LLVMVectorType(e->i16, e->lanes16), "");
     }
     break;
@@ -260,13 +264,17 @@ static void kgroup(Gemm *e, int mr, int nrv, LLVMValueRef x, LLVMValueRef w, LLV
                    Accs acc) {
   LLVMValueRef wv[MAX_NRV][MAX_PARTS];
   for (int v = 0; v < nrv; v++) {
-    LLVMValueRef wstream = at(e, w, i64c(e, v), e->kg * e->nr * 4, 0);
+    /* Vector v's stream: its packed block, and its place in each group of
+     * it (a tile starts at a packed block, or inside one it does not leave:
+     * cg_emit_qgemm_x86 checks). */
+    LLVMValueRef wstream =
+        at(e, w, i64c(e, v / e->rpv), e->kg * e->pnr * 4, (v % e->rpv) * e->nr * 4);
     load_weights(e, wstream, g, wv[v]);
     if (e->prefetch && mr >= 2) {
       /* prefetcht0 of the line PREFETCH_AHEAD bytes on (one 64-byte line
        * per group and stream; past the stream's end it touches the next
        * stream or block, or harmlessly nothing: prefetches do not fault). */
-      LLVMValueRef p = at(e, wstream, g, e->nr * 4, PREFETCH_AHEAD);
+      LLVMValueRef p = at(e, wstream, g, e->pnr * 4, PREFETCH_AHEAD);
       LLVMTypeRef pt = e->ptr;
       intrinsic(e, "llvm.prefetch", &pt, 1,
                 (LLVMValueRef[]){p, i32c(e, 0 /* read */), i32c(e, 3 /* all levels */),
@@ -480,12 +488,33 @@ static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
 
 /* ---- constants ---- */
 
+/* The packed weights as a constant global. In a library whose variants
+ * share a layout (CgGemm.pack_nr) it is named after the layer and the
+ * block, NAME.w<pnr>, and the variants after the first find it and use it
+ * when its bytes are these (they are: the same layer packed the same way;
+ * compared all the same, not assumed), so the library holds one copy. */
+static LLVMValueRef shared_weights(Gemm *e, const int8_t *packed, size_t wsize) {
+  if (e->g->pack_nr <= 0)
+    return private_const(e, "w", LLVMConstStringInContext2(e->ctx, (const char *)packed, wsize, 1));
+  char name[600];
+  snprintf(name, sizeof name, "%s.w%lld", e->g->name, (long long)e->pnr);
+  LLVMValueRef have = LLVMGetNamedGlobal(e->mod, name);
+  if (have && LLVMGetInitializer(have) && LLVMIsAConstantDataSequential(LLVMGetInitializer(have))) {
+    size_t len = 0;
+    const char *bytes = LLVMGetAsString(LLVMGetInitializer(have), &len);
+    if (len == wsize && memcmp(bytes, packed, wsize) == 0)
+      return have;
+  }
+  return cg_private_const(e->mod, name,
+                          LLVMConstStringInContext2(e->ctx, (const char *)packed, wsize, 1));
+}
+
 /* The packed weights, the bias (corrected when x is flipped) and the
  * multipliers, padded to whole vectors, as private constants. False when
  * memory runs out (nothing is added to the module then). */
 static bool emit_constants(Gemm *e) {
   const CgGemm *g = e->g;
-  size_t wsize = cg_packed_size(e->isa, g->n, g->k);
+  size_t wsize = cg_packed_size_nr(e->pnr, g->n, g->k);
   int64_t npad = e->nvec * e->nr;
   if (g->runtime_w)
     return true;
@@ -501,9 +530,21 @@ static bool emit_constants(Gemm *e) {
     free(mv);
     return false;
   }
-  cg_pack_weights(e->isa, g->wq, g->n, g->k, packed);
-  e->w = private_const(e, "w", LLVMConstStringInContext2(e->ctx, (const char *)packed, wsize, 1));
+  cg_pack_weights_nr(e->pnr, g->wq, g->n, g->k, packed);
+  if (g->wfile) {
+    char name[600];
+    snprintf(name, sizeof name, "%s.w%lld", g->name, (long long)e->pnr);
+    e->w_offset = cg_weights_add(g->wfile, name, packed, wsize);
+    e->w = NULL;
+  } else {
+    e->w = shared_weights(e, packed, wsize);
+  }
   free(packed);
+  if (g->wfile && e->w_offset < 0) {
+    free(bv);
+    free(mv);
+    return false;
+  }
 
   for (int64_t c = 0; c < npad; c++) {
     uint32_t b = 0;
@@ -569,6 +610,18 @@ LLVMValueRef cg_emit_qgemm_x86(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, in
   e.nvec = ceil_div(g->n, e.nr);
   e.ysize = g->y_dtype == IR_F32 ? 4 : 1;
   choose_tile(&e);
+  /* The shared layout when a tile's vectors keep to whole packed blocks, or
+   * to one (x86's nr and tiles make it so; a layer where they would not
+   * keeps the variant's own). */
+  e.pnr = e.nr;
+  e.rpv = 1;
+  if (!g->runtime_w && g->pack_nr > e.nr && g->pack_nr % e.nr == 0) {
+    int64_t r = g->pack_nr / e.nr;
+    if (e.nrv % r == 0 || r % e.nrv == 0) {
+      e.pnr = g->pack_nr;
+      e.rpv = r;
+    }
+  }
   e.prefetch = cg_isa_info[isa].prefetch;
   if (!cg_gemm_name(mod, g, isa, e.mr, (int64_t)e.nrv * e.nr, 4, e.name, sizeof e.name, err,
                     errlen)) {
@@ -576,8 +629,9 @@ LLVMValueRef cg_emit_qgemm_x86(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, in
     return NULL;
   }
   if (!emit_constants(&e)) {
-    snprintf(err, errlen, "qgemm %s: out of memory packing %zu bytes of weights", g->name,
-             cg_packed_size(isa, g->n, g->k));
+    if (!g->wfile || !cg_weights_failed(g->wfile, err, errlen))
+      snprintf(err, errlen, "qgemm %s: out of memory packing %zu bytes of weights", g->name,
+               cg_packed_size_nr(e.pnr, g->n, g->k));
     LLVMDisposeBuilder(e.b);
     return NULL;
   }
@@ -605,8 +659,13 @@ LLVMValueRef cg_emit_qgemm_x86(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, in
                     .mtiles = e.mtiles,
                     .block_channels = (int64_t)e.nrv * e.nr,
                     .block_weight_bytes = (int64_t)e.nrv * e.nr * e.kg * 4,
+                    /* blocks narrower than a packed block share its groups */
+                    .w_interleave = e.rpv > e.nrv ? e.rpv / e.nrv : 1,
+                    .w_sub_bytes = (int64_t)e.nrv * e.nr * 4,
                     .tile_rows = e.mr,
                     .w = e.w,
+                    .w_base = g->wfile && !g->runtime_w ? cg_weights_base(g->wfile, mod) : NULL,
+                    .w_offset = e.w_offset,
                     .bias = e.bias,
                     .mult = e.mult};
   if (g->runtime_m) {

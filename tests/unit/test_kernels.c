@@ -173,6 +173,7 @@ typedef struct {
   int mult_kind;   /* 0: random; 1: a power of two (exact products, rounding ties) */
   int64_t x_pad, y_pad;
   uint64_t seed;
+  int pack_nr;     /* CgGemm.pack_nr: 0, or the block a library's variants share */
 } Config;
 
 typedef struct {
@@ -245,6 +246,7 @@ static void init_case(Case *t, const Config *c) {
   g->y_stride = y_stride;
   g->x_min = c->xlo;
   g->x_max = c->xhi;
+  g->pack_nr = c->pack_nr;
   if (c->yt == IR_F32) {
     g->relu = c->relu;
   } else {
@@ -464,6 +466,77 @@ static void test_large(void **state) {
     ran++;
   }
   assert_true(ran > 0);
+}
+
+/* The layout several variants share (CgGemm.pack_nr = 16, the largest x86
+ * nr): every runnable x86 variant reads it exactly, over shapes that reach
+ * blocks narrower than a packed block (AVX2's widened pairs, SSE2's single
+ * vector, N edges) and several tasks. */
+static void test_shared_layout(void **state) {
+  int ran = 0;
+  static const int64_t ks[] = {1, 5, 64, 127, 300};
+  static const int64_t ns[] = {1, 7, 9, 17, 40, 100, 250};
+  enum { NK = sizeof ks / sizeof *ks, NN = sizeof ns / sizeof *ns };
+  for (int isa = 0; isa < CG_ISA_COUNT; isa++) {
+    if (!can_run((CgIsa)isa) || cg_isa_info[isa].arch != CG_ARCH_X86_64)
+      continue;
+    Config cs[3 * NK * NN + 2];
+    int count = 0;
+    for (int64_t m = 1; m <= 9; m += 4)
+      for (int a = 0; a < NK; a++)
+        for (int b = 0; b < NN; b++) {
+          cs[count] = random_config(m, ks[a], ns[b], (uint64_t)(4000 + count));
+          cs[count++].pack_nr = 16;
+        }
+    /* The widened pairs (AVX2's weights could saturate) and a layer of
+     * real size. */
+    cs[count] = (Config){.m = 5, .k = 37, .n = 50, .xt = IR_U8, .yt = IR_F32, .wmax = 127,
+                         .xlo = 0, .xhi = 255, .seed = 4901, .pack_nr = 16};
+    count++;
+    cs[count] = random_config(64, 784, 256, 4902);
+    cs[count++].pack_nr = 16;
+    run_configs(cs, count, (CgIsa)isa);
+    ran++;
+  }
+  assert_true(ran > 0);
+}
+
+/* One copy: the variants of one layer with pack_nr set put their weights in
+ * one global, NAME.w16, that all of their kernels read. */
+static void test_shared_weights_once(void **state) {
+  Config c = random_config(3, 70, 40, 4950);
+  c.pack_nr = 16;
+  Case t;
+  init_case(&t, &c);
+  snprintf(t.prefix, sizeof t.prefix, "shared");
+  LLVMModuleRef mod = LLVMModuleCreateWithName("shared");
+  int variants = 0;
+  for (int isa = 0; isa < CG_ISA_COUNT; isa++) {
+    if (cg_isa_info[isa].arch != CG_ARCH_X86_64)
+      continue;
+    char err[256] = "";
+    int64_t ntasks;
+    if (!cg_emit_qgemm(mod, &t.g, (CgIsa)isa, &ntasks, err, sizeof err))
+      fail_msg("cg_emit_qgemm: %s", err);
+    variants++;
+  }
+  int64_t packed = 0;
+  int copies = 0;
+  for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g)) {
+    size_t len;
+    const char *name = LLVMGetValueName2(g, &len);
+    if (strncmp(name, "shared.w", 8) == 0) {
+      copies++;
+      size_t bytes;
+      LLVMGetAsString(LLVMGetInitializer(g), &bytes);
+      packed += (int64_t)bytes;
+    }
+  }
+  assert_true(variants >= 3);
+  assert_int_equal(copies, 1);
+  assert_int_equal(packed, (int64_t)cg_packed_size_nr(16, 40, 70));
+  LLVMDisposeModule(mod);
+  free_case(&t);
 }
 
 /* Tasks cover the output exactly once: run each alone and check that the
@@ -800,23 +873,25 @@ static void test_quantize_rows(void **state) {
 int main(void) {
   static CgIsa rows[CG_ISA_COUNT];
   static char names[2][CG_ISA_COUNT][64];
-  struct CMUnitTest tests[2 * CG_ISA_COUNT + 6] = {
+  struct CMUnitTest tests[2 * CG_ISA_COUNT + 8] = {
       cmocka_unit_test(test_quantize_rows),
       cmocka_unit_test(test_avx2_saturating_pairs),
       cmocka_unit_test(test_wrapping),
       cmocka_unit_test(test_special_multipliers),
       cmocka_unit_test(test_tasks_partition),
       cmocka_unit_test(test_large),
+      cmocka_unit_test(test_shared_layout),
+      cmocka_unit_test(test_shared_weights_once),
   };
   /* Two tests per row of isa.def: its assembly, its sweep. */
   for (int i = 0; i < CG_ISA_COUNT; i++) {
     rows[i] = (CgIsa)i;
     snprintf(names[0][i], sizeof names[0][i], "test_asm %s", cg_isa_info[i].name);
     snprintf(names[1][i], sizeof names[1][i], "test_sweep %s", cg_isa_info[i].name);
-    tests[6 + i] = (struct CMUnitTest)cmocka_unit_test_prestate(test_asm, &rows[i]);
-    tests[6 + i].name = names[0][i];
-    tests[6 + CG_ISA_COUNT + i] = (struct CMUnitTest)cmocka_unit_test_prestate(test_sweep, &rows[i]);
-    tests[6 + CG_ISA_COUNT + i].name = names[1][i];
+    tests[8 + i] = (struct CMUnitTest)cmocka_unit_test_prestate(test_asm, &rows[i]);
+    tests[8 + i].name = names[0][i];
+    tests[8 + CG_ISA_COUNT + i] = (struct CMUnitTest)cmocka_unit_test_prestate(test_sweep, &rows[i]);
+    tests[8 + CG_ISA_COUNT + i].name = names[1][i];
   }
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -606,6 +606,50 @@ static void test_round_trip(void **state) {
   remove(path);
 }
 
+/* A regular file is read through a mapping whose pages each tensor lets go
+ * once converted (fe_safetensors_read); bytes in memory are parsed in
+ * place (fe_safetensors_parse). Both give the same tensors, bit for bit, for
+ * every dtype the loader widens or copies, tensors of many pages, one
+ * sharing a page with its neighbours, and the file read twice. */
+static void test_mapped_read_equals_parse(void **state) {
+  enum { N1 = 5000, N2 = 3001, N3 = 7, N4 = 4099 };
+  const char *header = "{\"a\":{\"dtype\":\"BF16\",\"shape\":[5000],\"data_offsets\":[0,10000]},"
+                       "\"b\":{\"dtype\":\"F16\",\"shape\":[3001],\"data_offsets\":[10000,16002]},"
+                       "\"c\":{\"dtype\":\"F32\",\"shape\":[7],\"data_offsets\":[16002,16030]},"
+                       "\"d\":{\"dtype\":\"I8\",\"shape\":[4099],\"data_offsets\":[16030,20129]}}";
+  size_t dlen = 2 * N1 + 2 * N2 + 4 * N3 + N4;
+  unsigned char *data = malloc(dlen);
+  uint32_t r = 12345;
+  for (size_t i = 0; i < dlen; i++) {
+    r = r * 1664525u + 1013904223u;
+    data[i] = (unsigned char)(r >> 24);
+  }
+  size_t size;
+  unsigned char *bytes = make_st(header, data, dlen, &size);
+  const char *path = tmp_path("mapped");
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(bytes, 1, size, f), size);
+  assert_int_equal(fclose(f), 0);
+  char err[256];
+  FeTensorSet mem, file, again;
+  assert_true(fe_safetensors_parse(*state, bytes, size, &mem, err, sizeof err));
+  assert_true(fe_safetensors_read(*state, path, &file, err, sizeof err));
+  assert_true(fe_safetensors_read(*state, path, &again, err, sizeof err));
+  remove(path);
+  assert_int_equal(mem.n, 4);
+  assert_int_equal(file.n, 4);
+  assert_int_equal(again.n, 4);
+  for (int i = 0; i < 4; i++) {
+    assert_string_equal(file.tensors[i].name, mem.tensors[i].name);
+    assert_int_equal(file.tensors[i].nbytes, mem.tensors[i].nbytes);
+    assert_memory_equal(file.tensors[i].data, mem.tensors[i].data, mem.tensors[i].nbytes);
+    assert_memory_equal(again.tensors[i].data, mem.tensors[i].data, mem.tensors[i].nbytes);
+  }
+  free(bytes);
+  free(data);
+}
+
 static void test_write_errors(void **state) {
   (void)state;
   const float f[6] = {0};
@@ -730,6 +774,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bf16_conversion, setup, teardown),
       cmocka_unit_test_setup_teardown(test_empty_and_scalar, setup, teardown),
       cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_mapped_read_equals_parse, setup, teardown),
       cmocka_unit_test_setup_teardown(test_write_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_read_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_truncations_and_flips, setup, teardown),
