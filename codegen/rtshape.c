@@ -48,11 +48,19 @@ static bool row_wise(const IrNode *n, char *why, size_t size) {
     }
     return true;
   }
+  case IR_OP_QLINEAR_DYN:
+    /* ONNX's DynamicQuantizeLinear takes one range over the whole batch. */
+    if (ir_attr_name(n, IR_ATTR_GRANULARITY, IR_DYN_ROW) == IR_DYN_TENSOR) {
+      snprintf(why, size, "qlinear_dyn %%%s quantizes the whole batch with one range",
+               n->result->name);
+      return false;
+    }
+    /* fall through */
   case IR_OP_LAYERNORM:
   case IR_OP_RMSNORM:
-  case IR_OP_QLINEAR_DYN:
   case IR_OP_QGEMM:
   case IR_OP_LINEAR:
+  case IR_OP_LINEAR_4BIT:
     if (t->rank < 2) {
       snprintf(why, size, "%s %%%s runs over the batch dim", op, n->result->name);
       return false;
