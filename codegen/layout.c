@@ -86,6 +86,9 @@ bool cg_plan_memory(Cg *cg) {
       xq.stride = cg_round_up(xq.cols, 4);
       cg->xq_offset[i] = reserve(cg, xq.rows * xq.stride);
     }
+    int64_t grp = cg_qgroup_scratch(n);
+    if (grp >= 0)
+      cg->xq_offset[i] = reserve(cg, grp); /* qlinear_grp's kernel (qgroup.c) */
     int64_t attn = cg_attention_scratch(n);
     if (attn >= 0) {
       /* qmatmul, qmatmul_dyn, qlinear_dyn on the int8 kernels (attention.c). */

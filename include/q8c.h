@@ -135,7 +135,9 @@ typedef struct {
                               * activation has a range, or with dynamic */
   const char *calib_method;  /* "minmax" (default), "ma-minmax", "percentile:P",
                               * "entropy", "mse", "auto" */
-  const char *weights;       /* "s8-per-channel" (default) or "s8-per-tensor" */
+  const char *weights;       /* "s8-per-channel" (default), "s8-per-tensor", or a
+                              * grouped format: "s4-per-group:32", "u4-per-group:G",
+                              * "s8-per-group:G" (G 32, 64, 128; ":f32" scales) */
   const char *activations;   /* "u8-asym" (default) or "s8-sym" */
   int dynamic;               /* quantize activations per row at run time */
   const char *keep_float;    /* comma-separated names kept in f32, or NULL */
@@ -145,6 +147,9 @@ typedef struct {
   const char *target_sqnr;   /* dB ("40"): the fewest layers in f32 such that
                               * every output meets it on held-back samples */
   const char *max_top1_drop; /* percent ("1"): the same for top-1 agreement */
+  /* Per-weight formats overriding `weights`: "@name:FORMAT[,@name:FORMAT]"
+   * (docs/quantization.md, "Weight formats"), or NULL. */
+  const char *weights_for;
 } q8c_quant_options;
 
 /* Run the quantization pipeline on the module (calibrate, quantize,

@@ -89,7 +89,7 @@ static const char *const flag_options[] = {"dynamic", "print-after-all", "time-p
 static const char *const value_options[] = {
     "calib",      "calib-method", "calib-momentum", "calib-batch", "weights",  "activations",
     "keep-float", "print-before", "print-after",    "stop-after",  "dump-dir", "target-sqnr",
-    "max-top1-drop"};
+    "max-top1-drop", "weights-for"};
 
 int pass_option_kind(const char *name) {
   if (strcmp(name, "smooth") == 0) /* a flag with an optional value */
@@ -151,11 +151,16 @@ bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err
     }
     o->calib_batch = (int64_t)d;
   } else if (strcmp(name, "weights") == 0) {
-    if (strcmp(v, "s8-per-channel") != 0 && strcmp(v, "s8-per-tensor") != 0) {
-      snprintf(err, errlen, "--weights takes s8-per-channel or s8-per-tensor, not '%s'", v);
+    char why[400];
+    if (!ir_wspec_parse(v, -1, &o->weights_spec, why, sizeof why)) {
+      snprintf(err, errlen, "--weights: %s", why);
       return false;
     }
-    o->weights_per_tensor = strcmp(v, "s8-per-tensor") == 0;
+    o->weights_per_tensor = o->weights_spec.id == IR_WF_S8_TENSOR;
+  } else if (strcmp(name, "weights-for") == 0) {
+    if (!pass_weights_for_check(v, err, errlen))
+      return false;
+    o->weights_for = v;
   } else if (strcmp(name, "activations") == 0) {
     if (strcmp(v, "u8-asym") != 0 && strcmp(v, "s8-sym") != 0) {
       snprintf(err, errlen, "--activations takes u8-asym or s8-sym, not '%s'", v);

@@ -6,6 +6,7 @@
 #define Q8_PASSES_H
 
 #include "../ir/ir.h"
+#include "../ir/wformat.h"
 
 /* ---- observe.c ---- */
 
@@ -79,6 +80,8 @@ typedef struct {
   int64_t calib_batch;        /* samples per interpreter run (default 16) */
   /* The quantization scheme. */
   bool weights_per_tensor;    /* default: one scale per output channel */
+  IrWSpec weights_spec;       /* --weights as a format (ir/wformat.h) */
+  const char *weights_for;    /* --weights-for: "@name:FORMAT[,...]" overrides */
   IrDType activations;        /* IR_U8 asymmetric (default) or IR_I8 symmetric */
   bool dynamic;               /* activations quantized per row at run time */
   const char *keep_float;     /* comma-separated value or weight names kept in f32 */
@@ -275,4 +278,18 @@ bool pass_name_listed(const char *list, const char *name);
  * into arena memory); *n_out, *k_out receive N and K. */
 const float *pass_weight_nk(IrModule *m, const IrNode *n, int64_t *n_out, int64_t *k_out);
 
+/* ---- wformat.c: weight formats (docs/quantization.md, "Weight formats") ---- */
+/* Whether v is a valid --weights-for list; err says why not. */
+bool pass_weights_for_check(const char *v, char *err, size_t errlen);
+/* The format of weight `weight` (its name without '@'): its --weights-for
+ * entry, else --weights. */
+IrWSpec pass_weight_spec(const PassOptions *o, const char *weight);
+/* Whether quantizable node n (a linear or matmul by a constant) has a
+ * weight in a grouped format: it quantizes its activations at run time and
+ * needs no calibration. */
+bool pass_node_grouped(const IrModule *m, const IrNode *n, const PassOptions *o);
+/* Append n's qlinear_grp to out[] and set *done; *done false (nothing
+ * appended, a note given) when K is not a multiple of the group. */
+bool pass_quantize_grouped(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out,
+                           int *nout, bool *done);
 #endif
