@@ -292,4 +292,9 @@ bool pass_node_grouped(const IrModule *m, const IrNode *n, const PassOptions *o)
  * appended, a note given) when K is not a multiple of the group. */
 bool pass_quantize_grouped(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out,
                            int *nout, bool *done);
+/* Bits per weight of quantized layer n with a constant [N, K] weight,
+ * scales and zero points included (qlinear_grp: its packed form; the int8
+ * layers: 8 plus their f32 scales); *bytes (when not NULL) the compiled
+ * size of qlinear_grp's constants, -1 for the others. */
+double pass_layer_bits_per_weight(const IrNode *n, int64_t *bytes);
 #endif

@@ -129,7 +129,7 @@ static int by_id(const int *table, int count, const IrValue *v) {
 
 static bool is_quantized_op(IrOp op) {
   return op == IR_OP_QGEMM || op == IR_OP_QLINEAR || op == IR_OP_QLINEAR_DYN ||
-         op == IR_OP_QMATMUL || op == IR_OP_QMATMUL_DYN;
+         op == IR_OP_QMATMUL || op == IR_OP_QMATMUL_DYN || op == IR_OP_QLINEAR_GRP;
 }
 
 /* A layer q left in f32: a linear, or a matmul by a rank-2 constant (the
@@ -274,6 +274,10 @@ static bool setup_layer(Report *r, const IrNode *n, Layer *l) {
   if (!l->act_b) {
     l->wn = n->opnds[1]->type.dims[0];
     l->wk = n->opnds[1]->type.dims[1];
+    int64_t packed;
+    pass_layer_bits_per_weight(n, &packed);
+    if (packed >= 0) /* qlinear_grp: the compiled size, not the IR's i8 values */
+      l->bytes = packed;
   }
   l->in_dtype = n->opnds[0]->type.dtype;
   l->out_dtype = n->result->type.dtype;
@@ -719,13 +723,17 @@ static void row_cells(IrArena *a, const Layer *l, const char **c) {
   if (l->act_b)
     c[2] = cellf(a, "activation %%%s", l->b.v->name);
   else
-    c[2] = cellf(a, "[%lld, %lld]", (long long)l->wn, (long long)l->wk);
+    c[2] = n->op == IR_OP_QLINEAR_GRP
+               ? cellf(a, "[%lld, %lld] %.3g bits/w", (long long)l->wn, (long long)l->wk,
+                       pass_layer_bits_per_weight(n, NULL))
+               : cellf(a, "[%lld, %lld]", (long long)l->wn, (long long)l->wk);
   c[3] = size_cell(a, l->bytes);
   const char *from = l->in_dtype == IR_F32 ? "f32->" : "";
   if (l->has_xq)
     c[4] = cellf(a, "%s%s (%.4g, %d)", from, ir_dtype_name(l->x_dtype), l->x_scale,
                  (int)l->x_zp);
-  else if (n->op == IR_OP_QLINEAR_DYN || n->op == IR_OP_QMATMUL_DYN)
+  else if (n->op == IR_OP_QLINEAR_DYN || n->op == IR_OP_QMATMUL_DYN ||
+           n->op == IR_OP_QLINEAR_GRP)
     c[4] = "f32->u8 (per row)";
   else
     c[4] = ir_dtype_name(l->in_dtype);
@@ -826,7 +834,12 @@ static const char *method_name(IrArena *a, const PassCalibConfig *c) {
 }
 
 static const char *weights_name(const PassOptions *o) {
-  return o->weights_per_tensor ? "s8-per-tensor" : "s8-per-channel";
+  static _Thread_local char buf[64];
+  IrWSpec s = o->weights_spec;
+  if (o->weights_per_tensor)
+    s.id = IR_WF_S8_TENSOR;
+  ir_wspec_str(&s, buf, sizeof buf);
+  return buf;
 }
 
 static const char *activations_name(const PassOptions *o) {
@@ -839,6 +852,8 @@ static void options_line(SupBuf *b, IrArena *a, const PassOptions *o) {
   if (!o->dynamic)
     sup_buf_printf(b, ", calibration %s, batch %lld", method_name(a, &o->calib),
             (long long)o->calib_batch);
+  if (o->weights_for)
+    sup_buf_printf(b, ", weights-for %s", o->weights_for);
   if (o->keep_float)
     sup_buf_printf(b, ", keep-float %s", o->keep_float);
   if (o->smooth)
@@ -1032,12 +1047,17 @@ static void write_json(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamp
     sup_buf_printf(b, "%s\n    {\"name\": ", i ? "," : "");
     json_str(b, l->f.v->name);
     sup_buf_printf(b, ", \"op\": \"%s\", \"quantized\": %s, \"kept_float\": %s, "
-               "\"weight_shape\": [%lld, %lld], \"bytes\": %lld, \"input\": ",
+               "\"weight_shape\": [%lld, %lld], \"bytes\": %lld, ",
             ir_op_info[l->node->op].name, l->quantized ? "true" : "false",
             l->kept ? "true" : "false", (long long)l->wn, (long long)l->wk, (long long)l->bytes);
     /* qlinear_dyn quantizes each row to u8 with its own scale and zero
      * point: an integer dtype with null parameters. */
-    if ((l->node->op == IR_OP_QLINEAR_DYN || l->node->op == IR_OP_QMATMUL_DYN) && !l->has_xq)
+    if (!l->act_b && l->quantized)
+      sup_buf_printf(b, "\"bits_per_weight\": %.6g, ",
+                     pass_layer_bits_per_weight(l->node, NULL));
+    sup_buf_printf(b, "\"input\": ");
+    if ((l->node->op == IR_OP_QLINEAR_DYN || l->node->op == IR_OP_QMATMUL_DYN ||
+         l->node->op == IR_OP_QLINEAR_GRP) && !l->has_xq)
       json_qparams(b, IR_U8, false, 0, 0);
     else
       json_qparams(b, l->has_xq ? l->x_dtype : l->in_dtype, l->has_xq, l->x_scale, l->x_zp);

@@ -168,3 +168,24 @@ bool pass_quantize_grouped(IrModule *m, const PassOptions *o, IrNode *n, IrNode 
   *done = true;
   return true;
 }
+
+double pass_layer_bits_per_weight(const IrNode *n, int64_t *bytes) {
+  const IrValue *w = n->opnds[1];
+  int64_t nn = w->type.dims[0], k = w->type.dims[1];
+  if (nn <= 0 || k <= 0)
+    return 0;
+  if (n->op == IR_OP_QLINEAR_GRP) {
+    int64_t g = ir_attr_int(n, IR_ATTR_GROUP, 1), wbits = ir_attr_int(n, IR_ATTR_WBITS, 8);
+    int64_t sbits = ir_attr_int(n, IR_ATTR_SBITS, 32);
+    bool zero = n->nopnds > 3 && n->opnds[3]->type.dtype == IR_I8;
+    int64_t bits = nn * k * wbits + nn * (k / g) * (sbits + (zero ? wbits : 0));
+    if (bytes)
+      *bytes = bits / 8 + (zero && bits % 8 ? 1 : 0) + (n->nopnds > (zero ? 4 : 3) ? nn * 4 : 0);
+    return (double)bits / (double)(nn * k);
+  }
+  /* The int8 layers: one byte a weight and one f32 scale per scale value. */
+  int64_t scales = n->nopnds > 2 ? n->opnds[n->op == IR_OP_QGEMM ? 3 : 2]->type.dims[0] : 0;
+  if (bytes)
+    *bytes = -1;
+  return 8.0 + 32.0 * (double)scales / (double)(nn * k);
+}
