@@ -27,8 +27,9 @@ Two placements:
         bandwidth probe reads a buffer as large as all copies
 
 Timing is the median over rounds of the thread's CPU time per run
-(CLOCK_THREAD_CPUTIME_ID; other processes' time slices do not count) with
-the wall time beside it.
+(CLOCK_THREAD_CPUTIME_ID; other processes' time slices do not count: the
+machine this was written on is shared), the bandwidth probe's likewise; the
+per-line output gives the wall times beside them.
 
   /usr/bin/python3 bench/wformat.py [path/to/q8c] [--formats F,F] [--shapes
       1x4096x4096,...] [--rounds N] [--runs N] [--llc-mib 32]
@@ -168,7 +169,7 @@ def main():
         off = (-raw.ctypes.data % 32) // 8
         buf = raw[off:off + words]
         c, w = time_runs(lambda: probe.probe_read(buf.ctypes.data, words), runs)
-        return words * 8 / w / 1e9
+        return words * 8 / c / 1e9
 
     rng = np.random.default_rng(7)
     rows = []
@@ -221,7 +222,7 @@ def main():
                 cpu = float(np.median([c for c, _ in r[place]]))
                 wall = float(np.median([wl for _, wl in r[place]]))
                 bw = float(np.median(r["bw_" + place]))
-                out[place] = (cpu, wall, r["bytes"] / wall / 1e9, bw)
+                out[place] = (cpu, wall, r["bytes"] / cpu / 1e9, bw)
             rows.append(out)
             print("%-14s %-20s %7.2f MB  hot %7.3f ms (wall %7.3f) %6.1f GB/s of %5.1f | "
                   "dram x%-3d %7.3f ms (wall %7.3f) %6.1f GB/s of %5.1f" % (
@@ -242,11 +243,11 @@ def main():
     base = {r["shape"]: r for r in rows if r["fmt"] == "int8"}
     for r in rows:
         b = base.get(r["shape"])
-        su = "%.2fx / %.2fx" % (b["hot"][1] / r["hot"][1], b["dram"][1] / r["dram"][1]) \
+        su = "%.2fx / %.2fx" % (b["hot"][0] / r["hot"][0], b["dram"][0] / r["dram"][0]) \
             if b else "-"
         print("| %s | %s | %.2f | %.3f | %.1f (%.0f%%) | %.3f | %.1f (%.0f%%) | %s |" % (
-            r["shape"], r["fmt"], r["bytes"] / 1e6, r["hot"][1] * 1e3, r["hot"][2],
-            100 * r["hot"][2] / r["hot"][3], r["dram"][1] * 1e3, r["dram"][2],
+            r["shape"], r["fmt"], r["bytes"] / 1e6, r["hot"][0] * 1e3, r["hot"][2],
+            100 * r["hot"][2] / r["hot"][3], r["dram"][0] * 1e3, r["dram"][2],
             100 * r["dram"][2] / r["dram"][3], su))
     shutil.rmtree(d, ignore_errors=True)
 

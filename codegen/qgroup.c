@@ -264,6 +264,97 @@ static LLVMValueRef accumulate(K *k, LLVMValueRef acc, LLVMValueRef *zacc, LLVMV
   return acc;
 }
 
+/* One group of 4-bit weights on VNNI and MADDUBS: the raw nibbles u (w' =
+ * u - zl, zl = 8 symmetric or the lane's zero point) multiply x unsigned,
+ * and the zero points come in once per group:
+ *   acc = sum x u - zx U - zl (X - G zx),  U = sum u (per lane), X = sum x
+ * T = sum x u: vpdpbusd, or pmaddubsw into int16 (4 steps at most: 4 * 2 *
+ * 255 * 15 < 2^15) then pmaddwd by ones. U: the nibbles added as bytes (16
+ * steps at most: 16 * 15 < 2^8), then multiplied by ones. X: psadbw. */
+static LLVMValueRef narrow_group(K *k, const Pack *p, LLVMValueRef wg, LLVMValueRef xg,
+                                 LLVMValueRef zx, LLVMValueRef zl8) {
+  bool vnni = k->form == CG_FORM_VNNI;
+  LLVMValueRef m15 = splat(k, k->v32i8, LLVMConstInt(k->i8, 15, 0));
+  LLVMValueRef four = splat(k, k->v32i8, LLVMConstInt(k->i8, 4, 0));
+  LLVMValueRef ones8 = splat(k, k->v32i8, LLVMConstInt(k->i8, 1, 0));
+  LLVMValueRef ones16 = splat(k, k->v16i16, LLVMConstInt(k->i16, 1, 0));
+  LLVMValueRef acc = LLVMConstNull(k->v8i32), uacc = LLVMConstNull(k->v8i32);
+  LLVMValueRef t16 = NULL, usum = NULL;
+  int tsteps = 0, usteps = 0;
+  int64_t quads = p->g / 4;
+  /* int32 lanes from int16 pairs, or from unsigned bytes times ones. */
+  for (int64_t q = 0; q < quads; q += 2) {
+    LLVMValueRef raw = load(k, k->v32i8, gep(k, wg, i64k(k, q / 2 * 32)));
+    LLVMValueRef u[2] = {LLVMBuildAnd(k->b, raw, m15, ""),
+                         LLVMBuildAnd(k->b, LLVMBuildLShr(k->b, raw, four, ""), m15, "")};
+    for (int s = 0; s < 2; s++) {
+      LLVMValueRef x = xquad(k, xg, i64k(k, (q + s) * 4));
+      if (vnni) {
+        LLVMValueRef a[3] = {acc, LLVMBuildBitCast(k->b, x, k->v8i32, ""),
+                             LLVMBuildBitCast(k->b, u[s], k->v8i32, "")};
+        acc = intrinsic(k, "llvm.x86.avx512.vpdpbusd.256", k->v8i32, a, 3);
+      } else {
+        LLVMValueRef a[2] = {x, u[s]};
+        LLVMValueRef d = intrinsic(k, "llvm.x86.avx2.pmadd.ub.sw", k->v16i16, a, 2);
+        t16 = t16 ? LLVMBuildAdd(k->b, t16, d, "") : d;
+        if (++tsteps == 4 || q + s + 1 == quads) {
+          LLVMValueRef b[2] = {t16, ones16};
+          acc = LLVMBuildAdd(k->b, acc, intrinsic(k, "llvm.x86.avx2.pmadd.wd", k->v8i32, b, 2),
+                             "");
+          t16 = NULL;
+          tsteps = 0;
+        }
+      }
+      usum = usum ? LLVMBuildAdd(k->b, usum, u[s], "") : u[s];
+      if (++usteps == 16 || q + s + 1 == quads) {
+        if (vnni) {
+          LLVMValueRef a[3] = {uacc, LLVMBuildBitCast(k->b, usum, k->v8i32, ""),
+                               LLVMBuildBitCast(k->b, ones8, k->v8i32, "")};
+          uacc = intrinsic(k, "llvm.x86.avx512.vpdpbusd.256", k->v8i32, a, 3);
+        } else {
+          LLVMValueRef a[2] = {usum, ones8};
+          LLVMValueRef w = intrinsic(k, "llvm.x86.avx2.pmadd.ub.sw", k->v16i16, a, 2);
+          LLVMValueRef b[2] = {w, ones16};
+          uacc = LLVMBuildAdd(k->b, uacc, intrinsic(k, "llvm.x86.avx2.pmadd.wd", k->v8i32, b, 2),
+                              "");
+        }
+        usum = NULL;
+        usteps = 0;
+      }
+    }
+  }
+  /* X = the group's sum of x: psadbw against zero over its G bytes. */
+  LLVMTypeRef v4i64 = LLVMVectorType(k->i64, 4);
+  LLVMValueRef xsum = LLVMConstNull(v4i64);
+  for (int64_t o = 0; o < p->g; o += 32) {
+    LLVMValueRef xv;
+    if (p->g - o >= 32) {
+      xv = load(k, k->v32i8, gep(k, xg, i64k(k, o)));
+    } else { /* G = 8 or 16 past a multiple of 32: zero-extended */
+      LLVMTypeRef vt = LLVMVectorType(k->i8, (unsigned)(p->g - o));
+      LLVMValueRef part = load(k, vt, gep(k, xg, i64k(k, o)));
+      int idx[32];
+      for (int i = 0; i < 32; i++)
+        idx[i] = i < p->g - o ? i : (int)(p->g - o);
+      xv = shuffle(k, part, LLVMConstNull(vt), idx, 32);
+    }
+    LLVMValueRef a[2] = {xv, LLVMConstNull(k->v32i8)};
+    xsum = LLVMBuildAdd(k->b, xsum, intrinsic(k, "llvm.x86.avx2.psad.bw", v4i64, a, 2), "");
+  }
+  LLVMTypeRef rty = k->i64;
+  LLVMTypeRef fty = LLVMFunctionType(rty, &v4i64, 1, 0);
+  LLVMValueRef rf = LLVMGetNamedFunction(k->mod, "llvm.vector.reduce.add.v4i64");
+  if (!rf)
+    rf = LLVMAddFunction(k->mod, "llvm.vector.reduce.add.v4i64", fty);
+  LLVMValueRef xs = LLVMBuildTrunc(k->b, LLVMBuildCall2(k->b, fty, rf, &xsum, 1, ""), k->i32, "");
+  /* acc - zx U - zl (X - G zx), wrapping int32 (exact). */
+  LLVMValueRef xc = LLVMBuildSub(k->b, xs, LLVMBuildMul(k->b, zx, i32k(k, p->g), ""), "");
+  LLVMValueRef zl = zl8 ? LLVMBuildZExt(k->b, zl8, k->v8i32, "")
+                        : splat(k, k->v8i32, i32k(k, 8));
+  acc = LLVMBuildSub(k->b, acc, LLVMBuildMul(k->b, splat(k, k->v8i32, zx), uacc, ""), "");
+  return LLVMBuildSub(k->b, acc, LLVMBuildMul(k->b, zl, splat(k, k->v8i32, xc), ""), "");
+}
+
 /* The 8 scales of a block and group at p, as <8 x float>. */
 static LLVMValueRef scales(K *k, LLVMValueRef p, int sbits) {
   if (sbits == 32)
@@ -346,7 +437,7 @@ static LLVMValueRef emit_kernel(Cg *cg, const char *name, CgIsa isa, const Pack 
   LLVMValueRef xg = gep(&k, xrow, LLVMBuildMul(k.b, g, i64k(&k, p->g), ""));
   /* The vector subtracted from each stored byte: zw per lane (asymmetric),
    * 8 (symmetric 4-bit), nothing (8-bit). */
-  LLVMValueRef zsub = NULL;
+  LLVMValueRef zsub = NULL, zl8 = NULL;
   if (p->wbits == 4 && !p->zero) {
     zsub = splat(&k, k.v32i8, LLVMConstInt(k.i8, 8, 0));
   } else if (p->zero) {
@@ -360,9 +451,14 @@ static LLVMValueRef emit_kernel(Cg *cg, const char *name, CgIsa isa, const Pack 
     for (int i = 0; i < 32; i++)
       rep[i] = i / 4;
     zsub = shuffle(&k, zl, NULL, rep, 32);
+    zl8 = zl;
   }
   LLVMValueRef acc = LLVMConstNull(k.v8i32), zacc = LLVMConstNull(k.v8i32);
   int64_t quads = p->g / 4;
+  if (narrow && (k.form == CG_FORM_VNNI || k.form == CG_FORM_MADDUBS)) {
+    acc = narrow_group(&k, p, wg, xg, zx, zl8);
+    quads = 0; /* done */
+  }
   LLVMValueRef m15 = splat(&k, k.v32i8, LLVMConstInt(k.i8, 15, 0));
   LLVMValueRef four = splat(&k, k.v32i8, LLVMConstInt(k.i8, 4, 0));
   for (int64_t q = 0; q < quads; q += 2) {
@@ -382,7 +478,7 @@ static LLVMValueRef emit_kernel(Cg *cg, const char *name, CgIsa isa, const Pack 
       xs[s] = xquad(&k, xg, i64k(&k, (q + s) * 4));
     acc = accumulate(&k, acc, &zacc, xs, ws, nsteps, zx8, zx16, narrow);
   }
-  if (k.form == CG_FORM_VNNI)
+  if (k.form == CG_FORM_VNNI && quads > 0)
     acc = LLVMBuildSub(k.b, acc, zacc, "");
   LLVMValueRef sc = scales(&k, gep(&k, wg, i64k(&k, p->wbytes)), p->sbits);
   LLVMValueRef t = LLVMBuildFMul(k.b, sxv, sc, "");
