@@ -42,6 +42,7 @@
 #include "../ir/qgroup.h"
 
 enum { NR = 8 }; /* output channels per block: the int32 lanes of a vector */
+enum { MR = 4 }; /* rows of x per tile: each weight load serves them all */
 
 /* The packed layout of one node. */
 typedef struct {
@@ -264,47 +265,55 @@ static LLVMValueRef accumulate(K *k, LLVMValueRef acc, LLVMValueRef *zacc, LLVMV
   return acc;
 }
 
-/* One group of 4-bit weights on VNNI and MADDUBS: the raw nibbles u (w' =
- * u - zl, zl = 8 symmetric or the lane's zero point) multiply x unsigned,
- * and the zero points come in once per group:
+/* One group of 4-bit weights on VNNI and MADDUBS for the mr rows of a tile
+ * (xg[i], zx[i]: row i's group of x and its zero point; acc[i] its result):
+ * the raw nibbles u (w' = u - zl, zl = 8 symmetric or the lane's zero
+ * point), unpacked once for all rows, multiply x unsigned, and the zero
+ * points come in once per group:
  *   acc = sum x u - zx U - zl (X - G zx),  U = sum u (per lane), X = sum x
  * T = sum x u: vpdpbusd, or pmaddubsw into int16 (4 steps at most: 4 * 2 *
  * 255 * 15 < 2^15) then pmaddwd by ones. U: the nibbles added as bytes (16
  * steps at most: 16 * 15 < 2^8), then multiplied by ones. X: psadbw. */
-static LLVMValueRef narrow_group(K *k, const Pack *p, LLVMValueRef wg, LLVMValueRef xg,
-                                 LLVMValueRef zx, LLVMValueRef zl8) {
+static void narrow_group(K *k, const Pack *p, LLVMValueRef wg, const LLVMValueRef *xg,
+                         const LLVMValueRef *zx, int mr, LLVMValueRef zl8, LLVMValueRef *acc) {
   bool vnni = k->form == CG_FORM_VNNI;
   LLVMValueRef m15 = splat(k, k->v32i8, LLVMConstInt(k->i8, 15, 0));
   LLVMValueRef four = splat(k, k->v32i8, LLVMConstInt(k->i8, 4, 0));
   LLVMValueRef ones8 = splat(k, k->v32i8, LLVMConstInt(k->i8, 1, 0));
   LLVMValueRef ones16 = splat(k, k->v16i16, LLVMConstInt(k->i16, 1, 0));
-  LLVMValueRef acc = LLVMConstNull(k->v8i32), uacc = LLVMConstNull(k->v8i32);
-  LLVMValueRef t16 = NULL, usum = NULL;
+  LLVMValueRef uacc = LLVMConstNull(k->v8i32), t16[MR], usum = NULL;
+  for (int i = 0; i < mr; i++) {
+    acc[i] = LLVMConstNull(k->v8i32);
+    t16[i] = NULL;
+  }
   int tsteps = 0, usteps = 0;
   int64_t quads = p->g / 4;
-  /* int32 lanes from int16 pairs, or from unsigned bytes times ones. */
   for (int64_t q = 0; q < quads; q += 2) {
     LLVMValueRef raw = load(k, k->v32i8, gep(k, wg, i64k(k, q / 2 * 32)));
     LLVMValueRef u[2] = {LLVMBuildAnd(k->b, raw, m15, ""),
                          LLVMBuildAnd(k->b, LLVMBuildLShr(k->b, raw, four, ""), m15, "")};
     for (int s = 0; s < 2; s++) {
-      LLVMValueRef x = xquad(k, xg, i64k(k, (q + s) * 4));
-      if (vnni) {
-        LLVMValueRef a[3] = {acc, LLVMBuildBitCast(k->b, x, k->v8i32, ""),
-                             LLVMBuildBitCast(k->b, u[s], k->v8i32, "")};
-        acc = intrinsic(k, "llvm.x86.avx512.vpdpbusd.256", k->v8i32, a, 3);
-      } else {
+      bool flush = ++tsteps == 4 || q + s + 1 == quads;
+      for (int i = 0; i < mr; i++) {
+        LLVMValueRef x = xquad(k, xg[i], i64k(k, (q + s) * 4));
+        if (vnni) {
+          LLVMValueRef a[3] = {acc[i], LLVMBuildBitCast(k->b, x, k->v8i32, ""),
+                               LLVMBuildBitCast(k->b, u[s], k->v8i32, "")};
+          acc[i] = intrinsic(k, "llvm.x86.avx512.vpdpbusd.256", k->v8i32, a, 3);
+          continue;
+        }
         LLVMValueRef a[2] = {x, u[s]};
         LLVMValueRef d = intrinsic(k, "llvm.x86.avx2.pmadd.ub.sw", k->v16i16, a, 2);
-        t16 = t16 ? LLVMBuildAdd(k->b, t16, d, "") : d;
-        if (++tsteps == 4 || q + s + 1 == quads) {
-          LLVMValueRef b[2] = {t16, ones16};
-          acc = LLVMBuildAdd(k->b, acc, intrinsic(k, "llvm.x86.avx2.pmadd.wd", k->v8i32, b, 2),
-                             "");
-          t16 = NULL;
-          tsteps = 0;
+        t16[i] = t16[i] ? LLVMBuildAdd(k->b, t16[i], d, "") : d;
+        if (flush) {
+          LLVMValueRef b[2] = {t16[i], ones16};
+          acc[i] = LLVMBuildAdd(k->b, acc[i],
+                                intrinsic(k, "llvm.x86.avx2.pmadd.wd", k->v8i32, b, 2), "");
+          t16[i] = NULL;
         }
       }
+      if (flush)
+        tsteps = 0;
       usum = usum ? LLVMBuildAdd(k->b, usum, u[s], "") : u[s];
       if (++usteps == 16 || q + s + 1 == quads) {
         if (vnni) {
@@ -323,36 +332,38 @@ static LLVMValueRef narrow_group(K *k, const Pack *p, LLVMValueRef wg, LLVMValue
       }
     }
   }
-  /* X = the group's sum of x: psadbw against zero over its G bytes. */
+  LLVMValueRef zl = zl8 ? LLVMBuildZExt(k->b, zl8, k->v8i32, "")
+                        : splat(k, k->v8i32, i32k(k, 8));
   LLVMTypeRef v4i64 = LLVMVectorType(k->i64, 4);
-  LLVMValueRef xsum = LLVMConstNull(v4i64);
-  for (int64_t o = 0; o < p->g; o += 32) {
-    LLVMValueRef xv;
-    if (p->g - o >= 32) {
-      xv = load(k, k->v32i8, gep(k, xg, i64k(k, o)));
-    } else { /* G = 8 or 16 past a multiple of 32: zero-extended */
-      LLVMTypeRef vt = LLVMVectorType(k->i8, (unsigned)(p->g - o));
-      LLVMValueRef part = load(k, vt, gep(k, xg, i64k(k, o)));
-      int idx[32];
-      for (int i = 0; i < 32; i++)
-        idx[i] = i < p->g - o ? i : (int)(p->g - o);
-      xv = shuffle(k, part, LLVMConstNull(vt), idx, 32);
-    }
-    LLVMValueRef a[2] = {xv, LLVMConstNull(k->v32i8)};
-    xsum = LLVMBuildAdd(k->b, xsum, intrinsic(k, "llvm.x86.avx2.psad.bw", v4i64, a, 2), "");
-  }
-  LLVMTypeRef rty = k->i64;
-  LLVMTypeRef fty = LLVMFunctionType(rty, &v4i64, 1, 0);
+  LLVMTypeRef fty = LLVMFunctionType(k->i64, &v4i64, 1, 0);
   LLVMValueRef rf = LLVMGetNamedFunction(k->mod, "llvm.vector.reduce.add.v4i64");
   if (!rf)
     rf = LLVMAddFunction(k->mod, "llvm.vector.reduce.add.v4i64", fty);
-  LLVMValueRef xs = LLVMBuildTrunc(k->b, LLVMBuildCall2(k->b, fty, rf, &xsum, 1, ""), k->i32, "");
-  /* acc - zx U - zl (X - G zx), wrapping int32 (exact). */
-  LLVMValueRef xc = LLVMBuildSub(k->b, xs, LLVMBuildMul(k->b, zx, i32k(k, p->g), ""), "");
-  LLVMValueRef zl = zl8 ? LLVMBuildZExt(k->b, zl8, k->v8i32, "")
-                        : splat(k, k->v8i32, i32k(k, 8));
-  acc = LLVMBuildSub(k->b, acc, LLVMBuildMul(k->b, splat(k, k->v8i32, zx), uacc, ""), "");
-  return LLVMBuildSub(k->b, acc, LLVMBuildMul(k->b, zl, splat(k, k->v8i32, xc), ""), "");
+  for (int i = 0; i < mr; i++) {
+    /* X = the group's sum of x: psadbw against zero over its G bytes. */
+    LLVMValueRef xsum = LLVMConstNull(v4i64);
+    for (int64_t o = 0; o < p->g; o += 32) {
+      LLVMValueRef xv;
+      if (p->g - o >= 32) {
+        xv = load(k, k->v32i8, gep(k, xg[i], i64k(k, o)));
+      } else { /* G = 8 or 16 past a multiple of 32: zero-extended */
+        LLVMTypeRef vt = LLVMVectorType(k->i8, (unsigned)(p->g - o));
+        LLVMValueRef part = load(k, vt, gep(k, xg[i], i64k(k, o)));
+        int idx[32];
+        for (int j = 0; j < 32; j++)
+          idx[j] = j < p->g - o ? j : (int)(p->g - o);
+        xv = shuffle(k, part, LLVMConstNull(vt), idx, 32);
+      }
+      LLVMValueRef a[2] = {xv, LLVMConstNull(k->v32i8)};
+      xsum = LLVMBuildAdd(k->b, xsum, intrinsic(k, "llvm.x86.avx2.psad.bw", v4i64, a, 2), "");
+    }
+    LLVMValueRef xs = LLVMBuildTrunc(k->b, LLVMBuildCall2(k->b, fty, rf, &xsum, 1, ""), k->i32, "");
+    /* acc - zx U - zl (X - G zx), wrapping int32 (exact). */
+    LLVMValueRef xc = LLVMBuildSub(k->b, xs, LLVMBuildMul(k->b, zx[i], i32k(k, p->g), ""), "");
+    acc[i] = LLVMBuildSub(k->b, acc[i], LLVMBuildMul(k->b, splat(k, k->v8i32, zx[i]), uacc, ""),
+                          "");
+    acc[i] = LLVMBuildSub(k->b, acc[i], LLVMBuildMul(k->b, zl, splat(k, k->v8i32, xc), ""), "");
+  }
 }
 
 /* The 8 scales of a block and group at p, as <8 x float>. */
@@ -394,7 +405,133 @@ static void loop_end(K *k, Loop *l, int64_t count) {
   LLVMPositionBuilderAtEnd(k->b, done);
 }
 
-/* void NAME(const uint8_t *xq, const CgGemmRow *rows, float *y) */
+/* The block and group loops for the mr rows from row r0 (i64): y[r0 + i]
+ * for every block of channels. */
+static void emit_rows(K *k, const Pack *p, LLVMValueRef r0, int mr, LLVMValueRef wglob,
+                      LLVMValueRef bglob, int64_t xstride, LLVMValueRef *yslot) {
+  LLVMValueRef xq = LLVMGetParam(k->fn, 0), rowp = LLVMGetParam(k->fn, 1),
+               y = LLVMGetParam(k->fn, 2);
+  bool narrow = p->wbits == 4;
+  LLVMValueRef xrow[MR], zx[MR], sxv[MR], zx8[MR], zx16[MR], yrow[MR];
+  for (int i = 0; i < mr; i++) {
+    LLVMValueRef r = LLVMBuildAdd(k->b, r0, i64k(k, i), "");
+    xrow[i] = gep(k, xq, LLVMBuildMul(k->b, r, i64k(k, xstride), ""));
+    LLVMValueRef rrec = gep(k, rowp, LLVMBuildMul(k->b, r, i64k(k, sizeof(CgGemmRow)), ""));
+    zx[i] = load(k, k->i32, gep(k, rrec, i64k(k, offsetof(CgGemmRow, zp))));
+    LLVMValueRef sx = load(k, k->f32, gep(k, rrec, i64k(k, offsetof(CgGemmRow, scale))));
+    zx8[i] = splat(k, k->v32i8, LLVMBuildTrunc(k->b, zx[i], k->i8, ""));
+    zx16[i] = splat(k, k->v32i16, LLVMBuildTrunc(k->b, zx[i], k->i16, ""));
+    sxv[i] = splat(k, k->v8f32, sx);
+    yrow[i] = gep(k, y, LLVMBuildMul(k->b, r, i64k(k, p->n * 4), ""));
+  }
+
+  Loop lb, lg;
+  LLVMValueRef blk = loop_begin(k, &lb, "block");
+  LLVMValueRef wblk = gep(k, wglob, LLVMBuildMul(k->b, blk, i64k(k, p->ng * p->gbytes), ""));
+  for (int i = 0; i < mr; i++)
+    LLVMBuildStore(k->b, splat(k, k->v8f32, LLVMConstReal(k->f32, -0.0)), yslot[i]);
+
+  LLVMValueRef g = loop_begin(k, &lg, "group");
+  LLVMValueRef wg = gep(k, wblk, LLVMBuildMul(k->b, g, i64k(k, p->gbytes), ""));
+  LLVMValueRef xg[MR];
+  for (int i = 0; i < mr; i++)
+    xg[i] = gep(k, xrow[i], LLVMBuildMul(k->b, g, i64k(k, p->g), ""));
+  /* The vector subtracted from each stored byte: zw per lane (asymmetric),
+   * 8 (symmetric 4-bit), nothing (8-bit). */
+  LLVMValueRef zsub = NULL, zl8 = NULL;
+  if (p->wbits == 4 && !p->zero) {
+    zsub = splat(k, k->v32i8, LLVMConstInt(k->i8, 8, 0));
+  } else if (p->zero) {
+    LLVMTypeRef v4i8 = LLVMVectorType(k->i8, 4), v8i8 = LLVMVectorType(k->i8, 8);
+    LLVMValueRef z4 = load(k, v4i8, gep(k, wg, i64k(k, p->wbytes + p->sbytes)));
+    LLVMValueRef z8 = shuffle(k, z4, NULL, (const int[]){0, 0, 1, 1, 2, 2, 3, 3}, 8);
+    LLVMValueRef lo = LLVMBuildAnd(k->b, z8, splat(k, v8i8, LLVMConstInt(k->i8, 15, 0)), "");
+    LLVMValueRef hi = LLVMBuildLShr(k->b, z8, splat(k, v8i8, LLVMConstInt(k->i8, 4, 0)), "");
+    zl8 = shuffle(k, lo, hi, (const int[]){0, 9, 2, 11, 4, 13, 6, 15}, 8);
+    int rep[32];
+    for (int i = 0; i < 32; i++)
+      rep[i] = i / 4;
+    zsub = shuffle(k, zl8, NULL, rep, 32);
+  }
+  LLVMValueRef acc[MR], zacc[MR];
+  for (int i = 0; i < mr; i++)
+    acc[i] = zacc[i] = LLVMConstNull(k->v8i32);
+  if (narrow && (k->form == CG_FORM_VNNI || k->form == CG_FORM_MADDUBS)) {
+    narrow_group(k, p, wg, xg, zx, mr, zl8, acc);
+  } else {
+    int64_t quads = p->g / 4;
+    LLVMValueRef m15 = splat(k, k->v32i8, LLVMConstInt(k->i8, 15, 0));
+    LLVMValueRef four = splat(k, k->v32i8, LLVMConstInt(k->i8, 4, 0));
+    for (int64_t q = 0; q < quads; q += 2) {
+      LLVMValueRef xs[2], ws[2];
+      int nsteps;
+      if (narrow) {
+        LLVMValueRef raw = load(k, k->v32i8, gep(k, wg, i64k(k, q / 2 * 32)));
+        ws[0] = LLVMBuildSub(k->b, LLVMBuildAnd(k->b, raw, m15, ""), zsub, "");
+        ws[1] = LLVMBuildSub(k->b, LLVMBuildLShr(k->b, raw, four, ""), zsub, "");
+        nsteps = 2;
+      } else {
+        nsteps = quads - q >= 2 ? 2 : 1;
+        for (int s = 0; s < nsteps; s++)
+          ws[s] = load(k, k->v32i8, gep(k, wg, i64k(k, (q + s) * 32)));
+      }
+      for (int i = 0; i < mr; i++) {
+        for (int s = 0; s < nsteps; s++)
+          xs[s] = xquad(k, xg[i], i64k(k, (q + s) * 4));
+        acc[i] = accumulate(k, acc[i], &zacc[i], xs, ws, nsteps, zx8[i], zx16[i], narrow);
+      }
+    }
+    if (k->form == CG_FORM_VNNI)
+      for (int i = 0; i < mr; i++)
+        acc[i] = LLVMBuildSub(k->b, acc[i], zacc[i], "");
+  }
+  LLVMValueRef sc = scales(k, gep(k, wg, i64k(k, p->wbytes)), p->sbits);
+  for (int i = 0; i < mr; i++) {
+    LLVMValueRef t = LLVMBuildFMul(k->b, sxv[i], sc, "");
+    t = LLVMBuildFMul(k->b, t, LLVMBuildSIToFP(k->b, acc[i], k->v8f32, ""), "");
+    LLVMValueRef yv = LLVMBuildFAdd(k->b, LLVMBuildLoad2(k->b, k->v8f32, yslot[i], ""), t, "");
+    LLVMBuildStore(k->b, yv, yslot[i]);
+  }
+  loop_end(k, &lg, p->ng);
+
+  LLVMValueRef bv = bglob ? load(k, k->v8f32, gep(k, bglob, LLVMBuildMul(k->b, blk, i64k(k, 32), "")))
+                          : NULL;
+  LLVMValueRef yv[MR], yp[MR];
+  for (int i = 0; i < mr; i++) {
+    yv[i] = LLVMBuildLoad2(k->b, k->v8f32, yslot[i], "");
+    if (bv)
+      yv[i] = LLVMBuildFAdd(k->b, yv[i], bv, "");
+    yp[i] = gep(k, yrow[i], LLVMBuildMul(k->b, blk, i64k(k, NR * 4), ""));
+  }
+  if (p->n % NR == 0) {
+    for (int i = 0; i < mr; i++)
+      LLVMSetAlignment(LLVMBuildStore(k->b, yv[i], yp[i]), 4);
+  } else {
+    /* The last block stores only its channels below N. */
+    LLVMValueRef last = LLVMBuildICmp(k->b, LLVMIntEQ, blk, i64k(k, p->nb - 1), "");
+    LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "full"),
+                      part = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "part"),
+                      join = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "join");
+    LLVMBuildCondBr(k->b, last, part, full);
+    LLVMPositionBuilderAtEnd(k->b, full);
+    for (int i = 0; i < mr; i++)
+      LLVMSetAlignment(LLVMBuildStore(k->b, yv[i], yp[i]), 4);
+    LLVMBuildBr(k->b, join);
+    LLVMPositionBuilderAtEnd(k->b, part);
+    for (int i = 0; i < mr; i++)
+      for (int64_t q = 0; q < p->n % NR; q++)
+        LLVMSetAlignment(
+            LLVMBuildStore(k->b, LLVMBuildExtractElement(k->b, yv[i], i32k(k, q), ""),
+                           gep(k, yp[i], i64k(k, q * 4))),
+            4);
+    LLVMBuildBr(k->b, join);
+    LLVMPositionBuilderAtEnd(k->b, join);
+  }
+  loop_end(k, &lb, p->nb);
+}
+
+/* void NAME(const uint8_t *xq, const CgGemmRow *rows, float *y): tiles of
+ * MR rows share each load and unpacking of the weights, then the rows left. */
 static LLVMValueRef emit_kernel(Cg *cg, const char *name, CgIsa isa, const Pack *p,
                                 LLVMValueRef wglob, LLVMValueRef bglob, int64_t rows,
                                 int64_t xstride) {
@@ -412,110 +549,18 @@ static LLVMValueRef emit_kernel(Cg *cg, const char *name, CgIsa isa, const Pack 
   cg_set_isa_attrs(k.fn, isa);
   k.b = LLVMCreateBuilderInContext(k.ctx);
   LLVMPositionBuilderAtEnd(k.b, LLVMAppendBasicBlockInContext(k.ctx, k.fn, "entry"));
-  LLVMValueRef xq = LLVMGetParam(k.fn, 0), rowp = LLVMGetParam(k.fn, 1),
-               y = LLVMGetParam(k.fn, 2);
-  LLVMValueRef yslot = LLVMBuildAlloca(k.b, k.v8f32, "y");
-  bool narrow = p->wbits == 4;
-
-  Loop lr, lb, lg;
-  LLVMValueRef r = loop_begin(&k, &lr, "row");
-  LLVMValueRef xrow = gep(&k, xq, LLVMBuildMul(k.b, r, i64k(&k, xstride), ""));
-  LLVMValueRef rrec = gep(&k, rowp, LLVMBuildMul(k.b, r, i64k(&k, sizeof(CgGemmRow)), ""));
-  LLVMValueRef zx = load(&k, k.i32, gep(&k, rrec, i64k(&k, offsetof(CgGemmRow, zp))));
-  LLVMValueRef sx = load(&k, k.f32, gep(&k, rrec, i64k(&k, offsetof(CgGemmRow, scale))));
-  LLVMValueRef zx8 = splat(&k, k.v32i8, LLVMBuildTrunc(k.b, zx, k.i8, ""));
-  LLVMValueRef zx16 = splat(&k, k.v32i16, LLVMBuildTrunc(k.b, zx, k.i16, ""));
-  LLVMValueRef sxv = splat(&k, k.v8f32, sx);
-  LLVMValueRef yrow = gep(&k, y, LLVMBuildMul(k.b, r, i64k(&k, p->n * 4), ""));
-
-  LLVMValueRef blk = loop_begin(&k, &lb, "block");
-  LLVMValueRef wblk = gep(&k, wglob, LLVMBuildMul(k.b, blk, i64k(&k, p->ng * p->gbytes), ""));
-  LLVMBuildStore(k.b, splat(&k, k.v8f32, LLVMConstReal(k.f32, -0.0)), yslot);
-
-  LLVMValueRef g = loop_begin(&k, &lg, "group");
-  LLVMValueRef wg = gep(&k, wblk, LLVMBuildMul(k.b, g, i64k(&k, p->gbytes), ""));
-  LLVMValueRef xg = gep(&k, xrow, LLVMBuildMul(k.b, g, i64k(&k, p->g), ""));
-  /* The vector subtracted from each stored byte: zw per lane (asymmetric),
-   * 8 (symmetric 4-bit), nothing (8-bit). */
-  LLVMValueRef zsub = NULL, zl8 = NULL;
-  if (p->wbits == 4 && !p->zero) {
-    zsub = splat(&k, k.v32i8, LLVMConstInt(k.i8, 8, 0));
-  } else if (p->zero) {
-    LLVMTypeRef v4i8 = LLVMVectorType(k.i8, 4), v8i8 = LLVMVectorType(k.i8, 8);
-    LLVMValueRef z4 = load(&k, v4i8, gep(&k, wg, i64k(&k, p->wbytes + p->sbytes)));
-    LLVMValueRef z8 = shuffle(&k, z4, NULL, (const int[]){0, 0, 1, 1, 2, 2, 3, 3}, 8);
-    LLVMValueRef lo = LLVMBuildAnd(k.b, z8, splat(&k, v8i8, LLVMConstInt(k.i8, 15, 0)), "");
-    LLVMValueRef hi = LLVMBuildLShr(k.b, z8, splat(&k, v8i8, LLVMConstInt(k.i8, 4, 0)), "");
-    LLVMValueRef zl = shuffle(&k, lo, hi, (const int[]){0, 9, 2, 11, 4, 13, 6, 15}, 8);
-    int rep[32];
-    for (int i = 0; i < 32; i++)
-      rep[i] = i / 4;
-    zsub = shuffle(&k, zl, NULL, rep, 32);
-    zl8 = zl;
+  LLVMValueRef yslot[MR];
+  for (int i = 0; i < MR; i++)
+    yslot[i] = LLVMBuildAlloca(k.b, k.v8f32, "y");
+  int64_t full = rows / MR, rest = rows % MR;
+  if (full > 0) {
+    Loop lt;
+    LLVMValueRef t = loop_begin(&k, &lt, "tile");
+    emit_rows(&k, p, LLVMBuildMul(k.b, t, i64k(&k, MR), ""), MR, wglob, bglob, xstride, yslot);
+    loop_end(&k, &lt, full);
   }
-  LLVMValueRef acc = LLVMConstNull(k.v8i32), zacc = LLVMConstNull(k.v8i32);
-  int64_t quads = p->g / 4;
-  if (narrow && (k.form == CG_FORM_VNNI || k.form == CG_FORM_MADDUBS)) {
-    acc = narrow_group(&k, p, wg, xg, zx, zl8);
-    quads = 0; /* done */
-  }
-  LLVMValueRef m15 = splat(&k, k.v32i8, LLVMConstInt(k.i8, 15, 0));
-  LLVMValueRef four = splat(&k, k.v32i8, LLVMConstInt(k.i8, 4, 0));
-  for (int64_t q = 0; q < quads; q += 2) {
-    LLVMValueRef xs[2], ws[2];
-    int nsteps;
-    if (narrow) {
-      LLVMValueRef raw = load(&k, k.v32i8, gep(&k, wg, i64k(&k, q / 2 * 32)));
-      ws[0] = LLVMBuildSub(k.b, LLVMBuildAnd(k.b, raw, m15, ""), zsub, "");
-      ws[1] = LLVMBuildSub(k.b, LLVMBuildLShr(k.b, raw, four, ""), zsub, "");
-      nsteps = 2;
-    } else {
-      nsteps = quads - q >= 2 ? 2 : 1;
-      for (int s = 0; s < nsteps; s++)
-        ws[s] = load(&k, k.v32i8, gep(&k, wg, i64k(&k, (q + s) * 32)));
-    }
-    for (int s = 0; s < nsteps; s++)
-      xs[s] = xquad(&k, xg, i64k(&k, (q + s) * 4));
-    acc = accumulate(&k, acc, &zacc, xs, ws, nsteps, zx8, zx16, narrow);
-  }
-  if (k.form == CG_FORM_VNNI && quads > 0)
-    acc = LLVMBuildSub(k.b, acc, zacc, "");
-  LLVMValueRef sc = scales(&k, gep(&k, wg, i64k(&k, p->wbytes)), p->sbits);
-  LLVMValueRef t = LLVMBuildFMul(k.b, sxv, sc, "");
-  t = LLVMBuildFMul(k.b, t, LLVMBuildSIToFP(k.b, acc, k.v8f32, ""), "");
-  LLVMValueRef yv = LLVMBuildFAdd(k.b, LLVMBuildLoad2(k.b, k.v8f32, yslot, ""), t, "");
-  LLVMBuildStore(k.b, yv, yslot);
-  loop_end(&k, &lg, p->ng);
-
-  yv = LLVMBuildLoad2(k.b, k.v8f32, yslot, "");
-  if (bglob)
-    yv = LLVMBuildFAdd(k.b, yv,
-                       load(&k, k.v8f32, gep(&k, bglob, LLVMBuildMul(k.b, blk, i64k(&k, 32), ""))),
-                       "");
-  LLVMValueRef yp = gep(&k, yrow, LLVMBuildMul(k.b, blk, i64k(&k, NR * 4), ""));
-  if (p->n % NR == 0) {
-    LLVMValueRef st = LLVMBuildStore(k.b, yv, yp);
-    LLVMSetAlignment(st, 4);
-  } else {
-    /* The last block stores only its channels below N. */
-    LLVMValueRef last = LLVMBuildICmp(k.b, LLVMIntEQ, blk, i64k(&k, p->nb - 1), "");
-    LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(k.ctx, k.fn, "full"),
-                      part = LLVMAppendBasicBlockInContext(k.ctx, k.fn, "part"),
-                      join = LLVMAppendBasicBlockInContext(k.ctx, k.fn, "join");
-    LLVMBuildCondBr(k.b, last, part, full);
-    LLVMPositionBuilderAtEnd(k.b, full);
-    LLVMSetAlignment(LLVMBuildStore(k.b, yv, yp), 4);
-    LLVMBuildBr(k.b, join);
-    LLVMPositionBuilderAtEnd(k.b, part);
-    for (int64_t q = 0; q < p->n % NR; q++)
-      LLVMSetAlignment(LLVMBuildStore(k.b, LLVMBuildExtractElement(k.b, yv, i32k(&k, q), ""),
-                                      gep(&k, yp, i64k(&k, q * 4))),
-                       4);
-    LLVMBuildBr(k.b, join);
-    LLVMPositionBuilderAtEnd(k.b, join);
-  }
-  loop_end(&k, &lb, p->nb);
-  loop_end(&k, &lr, rows);
+  if (rest > 0)
+    emit_rows(&k, p, i64k(&k, full * MR), (int)rest, wglob, bglob, xstride, yslot);
   LLVMBuildRetVoid(k.b);
   LLVMDisposeBuilder(k.b);
   return k.fn;
