@@ -35,7 +35,6 @@
  * (values outside the stored bits, a group not a multiple of 8) call the
  * reference op. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "module.h"
@@ -265,6 +264,33 @@ static LLVMValueRef accumulate(K *k, LLVMValueRef acc, LLVMValueRef *zacc, LLVMV
   return acc;
 }
 
+/* acc + udot(x, w): unsigned bytes in quads, on the two halves (AArch64
+ * dotprod; i8mm cores have it too). */
+static LLVMValueRef udot(K *k, LLVMValueRef acc, LLVMValueRef x, LLVMValueRef w) {
+  LLVMTypeRef v4i32 = LLVMVectorType(k->i32, 4), v16i8 = LLVMVectorType(k->i8, 16);
+  int lo[16], hi[16], lo4[4] = {0, 1, 2, 3}, hi4[4] = {4, 5, 6, 7}, all[8];
+  for (int i = 0; i < 16; i++) {
+    lo[i] = i;
+    hi[i] = 16 + i;
+  }
+  for (int i = 0; i < 8; i++)
+    all[i] = i;
+  LLVMValueRef r[2];
+  for (int h = 0; h < 2; h++) {
+    LLVMValueRef a[3] = {shuffle(k, acc, NULL, h ? hi4 : lo4, 4),
+                         shuffle(k, x, NULL, h ? hi : lo, 16),
+                         shuffle(k, w, NULL, h ? hi : lo, 16)};
+    LLVMTypeRef ts[3] = {v4i32, v16i8, v16i8};
+    LLVMTypeRef fty = LLVMFunctionType(v4i32, ts, 3, 0);
+    const char *name = "llvm.aarch64.neon.udot.v4i32.v16i8";
+    LLVMValueRef f = LLVMGetNamedFunction(k->mod, name);
+    if (!f)
+      f = LLVMAddFunction(k->mod, name, fty);
+    r[h] = LLVMBuildCall2(k->b, fty, f, a, 3, "");
+  }
+  return shuffle(k, r[0], r[1], all, 8);
+}
+
 /* One group of 4-bit weights on VNNI and MADDUBS for the mr rows of a tile
  * (xg[i], zx[i]: row i's group of x and its zero point; acc[i] its result):
  * the raw nibbles u (w' = u - zl, zl = 8 symmetric or the lane's zero
@@ -273,10 +299,12 @@ static LLVMValueRef accumulate(K *k, LLVMValueRef acc, LLVMValueRef *zacc, LLVMV
  *   acc = sum x u - zx U - zl (X - G zx),  U = sum u (per lane), X = sum x
  * T = sum x u: vpdpbusd, or pmaddubsw into int16 (4 steps at most: 4 * 2 *
  * 255 * 15 < 2^15) then pmaddwd by ones. U: the nibbles added as bytes (16
- * steps at most: 16 * 15 < 2^8), then multiplied by ones. X: psadbw. */
+ * steps at most: 16 * 15 < 2^8), then multiplied by ones. X: psadbw. On
+ * AArch64 (dotprod, i8mm) T and U are udot (x and u both unsigned), X a
+ * widened sum (uaddlv). */
 static void narrow_group(K *k, const Pack *p, LLVMValueRef wg, const LLVMValueRef *xg,
                          const LLVMValueRef *zx, int mr, LLVMValueRef zl8, LLVMValueRef *acc) {
-  bool vnni = k->form == CG_FORM_VNNI;
+  bool vnni = k->form == CG_FORM_VNNI, a64 = k->form == CG_FORM_DOT || k->form == CG_FORM_MMLA;
   LLVMValueRef m15 = splat(k, k->v32i8, LLVMConstInt(k->i8, 15, 0));
   LLVMValueRef four = splat(k, k->v32i8, LLVMConstInt(k->i8, 4, 0));
   LLVMValueRef ones8 = splat(k, k->v32i8, LLVMConstInt(k->i8, 1, 0));
@@ -296,6 +324,10 @@ static void narrow_group(K *k, const Pack *p, LLVMValueRef wg, const LLVMValueRe
       bool flush = ++tsteps == 4 || q + s + 1 == quads;
       for (int i = 0; i < mr; i++) {
         LLVMValueRef x = xquad(k, xg[i], i64k(k, (q + s) * 4));
+        if (a64) {
+          acc[i] = udot(k, acc[i], x, u[s]);
+          continue;
+        }
         if (vnni) {
           LLVMValueRef a[3] = {acc[i], LLVMBuildBitCast(k->b, x, k->v8i32, ""),
                                LLVMBuildBitCast(k->b, u[s], k->v8i32, "")};
@@ -316,7 +348,9 @@ static void narrow_group(K *k, const Pack *p, LLVMValueRef wg, const LLVMValueRe
         tsteps = 0;
       usum = usum ? LLVMBuildAdd(k->b, usum, u[s], "") : u[s];
       if (++usteps == 16 || q + s + 1 == quads) {
-        if (vnni) {
+        if (a64) {
+          uacc = udot(k, uacc, usum, ones8);
+        } else if (vnni) {
           LLVMValueRef a[3] = {uacc, LLVMBuildBitCast(k->b, usum, k->v8i32, ""),
                                LLVMBuildBitCast(k->b, ones8, k->v8i32, "")};
           uacc = intrinsic(k, "llvm.x86.avx512.vpdpbusd.256", k->v8i32, a, 3);
@@ -340,6 +374,20 @@ static void narrow_group(K *k, const Pack *p, LLVMValueRef wg, const LLVMValueRe
   if (!rf)
     rf = LLVMAddFunction(k->mod, "llvm.vector.reduce.add.v4i64", fty);
   for (int i = 0; i < mr; i++) {
+    LLVMValueRef xs;
+    if (a64) {
+      /* X = the group's sum of x, widened and added (uaddlv). */
+      LLVMTypeRef vg = LLVMVectorType(k->i8, (unsigned)p->g);
+      LLVMTypeRef vg32 = LLVMVectorType(k->i32, (unsigned)p->g);
+      LLVMValueRef wide = LLVMBuildZExt(k->b, load(k, vg, xg[i]), vg32, "");
+      char rname[64];
+      snprintf(rname, sizeof rname, "llvm.vector.reduce.add.v%di32", (int)p->g);
+      LLVMTypeRef rty = LLVMFunctionType(k->i32, &vg32, 1, 0);
+      LLVMValueRef red = LLVMGetNamedFunction(k->mod, rname);
+      if (!red)
+        red = LLVMAddFunction(k->mod, rname, rty);
+      xs = LLVMBuildCall2(k->b, rty, red, &wide, 1, "");
+    } else {
     /* X = the group's sum of x: psadbw against zero over its G bytes. */
     LLVMValueRef xsum = LLVMConstNull(v4i64);
     for (int64_t o = 0; o < p->g; o += 32) {
@@ -357,7 +405,8 @@ static void narrow_group(K *k, const Pack *p, LLVMValueRef wg, const LLVMValueRe
       LLVMValueRef a[2] = {xv, LLVMConstNull(k->v32i8)};
       xsum = LLVMBuildAdd(k->b, xsum, intrinsic(k, "llvm.x86.avx2.psad.bw", v4i64, a, 2), "");
     }
-    LLVMValueRef xs = LLVMBuildTrunc(k->b, LLVMBuildCall2(k->b, fty, rf, &xsum, 1, ""), k->i32, "");
+    xs = LLVMBuildTrunc(k->b, LLVMBuildCall2(k->b, fty, rf, &xsum, 1, ""), k->i32, "");
+    }
     /* acc - zx U - zl (X - G zx), wrapping int32 (exact). */
     LLVMValueRef xc = LLVMBuildSub(k->b, xs, LLVMBuildMul(k->b, zx[i], i32k(k, p->g), ""), "");
     acc[i] = LLVMBuildSub(k->b, acc[i], LLVMBuildMul(k->b, splat(k, k->v8i32, zx[i]), uacc, ""),
@@ -456,7 +505,8 @@ static void emit_rows(K *k, const Pack *p, LLVMValueRef r0, int mr, LLVMValueRef
   LLVMValueRef acc[MR], zacc[MR];
   for (int i = 0; i < mr; i++)
     acc[i] = zacc[i] = LLVMConstNull(k->v8i32);
-  if (narrow && (k->form == CG_FORM_VNNI || k->form == CG_FORM_MADDUBS)) {
+  if (narrow && (k->form == CG_FORM_VNNI || k->form == CG_FORM_MADDUBS ||
+                 k->form == CG_FORM_DOT || k->form == CG_FORM_MMLA)) {
     narrow_group(k, p, wg, xg, zx, mr, zl8, acc);
   } else {
     int64_t quads = p->g / 4;
@@ -571,7 +621,7 @@ bool cg_emit_qgroup(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y
   const IrValue *x = n->opnds[0], *zv = ir_qgrp_zero(n), *bv = ir_qgrp_bias(n);
   const Loc *xl = &cg->loc[x->id], *rl = &cg->loc[n->result->id];
   Pack p = pack_of(n);
-  if (getenv("Q8_GRP_REF") || cg->xq_offset[idx] < 0 || !fits(n)) {
+  if (cg->xq_offset[idx] < 0 || !fits(n)) {
     cg_call_ref(cg->mod, cg->b, q8_ref_qlinear_grp, in[0], in[1], in[2],
                 zv ? in[3] : LLVMConstNull(cg->ptr), bv ? in[zv ? 4 : 3] : LLVMConstNull(cg->ptr),
                 y, cg_i64c(cg, xl->rows), cg_i64c(cg, xl->cols), cg_i64c(cg, rl->cols),

@@ -15,7 +15,7 @@ usage: test_wformat.py /path/to/q8c
    exactly representable in f16; --weights-for overriding one weight; a K
    that is no multiple of G falls back to qlinear_dyn with a note.
 3. The compiled kernels: no reference call, and each variant's multiply
-   (vpdpbusd on VNNI, vpmaddubsw on AVX2).
+   (vpdpbusd on VNNI, vpmaddubsw on AVX2, udot on AArch64 dotprod/i8mm).
 4. Errors: exact messages for malformed formats and --weights-for lists.
 5. Accuracy: the output SQNR of one layer against f32 for Gaussian and
    Student-t (3 dof) weights, printed per format; 4-bit below 8-bit, smaller
@@ -147,7 +147,9 @@ def test_kernels(t, rng):
     model = lin_model(d, rng, 64, 24, True)
     targets = q8test.list_targets(Q8C)
     multiply = {"avx512vnni": r"vpdpbusd\s+%ymm", "avxvnni": r"\{vex\}\s+vpdpbusd|vpdpbusd\s+%ymm",
-                "avx2": r"vpmaddubsw\s+%ymm", "generic": r"pmullw\s+%xmm|pmaddwd\s+%xmm"}
+                "avx2": r"vpmaddubsw\s+%ymm", "generic": r"pmullw\s+%xmm|pmaddwd\s+%xmm",
+                "aarch64-i8mm": r"\budot\b", "aarch64-dotprod": r"\budot\b",
+                "aarch64": r"\bmul\s+v\d+\.8h"}
     for fmt in ("s4-per-group:32", "u4-per-group:32"):
         ir = os.path.join(d, "q.ir")
         q8c(model, "--weights=" + fmt, "-o", ir)
