@@ -362,7 +362,8 @@ static q8c_status quantize_work(q8c_module *qm, void *p) {
              {"weights", qo->weights},      {"activations", qo->activations},
              {"keep-float", qo->keep_float},
              {"target-sqnr", qo->target_sqnr},
-             {"max-top1-drop", qo->max_top1_drop}};
+             {"max-top1-drop", qo->max_top1_drop},
+             {"weights-for", qo->weights_for}};
   for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
     if (set[i].value && !pass_options_set(&o, set[i].name, set[i].value, err, sizeof err))
       return fail(qm, Q8C_ERR_ARG, "%s", err);

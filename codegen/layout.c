@@ -108,6 +108,9 @@ bool cg_plan_memory(Cg *cg) {
       cg->xq_offset[i] = cg->xq_batched[i] ? reserve_batched(cg, xq.rows * xq.stride)
                                            : reserve(cg, xq.rows * xq.stride);
     }
+    int64_t grp = cg_qgroup_scratch(n);
+    if (grp >= 0)
+      cg->xq_offset[i] = reserve(cg, grp); /* qlinear_grp's kernel (qgroup.c) */
     int64_t attn = cg_attention_scratch(n);
     if (attn >= 0) {
       /* qmatmul, qmatmul_dyn, qlinear_dyn on the int8 kernels (attention.c). */

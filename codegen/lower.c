@@ -618,6 +618,8 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
              cg_i64c(cg, xl->cols), cg_i64c(cg, r->cols));
     return true;
   }
+  case IR_OP_QLINEAR_GRP:
+    return cg_emit_qgroup(cg, idx, isa, in, y);
   case IR_OP_SIGMOID:
     CALL_REF(cg, q8_ref_sigmoid, in[0], y, cg_i64c(cg, numel));
     return true;

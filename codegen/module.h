@@ -130,6 +130,14 @@ bool cg_emit_attention(Cg *cg, int idx, CgIsa isa);
 /* Lower linear_4bit node idx into the entry being built: a generated
  * kernel (built once per variant, cg->kernel[idx]) split into tasks. */
 bool cg_emit_linear_4bit(Cg *cg, int idx, CgIsa isa);
+/* ---- qgroup.c ---- */
+/* Lower qlinear_grp node idx (operand addresses in[], result y): the
+ * grouped-weight GEMV/GEMM kernel of the variant, or the reference call.
+ * False with a message in m->diag. */
+bool cg_emit_qgroup(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y);
+/* The scratch bytes qlinear_grp node n needs for its kernel (the quantized
+ * rows of x and their terms), or -1 (another op, or the reference call). */
+int64_t cg_qgroup_scratch(const IrNode *n);
 
 /* ---- floatops.c ---- */
 

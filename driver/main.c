@@ -145,9 +145,14 @@ static const OptSpec options[] = {
      "samples per calibration batch (default 16)"},
 
     {"Quantization scheme", "weights", 0, ARG_REQUIRED, C, OPT_PASS, "--weights=W",
-     "s8-per-channel (default) or s8-per-tensor;\n"
+     "s8-per-channel (default), s8-per-tensor, or grouped\n"
+     "with activations quantized per row at run time:\n"
+     "s4-per-group:G, u4-per-group:G, s8-per-group:G\n"
+     "(G 32, 64 or 128; f16 scales, ':f32' for f32);\n"
      "nf4:G or fp4:G: 4-bit weights, f32 activations,\n"
      "one maximum per G weights (32..256, default 64)"},
+    {NULL, "weights-for", 0, ARG_REQUIRED, C, OPT_PASS, "--weights-for=@W:F[,..]",
+     "weight format F for weight @W (overrides --weights)"},
     {NULL, "double-quant", 0, ARG_NONE, C, OPT_PASS, "--double-quant",
      "nf4/fp4: the block maxima quantized to 8 bits"},
     {NULL, "activations", 0, ARG_REQUIRED, C, OPT_PASS, "--activations=A",

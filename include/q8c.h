@@ -146,8 +146,10 @@ typedef struct {
                               * activation has a range, or with dynamic */
   const char *calib_method;  /* "minmax" (default), "ma-minmax", "percentile:P",
                               * "entropy", "mse", "auto" */
-  const char *weights;       /* "s8-per-channel" (default) or "s8-per-tensor";
-                              * "nf4:G" or "fp4:G" (4-bit, G 32..256, default 64) */
+  const char *weights;       /* "s8-per-channel" (default), "s8-per-tensor", a
+                              * grouped format: "s4-per-group:32", "u4-per-group:G",
+                              * "s8-per-group:G" (G 32, 64, 128; ":f32" scales), or
+                              * "nf4:G" / "fp4:G" (4-bit, G 32..256, default 64) */
   const char *activations;   /* "u8-asym" (default) or "s8-sym" */
   int dynamic;               /* quantize activations per row at run time */
   const char *keep_float;    /* comma-separated names kept in f32, or NULL */
@@ -160,6 +162,9 @@ typedef struct {
   const char *outliers;      /* LLM.int8 threshold ("6"), or "" for the default
                               * 6 (--outliers); implies dynamic */
   int double_quant;          /* nf4/fp4: the block maxima quantized to 8 bits */
+  /* Per-weight formats overriding `weights`: "@name:FORMAT[,@name:FORMAT]"
+   * (docs/quantization.md, "Weight formats"), or NULL. */
+  const char *weights_for;
 } q8c_quant_options;
 
 /* Run the quantization pipeline on the module (calibrate, quantize,

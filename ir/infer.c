@@ -783,6 +783,8 @@ static bool infer_linear_4bit(IrModule *m, const IrNode *n, IrType *out) {
   out->dims[out->rank - 1] = nn;
   return true;
 }
+/* Defined at the end of the file. */
+static bool infer_qlinear_grp(IrModule *m, const IrNode *n, IrType *out);
 
 static InferFn *const infer_table[IR_OP_COUNT] = {
 #define OP(ID, name, minops, maxops, attrs) [IR_OP_##ID] = infer_##name,
@@ -828,4 +830,54 @@ void ir_bind_batch(IrModule *m, int64_t batch) {
   }
   if (any)
     m->bound_batch = batch;
+}
+
+/* qlinear_grp: x f32 [..., K], Wq i8 [N, K], w_scale f32 [N, K / G],
+ * [w_zero i8 [N, K / G]], [b f32 [N]]; group G in [1, 256] dividing K;
+ * wbits 4 or 8 and sbits 16 or 32 (how the compiled form stores them). */
+static bool infer_qlinear_grp(IrModule *m, const IrNode *n, IrType *out) {
+  if (!need_rank(m, n, 0, 1, IR_MAX_RANK, "input") || !need_rank(m, n, 1, 2, 2, "weight") ||
+      !need_dtype(m, n, 0, is_f32, "f32") || !need_dtype(m, n, 1, is_i8, "i8") ||
+      !need_dtype(m, n, 2, is_f32, "f32") || !need_attr(m, n, IR_ATTR_GROUP))
+    return false;
+  const IrValue *x = n->opnds[0], *w = n->opnds[1];
+  int64_t k = x->type.dims[x->type.rank - 1], wn = w->type.dims[0];
+  int64_t g = ir_attr_int(n, IR_ATTR_GROUP, 0);
+  int64_t wbits = ir_attr_int(n, IR_ATTR_WBITS, 8), sbits = ir_attr_int(n, IR_ATTR_SBITS, 32);
+  char b1[96], b2[96];
+  if (k != w->type.dims[1])
+    return ir_error(&m->diag, opnd_loc(n, 1),
+                    "qlinear_grp: input %s%s is %s but weight %s%s is %s (W is [out, in])",
+                    sigil(x), x->name, tstr(&x->type, b1), sigil(w), w->name,
+                    tstr(&w->type, b2));
+  if (g < 1 || g > 256 || k % g != 0)
+    return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_GROUP),
+                    "qlinear_grp: group %lld must be in [1, 256] and divide K = %lld",
+                    (long long)g, (long long)k);
+  if ((wbits != 4 && wbits != 8) || (sbits != 16 && sbits != 32))
+    return ir_error(&m->diag, n->loc, "qlinear_grp: wbits must be 4 or 8 and sbits 16 or 32");
+  bool has_zero = n->nopnds > 3 && n->opnds[3]->type.dtype == IR_I8;
+  int bias_at = has_zero ? 4 : 3;
+  for (int i = 2; i < n->nopnds; i++) {
+    const IrValue *v = n->opnds[i];
+    bool grouped = i < bias_at;
+    if (i == bias_at && !need_dtype(m, n, i, is_f32, "f32"))
+      return false;
+    bool ok = grouped ? v->type.rank == 2 && v->type.dims[0] == wn && v->type.dims[1] == k / g
+                      : v->type.rank == 1 && v->type.dims[0] == wn;
+    if (!ok) {
+      if (grouped)
+        return ir_error(&m->diag, opnd_loc(n, i), "qlinear_grp: %s%s is %s but must be [%lld, %lld]",
+                        sigil(v), v->name, tstr(&v->type, b1), (long long)wn,
+                        (long long)(k / g));
+      return ir_error(&m->diag, opnd_loc(n, i), "qlinear_grp: %s%s is %s but must be [%lld]",
+                      sigil(v), v->name, tstr(&v->type, b1), (long long)wn);
+    }
+  }
+  if (n->nopnds == 5 && !has_zero)
+    return ir_error(&m->diag, opnd_loc(n, 3),
+                    "qlinear_grp: with five operands the fourth (the zero points) must be i8");
+  *out = x->type;
+  out->dims[out->rank - 1] = wn;
+  return true;
 }

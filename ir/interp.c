@@ -893,6 +893,31 @@ static bool eval_linear_4bit(IrDiag *d, const IrNode *n, const Slot *const *a, S
   return true;
 }
 
+/* x f32, Wq [N, K] i8, w_scale [N, K / G] f32, [w_zero [N, K / G] i8],
+ * [b [N] f32] -> f32 (q8_ref_qlinear_grp; infer_qlinear_grp checked the
+ * shapes of the operands). */
+static bool eval_qlinear_grp(IrDiag *d, const IrNode *n, const Slot *const *a, Slot *r) {
+  bool has_zero = n->nopnds > 3 && a[3]->type.dtype == IR_I8;
+  int bias_at = has_zero ? 4 : 3;
+  if (!need_dtype(d, n, a, 0, DT(IR_F32), "f32") || !need_dtype(d, n, a, 1, DT(IR_I8), "i8") ||
+      !need_dtype(d, n, a, 2, DT(IR_F32), "f32") ||
+      (n->nopnds > bias_at && !need_dtype(d, n, a, bias_at, DT(IR_F32), "f32")) ||
+      !need_result_dtype(d, n, r, IR_F32))
+    return false;
+  const Slot *x = a[0], *w = a[1];
+  int rank = x->type.rank;
+  int64_t k = x->type.dims[rank - 1], nout = w->type.dims[0];
+  int64_t g = ir_attr_int(n, IR_ATTR_GROUP, 0);
+  if (rank < 1 || w->type.rank != 2 || w->type.dims[1] != k || r->type.rank != rank ||
+      r->type.dims[rank - 1] != nout || g < 1 || g > 256 || k % g != 0 ||
+      a[2]->type.rank != 2 || a[2]->type.dims[0] != nout || a[2]->type.dims[1] != k / g)
+    return bad_shapes(d, n, a, r);
+  q8_ref_qlinear_grp(f32_of(x), w->data, f32_of(a[2]), has_zero ? a[3]->data : NULL,
+                     n->nopnds > bias_at ? f32_of(a[bias_at]) : NULL, f32_out(r),
+                     prod(x->type.dims, 0, rank - 1), k, nout, g);
+  return true;
+}
+
 static EvalFn *const eval_table[IR_OP_COUNT] = {
 #define OP(ID, name, minops, maxops, attrs) [IR_OP_##ID] = eval_##name,
 #include "ops.def"

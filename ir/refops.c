@@ -895,3 +895,49 @@ void q8_ref_linear_4bit(const float *x, const uint8_t *w, const void *absmax,
     }
   }
 }
+
+/* ---- qlinear_grp: grouped weights, activations quantized per row ---- */
+
+enum { GRP_MAX = 256 }; /* the largest group (infer_qlinear_grp checks) */
+
+/* docs/quantization.md, "Weight formats": each row of x quantized to u8
+ * exactly as qlinear_dyn's; for each output j and group g of `group`
+ * inputs (in ascending order)
+ *   acc = sum_{k in g} (xq[k] - zx) (w[j, k] - zw[j, g])   (int32, exact)
+ *   t = f32(f32(sx * w_scale[j, g]) * f32(acc))
+ *   y[j] = t (g = 0), f32(y[j] + t) after
+ * then y[j] = f32(y[j] + b[j]). zw is 0 without w_zero. A group's quantized
+ * inputs are made once per row (GRP_MAX on the stack). */
+void q8_ref_qlinear_grp(const float *x, const int8_t *w, const float *w_scale,
+                        const int8_t *w_zero, const float *b, float *y, int64_t m, int64_t k,
+                        int64_t n, int64_t group) {
+  int64_t ng = group > 0 ? k / group : 0;
+  for (int64_t i = 0; i < m; i++) {
+    const float *xi = x + i * k;
+    float *yi = y + i * n;
+    float sx;
+    int32_t zx;
+    dyn_params(xi, k, &sx, &zx);
+    for (int64_t g = 0; g < ng; g++) {
+      int32_t xq[GRP_MAX];
+      for (int64_t l = 0; l < group; l++)
+        xq[l] = q8_ref_quantize_value(xi[g * group + l], sx, zx, 0, 255) - zx;
+      for (int64_t j = 0; j < n; j++) {
+        const int8_t *wj = w + j * k + g * group;
+        int32_t zw = w_zero ? w_zero[j * ng + g] : 0;
+        uint32_t acc = 0;
+        for (int64_t l = 0; l < group; l++)
+          acc += (uint32_t)(xq[l] * ((int32_t)wj[l] - zw));
+        float t = sx * w_scale[j * ng + g];
+        t = t * (float)wrap_i32(acc);
+        yi[j] = g == 0 ? t : yi[j] + t;
+      }
+    }
+    for (int64_t j = 0; j < n; j++) {
+      if (ng == 0)
+        yi[j] = 0.0f;
+      if (b)
+        yi[j] = yi[j] + b[j];
+    }
+  }
+}

@@ -111,6 +111,11 @@ q8_ref_qlinear_dyn_tensor_fn q8_ref_qlinear_dyn_tensor;
  * matrices one after the other, with zero points x_zp and b_zp subtracted
  * before the multiply. y as q8_ref_qgemm's, with one multiplier. */
 q8_ref_qmatmul_fn q8_ref_qmatmul;
+/* qlinear_grp (docs/quantization.md, "Weight formats"): each row of x
+ * quantized to u8 as qlinear_dyn's, w [n, k] with one scale (and, when
+ * w_zero is not NULL, one zero point) per `group` inputs of each output:
+ * y[n] = sum over the groups in order of f32(sx * w_scale) * f32(acc), + b. */
+q8_ref_qlinear_grp_fn q8_ref_qlinear_grp;
 /* qmatmul_dyn: f32 x [batch, M, K] and b [batch, K, N], each row of x and
  * each matrix of b quantized to u8 with its own range; `work` holds
  * K * N + K bytes. */

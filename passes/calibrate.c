@@ -41,7 +41,7 @@ static int wanted_values(IrModule *m, const PassOptions *o, IrValue **out) {
   double lo, hi;
   for (int i = 0; i < m->nnodes; i++) {
     IrNode *node = m->nodes[i];
-    if (!pass_is_quantizable(m, node, o))
+    if (!pass_is_quantizable(m, node, o) || pass_node_grouped(m, node, o))
       continue;
     /* A qmatmul quantizes both operands: its right one is an activation. */
     bool fits, act = pass_is_act_matmul(node, &fits);

@@ -106,7 +106,7 @@ static const char *const flag_options[] = {"dynamic", "print-after-all", "time-p
 static const char *const value_options[] = {
     "calib",      "calib-method", "calib-momentum", "calib-batch", "weights",  "activations",
     "keep-float", "print-before", "print-after",    "stop-after",  "dump-dir", "target-sqnr",
-    "max-top1-drop"};
+    "max-top1-drop", "weights-for"};
 
 int pass_option_kind(const char *name) {
   if (strcmp(name, "smooth") == 0 || strcmp(name, "outliers") == 0) /* optional value */
@@ -184,11 +184,21 @@ bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err
              (strncmp(v, "nf4", 3) == 0 || strncmp(v, "fp4", 3) == 0)) {
     return set_weights_4bit(o, v, err, errlen);
   } else if (strcmp(name, "weights") == 0) {
-    if (strcmp(v, "s8-per-channel") != 0 && strcmp(v, "s8-per-tensor") != 0) {
-      snprintf(err, errlen, "--weights takes s8-per-channel or s8-per-tensor, not '%s'", v);
+    char why[400];
+    if (!ir_wspec_parse(v, -1, &o->weights_spec, why, sizeof why)) {
+      /* The model-wide formats also include the 4-bit codes (nf4, fp4). */
+      size_t len = strlen(why);
+      if (strncmp(why, "unknown weight format", 21) == 0 && len > 0 && why[len - 1] == ')')
+        snprintf(err, errlen, "--weights: %.*s, nf4:G, fp4:G)", (int)(len - 1), why);
+      else
+        snprintf(err, errlen, "--weights: %s", why);
       return false;
     }
-    o->weights_per_tensor = strcmp(v, "s8-per-tensor") == 0;
+    o->weights_per_tensor = o->weights_spec.id == IR_WF_S8_TENSOR;
+  } else if (strcmp(name, "weights-for") == 0) {
+    if (!pass_weights_for_check(v, err, errlen))
+      return false;
+    o->weights_for = v;
   } else if (strcmp(name, "activations") == 0) {
     if (strcmp(v, "u8-asym") != 0 && strcmp(v, "s8-sym") != 0) {
       snprintf(err, errlen, "--activations takes u8-asym or s8-sym, not '%s'", v);

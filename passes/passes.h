@@ -6,6 +6,7 @@
 #define Q8_PASSES_H
 
 #include "../ir/ir.h"
+#include "../ir/wformat.h"
 
 /* ---- observe.c ---- */
 
@@ -110,6 +111,8 @@ typedef struct {
   int weights_4bit;
   int64_t weights_block;
   bool double_quant;
+  IrWSpec weights_spec;       /* --weights as a format (ir/wformat.h) */
+  const char *weights_for;    /* --weights-for: "@name:FORMAT[,...]" overrides */
   IrDType activations;        /* IR_U8 asymmetric (default) or IR_I8 symmetric */
   bool dynamic;               /* activations quantized per row at run time */
   /* --outliers[=THRESHOLD] (implies dynamic): linear layers become
@@ -321,4 +324,23 @@ bool pass_name_listed(const char *list, const char *name);
  * into arena memory); *n_out, *k_out receive N and K. */
 const float *pass_weight_nk(IrModule *m, const IrNode *n, int64_t *n_out, int64_t *k_out);
 
+/* ---- wformat.c: weight formats (docs/quantization.md, "Weight formats") ---- */
+/* Whether v is a valid --weights-for list; err says why not. */
+bool pass_weights_for_check(const char *v, char *err, size_t errlen);
+/* The format of weight `weight` (its name without '@'): its --weights-for
+ * entry, else --weights. */
+IrWSpec pass_weight_spec(const PassOptions *o, const char *weight);
+/* Whether quantizable node n (a linear or matmul by a constant) has a
+ * weight in a grouped format: it quantizes its activations at run time and
+ * needs no calibration. */
+bool pass_node_grouped(const IrModule *m, const IrNode *n, const PassOptions *o);
+/* Append n's qlinear_grp to out[] and set *done; *done false (nothing
+ * appended, a note given) when K is not a multiple of the group. */
+bool pass_quantize_grouped(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out,
+                           int *nout, bool *done);
+/* Bits per weight of quantized layer n with a constant [N, K] weight,
+ * scales and zero points included (qlinear_grp: its packed form; the int8
+ * layers: 8 plus their f32 scales); *bytes (when not NULL) the compiled
+ * size of qlinear_grp's constants, -1 for the others. */
+double pass_layer_bits_per_weight(const IrNode *n, int64_t *bytes);
 #endif

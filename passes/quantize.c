@@ -45,12 +45,13 @@ static bool weight_consts(IrModule *m, const PassOptions *o, IrNode *n, IrValue 
     if (!isfinite(wf[i]))
       return ir_error(&m->diag, n->opnds[1]->loc, "quantize: weight @%s holds %s values", w->name,
                       isnan(wf[i]) ? "NaN" : "infinite");
-  int64_t nscales = o->weights_per_tensor ? 1 : nn;
+  bool per_tensor = pass_weight_spec(o, w->name).id == IR_WF_S8_TENSOR;
+  int64_t nscales = per_tensor ? 1 : nn;
   int8_t *q = ir_alloc_data(m->arena, (size_t)(nn * k));
   float *s = ir_alloc_data(m->arena, (size_t)nscales * sizeof *s);
   if (!q || !s)
     return ir_error(&m->diag, n->loc, "out of memory quantizing @%s", w->name);
-  int64_t zero = ir_quantize_weights(wf, nn, k, !o->weights_per_tensor, q, s);
+  int64_t zero = ir_quantize_weights(wf, nn, k, !per_tensor, q, s);
   if (zero)
     pass_note(o, "quantize: @%s has %lld all-zero output channel%s (scale 1)", w->name,
               (long long)zero, zero == 1 ? "" : "s");
@@ -241,6 +242,11 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
   bool done = false;
   if (o->weights_4bit && (!rewrite_4bit(m, o, n, out, nout, &done) || done))
     return done;
+  bool grouped = pass_node_grouped(m, n, o);
+  if (grouped && !pass_quantize_grouped(m, o, n, out, nout, &done))
+    return false;
+  if (done)
+    return true;
   IrValue *wq = NULL, *ws = NULL;
   if (!weight_consts(m, o, n, &wq, &ws))
     return false;
@@ -257,7 +263,7 @@ static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, 
     out[(*nout)++] = d;
     return true;
   }
-  if (o->dynamic) {
+  if (o->dynamic || grouped) {
     IrValue *ops[4] = {x, wq, ws, bias};
     IrNode *d = ir_new_node(m, IR_OP_QLINEAR_DYN, y, NULL, ops, bias ? 4 : 3, n->loc);
     ir_copy_attr(m, n, d, IR_ATTR_RANGE);

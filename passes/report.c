@@ -129,7 +129,8 @@ static int by_id(const int *table, int count, const IrValue *v) {
 
 static bool is_quantized_op(IrOp op) {
   return op == IR_OP_QGEMM || op == IR_OP_QLINEAR || op == IR_OP_QLINEAR_DYN ||
-         op == IR_OP_QMATMUL || op == IR_OP_QMATMUL_DYN || op == IR_OP_QLINEAR_OUTL;
+         op == IR_OP_QMATMUL || op == IR_OP_QMATMUL_DYN || op == IR_OP_QLINEAR_OUTL ||
+         op == IR_OP_QLINEAR_GRP;
 }
 
 /* A layer q left in f32: a linear, or a matmul by a rank-2 constant (the
@@ -274,6 +275,10 @@ static bool setup_layer(Report *r, const IrNode *n, Layer *l) {
   if (!l->act_b) {
     l->wn = n->opnds[1]->type.dims[0];
     l->wk = n->opnds[1]->type.dims[1];
+    int64_t packed;
+    pass_layer_bits_per_weight(n, &packed);
+    if (packed >= 0) /* qlinear_grp: the compiled size, not the IR's i8 values */
+      l->bytes = packed;
   }
   l->in_dtype = n->opnds[0]->type.dtype;
   l->out_dtype = n->result->type.dtype;
@@ -719,7 +724,10 @@ static void row_cells(IrArena *a, const Layer *l, const char **c) {
   if (l->act_b)
     c[2] = cellf(a, "activation %%%s", l->b.v->name);
   else
-    c[2] = cellf(a, "[%lld, %lld]", (long long)l->wn, (long long)l->wk);
+    c[2] = n->op == IR_OP_QLINEAR_GRP
+               ? cellf(a, "[%lld, %lld] %.3g bits/w", (long long)l->wn, (long long)l->wk,
+                       pass_layer_bits_per_weight(n, NULL))
+               : cellf(a, "[%lld, %lld]", (long long)l->wn, (long long)l->wk);
   c[3] = size_cell(a, l->bytes);
   const char *from = l->in_dtype == IR_F32 ? "f32->" : "";
   if (l->has_xq)
@@ -728,7 +736,8 @@ static void row_cells(IrArena *a, const Layer *l, const char **c) {
   else if (n->op == IR_OP_QLINEAR_DYN &&
            ir_attr_name(n, IR_ATTR_GRANULARITY, IR_DYN_ROW) == IR_DYN_TENSOR)
     c[4] = "f32->u8 (per tensor)"; /* ONNX's DynamicQuantizeLinear */
-  else if (n->op == IR_OP_QLINEAR_DYN || n->op == IR_OP_QMATMUL_DYN)
+  else if (n->op == IR_OP_QLINEAR_DYN || n->op == IR_OP_QMATMUL_DYN ||
+           n->op == IR_OP_QLINEAR_GRP)
     c[4] = "f32->u8 (per row)";
   else if (n->op == IR_OP_QLINEAR_OUTL)
     c[4] = "f32->u8 (per row) + f32 outliers";
@@ -834,7 +843,12 @@ static const char *weights_name(IrArena *a, const PassOptions *o) {
   if (o->weights_4bit) /* W4A32 (linear_4bit): the --weights value */
     return cellf(a, "%s:%lld%s", o->weights_4bit - 1 == IR_4BIT_FP4 ? "fp4" : "nf4",
                  (long long)o->weights_block, o->double_quant ? " (double quant)" : "");
-  return o->weights_per_tensor ? "s8-per-tensor" : "s8-per-channel";
+  char buf[64];
+  IrWSpec s = o->weights_spec;
+  if (o->weights_per_tensor)
+    s.id = IR_WF_S8_TENSOR;
+  ir_wspec_str(&s, buf, sizeof buf);
+  return cellf(a, "%s", buf);
 }
 
 static const char *activations_name(const PassOptions *o) {
@@ -847,6 +861,8 @@ static void options_line(SupBuf *b, IrArena *a, const PassOptions *o) {
   if (!o->dynamic)
     sup_buf_printf(b, ", calibration %s, batch %lld", method_name(a, &o->calib),
             (long long)o->calib_batch);
+  if (o->weights_for)
+    sup_buf_printf(b, ", weights-for %s", o->weights_for);
   if (o->keep_float)
     sup_buf_printf(b, ", keep-float %s", o->keep_float);
   if (o->smooth)
@@ -1040,13 +1056,17 @@ static void write_json(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamp
     sup_buf_printf(b, "%s\n    {\"name\": ", i ? "," : "");
     json_str(b, l->f.v->name);
     sup_buf_printf(b, ", \"op\": \"%s\", \"quantized\": %s, \"kept_float\": %s, "
-               "\"weight_shape\": [%lld, %lld], \"bytes\": %lld, \"input\": ",
+               "\"weight_shape\": [%lld, %lld], \"bytes\": %lld, ",
             ir_op_info[l->node->op].name, l->quantized ? "true" : "false",
             l->kept ? "true" : "false", (long long)l->wn, (long long)l->wk, (long long)l->bytes);
     /* qlinear_dyn quantizes each row to u8 with its own scale and zero
      * point: an integer dtype with null parameters. */
+    if (!l->act_b && l->quantized)
+      sup_buf_printf(b, "\"bits_per_weight\": %.6g, ",
+                     pass_layer_bits_per_weight(l->node, NULL));
+    sup_buf_printf(b, "\"input\": ");
     if ((l->node->op == IR_OP_QLINEAR_DYN || l->node->op == IR_OP_QMATMUL_DYN ||
-         l->node->op == IR_OP_QLINEAR_OUTL) && !l->has_xq)
+         l->node->op == IR_OP_QLINEAR_GRP || l->node->op == IR_OP_QLINEAR_OUTL) && !l->has_xq)
       json_qparams(b, IR_U8, false, 0, 0);
     else
       json_qparams(b, l->has_xq ? l->x_dtype : l->in_dtype, l->has_xq, l->x_scale, l->x_zp);

@@ -223,7 +223,12 @@ static void test_bad_options(void **state) {
        "--max-top1-drop needs a percentage in [0, 100], got '200'"},
       {{.target_sqnr = "40", .dynamic = 1}, Q8C_ERR_MODEL,
        "--target-sqnr=40 measures the int8 model on calibration samples: give --calib FILE"},
-      {{.weights = "s4"}, Q8C_ERR_ARG, "--weights takes s8-per-channel or s8-per-tensor, not 's4'"},
+      {{.weights = "s4"}, Q8C_ERR_ARG,
+       "--weights: unknown weight format 's4' (s8-per-channel, s8-per-tensor, s4-per-group:G, "
+       "u4-per-group:G, s8-per-group:G, nf4:G, fp4:G)"},
+      {{.weights_for = "@w:s4-per-group:24"}, Q8C_ERR_ARG,
+       "--weights-for @w: weight format 's4-per-group:24' needs a group size: s4-per-group:32, "
+       ":64 or :128"},
       {{.activations = "u16"}, Q8C_ERR_ARG, "--activations takes u8-asym or s8-sym, not 'u16'"},
       {{.keep_float = "nope", .dynamic = 1}, Q8C_ERR_MODEL,
        "--keep-float: the model has no value %nope and no weight @nope"},
