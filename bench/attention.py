@@ -24,11 +24,13 @@ new kernels' speed as a fraction of the qgemm's.
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchpy  # noqa: E402
 
 ROUNDS = 5
 RUNS = {"old": 3, "new": 50}
@@ -75,10 +77,7 @@ def linear(d, name, m, k, n, rng):
 
 
 def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-    if r.returncode != 0:
-        sys.exit("%s failed:\n%s" % (" ".join(cmd), r.stderr))
-    return r.stdout
+    return benchpy.run(cmd, timeout=1200)
 
 
 def main():

@@ -22,15 +22,10 @@ import tempfile
 
 import numpy as np
 
-OPTS, args = {}, []
-_argv = sys.argv[1:]
-while _argv:
-    a = _argv.pop(0)
-    if a.startswith("--"):
-        OPTS[a] = _argv.pop(0)
-    else:
-        args.append(a)
-Q8C = os.path.abspath(args[0] if args else "build/q8c")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchpy  # noqa: E402
+
+Q8C, OPTS, args = benchpy.parse_args()
 SAMPLES = int(OPTS.get("--samples", 1024))
 HIDDEN = int(OPTS.get("--hidden", 4096))
 D_IN, D_OUT, DEPTH = 2048, 1024, 5

@@ -18,24 +18,17 @@ Each model is one layer kept float (--keep-float), loaded through libq8rt
 
   /usr/bin/python3 bench/f32gemm.py [path/to/q8c] [--rounds N] [--runs N]
 """
-import ctypes
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
-OPTS, args = {}, []
-_argv = sys.argv[1:]
-while _argv:
-    a = _argv.pop(0)
-    if a.startswith("--"):
-        OPTS[a] = _argv.pop(0)
-    else:
-        args.append(a)
-Q8C = os.path.abspath(args[0] if args else "build/q8c")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchpy  # noqa: E402
+from benchpy import Model, load_rt  # noqa: E402
+
+Q8C, OPTS, args = benchpy.parse_args()
 ROUNDS = int(OPTS.get("--rounds", 3))
 RUNS = int(OPTS.get("--runs", 5))
 
@@ -83,12 +76,7 @@ int main(void) {
 
 
 def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    r = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=900)
-    if r.returncode != 0:
-        sys.exit("%s failed:\n%s" % (" ".join(cmd), r.stderr))
-    return r.stdout
+    return benchpy.run(cmd, env, timeout=900)
 
 
 def peak(d):
@@ -99,40 +87,11 @@ def peak(d):
     return max(float(run([exe]).split()[0]) for _ in range(3))
 
 
-class Model:
-    def __init__(self, rt, path, xs, y_shape):
-        self.rt = rt
-        self.m = ctypes.c_void_p()
-        err = ctypes.create_string_buffer(512)
-        if rt.q8rt_load(path.encode(), ctypes.byref(self.m), err, 512) != 0:
-            sys.exit("q8rt_load %s: %s" % (path, err.value.decode()))
-        self.xs = [np.ascontiguousarray(x) for x in xs]
-        self.y = np.empty(y_shape, np.float32)
-        self.ins = (ctypes.c_void_p * len(xs))(*[x.ctypes.data for x in self.xs])
-        self.outs = (ctypes.c_void_p * 1)(self.y.ctypes.data)
-        self.err = err
-
-    def time(self, runs, warmup=1):
-        cpu = []
-        for i in range(warmup + runs):
-            c0 = time.thread_time_ns()
-            if self.rt.q8rt_run(self.m, len(self.xs), self.ins, 1, self.outs, self.err,
-                                512) != 0:
-                sys.exit("q8rt_run: " + self.err.value.decode())
-            if i >= warmup:
-                cpu.append((time.thread_time_ns() - c0) / 1e6)
-        return float(np.median(cpu))
-
-
 def main():
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                     "tests", "py"))
     from q8test import write_safetensors
-    rt = ctypes.CDLL(os.path.join(os.path.dirname(Q8C), "libq8rt.so"))
-    rt.q8rt_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p,
-                             ctypes.c_size_t]
-    rt.q8rt_run.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
-                            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    rt = load_rt(Q8C)
     rng = np.random.default_rng(1)
     d = tempfile.mkdtemp(prefix="q8-f32gemm-")
     pk = peak(d)
@@ -161,7 +120,7 @@ def main():
             run([Q8C, ir, "-o", so, "--target=native", "--keep-float=y"], env)
             m = Model(rt, so, xs, y_shape)
             runs = RUNS if how == "vector" else max(1, RUNS // 3)
-            med[how] = float(np.median([m.time(runs) for _ in range(ROUNDS)]))
+            med[how] = float(np.median([m.time(runs, warmup=1)[0] for _ in range(ROUNDS)]))
         g = {h: flops / (ms * 1e-3) / 1e9 for h, ms in med.items()}
         rows.append((label, med, g))
         print("%-40s reference %.2f ms (%.2f G FLOP/s)  vector %.3f ms (%.1f G FLOP/s, %.0f%% "

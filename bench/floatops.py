@@ -24,24 +24,17 @@ models are timed as a third column, "libm".
   /usr/bin/python3 bench/floatops.py [path/to/q8c] [--rounds N] [--runs N]
                                      [--baseline path/to/old/q8c]
 """
-import ctypes
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
-OPTS, args = {}, []
-_argv = sys.argv[1:]
-while _argv:
-    a = _argv.pop(0)
-    if a.startswith("--"):
-        OPTS[a] = _argv.pop(0)
-    else:
-        args.append(a)
-Q8C = os.path.abspath(args[0] if args else "build/q8c")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchpy  # noqa: E402
+from benchpy import Model, load_rt  # noqa: E402
+
+Q8C, OPTS, args = benchpy.parse_args()
 ROUNDS = int(OPTS.get("--rounds", 5))
 RUNS = int(OPTS.get("--runs", 20))
 BASELINE = OPTS.get("--baseline")
@@ -64,53 +57,14 @@ CASES = [
 
 
 def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    r = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=600)
-    if r.returncode != 0:
-        sys.exit("%s failed:\n%s" % (" ".join(cmd), r.stderr))
-    return r.stdout
-
-
-class Model:
-    """A compiled model loaded through libq8rt, with its input and output
-    buffers."""
-
-    def __init__(self, rt, path, x):
-        self.rt = rt
-        self.m = ctypes.c_void_p()
-        err = ctypes.create_string_buffer(512)
-        if rt.q8rt_load(path.encode(), ctypes.byref(self.m), err, 512) != 0:
-            sys.exit("q8rt_load %s: %s" % (path, err.value.decode()))
-        self.x = np.ascontiguousarray(x)
-        self.y = np.empty_like(self.x)
-        self.ins = (ctypes.c_void_p * 1)(self.x.ctypes.data)
-        self.outs = (ctypes.c_void_p * 1)(self.y.ctypes.data)
-        self.err = err
-
-    def time(self, runs, warmup=3):
-        """Medians of (thread CPU ms, wall ms) over `runs` runs."""
-        cpu, wall = [], []
-        for i in range(warmup + runs):
-            c0, w0 = time.thread_time_ns(), time.perf_counter_ns()
-            if self.rt.q8rt_run(self.m, 1, self.ins, 1, self.outs, self.err, 512) != 0:
-                sys.exit("q8rt_run: " + self.err.value.decode())
-            c1, w1 = time.thread_time_ns(), time.perf_counter_ns()
-            if i >= warmup:
-                cpu.append((c1 - c0) / 1e6)
-                wall.append((w1 - w0) / 1e6)
-        return float(np.median(cpu)), float(np.median(wall))
+    return benchpy.run(cmd, env, timeout=600)
 
 
 def main():
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                     "tests", "py"))
     from q8test import write_safetensors
-    rt = ctypes.CDLL(os.path.join(os.path.dirname(Q8C), "libq8rt.so"))
-    rt.q8rt_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p,
-                             ctypes.c_size_t]
-    rt.q8rt_run.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
-                            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    rt = load_rt(Q8C)
     rng = np.random.default_rng(1)
     d = tempfile.mkdtemp(prefix="q8-floatops-")
     rows = []

@@ -23,22 +23,17 @@ read of as many bytes.
 """
 import ctypes
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-OPTS, args = {}, []
-_argv = sys.argv[1:]
-while _argv:
-    a = _argv.pop(0)
-    if a.startswith("--"):
-        OPTS[a] = _argv.pop(0)
-    else:
-        args.append(a)
-Q8C = os.path.abspath(args[0] if args else "build/q8c")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchpy  # noqa: E402
+from benchpy import Model, load_rt  # noqa: E402
+
+Q8C, OPTS, args = benchpy.parse_args()
 ROUNDS = int(OPTS.get("--rounds", 5))
 RUNS = int(OPTS.get("--runs", 10))
 SHAPES = [tuple(int(v) for v in s.split("x")) for s in
@@ -68,40 +63,7 @@ int64_t read_sum(const void *p, size_t bytes) {
 
 
 def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    r = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=1200)
-    if r.returncode != 0:
-        sys.exit("%s failed:\n%s" % (" ".join(cmd), r.stderr))
-    return r.stdout
-
-
-class Model:
-    """A compiled model loaded through libq8rt, with its buffers."""
-
-    def __init__(self, rt, path, x, n):
-        self.rt = rt
-        self.m = ctypes.c_void_p()
-        err = ctypes.create_string_buffer(512)
-        if rt.q8rt_load(path.encode(), ctypes.byref(self.m), err, 512) != 0:
-            sys.exit("q8rt_load %s: %s" % (path, err.value.decode()))
-        self.x = np.ascontiguousarray(x)
-        self.y = np.empty((x.shape[0], n), np.float32)
-        self.ins = (ctypes.c_void_p * 1)(self.x.ctypes.data)
-        self.outs = (ctypes.c_void_p * 1)(self.y.ctypes.data)
-        self.err = err
-
-    def time(self, runs, warmup=2):
-        cpu, wall = [], []
-        for i in range(warmup + runs):
-            c0, w0 = time.thread_time_ns(), time.perf_counter_ns()
-            if self.rt.q8rt_run(self.m, 1, self.ins, 1, self.outs, self.err, 512) != 0:
-                sys.exit("q8rt_run: " + self.err.value.decode())
-            c1, w1 = time.thread_time_ns(), time.perf_counter_ns()
-            if i >= warmup:
-                cpu.append((c1 - c0) / 1e6)
-                wall.append((w1 - w0) / 1e6)
-        return float(np.median(cpu)), float(np.median(wall))
+    return benchpy.run(cmd, env, timeout=1200)
 
 
 class Reader:
@@ -145,11 +107,7 @@ def main():
     rlib = ctypes.CDLL(os.path.join(d, "read.so"))
     rlib.read_sum.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     rlib.read_sum.restype = ctypes.c_int64
-    rt = ctypes.CDLL(os.path.join(os.path.dirname(Q8C), "libq8rt.so"))
-    rt.q8rt_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p,
-                             ctypes.c_size_t]
-    rt.q8rt_run.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
-                            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    rt = load_rt(Q8C)
     variant = run([Q8C, "--list-targets"]).split("\n")
     native = next(l.split()[0] for l in variant if l.endswith("runs-here"))
     rng = np.random.default_rng(1)
@@ -178,7 +136,7 @@ def main():
         rtimes = {how: [] for how in models}
         for _ in range(ROUNDS):
             for how in models:
-                times[how].append(models[how].time(RUNS))
+                times[how].append(models[how].time(RUNS, warmup=2))
                 rtimes[how].append(readers[how].time(RUNS))
         med = {h: (float(np.median([c for c, _ in t])), float(np.median([w for _, w in t])))
                for h, t in times.items()}

@@ -14,21 +14,15 @@ double. Bits per weight count every stored constant.
   /usr/bin/python3 bench/nf4_accuracy.py [path/to/q8c] [--n 1024] [--k 4096]
 """
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
-OPTS, args = {}, []
-_argv = sys.argv[1:]
-while _argv:
-    a = _argv.pop(0)
-    if a.startswith("--"):
-        OPTS[a] = _argv.pop(0)
-    else:
-        args.append(a)
-Q8C = os.path.abspath(args[0] if args else "build/q8c")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchpy  # noqa: E402
+
+Q8C, OPTS, args = benchpy.parse_args()
 N, K, M = int(OPTS.get("--n", 1024)), int(OPTS.get("--k", 4096)), 64
 # tests/py/test_nf4.py's numpy port of the formats (it reads q8c's path
 # from argv when imported).
@@ -39,9 +33,7 @@ from test_nf4 import FP4, NF4, dequantized_absmax, dynamic_map  # noqa: E402
 
 
 def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-    if r.returncode != 0:
-        sys.exit("%s failed:\n%s" % (" ".join(cmd), r.stderr))
+    benchpy.run(cmd, timeout=1200)
 
 
 def sqnr(ref, x):

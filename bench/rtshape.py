@@ -16,22 +16,16 @@ prints the medians and the ratio run-time / fixed.
 """
 import ctypes
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
-OPTS, args = {}, []
-_argv = sys.argv[1:]
-while _argv:
-    a = _argv.pop(0)
-    if a.startswith("--"):
-        OPTS[a] = _argv.pop(0)
-    else:
-        args.append(a)
-Q8C = os.path.abspath(args[0] if args else "build/q8c")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchpy  # noqa: E402
+from benchpy import load_rt  # noqa: E402
+
+Q8C, OPTS, args = benchpy.parse_args()
 ROUNDS = int(OPTS.get("--rounds", 5))
 RUNS = int(OPTS.get("--runs", 30))
 BATCHES = [int(b) for b in OPTS.get("--batches", "1,16,128").split(",")]
@@ -52,56 +46,37 @@ MODEL = """model blk {
 
 
 def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-    if r.returncode != 0:
-        sys.exit("%s failed:\n%s" % (" ".join(cmd), r.stderr))
-    return r.stdout
+    return benchpy.run(cmd, timeout=1200)
 
 
-class Model:
+class Model(benchpy.Model):
+    """benchpy.Model on a random [batch, 512] input; a run-time-shape
+    library (runtime) runs through q8rt_run_dims."""
+
     def __init__(self, rt, path, batch, runtime):
-        self.rt, self.runtime = rt, runtime
-        self.m = ctypes.c_void_p()
-        self.err = ctypes.create_string_buffer(512)
-        if rt.q8rt_load(path.encode(), ctypes.byref(self.m), self.err, 512) != 0:
-            sys.exit("q8rt_load %s: %s" % (path, self.err.value.decode()))
-        self.x = np.random.default_rng(batch).standard_normal((batch, 512)).astype(np.float32)
-        self.y = np.empty((batch, 10), np.float32)
-        self.ins = (ctypes.c_void_p * 1)(self.x.ctypes.data)
-        self.outs = (ctypes.c_void_p * 1)(self.y.ctypes.data)
+        x = np.random.default_rng(batch).standard_normal((batch, 512)).astype(np.float32)
+        super().__init__(rt, path, x, 10)
+        self.runtime = runtime
         self.dims = (ctypes.c_int64 * 2)(batch, 512)
         self.dimp = (ctypes.c_void_p * 1)(ctypes.addressof(self.dims))
 
-    def once(self):
-        if self.runtime:
-            rc = self.rt.q8rt_run_dims(self.m, 1, self.ins, self.dimp, 1, self.outs, self.err, 512)
-        else:
-            rc = self.rt.q8rt_run(self.m, 1, self.ins, 1, self.outs, self.err, 512)
-        if rc != 0:
+    def run(self):
+        if not self.runtime:
+            return super().run()
+        if self.rt.q8rt_run_dims(self.m, 1, self.ins, self.dimp, 1, self.outs, self.err,
+                                 512) != 0:
             sys.exit("run: " + self.err.value.decode())
 
     def time(self, runs, warmup=3):
-        cpu = []
-        for i in range(warmup + runs):
-            c0 = time.thread_time_ns()
-            self.once()
-            if i >= warmup:
-                cpu.append((time.thread_time_ns() - c0) / 1e6)
-        return float(np.median(cpu))
+        """Median thread CPU ms."""
+        return super().time(runs, warmup)[0]
 
 
 def main():
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                     "tests", "py"))
     from q8test import write_safetensors
-    rt = ctypes.CDLL(os.path.join(os.path.dirname(Q8C), "libq8rt.so"))
-    rt.q8rt_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p,
-                             ctypes.c_size_t]
-    rt.q8rt_run.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
-                            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
-    rt.q8rt_run_dims.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
-                                 ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
-                                 ctypes.c_char_p, ctypes.c_size_t]
+    rt = load_rt(Q8C)
     rng = np.random.default_rng(1)
     d = tempfile.mkdtemp(prefix="q8-rtshape-")
     f32 = np.float32

@@ -37,22 +37,17 @@ per-line output gives the wall times beside them.
 import ctypes
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-OPTS, args = {}, []
-_argv = sys.argv[1:]
-while _argv:
-    a = _argv.pop(0)
-    if a.startswith("--"):
-        OPTS[a] = _argv.pop(0)
-    else:
-        args.append(a)
-Q8C = os.path.abspath(args[0] if args else "build/q8c")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchpy  # noqa: E402
+from benchpy import Model, load_rt  # noqa: E402
+
+Q8C, OPTS, args = benchpy.parse_args()
 FORMATS = OPTS.get("--formats", "int8,s4-per-group:32").split(",")
 SHAPES = [tuple(int(v) for v in s.split("x")) for s in OPTS.get(
     "--shapes", "1x4096x4096,1x4096x11008,1x11008x4096,16x4096x4096").split(",")]
@@ -102,30 +97,7 @@ uint64_t probe_read(const uint64_t *p, size_t n) {
 
 
 def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    if r.returncode != 0:
-        sys.exit("%s failed:\n%s" % (" ".join(cmd), r.stderr))
-    return r.stdout
-
-
-class Model:
-    def __init__(self, rt, path, x, n):
-        self.rt = rt
-        self.m = ctypes.c_void_p()
-        err = ctypes.create_string_buffer(512)
-        if rt.q8rt_load(path.encode(), ctypes.byref(self.m), err, 512) != 0:
-            sys.exit("q8rt_load %s: %s" % (path, err.value.decode()))
-        if rt.q8rt_set_threads(self.m, 1, err, 512) != 0:
-            sys.exit("q8rt_set_threads: " + err.value.decode())
-        self.x = np.ascontiguousarray(x)
-        self.y = np.empty((x.shape[0], n), np.float32)
-        self.ins = (ctypes.c_void_p * 1)(self.x.ctypes.data)
-        self.outs = (ctypes.c_void_p * 1)(self.y.ctypes.data)
-        self.err = err
-
-    def run(self):
-        if self.rt.q8rt_run(self.m, 1, self.ins, 1, self.outs, self.err, 512) != 0:
-            sys.exit("q8rt_run: " + self.err.value.decode())
+    return benchpy.run(cmd, timeout=1800)
 
 
 def time_runs(fn, runs):
@@ -145,14 +117,7 @@ def main():
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                     "tests", "py"))
     from q8test import write_safetensors
-    rt = ctypes.CDLL(os.path.join(os.path.dirname(Q8C), "libq8rt.so"))
-    rt.q8rt_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p,
-                             ctypes.c_size_t]
-    rt.q8rt_run.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
-                            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
-    rt.q8rt_free.argtypes = [ctypes.c_void_p]
-    rt.q8rt_set_threads.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p,
-                                    ctypes.c_size_t]
+    rt = load_rt(Q8C)
     d = tempfile.mkdtemp(prefix="q8-wformat-")
     with open(os.path.join(d, "probe.c"), "w") as f:
         f.write(PROBE_C)
@@ -197,7 +162,7 @@ def main():
                 p = so + ".%d.so" % i
                 shutil.copyfile(so, p)
                 paths.append(p)
-            models = [Model(rt, p, x, n) for p in paths]
+            models = [Model(rt, p, x, n, threads=1) for p in paths]
             res[fmt] = {"bytes": wbytes, "copies": copies, "hot": [], "dram": [],
                         "bw_hot": [], "bw_dram": [], "compile": time.time() - t0,
                         "models": models}
