@@ -61,6 +61,7 @@ static bool row_wise(const IrNode *n, char *why, size_t size) {
   case IR_OP_QGEMM:
   case IR_OP_LINEAR:
   case IR_OP_LINEAR_4BIT:
+  case IR_OP_QLINEAR_GRP:
     if (t->rank < 2) {
       snprintf(why, size, "%s %%%s runs over the batch dim", op, n->result->name);
       return false;
