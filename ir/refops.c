@@ -479,15 +479,49 @@ void q8_ref_qgemm(const void *x, int64_t x_stride, int x_signed, const int8_t *w
  * inputs live on the stack, so the function needs no allocation. */
 enum { DYN_NB = 128, DYN_KB = 512 };
 
+/* One row of qlinear_dyn once its quantization (sx, zx) is known, in tiles:
+ *   acc[n] = sum_k (xq - zx) (w[n, k] - w_zp)   (int32, wrapping)
+ *   y[n] = (float)acc * (sx * w_scale[n]) + b[n], each operation in f32
+ * The row is quantized one tile of K at a time for each tile of N (so up to
+ * ceil(n / DYN_NB) times: the same values each time). Wrapping sums give the
+ * same bits however they are split. */
+static void dyn_row(const float *xi, float sx, int32_t zx, const int8_t *w, int32_t w_zp,
+                    const float *w_scale, int64_t w_scale_len, const float *b, float *yi,
+                    int64_t k, int64_t n) {
+  for (int64_t j0 = 0; j0 < n; j0 += DYN_NB) {
+    int64_t nb = n - j0 < DYN_NB ? n - j0 : DYN_NB;
+    uint32_t acc[DYN_NB] = {0};
+    for (int64_t l0 = 0; l0 < k; l0 += DYN_KB) {
+      int64_t kb = k - l0 < DYN_KB ? k - l0 : DYN_KB;
+      /* A tile of the row quantized, less its zero point. */
+      int32_t xq[DYN_KB];
+      for (int64_t l = 0; l < kb; l++)
+        xq[l] = q8_ref_quantize_value(xi[l0 + l], sx, zx, 0, 255) - zx;
+      /* Multiply-accumulate in uint32, where wraparound is defined. */
+      for (int64_t j = 0; j < nb; j++) {
+        const int8_t *wj = w + (j0 + j) * k + l0;
+        for (int64_t l = 0; l < kb; l++)
+          acc[j] += (uint32_t)(xq[l] * ((int32_t)wj[l] - w_zp));
+      }
+    }
+    /* Scale back to f32 and add the bias: three separate roundings. */
+    for (int64_t j = 0; j < nb; j++) {
+      float t = sx * w_scale[w_scale_len == 1 ? 0 : j0 + j];
+      float v = (float)wrap_i32(acc[j]) * t;
+      if (b)
+        v = v + b[j0 + j];
+      yi[j0 + j] = v;
+    }
+  }
+}
+
 /* docs/quantization.md, "Dynamic quantization": each row of x quantized to
  * u8 with its own range,
  *   [lo, hi] = the row's finite range widened to include 0
  *   sx = (hi - lo) / 255 (1 when below 1e-30), zx = rint(-lo / sx) in [0, 255]
  *   acc[n] = sum_k (xq - zx) w[n, k]   (int32, wrapping)
  *   y = (float)acc * (sx * w_scale[n]) + b[n], each operation in f32
- * The row is quantized one tile of K at a time for each tile of N (so up to
- * ceil(n / DYN_NB) times: the same values each time). Wrapping sums give the
- * same bits however they are split. */
+ * (dyn_row). */
 void q8_ref_qlinear_dyn(const float *x, const int8_t *w, const float *w_scale,
                         int64_t w_scale_len, const float *b, float *y, int64_t m, int64_t k,
                         int64_t n) {
@@ -506,31 +540,7 @@ void q8_ref_qlinear_dyn(const float *x, const int8_t *w, const float *w_scale,
       sx = 1.0f;
     double zd = rint(-(double)lo / (double)sx);
     int32_t zx = (int32_t)fmin(fmax(zd, 0.0), 255.0);
-    for (int64_t j0 = 0; j0 < n; j0 += DYN_NB) {
-      int64_t nb = n - j0 < DYN_NB ? n - j0 : DYN_NB;
-      uint32_t acc[DYN_NB] = {0};
-      for (int64_t l0 = 0; l0 < k; l0 += DYN_KB) {
-        int64_t kb = k - l0 < DYN_KB ? k - l0 : DYN_KB;
-        /* A tile of the row quantized, less its zero point. */
-        int32_t xq[DYN_KB];
-        for (int64_t l = 0; l < kb; l++)
-          xq[l] = q8_ref_quantize_value(xi[l0 + l], sx, zx, 0, 255) - zx;
-        /* Multiply-accumulate in uint32, where wraparound is defined. */
-        for (int64_t j = 0; j < nb; j++) {
-          const int8_t *wj = w + (j0 + j) * k + l0;
-          for (int64_t l = 0; l < kb; l++)
-            acc[j] += (uint32_t)(xq[l] * (int32_t)wj[l]);
-        }
-      }
-      /* Scale back to f32 and add the bias: three separate roundings. */
-      for (int64_t j = 0; j < nb; j++) {
-        float t = sx * w_scale[w_scale_len == 1 ? 0 : j0 + j];
-        float v = (float)wrap_i32(acc[j]) * t;
-        if (b)
-          v = v + b[j0 + j];
-        y[i * n + j0 + j] = v;
-      }
-    }
+    dyn_row(xi, sx, zx, w, 0, w_scale, w_scale_len, b, y + i * n, k, n);
   }
 }
 
@@ -558,38 +568,15 @@ static void dyn_tensor_params(const float *v, int64_t count, float *s, int32_t *
  * with one scale and zero point for all its m rows (dyn_tensor_params),
  *   acc[n] = sum_k (xq - zx) (w[n, k] - w_zp)   (int32, wrapping)
  *   y = (float)acc * (sx * w_scale[n]) + b[n], each operation in f32
- * in tiles as q8_ref_qlinear_dyn. */
+ * (dyn_row). */
 void q8_ref_qlinear_dyn_tensor(const float *x, const int8_t *w, const float *w_scale,
                                int64_t w_scale_len, int32_t w_zp, const float *b, float *y,
                                int64_t m, int64_t k, int64_t n) {
   float sx;
   int32_t zx;
   dyn_tensor_params(x, m * k, &sx, &zx);
-  for (int64_t i = 0; i < m; i++) {
-    const float *xi = x + i * k;
-    for (int64_t j0 = 0; j0 < n; j0 += DYN_NB) {
-      int64_t nb = n - j0 < DYN_NB ? n - j0 : DYN_NB;
-      uint32_t acc[DYN_NB] = {0};
-      for (int64_t l0 = 0; l0 < k; l0 += DYN_KB) {
-        int64_t kb = k - l0 < DYN_KB ? k - l0 : DYN_KB;
-        int32_t xq[DYN_KB];
-        for (int64_t l = 0; l < kb; l++)
-          xq[l] = q8_ref_quantize_value(xi[l0 + l], sx, zx, 0, 255) - zx;
-        for (int64_t j = 0; j < nb; j++) {
-          const int8_t *wj = w + (j0 + j) * k + l0;
-          for (int64_t l = 0; l < kb; l++)
-            acc[j] += (uint32_t)(xq[l] * ((int32_t)wj[l] - w_zp));
-        }
-      }
-      for (int64_t j = 0; j < nb; j++) {
-        float t = sx * w_scale[w_scale_len == 1 ? 0 : j0 + j];
-        float v = (float)wrap_i32(acc[j]) * t;
-        if (b)
-          v = v + b[j0 + j];
-        y[i * n + j0 + j] = v;
-      }
-    }
-  }
+  for (int64_t i = 0; i < m; i++)
+    dyn_row(x + i * k, sx, zx, w, w_zp, w_scale, w_scale_len, b, y + i * n, k, n);
 }
 
 /* ---- qmatmul: the matmul of two activations ---- */
