@@ -135,6 +135,26 @@ static void emit_ntasks_fn(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, const 
 
 static LLVMValueRef load_ptr(Emit *e, LLVMValueRef p) { return cg_load(e->b, e->ptr, p, 8); }
 
+/* Call tile[0], or tile[1] instead when last_n (the last channel block,
+ * which differs; NULL when none does) holds, then go on to next. */
+static void call_tile(Emit *e, LLVMValueRef fn, LLVMTypeRef tile_ty, LLVMValueRef const tile[2],
+                      LLVMValueRef last_n, LLVMValueRef *targs, LLVMBasicBlockRef next) {
+  if (last_n) {
+    LLVMContextRef ctx = LLVMGetTypeContext(tile_ty);
+    LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(ctx, fn, "n.full");
+    LLVMBasicBlockRef last = LLVMAppendBasicBlockInContext(ctx, fn, "n.last");
+    LLVMBuildCondBr(e->b, last_n, last, full);
+    LLVMPositionBuilderAtEnd(e->b, full);
+    LLVMBuildCall2(e->b, tile_ty, tile[0], targs, 6, "");
+    LLVMBuildBr(e->b, next);
+    LLVMPositionBuilderAtEnd(e->b, last);
+    LLVMBuildCall2(e->b, tile_ty, tile[1], targs, 6, "");
+  } else {
+    LLVMBuildCall2(e->b, tile_ty, tile[0], targs, 6, "");
+  }
+  LLVMBuildBr(e->b, next);
+}
+
 LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, const CgGemmTiles *t,
                                 int64_t *ntasks) {
   LLVMContextRef ctx = LLVMGetModuleContext(mod);
@@ -234,19 +254,7 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
       LLVMAddCase(sw, i64c(&e, r), cases[r]);
     for (int r = 1; r <= t->tile_rows; r++) {
       LLVMPositionBuilderAtEnd(e.b, cases[r]);
-      if (n_edge) {
-        LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(ctx, fn, "n.full");
-        LLVMBasicBlockRef last = LLVMAppendBasicBlockInContext(ctx, fn, "n.last");
-        LLVMBuildCondBr(e.b, last_n, last, full);
-        LLVMPositionBuilderAtEnd(e.b, full);
-        LLVMBuildCall2(e.b, tile_ty, t->rtile[r][0], targs, 6, "");
-        LLVMBuildBr(e.b, mnext);
-        LLVMPositionBuilderAtEnd(e.b, last);
-        LLVMBuildCall2(e.b, tile_ty, t->rtile[r][1], targs, 6, "");
-      } else {
-        LLVMBuildCall2(e.b, tile_ty, t->rtile[r][0], targs, 6, "");
-      }
-      LLVMBuildBr(e.b, mnext);
+      call_tile(&e, fn, tile_ty, t->rtile[r], n_edge ? last_n : NULL, targs, mnext);
     }
   }
   for (int lm = 0; !g->runtime_m && lm <= (int)m_edge; lm++) {
@@ -257,19 +265,7 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
       LLVMBuildCondBr(e.b, last_m, other, here);
       LLVMPositionBuilderAtEnd(e.b, here);
     }
-    if (n_edge) {
-      LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(ctx, fn, "n.full");
-      LLVMBasicBlockRef last = LLVMAppendBasicBlockInContext(ctx, fn, "n.last");
-      LLVMBuildCondBr(e.b, last_n, last, full);
-      LLVMPositionBuilderAtEnd(e.b, full);
-      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][0], targs, 6, "");
-      LLVMBuildBr(e.b, mnext);
-      LLVMPositionBuilderAtEnd(e.b, last);
-      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][1], targs, 6, "");
-    } else {
-      LLVMBuildCall2(e.b, tile_ty, t->tile[lm][0], targs, 6, "");
-    }
-    LLVMBuildBr(e.b, mnext);
+    call_tile(&e, fn, tile_ty, t->tile[lm], n_edge ? last_n : NULL, targs, mnext);
     if (other)
       LLVMPositionBuilderAtEnd(e.b, other);
   }
