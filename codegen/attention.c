@@ -400,10 +400,10 @@ static LLVMValueRef offset(Cg *cg, LLVMValueRef base, LLVMValueRef i, int64_t sc
 }
 
 /* CgGemmArgs on the entry's stack: allocated before a loop, x and y set in
- * it (gemm_xy). */
+ * it (gemm_xy); m (field 6) only with a run-time M (cg_run_gemm_m). */
 static LLVMTypeRef args_type(Cg *cg) {
-  LLVMTypeRef pt[6] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
-  return LLVMStructTypeInContext(cg->ctx, pt, 6, 0);
+  LLVMTypeRef pt[7] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64};
+  return LLVMStructTypeInContext(cg->ctx, pt, 7, 0);
 }
 
 static LLVMValueRef gemm_args(Cg *cg, LLVMValueRef w, LLVMValueRef bias, LLVMValueRef mult,
@@ -650,6 +650,9 @@ static bool emit_qlinear_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
   char name[400];
   CgGemm g = gemm_of(cg, n, name, sizeof name, rows_n, k, nn);
   rows_quantized_here(&g, ks);
+  /* A run-time M (rtshape.c): every batch row's rows quantized, then the
+   * kernel once over all of them; the slot holds them all. */
+  g.runtime_m = cg_gemm_runtime_m(cg, n);
   g.wq = wv->data;
   g.pack_nr = cg_shared_pack_nr(cg->o);
   g.wfile = cg->wfile;
@@ -682,8 +685,26 @@ static bool emit_qlinear_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
     p->quant_x = (tensor ? cg_emit_quantize_tensor_dyn : cg_emit_quantize_rows_dyn)(
         cg->mod, fname, isa, rows_n, k, ks);
   }
-  LLVMValueRef xq = cg_scratch_addr(cg, base + s.xq), rows = cg_scratch_addr(cg, base + s.rows);
+  LLVMValueRef xq = cg_node_slot(cg, idx, s.xq), rows = cg_node_slot(cg, idx, s.rows);
   LLVMValueRef xsrc = cg_value_addr(cg, x), count = NULL, cols = NULL;
+  LLVMValueRef cv = LLVMConstInt(cg->i32, (uint64_t)c, 1);
+  if (g.runtime_m) {
+    /* Each batch row's rows_n rows quantized (they are contiguous in x, xq
+     * and rows alike), then the kernel over rows_n * batch rows. */
+    CgBatchLoop loop;
+    cg_batch_loop_open(cg, &loop);
+    LLVMValueRef r0 = LLVMBuildMul(cg->b, cg->batch_row, cg_i64c(cg, rows_n), "");
+    call(cg, p->quant_x,
+         (LLVMValueRef[]){offset(cg, xsrc, r0, k * 4), offset(cg, xq, r0, ks),
+                          offset(cg, rows, r0, (int64_t)sizeof(CgGemmRow)), cv},
+         4);
+    cg_batch_loop_close(cg, &loop);
+    LLVMValueRef args = gemm_args(cg, NULL, NULL, NULL, rows);
+    gemm_xy(cg, args, xq, cg_value_addr(cg, n->result));
+    cg_run_gemm_m(cg, cg->kernel[idx], args, args_type(cg), 6,
+                  LLVMBuildMul(cg->b, cg_i64c(cg, rows_n), cg->nb, "m"));
+    return true;
+  }
   if (outl) {
     /* The batch's outlier columns; the rows come from x's zeroed copy when
      * there is one. */
@@ -699,7 +720,7 @@ static bool emit_qlinear_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
     xsrc = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, count, cg_i32c(cg, 0), ""), xz,
                            xsrc, "x.outl");
   }
-  call(cg, p->quant_x, (LLVMValueRef[]){xsrc, xq, rows, LLVMConstInt(cg->i32, (uint64_t)c, 1)}, 4);
+  call(cg, p->quant_x, (LLVMValueRef[]){xsrc, xq, rows, cv}, 4);
   LLVMValueRef args = gemm_args(cg, NULL, NULL, NULL, rows);
   gemm_xy(cg, args, xq, cg_value_addr(cg, n->result));
   cg_run_tasks(cg, cg->kernel[idx], args, cg->kernel_tasks[idx], parallel_for(rows_n, k, nn));

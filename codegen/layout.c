@@ -52,8 +52,15 @@ static void place_in_scratch(Cg *cg, Loc *l, IrDType t) {
 }
 
 bool cg_gemm_runtime_m(const Cg *cg, const IrNode *n) {
-  return cg->rtb && n->op == IR_OP_QGEMM && cg->batched[n->opnds[0]->id] &&
-         cg_arch_of(cg->o->isas[0])->runtime_m;
+  if (!cg->rtb || !cg->batched[n->opnds[0]->id] || !cg_arch_of(cg->o->isas[0])->runtime_m)
+    return false;
+  /* qlinear_dyn's rows are quantized each from its own range, so its kernel
+   * runs over every batch row too (attention.c); one range for the whole
+   * batch ({granularity = tensor}) has no run-time batch (rtshape.c). */
+  if (n->op == IR_OP_QLINEAR_DYN)
+    return ir_attr_name(n, IR_ATTR_GRANULARITY, IR_DYN_ROW) == IR_DYN_ROW &&
+           cg_attention_scratch(n) >= 0;
+  return n->op == IR_OP_QGEMM;
 }
 
 bool cg_plan_memory(Cg *cg) {
@@ -113,8 +120,11 @@ bool cg_plan_memory(Cg *cg) {
       cg->xq_offset[i] = reserve(cg, grp); /* qlinear_grp's kernel (qgroup.c) */
     int64_t attn = cg_attention_scratch(n);
     if (attn >= 0) {
-      /* qmatmul, qmatmul_dyn, qlinear_dyn on the int8 kernels (attention.c). */
-      cg->xq_offset[i] = reserve(cg, attn);
+      /* qmatmul, qmatmul_dyn, qlinear_dyn on the int8 kernels (attention.c);
+       * a qlinear_dyn with a run-time M has its quantized rows and their
+       * terms for every batch row (in the batched region). */
+      cg->xq_batched[i] = cg_gemm_runtime_m(cg, n);
+      cg->xq_offset[i] = cg->xq_batched[i] ? reserve_batched(cg, attn) : reserve(cg, attn);
     } else if (n->op == IR_OP_QMATMUL || n->op == IR_OP_QMATMUL_DYN) {
       /* qmatmul: the quantized copies of its f32 operands, dense, one after
        * the other; qmatmul_dyn: its work buffer (one matrix of b and one

@@ -158,10 +158,7 @@ static void input_bounds(const IrValue *x, IrDType t, int32_t *lo, int32_t *hi) 
 
 /* A qgemm's slot for its quantized input (in the batched region with a
  * run-time M). */
-static LLVMValueRef xq_at(Cg *cg, int idx) {
-  Loc l = {.batched = cg->xq_batched[idx]};
-  return slot_at(cg, &l, cg->xq_offset[idx], "");
-}
+static LLVMValueRef xq_at(Cg *cg, int idx) { return cg_node_slot(cg, idx, 0); }
 
 /* p + bytes * the current batch row. */
 static LLVMValueRef batch_bytes_at(Cg *cg, LLVMValueRef p, int64_t bytes) {
@@ -268,24 +265,14 @@ static bool emit_qgemm(Cg *cg, int idx, CgIsa isa) {
   LLVMValueRef kernel = cg->kernel[idx];
   int64_t ntasks = cg->kernel_tasks[idx];
   if (g.runtime_m) {
-    /* CgGemmArgs {x, y, .m = rows * batch}, and the kernel's task count for
-     * that M. */
+    /* CgGemmArgs {x, y, .m = rows * batch}. */
     LLVMTypeRef p = cg->ptr;
     LLVMTypeRef args_ty =
         LLVMStructTypeInContext(cg->ctx, (LLVMTypeRef[]){p, p, p, p, p, p, cg->i64}, 7, 0);
     LLVMValueRef args = LLVMBuildAlloca(cg->b, args_ty, "gemm.args");
-    LLVMValueRef mv = LLVMBuildMul(cg->b, cg_i64c(cg, g.m), cg->nb, "m");
     LLVMBuildStore(cg->b, xptr, LLVMBuildStructGEP2(cg->b, args_ty, args, 0, ""));
     LLVMBuildStore(cg->b, addr(cg, n->result), LLVMBuildStructGEP2(cg->b, args_ty, args, 1, ""));
-    LLVMBuildStore(cg->b, mv, LLVMBuildStructGEP2(cg->b, args_ty, args, 6, ""));
-    char tname[700];
-    size_t len;
-    snprintf(tname, sizeof tname, "%s.ntasks", LLVMGetValueName2(kernel, &len));
-    LLVMValueRef nfn = LLVMGetNamedFunction(cg->mod, tname);
-    if (!nfn)
-      q8_die("qgemm %s: no %s", n->result->name, tname);
-    LLVMValueRef nt = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(nfn), nfn, &mv, 1, "ntasks");
-    run_tasks_n(cg, kernel, args, nt, true);
+    cg_run_gemm_m(cg, kernel, args, args_ty, 6, LLVMBuildMul(cg->b, cg_i64c(cg, g.m), cg->nb, "m"));
     return true;
   }
   /* CgGemmArgs {x, y} on the entry's stack. */
@@ -648,6 +635,24 @@ static bool emit_node(Cg *cg, int idx, CgIsa isa) {
   q8_unreachable();
 }
 
+LLVMValueRef cg_node_slot(Cg *cg, int idx, int64_t offset) {
+  Loc l = {.batched = cg->xq_batched[idx]};
+  return slot_at(cg, &l, cg->xq_offset[idx] + offset, "");
+}
+
+void cg_run_gemm_m(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, LLVMTypeRef args_ty,
+                   unsigned m_field, LLVMValueRef m) {
+  LLVMBuildStore(cg->b, m, LLVMBuildStructGEP2(cg->b, args_ty, args, m_field, ""));
+  char tname[700];
+  size_t len;
+  snprintf(tname, sizeof tname, "%s.ntasks", LLVMGetValueName2(kernel, &len));
+  LLVMValueRef nfn = LLVMGetNamedFunction(cg->mod, tname);
+  if (!nfn)
+    q8_die("no %s", tname);
+  LLVMValueRef nt = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(nfn), nfn, &m, 1, "ntasks");
+  run_tasks_n(cg, kernel, args, nt, true);
+}
+
 LLVMValueRef cg_value_addr(Cg *cg, const IrValue *v) { return addr(cg, v); }
 LLVMValueRef cg_scratch_addr(Cg *cg, int64_t offset) { return scratch_at(cg, offset); }
 void cg_run_tasks(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, int64_t ntasks, bool parallel) {
@@ -702,7 +707,7 @@ bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry) {
   }
   for (int i = 0; i < m->nnodes; i++) {
     /* A node with the run-time batch runs once per batch row (rtshape.c),
-     * but for a qgemm with a run-time M. */
+     * but for a qgemm or qlinear_dyn with a run-time M. */
     bool rows = cg->loc[m->nodes[i]->result->id].batched && !cg_gemm_runtime_m(cg, m->nodes[i]);
     if (rows)
       cg_batch_loop_open(cg, &loop);

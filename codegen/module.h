@@ -97,8 +97,9 @@ LLVMValueRef cg_const_string(Cg *cg, const char *s);
 /* Give every value of cg->m its Loc and cg->scratch its size. False with a
  * message in m->diag when the scratch memory passes the memory cap. */
 bool cg_plan_memory(Cg *cg);
-/* Whether qgemm node n runs its kernel once over every batch row (a
- * run-time M) rather than once per batch row. */
+/* Whether node n (a qgemm, or a qlinear_dyn quantizing per row) runs its
+ * kernel once over every batch row (a run-time M) rather than once per
+ * batch row. */
 bool cg_gemm_runtime_m(const Cg *cg, const IrNode *n);
 
 /* ---- lower.c ---- */
@@ -113,6 +114,14 @@ bool cg_emit_entry(Cg *cg, CgIsa isa, bool quantized, LLVMValueRef *entry);
 LLVMValueRef cg_value_addr(Cg *cg, const IrValue *v);
 LLVMValueRef cg_scratch_addr(Cg *cg, int64_t offset);
 void cg_run_tasks(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, int64_t ntasks, bool parallel);
+/* Node idx's scratch slot (cg->xq_offset[idx]) at `offset`: with a run-time
+ * M (cg->xq_batched[idx]) the slot holds every batch row, so an offset of
+ * one batch row's layout is scaled by the batch. */
+LLVMValueRef cg_node_slot(Cg *cg, int idx, int64_t offset);
+/* A kernel with a run-time M (CgGemm.runtime_m): args->m = m, then its
+ * tasks for m rows (KERNEL.ntasks), through the caller's threads. */
+void cg_run_gemm_m(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, LLVMTypeRef args_ty,
+                   unsigned m_field, LLVMValueRef m);
 
 /* ---- attention.c ---- */
 

@@ -5,8 +5,9 @@
  * and restored after, the entries take the batch as their last argument,
  * and:
  *
- *   - qgemm runs its kernel once over all batch x rows rows (M at run time:
- *     gemm_tasks.c picks the row tiles and the M tail);
+ *   - qgemm, and qlinear_dyn quantizing per row, run their kernel once
+ *     over all batch x rows rows (M at run time: gemm_tasks.c picks the
+ *     row tiles and the M tail; cg_gemm_runtime_m says which nodes);
  *   - every other node whose result has the batch runs once per batch row
  *     (cg_batch_loop_open/close around its fixed-shape lowering), each
  *     batched operand and the result offset by that row's bytes, so each
