@@ -155,6 +155,52 @@ static void call_tile(Emit *e, LLVMValueRef fn, LLVMTypeRef tile_ty, LLVMValueRe
   LLVMBuildBr(e->b, next);
 }
 
+/* What the tiles of a channel block and row tile are called with. */
+typedef struct {
+  const CgGemmTiles *t;
+  const CgGemm *g;
+  LLVMValueRef w, bias, mult, y, x, rows;
+  int64_t ysize;
+} Block;
+
+/* The tile arguments of channel block nb and row tile mt (x, y, w, bias,
+ * mult, rows at them), and whether nb is the last block. */
+static void block_args(Emit *e, const Block *k, LLVMValueRef nb, LLVMValueRef mt,
+                       LLVMValueRef targs[6], LLVMValueRef *last_n) {
+  const CgGemmTiles *t = k->t;
+  const CgGemm *g = k->g;
+  LLVMValueRef wb;
+  if (t->w_interleave > 1) /* blocks sharing the groups of a packed block */
+    wb = cg_at(e->b,
+               at(e, k->w, LLVMBuildUDiv(e->b, nb, i64c(e, t->w_interleave), ""),
+                  t->w_interleave * t->block_weight_bytes),
+               LLVMBuildURem(e->b, nb, i64c(e, t->w_interleave), ""), t->w_sub_bytes, 0);
+  else
+    wb = at(e, k->w, nb, t->block_weight_bytes);
+  LLVMValueRef yb = at(e, k->y, nb, t->block_channels * k->ysize);
+  targs[0] = at(e, k->x, mt, t->tile_rows * g->x_stride);
+  targs[1] = at(e, yb, mt, t->tile_rows * g->y_stride * k->ysize);
+  targs[2] = wb;
+  targs[3] = at(e, k->bias, nb, t->block_channels * 4);
+  targs[4] = at(e, k->mult, nb, t->block_channels * 4);
+  targs[5] = g->row_terms ? at(e, k->rows, mt, t->tile_rows * (int64_t)sizeof(CgGemmRow))
+                          : k->rows;
+  *last_n = LLVMBuildICmp(e->b, LLVMIntEQ, nb, i64c(e, t->nblocks - 1), "");
+}
+
+/* A switch on the rows left in row tile mt of m rows, min(tile_rows, m -
+ * mt * tile_rows), to cases[r] (1 <= r <= tile_rows, new blocks). */
+static void rows_switch(Emit *e, LLVMContextRef ctx, LLVMValueRef fn, LLVMValueRef m,
+                        LLVMValueRef mt, int tile_rows, LLVMBasicBlockRef *cases) {
+  LLVMValueRef left = LLVMBuildSub(e->b, m, LLVMBuildMul(e->b, mt, i64c(e, tile_rows), ""), "");
+  left = umin(e, left, i64c(e, tile_rows));
+  for (int r = 1; r <= tile_rows; r++)
+    cases[r] = LLVMAppendBasicBlockInContext(ctx, fn, "m.rows");
+  LLVMValueRef sw = LLVMBuildSwitch(e->b, left, cases[tile_rows], (unsigned)tile_rows - 1);
+  for (int r = 1; r < tile_rows; r++)
+    LLVMAddCase(sw, i64c(e, r), cases[r]);
+}
+
 LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, const CgGemmTiles *t,
                                 int64_t *ntasks) {
   LLVMContextRef ctx = LLVMGetModuleContext(mod);
@@ -211,47 +257,59 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   LLVMValueRef nb1 = chunk_start(&e, LLVMBuildAdd(e.b, nc, one, ""), nblocks_v, n_chunks_v);
   LLVMValueRef mt0 = chunk_start(&e, mc, mtiles_v, m_chunks_v);
   LLVMValueRef mt1 = chunk_start(&e, LLVMBuildAdd(e.b, mc, one, ""), mtiles_v, m_chunks_v);
-  LLVMBuildBr(e.b, nloop);
 
-  /* For each channel block: its weights, bias and multipliers. */
-  LLVMPositionBuilderAtEnd(e.b, nloop);
-  LLVMValueRef nb = LLVMBuildPhi(e.b, e.i64, "nb");
-  LLVMValueRef wb;
-  if (t->w_interleave > 1) /* blocks sharing the groups of a packed block */
-    wb = cg_at(e.b,
-               at(&e, w, LLVMBuildUDiv(e.b, nb, i64c(&e, t->w_interleave), ""),
-                  t->w_interleave * t->block_weight_bytes),
-               LLVMBuildURem(e.b, nb, i64c(&e, t->w_interleave), ""), t->w_sub_bytes, 0);
-  else
-    wb = at(&e, w, nb, t->block_weight_bytes);
-  LLVMValueRef bb = at(&e, bias, nb, t->block_channels * 4);
-  LLVMValueRef mb = at(&e, mult, nb, t->block_channels * 4);
-  LLVMValueRef yb = at(&e, y, nb, t->block_channels * ysize);
-  LLVMValueRef last_n = LLVMBuildICmp(e.b, LLVMIntEQ, nb, i64c(&e, t->nblocks - 1), "");
-  LLVMBuildBr(e.b, mloop);
-
-  /* For each row tile: call the tile that fits it. */
-  LLVMPositionBuilderAtEnd(e.b, mloop);
-  LLVMValueRef mt = LLVMBuildPhi(e.b, e.i64, "mt");
-  LLVMValueRef xt = at(&e, x, mt, t->tile_rows * g->x_stride);
-  LLVMValueRef yt = at(&e, yb, mt, t->tile_rows * g->y_stride * ysize);
-  LLVMValueRef last_m = LLVMBuildICmp(e.b, LLVMIntEQ, mt, LLVMBuildSub(e.b, mtiles_v, one, ""), "");
-  LLVMValueRef rt = g->row_terms ? at(&e, rows, mt, t->tile_rows * (int64_t)sizeof(CgGemmRow))
-                                 : rows;
   LLVMTypeRef pt[6] = {e.ptr, e.ptr, e.ptr, e.ptr, e.ptr, e.ptr};
   LLVMTypeRef tile_ty = LLVMFunctionType(vd, pt, 6, 0);
-  LLVMValueRef targs[6] = {xt, yt, wb, bb, mb, rt};
+  Block blk = {t, g, w, bias, mult, y, x, rows, ysize};
+  LLVMBasicBlockRef pre = entry;
   if (g->runtime_m) {
-    /* The rows left in this tile, min(tile_rows, m - mt * tile_rows): a
-     * switch over the tiles of each row count. */
-    LLVMValueRef left = LLVMBuildSub(e.b, m, LLVMBuildMul(e.b, mt, i64c(&e, t->tile_rows), ""), "");
-    left = umin(&e, left, i64c(&e, t->tile_rows));
+    /* A task of one row tile (every task when m <= tile_rows, as at
+     * M = 1): the switch over its row count once, and a loop over the
+     * channel blocks for each, as the kernel of a fixed M has it, rather
+     * than a switch per block. */
+    LLVMBasicBlockRef single = LLVMAppendBasicBlockInContext(ctx, fn, "one.tile");
+    pre = LLVMAppendBasicBlockInContext(ctx, fn, "tiles");
+    LLVMBuildCondBr(e.b,
+                    LLVMBuildICmp(e.b, LLVMIntEQ, LLVMBuildSub(e.b, mt1, mt0, ""), one, ""),
+                    single, pre);
+    LLVMPositionBuilderAtEnd(e.b, single);
     LLVMBasicBlockRef cases[CG_MAX_TILE_ROWS + 1];
-    for (int r = 1; r <= t->tile_rows; r++)
-      cases[r] = LLVMAppendBasicBlockInContext(ctx, fn, "m.rows");
-    LLVMValueRef sw = LLVMBuildSwitch(e.b, left, cases[t->tile_rows], (unsigned)t->tile_rows - 1);
-    for (int r = 1; r < t->tile_rows; r++)
-      LLVMAddCase(sw, i64c(&e, r), cases[r]);
+    rows_switch(&e, ctx, fn, m, mt0, t->tile_rows, cases);
+    for (int r = 1; r <= t->tile_rows; r++) {
+      LLVMPositionBuilderAtEnd(e.b, cases[r]);
+      LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(ctx, fn, "one.n");
+      LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(ctx, fn, "one.n.next");
+      LLVMBuildBr(e.b, loop);
+      LLVMPositionBuilderAtEnd(e.b, loop);
+      LLVMValueRef nbr = LLVMBuildPhi(e.b, e.i64, "nb");
+      LLVMValueRef targs[6], last_nr;
+      block_args(&e, &blk, nbr, mt0, targs, &last_nr);
+      call_tile(&e, fn, tile_ty, t->rtile[r], n_edge ? last_nr : NULL, targs, next);
+      LLVMPositionBuilderAtEnd(e.b, next);
+      LLVMValueRef nbr_next = LLVMBuildAdd(e.b, nbr, one, "");
+      LLVMBuildCondBr(e.b, LLVMBuildICmp(e.b, LLVMIntULT, nbr_next, nb1, ""), loop, done);
+      LLVMAddIncoming(nbr, &nb0, &cases[r], 1);
+      LLVMAddIncoming(nbr, &nbr_next, &next, 1);
+    }
+    LLVMPositionBuilderAtEnd(e.b, pre);
+  }
+  LLVMBuildBr(e.b, nloop);
+
+  /* For each channel block (its weights, bias and multipliers) and each
+   * row tile: call the tile that fits it. */
+  LLVMPositionBuilderAtEnd(e.b, nloop);
+  LLVMValueRef nb = LLVMBuildPhi(e.b, e.i64, "nb");
+  LLVMBuildBr(e.b, mloop);
+  LLVMPositionBuilderAtEnd(e.b, mloop);
+  LLVMValueRef mt = LLVMBuildPhi(e.b, e.i64, "mt");
+  LLVMValueRef targs[6], last_n;
+  block_args(&e, &blk, nb, mt, targs, &last_n);
+  LLVMValueRef last_m = LLVMBuildICmp(e.b, LLVMIntEQ, mt, LLVMBuildSub(e.b, mtiles_v, one, ""), "");
+  if (g->runtime_m) {
+    /* The rows left in this tile: a switch over the tiles of each row
+     * count. */
+    LLVMBasicBlockRef cases[CG_MAX_TILE_ROWS + 1];
+    rows_switch(&e, ctx, fn, m, mt, t->tile_rows, cases);
     for (int r = 1; r <= t->tile_rows; r++) {
       LLVMPositionBuilderAtEnd(e.b, cases[r]);
       call_tile(&e, fn, tile_ty, t->rtile[r], n_edge ? last_n : NULL, targs, mnext);
@@ -279,7 +337,7 @@ LLVMValueRef cg_emit_gemm_tasks(LLVMModuleRef mod, const CgGemm *g, CgIsa isa, c
   LLVMPositionBuilderAtEnd(e.b, nnext);
   LLVMValueRef nb_next = LLVMBuildAdd(e.b, nb, one, "");
   LLVMBuildCondBr(e.b, LLVMBuildICmp(e.b, LLVMIntULT, nb_next, nb1, ""), nloop, done);
-  LLVMAddIncoming(nb, &nb0, &entry, 1);
+  LLVMAddIncoming(nb, &nb0, &pre, 1);
   LLVMAddIncoming(nb, &nb_next, &nnext, 1);
 
   LLVMPositionBuilderAtEnd(e.b, done);

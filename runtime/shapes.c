@@ -71,7 +71,10 @@ static q8rt_status run_dims(q8rt_model *m, bool quantized, int ninputs, const vo
       }
       if (!is_batch)
         continue;
-      shape_str(t, dims, got, sizeof got);
+      /* The shape is spelled only for an error: snprintf on every run cost
+       * ~2% of a batch-1 MLP's run (bench/rtshape.py). */
+      if (dims[k] < 1 || dims[k] > d->max_batch)
+        shape_str(t, dims, got, sizeof got);
       if (dims[k] < 1)
         return q8rt_fail(Q8RT_ERR_SHAPE, err, errlen,
                          "%s: input '%s' is %s: the batch must be at least 1", fn, t->name, got);
