@@ -19,7 +19,14 @@ avx2 and generic, through the .so (`q8c run`) and the JIT (`q8c run --jit`):
   * `q8c info` shows the `?` dims and the batch range;
   * the AArch64 variants under qemu-user (run_model --batch) at batch 1, 7
     and 37 (each batch row through the batch-1 kernels there), when the
-    cross toolchain and qemu are installed.
+    cross toolchain and qemu are installed;
+  * dynamic layers at a run-time M (qlinear_dyn: every batch row's rows
+    quantized, then one kernel over batch x rows): a model on f32[?, 24] at
+    every batch from 1 to 9 (M below, at and past a tile of any height up to
+    8) and one on f32[?, 11, 24] (11 rows per batch row, prime to every tile
+    height, so M = 11 b leaves every tail) at batches 1 to 8, 13 and 40:
+    every output the interpreter's bytes, and a batch row run alone the same
+    bytes; the second also on the AArch64 variants under qemu-user.
 """
 import os
 import subprocess
@@ -163,6 +170,94 @@ def check_aarch64(t, d, q, x):
                     why(got))
 
 
+DYN_MODEL = """model rtd {
+  weights "rtd.safetensors"
+  input %%x : f32[?, %s24]
+  %%h = linear %%x, @fc1.weight, @fc1.bias
+  %%g = gelu %%h
+  %%y = linear %%g, @fc2.weight, @fc2.bias
+  output %%y
+}
+"""
+
+# (rows per batch row, batches)
+DYN_CASES = [(1, list(range(1, 10))), (11, list(range(1, 9)) + [13, 40])]
+
+
+def run_one(d, model, x, *extra, env=None):
+    """The output of `q8c run MODEL` on x, or the CompletedProcess on failure."""
+    xp, yp = os.path.join(d, "rtd-x.npy"), os.path.join(d, "rtd-y.npy")
+    np.save(xp, x)
+    r = run(Q8C, "run", model, "-i", "x=" + xp, "-o", "y=" + yp, *extra, check=False, env=env)
+    return r if r.returncode != 0 else np.load(yp)
+
+
+def same_bytes(a, b):
+    return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and
+            a.tobytes() == b.tobytes())
+
+
+def check_dynamic_tails(t, d, rng):
+    """qlinear_dyn with a run-time M at every tail of every tile height;
+    (quantized model, x, reference outputs by batch) of the 11-row case."""
+    q8test.write_safetensors(os.path.join(d, "rtd.safetensors"), {
+        "fc1.weight": rng.standard_normal((37, 24)).astype(F32) * F32(0.3),
+        "fc1.bias": rng.standard_normal(37).astype(F32) * F32(0.1),
+        "fc2.weight": rng.standard_normal((9, 37)).astype(F32) * F32(0.3),
+        "fc2.bias": rng.standard_normal(9).astype(F32) * F32(0.1),
+    })
+    for rows, batches in DYN_CASES:
+        name = "rtd%d" % rows
+        shape = "" if rows == 1 else "%d, " % rows
+        with open(os.path.join(d, name + ".ir"), "w") as f:
+            f.write(DYN_MODEL % shape)
+        q = os.path.join(d, name + "-dyn.ir")
+        run(Q8C, os.path.join(d, name + ".ir"), "--dynamic", "-o", q)
+        so = os.path.join(d, name + ".so")
+        run(Q8C, q, "--target=" + ",".join(ISAS), "-o", so)
+        x = (rng.standard_normal((max(batches),) + ((rows,) if rows > 1 else ()) + (24,)) *
+             2).astype(F32)
+        ref = {b: run_one(d, q, x[:b]) for b in batches}
+        what = "dynamic [?, %s24]" % shape
+        for isa in ISAS:
+            env = {"Q8_ISA": isa}
+            bad = [(b, why(got) or why(ref[b])) for b in batches
+                   for got in [run_one(d, so, x[:b], env=env)] if not same_bytes(got, ref[b])]
+            t.check("%s %s: the interpreter's bytes at batch %s" %
+                    (what, isa, ", ".join(map(str, batches))), not bad, str(bad))
+            b = batches[-1]
+            last = run_one(d, so, x[b - 1:b], env=env)
+            t.check("%s %s: batch row %d alone is row %d of batch %d" % (what, isa, b - 1, b - 1, b),
+                    isinstance(ref[b], np.ndarray) and same_bytes(last, ref[b][b - 1:b]),
+                    why(last))
+    return q, x, ref
+
+
+def check_dynamic_aarch64(t, d, q, x, ref):
+    """The 11-row dynamic model of check_dynamic_tails on the AArch64
+    variants under qemu-user at batches 1, 2, 5 and 13."""
+    import test_aarch64 as a64
+    reason = a64.why_cannot_run()
+    if reason:
+        t.skip("aarch64 run-time M of dynamic layers", reason)
+        return
+    so = os.path.join(d, "rtd-a64.so")
+    run(Q8C, q, "--target=" + ",".join(a64.ISAS), "-o", so)
+    for isa in a64.ISAS:
+        bad = []
+        for b in (1, 2, 5, 13):
+            xp, yp = os.path.join(d, "rtd-a64-x.npy"), os.path.join(d, "rtd-a64-y.npy")
+            np.save(xp, x[:b])
+            cmd = ["qemu-aarch64", "-cpu", "max", "-L", a64.SYSROOT,
+                   os.path.join(a64.A64, "run_model"), so, "--batch", str(b), "-i", xp, "-o", yp]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                               env=dict(os.environ, Q8_ISA=isa))
+            if r.returncode != 0 or not same_bytes(np.load(yp), ref[b]):
+                bad.append((b, r.stderr))
+        t.check("dynamic [?, 11, 24] %s (qemu): the interpreter's bytes at batch 1, 2, 5, 13"
+                % isa, not bad, str(bad))
+
+
 def main():
     t = q8test.Tally()
     rng = np.random.default_rng(16)
@@ -185,6 +280,8 @@ def main():
             "batch:" not in info, info)
 
     check_aarch64(t, d, q, x)
+    qd, xd, refd = check_dynamic_tails(t, d, rng)
+    check_dynamic_aarch64(t, d, qd, xd, refd)
 
     # The run call's errors.
     m8 = os.path.join(d, "m8.so")
