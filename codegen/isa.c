@@ -80,6 +80,7 @@ const CgArch cg_arch_info[CG_ARCH_COUNT] = {
                          .lib_build = Q8_SUPPORT_LIB_AARCH64_BUILD,
                          .cross = true,
                          .emit_qgemm = cg_emit_qgemm_aarch64,
+                         .runtime_m = true,
                          .packed_size = NULL,
                          .pack = NULL,
                          .emit_quantize = cg_emit_quantize_rows},

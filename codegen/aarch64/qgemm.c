@@ -130,7 +130,9 @@ static void choose_form(Gemm *e) {
   bool u8 = g->x_dtype == IR_U8;
   switch (cg_isa_info[e->isa].form) {
   case CG_FORM_MMLA:
-    e->form = g->m >= 2 ? FORM_MMLA : FORM_DOT;
+    /* A run-time M keeps one layout for every M: MMLA's (M = 1 pairs its
+     * row with itself). */
+    e->form = g->m >= 2 || g->runtime_m ? FORM_MMLA : FORM_DOT;
     e->mixed = u8;
     break;
   case CG_FORM_DOT:
@@ -160,6 +162,20 @@ static void choose_form(Gemm *e) {
   }
 }
 
+/* Split K when a tile of mr rows has too few independent chains (e->arows:
+ * its accumulator rows). */
+static void choose_ks(Gemm *e, int mr) {
+  const int regs = cg_isa_info[e->isa].vregs;
+  int xregs = e->form == FORM_MMLA ? 2 : 1;
+  int fixed = e->nv + 2;
+  e->arows = e->form == FORM_MMLA ? (mr + 1) / 2 : mr;
+  int chains = e->arows * e->nv;
+  e->ks = 1;
+  while (e->ks < MAX_KS && chains * e->ks < MIN_CHAINS &&
+         (e->ks + 1) * chains + e->arows * xregs + fixed <= regs)
+    e->ks++;
+}
+
 static void choose_tile(Gemm *e) {
   const CgGemm *g = e->g;
   const CgIsaInfo *info = &cg_isa_info[e->isa];
@@ -182,6 +198,13 @@ static void choose_tile(Gemm *e) {
   arows = arows < 1 ? 1 : arows > MAX_AROWS ? MAX_AROWS : arows;
   int64_t mr = (int64_t)arows * rows_per;
   mr = mr > info->max_mr ? info->max_mr : mr;
+  if (g->runtime_m) {
+    /* A run-time M: the most rows; the tail is chosen at run time. */
+    e->mtiles = 0;
+    e->mr = (int)mr;
+    choose_ks(e, e->mr);
+    return;
+  }
   int64_t m_even = e->form == FORM_MMLA ? (g->m + 1) / 2 * 2 : g->m;
   if (mr > m_even)
     mr = m_even;
@@ -193,12 +216,7 @@ static void choose_tile(Gemm *e) {
     e->mtiles = ceil_div(g->m, mr);
   }
   e->mr = (int)mr;
-  e->arows = (int)ceil_div(mr, rows_per);
-  int chains = e->arows * e->nv;
-  e->ks = 1;
-  while (e->ks < MAX_KS && chains * e->ks < MIN_CHAINS &&
-         (e->ks + 1) * chains + e->arows * xregs + fixed <= regs)
-    e->ks++;
+  choose_ks(e, e->mr);
 }
 
 /* ---- one chunk of K ---- */
@@ -637,7 +655,7 @@ LLVMValueRef cg_emit_qgemm_aarch64(LLVMModuleRef mod, const CgGemm *g, CgIsa isa
   /* The tiles: full, and the last channel block and last rows when they
    * differ (CgGemmTiles.tile); the shared task function calls them. */
   int last_valid = (int)(g->n - (e.nq - 1) * 4);
-  int last_mr = (int)(g->m - (e.mtiles - 1) * e.mr);
+  int last_mr = g->runtime_m ? e.mr : (int)(g->m - (e.mtiles - 1) * e.mr);
   bool n_edge = last_qb != e.qb || last_valid != 4;
   bool m_edge = last_mr != e.mr;
   CgGemmTiles t = {.name = e.name,
@@ -649,10 +667,22 @@ LLVMValueRef cg_emit_qgemm_aarch64(LLVMModuleRef mod, const CgGemm *g, CgIsa isa
                     .w = e.w,
                     .bias = e.bias,
                     .mult = e.mult};
-  for (int lm = 0; lm <= (int)m_edge; lm++)
-    for (int ln = 0; ln <= (int)n_edge; ln++)
-      t.tile[lm][ln] = emit_tile(&e, lm ? last_mr : e.mr, (ln ? last_qb : e.qb) * 4 / e.cpv,
-                               ln ? last_valid : 4);
+  if (g->runtime_m) {
+    /* Every row count of a tile, each with its own K split (as a kernel
+     * compiled for that M would have it); the task function picks one by
+     * the rows left. */
+    for (int r = 1; r <= e.mr; r++) {
+      choose_ks(&e, r);
+      for (int ln = 0; ln <= (int)n_edge; ln++)
+        t.rtile[r][ln] =
+            emit_tile(&e, r, (ln ? last_qb : e.qb) * 4 / e.cpv, ln ? last_valid : 4);
+    }
+  } else {
+    for (int lm = 0; lm <= (int)m_edge; lm++)
+      for (int ln = 0; ln <= (int)n_edge; ln++)
+        t.tile[lm][ln] = emit_tile(&e, lm ? last_mr : e.mr, (ln ? last_qb : e.qb) * 4 / e.cpv,
+                                 ln ? last_valid : 4);
+  }
 
   LLVMDisposeBuilder(e.b);
   return cg_emit_gemm_tasks(mod, g, isa, &t, ntasks);

@@ -5,8 +5,9 @@ Usage: python3 tests/py/test_rtshape.py /path/to/q8c
 One library, compiled without --batch, serves batch 1, 7 and 397 of the same
 model: an MLP with a bias broadcast, layernorm, gelu and softmax over the last
 axis, quantized statically (qgemm: one kernel over every batch row, its M at
-run time) and dynamically (qlinear_dyn: once per batch row). For each, on
-avx2 and generic, through the .so (`q8c run`) and the JIT (`q8c run --jit`):
+run time) and dynamically (qlinear_dyn: each row quantized, then the same).
+For each, on avx2 and generic, through the .so (`q8c run`) and the JIT
+(`q8c run --jit`):
 
   * every output is byte-identical to the reference interpreter's at that
     batch, and every row to the one the library gives for that row alone
@@ -17,9 +18,9 @@ avx2 and generic, through the .so (`q8c run`) and the JIT (`q8c run --jit`):
   * the run call's errors, exact: a zero batch, a batch above --max-batch, a
     wrong inner dim;
   * `q8c info` shows the `?` dims and the batch range;
-  * the AArch64 variants under qemu-user (run_model --batch) at batch 1, 7
-    and 37 (each batch row through the batch-1 kernels there), when the
-    cross toolchain and qemu are installed;
+  * the AArch64 variants under qemu-user (run_model --batch) at every batch
+    from 1 to 9 and at 37 (qgemm with a run-time M there too: every tail of
+    every tile height), when the cross toolchain and qemu are installed;
   * dynamic layers at a run-time M (qlinear_dyn: every batch row's rows
     quantized, then one kernel over batch x rows): a model on f32[?, 24] at
     every batch from 1 to 9 (M below, at and past a tile of any height up to
@@ -146,8 +147,8 @@ def check_scheme(t, d, scheme, qargs, x):
 
 
 def check_aarch64(t, d, q, x):
-    """The AArch64 variants (each batch row through the batch-1 kernels)
-    under qemu-user, through run_model --batch: the interpreter's bytes."""
+    """The AArch64 variants (a run-time M, as on x86) under qemu-user,
+    through run_model --batch: the interpreter's bytes."""
     import test_aarch64 as a64
     reason = a64.why_cannot_run()
     if reason:
@@ -156,7 +157,7 @@ def check_aarch64(t, d, q, x):
     so = os.path.join(d, "a64.so")
     run(Q8C, q, "--target=" + ",".join(a64.ISAS), "-o", so)
     for isa in a64.ISAS:
-        for b in (1, 7, 37):
+        for b in list(range(1, 10)) + [37]:
             xp, pp, yp = (os.path.join(d, "a64-%s.npy" % n) for n in ("x", "p", "y"))
             np.save(xp, x[:b])
             ref = run_model(d, q, x[:b])
