@@ -9,8 +9,11 @@ quantized statically (qgemm) or with --dynamic (qlinear_dyn). Both
 libraries give the same bits (tests/py/test_rtshape.py); this measures only
 speed. Each library is timed in this process through libq8rt (ctypes):
 fixed-shape ones with q8rt_run, the run-time one with q8rt_run_dims, by the
-CPU time of the calling thread (one thread), alternating ROUNDS times; it
-prints the medians and the ratio run-time / fixed.
+CPU time of the calling thread (one thread) of each run. The two alternate
+run by run (fixed, run-time, fixed, ...; ROUNDS x RUNS runs of each after a
+warm-up), so a change in the machine's load, which other processes sharing
+its cores and caches make large, falls on both alike; it prints the medians
+and the ratio run-time / fixed.
 
   /usr/bin/python3 bench/rtshape.py [path/to/q8c] [--rounds N] [--runs N] [--batches 1,16,128]
 """
@@ -18,6 +21,7 @@ import ctypes
 import os
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -27,7 +31,7 @@ from benchpy import load_rt  # noqa: E402
 
 Q8C, OPTS, args = benchpy.parse_args()
 ROUNDS = int(OPTS.get("--rounds", 5))
-RUNS = int(OPTS.get("--runs", 30))
+RUNS = int(OPTS.get("--runs", 60))
 BATCHES = [int(b) for b in OPTS.get("--batches", "1,16,128").split(",")]
 
 MODEL = """model blk {
@@ -67,9 +71,11 @@ class Model(benchpy.Model):
                                  512) != 0:
             sys.exit("run: " + self.err.value.decode())
 
-    def time(self, runs, warmup=3):
-        """Median thread CPU ms."""
-        return super().time(runs, warmup)[0]
+    def once(self):
+        """The thread CPU ms of one run."""
+        c0 = time.thread_time_ns()
+        self.run()
+        return (time.thread_time_ns() - c0) / 1e6
 
 
 def main():
@@ -106,9 +112,11 @@ def main():
             run([Q8C, q, "--target=native", "--batch", str(m), "-o", fso])
             models = {"fixed": Model(rt, fso, m, False), "runtime": Model(rt, rso, m, True)}
             times = {k: [] for k in models}
-            for _ in range(ROUNDS):
+            for i in range(5 + ROUNDS * RUNS):
                 for k, mod in models.items():
-                    times[k].append(mod.time(RUNS))
+                    t = mod.once()
+                    if i >= 5:
+                        times[k].append(t)
             fx, rv = float(np.median(times["fixed"])), float(np.median(times["runtime"]))
             print("| %s | %d | %.4f | %.4f | %.3f |" % (scheme, m, fx, rv, rv / fx), flush=True)
 

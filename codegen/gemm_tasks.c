@@ -12,6 +12,11 @@
  *         tile[last row tile?][last block?](x + mt rows, y + nb block + mt
  * rows, w + nb block, bias + nb, mult + nb, rows + mt rows)
  *
+ * With a run-time M (CgGemm.runtime_m) the tile is picked by the rows left
+ * in the row tile (a switch), and a task of one row tile (every task when
+ * M fits one, as at M = 1) switches once and then walks its channel blocks
+ * with that tile, as the loop of a fixed M does.
+ *
  * w, bias and mult are the kernel's constants, or come in CgGemmArgs when the
  * weights are packed at run time (runtime_w: qmatmul, qmatmul_dyn); rows
  * (CgGemmRow) only with row_terms.

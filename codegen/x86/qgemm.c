@@ -412,6 +412,12 @@ static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
     LLVMBuildBr(e->b, loop);
     LLVMPositionBuilderAtEnd(e->b, loop);
     LLVMValueRef i = LLVMBuildPhi(e->b, e->i64, "k");
+    /* x and w of this trip as pointers stepped by the trip's bytes (the
+     * groups of a trip at constant offsets from them): addressed as
+     * i * unroll + u, LLVM's strength reduction left some layers (K 1536,
+     * a one-row tile in the task function of a run-time M) with three
+     * integer ops per group, 8% slower. */
+    LLVMValueRef xi = LLVMBuildPhi(e->b, e->ptr, "x.k"), wi = LLVMBuildPhi(e->b, e->ptr, "w.k");
     Accs phi, init;
     memcpy(init, acc, sizeof acc);
     for (int s = 0; s < e->ks; s++)
@@ -419,17 +425,20 @@ static LLVMValueRef emit_tile(Gemm *e, int mr, int nrv, int last_valid) {
         for (int v = 0; v < nrv; v++)
           for (int p = 0; p < e->parts; p++)
             phi[s][r][v][p] = acc[s][r][v][p] = LLVMBuildPhi(e->b, e->acc_ty, "acc");
-    for (int u = 0; u < e->unroll; u++) {
-      LLVMValueRef gi =
-          LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i, i64c(e, e->unroll), ""), i64c(e, u), "");
-      kgroup(e, mr, nrv, x, w, gi, u % e->ks, acc);
-    }
+    for (int u = 0; u < e->unroll; u++)
+      kgroup(e, mr, nrv, xi, wi, i64c(e, u), u % e->ks, acc);
     LLVMValueRef next = LLVMBuildAdd(e->b, i, i64c(e, 1), "");
+    LLVMValueRef xn = at(e, xi, i64c(e, 1), 4 * e->unroll, 0);
+    LLVMValueRef wn = at(e, wi, i64c(e, 1), e->pnr * 4 * e->unroll, 0);
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(e->b);
     LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntEQ, next, i64c(e, trips), ""), done, loop);
     LLVMValueRef zero = i64c(e, 0);
     LLVMAddIncoming(i, &zero, &entry, 1);
     LLVMAddIncoming(i, &next, &latch, 1);
+    LLVMAddIncoming(xi, &x, &entry, 1);
+    LLVMAddIncoming(xi, &xn, &latch, 1);
+    LLVMAddIncoming(wi, &w, &entry, 1);
+    LLVMAddIncoming(wi, &wn, &latch, 1);
     for (int s = 0; s < e->ks; s++)
       for (int r = 0; r < mr; r++)
         for (int v = 0; v < nrv; v++)
