@@ -21,7 +21,9 @@
  *       then the kernel with W packed at compile time, colsum constant,
  *       f32(f32(acc) * f32(sx * sw[n])) + b[n]; {granularity = tensor}: one
  *       range for all rows (ONNX's DynamicQuantizeLinear), and the rows'
- *       terms carry c = -w_zero_point
+ *       terms carry c = -w_zero_point; with a run-time batch (per row
+ *       only) each batch row's rows quantized, then the kernel once over
+ *       them all, M at run time (CgGemm.runtime_m, rtshape.c)
  *   qlinear_outl  qlinear_dyn's kernel, after q8_ref_outl_detect lists the
  *       batch's outlier columns and (when there are some) copies x with
  *       them zeroed, which the rows are quantized from instead; then
