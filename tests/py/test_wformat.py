@@ -140,6 +140,34 @@ def test_ir(t, rng):
             "s4-per-group:32: it is quantized s8-per-channel, its activations per row "
             "(qlinear_dyn)")
     t.check("K not a multiple of G: the note", note in r.stderr, r.stderr)
+    # The report's size line names the formats and counts a grouped layer's
+    # weights as compiled (4 bits each, f16 scales), not the IR's bytes.
+    calib = os.path.join(d, "calib.npy")
+    np.save(calib, rng.standard_normal((20, 64)).astype(np.float32))
+    r = q8c(two, "--weights=s4-per-group:32", "--calib", calib, "--report", "-o",
+            os.path.join(d, "two.so"))
+    f32_bytes = 4 * (w1.size + b1.size + w2.size + b2.size)
+    q8c(two, "--weights=s4-per-group:32", "--calib", calib, "-o", ir)
+    st = q8test.read_safetensors(os.path.join(d, "two.q.safetensors"))
+    grp = sum(st[c].nbytes for c in ("w1.q", "w1.scale", "b1"))
+    q_bytes = sum(a.nbytes for a in st.values()) - grp + (16 * 64 * 4 + 16 * 2 * 16) // 8 + 16 * 4
+    want = ("model size: f32 %s, s4-per-group:32 + int8 %s (%.2fx smaller, %s saved)" % (
+        fmt_size(f32_bytes), fmt_size(q_bytes), f32_bytes / q_bytes, fmt_size(f32_bytes - q_bytes)))
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("model size:")]
+    t.check("report size line '%s'" % want, lines == [want], str(lines))
+
+
+def fmt_size(n):
+    """A byte count as the report prints it (test_report.py's fmt_size)."""
+    if -1024 < n < 1024:
+        return "%d B" % n
+    v = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        v /= 1024
+        s = "%.1f %s" % (v, unit)
+        if abs(float(s.split()[0])) < 1024:
+            return s
+    return s
 
 
 def test_kernels(t, rng):
