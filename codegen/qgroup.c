@@ -29,9 +29,16 @@
  *            selects per target (SSE2 pmullw, NEON smull)
  * Every route computes the same integers; the float part is the same
  * operations in the same order, so every variant is bit-exact with
- * q8_ref_qlinear_grp. Scales are converted from f16 with integer
- * arithmetic (they are normal numbers by construction, ir_round_scale_f16),
- * exact and without F16C. Layers whose operands do not fit the packing
+ * q8_ref_qlinear_grp. Scales are converted from f16 by vcvtph2ps (F16C)
+ * or fcvtl (AArch64), elsewhere with integer arithmetic (they are normal
+ * numbers by construction, ir_round_scale_f16): exact either way.
+ *
+ * The x term of each group (narrow_group's X - G zx) is summed once per
+ * row before the blocks rather than once per block (x_corrections, while
+ * it fits XC_MAX_BYTES of stack). At M = 1, where the weights stream from
+ * memory once, a single row takes the blocks two at a time (NB2: each
+ * broadcast of x serves both) and prefetches each block's stream PREFETCH
+ * bytes ahead (1024 and 2048 measured alike, both better than none). Layers whose operands do not fit the packing
  * (values outside the stored bits, a group not a multiple of 8) call the
  * reference op. */
 #include <stdio.h>
@@ -42,6 +49,9 @@
 
 enum { NR = 8 }; /* output channels per block: the int32 lanes of a vector */
 enum { MR = 4 }; /* rows of x per tile: each weight load serves them all */
+enum { NB2 = 2 }; /* blocks of channels per step of a single row */
+enum { XC_MAX_BYTES = 32768 }; /* stack for x_corrections, at most */
+enum { PREFETCH = 2048 }; /* bytes ahead in a block's stream at M = 1 */
 
 /* The packed layout of one node. */
 typedef struct {
@@ -165,6 +175,8 @@ typedef struct {
   LLVMValueRef fn;
   LLVMTypeRef i8, i16, i32, i64, f32, ptr, v32i8, v32i16, v8i32, v8f32, v16i16;
   CgForm form;
+  bool f16_ext;      /* f16 -> f32 by fpext: F16C or AArch64 */
+  LLVMValueRef xcbuf; /* [MR][ng] i32: x_corrections, or NULL */
 } K;
 
 static LLVMValueRef i64k(K *k, int64_t v) { return LLVMConstInt(k->i64, (uint64_t)v, 1); }
@@ -302,117 +314,146 @@ static LLVMValueRef udot(K *k, LLVMValueRef acc, LLVMValueRef x, LLVMValueRef w)
  * steps at most: 16 * 15 < 2^8), then multiplied by ones. X: psadbw. On
  * AArch64 (dotprod, i8mm) T and U are udot (x and u both unsigned), X a
  * widened sum (uaddlv). */
-static void narrow_group(K *k, const Pack *p, LLVMValueRef wg, const LLVMValueRef *xg,
-                         const LLVMValueRef *zx, int mr, LLVMValueRef zl8, LLVMValueRef *acc) {
+static LLVMValueRef group_xsum(K *k, const Pack *p, LLVMValueRef xg);
+
+static void narrow_group(K *k, const Pack *p, const LLVMValueRef *wg, int nbk,
+                         const LLVMValueRef *xg, const LLVMValueRef *zx, int mr,
+                         const LLVMValueRef *zl8, LLVMValueRef *acc, const LLVMValueRef *xcv) {
   bool vnni = k->form == CG_FORM_VNNI, a64 = k->form == CG_FORM_DOT || k->form == CG_FORM_MMLA;
   LLVMValueRef m15 = splat(k, k->v32i8, LLVMConstInt(k->i8, 15, 0));
   LLVMValueRef four = splat(k, k->v32i8, LLVMConstInt(k->i8, 4, 0));
   LLVMValueRef ones8 = splat(k, k->v32i8, LLVMConstInt(k->i8, 1, 0));
   LLVMValueRef ones16 = splat(k, k->v16i16, LLVMConstInt(k->i16, 1, 0));
-  LLVMValueRef uacc = LLVMConstNull(k->v8i32), t16[MR], usum = NULL;
-  for (int i = 0; i < mr; i++) {
-    acc[i] = LLVMConstNull(k->v8i32);
-    t16[i] = NULL;
+  LLVMValueRef uacc[NB2], usum[NB2], t16[NB2 * MR];
+  for (int j = 0; j < nbk; j++) {
+    uacc[j] = LLVMConstNull(k->v8i32);
+    usum[j] = NULL;
+    for (int i = 0; i < mr; i++) {
+      acc[j * MR + i] = LLVMConstNull(k->v8i32);
+      t16[j * MR + i] = NULL;
+    }
   }
   int tsteps = 0, usteps = 0;
   int64_t quads = p->g / 4;
   for (int64_t q = 0; q < quads; q += 2) {
-    LLVMValueRef raw = load(k, k->v32i8, gep(k, wg, i64k(k, q / 2 * 32)));
-    LLVMValueRef u[2] = {LLVMBuildAnd(k->b, raw, m15, ""),
-                         LLVMBuildAnd(k->b, LLVMBuildLShr(k->b, raw, four, ""), m15, "")};
+    /* unpack 2 steps of each block's nibbles */
+    LLVMValueRef u[NB2][2];
+    for (int j = 0; j < nbk; j++) {
+      LLVMValueRef raw = load(k, k->v32i8, gep(k, wg[j], i64k(k, q / 2 * 32)));
+      u[j][0] = LLVMBuildAnd(k->b, raw, m15, "");
+      u[j][1] = LLVMBuildAnd(k->b, LLVMBuildLShr(k->b, raw, four, ""), m15, "");
+    }
     for (int s = 0; s < 2; s++) {
       bool flush = ++tsteps == 4 || q + s + 1 == quads;
+      /* each row's quad of x, broadcast once for every block */
       for (int i = 0; i < mr; i++) {
         LLVMValueRef x = xquad(k, xg[i], i64k(k, (q + s) * 4));
-        if (a64) {
-          acc[i] = udot(k, acc[i], x, u[s]);
-          continue;
-        }
-        if (vnni) {
-          LLVMValueRef a[3] = {acc[i], LLVMBuildBitCast(k->b, x, k->v8i32, ""),
-                               LLVMBuildBitCast(k->b, u[s], k->v8i32, "")};
-          acc[i] = intrinsic(k, "llvm.x86.avx512.vpdpbusd.256", k->v8i32, a, 3);
-          continue;
-        }
-        LLVMValueRef a[2] = {x, u[s]};
-        LLVMValueRef d = intrinsic(k, "llvm.x86.avx2.pmadd.ub.sw", k->v16i16, a, 2);
-        t16[i] = t16[i] ? LLVMBuildAdd(k->b, t16[i], d, "") : d;
-        if (flush) {
-          LLVMValueRef b[2] = {t16[i], ones16};
-          acc[i] = LLVMBuildAdd(k->b, acc[i],
-                                intrinsic(k, "llvm.x86.avx2.pmadd.wd", k->v8i32, b, 2), "");
-          t16[i] = NULL;
+        for (int j = 0; j < nbk; j++) {
+          LLVMValueRef *a_ = &acc[j * MR + i], *t_ = &t16[j * MR + i];
+          if (a64) {
+            *a_ = udot(k, *a_, x, u[j][s]);
+            continue;
+          }
+          if (vnni) {
+            LLVMValueRef a[3] = {*a_, LLVMBuildBitCast(k->b, x, k->v8i32, ""),
+                                 LLVMBuildBitCast(k->b, u[j][s], k->v8i32, "")};
+            *a_ = intrinsic(k, "llvm.x86.avx512.vpdpbusd.256", k->v8i32, a, 3);
+            continue;
+          }
+          LLVMValueRef a[2] = {x, u[j][s]};
+          LLVMValueRef d = intrinsic(k, "llvm.x86.avx2.pmadd.ub.sw", k->v16i16, a, 2);
+          *t_ = *t_ ? LLVMBuildAdd(k->b, *t_, d, "") : d;
+          if (flush) {
+            LLVMValueRef b[2] = {*t_, ones16};
+            *a_ = LLVMBuildAdd(k->b, *a_,
+                               intrinsic(k, "llvm.x86.avx2.pmadd.wd", k->v8i32, b, 2), "");
+            *t_ = NULL;
+          }
         }
       }
       if (flush)
         tsteps = 0;
-      usum = usum ? LLVMBuildAdd(k->b, usum, u[s], "") : u[s];
-      if (++usteps == 16 || q + s + 1 == quads) {
+      bool uflush = ++usteps == 16 || q + s + 1 == quads;
+      for (int j = 0; j < nbk; j++) {
+        usum[j] = usum[j] ? LLVMBuildAdd(k->b, usum[j], u[j][s], "") : u[j][s];
+        if (!uflush)
+          continue;
         if (a64) {
-          uacc = udot(k, uacc, usum, ones8);
+          uacc[j] = udot(k, uacc[j], usum[j], ones8);
         } else if (vnni) {
-          LLVMValueRef a[3] = {uacc, LLVMBuildBitCast(k->b, usum, k->v8i32, ""),
+          LLVMValueRef a[3] = {uacc[j], LLVMBuildBitCast(k->b, usum[j], k->v8i32, ""),
                                LLVMBuildBitCast(k->b, ones8, k->v8i32, "")};
-          uacc = intrinsic(k, "llvm.x86.avx512.vpdpbusd.256", k->v8i32, a, 3);
+          uacc[j] = intrinsic(k, "llvm.x86.avx512.vpdpbusd.256", k->v8i32, a, 3);
         } else {
-          LLVMValueRef a[2] = {usum, ones8};
+          LLVMValueRef a[2] = {usum[j], ones8};
           LLVMValueRef w = intrinsic(k, "llvm.x86.avx2.pmadd.ub.sw", k->v16i16, a, 2);
           LLVMValueRef b[2] = {w, ones16};
-          uacc = LLVMBuildAdd(k->b, uacc, intrinsic(k, "llvm.x86.avx2.pmadd.wd", k->v8i32, b, 2),
-                              "");
+          uacc[j] = LLVMBuildAdd(k->b, uacc[j],
+                                 intrinsic(k, "llvm.x86.avx2.pmadd.wd", k->v8i32, b, 2), "");
         }
-        usum = NULL;
-        usteps = 0;
+        usum[j] = NULL;
       }
+      if (uflush)
+        usteps = 0;
     }
   }
-  LLVMValueRef zl = zl8 ? LLVMBuildZExt(k->b, zl8, k->v8i32, "")
-                        : splat(k, k->v8i32, i32k(k, 8));
+  /* acc - zx U - zl (X - G zx), wrapping int32 (exact). */
+  for (int j = 0; j < nbk; j++) {
+    LLVMValueRef zl = zl8[j] ? LLVMBuildZExt(k->b, zl8[j], k->v8i32, "")
+                             : splat(k, k->v8i32, i32k(k, 8));
+    for (int i = 0; i < mr; i++) {
+      LLVMValueRef *a_ = &acc[j * MR + i];
+      *a_ = LLVMBuildSub(k->b, *a_, LLVMBuildMul(k->b, splat(k, k->v8i32, zx[i]), uacc[j], ""),
+                         "");
+      if (xcv) { /* precomputed per row and group (x_corrections) */
+        LLVMValueRef c = splat(k, k->v8i32, load(k, k->i32, xcv[i]));
+        *a_ = LLVMBuildSub(k->b, *a_, zl8[j] ? LLVMBuildMul(k->b, zl, c, "") : c, "");
+        continue;
+      }
+      LLVMValueRef xc = LLVMBuildSub(k->b, group_xsum(k, p, xg[i]),
+                                     LLVMBuildMul(k->b, zx[i], i32k(k, p->g), ""), "");
+      *a_ = LLVMBuildSub(k->b, *a_, LLVMBuildMul(k->b, zl, splat(k, k->v8i32, xc), ""), "");
+    }
+  }
+}
+
+/* X, the sum of the G bytes of x at xg (i32): psadbw against zero on x86,
+ * a widened sum (uaddlv) on AArch64. */
+static LLVMValueRef group_xsum(K *k, const Pack *p, LLVMValueRef xg) {
+  if (k->form == CG_FORM_DOT || k->form == CG_FORM_MMLA) {
+    LLVMTypeRef vg = LLVMVectorType(k->i8, (unsigned)p->g);
+    LLVMTypeRef vg32 = LLVMVectorType(k->i32, (unsigned)p->g);
+    LLVMValueRef wide = LLVMBuildZExt(k->b, load(k, vg, xg), vg32, "");
+    char rname[64];
+    snprintf(rname, sizeof rname, "llvm.vector.reduce.add.v%di32", (int)p->g);
+    LLVMTypeRef rty = LLVMFunctionType(k->i32, &vg32, 1, 0);
+    LLVMValueRef red = LLVMGetNamedFunction(k->mod, rname);
+    if (!red)
+      red = LLVMAddFunction(k->mod, rname, rty);
+    return LLVMBuildCall2(k->b, rty, red, &wide, 1, "");
+  }
   LLVMTypeRef v4i64 = LLVMVectorType(k->i64, 4);
   LLVMTypeRef fty = LLVMFunctionType(k->i64, &v4i64, 1, 0);
   LLVMValueRef rf = LLVMGetNamedFunction(k->mod, "llvm.vector.reduce.add.v4i64");
   if (!rf)
     rf = LLVMAddFunction(k->mod, "llvm.vector.reduce.add.v4i64", fty);
-  for (int i = 0; i < mr; i++) {
-    LLVMValueRef xs;
-    if (a64) {
-      /* X = the group's sum of x, widened and added (uaddlv). */
-      LLVMTypeRef vg = LLVMVectorType(k->i8, (unsigned)p->g);
-      LLVMTypeRef vg32 = LLVMVectorType(k->i32, (unsigned)p->g);
-      LLVMValueRef wide = LLVMBuildZExt(k->b, load(k, vg, xg[i]), vg32, "");
-      char rname[64];
-      snprintf(rname, sizeof rname, "llvm.vector.reduce.add.v%di32", (int)p->g);
-      LLVMTypeRef rty = LLVMFunctionType(k->i32, &vg32, 1, 0);
-      LLVMValueRef red = LLVMGetNamedFunction(k->mod, rname);
-      if (!red)
-        red = LLVMAddFunction(k->mod, rname, rty);
-      xs = LLVMBuildCall2(k->b, rty, red, &wide, 1, "");
-    } else {
-    /* X = the group's sum of x: psadbw against zero over its G bytes. */
-    LLVMValueRef xsum = LLVMConstNull(v4i64);
-    for (int64_t o = 0; o < p->g; o += 32) {
-      LLVMValueRef xv;
-      if (p->g - o >= 32) {
-        xv = load(k, k->v32i8, gep(k, xg[i], i64k(k, o)));
-      } else { /* G = 8 or 16 past a multiple of 32: zero-extended */
-        LLVMTypeRef vt = LLVMVectorType(k->i8, (unsigned)(p->g - o));
-        LLVMValueRef part = load(k, vt, gep(k, xg[i], i64k(k, o)));
-        int idx[32];
-        for (int j = 0; j < 32; j++)
-          idx[j] = j < p->g - o ? j : (int)(p->g - o);
-        xv = shuffle(k, part, LLVMConstNull(vt), idx, 32);
-      }
-      LLVMValueRef a[2] = {xv, LLVMConstNull(k->v32i8)};
-      xsum = LLVMBuildAdd(k->b, xsum, intrinsic(k, "llvm.x86.avx2.psad.bw", v4i64, a, 2), "");
+  LLVMValueRef xsum = LLVMConstNull(v4i64);
+  for (int64_t o = 0; o < p->g; o += 32) {
+    LLVMValueRef xv;
+    if (p->g - o >= 32) {
+      xv = load(k, k->v32i8, gep(k, xg, i64k(k, o)));
+    } else { /* G = 8 or 16 past a multiple of 32: zero-extended */
+      LLVMTypeRef vt = LLVMVectorType(k->i8, (unsigned)(p->g - o));
+      LLVMValueRef part = load(k, vt, gep(k, xg, i64k(k, o)));
+      int idx[32];
+      for (int j = 0; j < 32; j++)
+        idx[j] = j < p->g - o ? j : (int)(p->g - o);
+      xv = shuffle(k, part, LLVMConstNull(vt), idx, 32);
     }
-    xs = LLVMBuildTrunc(k->b, LLVMBuildCall2(k->b, fty, rf, &xsum, 1, ""), k->i32, "");
-    }
-    /* acc - zx U - zl (X - G zx), wrapping int32 (exact). */
-    LLVMValueRef xc = LLVMBuildSub(k->b, xs, LLVMBuildMul(k->b, zx[i], i32k(k, p->g), ""), "");
-    acc[i] = LLVMBuildSub(k->b, acc[i], LLVMBuildMul(k->b, splat(k, k->v8i32, zx[i]), uacc, ""),
-                          "");
-    acc[i] = LLVMBuildSub(k->b, acc[i], LLVMBuildMul(k->b, zl, splat(k, k->v8i32, xc), ""), "");
+    LLVMValueRef a[2] = {xv, LLVMConstNull(k->v32i8)};
+    xsum = LLVMBuildAdd(k->b, xsum, intrinsic(k, "llvm.x86.avx2.psad.bw", v4i64, a, 2), "");
   }
+  return LLVMBuildTrunc(k->b, LLVMBuildCall2(k->b, fty, rf, &xsum, 1, ""), k->i32, "");
 }
 
 /* The 8 scales of a block and group at p, as <8 x float>. */
@@ -420,6 +461,10 @@ static LLVMValueRef scales(K *k, LLVMValueRef p, int sbits) {
   if (sbits == 32)
     return load(k, k->v8f32, p);
   LLVMTypeRef v8i16 = LLVMVectorType(k->i16, 8);
+  if (k->f16_ext) { /* vcvtph2ps (F16C), fcvtl (AArch64): exact for an f16 */
+    LLVMTypeRef v8h = LLVMVectorType(LLVMHalfTypeInContext(k->ctx), 8);
+    return LLVMBuildFPExt(k->b, load(k, v8h, p), k->v8f32, "");
+  }
   LLVMValueRef h = LLVMBuildZExt(k->b, load(k, v8i16, p), k->v8i32, "");
   /* A normal f16: (h << 13) + (112 << 23) are its f32 bits. */
   LLVMValueRef bits =
@@ -454,111 +499,160 @@ static void loop_end(K *k, Loop *l, int64_t count) {
   LLVMPositionBuilderAtEnd(k->b, done);
 }
 
-/* The block and group loops for the mr rows from row r0 (i64): y[r0 + i]
- * for every block of channels. */
-static void emit_rows(K *k, const Pack *p, LLVMValueRef r0, int mr, LLVMValueRef wglob,
-                      LLVMValueRef bglob, int64_t xstride, LLVMValueRef *yslot) {
-  LLVMValueRef xq = LLVMGetParam(k->fn, 0), rowp = LLVMGetParam(k->fn, 1),
-               y = LLVMGetParam(k->fn, 2);
-  bool narrow = p->wbits == 4;
+/* What the rows of a tile share across its blocks of channels. */
+typedef struct {
+  int mr;
   LLVMValueRef xrow[MR], zx[MR], sxv[MR], zx8[MR], zx16[MR], yrow[MR];
-  for (int i = 0; i < mr; i++) {
-    LLVMValueRef r = LLVMBuildAdd(k->b, r0, i64k(k, i), "");
-    xrow[i] = gep(k, xq, LLVMBuildMul(k->b, r, i64k(k, xstride), ""));
-    LLVMValueRef rrec = gep(k, rowp, LLVMBuildMul(k->b, r, i64k(k, sizeof(CgGemmRow)), ""));
-    zx[i] = load(k, k->i32, gep(k, rrec, i64k(k, offsetof(CgGemmRow, zp))));
-    LLVMValueRef sx = load(k, k->f32, gep(k, rrec, i64k(k, offsetof(CgGemmRow, scale))));
-    zx8[i] = splat(k, k->v32i8, LLVMBuildTrunc(k->b, zx[i], k->i8, ""));
-    zx16[i] = splat(k, k->v32i16, LLVMBuildTrunc(k->b, zx[i], k->i16, ""));
-    sxv[i] = splat(k, k->v8f32, sx);
-    yrow[i] = gep(k, y, LLVMBuildMul(k->b, r, i64k(k, p->n * 4), ""));
+} Rows;
+
+/* The x term of each group of a tile's rows (4-bit on VNNI, MADDUBS, DOT,
+ * MMLA), before the blocks: it is the same for every block of channels,
+ * so narrow_group loads it instead of summing G bytes of x per block:
+ * xcbuf[i][g] = X - G zx (asymmetric; times the lane's zero point later)
+ * or 8 (X - G zx) (symmetric). */
+static void x_corrections(K *k, const Pack *p, const Rows *rw) {
+  Loop lg;
+  LLVMValueRef g = loop_begin(k, &lg, "xcorr");
+  for (int i = 0; i < rw->mr; i++) {
+    LLVMValueRef xg = gep(k, rw->xrow[i], LLVMBuildMul(k->b, g, i64k(k, p->g), ""));
+    LLVMValueRef xc = LLVMBuildSub(k->b, group_xsum(k, p, xg),
+                                   LLVMBuildMul(k->b, rw->zx[i], i32k(k, p->g), ""), "");
+    if (!p->zero)
+      xc = LLVMBuildMul(k->b, xc, i32k(k, 8), "");
+    LLVMValueRef at = LLVMBuildAdd(k->b, LLVMBuildMul(k->b, g, i64k(k, 4), ""),
+                                   i64k(k, i * p->ng * 4), "");
+    LLVMBuildStore(k->b, xc, gep(k, k->xcbuf, at));
+  }
+  loop_end(k, &lg, p->ng);
+}
+
+/* Blocks blk0 .. blk0 + nbk - 1 (blk0 i64) for the rows of rw: the group
+ * loop over all of them (at M = 1 two blocks share each broadcast of x),
+ * then + b and the stores of y. */
+static void emit_blocks(K *k, const Pack *p, const Rows *rw, LLVMValueRef blk0, int nbk,
+                        LLVMValueRef wglob, LLVMValueRef bglob, LLVMValueRef *yslot) {
+  int mr = rw->mr;
+  bool narrow = p->wbits == 4;
+  bool nform = narrow && (k->form == CG_FORM_VNNI || k->form == CG_FORM_MADDUBS ||
+                          k->form == CG_FORM_DOT || k->form == CG_FORM_MMLA);
+  LLVMValueRef blk[2], wblk[2];
+  for (int j = 0; j < nbk; j++) {
+    blk[j] = LLVMBuildAdd(k->b, blk0, i64k(k, j), "");
+    wblk[j] = gep(k, wglob, LLVMBuildMul(k->b, blk[j], i64k(k, p->ng * p->gbytes), ""));
+    for (int i = 0; i < mr; i++)
+      LLVMBuildStore(k->b, splat(k, k->v8f32, LLVMConstReal(k->f32, -0.0)), yslot[j * MR + i]);
   }
 
-  Loop lb, lg;
-  LLVMValueRef blk = loop_begin(k, &lb, "block");
-  LLVMValueRef wblk = gep(k, wglob, LLVMBuildMul(k->b, blk, i64k(k, p->ng * p->gbytes), ""));
-  for (int i = 0; i < mr; i++)
-    LLVMBuildStore(k->b, splat(k, k->v8f32, LLVMConstReal(k->f32, -0.0)), yslot[i]);
-
+  Loop lg;
   LLVMValueRef g = loop_begin(k, &lg, "group");
-  LLVMValueRef wg = gep(k, wblk, LLVMBuildMul(k->b, g, i64k(k, p->gbytes), ""));
-  LLVMValueRef xg[MR];
-  for (int i = 0; i < mr; i++)
-    xg[i] = gep(k, xrow[i], LLVMBuildMul(k->b, g, i64k(k, p->g), ""));
-  /* The vector subtracted from each stored byte: zw per lane (asymmetric),
-   * 8 (symmetric 4-bit), nothing (8-bit). */
-  LLVMValueRef zsub = NULL, zl8 = NULL;
-  if (p->wbits == 4 && !p->zero) {
-    zsub = splat(k, k->v32i8, LLVMConstInt(k->i8, 8, 0));
-  } else if (p->zero) {
-    LLVMTypeRef v4i8 = LLVMVectorType(k->i8, 4), v8i8 = LLVMVectorType(k->i8, 8);
-    LLVMValueRef z4 = load(k, v4i8, gep(k, wg, i64k(k, p->wbytes + p->sbytes)));
-    LLVMValueRef z8 = shuffle(k, z4, NULL, (const int[]){0, 0, 1, 1, 2, 2, 3, 3}, 8);
-    LLVMValueRef lo = LLVMBuildAnd(k->b, z8, splat(k, v8i8, LLVMConstInt(k->i8, 15, 0)), "");
-    LLVMValueRef hi = LLVMBuildLShr(k->b, z8, splat(k, v8i8, LLVMConstInt(k->i8, 4, 0)), "");
-    zl8 = shuffle(k, lo, hi, (const int[]){0, 9, 2, 11, 4, 13, 6, 15}, 8);
-    int rep[32];
-    for (int i = 0; i < 32; i++)
-      rep[i] = i / 4;
-    zsub = shuffle(k, zl8, NULL, rep, 32);
-  }
-  LLVMValueRef acc[MR], zacc[MR];
-  for (int i = 0; i < mr; i++)
-    acc[i] = zacc[i] = LLVMConstNull(k->v8i32);
-  if (narrow && (k->form == CG_FORM_VNNI || k->form == CG_FORM_MADDUBS ||
-                 k->form == CG_FORM_DOT || k->form == CG_FORM_MMLA)) {
-    narrow_group(k, p, wg, xg, zx, mr, zl8, acc);
-  } else {
-    int64_t quads = p->g / 4;
-    LLVMValueRef m15 = splat(k, k->v32i8, LLVMConstInt(k->i8, 15, 0));
-    LLVMValueRef four = splat(k, k->v32i8, LLVMConstInt(k->i8, 4, 0));
-    for (int64_t q = 0; q < quads; q += 2) {
-      LLVMValueRef xs[2], ws[2];
-      int nsteps;
-      if (narrow) {
-        LLVMValueRef raw = load(k, k->v32i8, gep(k, wg, i64k(k, q / 2 * 32)));
-        ws[0] = LLVMBuildSub(k->b, LLVMBuildAnd(k->b, raw, m15, ""), zsub, "");
-        ws[1] = LLVMBuildSub(k->b, LLVMBuildLShr(k->b, raw, four, ""), zsub, "");
-        nsteps = 2;
-      } else {
-        nsteps = quads - q >= 2 ? 2 : 1;
-        for (int s = 0; s < nsteps; s++)
-          ws[s] = load(k, k->v32i8, gep(k, wg, i64k(k, (q + s) * 32)));
-      }
-      for (int i = 0; i < mr; i++) {
-        for (int s = 0; s < nsteps; s++)
-          xs[s] = xquad(k, xg[i], i64k(k, (q + s) * 4));
-        acc[i] = accumulate(k, acc[i], &zacc[i], xs, ws, nsteps, zx8[i], zx16[i], narrow);
-      }
-    }
-    if (k->form == CG_FORM_VNNI)
-      for (int i = 0; i < mr; i++)
-        acc[i] = LLVMBuildSub(k->b, acc[i], zacc[i], "");
-  }
-  LLVMValueRef sc = scales(k, gep(k, wg, i64k(k, p->wbytes)), p->sbits);
+  LLVMValueRef xg[MR], xcv[MR];
   for (int i = 0; i < mr; i++) {
-    LLVMValueRef t = LLVMBuildFMul(k->b, sxv[i], sc, "");
-    t = LLVMBuildFMul(k->b, t, LLVMBuildSIToFP(k->b, acc[i], k->v8f32, ""), "");
-    LLVMValueRef yv = LLVMBuildFAdd(k->b, LLVMBuildLoad2(k->b, k->v8f32, yslot[i], ""), t, "");
-    LLVMBuildStore(k->b, yv, yslot[i]);
+    xg[i] = gep(k, rw->xrow[i], LLVMBuildMul(k->b, g, i64k(k, p->g), ""));
+    if (k->xcbuf)
+      xcv[i] = gep(k, k->xcbuf, LLVMBuildAdd(k->b, LLVMBuildMul(k->b, g, i64k(k, 4), ""),
+                                              i64k(k, i * p->ng * 4), ""));
+  }
+  LLVMValueRef wgs[NB2], zsubs[NB2], zl8s[NB2], acc[NB2 * MR];
+  for (int j = 0; j < nbk; j++) {
+    LLVMValueRef wg = wgs[j] = gep(k, wblk[j], LLVMBuildMul(k->b, g, i64k(k, p->gbytes), ""));
+    /* The vector subtracted from each stored byte: zw per lane
+     * (asymmetric), 8 (symmetric 4-bit), nothing (8-bit). */
+    LLVMValueRef zsub = NULL, zl8 = NULL;
+    if (p->wbits == 4 && !p->zero) {
+      zsub = splat(k, k->v32i8, LLVMConstInt(k->i8, 8, 0));
+    } else if (p->zero) {
+      LLVMTypeRef v4i8 = LLVMVectorType(k->i8, 4), v8i8 = LLVMVectorType(k->i8, 8);
+      LLVMValueRef z4 = load(k, v4i8, gep(k, wg, i64k(k, p->wbytes + p->sbytes)));
+      LLVMValueRef z8 = shuffle(k, z4, NULL, (const int[]){0, 0, 1, 1, 2, 2, 3, 3}, 8);
+      LLVMValueRef lo = LLVMBuildAnd(k->b, z8, splat(k, v8i8, LLVMConstInt(k->i8, 15, 0)), "");
+      LLVMValueRef hi = LLVMBuildLShr(k->b, z8, splat(k, v8i8, LLVMConstInt(k->i8, 4, 0)), "");
+      zl8 = shuffle(k, lo, hi, (const int[]){0, 9, 2, 11, 4, 13, 6, 15}, 8);
+      int rep[32];
+      for (int i = 0; i < 32; i++)
+        rep[i] = i / 4;
+      zsub = shuffle(k, zl8, NULL, rep, 32);
+    }
+    zsubs[j] = zsub;
+    zl8s[j] = zl8;
+  }
+  if (nform && PREFETCH > 0 && mr == 1) {
+    /* one group's bytes a PREFETCH bytes ahead, per block stream */
+    LLVMTypeRef pt[4] = {k->ptr, k->i32, k->i32, k->i32};
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(k->ctx), pt, 4, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(k->mod, "llvm.prefetch.p0");
+    if (!f)
+      f = LLVMAddFunction(k->mod, "llvm.prefetch.p0", fty);
+    for (int j = 0; j < nbk; j++)
+      for (int64_t o = 0; o < p->gbytes; o += 64) {
+        LLVMValueRef a[4] = {gep(k, wgs[j], i64k(k, PREFETCH + o)), i32k(k, 0), i32k(k, 3),
+                             i32k(k, 1)};
+        LLVMBuildCall2(k->b, fty, f, a, 4, "");
+      }
+  }
+  if (nform)
+    narrow_group(k, p, wgs, nbk, xg, rw->zx, mr, zl8s, acc, k->xcbuf ? xcv : NULL);
+  for (int j = 0; j < nbk; j++) {
+    LLVMValueRef wg = wgs[j], zsub = zsubs[j];
+    if (!nform) {
+      LLVMValueRef zacc[MR];
+      for (int i = 0; i < mr; i++)
+        acc[j * MR + i] = zacc[i] = LLVMConstNull(k->v8i32);
+      int64_t quads = p->g / 4;
+      LLVMValueRef m15 = splat(k, k->v32i8, LLVMConstInt(k->i8, 15, 0));
+      LLVMValueRef four = splat(k, k->v32i8, LLVMConstInt(k->i8, 4, 0));
+      for (int64_t q = 0; q < quads; q += 2) {
+        LLVMValueRef xs[2], ws[2];
+        int nsteps;
+        if (narrow) {
+          LLVMValueRef raw = load(k, k->v32i8, gep(k, wg, i64k(k, q / 2 * 32)));
+          ws[0] = LLVMBuildSub(k->b, LLVMBuildAnd(k->b, raw, m15, ""), zsub, "");
+          ws[1] = LLVMBuildSub(k->b, LLVMBuildLShr(k->b, raw, four, ""), zsub, "");
+          nsteps = 2;
+        } else {
+          nsteps = quads - q >= 2 ? 2 : 1;
+          for (int st = 0; st < nsteps; st++)
+            ws[st] = load(k, k->v32i8, gep(k, wg, i64k(k, (q + st) * 32)));
+        }
+        for (int i = 0; i < mr; i++) {
+          for (int st = 0; st < nsteps; st++)
+            xs[st] = xquad(k, xg[i], i64k(k, (q + st) * 4));
+          acc[j * MR + i] = accumulate(k, acc[j * MR + i], &zacc[i], xs, ws, nsteps,
+                                       rw->zx8[i], rw->zx16[i], narrow);
+        }
+      }
+      if (k->form == CG_FORM_VNNI)
+        for (int i = 0; i < mr; i++)
+          acc[j * MR + i] = LLVMBuildSub(k->b, acc[j * MR + i], zacc[i], "");
+    }
+    LLVMValueRef sc = scales(k, gep(k, wg, i64k(k, p->wbytes)), p->sbits);
+    for (int i = 0; i < mr; i++) {
+      LLVMValueRef t = LLVMBuildFMul(k->b, rw->sxv[i], sc, "");
+      t = LLVMBuildFMul(k->b, t, LLVMBuildSIToFP(k->b, acc[j * MR + i], k->v8f32, ""), "");
+      LLVMValueRef ys = yslot[j * MR + i];
+      LLVMValueRef yv = LLVMBuildFAdd(k->b, LLVMBuildLoad2(k->b, k->v8f32, ys, ""), t, "");
+      LLVMBuildStore(k->b, yv, ys);
+    }
   }
   loop_end(k, &lg, p->ng);
 
-  LLVMValueRef bv = bglob ? load(k, k->v8f32, gep(k, bglob, LLVMBuildMul(k->b, blk, i64k(k, 32), "")))
-                          : NULL;
-  LLVMValueRef yv[MR], yp[MR];
-  for (int i = 0; i < mr; i++) {
-    yv[i] = LLVMBuildLoad2(k->b, k->v8f32, yslot[i], "");
-    if (bv)
-      yv[i] = LLVMBuildFAdd(k->b, yv[i], bv, "");
-    yp[i] = gep(k, yrow[i], LLVMBuildMul(k->b, blk, i64k(k, NR * 4), ""));
-  }
-  if (p->n % NR == 0) {
-    for (int i = 0; i < mr; i++)
-      LLVMSetAlignment(LLVMBuildStore(k->b, yv[i], yp[i]), 4);
-  } else {
+  for (int j = 0; j < nbk; j++) {
+    LLVMValueRef bv =
+        bglob ? load(k, k->v8f32, gep(k, bglob, LLVMBuildMul(k->b, blk[j], i64k(k, 32), "")))
+              : NULL;
+    LLVMValueRef yv[MR], yp[MR];
+    for (int i = 0; i < mr; i++) {
+      yv[i] = LLVMBuildLoad2(k->b, k->v8f32, yslot[j * MR + i], "");
+      if (bv)
+        yv[i] = LLVMBuildFAdd(k->b, yv[i], bv, "");
+      yp[i] = gep(k, rw->yrow[i], LLVMBuildMul(k->b, blk[j], i64k(k, NR * 4), ""));
+    }
+    if (p->n % NR == 0) {
+      for (int i = 0; i < mr; i++)
+        LLVMSetAlignment(LLVMBuildStore(k->b, yv[i], yp[i]), 4);
+      continue;
+    }
     /* The last block stores only its channels below N. */
-    LLVMValueRef last = LLVMBuildICmp(k->b, LLVMIntEQ, blk, i64k(k, p->nb - 1), "");
+    LLVMValueRef last = LLVMBuildICmp(k->b, LLVMIntEQ, blk[j], i64k(k, p->nb - 1), "");
     LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "full"),
                       part = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "part"),
                       join = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "join");
@@ -577,7 +671,38 @@ static void emit_rows(K *k, const Pack *p, LLVMValueRef r0, int mr, LLVMValueRef
     LLVMBuildBr(k->b, join);
     LLVMPositionBuilderAtEnd(k->b, join);
   }
-  loop_end(k, &lb, p->nb);
+}
+
+/* The mr rows from row r0 (i64): y[r0 + i] for every block of channels;
+ * a single row takes the blocks two at a time (NB2), then the odd one. */
+static void emit_rows(K *k, const Pack *p, LLVMValueRef r0, int mr, LLVMValueRef wglob,
+                      LLVMValueRef bglob, int64_t xstride, LLVMValueRef *yslot) {
+  LLVMValueRef xq = LLVMGetParam(k->fn, 0), rowp = LLVMGetParam(k->fn, 1),
+               y = LLVMGetParam(k->fn, 2);
+  Rows rw = {.mr = mr};
+  for (int i = 0; i < mr; i++) {
+    LLVMValueRef r = LLVMBuildAdd(k->b, r0, i64k(k, i), "");
+    rw.xrow[i] = gep(k, xq, LLVMBuildMul(k->b, r, i64k(k, xstride), ""));
+    LLVMValueRef rrec = gep(k, rowp, LLVMBuildMul(k->b, r, i64k(k, sizeof(CgGemmRow)), ""));
+    rw.zx[i] = load(k, k->i32, gep(k, rrec, i64k(k, offsetof(CgGemmRow, zp))));
+    LLVMValueRef sx = load(k, k->f32, gep(k, rrec, i64k(k, offsetof(CgGemmRow, scale))));
+    rw.zx8[i] = splat(k, k->v32i8, LLVMBuildTrunc(k->b, rw.zx[i], k->i8, ""));
+    rw.zx16[i] = splat(k, k->v32i16, LLVMBuildTrunc(k->b, rw.zx[i], k->i16, ""));
+    rw.sxv[i] = splat(k, k->v8f32, sx);
+    rw.yrow[i] = gep(k, y, LLVMBuildMul(k->b, r, i64k(k, p->n * 4), ""));
+  }
+  if (k->xcbuf)
+    x_corrections(k, p, &rw);
+  int nbk = mr == 1 ? NB2 : 1;
+  int64_t steps = p->nb / nbk, rest = p->nb % nbk;
+  if (steps > 0) {
+    Loop lb;
+    LLVMValueRef s = loop_begin(k, &lb, "block");
+    emit_blocks(k, p, &rw, LLVMBuildMul(k->b, s, i64k(k, nbk), ""), nbk, wglob, bglob, yslot);
+    loop_end(k, &lb, steps);
+  }
+  if (rest > 0)
+    emit_blocks(k, p, &rw, i64k(k, steps * nbk), 1, wglob, bglob, yslot);
 }
 
 /* void NAME(const uint8_t *xq, const CgGemmRow *rows, float *y): tiles of
@@ -586,7 +711,9 @@ static LLVMValueRef emit_kernel(Cg *cg, const char *name, CgIsa isa, const Pack 
                                 LLVMValueRef wglob, LLVMValueRef bglob, int64_t rows,
                                 int64_t xstride) {
   K k = {.ctx = cg->ctx, .mod = cg->mod, .i8 = cg->i8, .i32 = cg->i32, .i64 = cg->i64,
-         .f32 = cg->f32, .ptr = cg->ptr, .form = cg_isa_info[isa].form};
+         .f32 = cg->f32, .ptr = cg->ptr, .form = cg_isa_info[isa].form,
+         .f16_ext = cg_isa_info[isa].arch == CG_ARCH_AARCH64 ||
+                    strstr(cg_isa_info[isa].features, "+f16c") != NULL};
   k.i16 = LLVMInt16TypeInContext(k.ctx);
   k.v32i8 = LLVMVectorType(k.i8, 32);
   k.v32i16 = LLVMVectorType(k.i16, 32);
@@ -599,9 +726,14 @@ static LLVMValueRef emit_kernel(Cg *cg, const char *name, CgIsa isa, const Pack 
   cg_set_isa_attrs(k.fn, isa);
   k.b = LLVMCreateBuilderInContext(k.ctx);
   LLVMPositionBuilderAtEnd(k.b, LLVMAppendBasicBlockInContext(k.ctx, k.fn, "entry"));
-  LLVMValueRef yslot[MR];
-  for (int i = 0; i < MR; i++)
+  LLVMValueRef yslot[NB2 * MR];
+  for (int i = 0; i < NB2 * MR; i++)
     yslot[i] = LLVMBuildAlloca(k.b, k.v8f32, "y");
+  /* The x corrections of narrow_group, while they take little stack. */
+  bool nform = p->wbits == 4 && (k.form == CG_FORM_VNNI || k.form == CG_FORM_MADDUBS ||
+                                 k.form == CG_FORM_DOT || k.form == CG_FORM_MMLA);
+  if (nform && MR * p->ng * 4 <= XC_MAX_BYTES)
+    k.xcbuf = LLVMBuildAlloca(k.b, LLVMArrayType(k.i32, (unsigned)(MR * p->ng)), "xcorr");
   int64_t full = rows / MR, rest = rows % MR;
   if (full > 0) {
     Loop lt;

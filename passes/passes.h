@@ -330,6 +330,9 @@ bool pass_weights_for_check(const char *v, char *err, size_t errlen);
 /* The format of weight `weight` (its name without '@'): its --weights-for
  * entry, else --weights. */
 IrWSpec pass_weight_spec(const PassOptions *o, const char *weight);
+/* Whether weight `weight` has a --weights-for entry: it takes that format
+ * even under --weights=nf4:G or fp4:G. */
+bool pass_weight_overridden(const PassOptions *o, const char *weight);
 /* Whether quantizable node n (a linear or matmul by a constant) has a
  * weight in a grouped format: it quantizes its activations at run time and
  * needs no calibration. */

@@ -240,7 +240,8 @@ static bool rewrite_4bit(IrModule *m, const PassOptions *o, IrNode *n, IrNode **
 static bool rewrite(IrModule *m, const PassOptions *o, IrNode *n, IrNode **out, int *nout,
                     Made *made) {
   bool done = false;
-  if (o->weights_4bit && (!rewrite_4bit(m, o, n, out, nout, &done) || done))
+  if (o->weights_4bit && !pass_weight_overridden(o, n->opnds[1]->name) &&
+      (!rewrite_4bit(m, o, n, out, nout, &done) || done))
     return done;
   bool grouped = pass_node_grouped(m, n, o);
   if (grouped && !pass_quantize_grouped(m, o, n, out, nout, &done))

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "passes.h"
+#include "../ir/qgroup.h"
 
 /* ---- streaming statistics ---- */
 
@@ -644,7 +645,62 @@ static int64_t const_bytes(const IrModule *m) {
     if (ir_type_numel(&m->consts[i]->type, 1, &n))
       total += n * (int64_t)ir_dtype_size(m->consts[i]->type.dtype);
   }
+  /* A qlinear_grp holds its 4-bit weights one to a byte in the IR: its
+   * operands count as compiled (pass_layer_bits_per_weight), once each. */
+  for (int i = 0; i < m->nnodes; i++) {
+    const IrNode *n = m->nodes[i];
+    int64_t packed = -1;
+    if (n->op != IR_OP_QLINEAR_GRP)
+      continue;
+    pass_layer_bits_per_weight(n, &packed);
+    bool seen = false;
+    for (int j = 0; j < i && !seen; j++)
+      seen = m->nodes[j]->op == IR_OP_QLINEAR_GRP && m->nodes[j]->opnds[1] == n->opnds[1];
+    if (seen || packed < 0)
+      continue;
+    total += packed - node_const_bytes(n);
+  }
   return total;
+}
+
+/* What the quantized model's weights are, for its size line: the distinct
+ * formats of its layers in graph order, joined by " + " ("int8", "nf4:64",
+ * "s4-per-group:32 + int8"); "int8" when it has none. */
+static const char *quantized_label(IrArena *a, const IrModule *m) {
+  enum { MAXF = 8 };
+  char names[MAXF][64];
+  int nnames = 0;
+  for (int i = 0; i < m->nnodes; i++) {
+    const IrNode *n = m->nodes[i];
+    char f[64];
+    if (n->op == IR_OP_LINEAR_4BIT) {
+      snprintf(f, sizeof f, "%s:%lld",
+               ir_attr_name(n, IR_ATTR_CODE, IR_4BIT_NF4) == IR_4BIT_FP4 ? "fp4" : "nf4",
+               (long long)ir_attr_int(n, IR_ATTR_BLOCK, 64));
+    } else if (n->op == IR_OP_QLINEAR_GRP) {
+      int64_t wbits = ir_attr_int(n, IR_ATTR_WBITS, 8);
+      IrWSpec s = {.id = wbits == 8 ? IR_WF_S8_GROUP
+                       : ir_qgrp_zero(n) ? IR_WF_U4_GROUP : IR_WF_S4_GROUP,
+                   .group = (int)ir_attr_int(n, IR_ATTR_GROUP, 32),
+                   .scale_bits = (int)ir_attr_int(n, IR_ATTR_SBITS, 16)};
+      ir_wspec_str(&s, f, sizeof f);
+    } else if (is_quantized_op(n->op)) {
+      snprintf(f, sizeof f, "int8");
+    } else {
+      continue;
+    }
+    bool listed = false;
+    for (int j = 0; j < nnames && !listed; j++)
+      listed = strcmp(names[j], f) == 0;
+    if (!listed && nnames < MAXF)
+      memcpy(names[nnames++], f, sizeof f);
+  }
+  char out[MAXF * 67] = "int8";
+  for (int j = 0, at = 0; j < nnames; j++)
+    at += snprintf(out + at, sizeof out - (size_t)at, "%s%s", j ? " + " : "", names[j]);
+  char *copy = ir_alloc(a, strlen(out) + 1);
+  memcpy(copy, out, strlen(out) + 1);
+  return copy;
 }
 
 /* ---- output ---- */
@@ -876,12 +932,14 @@ static void options_line(SupBuf *b, IrArena *a, const PassOptions *o) {
   sup_buf_printf(b, "\n");
 }
 
-static void size_line(SupBuf *b, int64_t f32_bytes, int64_t int8_bytes) {
+/* "model size: f32 S, LABEL S' (...)", LABEL naming the quantized model's
+ * weight formats (quantized_label). */
+static void size_line(SupBuf *b, const char *label, int64_t f32_bytes, int64_t int8_bytes) {
   char f[64], q[64], d[64];
   fmt_size(f, sizeof f, f32_bytes);
   fmt_size(q, sizeof q, int8_bytes);
   fmt_size(d, sizeof d, f32_bytes >= int8_bytes ? f32_bytes - int8_bytes : int8_bytes - f32_bytes);
-  sup_buf_printf(b, "model size: f32 %s, int8 %s", f, q);
+  sup_buf_printf(b, "model size: f32 %s, %s %s", f, label, q);
   if (int8_bytes > 0 && f32_bytes >= int8_bytes)
     sup_buf_printf(b, " (%.2fx smaller, %s saved)", (double)f32_bytes / (double)int8_bytes, d);
   else if (int8_bytes > 0)
@@ -919,7 +977,7 @@ static void write_text(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamp
     sup_buf_printf(b, "\nmodel outputs against the float model:\n");
     table_rows(b, output_header, cells, r->noutputs, NOUTCOLS, width, false);
   }
-  size_line(b, const_bytes(r->ref), const_bytes(r->q));
+  size_line(b, quantized_label(r->arena, r->q), const_bytes(r->ref), const_bytes(r->q));
   if (o->decisions && o->decisions->len)
     sup_buf_printf(b, "\ndecisions:\n%s", o->decisions->p);
 }
@@ -1370,7 +1428,7 @@ static void write_html(SupBuf *b, Report *r, const PassOptions *o, int64_t nsamp
     sup_buf_printf(b, "</tbody>\n</table>\n");
   }
   sup_buf_printf(b, "<p id=\"size\">");
-  size_line(&tmp, const_bytes(r->ref), const_bytes(r->q));
+  size_line(&tmp, quantized_label(r->arena, r->q), const_bytes(r->ref), const_bytes(r->q));
   html_escaped_line(b, &tmp);
   sup_buf_printf(b, "</p>\n");
   if (o->decisions && o->decisions->len) {

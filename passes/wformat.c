@@ -1,5 +1,6 @@
 /* wformat.c: the weight formats in the quantize pass: which format each
- * weight has (--weights, overridden per weight by --weights-for), and the
+ * weight has (--weights, overridden per weight by --weights-for, which
+ * also wins over the 4-bit --weights=nf4:G / fp4:G), and the
  * rewrite of a linear whose weight has a grouped format into qlinear_grp
  * (docs/quantization.md, "Weight formats"). A grouped layer quantizes its
  * activations per row at run time, so calibration leaves it alone. */
@@ -69,14 +70,27 @@ static bool find_item(const char *name, size_t nlen, const char *fmt, size_t fle
   return f->found; /* the last valid one would do too; options checked them */
 }
 
+/* The --weights-for entry of `weight`, if it has one. */
+static bool weight_for(const PassOptions *o, const char *weight, IrWSpec *spec) {
+  if (!o->weights_for)
+    return false;
+  Find f = {weight, {0}, false};
+  walk(o->weights_for, find_item, &f, NULL, 0);
+  if (f.found)
+    *spec = f.spec;
+  return f.found;
+}
+
+bool pass_weight_overridden(const PassOptions *o, const char *weight) {
+  IrWSpec s;
+  return weight_for(o, weight, &s);
+}
+
 IrWSpec pass_weight_spec(const PassOptions *o, const char *weight) {
-  if (o->weights_for) {
-    Find f = {weight, {0}, false};
-    walk(o->weights_for, find_item, &f, NULL, 0);
-    if (f.found)
-      return f.spec;
-  }
-  IrWSpec s = o->weights_spec;
+  IrWSpec s;
+  if (weight_for(o, weight, &s))
+    return s;
+  s = o->weights_spec;
   if (o->weights_per_tensor)
     s.id = IR_WF_S8_TENSOR;
   return s;

@@ -15,6 +15,9 @@
    AVX-512 and AVX-VNNI, which cannot run here.
 4. Sizes (bits per weight), errors, and the fallback to int8 when K is not a
    multiple of the block.
+5. --weights-for wins over --weights=nf4:G for the weights it names (the IR's
+   ops), and the report's size line names the formats it measures ("nf4:64
+   + int8") with the exact bytes of the quantized constants.
 
 Usage: test_nf4.py /path/to/q8c
 """
@@ -389,6 +392,65 @@ def test_sizes(t, rng):
                 abs(bits - want) < 1e-9, "want %.6f" % want)
 
 
+def fmt_size(n):
+    """A byte count as the report prints it (test_report.py's fmt_size)."""
+    if -1024 < n < 1024:
+        return f"{n} B"
+    v = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        v /= 1024
+        s = f"{v:.1f} {unit}"
+        if abs(float(s.split()[0])) < 1024:
+            return s
+    return s
+
+
+def size_line(label, f32_bytes, q_bytes):
+    return (f"model size: f32 {fmt_size(f32_bytes)}, {label} {fmt_size(q_bytes)} "
+            f"({f32_bytes / q_bytes:.2f}x smaller, {fmt_size(f32_bytes - q_bytes)} saved)")
+
+
+def test_overrides(t, rng):
+    """--weights-for over --weights=nf4:G, and the report's size line."""
+    d = tmpdir()
+    w1 = rng.standard_normal((64, 128)).astype(F32)
+    b1 = rng.standard_normal(64).astype(F32)
+    w2 = rng.standard_normal((10, 64)).astype(F32)
+    b2 = rng.standard_normal(10).astype(F32)
+    model = write_model(d, "two", """model two {
+  weights "WEIGHTS"
+  input %x : f32[?, 128]
+  %h = linear %x, @w1, @b1
+  %y = linear %h, @w2, @b2
+  output %y
+}
+""", {"w1": w1, "b1": b1, "w2": w2, "b2": b2})
+    f32_bytes = 4 * (w1.size + b1.size + w2.size + b2.size)
+    calib = os.path.join(d, "calib.npy")
+    np.save(calib, rng.standard_normal((40, 128)).astype(F32))
+    for opts, ops, label in (
+            (["--weights=nf4:64", "--weights-for=@w2:s8-per-channel", "--dynamic"],
+             ["linear_4bit", "qlinear_dyn"], None),
+            (["--weights=nf4:64", "--weights-for=@w1:s4-per-group:32", "--dynamic"],
+             ["qlinear_grp", "linear_4bit"], None),
+            (["--weights=fp4:32", "--weights-for=@w1:s8-per-tensor,@w2:u4-per-group:32",
+              "--dynamic"], ["qlinear_dyn", "qlinear_grp"], None),
+            (["--weights=nf4:64"], ["linear_4bit", "linear_4bit"], "nf4:64"),
+            (["--weights=nf4:64", "--weights-for=@w2:s8-per-channel"],
+             ["linear_4bit", "qgemm"], "nf4:64 + int8"),
+            (["--weights=fp4:32", "--double-quant"], ["linear_4bit", "linear_4bit"], "fp4:32")):
+        name = " ".join(opts)
+        q_ir, text, consts = quantized(d, model, opts + (["--calib", calib] if label else []))
+        have = re.findall(r"= (\w+) %", text)
+        t.check("%s: %s" % (name, " then ".join(ops)), have == ops, str(have))
+        if not label:
+            continue
+        r = q8c(model, *opts, "--calib", calib, "--report", "-o", os.path.join(d, "q.so"))
+        lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("model size:")]
+        want = size_line(label, f32_bytes, sum(a.nbytes for a in consts.values()))
+        t.check("%s: report size line '%s'" % (name, want), lines == [want], str(lines))
+
+
 def test_errors(t, rng):
     d = tmpdir()
     model = linear_model(d, 96, 8, rng.standard_normal((8, 96)).astype(F32), None)
@@ -425,6 +487,7 @@ def main():
     test_interp(t, rng, dmap)
     test_sizes(t, rng)
     test_errors(t, rng)
+    test_overrides(t, rng)
     test_asm(t, rng)
     test_variants(t, rng, dmap)
     sys.exit(t.finish())

@@ -39,8 +39,14 @@ q8c = a64.q8c
 
 FORMATS = ["s4-per-group:32", "u4-per-group:32", "s8-per-group:32", "s4-per-group:64:f32",
            "u4-per-group:128", "s8-per-group:64:f32"]
-SHAPES = [(1, 128, 8), (3, 128, 13), (1, 256, 5), (5, 384, 17), (8, 256, 24)]
-A64 = {(3, 128, 13)}
+SHAPES = [(1, 128, 8), (3, 128, 13), (1, 256, 5), (5, 384, 17), (8, 256, 24),
+          # M = 1 takes the blocks of 8 channels two at a time: a pair whose
+          # second block is partial, a pair and an odd block; M between 1 and 16
+          (1, 128, 13), (1, 384, 20), (2, 128, 16), (13, 256, 9)]
+A64 = {(3, 128, 13), (1, 128, 13)}
+# Past 2048 groups of 32 a tile's x terms no longer go on the stack
+# (qgroup.c, XC_MAX_BYTES): the kernel sums x per block instead.
+LONG_K = [(1, 32 * 2049, 3), (2, 32 * 2049, 11)]
 
 
 def lin_model(d, rng, k, n, bias, scale=3.0):
@@ -73,6 +79,15 @@ def test_formats(chk, rng):
                 continue
             inputs = ak.save_inputs(d, {"x": ak.awkward_f32(rng, (m, k))})
             chk.run(label, ir, inputs, ("y",), m, (m, k, n) in A64 and fi < 3)
+    for fmt in ("s4-per-group:32", "u4-per-group:32"):
+        for (m, k, n) in LONG_K:
+            d = q8test.tmpdir()
+            model = lin_model(d, rng, k, n, True)
+            ir = os.path.join(d, "q.ir")
+            q8c(model, "--weights=" + fmt, "-o", ir)
+            label = "%s %dx%dx%d" % (fmt, m, k, n)
+            inputs = ak.save_inputs(d, {"x": ak.awkward_f32(rng, (m, k))})
+            chk.run(label, ir, inputs, ("y",), m, m == 1 and fmt.startswith("s4"))
 
 
 def test_ir(t, rng):
@@ -140,6 +155,34 @@ def test_ir(t, rng):
             "s4-per-group:32: it is quantized s8-per-channel, its activations per row "
             "(qlinear_dyn)")
     t.check("K not a multiple of G: the note", note in r.stderr, r.stderr)
+    # The report's size line names the formats and counts a grouped layer's
+    # weights as compiled (4 bits each, f16 scales), not the IR's bytes.
+    calib = os.path.join(d, "calib.npy")
+    np.save(calib, rng.standard_normal((20, 64)).astype(np.float32))
+    r = q8c(two, "--weights=s4-per-group:32", "--calib", calib, "--report", "-o",
+            os.path.join(d, "two.so"))
+    f32_bytes = 4 * (w1.size + b1.size + w2.size + b2.size)
+    q8c(two, "--weights=s4-per-group:32", "--calib", calib, "-o", ir)
+    st = q8test.read_safetensors(os.path.join(d, "two.q.safetensors"))
+    grp = sum(st[c].nbytes for c in ("w1.q", "w1.scale", "b1"))
+    q_bytes = sum(a.nbytes for a in st.values()) - grp + (16 * 64 * 4 + 16 * 2 * 16) // 8 + 16 * 4
+    want = ("model size: f32 %s, s4-per-group:32 + int8 %s (%.2fx smaller, %s saved)" % (
+        fmt_size(f32_bytes), fmt_size(q_bytes), f32_bytes / q_bytes, fmt_size(f32_bytes - q_bytes)))
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("model size:")]
+    t.check("report size line '%s'" % want, lines == [want], str(lines))
+
+
+def fmt_size(n):
+    """A byte count as the report prints it (test_report.py's fmt_size)."""
+    if -1024 < n < 1024:
+        return "%d B" % n
+    v = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        v /= 1024
+        s = "%.1f %s" % (v, unit)
+        if abs(float(s.split()[0])) < 1024:
+            return s
+    return s
 
 
 def test_kernels(t, rng):
@@ -147,7 +190,7 @@ def test_kernels(t, rng):
     model = lin_model(d, rng, 64, 24, True)
     targets = q8test.list_targets(Q8C)
     multiply = {"avx512vnni": r"vpdpbusd\s+%ymm", "avxvnni": r"\{vex\}\s+vpdpbusd|vpdpbusd\s+%ymm",
-                "avx2": r"vpmaddubsw\s+%ymm", "generic": r"pmullw\s+%xmm|pmaddwd\s+%xmm",
+                "avx2": r"vpmaddubsw\s+[^\n]*%ymm", "generic": r"pmullw\s+%xmm|pmaddwd\s+%xmm",
                 "aarch64-i8mm": r"\budot\b", "aarch64-dotprod": r"\budot\b",
                 "aarch64": r"\bmul\s+v\d+\.8h"}
     for fmt in ("s4-per-group:32", "u4-per-group:32"):
