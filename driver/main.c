@@ -1056,6 +1056,8 @@ static int compile_stages(IrModule *m, Options *o) {
     fprintf(stderr, "q8c: error: --target: %s\n", err);
     return EXIT_USAGE;
   }
+  if (!o->quiet)
+    driver_form_note(m, co.nisas ? (int)co.isas[0] : -1, &o->pass);
   if (to_stdout && (kind == CG_EMIT_OBJ || kind == CG_EMIT_SO))
     return compile_to_stdout(m, &co, kind, o->emit ? o->emit : "so");
   if (to_stdout)
