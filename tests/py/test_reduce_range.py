@@ -16,7 +16,8 @@ usage: test_reduce_range.py /path/to/q8c
    window matters: byte for byte against the interpreter on every x86
    variant this CPU runs (.so and JIT), and AArch64 under qemu-user; a
    b_bits other than 7 or 8 is refused with its message.
-4. The tiny reference transformers (GPT-2, BERT, LLaMA), static and dynamic
+4. The note on stderr when compiling for AVX2 without the option.
+5. The tiny reference transformers (GPT-2, BERT, LLaMA), static and dynamic
    with --reduce-range: b_bits = 7 on every qmatmul of the static ones, the
    compiled models bit-exact against the interpreter on the x86 variants,
    and the accuracy cost (report SQNR with and without, `figure` lines)
@@ -94,6 +95,33 @@ def test_form(t):
         with open(ir, "w") as f:
             f.write(pair_model(2, 9, 20, 12, bits, dyn=False))
         expect_form(t, "qmatmul b_bits = %d" % bits, avx2_asm(t, "qmatmul", ir, 2), bits == 7)
+
+
+NOTE = ("q8c: note: avx2 (no VNNI): up to 2 of 2 int8 GEMMs run the widened vpmaddwd form "
+        "(their 8-bit weight pairs could saturate vpmaddubsw), about half its speed; "
+        "--reduce-range (7-bit weights) gives them vpmaddubsw at some accuracy "
+        "(docs/quantization.md, \"Reduced range\")\n")
+
+
+def test_note(t):
+    """The note of driver/formnote.c: compiling examples/mlp (two int8
+    layers) for avx2 first without the option; not with it, not with -q,
+    not for a variant of another form; and --help names the option."""
+    d = q8test.tmpdir()
+    src, calib = os.path.join(MLP, "mlp.ir"), os.path.join(MLP, "calib.npy")
+    so = os.path.join(d, "m.so")
+    for label, args, want in (("avx2", ["--target=avx2"], NOTE),
+                              ("avx2,generic", ["--target=avx2,generic"], NOTE),
+                              ("avx2 --reduce-range", ["--target=avx2", "--reduce-range"], ""),
+                              ("avx2 -q", ["--target=avx2", "-q"], ""),
+                              ("generic", ["--target=generic"], ""),
+                              ("avx512vnni,avx2", ["--target=avx512vnni,avx2"], "")):
+        r = q8c(src, "--calib", calib, *args, "-o", so, check=False)
+        t.check("note, %s: %s" % (label, "the note" if want else "none"),
+                r.returncode == 0 and r.stderr == want, r.stderr)
+    help_text = q8c("--help").stdout
+    t.check("--help names --reduce-range", "--reduce-range" in help_text and
+            "7-bit weights" in help_text, "")
 
 
 def pair_model(h, m, k, n, bits, dyn=True):
@@ -195,6 +223,7 @@ def main():
     rng = np.random.default_rng(7)
     test_weights(t)
     test_form(t)
+    test_note(t)
     test_pairs(tak.Check(t), rng)
     test_transformers(t)
     return t.finish()
