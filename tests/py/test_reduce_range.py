@@ -159,9 +159,13 @@ def test_pairs(chk, rng):
                 "qmatmul: b_bits must be 7 or 8, not 6" in r.stderr, r.stderr)
 
 
-def report_sqnr(ir, args, d):
+def report_sqnr(ir, args, d, t=None):
     r = q8c(ir, *args, "--report=json", "-o", os.path.join(d, "rep.ir"))
     rep = json.loads(r.stdout)
+    if t is not None:
+        want = "--reduce-range" in args
+        t.check("report: reduce_range %s" % want, rep["options"].get("reduce_range") is want and
+                rep["options"]["weights"] == "s8-per-channel", json.dumps(rep["options"]))
     return [o for o in rep["outputs"] if o["name"] == "logits"][0]["sqnr_db"]
 
 
@@ -178,9 +182,9 @@ def test_transformers(t):
         for scheme, args, slack in (("static", ["--calib", calib], 3.0),
                                     ("dynamic", ["--dynamic"], 4.5)):
             label = "%s %s --reduce-range" % (arch, scheme)
-            s8 = report_sqnr(src, args + (["--calib", calib] if scheme == "dynamic" else []), d)
+            s8 = report_sqnr(src, args + (["--calib", calib] if scheme == "dynamic" else []), d, t)
             s7 = report_sqnr(src, args + ["--reduce-range"] +
-                             (["--calib", calib] if scheme == "dynamic" else []), d)
+                             (["--calib", calib] if scheme == "dynamic" else []), d, t)
             print("figure %s %s SQNR 8-bit %.2f dB, --reduce-range %.2f dB" % (
                 arch, scheme, s8, s7))
             t.check("%s: report SQNR %.2f dB within %g dB of 8-bit's %.2f" % (
