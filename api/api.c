@@ -377,6 +377,7 @@ static q8c_status quantize_work(q8c_module *qm, void *p) {
       !pass_options_set(&o, "outliers", qo->outliers[0] ? qo->outliers : NULL, err, sizeof err))
     return fail(qm, Q8C_ERR_ARG, "%s", err);
   o.double_quant = qo->double_quant != 0;
+  o.reduce_range = qo->reduce_range != 0;
   return pass_run_pipeline(qm->ir, &o) ? Q8C_OK : layer_failed(qm, Q8C_ERR_MODEL);
 }
 

@@ -7,7 +7,7 @@
  *   build/bench/layerbench [--json FILE] [--rounds N] [--sample-ms MS]
  *                          [--threads 1,2] [--cases SUBSTR,...] [--calib N]
  *                          [--dnnl-wmax N] [--no-breakdown] [--work DIR] [--keep]
- *                          [--q8c PATH] [--wait-quiet SEC]
+ *                          [--q8c PATH] [--wait-quiet SEC] [--reduce-range on|off]
  *
  * Cases (bench/layerir.h), batch 1, f32 in and out: a BERT-base encoder
  * layer and a GPT-2-small decoder layer, T 128, d 768, 12 heads, FFN 3072,
@@ -25,7 +25,10 @@
  *                input scales q8c's static calibration chose, f32 attention
  *                matmuls, softmax, layer normalization, GELU, binary adds;
  *                its s8 weights in [-63, 63] on a CPU without AVX512-VNNI
- *                (--dnnl-wmax; dnnllayer.h says why);
+ *                (--dnnl-wmax; dnnllayer.h says why); q8c then likewise
+ *                compiles with --reduce-range (7-bit weights, the fast
+ *                vpmaddubsw form on AVX2; --reduce-range off: q8c's
+ *                8-bit weights, the widened form there);
  *   dnnl-f32     the same with f32 linears.
  *
  * Every engine's output is checked against q8c's float reference
@@ -71,6 +74,7 @@ typedef struct {
   const char *q8c, *json, *work, *cases;
   int rounds, ncalib;
   int wmax; /* oneDNN's int8 weights: [-wmax, wmax]; 0: 127 with VNNI, else 63 */
+  int reduce_range; /* q8c --reduce-range: 1 on, 0 off, -1 (default) when wmax < 127 */
   double wait_quiet, sample_ms;
   bool keep, breakdown;
   int threads[4], nthreads;
@@ -85,6 +89,7 @@ static Opts opt = {
     .breakdown = true,
     .threads = {1},
     .nthreads = 1,
+    .reduce_range = -1,
 };
 
 static const LayerSpec cases[] = {
@@ -416,13 +421,15 @@ static void bench_case(const LayerSpec *s) {
   /* The sidecars the --emit=ir outputs write. */
   work_path((snprintf(fn, sizeof fn, "%s_static.safetensors", s->name), fn));
   work_path((snprintf(fn, sizeof fn, "%s_dynamic.safetensors", s->name), fn));
-  const char *a1[] = {ir, "--calib", cal, "--batch", "1", "--target=native", "-o", sso, NULL};
+  /* --reduce-range last, or nothing (the arrays end at the first NULL). */
+  const char *rr = opt.reduce_range ? "--reduce-range" : NULL;
+  const char *a1[] = {ir, "--calib", cal, "--batch", "1", "--target=native", "-o", sso, rr, NULL};
   info->compile_static_s = run_q8c(opt.q8c, a1);
-  const char *a2[] = {ir, "--dynamic", "--batch", "1", "--target=native", "-o", dso, NULL};
+  const char *a2[] = {ir, "--dynamic", "--batch", "1", "--target=native", "-o", dso, rr, NULL};
   info->compile_dynamic_s = run_q8c(opt.q8c, a2);
-  const char *a3[] = {ir, "--calib", cal, "--emit=ir", "-o", sir, NULL};
+  const char *a3[] = {ir, "--calib", cal, "--emit=ir", "-o", sir, rr, NULL};
   run_q8c(opt.q8c, a3);
-  const char *a4[] = {ir, "--dynamic", "--emit=ir", "-o", dir, NULL};
+  const char *a4[] = {ir, "--dynamic", "--emit=ir", "-o", dir, rr, NULL};
   run_q8c(opt.q8c, a4);
 
   /* The float reference: q8c's interpreter. */
@@ -635,7 +642,8 @@ static void print_tables(FILE *f) {
           cpu_name, sysconf(_SC_NPROCESSORS_ONLN), ninfos ? infos[0].variant : "?",
           dnnl_version()->major, dnnl_version()->minor, dnnl_version()->patch, opt.rounds);
   fprintf(f, "batch 1, T 128, f32 in and out; dnnl-int8: int8 linears (s8 weights in [-%d, %d]), "
-             "f32 attention matmuls\n", opt.wmax, opt.wmax);
+             "f32 attention matmuls; q8c %s\n", opt.wmax, opt.wmax,
+          opt.reduce_range ? "--reduce-range (7-bit weights)" : "8-bit weights");
   fprintf(f, "\n%-11s %3s %6s |", "case", "thr", "GMAC");
   for (int e = 0; e < ENGINES; e++)
     fprintf(f, " %15s", engine_names[e]);
@@ -700,6 +708,7 @@ static void write_json(const char *path) {
           dnnl_version()->major, dnnl_version()->minor, dnnl_version()->patch, opt.rounds,
           opt.sample_ms);
   fprintf(f, "  \"onednn_int8_attention\": \"f32\",\n  \"onednn_int8_wmax\": %d,\n", opt.wmax);
+  fprintf(f, "  \"q8c_reduce_range\": %s,\n", opt.reduce_range ? "true" : "false");
   fprintf(f, "  \"results\": [\n");
   for (int i = 0; i < nresults; i++) {
     const Result *r = &results[i];
@@ -758,6 +767,7 @@ static void usage(void) {
           "usage: layerbench [--json FILE] [--rounds N] [--sample-ms MS] [--threads 1,2]\n"
           "                  [--cases SUBSTR,...] [--calib N] [--dnnl-wmax N] [--no-breakdown]\n"
           "                  [--work DIR] [--keep] [--q8c PATH] [--wait-quiet SEC]\n"
+          "                  [--reduce-range on|off]\n"
           "cases: bert-base, gpt2-small\n");
   exit(2);
 }
@@ -796,6 +806,8 @@ int main(int argc, char **argv) {
       opt.wait_quiet = atof(v);
     else if (strcmp(a, "--q8c") == 0)
       opt.q8c = v;
+    else if (strcmp(a, "--reduce-range") == 0 && (!strcmp(v, "on") || !strcmp(v, "off")))
+      opt.reduce_range = strcmp(v, "on") == 0;
     else if (strcmp(a, "--threads") == 0) {
       opt.nthreads = 0;
       for (const char *p = v; *p && opt.nthreads < 4;
@@ -809,6 +821,8 @@ int main(int argc, char **argv) {
     usage();
   if (!opt.wmax)
     opt.wmax = q8rt_cpu_features() & Q8_FEATURE_AVX512VNNI ? 127 : 63;
+  if (opt.reduce_range < 0)
+    opt.reduce_range = opt.wmax < 127;
   for (int i = 0; i < opt.nthreads; i++)
     if (opt.threads[i] < 1 || opt.threads[i] > 256)
       usage();

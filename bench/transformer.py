@@ -13,6 +13,9 @@ input of batch 1), then builds every engine's form of it:
 
   q8c static     `q8c ARCH.ir --calib` -> .so for this CPU, run by `q8c bench`
   q8c dynamic    `q8c ARCH.ir --dynamic` -> .so
+  q8c ... 7-bit  the same two with --reduce-range (7-bit weights: AVX2
+                 without VNNI then runs every GEMM in its vpmaddubsw form;
+                 docs/quantization.md, "Reduced range")
   ORT fp32       the PyTorch model exported with torch.onnx.export (opset 14),
                  run by npm's onnxruntime-node (bench/peers/ort_bench.js), one
                  intra-op thread, all graph optimizations
@@ -163,6 +166,9 @@ def prepare(a, gen, arch, work):
          os.path.join(d, "static.so")])
     static_s = time.perf_counter() - t0
     run([a.q8c, "-q", ir, "--dynamic", "-o", os.path.join(d, "dynamic.so")])
+    run([a.q8c, "-q", ir, "--calib", os.path.join(d, full["calib"]), "--reduce-range", "-o",
+         os.path.join(d, "static7.so")])
+    run([a.q8c, "-q", ir, "--dynamic", "--reduce-range", "-o", os.path.join(d, "dynamic7.so")])
 
     w = read_safetensors(os.path.join(d, arch + ".safetensors"))
     model = TorchModel(gen, arch, w, c).eval()
@@ -188,6 +194,8 @@ def prepare(a, gen, arch, work):
     engines = [
         ("q8c static", q8c_timer(a.q8c, os.path.join(d, "static.so"), feeds, a.runs)),
         ("q8c dynamic", q8c_timer(a.q8c, os.path.join(d, "dynamic.so"), feeds, a.runs)),
+        ("q8c static 7-bit", q8c_timer(a.q8c, os.path.join(d, "static7.so"), feeds, a.runs)),
+        ("q8c dynamic 7-bit", q8c_timer(a.q8c, os.path.join(d, "dynamic7.so"), feeds, a.runs)),
         ("ORT fp32", ort_timer(onnx32, ort_feeds, a.runs, a.node_path)),
         ("ORT int8", ort_timer(onnx8, ort_feeds, a.runs, a.node_path)),
         ("PyTorch fp32", torch_timer(model, inputs, a.runs)),
@@ -233,7 +241,7 @@ def main():
         # Issue 15's targets, stated for every architecture (the issue sets
         # them on GPT-2-small): q8c >= 2x ORT int8 and >= 4x PyTorch fp32,
         # static and dynamic, and dynamic within 1.25x of static.
-        for scheme in ("q8c static", "q8c dynamic"):
+        for scheme in ("q8c static", "q8c dynamic", "q8c static 7-bit", "q8c dynamic 7-bit"):
             for peer, want in (("ORT int8", 2.0), ("PyTorch fp32", 4.0)):
                 got = med[peer] / med[scheme]
                 print("target: %s %.2fx faster than %s (want >= %.1fx): %s" %

@@ -193,17 +193,30 @@ static void stream_of(Fn *f, const CgGemmRuntime *rt, int64_t nn, LLVMValueRef n
 /* The bytes of b at row k (i64), columns n .. n + lanes, as the kernel's
  * signed weights (u8: ^ 0x80). */
 static LLVMValueRef load_b(Fn *f, LLVMValueRef b, int64_t b_stride, LLVMValueRef k,
-                           LLVMValueRef n, unsigned lanes, bool b_u8) {
+                           LLVMValueRef n, unsigned lanes, bool b_u8, bool w7) {
   LLVMTypeRef vt = LLVMVectorType(f->i8, lanes);
   LLVMValueRef v = cg_load(f->b, vt, cg_at(f->b, cg_at(f->b, b, k, b_stride, 0), n, 1, 0), 1);
   if (b_u8)
     v = LLVMBuildXor(f->b, v, cg_splat(LLVMConstInt(f->i8, 0x80, 0), lanes), "");
+  if (w7) { /* b_bits = 7: clamped to the window, [64, 191] - 128 or [-63, 63] */
+    int32_t lo, hi;
+    ir_qbounds_bits(b_u8 ? IR_U8 : IR_I8, 7, &lo, &hi);
+    if (b_u8) {
+      lo -= 128;
+      hi -= 128;
+    }
+    v = cg_intrinsic(f->mod, f->b, "llvm.smax", &vt, 1,
+                     (LLVMValueRef[]){v, cg_splat(LLVMConstInt(f->i8, (uint64_t)lo, 1), lanes)}, 2);
+    v = cg_intrinsic(f->mod, f->b, "llvm.smin", &vt, 1,
+                     (LLVMValueRef[]){v, cg_splat(LLVMConstInt(f->i8, (uint64_t)hi, 1), lanes)}, 2);
+  }
   return v;
 }
 
 /* void NAME.q8_pack_b(const void *b, int8_t *w, int32_t *bias): b [K, N]
  * (rows b_stride bytes apart, u8 or i8) as the kernel's weights wq[n, k] =
- * b[k, n] (^ 0x80 when u8), in the packed layout rt describes (zeros past N
+ * b[k, n] (^ 0x80 when u8; w7: clamped to the 7-bit window of b_bits = 7,
+ * ir_qbounds_bits, less 128 when u8), in the packed layout rt describes (zeros past N
  * and K), bias[n] = flip * colsum[n] and bias[npad + n] = colsum[n], the
  * column sums of wq (wrapping; 0 past N).
  *
@@ -213,7 +226,7 @@ static LLVMValueRef load_b(Fn *f, LLVMValueRef b, int64_t b_stride, LLVMValueRef
  * unit along K, then their K tail byte by byte; the channels past the last
  * whole group one byte at a time. */
 static LLVMValueRef emit_pack_b(Cg *cg, const char *name, CgIsa isa, const CgGemmRuntime *rt,
-                                int64_t k, int64_t nn, int64_t b_stride, bool b_u8) {
+                                int64_t k, int64_t nn, int64_t b_stride, bool b_u8, bool w7) {
   Fn f = new_fn(cg, name, isa, 3);
   LLVMValueRef b = LLVMGetParam(f.fn, 0), w = LLVMGetParam(f.fn, 1), bias = LLVMGetParam(f.fn, 2);
   LLVMBuildMemSet(f.b, w, LLVMConstInt(f.i8, 0, 0), i64k(&f, rt->packed_bytes), 1);
@@ -238,7 +251,7 @@ static LLVMValueRef emit_pack_b(Cg *cg, const char *name, CgIsa isa, const CgGem
       /* kstep rows of cpv bytes, row-major, summed per channel. */
       LLVMValueRef part[16], acc = phi;
       for (unsigned j = 0; j < kstep; j++) {
-        part[j] = load_b(&f, b, b_stride, LLVMBuildAdd(f.b, k0, i64k(&f, j), ""), n0, cpv, b_u8);
+        part[j] = load_b(&f, b, b_stride, LLVMBuildAdd(f.b, k0, i64k(&f, j), ""), n0, cpv, b_u8, w7);
         acc = LLVMBuildAdd(f.b, acc, LLVMBuildSExt(f.b, part[j], csv, ""), "");
       }
       for (unsigned len = cpv, cnt = kstep; cnt > 1; len *= 2, cnt /= 2) {
@@ -263,7 +276,7 @@ static LLVMValueRef emit_pack_b(Cg *cg, const char *name, CgIsa isa, const CgGem
     }
     /* The K tail of the group, byte by byte. */
     for (int64_t kk = steps * kstep; kk < k; kk++) {
-      LLVMValueRef row = load_b(&f, b, b_stride, i64k(&f, kk), n0, cpv, b_u8);
+      LLVMValueRef row = load_b(&f, b, b_stride, i64k(&f, kk), n0, cpv, b_u8, w7);
       cs = LLVMBuildAdd(f.b, cs, LLVMBuildSExt(f.b, row, csv, ""), "");
       LLVMValueRef at = LLVMBuildAdd(f.b, base, LLVMBuildMul(f.b, i64k(&f, steps), step, ""), "");
       for (unsigned c = 0; c < cpv; c++) {
@@ -288,7 +301,7 @@ static LLVMValueRef emit_pack_b(Cg *cg, const char *name, CgIsa isa, const CgGem
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(f.b);
     LLVMValueRef kk = loop_begin(f.ctx, f.b, f.fn, f.i64, &lk, "k");
     LLVMValueRef cs = LLVMBuildPhi(f.b, f.i32, "colsum");
-    LLVMValueRef byte = LLVMBuildExtractElement(f.b, load_b(&f, b, b_stride, kk, nv, 1, b_u8),
+    LLVMValueRef byte = LLVMBuildExtractElement(f.b, load_b(&f, b, b_stride, kk, nv, 1, b_u8, w7),
                                                 i32k(&f, 0), "");
     LLVMValueRef off = LLVMBuildAdd(
         f.b, base,
@@ -515,6 +528,7 @@ static bool emit_qmatmul_kernel(Cg *cg, int idx, CgIsa isa) {
   g.x_stride = x_stride;
   g.runtime_w = true;
   g.row_terms = true;
+  g.w_7bit = ir_attr_int(n, IR_ATTR_B_BITS, 8) == 7;
   if (!kernel_of(cg, idx, isa, &g))
     return false;
   LLVMValueRef xp;
@@ -538,7 +552,7 @@ static bool emit_qmatmul_kernel(Cg *cg, int idx, CgIsa isa) {
   if (!p->pack) {
     char fname[480];
     snprintf(fname, sizeof fname, "%s.q8_pack_b_%s", name, cg_isa_info[isa].name);
-    p->pack = emit_pack_b(cg, fname, isa, &p->rt, k, nn, b_stride, b_u8);
+    p->pack = emit_pack_b(cg, fname, isa, &p->rt, k, nn, b_stride, b_u8, g.w_7bit);
     snprintf(fname, sizeof fname, "%s.q8_rows_%s", name, cg_isa_info[isa].name);
     p->rows = emit_rows(cg, fname, isa, mm, k, x_stride, px.dtype == IR_I8, px.zero_point, c);
   }
@@ -597,7 +611,7 @@ static bool emit_qmatmul_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
   if (!p->pack) {
     char fname[480];
     snprintf(fname, sizeof fname, "%s.q8_pack_b_%s", name, cg_isa_info[isa].name);
-    p->pack = emit_pack_b(cg, fname, isa, &p->rt, k, nn, nn, true);
+    p->pack = emit_pack_b(cg, fname, isa, &p->rt, k, nn, nn, true, false);
     snprintf(fname, sizeof fname, "%s.q8_quantize_rows_dyn_x_%s", name, cg_isa_info[isa].name);
     p->quant_x = cg_emit_quantize_rows_dyn(cg->mod, fname, isa, mm, k, ks);
     snprintf(fname, sizeof fname, "%s.q8_quantize_rows_dyn_b_%s", name, cg_isa_info[isa].name);

@@ -99,6 +99,8 @@ typedef struct {
   bool row_terms;           /* sum += rows[r].add - rows[r].zp * colsum[n], colsum =
                              * bias + npad (CgGemmRow; rows in CgGemmArgs) */
   bool row_scale;           /* f32 output: v = f32(sum) * f32(rows[r].scale * mult[n]) */
+  bool w_7bit;              /* runtime_w: the packed weights lie in [-64, 63] (qmatmul's
+                             * b_bits = 7), so AVX2's vpmaddubsw cannot saturate */
   const float *fbias;       /* f32 output with row_terms and constant weights:
                              * v = f32(v + fbias[n]), or NULL */
   struct CgGemmRuntime *rt; /* when non-NULL, the emitter fills it */

@@ -95,6 +95,11 @@ int driver_run(const Options *o);
  * entry, for messages and .npy files. */
 IrType driver_desc_type(const q8_tensor_desc *d, bool quantized);
 
+/* formnote.c: on a best variant of AVX2's vpmaddubsw form without
+ * --reduce-range, a note on stderr of how many int8 GEMMs take the widened
+ * form (none: nothing). */
+void driver_form_note(const IrModule *m, int best_isa /* CgIsa */, const PassOptions *po);
+
 /* info.c: `q8c info MODEL.so`. */
 int driver_info(const Options *o);
 

@@ -155,6 +155,11 @@ static const OptSpec options[] = {
      "weight format F for weight @W (overrides --weights)"},
     {NULL, "double-quant", 0, ARG_NONE, C, OPT_PASS, "--double-quant",
      "nf4/fp4: the block maxima quantized to 8 bits"},
+    {NULL, "reduce-range", 0, ARG_NONE, C, OPT_PASS, "--reduce-range",
+     "7-bit weights ([-63, 63]; attention's right operands\n"
+     "in a 7-bit window): AVX2 without VNNI then runs every\n"
+     "int8 GEMM in its fast vpmaddubsw form (about 2x);\n"
+     "costs some accuracy (docs/quantization.md)"},
     {NULL, "activations", 0, ARG_REQUIRED, C, OPT_PASS, "--activations=A",
      "u8-asym (default) or s8-sym"},
     {NULL, "dynamic", 0, ARG_NONE, C, OPT_PASS, "--dynamic",
@@ -1051,6 +1056,8 @@ static int compile_stages(IrModule *m, Options *o) {
     fprintf(stderr, "q8c: error: --target: %s\n", err);
     return EXIT_USAGE;
   }
+  if (!o->quiet)
+    driver_form_note(m, co.nisas ? (int)co.isas[0] : -1, &o->pass);
   if (to_stdout && (kind == CG_EMIT_OBJ || kind == CG_EMIT_SO))
     return compile_to_stdout(m, &co, kind, o->emit ? o->emit : "so");
   if (to_stdout)

@@ -165,6 +165,10 @@ typedef struct {
   /* Per-weight formats overriding `weights`: "@name:FORMAT[,@name:FORMAT]"
    * (docs/quantization.md, "Weight formats"), or NULL. */
   const char *weights_for;
+  /* 7-bit weights (ONNX Runtime's reduce_range): int8 weights in [-63, 63]
+   * and attention's right operands in a 7-bit window, so that every AVX2
+   * GEMM takes the fast vpmaddubsw form (--reduce-range). */
+  int reduce_range;
 } q8c_quant_options;
 
 /* Run the quantization pipeline on the module (calibrate, quantize,

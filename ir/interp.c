@@ -786,9 +786,15 @@ static bool qmatmul_shapes(IrDiag *d, const IrNode *n, const Slot *const *a, con
 
 /* Operand `i` of a qmatmul as the quantized bytes the arithmetic reads: as
  * it is when u8/i8 (its dtype must be the side's), else quantized with the
- * side's parameters into *owned. Reads the parameters into *q. */
+ * side's parameters into *owned. Reads the parameters into *q. The right
+ * operand of a qmatmul with b_bits = 7 is clamped to its 7-bit window
+ * (ir_qbounds_bits): quantized with those bounds, or an integer copy
+ * clamped. */
 static bool qmatmul_operand(IrDiag *d, const IrNode *n, const Slot *const *a, int i,
                             IrQSide side, IrQParams *q, const void **data, void **owned) {
+  int bits = side == IR_QPARAMS_B ? (int)ir_attr_int(n, IR_ATTR_B_BITS, 8) : 8;
+  if (bits != 7 && bits != 8)
+    return ir_error(d, n->loc, "qmatmul: b_bits must be 7 or 8, not %d", bits);
   IrAttrKey k[3];
   ir_qparams_keys(side, k);
   IrDType t = a[i]->type.dtype;
@@ -803,13 +809,25 @@ static bool qmatmul_operand(IrDiag *d, const IrNode *n, const Slot *const *a, in
                     ir_attr_info[k[2]].key, ir_dtype_name(q->dtype), ir_dtype_name(t),
                     sigil(a[i]->value), a[i]->value->name);
   *data = a[i]->data;
+  int32_t qmin, qmax;
+  ir_qbounds_bits(q->dtype, bits, &qmin, &qmax);
   if (t == IR_F32) {
-    int32_t qmin, qmax;
-    ir_qbounds(q->dtype, &qmin, &qmax);
     if (!(*owned = scratch(d, n, a[i]->numel, 1)))
       return false;
     q8_ref_quantize(f32_of(a[i]), *owned, a[i]->numel, 1, a[i]->numel, q->scale, q->zero_point,
                     qmin, qmax, q->dtype == IR_I8);
+    *data = *owned;
+  } else if (bits == 7) {
+    if (!(*owned = scratch(d, n, a[i]->numel, 1)))
+      return false;
+    for (int64_t e = 0; e < a[i]->numel; e++) {
+      int32_t v = t == IR_I8 ? ((const int8_t *)a[i]->data)[e] : ((const uint8_t *)a[i]->data)[e];
+      v = v < qmin ? qmin : v > qmax ? qmax : v;
+      if (t == IR_I8)
+        ((int8_t *)*owned)[e] = (int8_t)v;
+      else
+        ((uint8_t *)*owned)[e] = (uint8_t)v;
+    }
     *data = *owned;
   }
   return true;

@@ -499,6 +499,15 @@ void ir_double_quant(const float *absmax, int64_t count, uint8_t *q, float *absm
 
 /* The integer range of a quantized type: u8 [0, 255], i8 [-127, 127]. */
 void ir_qbounds(IrDType t, int32_t *qmin, int32_t *qmax);
+/* The bounds of `bits` (8, or 7 for --reduce-range) of type t: 8 as
+ * ir_qbounds; 7 the window [64, 191] of u8 (the kernels multiply b - 128,
+ * then in [-64, 63]) or [-63, 63] of i8 (docs/quantization.md, "Reduced
+ * range"). */
+void ir_qbounds_bits(IrDType t, int bits, int32_t *qmin, int32_t *qmax);
+/* ir_qparams_from_range over the `bits` window of ir_qbounds_bits: u8's 7-bit
+ * scale (hi - lo) / 127 with zero point 64 + rint(-lo / scale) in [64, 191];
+ * i8's max|lo, hi| / 63. */
+bool ir_qparams_from_range_bits(double lo, double hi, IrDType dtype, int bits, IrQParams *out);
 /* Parameters for a calibrated range [lo, hi]: u8 asymmetric (range widened to
  * include 0) or i8 symmetric. Returns false if the range was degenerate (zero
  * width, or not finite) and a default scale of 1 was used. */
@@ -512,6 +521,11 @@ int32_t ir_requantize(int32_t acc, float mult, int32_t zp, int32_t qmin, int32_t
  * one entry). Returns the number of all-zero channels (given scale 1). */
 int64_t ir_quantize_weights(const float *w, int64_t n, int64_t k, bool per_channel, int8_t *wq,
                             float *w_scale);
+/* The same in [-qmax, qmax]: 127, or IR_WEIGHT_QMAX_7BIT for --reduce-range
+ * (docs/quantization.md, "Reduced range"). */
+#define IR_WEIGHT_QMAX_7BIT 63
+int64_t ir_quantize_weights_q(const float *w, int64_t n, int64_t k, bool per_channel, int qmax,
+                              int8_t *wq, float *w_scale);
 /* Fold a qlinear into a qgemm's constants: for each output channel n
  *   bias[n] = rint(b[n] / (x_scale * w_scale[n])) - x_zp * sum_k wq[n, k]
  *   mult[n] = x_scale * w_scale[n] / y_scale   (y_scale = 0: f32 output,

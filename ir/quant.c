@@ -30,7 +30,21 @@ void ir_qbounds(IrDType t, int32_t *qmin, int32_t *qmax) {
   }
 }
 
+void ir_qbounds_bits(IrDType t, int bits, int32_t *qmin, int32_t *qmax) {
+  ir_qbounds(t, qmin, qmax);
+  if (bits == 7) {
+    *qmin = t == IR_U8 ? 64 : -63;
+    *qmax = t == IR_U8 ? 191 : 63;
+  }
+}
+
 bool ir_qparams_from_range(double lo, double hi, IrDType dtype, IrQParams *out) {
+  return ir_qparams_from_range_bits(lo, hi, dtype, 8, out);
+}
+
+bool ir_qparams_from_range_bits(double lo, double hi, IrDType dtype, int bits, IrQParams *out) {
+  int32_t qmin, qmax;
+  ir_qbounds_bits(dtype, bits, &qmin, &qmax);
   /* Ranges are f32 values (observers produce f32; the printer writes them as
    * f32): round them first, so a range read back from a dump gives the same
    * parameters as the one calibrated in memory. */
@@ -42,7 +56,7 @@ bool ir_qparams_from_range(double lo, double hi, IrDType dtype, IrQParams *out) 
   out->dtype = dtype;
   if (dtype == IR_I8) {
     double m = fmax(fabs(lo), fabs(hi));
-    double scale = m / 127.0;
+    double scale = m / (double)qmax;
     ok = ok && scale >= min_scale;
     out->scale = ok ? (float)scale : 1.0f;
     out->zero_point = 0;
@@ -51,11 +65,11 @@ bool ir_qparams_from_range(double lo, double hi, IrDType dtype, IrQParams *out) 
   /* u8 asymmetric: widen to include 0 so that 0 is exactly representable. */
   lo = fmin(lo, 0.0);
   hi = fmax(hi, 0.0);
-  double scale = (hi - lo) / 255.0;
+  double scale = (hi - lo) / (double)(qmax - qmin);
   ok = ok && scale >= min_scale;
   out->scale = ok ? (float)scale : 1.0f;
-  double zp = rint(-lo / (double)out->scale);
-  out->zero_point = (int32_t)fmin(fmax(zp, 0.0), 255.0);
+  double zp = qmin + rint(-lo / (double)out->scale);
+  out->zero_point = (int32_t)fmin(fmax(zp, (double)qmin), (double)qmax);
   return ok;
 }
 
@@ -71,6 +85,11 @@ int32_t ir_requantize(int32_t acc, float mult, int32_t zp, int32_t qmin, int32_t
 
 int64_t ir_quantize_weights(const float *w, int64_t n, int64_t k, bool per_channel, int8_t *wq,
                             float *w_scale) {
+  return ir_quantize_weights_q(w, n, k, per_channel, 127, wq, w_scale);
+}
+
+int64_t ir_quantize_weights_q(const float *w, int64_t n, int64_t k, bool per_channel, int qmax,
+                              int8_t *wq, float *w_scale) {
   int64_t zero_channels = 0;
   int64_t groups = per_channel ? n : 1, rows = per_channel ? 1 : n;
   for (int64_t g = 0; g < groups; g++) {
@@ -78,7 +97,7 @@ int64_t ir_quantize_weights(const float *w, int64_t n, int64_t k, bool per_chann
     float m = 0;
     for (int64_t i = 0; i < rows * k; i++)
       m = fmaxf(m, fabsf(row[i]));
-    double scale = m / 127.0;
+    double scale = m / (double)qmax;
     if (scale < min_scale) {
       scale = 1.0;
       zero_channels += rows;
@@ -87,7 +106,8 @@ int64_t ir_quantize_weights(const float *w, int64_t n, int64_t k, bool per_chann
     w_scale[g] = s;
     for (int64_t i = 0; i < rows * k; i++) {
       float r = rintf(row[i] / s);
-      wq[g * rows * k + i] = (int8_t)(r != r ? 0 : r < -127 ? -127 : r > 127 ? 127 : r);
+      float hi = (float)qmax;
+      wq[g * rows * k + i] = (int8_t)(r != r ? 0 : r < -hi ? -hi : r > hi ? hi : r);
     }
   }
   return zero_channels;

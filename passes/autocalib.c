@@ -177,7 +177,8 @@ static void find_layer(IrModule *m, const PassOptions *o, Cand *c) {
     int8_t *q = ir_alloc_data(m->arena, (size_t)(c->n * c->k) + 1);
     float *s = ir_alloc_data(m->arena, (size_t)nscales * sizeof *s);
     c->wdq = ir_alloc_data(m->arena, (size_t)(c->n * c->k + 1) * sizeof *c->wdq);
-    ir_quantize_weights(c->w, c->n, c->k, !o->weights_per_tensor, q, s);
+    ir_quantize_weights_q(c->w, c->n, c->k, !o->weights_per_tensor,
+                          o->reduce_range ? IR_WEIGHT_QMAX_7BIT : 127, q, s);
     for (int64_t j = 0; j < c->n; j++)
       for (int64_t k = 0; k < c->k; k++)
         c->wdq[j * c->k + k] = (float)q[j * c->k + k] * s[o->weights_per_tensor ? 0 : j];

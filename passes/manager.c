@@ -102,7 +102,7 @@ static bool set_weights_4bit(PassOptions *o, const char *v, char *err, size_t er
 }
 
 static const char *const flag_options[] = {"dynamic", "print-after-all", "time-passes",
-                                           "double-quant"};
+                                           "double-quant", "reduce-range"};
 static const char *const value_options[] = {
     "calib",      "calib-method", "calib-momentum", "calib-batch", "weights",  "activations",
     "keep-float", "print-before", "print-after",    "stop-after",  "dump-dir", "target-sqnr",
@@ -140,6 +140,10 @@ bool pass_options_set(PassOptions *o, const char *name, const char *v, char *err
   }
   if (strcmp(name, "double-quant") == 0) {
     o->double_quant = true;
+    return true;
+  }
+  if (strcmp(name, "reduce-range") == 0) {
+    o->reduce_range = true;
     return true;
   }
   if (strcmp(name, "smooth") == 0) {

@@ -105,6 +105,10 @@ typedef struct {
   const PassEvaluator *evaluator;
   /* The quantization scheme. */
   bool weights_per_tensor;    /* default: one scale per output channel */
+  /* --reduce-range: int8 weights in [-63, 63] and the right operands of
+   * qmatmul / qmatmul_dyn in a 7-bit window (b_bits = 7), so that AVX2's
+   * vpmaddubsw cannot saturate (docs/quantization.md, "Reduced range"). */
+  bool reduce_range;
   /* --weights=nf4:G / fp4:G (W4A32, linear_4bit): 1 + IR_4BIT_NF4 or
    * IR_4BIT_FP4, 0 for int8; G the weights per block maximum; and
    * --double-quant, the maxima quantized to 8 bits in turn. */

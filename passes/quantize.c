@@ -51,7 +51,8 @@ static bool weight_consts(IrModule *m, const PassOptions *o, IrNode *n, IrValue 
   float *s = ir_alloc_data(m->arena, (size_t)nscales * sizeof *s);
   if (!q || !s)
     return ir_error(&m->diag, n->loc, "out of memory quantizing @%s", w->name);
-  int64_t zero = ir_quantize_weights(wf, nn, k, !per_tensor, q, s);
+  int64_t zero = ir_quantize_weights_q(wf, nn, k, !per_tensor,
+                                       o->reduce_range ? IR_WEIGHT_QMAX_7BIT : 127, q, s);
   if (zero)
     pass_note(o, "quantize: @%s has %lld all-zero output channel%s (scale 1)", w->name,
               (long long)zero, zero == 1 ? "" : "s");
@@ -97,7 +98,10 @@ typedef struct {
 static IrNode *input_quantize(IrModule *m, Made *made, IrValue *x, const IrQParams *p,
                               bool *is_new) {
   bool numbered = x->id >= 0 && x->id < made->count;
-  *is_new = !numbered || !made->by_id[x->id] || made->by_id[x->id]->opnds[0] != x;
+  IrQParams had;
+  *is_new = !numbered || !made->by_id[x->id] || made->by_id[x->id]->opnds[0] != x ||
+            !ir_get_qparams(made->by_id[x->id], IR_QPARAMS_OUT, &had) ||
+            had.dtype != p->dtype || had.scale != p->scale || had.zero_point != p->zero_point;
   if (!*is_new)
     return made->by_id[x->id];
   char name[512];
@@ -148,18 +152,25 @@ static bool rewrite_act_matmul(IrModule *m, const PassOptions *o, IrNode *n, IrN
   IrQParams px, pb, py;
   if (!act_params(m, o, x, &px) || !act_params(m, o, b, &pb) || !act_params(m, o, y, &py))
     return false;
+  /* --reduce-range: b over its 7-bit window (ir_qbounds_bits), which the
+   * qmatmul's b_bits = 7 clamps it to. */
+  double lo, hi;
+  if (o->reduce_range && ir_value_range(b, &lo, &hi))
+    ir_qparams_from_range_bits(lo, hi, o->activations, 7, &pb);
   bool is_new;
   IrNode *xq = input_quantize(m, made, x, &px, &is_new);
   if (is_new)
     out[(*nout)++] = xq;
   IrNode *bq = xq;
-  if (b != x) {
+  if (b != x || o->reduce_range) { /* b's own parameters */
     bq = input_quantize(m, made, b, &pb, &is_new);
     if (is_new)
       out[(*nout)++] = bq;
   }
   IrValue *ops[2] = {xq->result, bq->result};
   emit_quantized(m, n, IR_OP_QMATMUL, ops, 2, &px, &pb, &py, out, nout);
+  if (o->reduce_range)
+    ir_set_attr_int(m, out[*nout - 2], IR_ATTR_B_BITS, 7);
   return true;
 }
 

@@ -912,7 +912,8 @@ static const char *activations_name(const PassOptions *o) {
 }
 
 static void options_line(SupBuf *b, IrArena *a, const PassOptions *o) {
-  sup_buf_printf(b, "q8c %s: weights %s, activations %s", Q8_VERSION, weights_name(a, o),
+  sup_buf_printf(b, "q8c %s: weights %s%s, activations %s", Q8_VERSION, weights_name(a, o),
+                 o->reduce_range ? " (7-bit: --reduce-range)" : "",
           o->dynamic ? "dynamic (per row)" : activations_name(o));
   if (!o->dynamic)
     sup_buf_printf(b, ", calibration %s, batch %lld", method_name(a, &o->calib),
@@ -1083,10 +1084,12 @@ static void json_list(SupBuf *b, IrArena *a, const char *list) {
 /* What chose the scheme: enough to run the same compilation again. */
 static void json_options(SupBuf *b, IrArena *a, const PassOptions *o) {
   const PassCalibConfig *c = &o->calib;
-  sup_buf_printf(b, "{\"weights\": \"%s\", \"activations\": \"%s\", \"dynamic\": %s,\n"
+  sup_buf_printf(b, "{\"weights\": \"%s\", \"reduce_range\": %s, \"activations\": \"%s\", "
+             "\"dynamic\": %s,\n"
              "              \"calib_method\": \"%s\", \"calib_batch\": %lld, "
              "\"calib_momentum\": ",
-          weights_name(a, o), activations_name(o), o->dynamic ? "true" : "false",
+          weights_name(a, o), o->reduce_range ? "true" : "false", activations_name(o),
+          o->dynamic ? "true" : "false",
           method_name(a, c), (long long)o->calib_batch);
   json_num(b, c->method == PASS_CALIB_MA_MINMAX ? c->momentum : NAN);
   sup_buf_printf(b, ", \"calib_percentile\": ");

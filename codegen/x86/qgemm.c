@@ -101,10 +101,11 @@ static Form choose_form(const CgGemm *g, CgIsa isa, bool *flip) {
     return FORM_VNNI;
   case CG_FORM_MADDUBS: {
     /* Weights packed at run time may take any value: their pairs can
-     * saturate. */
+     * saturate, unless they are 7-bit (--reduce-range: in [-64, 63], and
+     * 2 * 255 * 64 = 32640 fits i16). */
     if (g->runtime_w) {
-      *flip = false;
-      return FORM_PAIRS;
+      *flip = g->w_7bit && i8;
+      return g->w_7bit ? FORM_MADDUBS : FORM_PAIRS;
     }
     /* vpmaddubsw sees x as unsigned bytes: x + 128 for i8. */
     int32_t lo = g->x_min, hi = g->x_max;
