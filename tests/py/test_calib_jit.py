@@ -10,7 +10,9 @@ must be byte-identical; --time-passes must show the path taken (its
 "calibrate: compile" row only with compiled code):
 
 - examples/mlp, calibration methods minmax, ma-minmax, percentile:99.9,
-  entropy and mse (one pass over the data, two, moving averages), and
+  entropy and mse (one pass over the data, two, moving averages), auto
+  (passes/autocalib.c: its fit and held-back runs through the evaluator
+  too, the measurements on the held-back samples the same), and
   --calib-batch 48 over its 256 samples (a last, shorter batch): its rows
   are independent, so compiled code runs five batches at once (240 rows),
   then the last 16 rows padded to 240, while the observers see batches of
@@ -96,7 +98,7 @@ def main():
     t = q8test.Tally()
     d = q8test.tmpdir()
     ir, calib = os.path.join(MLP, "mlp.ir"), os.path.join(MLP, "calib.npy")
-    for method in ("minmax", "ma-minmax", "percentile:99.9", "entropy", "mse"):
+    for method in ("minmax", "ma-minmax", "percentile:99.9", "entropy", "mse", "auto"):
         both_ways(t, "mlp %s" % method, d, ir, calib, "--calib-method=" + method)
     both_ways(t, "mlp calib-batch 48", d, ir, calib, "--calib-batch=48")
     for method in ("ma-minmax", "percentile:99.9"):
