@@ -12,7 +12,7 @@
  * max, once to fill the histogram over that range. Ranges already written in
  * the IR are kept as given; a model whose activations all have ranges needs
  * no data. Progress (samples read of all to read) goes to the event callback
- * after every batch.
+ * after every batch (every run, when a run gathers batches, below).
  *
  * Compiled code streams every weight once per run, so when the model's rows
  * are independent (rowwise.c) the evaluator runs up to RUN_ROWS samples at
@@ -270,7 +270,7 @@ bool pass_calibrate(IrModule *m, const PassOptions *o) {
       e.row_bytes = ir_alloc(tmp, (size_t)m->ninputs * sizeof *e.row_bytes);
       int64_t rows = e.group * pass_samples_batch(samples);
       for (int i = 0; ok && i < m->ninputs; i++) {
-        char err[192];
+        char err[192] = "out of memory";
         if (!ir_type_bytes(&m->inputs[i]->type, 1, &e.row_bytes[i], err, sizeof err) ||
             !(e.gather[i] = ir_alloc(tmp, (size_t)rows * e.row_bytes[i] + 1)))
           ok = ir_error(&m->diag, (IrLoc){0}, "calibrate: %s", err);
