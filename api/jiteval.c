@@ -4,8 +4,12 @@
  * all made outputs, compiled in memory for the native variant with `?` bound
  * to the batch (codegen's vector code, the f32 GEMM and its threads, the
  * interpreter's exact bits), run on each batch of samples through libq8rt
- * with one thread per core. A batch of another size (the last, shorter one)
- * gets its own compiled copy; at most MAX_BATCHES are kept.
+ * with one thread per core. The code reads the weights where the IR has them
+ * (CgOptions.jit_in_place): compiling copies none, and packs each float
+ * linear's W once. A shorter batch (the last) runs padded with zero rows in
+ * the compiled batch when the model's rows are independent (rowwise.c: the
+ * rows it has come out the same); otherwise a batch of another size gets its
+ * own compiled copy, at most MAX_BATCHES kept.
  *
  * Open declines (NULL: the interpreter runs) when the work is too small to
  * pay for compiling (under ~2 G FLOP of linear and matmul over all samples;
@@ -28,12 +32,14 @@ typedef struct {
   IrModule *copy;
   void **bufs;        /* one per output of the copy */
   int *val_out;       /* vals[i] is output val_out[i] of the copy */
+  void **pad;         /* a shorter batch's inputs padded to `batch` rows */
 } Compiled;
 
 typedef struct {
   IrModule *m;
   IrValue *const *vals;
   int nvals;
+  bool rowwise;       /* pass_rows_independent(m): shorter batches are padded */
   Compiled c[MAX_BATCHES];
   int nc;
 } JitEval;
@@ -47,6 +53,10 @@ static void free_compiled(Compiled *c) {
     for (int i = 0; i < c->copy->noutputs; i++)
       free(c->bufs[i]);
   free(c->bufs);
+  if (c->pad)
+    for (int i = 0; i < c->copy->ninputs; i++)
+      free(c->pad[i]);
+  free(c->pad);
   free(c->val_out);
   if (c->copy)
     ir_module_free(c->copy);
@@ -79,7 +89,7 @@ static bool compile(JitEval *e, int64_t batch, Compiled *c) {
     }
     c->val_out[i] = at;
   }
-  CgOptions co = {.opt_level = 3, .batch = batch};
+  CgOptions co = {.opt_level = 3, .batch = batch, .jit_in_place = true};
   char err[512];
   if (!cg_parse_targets("native", &co, err, sizeof err))
     return false;
@@ -107,6 +117,9 @@ static bool compile(JitEval *e, int64_t batch, Compiled *c) {
 static Compiled *compiled_for(JitEval *e, int64_t batch) {
   for (int i = 0; i < e->nc; i++)
     if (e->c[i].batch == batch)
+      return &e->c[i];
+  for (int i = 0; e->rowwise && i < e->nc; i++)
+    if (e->c[i].batch > batch)
       return &e->c[i];
   if (e->nc == MAX_BATCHES)
     free_compiled(&e->c[--e->nc]);
@@ -148,11 +161,32 @@ static void *jit_open(void *user, IrModule *m, IrValue *const *vals, int nvals, 
   e->m = m;
   e->vals = vals;
   e->nvals = nvals;
+  e->rowwise = pass_rows_independent(m);
   if (!compiled_for(e, batch)) {
     free(e);
     return NULL;
   }
   return e;
+}
+
+/* Input i of a batch of `batch` rows (fewer than c->batch) followed by zero
+ * rows up to c->batch: rows are independent (JitEval.rowwise), so the first
+ * `batch` rows of every result are what the batch alone gives. */
+static const void *padded(Compiled *c, int i, const IrTensor *in, int64_t batch, char *err,
+                          size_t errlen) {
+  const IrType *t = &c->copy->inputs[i]->type;
+  size_t have, want;
+  if (!ir_type_bytes(t, batch, &have, err, errlen) ||
+      !ir_type_bytes(t, c->batch, &want, err, errlen))
+    return NULL;
+  if ((!c->pad && !(c->pad = calloc((size_t)c->copy->ninputs, sizeof *c->pad))) ||
+      (!c->pad[i] && !(c->pad[i] = malloc(want ? want : 1)))) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  memcpy(c->pad[i], in->data, have);
+  memset((char *)c->pad[i] + have, 0, want - have);
+  return c->pad[i];
 }
 
 static bool jit_run(void *handle, const IrTensor *in, int64_t batch, const float **out,
@@ -169,9 +203,12 @@ static bool jit_run(void *handle, const IrTensor *in, int64_t batch, const float
     snprintf(err, errlen, "out of memory");
     return false;
   }
-  for (int i = 0; i < k->ninputs; i++)
-    ins[i] = in[i].data;
-  bool ok = q8rt_run(c->rt, k->ninputs, ins, k->noutputs, c->bufs, err, errlen) == Q8RT_OK;
+  bool ok = true;
+  for (int i = 0; ok && i < k->ninputs; i++)
+    ins[i] = batch == c->batch ? in[i].data : padded(c, i, &in[i], batch, err, errlen);
+  for (int i = 0; ok && i < k->ninputs; i++)
+    ok = ins[i] != NULL;
+  ok = ok && q8rt_run(c->rt, k->ninputs, ins, k->noutputs, c->bufs, err, errlen) == Q8RT_OK;
   free(ins);
   for (int i = 0; ok && i < e->nvals; i++)
     out[i] = c->bufs[c->val_out[i]];

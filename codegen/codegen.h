@@ -202,6 +202,14 @@ typedef struct {
                              * the module; NULL: constants */
   const char *weights_name; /* the file as the library records it: a name in
                              * the library's directory, or an absolute path */
+  bool jit_in_place;        /* cg_jit_compile: constants are read where they
+                             * are in memory, by address, not copied into the
+                             * module (the IR's constant data must outlive the
+                             * JIT), and what codegen derives from them (the
+                             * float linear's packed W) is made in memory the
+                             * JIT owns (calibration, api/jiteval.c) */
+  struct CgHeld *held;      /* set by cg_jit_compile with jit_in_place: that
+                             * memory (NULL: constants go into the module) */
 } CgOptions;
 
 /* Parse --target: "native" or a comma-separated list of variant names, all
@@ -459,5 +467,9 @@ typedef struct CgJit CgJit;
  * cg_jit_free. NULL with a message in m->diag. */
 CgJit *cg_jit_compile(IrModule *m, const CgOptions *o, const q8_model_desc **desc);
 void cg_jit_free(CgJit *jit);
+typedef struct CgHeld CgHeld;
+/* `size` bytes that live as long as the JIT holding h (CgOptions.held),
+ * for data the compiled code reads by address; NULL when out of memory. */
+void *cg_held_alloc(CgHeld *h, size_t size);
 
 #endif

@@ -384,15 +384,22 @@ bool cg_emit_f32gemm(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef 
     char name[400];
     LLVMValueRef packed = NULL;
     if (p.packed) {
+      /* In-process code (jit.c) packs into memory the JIT keeps, read by
+       * address: the only copy of W made. */
       const IrValue *w = n->opnds[1];
-      float *buf = malloc((size_t)(p.n * p.k) * sizeof *buf);
+      size_t bytes = (size_t)(p.n * p.k) * sizeof(float);
+      float *buf = cg->o->held ? cg_held_alloc(cg->o->held, bytes) : malloc(bytes);
       if (!buf)
         return false;
       pack_w(&p, w->data, buf);
       snprintf(name, sizeof name, "%s.%s.f32pack_%s", cg->prefix, n->result->name,
                cg_isa_info[isa].name);
-      packed = cg_const_bytes(cg, name, buf, (size_t)(p.n * p.k) * sizeof *buf);
-      free(buf);
+      if (cg->o->held) {
+        packed = cg_const_addr(cg, buf);
+      } else {
+        packed = cg_const_bytes(cg, name, buf, bytes);
+        free(buf);
+      }
     }
     snprintf(name, sizeof name, "%s.%s.f32gemm_%dx%d_%s", cg->prefix, n->result->name, p.mr,
              PANEL, cg_isa_info[isa].name);

@@ -5,18 +5,63 @@
  * calls are bound to this library's own copies by address (the JIT need not
  * find them among the process's exported symbols), and libc/libm functions
  * (memcpy, erf, exp) come from the process. Each compilation has its own
- * LLJIT instance and LLVM context, so threads may compile at the same time. */
+ * LLJIT instance and LLVM context, so threads may compile at the same time.
+ *
+ * With CgOptions.jit_in_place the code reads the IR's constants where they
+ * are, by address, and the packed copies codegen makes (f32gemm.c) live in
+ * memory the CgJit holds (CgHeld: anonymous maps, transparent huge pages
+ * asked for, so that filling them takes few page faults): the weights are
+ * never LLVM constants, never in an object file, never copied again. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, madvise */
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../ir/refops.h"
 #include "codegen.h"
 
+struct CgHeld {
+  struct {
+    void *p;
+    size_t size;
+  } *maps;
+  int n, cap;
+};
+
 struct CgJit {
   LLVMOrcLLJITRef jit;
+  CgHeld held;
 };
+
+void *cg_held_alloc(CgHeld *h, size_t size) {
+  if (h->n == h->cap) {
+    int cap = h->cap ? 2 * h->cap : 16;
+    void *maps = realloc(h->maps, (size_t)cap * sizeof *h->maps);
+    if (!maps)
+      return NULL;
+    h->maps = maps;
+    h->cap = cap;
+  }
+  size = size ? size : 1;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+#ifdef MADV_HUGEPAGE
+  madvise(p, size, MADV_HUGEPAGE); /* advice: failing changes nothing */
+#endif
+  h->maps[h->n].p = p;
+  h->maps[h->n++].size = size;
+  return p;
+}
+
+static void held_free(CgHeld *h) {
+  for (int i = 0; i < h->n; i++)
+    munmap(h->maps[i].p, h->maps[i].size);
+  free(h->maps);
+  memset(h, 0, sizeof *h);
+}
 
 static bool orc_error(IrModule *m, const char *what, LLVMErrorRef e) {
   char *msg = LLVMGetErrorMessage(e);
@@ -88,7 +133,9 @@ CgJit *cg_jit_compile(IrModule *m, const CgOptions *o, const q8_model_desc **des
   }
 
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-  LLVMModuleRef mod = cg_build_optimized(m, o, LLVMOrcThreadSafeContextGetContext(tsc));
+  CgOptions oh = *o;
+  oh.held = o->jit_in_place ? &cj->held : NULL;
+  LLVMModuleRef mod = cg_build_optimized(m, &oh, LLVMOrcThreadSafeContextGetContext(tsc));
   if (!mod) {
     LLVMOrcDisposeThreadSafeContext(tsc);
     cg_jit_free(cj);
@@ -122,5 +169,6 @@ void cg_jit_free(CgJit *cj) {
     if (e)
       LLVMConsumeError(e);
   }
+  held_free(&cj->held);
   free(cj);
 }

@@ -13,6 +13,8 @@
 #include "module.h"
 
 static LLVMValueRef const_global(Cg *cg, const IrValue *c) {
+  if (cg->o->held) /* in-process code: the data where it is (jit.c) */
+    return cg_const_addr(cg, c->data);
   Loc *l = &cg->loc[c->id];
   if (!l->global) {
     char name[256];

@@ -32,6 +32,10 @@ LLVMValueRef cg_const_string(Cg *cg, const char *s) {
   return cg_const_bytes(cg, ".str", s, strlen(s) + 1);
 }
 
+LLVMValueRef cg_const_addr(Cg *cg, const void *p) {
+  return LLVMConstIntToPtr(LLVMConstInt(cg->i64, (unsigned long long)(uintptr_t)p, 0), cg->ptr);
+}
+
 /* The module for `m` with its `?` bound (to o->batch, or to 1 while a
  * run-time batch is built). */
 static LLVMModuleRef build_bound(IrModule *m, LLVMContextRef ctx, const CgOptions *o, bool rtb,

@@ -91,6 +91,8 @@ static inline LLVMValueRef cg_i32c(Cg *cg, int64_t v) {
 LLVMValueRef cg_const_bytes(Cg *cg, const char *name, const void *data, size_t size);
 /* A private constant NUL-terminated copy of s. */
 LLVMValueRef cg_const_string(Cg *cg, const char *s);
+/* Memory at p, by its address (in-process code: CgOptions.held). */
+LLVMValueRef cg_const_addr(Cg *cg, const void *p);
 
 /* ---- layout.c ---- */
 

@@ -16,7 +16,10 @@
  * activation no such layer consumes (a layer's result, a qmatmul operand)
  * is judged by its own SQNR after fake quantization. The chosen range is
  * the fit samples' one. Cost: two runs over the fit samples, one over the
- * held-back ones, and five times each consuming layer's work there. */
+ * held-back ones, and five times each consuming layer's work there. The
+ * runs go through o->evaluator (compiled code, as calibrate.c's) when there
+ * is one, with the interpreter's bits: the same values reach the observers
+ * and the measurements, batch by batch. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +58,13 @@ typedef struct {
   int pass;       /* 1 or 2 while fitting */
   float *y, *yq, *xq;  /* scratch */
   size_t cap_y, cap_yq, cap_x;
+  /* The evaluator's handle (NULL: the interpreter), the node results it
+   * gives and their data. */
+  const PassEvaluator *ev;
+  void *handle;
+  IrValue **vals;
+  const float **data;
+  int nvals;
 } Auto;
 
 static bool grow(float **p, size_t *cap, size_t n) {
@@ -150,6 +160,17 @@ static bool run(Auto *a, PassSamples *s) {
     ok = batch > 0;
     for (int i = 0; ok && i < m->ninputs; i++)
       see(a, m->inputs[i], &in[i]);
+    if (ok && a->handle) {
+      char err[512];
+      if (!a->ev->run(a->handle, in, batch, a->data, err, sizeof err))
+        ok = ir_error(&m->diag, (IrLoc){0}, "calibrate: %s", err);
+      for (int i = 0; ok && i < a->nvals; i++) {
+        IrTensor t = {ir_type_bind(&a->vals[i]->type, batch), (void *)a->data[i]};
+        see(a, a->vals[i], &t);
+      }
+      ok = ok && !m->diag.failed;
+      continue;
+    }
     ok = ok && ir_interp_f32(m, batch, in, out, observe, a) && !m->diag.failed;
     for (int i = 0; ok && i < m->noutputs; i++)
       free(out[i].data);
@@ -200,7 +221,8 @@ bool pass_calibrate_auto(IrModule *m, const PassOptions *o, IrValue **want, int 
   }
   int64_t held = total / 4 > 0 ? total / 4 : 1, fit = total - held;
   Auto a = {m, o, ir_alloc(m->arena, (size_t)nwant * sizeof(Cand)), nwant, NULL,
-            ir_number_values(m), false, 1, NULL, NULL, NULL, 0, 0, 0};
+            ir_number_values(m), false, 1, NULL, NULL, NULL, 0, 0, 0,
+            NULL, NULL, NULL, NULL, 0};
   a.cand_of = ir_alloc(m->arena, (size_t)(a.nids + 1) * sizeof *a.cand_of);
   bool ok = true;
   for (int i = 0; ok && i < nwant; i++) {
@@ -216,6 +238,24 @@ bool pass_calibrate_auto(IrModule *m, const PassOptions *o, IrValue **want, int 
     if (!ok)
       ir_error(&m->diag, (IrLoc){0}, "out of memory for calibration histograms");
     find_layer(m, o, c);
+  }
+  /* The node results through the evaluator, when there is one (as
+   * calibrate.c: "calibrate: compile" in --time-passes). */
+  a.ev = ok && !getenv("Q8_CALIB_INTERP") ? o->evaluator : NULL;
+  if (a.ev) {
+    a.vals = ir_alloc(m->arena, (size_t)nwant * sizeof *a.vals);
+    a.data = ir_alloc(m->arena, (size_t)nwant * sizeof *a.data);
+    for (int i = 0; i < nwant; i++)
+      if (want[i]->kind == IR_VAL_NODE)
+        a.vals[a.nvals++] = want[i];
+  }
+  if (a.nvals > 0) {
+    double t0 = pass_clock();
+    pass_stage(o, PASS_EVENT_BEGIN, "calibrate: compile", 0);
+    a.handle = a.ev->open(a.ev->user, m, a.vals, a.nvals, pass_samples_batch(s),
+                          2 * fit + held);
+    pass_stage(o, PASS_EVENT_END, a.handle ? "calibrate: compile" : "calibrate: interpreter",
+               pass_clock() - t0);
   }
   /* Fit: two passes (the histogram methods' second fills the histogram). */
   pass_samples_window(s, first, fit);
@@ -266,6 +306,8 @@ bool pass_calibrate_auto(IrModule *m, const PassOptions *o, IrValue **want, int 
     pass_note(o, "calibrate: %%%s: auto chose %s (%s: %.2f dB; minmax %.2f)", c->v->name,
               candidate_names[best], by, sqnr[best], sqnr[0]);
   }
+  if (a.handle)
+    a.ev->close(a.handle);
   for (int i = 0; i < nwant; i++)
     for (int k = 0; k < NCAND; k++)
       pass_observer_free(a.cands[i].obs[k]);

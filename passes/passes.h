@@ -265,6 +265,13 @@ void pass_samples_window(PassSamples *s, int64_t first, int64_t count);
 PassSamples *pass_samples_open_for(IrModule *m, const PassOptions *o);
 void pass_samples_close(PassSamples *s);
 
+/* ---- rowwise.c ---- */
+
+/* Whether row r of every value with the batch dim `?` depends only on row
+ * r of the inputs (conservative: no when unsure), so that a model may run
+ * more rows at once, or padded rows, with the same bits in each row. */
+bool pass_rows_independent(const IrModule *m);
+
 /* ---- report.c ---- */
 
 /* The report's forms: a table for people, JSON for tools, or one

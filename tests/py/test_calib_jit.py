@@ -10,9 +10,21 @@ must be byte-identical; --time-passes must show the path taken (its
 "calibrate: compile" row only with compiled code):
 
 - examples/mlp, calibration methods minmax, ma-minmax, percentile:99.9,
-  entropy and mse (one pass over the data, two, moving averages), and
-  --calib-batch 48 over its 256 samples (a last, shorter batch: the
-  evaluator compiles the model a second time for it);
+  entropy and mse (one pass over the data, two, moving averages), auto
+  (passes/autocalib.c: its fit and held-back runs through the evaluator
+  too, the measurements on the held-back samples the same), and
+  --calib-batch 48 over its 256 samples (a last, shorter batch): its rows
+  are independent, so compiled code runs five batches at once (240 rows),
+  then the last 16 rows padded to 240, while the observers see batches of
+  48 and 16;
+- the same with Q8_CALIB_ROWS setting the samples a compiled run takes: 40
+  with --calib-batch 16 (two batches a run, no padding) and 100 with
+  --calib-batch 48 (two a run; the last run 64 rows padded to 96), under
+  ma-minmax, whose moving averages see every batch boundary, and
+  percentile (two passes over the data);
+- a model whose rows are not independent (softmax over the batch axis):
+  compiled code must run each --calib-batch batch alone, the last, shorter
+  one through a second compiled copy;
 - the tiny GPT-2 and BERT of examples/transformers (gen.py writes them and
   their calibration samples): linear, batched matmul, softmax, layernorm,
   gelu, gather over token ids, several inputs.
@@ -24,6 +36,8 @@ import os
 import re
 import subprocess
 import sys
+
+import numpy as np
 
 import q8test
 
@@ -47,11 +61,15 @@ def read(path):
         return f.read()
 
 
-def both_ways(t, label, d, ir, calib, *extra):
+def both_ways(t, label, d, ir, calib, *extra, rows=None):
     """Compile ir with calibration through the interpreter and through the
-    JIT: the calibrated IR and the .so must be the same bytes."""
+    JIT (Q8_CALIB_ROWS=rows when given): the calibrated IR and the .so must
+    be the same bytes."""
     got = {}
-    for how, env in (("interp", {"Q8_CALIB_INTERP": "1"}), ("jit", {"Q8_CALIB_JIT": "1"})):
+    jit_env = {"Q8_CALIB_JIT": "1"}
+    if rows:
+        jit_env["Q8_CALIB_ROWS"] = str(rows)
+    for how, env in (("interp", {"Q8_CALIB_INTERP": "1"}), ("jit", jit_env)):
         # The same file names in two directories: the IR names its weights
         # file, which sits beside it.
         sub = os.path.join(d, label.replace(" ", "_").replace(":", "_"), how)
@@ -80,9 +98,29 @@ def main():
     t = q8test.Tally()
     d = q8test.tmpdir()
     ir, calib = os.path.join(MLP, "mlp.ir"), os.path.join(MLP, "calib.npy")
-    for method in ("minmax", "ma-minmax", "percentile:99.9", "entropy", "mse"):
+    for method in ("minmax", "ma-minmax", "percentile:99.9", "entropy", "mse", "auto"):
         both_ways(t, "mlp %s" % method, d, ir, calib, "--calib-method=" + method)
     both_ways(t, "mlp calib-batch 48", d, ir, calib, "--calib-batch=48")
+    for method in ("ma-minmax", "percentile:99.9"):
+        both_ways(t, "mlp %s rows 40 batch 16" % method, d, ir, calib,
+                  "--calib-method=" + method, "--calib-batch=16", rows=40)
+        both_ways(t, "mlp %s rows 100 batch 48" % method, d, ir, calib,
+                  "--calib-method=" + method, "--calib-batch=48", rows=100)
+    # Softmax over the batch axis: each row depends on every row of its
+    # batch, so gathering or padding batches would change the ranges.
+    s = q8test.tmpdir()
+    rng = np.random.default_rng(3)
+    q8test.write_safetensors(os.path.join(s, "mix.safetensors"), {
+        "w0": rng.standard_normal((16, 8)).astype(np.float32),
+        "w1": rng.standard_normal((4, 16)).astype(np.float32)})
+    with open(os.path.join(s, "mix.ir"), "w") as f:
+        f.write("model mix {\n  weights \"mix.safetensors\"\n  input %x : f32[?, 8]\n"
+                "  %h = linear %x, @w0\n  %p = softmax %h {axis = 0}\n"
+                "  %y = linear %p, @w1\n  output %y\n}\n")
+    np.save(os.path.join(s, "calib.npy"), rng.standard_normal((100, 8)).astype(np.float32))
+    for method in ("minmax", "ma-minmax"):
+        both_ways(t, "softmax over the batch %s" % method, d, os.path.join(s, "mix.ir"),
+                  os.path.join(s, "calib.npy"), "--calib-method=" + method, "--calib-batch=16")
     for arch in ("gpt2", "bert"):
         g = q8test.tmpdir()
         r = subprocess.run([sys.executable, GEN, arch, "tiny", g], capture_output=True,
