@@ -107,30 +107,30 @@ bool ir_named_check_node(IrModule *m, const IrNode *n) {
   for (int i = 0; i < n->nopnds; i++) {
     if (!prefixed(&n->opnds[i]->type, k, &any))
       return ir_error(&m->diag, n->loc, "%s: operand %d is %s; the named dims %s must lead it",
-                      ir_op_info[n->op].name, i, ir_type_str(&n->opnds[i]->type, t, sizeof t),
-                      b);
+                      ir_op_info[n->op].name, i,
+                      ir_type_str_named(m, &n->opnds[i]->type, t, sizeof t), b);
     sym |= any;
   }
   if (!sym)
     return true;
   const char *op = ir_op_info[n->op].name;
+  bool known;
+  int ax = mixing_axis(n, k, &known);
+  if (known && ax >= 0 && ax < k)
+    return ir_error(&m->diag, n->loc,
+                    "%s %%%s runs along the named dim '%s' (axis %d); the named dims %s only "
+                    "index independent rows: bind '%s' at compile time with --dim %s=N",
+                    op, n->result->name, m->named[ax], ax, b, m->named[ax], m->named[ax]);
   if (!prefixed(&n->result->type, k, &any) || !any)
     return ir_error(&m->diag, n->loc,
                     "%s %%%s is %s: it does not keep the named dims %s as its first dims, so "
                     "it mixes their rows; bind them with --dim NAME=N",
-                    op, n->result->name, ir_type_str(&n->result->type, t, sizeof t), b);
-  bool known;
-  int ax = mixing_axis(n, k, &known);
+                    op, n->result->name, ir_type_str_named(m, &n->result->type, t, sizeof t), b);
   if (!known)
     return ir_error(&m->diag, n->loc,
                     "%s %%%s: %s has no lowering over the named dims %s; bind them with --dim "
                     "NAME=N",
                     op, n->result->name, op, b);
-  if (ax >= 0 && ax < k)
-    return ir_error(&m->diag, n->loc,
-                    "%s %%%s runs along the named dim '%s' (axis %d); the named dims %s only "
-                    "index independent rows: bind '%s' at compile time with --dim %s=N",
-                    op, n->result->name, m->named[ax], ax, b, m->named[ax], m->named[ax]);
   if (ax >= k)
     return ir_error(&m->diag, n->loc,
                     "%s %%%s runs along the named dims %s; bind them with --dim NAME=N", op,
