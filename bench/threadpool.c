@@ -138,7 +138,7 @@ static const q8_tensor_desc cfg_tensor[] = {{"cfg", Q8_DTYPE_U8, 1, {sizeof(benc
 static const q8_variant_desc variants[] = {{"generic", 0, bench_entry, bench_entry}};
 static const q8_model_desc desc = {
     Q8_MODEL_MAGIC, Q8_MODEL_ABI_VERSION, "bench_threadpool", "hand-written", 1, 1,
-    cfg_tensor,     cfg_tensor,           0,                  1, variants, 0, 0};
+    cfg_tensor,     cfg_tensor,           0,                  1, variants, 0, 0, 0, NULL, NULL};
 
 /* Iterations of work() that take ~1 us on this machine (best of several). */
 static uint64_t calibrate(void) {

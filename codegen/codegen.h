@@ -194,6 +194,11 @@ typedef struct {
   int64_t batch;            /* the `?` dimension; 0: bound at each call when the
                              * model allows it (rtshape.c), else 1 */
   int64_t max_batch;        /* with a run-time batch: the largest (0: no limit) */
+  /* --max-dim NAME=N: the largest value of each named dim (docs/ir.md,
+   * "Named dims"), by name; others unlimited. */
+  int nmax_dims;
+  const char *max_dim_names[IR_MAX_RANK];
+  int64_t max_dim_values[IR_MAX_RANK];
   bool scalar_floatops;     /* float ops as reference calls, not floatops.c's
                              * vector code (the driver's Q8_SCALAR_FLOATOPS=1,
                              * for bench/floatops.sh's comparison) */

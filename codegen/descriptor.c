@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "module.h"
 
@@ -46,8 +47,11 @@ static LLVMValueRef tensor_descs(Cg *cg, IrValue **vals, int n, const char *what
                          cg_i32c(cg, abi_dtype(ir_boundary_dtype(v, true))),
                          LLVMConstReal(cg->f32, v->has_qform ? v->qform.scale : 0.0),
                          cg_i32c(cg, v->has_qform ? v->qform.zero_point : 0),
-                         /* batch_dims: rtshape.c's batch is the first dim */
-                         cg_i32c(cg, cg->loc[v->id].batched ? 1 : 0)};
+                         /* batch_dims: rtshape.c's batch is the first dim, or
+                          * the named dims leading the shape */
+                         cg_i32c(cg, !cg->loc[v->id].batched ? 0
+                                     : cg->m->nnamed > 1     ? (int32_t)((1u << cg->m->nnamed) - 1)
+                                                             : 1)};
     elems[i] = LLVMConstStructInContext(cg->ctx, f, 8, 0);
   }
   LLVMValueRef arr = LLVMConstArray2(ty, elems, (uint64_t)n);
@@ -61,9 +65,43 @@ static LLVMValueRef tensor_descs(Cg *cg, IrValue **vals, int n, const char *what
   return g;
 }
 
+/* The named dims' names and maxima (--max-dim), as private constants. */
+static void named_dims(Cg *cg, LLVMValueRef *names, LLVMValueRef *max) {
+  const IrModule *m = cg->m;
+  const CgOptions *o = cg->o;
+  int k = cg->rtb ? m->nnamed : 0;
+  if (k == 0) {
+    *names = *max = LLVMConstPointerNull(cg->ptr);
+    return;
+  }
+  LLVMValueRef n[IR_MAX_RANK], v[IR_MAX_RANK];
+  for (int i = 0; i < k; i++) {
+    int64_t most = INT64_MAX;
+    for (int j = 0; j < o->nmax_dims; j++)
+      if (strcmp(o->max_dim_names[j], m->named[i]) == 0)
+        most = o->max_dim_values[j];
+    n[i] = cg_const_string(cg, m->named[i]);
+    v[i] = cg_i64c(cg, most);
+  }
+  LLVMValueRef arrs[2] = {LLVMConstArray2(cg->ptr, n, (uint64_t)k),
+                          LLVMConstArray2(cg->i64, v, (uint64_t)k)};
+  const char *what[2] = {"named", "named_max"};
+  for (int i = 0; i < 2; i++) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.%s", cg->prefix, what[i]);
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(arrs[i]), name);
+    LLVMSetInitializer(g, arrs[i]);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    *(i ? max : names) = g;
+  }
+}
+
 void cg_emit_descriptor(Cg *cg, LLVMValueRef (*entries)[2]) {
   IrModule *m = cg->m;
   const CgOptions *o = cg->o;
+  LLVMValueRef named, named_max;
+  named_dims(cg, &named, &named_max);
   LLVMTypeRef vty = LLVMStructTypeInContext(
       cg->ctx, (LLVMTypeRef[]){cg->ptr, cg->i64, cg->ptr, cg->ptr}, 4, 0);
   LLVMValueRef vars[CG_ISA_COUNT];
@@ -94,6 +132,10 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef (*entries)[2]) {
       /* max_batch, scratch_bytes_per_batch (rtshape.c) */
       cg_i64c(cg, !cg->rtb ? 0 : o->max_batch > 0 ? o->max_batch : INT64_MAX),
       cg_i64c(cg, cg->rtb ? cg->scratch_pb : 0),
+      /* nnamed, named, named_max (ABI 4) */
+      cg_i32c(cg, cg->rtb ? m->nnamed : 0),
+      named,
+      named_max,
   };
   LLVMValueRef desc = LLVMConstStructInContext(cg->ctx, f, sizeof f / sizeof f[0], 0);
   LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(desc), "q8_model");

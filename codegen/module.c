@@ -43,6 +43,13 @@ static LLVMModuleRef build_bound(IrModule *m, LLVMContextRef ctx, const CgOption
 
 LLVMModuleRef cg_build_module(IrModule *m, LLVMContextRef ctx, const CgOptions *o) {
   char why[200];
+  if (o->batch > 0 && m->nnamed > 1 && !m->bound_batch) {
+    ir_error(&m->diag, (IrLoc){0},
+             "--batch binds '?', but the model's shapes lead with the named dims %s, %s%s: bind "
+             "each with --dim NAME=N for fixed shapes, or leave them to each call",
+             m->named[0], m->named[1], m->nnamed > 2 ? ", ..." : "");
+    return NULL;
+  }
   if (o->batch > 0 || m->bound_batch || !cg_runtime_batch_ok(m, why, sizeof why)) {
     ir_bind_batch(m, o->batch > 0 ? o->batch : 1);
     return build_bound(m, ctx, o, false, NULL);

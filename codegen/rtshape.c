@@ -146,7 +146,8 @@ bool cg_runtime_batch_ok(const IrModule *m, char *why, size_t size) {
 
 struct CgUnbound {
   IrType *types;   /* by value id: inputs then node results */
-  double **batch_attrs; /* DIMS attribute entries that held `?` */
+  double **batch_attrs; /* DIMS attribute entries that held `?` or a folded named dim */
+  double *batch_vals;   /* which of the two each held */
   int nattrs;
   int64_t bound_batch;
 };
@@ -160,7 +161,8 @@ CgUnbound *cg_bind_batch_one(IrModule *m, bool *batched) {
       if (ir_attr_info[m->nodes[i]->attrs[a].key].kind == IR_AKIND_DIMS)
         nattrs += m->nodes[i]->attrs[a].n;
   if (!u || !(u->types = calloc((size_t)nvalues + 1, sizeof *u->types)) ||
-      !(u->batch_attrs = calloc((size_t)nattrs + 1, sizeof *u->batch_attrs)))
+      !(u->batch_attrs = calloc((size_t)nattrs + 1, sizeof *u->batch_attrs)) ||
+      !(u->batch_vals = calloc((size_t)nattrs + 1, sizeof *u->batch_vals)))
     q8_die("out of memory binding the batch");
   for (int i = 0; i < m->ninputs; i++)
     u->types[m->inputs[i]->id] = m->inputs[i]->type;
@@ -170,8 +172,10 @@ CgUnbound *cg_bind_batch_one(IrModule *m, bool *batched) {
     for (int a = 0; a < n->nattrs; a++)
       if (ir_attr_info[n->attrs[a].key].kind == IR_AKIND_DIMS)
         for (int j = 0; j < n->attrs[a].n; j++)
-          if (n->attrs[a].vals[j] == (double)IR_DIM_BATCH)
+          if (ir_dim_symbolic((int64_t)n->attrs[a].vals[j])) {
+            u->batch_vals[u->nattrs] = n->attrs[a].vals[j];
             u->batch_attrs[u->nattrs++] = &n->attrs[a].vals[j];
+          }
   }
   for (int i = 0; i < nvalues; i++) {
     bool leading;
@@ -188,10 +192,11 @@ void cg_unbind_batch(IrModule *m, CgUnbound *u) {
   for (int i = 0; i < m->nnodes; i++)
     m->nodes[i]->result->type = u->types[m->nodes[i]->result->id];
   for (int i = 0; i < u->nattrs; i++)
-    *u->batch_attrs[i] = (double)IR_DIM_BATCH;
+    *u->batch_attrs[i] = u->batch_vals[i];
   m->bound_batch = u->bound_batch;
   free(u->types);
   free(u->batch_attrs);
+  free(u->batch_vals);
   free(u);
 }
 

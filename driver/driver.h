@@ -53,6 +53,7 @@ typedef struct {
   FileArg inputs[MAX_FILES], outputs[MAX_FILES];
   int ninputs, noutputs;
   FeDims dims;        /* --dim NAME=N: an ONNX model's symbolic dims */
+  FeDims max_dims;    /* --max-dim NAME=N: a named dim's largest value */
 } Options;
 
 /* progress.c: the progress line and the stage times (--time-passes). */
@@ -87,6 +88,10 @@ int driver_fail(const IrModule *m);
 int driver_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* main.c: parse MODEL.ir, or `text` (standard input, already read) when the
  * path is "-". NULL only when out of memory (after printing why). */
+/* --max-dim into CgOptions' max_dim_names / max_dim_values (each NAME one
+ * of m's named dims; else a usage error printed, false). */
+bool driver_max_dims(const Options *o, const IrModule *m, int *n, const char **names,
+                     int64_t *values);
 IrModule *driver_parse(const char *path, const char *text, const FeDims *dims);
 
 /* run.c: `q8c run MODEL` with the parsed options; returns the exit status. */

@@ -69,13 +69,24 @@ static void print_features(uint64_t features) {
     }
 }
 
-static void print_tensor(const char *kind, const q8_tensor_desc *t) {
+static void print_tensor(const q8_model_desc *md, const char *kind, const q8_tensor_desc *t) {
   char b[160];
   IrType type = driver_desc_type(t, false);
   for (int d = 0; d < type.rank; d++) /* a run-time batch: `?` */
     if (t->batch_dims >> d & 1u)
       type.dims[d] = IR_DIM_BATCH;
-  printf("%s: %s %s", kind, t->name, ir_type_str(&type, b, sizeof b));
+  ir_type_str(&type, b, sizeof b);
+  if (md->nnamed > 0 && md->max_batch > 0 && (t->batch_dims & 1u)) { /* named dims */
+    size_t len = (size_t)snprintf(b, sizeof b, "%s[", ir_dtype_name(type.dtype));
+    for (int d = 0; d < type.rank && len < sizeof b; d++)
+      len += (d < md->nnamed && (t->batch_dims >> d & 1u))
+                 ? (size_t)snprintf(b + len, sizeof b - len, "%s%s", d ? ", " : "", md->named[d])
+                 : (size_t)snprintf(b + len, sizeof b - len, "%s%lld", d ? ", " : "",
+                                    (long long)type.dims[d]);
+    if (len < sizeof b)
+      snprintf(b + len, sizeof b - len, "]");
+  }
+  printf("%s: %s %s", kind, t->name, b);
   if (t->scale != 0) {
     char num[40];
     IrType q = driver_desc_type(t, true);
@@ -106,13 +117,19 @@ int driver_info(const Options *o) {
     printf("%s\n", chosen && strcmp(chosen, d->variants[i].isa) == 0 ? " (runs on this CPU)" : "");
   }
   for (int i = 0; i < d->ninputs; i++)
-    print_tensor("input", &d->inputs[i]);
+    print_tensor(d, "input", &d->inputs[i]);
   for (int i = 0; i < d->noutputs; i++)
-    print_tensor("output", &d->outputs[i]);
+    print_tensor(d, "output", &d->outputs[i]);
   if (d->max_batch == INT64_MAX)
     printf("batch: any, at each call\n");
   else if (d->max_batch > 0)
     printf("batch: 1 to %" PRId64 ", at each call\n", d->max_batch);
+  for (int j = 0; d->max_batch > 0 && j < d->nnamed; j++) {
+    if (d->named_max[j] == INT64_MAX)
+      printf("dim: %s any, at each call\n", d->named[j]);
+    else
+      printf("dim: %s 1 to %" PRId64 ", at each call\n", d->named[j], d->named_max[j]);
+  }
   printf("scratch_bytes: %" PRId64 "\n", d->scratch_bytes);
   if (d->max_batch > 0)
     printf("scratch_bytes_per_batch: %" PRId64 "\n", d->scratch_bytes_per_batch);

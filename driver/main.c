@@ -50,6 +50,7 @@ typedef enum {
   OPT_OPT_LEVEL,
   OPT_BATCH,
   OPT_MAX_BATCH,
+  OPT_MAX_DIM,
   OPT_REPORT,
   OPT_JIT,
   OPT_QUANTIZED,
@@ -115,8 +116,12 @@ static const OptSpec options[] = {
     {NULL, "max-batch", 0, ARG_REQUIRED, C, OPT_MAX_BATCH, "--max-batch N",
      "without --batch: refuse calls above batch N\n"
      "(default: no limit but memory)"},
+    {NULL, "max-dim", 0, ARG_REQUIRED, C, OPT_MAX_DIM, "--max-dim NAME=N",
+     "without --batch: refuse calls where the named dim\n"
+     "NAME (f32[B, T, 64]) is above N (default: no limit)"},
     {NULL, "dim", 0, ARG_REQUIRED, C | R | B | M, OPT_DIM, "--dim NAME=N",
-     "ONNX: bind the symbolic input dimension NAME (dim_param) to N;\n"
+     "bind the symbolic dimension NAME to N: an ONNX\n"
+     "dim_param, or a named dim of a text model (f32[B, T, 64]);\n"
      "repeat for several (--dim seq=128 --dim past=0)"},
     {NULL, "report", 0, ARG_OPTIONAL, C, OPT_REPORT, "--report[=text|json|html]",
      "per-layer accuracy of the int8 model against the\n"
@@ -537,16 +542,20 @@ static int apply(Options *o, const OptSpec *s, const char *v) {
       return driver_usage_error("-O takes 0, 1, 2 or 3, not '%s'", v);
     o->opt_level = v[0] - '0';
     return 0;
-  case OPT_DIM: {
+  case OPT_DIM:
+  case OPT_MAX_DIM: {
     const char *eq = strchr(v, '=');
+    const char *opt = s->id == OPT_DIM ? "--dim" : "--max-dim";
+    FeDims *dims = s->id == OPT_DIM ? &o->dims : &o->max_dims;
     int64_t d;
-    if (!eq || eq == v || eq - v >= (ptrdiff_t)sizeof o->dims.name[0] ||
+    if (!eq || eq == v || eq - v >= (ptrdiff_t)sizeof dims->name[0] ||
         !parse_count(eq + 1, 1, 1LL << 31, &d))
-      return driver_usage_error("--dim takes NAME=N with N a positive integer, not '%s'", v);
-    if (o->dims.n == FE_MAX_DIMS)
-      return driver_usage_error("more than %d --dim options", FE_MAX_DIMS);
-    snprintf(o->dims.name[o->dims.n], sizeof o->dims.name[0], "%.*s", (int)(eq - v), v);
-    o->dims.value[o->dims.n++] = d;
+      return driver_usage_error("%s takes NAME=N with N a positive integer, not '%s'", opt, v);
+    if (dims->n == (s->id == OPT_DIM ? FE_MAX_DIMS : IR_MAX_RANK))
+      return driver_usage_error("more than %d %s options",
+                                s->id == OPT_DIM ? FE_MAX_DIMS : IR_MAX_RANK, opt);
+    snprintf(dims->name[dims->n], sizeof dims->name[0], "%.*s", (int)(eq - v), v);
+    dims->value[dims->n++] = d;
     return 0;
   }
   case OPT_BATCH:
@@ -639,6 +648,9 @@ static int check_args(Options *o, const OptSpec **given, int ngiven) {
     return rc;
   if (o->max_batch && o->batch)
     return driver_usage_error("--max-batch is for a run-time batch; it cannot be combined with "
+                              "--batch");
+  if (o->max_dims.n && o->batch)
+    return driver_usage_error("--max-dim is for a run-time batch; it cannot be combined with "
                               "--batch");
   if (o->report && !o->pass.calib_path)
     return driver_usage_error("--report measures on the calibration samples: give --calib FILE");
@@ -757,13 +769,30 @@ int driver_fail(const IrModule *m) {
   return EXIT_INPUT;
 }
 
+bool driver_max_dims(const Options *o, const IrModule *m, int *n, const char **names,
+                     int64_t *values) {
+  for (int i = 0; i < o->max_dims.n; i++) {
+    bool known = false;
+    for (int j = 0; j < m->nnamed; j++)
+      known |= strcmp(m->named[j], o->max_dims.name[i]) == 0;
+    if (!known) {
+      driver_usage_error("--max-dim %s: the model has no named dim '%s'", o->max_dims.name[i],
+                         o->max_dims.name[i]);
+      return false;
+    }
+    names[*n] = o->max_dims.name[i];
+    values[(*n)++] = o->max_dims.value[i];
+  }
+  return true;
+}
+
 IrModule *driver_parse(const char *path, const char *text, const FeDims *dims) {
   IrModule *m;
   if (driver_is_stdio(path)) {
     size_t len;
     if (!text && !(text = driver_stdin_text(&len)))
       return NULL;
-    m = fe_parse("-", text);
+    m = fe_parse_dims("-", text, dims);
   } else {
     m = fe_parse_file_dims(path, dims);
   }
@@ -1025,6 +1054,8 @@ static int compile_stages(IrModule *m, Options *o) {
   }
   CgOptions co = {.opt_level = o->opt_level, .batch = o->batch, .max_batch = o->max_batch,
                   .scalar_floatops = getenv("Q8_SCALAR_FLOATOPS") != NULL};
+  if (!driver_max_dims(o, m, &co.nmax_dims, co.max_dim_names, co.max_dim_values))
+    return EXIT_USAGE;
   char err[512];
   char wname[4096], wauto[4096];
   /* Libraries whose int8 weights pass 1 GiB keep them in a weights file

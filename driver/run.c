@@ -86,15 +86,35 @@ static int read_inputs(const Options *o, const Names *names, IrTensor *in) {
   return 0;
 }
 
-/* The batch size the inputs imply: the length of each `?` dim must agree. */
-static bool infer_batch(const IrModule *m, const IrTensor *in, const Options *o, int64_t *batch) {
+/* The batch size the inputs imply: the length of each `?` dim must agree.
+ * With named dims (`f32[B, T, 64]`), each one's value (values[j], from the
+ * inputs; they must agree), and the batch is their product. */
+static bool infer_batch(const IrModule *m, const IrTensor *in, const Options *o, int64_t *batch,
+                        int64_t *values) {
   *batch = o->batch;
+  int k = m->nnamed > 1 ? m->nnamed : 0;
+  int from[IR_MAX_RANK];
+  for (int j = 0; j < k; j++)
+    from[j] = -1, values[j] = 1;
   for (int i = 0; i < m->ninputs; i++) {
     const IrType *t = &m->inputs[i]->type;
     if (in[i].type.rank != t->rank)
       continue; /* the interpreter reports the mismatch */
+    for (int d = 0; d < k && d < t->rank; d++) {
+      if (!ir_dim_symbolic(t->dims[d]))
+        continue;
+      int64_t got = in[i].type.dims[d];
+      if (from[d] >= 0 && got != values[d]) {
+        fprintf(stderr, "q8c: error: input '%s' has %s = %" PRId64 " but input '%s' has %" PRId64
+                        "\n",
+                m->inputs[i]->name, m->named[d], got, m->inputs[from[d]]->name, values[d]);
+        return false;
+      }
+      from[d] = i;
+      values[d] = got;
+    }
     for (int d = 0; d < t->rank; d++) {
-      if (t->dims[d] != IR_DIM_BATCH)
+      if (t->dims[d] != IR_DIM_BATCH || k)
         continue;
       int64_t got = in[i].type.dims[d];
       if (*batch == 0) {
@@ -108,9 +128,32 @@ static bool infer_batch(const IrModule *m, const IrTensor *in, const Options *o,
       }
     }
   }
+  if (k) {
+    int64_t rows = 1;
+    for (int j = 0; j < k; j++) {
+      if (values[j] < 1 || values[j] > INT64_MAX / rows) {
+        fprintf(stderr, "q8c: error: %s = %" PRId64 " %s\n", m->named[j], values[j],
+                values[j] < 1 ? "must be at least 1" : "makes too many rows");
+        return false;
+      }
+      rows *= values[j];
+    }
+    *batch = rows;
+  }
   if (*batch == 0)
     *batch = 1;
   return true;
+}
+
+/* With named dims: tensor t of the model's type `want` as the interpreter
+ * binds it (the first named dim the product, the others 1: the same
+ * bytes), or back to the named values. */
+static void fold_named(const IrModule *m, const IrType *want, IrTensor *t, int64_t batch,
+                       const int64_t *values, bool fold) {
+  if (m->nnamed < 2 || t->type.rank != want->rank || !ir_dim_symbolic(want->dims[0]))
+    return;
+  for (int j = 0; j < m->nnamed && j < t->type.rank; j++)
+    t->type.dims[j] = fold ? (j == 0 ? batch : 1) : values[j];
 }
 
 /* Print a tensor like numpy's repr, for `q8c run` without -o. */
@@ -189,12 +232,15 @@ static void release_jit(void *jit) { cg_jit_free(jit); }
 
 /* `q8c run --jit`: compile the module in memory for --target and run the
  * machine code instead of the interpreter. */
-static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, IrTensor *out) {
+static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in,
+                    const IrType *given, IrTensor *out) {
   for (int i = 0; i < m->ninputs; i++) {
     IrType want = ir_type_bind(&m->inputs[i]->type, batch);
     want.dtype = ir_boundary_dtype(m->inputs[i], o->quantized);
     char b1[128], b2[128];
-    if (!ir_type_equal(&in[i].type, &want))
+    IrTensor folded = in[i];
+    fold_named(m, &m->inputs[i]->type, &folded, batch, NULL, true);
+    if (!ir_type_equal(&folded.type, &want))
       return ir_error(&m->diag, (IrLoc){0}, "input '%s' is %s but the model expects %s",
                       m->inputs[i]->name, ir_type_str(&in[i].type, b1, sizeof b1),
                       ir_type_str(&want, b2, sizeof b2));
@@ -204,6 +250,8 @@ static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, 
   char why[200];
   CgOptions co = {.opt_level = o->opt_level,
                   .batch = o->batch || !cg_runtime_batch_ok(m, why, sizeof why) ? batch : 0};
+  if (!driver_max_dims(o, m, &co.nmax_dims, co.max_dim_names, co.max_dim_values))
+    return ir_error(&m->diag, (IrLoc){0}, "--max-dim names no named dim of the model");
   char err[512];
   if (!cg_parse_targets(o->target ? o->target : "native", &co, err, sizeof err))
     return ir_error(&m->diag, (IrLoc){0}, "--target: %s", err);
@@ -228,9 +276,15 @@ static bool run_jit(IrModule *m, const Options *o, int64_t batch, IrTensor *in, 
     inp[i] = in[i].data;
   for (int i = 0; ok && i < m->noutputs; i++)
     outp[i] = out[i].data;
+  /* A run-time batch takes the shapes as given (named dims: each one's
+   * value); a fixed-shape library the bound ones. */
   const int64_t *dims[MAX_FILES];
-  for (int i = 0; ok && i < m->ninputs; i++)
-    dims[i] = in[i].type.dims;
+  IrTensor folded[MAX_FILES];
+  for (int i = 0; ok && i < m->ninputs; i++) {
+    folded[i] = in[i];
+    fold_named(m, &m->inputs[i]->type, &folded[i], batch, NULL, true);
+    dims[i] = co.batch ? folded[i].type.dims : given[i].dims;
+  }
   if (ok && (o->quantized ? q8rt_run_quantized_dims : q8rt_run_dims)(
                 rt, m->ninputs, inp, dims, m->noutputs, outp, err, sizeof err) != Q8RT_OK)
     ok = ir_error(&m->diag, (IrLoc){0}, "%s", err);
@@ -249,15 +303,24 @@ static int run_ir(IrModule *m, const Options *o) {
       !check_file_names(o->outputs, o->noutputs, &outs, "output"))
     return EXIT_USAGE;
   IrTensor in[MAX_FILES] = {{{0}, 0}}, out[MAX_FILES] = {{{0}, 0}};
-  int64_t batch;
+  int64_t batch, values[IR_MAX_RANK];
   int status = read_inputs(o, &ins, in);
-  if (status == 0 && !infer_batch(m, in, o, &batch))
+  if (status == 0 && !infer_batch(m, in, o, &batch, values))
     status = EXIT_INPUT;
   if (status == 0) {
     status = EXIT_INPUT;
-    bool ran = o->jit         ? run_jit(m, o, batch, in, out)
+    /* Named dims: the interpreter runs [B, T, 64] as [B x T, 1, 64]. */
+    IrType given[MAX_FILES];
+    for (int i = 0; i < m->ninputs && i < MAX_FILES; i++) {
+      given[i] = in[i].type;
+      if (!o->jit)
+        fold_named(m, &m->inputs[i]->type, &in[i], batch, values, true);
+    }
+    bool ran = o->jit         ? run_jit(m, o, batch, in, given, out)
                : o->quantized ? ir_interp_quantized(m, batch, in, out)
                               : ir_interp_f32(m, batch, in, out, NULL, NULL);
+    for (int i = 0; ran && i < m->noutputs; i++)
+      fold_named(m, &m->outputs[i]->type, &out[i], batch, values, false);
     if (!ran)
       driver_fail(m);
     else if (write_outputs(o, &outs, out))
@@ -329,7 +392,10 @@ static int run_so(const Options *o) {
   status = status ? status : EXIT_INPUT;
   /* A run-time batch: the runtime checks the dims (q8rt_run_dims); here
    * only the element type and rank, and the batch to size the outputs. */
-  int64_t max_batch = q8rt_max_batch(model), batch = 1;
+  int64_t max_batch = q8rt_max_batch(model), batch = 1, values[Q8_MODEL_MAX_RANK];
+  int nnamed = max_batch > 0 ? q8rt_desc(model)->nnamed : 0;
+  for (int j = 0; j < Q8_MODEL_MAX_RANK; j++)
+    values[j] = 1;
   for (int i = 0; ok && max_batch > 0 && i < ins.n; i++) {
     const q8_tensor_desc *t = q8rt_input(model, i);
     IrType want = desc_type_rt(t, o->quantized);
@@ -346,9 +412,14 @@ static int run_so(const Options *o) {
       ok = false;
     }
     for (int d = 0; ok && d < want.rank; d++)
-      if (want.dims[d] == IR_DIM_BATCH && fits_batch(&in[i].type, &want))
-        batch = in[i].type.dims[d] >= 1 && in[i].type.dims[d] <= max_batch ? in[i].type.dims[d]
-                                                                           : 1;
+      if (want.dims[d] == IR_DIM_BATCH && fits_batch(&in[i].type, &want)) {
+        int64_t v = in[i].type.dims[d];
+        if (d < nnamed)
+          /* the runtime refuses what does not fit */
+          values[d] = v >= 1 && v <= q8rt_desc(model)->named_max[d] ? v : 1;
+        else
+          batch = v >= 1 && v <= max_batch ? v : 1;
+      }
     inp[i] = in[i].data;
     dims[i] = in[i].type.dims;
   }
@@ -377,7 +448,9 @@ static int run_so(const Options *o) {
   for (int i = 0; ok && i < outs.n; i++) {
     const q8_tensor_desc *t = q8rt_output(model, i);
     types[i] = driver_desc_type(t, o->quantized);
-    if (max_batch > 0)
+    if (nnamed > 0)
+      q8rt_tensor_dims_named(model, t, values, types[i].dims);
+    else if (max_batch > 0)
       q8rt_tensor_dims(t, batch, types[i].dims);
   }
   ok = ok && alloc_outputs(out, types, outs.n);

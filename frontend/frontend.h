@@ -57,10 +57,12 @@ IrModule *fe_parse(const char *path, const char *src);
 /* Read the file at `path` ("-" for standard input) and parse it; a file that
  * cannot be read gives a failed module with a message. */
 IrModule *fe_parse_file(const char *path);
-/* The same, binding an ONNX model's symbolic input dimensions (dim_param)
- * by name: `dims` may be NULL (a text IR file ignores it). */
+/* The same, binding symbolic dimensions by name to numbers: an ONNX
+ * model's (dim_param) or a text model's named dims (`f32[B, T, 64]` with
+ * --dim T=16); `dims` may be NULL. */
 typedef struct FeDims FeDims;
 IrModule *fe_parse_file_dims(const char *path, const FeDims *dims);
+IrModule *fe_parse_dims(const char *path, const char *src, const FeDims *dims);
 
 /* ---- onnx.c, onnx_read.c, onnx_build.c: ONNX models (docs/import.md) ---- */
 

@@ -8,7 +8,7 @@
  *              | LOCAL [':' type] '=' OP operand (',' operand)* [attrs]
  *   operand   := LOCAL | GLOBAL | NUMBER        (a literal f32 scalar)
  *   attrs     := '{' [KEY '=' value (',' KEY '=' value)*] '}'
- *   type      := DTYPE '[' [dim (',' dim)*] ']'      dim := INT | '?'
+ *   type      := DTYPE '[' [dim (',' dim)*] ']'      dim := INT | '?' | NAME
  *
  * Each statement is checked as soon as it is read: weights files are loaded at
  * their directive, `@names` are resolved against them, and each node's result
@@ -41,6 +41,8 @@ typedef struct {
   LoadedWeights *loaded;  /* parallel to m->weights */
   int nloaded;
   int nliterals;          /* literal operands so far, for their names */
+  const FeDims *dims;     /* --dim NAME=N: named dims bound to numbers, or NULL */
+  bool plain_batch;       /* a shape with `?` and no name was read */
 } Parser;
 
 static IrValue *find_value(const Parser *p, const char *name) { return ir_find_value(p->m, name); }
@@ -129,21 +131,107 @@ static bool parse_int(Parser *p, double lo, double hi, const char *what, double 
   return next(p);
 }
 
-/* '[' [dim (',' dim)*] ']' where dim is an integer, or '?' when allowed,
- * or -1 (IR_DIM_INFER) when allowed. */
+/* The model's named prefix as written: "[B, T]". */
+static const char *prefix_str(const IrModule *m, char *buf, size_t size) {
+  size_t len = (size_t)snprintf(buf, size, "[");
+  for (int i = 0; i < m->nnamed && len < size; i++)
+    len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? ", " : "", m->named[i]);
+  if (len < size)
+    snprintf(buf + len, size - len, "]");
+  return buf;
+}
+
+/* The symbolic dims of one dim list (`?` and unbound names), by position:
+ * they must be the model's named prefix (docs/ir.md, "Named dims"): the
+ * first list with a name sets it, every later list with a symbolic dim
+ * repeats it at its start. Writes IR_DIM_BATCH / IR_DIM_FOLDED into vals. */
+static bool check_prefix(Parser *p, const char *const *names, const IrLoc *locs, double *vals,
+                         int n) {
+  IrModule *m = p->m;
+  int nsym = 0, first_named = -1;
+  for (int i = 0; i < n; i++)
+    if (names[i]) {
+      nsym++;
+      if (first_named < 0 && strcmp(names[i], "?") != 0)
+        first_named = i;
+    }
+  if (nsym == 0)
+    return true;
+  if (first_named < 0 && m->nnamed == 0) { /* `?` alone, as always */
+    p->plain_batch = true;
+    return true;
+  }
+  char b[160];
+  if (m->nnamed == 0) {
+    if (p->plain_batch)
+      return ir_error(p->diag, locs[first_named],
+                      "named dim '%s': an earlier shape has '?' alone; the named dims must "
+                      "lead every shape that has a symbolic dim, in one order",
+                      names[first_named]);
+    for (int i = 0; i < nsym; i++) {
+      if (!names[i])
+        return ir_error(p->diag, locs[i > 0 ? i - 1 : 0],
+                        "named dims must lead the shape (the first %d dims), then numbers", nsym);
+      if (i > 0 && strcmp(names[i], "?") == 0)
+        return ir_error(p->diag, locs[i], "'?' can only be the first of the named dims");
+      for (int j = 0; j < i; j++)
+        if (strcmp(names[i], names[j]) == 0)
+          return ir_error(p->diag, locs[i], "named dim '%s' appears twice in one shape",
+                          names[i]);
+      m->named[m->nnamed++] = ir_strdup(m->arena, names[i]);
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    bool want = i < m->nnamed;
+    if (!want && !names[i])
+      continue;
+    if (!names[i] || !want || strcmp(names[i], m->named[i]) != 0) {
+      IrLoc at = names[i] ? locs[i] : locs[i > 0 ? i - 1 : 0];
+      return ir_error(p->diag, at,
+                      "the named dims %s lead every shape that has a symbolic dim, in that "
+                      "order (a named dim elsewhere, say a KV cache's length, is bound at "
+                      "compile time: --dim NAME=N)",
+                      prefix_str(m, b, sizeof b));
+    }
+    vals[i] = (double)(i == 0 ? IR_DIM_BATCH : IR_DIM_FOLDED);
+  }
+  return true;
+}
+
+/* '[' [dim (',' dim)*] ']' where dim is an integer, or '?' or a name when
+ * allowed (a name bound by --dim is that number), or -1 (IR_DIM_INFER)
+ * when allowed. */
 static bool parse_dim_list(Parser *p, bool allow_batch, bool allow_infer, double lo,
                            const char *what, double *vals, int *n) {
   if (!expect_punct(p, '['))
     return false;
   *n = 0;
+  const char *names[IR_MAX_RANK] = {0};
+  IrLoc locs[IR_MAX_RANK];
   while (!is_punct(p, ']')) {
     if (*n)
       if (!expect_punct(p, ','))
         return false;
     if (*n == IR_MAX_RANK)
       return ir_error(p->diag, p->tok.loc, "more than %d dimensions", IR_MAX_RANK);
+    locs[*n] = p->tok.loc;
     if (allow_batch && is_punct(p, '?')) {
+      names[*n] = "?";
       vals[(*n)++] = (double)IR_DIM_BATCH;
+      if (!next(p))
+        return false;
+    } else if (allow_batch && p->tok.kind == FE_TK_IDENT) {
+      int bound = -1;
+      for (int k = 0; p->dims && k < p->dims->n; k++)
+        if ((int)strlen(p->dims->name[k]) == p->tok.len &&
+            memcmp(p->dims->name[k], p->tok.text, (size_t)p->tok.len) == 0)
+          bound = k;
+      if (bound >= 0) {
+        vals[(*n)++] = (double)p->dims->value[bound];
+      } else {
+        names[*n] = tok_str(p);
+        vals[(*n)++] = (double)IR_DIM_BATCH;
+      }
       if (!next(p))
         return false;
     } else if (allow_infer && p->tok.kind == FE_TK_NUMBER && p->tok.is_int && p->tok.num == -1) {
@@ -154,6 +242,8 @@ static bool parse_dim_list(Parser *p, bool allow_batch, bool allow_infer, double
       return false;
     }
   }
+  if (allow_batch && !check_prefix(p, names, locs, vals, *n))
+    return false;
   return next(p);
 }
 
@@ -632,7 +722,7 @@ static bool parse_split(Parser *p, char **names, const IrLoc *name_locs, int nre
                     (long long)axis, x->kind == IR_VAL_CONST ? "@" : "%", x->name,
                     ir_type_str(t, b, sizeof b));
   int64_t dim = t->dims[ax];
-  if (dim == IR_DIM_BATCH)
+  if (ir_dim_symbolic(dim))
     return ir_error(p->diag, axis_at, "split: axis %d of %s%s (%s) is the batch dim '?'", ax,
                     x->kind == IR_VAL_CONST ? "@" : "%", x->name, ir_type_str(t, b, sizeof b));
   int64_t part[MAX_SPLIT], sum = 0;
@@ -671,7 +761,7 @@ static bool parse_split(Parser *p, char **names, const IrLoc *name_locs, int nre
     ir_set_attr_int(p->m, node, IR_ATTR_START, start);
     ir_set_attr_int(p->m, node, IR_ATTR_END, start + part[i]);
     start += part[i];
-    if (!ir_infer_type(p->m, node, &node->result->type))
+    if (!ir_infer_type(p->m, node, &node->result->type) || !ir_named_check_node(p->m, node))
       return false;
   }
   return true;
@@ -767,7 +857,7 @@ static bool parse_node(Parser *p) {
   memcpy(node->opnd_locs, locs, (size_t)n * sizeof *locs);
   if (is_punct(p, '{') && !parse_attrs(p, node))
     return false;
-  if (!ir_infer_type(p->m, node, &node->result->type))
+  if (!ir_infer_type(p->m, node, &node->result->type) || !ir_named_check_node(p->m, node))
     return false;
   char b1[96], b2[96];
   if (has_declared && !ir_type_equal(&declared, &node->result->type))
@@ -836,7 +926,9 @@ static void free_loaded(void *arg) {
     sup_map_free(&p->loaded[i].tensors);
 }
 
-IrModule *fe_parse(const char *path, const char *src) {
+IrModule *fe_parse(const char *path, const char *src) { return fe_parse_dims(path, src, NULL); }
+
+IrModule *fe_parse_dims(const char *path, const char *src, const FeDims *dims) {
   IrModule *m = ir_module_new("model");
   m->dir = dir_of(m->arena, path);
   ir_diag_init(&m->diag, ir_strdup(m->arena, path), NULL);
@@ -853,7 +945,7 @@ IrModule *fe_parse(const char *path, const char *src) {
   /* In the arena, so that the tables of the weights files are freed with
    * it, also when running out of memory jumps out of the parse. */
   Parser *p = ir_alloc(m->arena, sizeof *p);
-  *p = (Parser){.m = m, .diag = &m->diag};
+  *p = (Parser){.m = m, .diag = &m->diag, .dims = dims};
   ir_arena_defer(m->arena, free_loaded, p);
   fe_lex_init(&p->lx, copy, &m->diag);
   parse_model(p);
@@ -930,7 +1022,7 @@ IrModule *fe_parse_file_dims(const char *path, const FeDims *dims) {
   else if (memchr(buf, '\0', len))
     m = file_error(path, "not a text file (it contains a NUL byte)");
   else
-    m = fe_parse(path, buf);
+    m = fe_parse_dims(path, buf, dims);
   ir_arena_free(hold);
   return m;
 }

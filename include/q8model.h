@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define Q8_MODEL_MAGIC 0x4d443851u /* "Q8DM" little-endian */
-#define Q8_MODEL_ABI_VERSION 3
+#define Q8_MODEL_ABI_VERSION 4
 #define Q8_MODEL_MAX_RANK 8
 
 /* Element types (q8_tensor_desc.dtype and .qdtype). */
@@ -62,7 +62,9 @@ typedef struct {
   float scale;
   int32_t zero_point;
   /* Bit d set: dim d is the batch `?`, bound at each call in a run-time-batch
-   * model (q8_model_desc.max_batch > 0); 0 in a fixed-shape one. */
+   * model (q8_model_desc.max_batch > 0); 0 in a fixed-shape one. With named
+   * dims (q8_model_desc.nnamed > 0) the first nnamed bits: dim j is
+   * named[j]. */
   uint32_t batch_dims;
 } q8_tensor_desc;
 
@@ -109,6 +111,14 @@ typedef struct {
    * memory), the batch dims marked in each tensor's batch_dims. */
   int64_t max_batch;
   int64_t scratch_bytes_per_batch; /* scratch beyond scratch_bytes per batch row past 1 */
+  /* Named dims (ABI 4): with a run-time batch whose dims the model names
+   * (`f32[B, T, 64]`), their number (0: the one `?`), names and maxima
+   * (--max-dim; INT64_MAX: none). Each batched tensor leads with them (its
+   * batch_dims bits 0 .. nnamed - 1), and the entries take the product of
+   * their values as the batch, each row of it computed alone. */
+  int32_t nnamed;
+  const char *const *named;
+  const int64_t *named_max;
 } q8_model_desc;
 
 /* A library compiled with --weights-out also exports `q8_weights`: its

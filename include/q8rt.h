@@ -185,6 +185,16 @@ Q8RT_API int64_t q8rt_max_batch(const q8rt_model *m);
  * into dims and returns the rank, or -1 for NULL arguments or a bad rank. */
 Q8RT_API int q8rt_tensor_dims(const q8_tensor_desc *t, int64_t batch, int64_t *dims);
 
+/* Named dims (docs/ir.md, "Named dims"): a model whose shapes lead with
+ * `f32[B, T, 64]` has q8rt_desc(m)->nnamed > 0, and q8rt_run_dims reads B
+ * and T from the inputs (each at least 1, at most its --max-dim, the same
+ * in every input, their product at most q8rt_max_batch). Tensor t's dims
+ * with named dim j set to values[j]: writes t->rank dims and returns the
+ * rank, or -1. (q8rt_tensor_dims gives batch for the first and 1 for the
+ * others: the same bytes.) */
+Q8RT_API int q8rt_tensor_dims_named(const q8rt_model *m, const q8_tensor_desc *t,
+                                    const int64_t *values, int64_t *dims);
+
 /* Run the model on inputs of the shapes input_dims gives: input_dims[i]
  * points to input i's dims (as many as its rank). The batch is the length of
  * the inputs' batch dims; every other dim must be the model's. outputs[i]

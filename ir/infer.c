@@ -25,7 +25,7 @@ static const char *sigil(const IrValue *v) { return v->kind == IR_VAL_CONST ? "@
 static const char *tstr(const IrType *t, char *buf) { return ir_type_str(t, buf, 96); }
 
 static const char *dim_str(int64_t d, char *buf) {
-  if (d == IR_DIM_BATCH)
+  if (ir_dim_symbolic(d))
     snprintf(buf, 24, "?");
   else
     snprintf(buf, 24, "%lld", (long long)d);
@@ -94,7 +94,7 @@ static const char *broadcast_why(const int64_t *a, int ra, const int64_t *b, int
   char d1[24], d2[24];
   snprintf(buf, size, "at axis %d, %s and %s differ and neither is 1%s", axis, dim_str(da, d1),
            dim_str(db, d2),
-           da == IR_DIM_BATCH || db == IR_DIM_BATCH ? " ('?' broadcasts only with '?' or 1)"
+           ir_dim_symbolic(da) || ir_dim_symbolic(db) ? " ('?' broadcasts only with '?' or 1)"
                                                     : "");
   return buf;
 }
@@ -227,6 +227,8 @@ static bool count_elems(const int64_t *dims, int rank, int *nbatch, int64_t *res
   for (int i = 0; i < rank; i++) {
     if (dims[i] == IR_DIM_BATCH) {
       ++*nbatch;
+    } else if (dims[i] == IR_DIM_FOLDED) {
+      *nbatch += 16; /* its own symbol: counted apart from `?` */
     } else {
       if (dims[i] < 0 || (dims[i] && *rest > INT64_MAX / dims[i]))
         return false;
@@ -340,7 +342,7 @@ static bool softmax_attrs(IrModule *m, const IrNode *n) {
                     "but %s%s is %s with axis %d",
                     sigil(n->opnds[0]), n->opnds[0]->name, tstr(x, b), axis);
   int64_t rows = x->dims[x->rank - 2], cols = x->dims[x->rank - 1];
-  if ((rows == IR_DIM_BATCH) != (cols == IR_DIM_BATCH) || (rows != IR_DIM_BATCH && cols < rows))
+  if (rows != cols && (ir_dim_symbolic(rows) || ir_dim_symbolic(cols) || cols < rows))
     return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_CAUSAL),
                     "softmax: causal needs at least as many keys (last dim) as queries "
                     "(the dim before), but %s%s is %s",
@@ -354,7 +356,7 @@ static bool infer_gather(IrModule *m, const IrNode *n, IrType *out) {
   if (!need_f32(m, n, 0) || !need_rank(m, n, 0, 2, 2, "table") ||
       !need_dtype(m, n, 1, is_index, "i32 or i64"))
     return false;
-  if (t->type.dims[0] == IR_DIM_BATCH || t->type.dims[1] == IR_DIM_BATCH)
+  if (ir_dim_symbolic(t->type.dims[0]) || ir_dim_symbolic(t->type.dims[1]))
     return ir_error(&m->diag, opnd_loc(n, 0), "gather: table %s%s is %s; it must be [V, D]",
                     sigil(t), t->name, tstr(&t->type, b1));
   if (ids->type.rank + 1 > IR_MAX_RANK)
@@ -398,7 +400,7 @@ static bool infer_concat(IrModule *m, const IrNode *n, IrType *out) {
   *out = x0->type;
   for (int i = 0; i < n->nopnds; i++) {
     const IrValue *v = n->opnds[i];
-    if (v->type.dims[axis] == IR_DIM_BATCH)
+    if (ir_dim_symbolic(v->type.dims[axis]))
       return ir_error(&m->diag, opnd_loc(n, i),
                       "concat: %s%s is %s; it cannot be joined along the batch dim '?'",
                       sigil(v), v->name, tstr(&v->type, b1));
@@ -436,7 +438,7 @@ static bool infer_slice(IrModule *m, const IrNode *n, IrType *out) {
   if (!read_axis(m, n, x->type.rank, 0, &axis))
     return false;
   int64_t dim = x->type.dims[axis], lo, hi;
-  if (dim == IR_DIM_BATCH)
+  if (ir_dim_symbolic(dim))
     return ir_error(&m->diag, ir_attr_loc(n, IR_ATTR_AXIS),
                     "slice: axis %d of %s%s (%s) is the batch dim '?', which cannot be sliced",
                     axis, sigil(x), x->name, tstr(&x->type, b1));
@@ -823,8 +825,9 @@ void ir_bind_batch(IrModule *m, int64_t batch) {
     for (int a = 0; a < n->nattrs; a++)
       if (ir_attr_info[n->attrs[a].key].kind == IR_AKIND_DIMS)
         for (int j = 0; j < n->attrs[a].n; j++)
-          if (n->attrs[a].vals[j] == (double)IR_DIM_BATCH) {
-            n->attrs[a].vals[j] = (double)batch;
+          if (n->attrs[a].vals[j] == (double)IR_DIM_BATCH ||
+              n->attrs[a].vals[j] == (double)IR_DIM_FOLDED) {
+            n->attrs[a].vals[j] = n->attrs[a].vals[j] == (double)IR_DIM_BATCH ? (double)batch : 1;
             any = true;
           }
   }

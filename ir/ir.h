@@ -22,6 +22,14 @@ enum { IR_MAX_RANK = 8 };
 /* `-1` in a reshape's shape: the one dimension inferred from the others
  * (only in DIMS attributes, never in a type). */
 #define IR_DIM_INFER ((int64_t)-2)
+/* A named dim after the first of a model's named prefix (`f32[B, T, 64]`:
+ * T). The named dims lead every shape that has one, in one order, and no
+ * node mixes them (ir/named.c), so each (b, t) row is computed alone: the
+ * first named dim is `?`, bound to the product B x T, and each later one is
+ * IR_DIM_FOLDED, bound to 1 wherever `?` is bound (same bytes, row-major). */
+#define IR_DIM_FOLDED ((int64_t)-1024)
+/* Whether d is `?` or a folded named dim: a dim bound with the batch. */
+static inline bool ir_dim_symbolic(int64_t d) { return d == IR_DIM_BATCH || d == IR_DIM_FOLDED; }
 
 /* ---- element types ---- */
 
@@ -181,6 +189,11 @@ typedef struct {
   const char *name;      /* model NAME */
   const char *dir;       /* directory of the model file, for relative paths */
   int64_t bound_batch;   /* the size ir_bind_batch bound `?` to, or 0 */
+  /* Named dims (`f32[B, T, 64]`): the names of the leading symbolic dims
+   * of every shape that has one, in order (IR_DIM_BATCH then
+   * IR_DIM_FOLDED in the types); 0 when the model writes only `?`. */
+  int nnamed;
+  const char *named[IR_MAX_RANK];
   IrDiag diag;
 
   int nweights;
@@ -327,6 +340,11 @@ bool ir_bytes_allowed(uint64_t bytes, char *err, size_t errlen);
 bool ir_type_bytes(const IrType *t, int64_t batch, size_t *bytes, char *err, size_t errlen);
 /* "f32[?, 64]" into buf; returns buf. */
 char *ir_type_str(const IrType *t, char *buf, size_t size);
+/* The same with the module's named dims by name (`f32[B, T, 64]`), and -1
+ * for IR_DIM_INFER (a reshape's shape). */
+char *ir_dims_str_named(const IrModule *m, const int64_t *dims, int rank, char *buf,
+                        size_t size);
+char *ir_type_str_named(const IrModule *m, const IrType *t, char *buf, size_t size);
 /* "[?, 64]" into buf; returns buf. */
 char *ir_dims_str(const int64_t *dims, int rank, char *buf, size_t size);
 
@@ -453,6 +471,9 @@ bool ir_infer_type(IrModule *m, const IrNode *n, IrType *out);
 void ir_slice_bounds(int64_t dim, int64_t start, int64_t end, int64_t *lo, int64_t *hi);
 /* Set the result type of every node, in order. */
 bool ir_infer_shapes(IrModule *m);
+/* named.c: with named dims (m->nnamed >= 2), whether node n (its type
+ * inferred) computes each row of the named prefix alone; else an error. */
+bool ir_named_check_node(IrModule *m, const IrNode *n);
 /* Replace every `?` (in types and in DIMS attributes) with `batch`, and
  * remember it in m->bound_batch if there was any. */
 void ir_bind_batch(IrModule *m, int64_t batch);

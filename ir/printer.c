@@ -51,9 +51,9 @@ void ir_format_double(double v, char *buf, size_t size) {
   }
 }
 
-static void put_type(Out *o, const IrType *t) {
+static void put_type(Out *o, const IrModule *m, const IrType *t) {
   char b[160];
-  put(o, "%s", ir_type_str(t, b, sizeof b));
+  put(o, "%s", ir_type_str_named(m, t, b, sizeof b));
 }
 
 static void put_double(Out *o, double v) {
@@ -71,7 +71,7 @@ static void put_range(Out *o, double lo, double hi) {
 }
 
 /* `key = value`, the value read through the accessor of the key's kind. */
-static void put_attr(Out *o, const IrNode *n, IrAttrKey key) {
+static void put_attr(Out *o, const IrModule *m, const IrNode *n, IrAttrKey key) {
   put(o, "%s = ", ir_attr_info[key].key);
   switch (ir_attr_info[key].kind) {
   case IR_AKIND_FLOAT:
@@ -97,15 +97,14 @@ static void put_attr(Out *o, const IrNode *n, IrAttrKey key) {
     int64_t v[IR_MAX_RANK];
     int count = ir_attr_ints(n, key, v, IR_MAX_RANK);
     bool dims = ir_attr_info[key].kind == IR_AKIND_DIMS;
-    put(o, "[");
-    for (int i = 0; i < count && i < IR_MAX_RANK; i++) {
-      if (dims && v[i] == IR_DIM_BATCH)
-        put(o, "%s?", i ? ", " : "");
-      else if (dims && v[i] == IR_DIM_INFER)
-        put(o, "%s-1", i ? ", " : "");
-      else
-        put(o, "%s%lld", i ? ", " : "", (long long)v[i]);
+    if (dims) {
+      char b[256];
+      put(o, "%s", ir_dims_str_named(m, v, count < IR_MAX_RANK ? count : IR_MAX_RANK, b, sizeof b));
+      return;
     }
+    put(o, "[");
+    for (int i = 0; i < count && i < IR_MAX_RANK; i++)
+      put(o, "%s%lld", i ? ", " : "", (long long)v[i]);
     put(o, "]");
     return;
   }
@@ -138,9 +137,9 @@ static void put_decl_attrs(Out *o, const IrValue *v, bool input) {
     put(o, "}");
 }
 
-static void put_node(Out *o, const IrNode *n) {
+static void put_node(Out *o, const IrModule *m, const IrNode *n) {
   put(o, "  %%%s : ", n->result->name);
-  put_type(o, &n->result->type);
+  put_type(o, m, &n->result->type);
   put(o, " = %s", ir_op_info[n->op].name);
   for (int i = 0; i < n->nopnds; i++) {
     const IrValue *v = n->opnds[i];
@@ -157,7 +156,7 @@ static void put_node(Out *o, const IrNode *n) {
     for (int i = 0; i < n->nattrs; i++) {
       if (i)
         put(o, ", ");
-      put_attr(o, n, n->attrs[i].key);
+      put_attr(o, m, n, n->attrs[i].key);
     }
     put(o, "}");
   }
@@ -177,12 +176,12 @@ char *ir_print(const IrModule *m) {
   for (int i = 0; i < m->ninputs; i++) {
     const IrValue *in = m->inputs[i];
     put(&o, "  input %%%s : ", in->name);
-    put_type(&o, &in->type);
+    put_type(&o, m, &in->type);
     put_decl_attrs(&o, in, true);
     put(&o, "\n");
   }
   for (int i = 0; i < m->nnodes; i++)
-    put_node(&o, m->nodes[i]);
+    put_node(&o, m, m->nodes[i]);
   for (int i = 0; i < m->noutputs; i++) {
     put(&o, "  output %%%s", m->outputs[i]->name);
     if (m->outputs[i]->kind != IR_VAL_INPUT)

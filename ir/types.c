@@ -134,7 +134,7 @@ bool ir_type_equal(const IrType *a, const IrType *b) {
 bool ir_type_numel(const IrType *t, int64_t batch, int64_t *out) {
   int64_t n = 1;
   for (int i = 0; i < t->rank; i++) {
-    int64_t d = t->dims[i] == IR_DIM_BATCH ? batch : t->dims[i];
+    int64_t d = t->dims[i] == IR_DIM_BATCH ? batch : t->dims[i] == IR_DIM_FOLDED ? 1 : t->dims[i];
     if (d < 0 || (d != 0 && n > INT64_MAX / d))
       return false;
     n *= d;
@@ -148,6 +148,8 @@ IrType ir_type_bind(const IrType *t, int64_t batch) {
   for (int i = 0; i < r.rank; i++)
     if (r.dims[i] == IR_DIM_BATCH)
       r.dims[i] = batch;
+    else if (r.dims[i] == IR_DIM_FOLDED)
+      r.dims[i] = 1;
   return r;
 }
 
@@ -213,13 +215,40 @@ char *ir_dims_str(const int64_t *dims, int rank, char *buf, size_t size) {
   n += (size_t)snprintf(buf, size, "[");
   for (int i = 0; i < rank && n < size; i++) {
     const char *sep = i ? ", " : "";
-    if (dims[i] == IR_DIM_BATCH)
+    if (ir_dim_symbolic(dims[i]))
       n += (size_t)snprintf(buf + n, size - n, "%s?", sep);
     else
       n += (size_t)snprintf(buf + n, size - n, "%s%lld", sep, (long long)dims[i]);
   }
   if (n < size)
     snprintf(buf + n, size - n, "]");
+  return buf;
+}
+
+char *ir_dims_str_named(const IrModule *m, const int64_t *dims, int rank, char *buf,
+                        size_t size) {
+  size_t n = 0;
+  n += (size_t)snprintf(buf, size, "[");
+  for (int i = 0; i < rank && n < size; i++) {
+    const char *sep = i ? ", " : "";
+    if (m && m->nnamed > i && ir_dim_symbolic(dims[i]))
+      n += (size_t)snprintf(buf + n, size - n, "%s%s", sep, m->named[i]);
+    else if (ir_dim_symbolic(dims[i]))
+      n += (size_t)snprintf(buf + n, size - n, "%s?", sep);
+    else if (dims[i] == IR_DIM_INFER)
+      n += (size_t)snprintf(buf + n, size - n, "%s-1", sep);
+    else
+      n += (size_t)snprintf(buf + n, size - n, "%s%lld", sep, (long long)dims[i]);
+  }
+  if (n < size)
+    snprintf(buf + n, size - n, "]");
+  return buf;
+}
+
+char *ir_type_str_named(const IrModule *m, const IrType *t, char *buf, size_t size) {
+  int n = snprintf(buf, size, "%s", ir_dtype_name(t->dtype));
+  if (n >= 0 && (size_t)n < size)
+    ir_dims_str_named(m, t->dims, t->rank, buf + n, size - (size_t)n);
   return buf;
 }
 

@@ -12,6 +12,9 @@ IrModule *pass_clone_module(IrModule *m) {
   ir_diag_init(&c->diag, m->diag.file, m->diag.src);
   c->dir = ir_strdup(c->arena, m->dir);
   c->bound_batch = m->bound_batch;
+  c->nnamed = m->nnamed;
+  for (int i = 0; i < m->nnamed; i++)
+    c->named[i] = ir_strdup(c->arena, m->named[i]);
   int nids = ir_number_values(m);
   IrValue **map = ir_alloc(c->arena, (size_t)(nids + 1) * sizeof *map);
   for (int i = 0; i < m->ninputs; i++) {

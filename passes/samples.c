@@ -52,6 +52,10 @@ static bool setup_source(PassSamples *s, Source *src, IrValue *v, const IrType *
     row.rank = t->rank - 1;
     memmove(row.dims, t->dims + 1, (size_t)row.rank * sizeof row.dims[0]);
   }
+  /* Named dims (f32[B, T, 64]): a sample is one row, [1, 64]. */
+  for (int d = 0; d < row.rank; d++)
+    if (row.dims[d] == IR_DIM_FOLDED)
+      row.dims[d] = 1;
   bool fits = file_type->dtype == t->dtype && file_type->rank == row.rank + 1;
   for (int d = 0; fits && d < row.rank; d++)
     fits = file_type->dims[d + 1] == row.dims[d];

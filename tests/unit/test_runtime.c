@@ -310,7 +310,7 @@ static void test_load_errors(void **state) {
            FIXTURE_BADMAGIC);
   load_fails(FIXTURE_BADMAGIC, Q8RT_ERR_FORMAT, msg);
   load_fails(FIXTURE_ABI99, Q8RT_ERR_VERSION,
-             "built by an incompatible q8c (model ABI 99, runtime ABI 3)");
+             "built by an incompatible q8c (model ABI 99, runtime ABI 4)");
 
   /* The only variant needs what this "CPU" lacks. */
   setenv("Q8_CPU_FEATURES", "none", 1);
@@ -670,7 +670,7 @@ static const q8_variant_desc pool_variants[] = {{"generic", 0, pool_entry, pool_
 
 static q8_model_desc pool_desc(void) {
   return (q8_model_desc){Q8_MODEL_MAGIC, Q8_MODEL_ABI_VERSION, "pool", "test", 1, 1, t_in,
-                         t_out, 0, 1, pool_variants, 0, 0};
+                         t_out, 0, 1, pool_variants, 0, 0, 0, NULL, NULL};
 }
 
 static void count_release(void *ctx) { (*(int *)ctx)++; }
@@ -778,13 +778,13 @@ static void test_from_desc(void **state) {
     q8rt_status status;
     const char *msg;
   } cases[] = {
-#define D(...) ((q8_model_desc){Q8_MODEL_MAGIC, Q8_MODEL_ABI_VERSION, "bad", "test", __VA_ARGS__, 0, 0})
-      {{0x4d443852u, 1, "bad", "test", 1, 1, t_in, t_out, 0, 1, pool_variants, 0, 0},
+#define D(...) ((q8_model_desc){Q8_MODEL_MAGIC, Q8_MODEL_ABI_VERSION, "bad", "test", __VA_ARGS__, 0, 0, 0, NULL, NULL})
+      {{0x4d443852u, 1, "bad", "test", 1, 1, t_in, t_out, 0, 1, pool_variants, 0, 0, 0, NULL, NULL},
        Q8RT_ERR_FORMAT,
        "not a q8c model: bad magic 0x4d443852 in the descriptor (expected 0x4d443851)"},
-      {{Q8_MODEL_MAGIC, 7, "bad", "test", 1, 1, t_in, t_out, 0, 1, pool_variants, 0, 0},
+      {{Q8_MODEL_MAGIC, 7, "bad", "test", 1, 1, t_in, t_out, 0, 1, pool_variants, 0, 0, 0, NULL, NULL},
        Q8RT_ERR_VERSION,
-       "built by an incompatible q8c (model ABI 7, runtime ABI 3)"},
+       "built by an incompatible q8c (model ABI 7, runtime ABI 4)"},
       {D(-1, 1, t_in, t_out, 0, 1, pool_variants), Q8RT_ERR_FORMAT,
        "bad model descriptor: ninputs is -1 (expected 0 to 65536)"},
       {D(1, 0, t_in, t_out, 0, 1, pool_variants), Q8RT_ERR_FORMAT,
