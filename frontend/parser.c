@@ -822,7 +822,9 @@ static bool parse_model(Parser *p) {
     return false;
   if (p->tok.kind != FE_TK_EOF)
     return expected(p, "end of file after the model's '}'");
-  return ir_verify(p->m);
+  /* Only the weights stay in the mapped file (docs/ir.md, "Constants in
+   * their stored form"). */
+  return ir_pin_non_weights(p->m) && ir_verify(p->m);
 }
 
 static char *dir_of(IrArena *a, const char *path) {

@@ -106,3 +106,36 @@ void ir_const_release(IrModule *m, const IrValue *v) {
 }
 
 bool ir_const_has_data(const IrValue *v) { return v->data || v->view; }
+
+bool ir_pin_non_weights(IrModule *m) {
+  int count = ir_number_values(m);
+  bool *weight = calloc((size_t)count + 1, sizeof *weight);
+  if (!weight)
+    ir_throw_nomem(m->arena, (size_t)count + 1);
+  for (int i = 0; i < m->nnodes; i++) {
+    const IrNode *n = m->nodes[i];
+    if ((n->op == IR_OP_LINEAR || n->op == IR_OP_MATMUL) && n->nopnds > 1 &&
+        n->opnds[1]->kind == IR_VAL_CONST)
+      weight[n->opnds[1]->id] = true;
+  }
+  bool ok = true;
+  for (int i = 0; ok && i < m->nconsts; i++) {
+    IrValue *v = m->consts[i];
+    if (!v->view || weight[v->id])
+      continue;
+    size_t bytes = v->view->numel * sizeof(float);
+    float *data = ir_alloc_data(m->arena, bytes + 1);
+    if (!data) {
+      ok = ir_error(&m->diag, v->loc, "out of memory for the %zu bytes of @%s", bytes, v->name);
+      break;
+    }
+    ir_widen_f32(v->view->stored, v->view->src, v->view->numel, data);
+    if (v->view->drop_src)
+      v->view->drop_src(v->view->src, v->view->numel * ir_stored_size(v->view->stored));
+    ir_const_release(m, v);
+    v->data = data;
+    v->view = NULL;
+  }
+  free(weight);
+  return ok;
+}

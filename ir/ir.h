@@ -437,6 +437,11 @@ const void *ir_const_data(IrModule *m, const IrValue *v);
  * constant held in memory. A pass calls it once it has what it needs of a
  * weight (its int8 form), so that the f32 forms never all exist at once. */
 void ir_const_release(IrModule *m, const IrValue *v);
+/* Widen every view that is not a weight (operand 1 of a linear or matmul)
+ * into memory for good: scales, biases, gains and tables are read
+ * directly by code that predates views, and are small beside the weights.
+ * False when memory runs out (the constant named in m->diag). */
+bool ir_pin_non_weights(IrModule *m);
 /* Does the constant have its elements (in memory or as a view)? */
 bool ir_const_has_data(const IrValue *v);
 /* n elements of `src` in `stored` form to f32, exactly (every half and
