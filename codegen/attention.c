@@ -664,7 +664,7 @@ static bool emit_qlinear_dyn_kernel(Cg *cg, int idx, CgIsa isa) {
   }
   g.bias = zeros;
   g.mult = mult;
-  g.fbias = bv ? ir_const_data(cg->m, bv) : NULL;
+  g.fbias = bv ? bv->data : NULL;
   g.y_dtype = IR_F32;
   g.y_stride = yl->stride;
   g.row_terms = true;

@@ -444,7 +444,7 @@ bool cg_emit_linear_4bit(Cg *cg, int idx, CgIsa isa) {
                               (size_t)((groups + 255) / 256 + 1) * sizeof(float));
       f.dq_map = const_bytes(cg, cg->prefix, "w4.dq_map", q8_ref_dq_map, sizeof q8_ref_dq_map);
     }
-    f.bias = bv ? const_bytes(cg, cname, "bias", ir_const_data(cg->m, bv), (size_t)f.n * sizeof(float)) : NULL;
+    f.bias = bv ? const_bytes(cg, cname, "bias", bv->data, (size_t)f.n * sizeof(float)) : NULL;
     LLVMValueRef tv[16];
     for (int i = 0; i < 16; i++)
       tv[i] = LLVMConstReal(f.f32, q8_ref_4bit_tables[code][i]);

@@ -647,7 +647,7 @@ bool cg_emit_qgroup(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef y
     if (bv) {
       float *bp = ir_alloc(cg->m->arena, (size_t)(p.nb * NR) * sizeof *bp);
       memset(bp, 0, (size_t)(p.nb * NR) * sizeof *bp);
-      memcpy(bp, ir_const_data(cg->m, bv), (size_t)p.n * sizeof *bp);
+      memcpy(bp, bv->data, (size_t)p.n * sizeof *bp);
       snprintf(gname, sizeof gname, "%s.%s.q8_grp.b", cg->prefix, n->result->name);
       bglob = LLVMGetNamedGlobal(cg->mod, gname);
       if (!bglob)
