@@ -55,8 +55,11 @@ static const CgArch *arch_of(const CgOptions *o) {
 static const char *triple_for(const CgOptions *o) { return arch_of(o)->triple; }
 
 /* A target machine for the module: baseline CPU, position-independent code;
- * each function carries its variant's features itself. */
-static LLVMTargetMachineRef target_machine(IrModule *m, const CgOptions *o) {
+ * each function carries its variant's features itself. `large`: x86-64's
+ * medium code model, whose large data (.lrodata) is reached through 64-bit
+ * offsets, for a module whose constants the small model's +-2 GiB cannot
+ * reach (LARGE_DATA). */
+static LLVMTargetMachineRef target_machine(IrModule *m, const CgOptions *o, bool large) {
   cg_init_llvm();
   LLVMTargetRef target;
   char *msg = NULL;
@@ -71,7 +74,24 @@ static LLVMTargetMachineRef target_machine(IrModule *m, const CgOptions *o) {
                               : o->opt_level == 2 ? LLVMCodeGenLevelDefault
                                                   : LLVMCodeGenLevelAggressive;
   return LLVMCreateTargetMachine(target, triple, arch_of(o)->cpu, "", level, LLVMRelocPIC,
-                                 LLVMCodeModelDefault);
+                                 large ? LLVMCodeModelMedium : LLVMCodeModelDefault);
+}
+
+/* Past 1 GiB of constants in the module, x86-64 code takes the medium code
+ * model: a library whose weights stay in it (4-bit and f32 weights, which
+ * the weights file does not take, or int8 ones without --weights-out in the
+ * API) links and runs past the small model's 2 GiB reach. Below it, the
+ * code is what it always was. */
+#define LARGE_DATA ((uint64_t)1 << 30)
+
+/* The bytes of the module's global variables' initializers. */
+static uint64_t global_bytes(LLVMModuleRef mod) {
+  LLVMTargetDataRef dl = LLVMGetModuleDataLayout(mod);
+  uint64_t n = 0;
+  for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g))
+    if (!LLVMIsDeclaration(g))
+      n += LLVMABISizeOfType(dl, LLVMGlobalGetValueType(g));
+  return n;
 }
 
 /* Run LLVM's standard optimisation pipeline at -O<level>. */
@@ -93,11 +113,17 @@ static bool optimize(IrModule *m, LLVMModuleRef mod, LLVMTargetMachineRef tm, in
 /* Build and optimise the module for `m`; the caller disposes of both. */
 static LLVMModuleRef compile(IrModule *m, const CgOptions *o, LLVMContextRef ctx,
                              LLVMTargetMachineRef *tm_out) {
-  LLVMTargetMachineRef tm = target_machine(m, o);
-  if (!tm)
-    return NULL;
+  cg_init_llvm();
   LLVMModuleRef mod = cg_build_module(m, ctx, o);
-  if (!mod || !optimize(m, mod, tm, o->opt_level)) {
+  if (!mod)
+    return NULL;
+  bool large = arch_of(o) == &cg_arch_info[CG_ARCH_X86_64] && global_bytes(mod) > LARGE_DATA;
+  LLVMTargetMachineRef tm = target_machine(m, o, large);
+  if (!tm) {
+    LLVMDisposeModule(mod);
+    return NULL;
+  }
+  if (!optimize(m, mod, tm, o->opt_level)) {
     if (mod)
       LLVMDisposeModule(mod);
     LLVMDisposeTargetMachine(tm);

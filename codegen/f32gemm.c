@@ -337,7 +337,7 @@ bool cg_emit_f32gemm(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef 
   const IrType *at_ = &n->opnds[0]->type, *yt = &n->result->type;
   if (n->op == IR_OP_LINEAR) {
     const IrValue *w = n->opnds[1];
-    if (w->kind != IR_VAL_CONST || !w->data || w->type.dtype != IR_F32 ||
+    if (w->kind != IR_VAL_CONST || !ir_const_has_data(w) || w->type.dtype != IR_F32 ||
         n->opnds[0]->type.dtype != IR_F32)
       return false;
     const Loc *xl = &cg->loc[n->opnds[0]->id];
@@ -391,7 +391,8 @@ bool cg_emit_f32gemm(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef 
       float *buf = cg->o->held ? cg_held_alloc(cg->o->held, bytes) : malloc(bytes);
       if (!buf)
         return false;
-      pack_w(&p, w->data, buf);
+      pack_w(&p, ir_const_data(cg->m, w), buf);
+      ir_const_release(cg->m, w);
       snprintf(name, sizeof name, "%s.%s.f32pack_%s", cg->prefix, n->result->name,
                cg_isa_info[isa].name);
       if (cg->o->held) {

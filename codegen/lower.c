@@ -21,7 +21,9 @@ static LLVMValueRef const_global(Cg *cg, const IrValue *c) {
     snprintf(name, sizeof name, "%s.const.%s", cg->prefix, c->name);
     int64_t n;
     ir_type_numel(&c->type, 1, &n);
-    l->global = cg_const_bytes(cg, name, c->data, (size_t)n * ir_dtype_size(c->type.dtype));
+    l->global = cg_const_bytes(cg, name, ir_const_data(cg->m, c),
+                               (size_t)n * ir_dtype_size(c->type.dtype));
+    ir_const_release(cg->m, c); /* LLVM holds its copy */
   }
   return l->global;
 }

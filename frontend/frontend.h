@@ -94,9 +94,18 @@ bool fe_onnx_is_onnx(const char *path, const unsigned char *head, size_t n);
 typedef struct {
   const char *name;
   IrType type;         /* no `?` dims */
-  const void *data;    /* dense row-major, in `type.dtype` */
+  const void *data;    /* dense row-major, in `type.dtype`; NULL for a view */
   size_t nbytes;
 } FeTensor;
+
+/* An f32 tensor left in its file (fe_safetensors_map): its elements are
+ * `src` (in the mapping) in form `stored`, for ir_add_const_view with
+ * fe_drop_pages. */
+typedef struct {
+  bool is_view;
+  IrStored stored;
+  const void *src;
+} FeView;
 
 /* A tensor of a valid safetensors dtype q8c does not take (F64, BOOL, U64,
  * ...): skipped on load, since models leave such buffers unused (PyTorch's
@@ -111,6 +120,7 @@ typedef struct {
   FeTensor *tensors;
   int nskipped;
   FeSkipped *skipped;
+  FeView *views;       /* one per tensor (fe_safetensors_map), else NULL */
 } FeTensorSet;
 
 /* Read and validate a whole safetensors file; all memory comes from `a`. On a
@@ -118,6 +128,15 @@ typedef struct {
  * "header length 4096 is past the end of the file (100 bytes)". */
 bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *err,
                          size_t errlen);
+/* Same, with the file mapped for as long as the arena lives and its F32,
+ * F16 and BF16 tensors left in it as views (FeTensor.view): nothing is
+ * converted until a constant's f32 form is asked for (ir_const_data). A file
+ * that cannot be mapped is read as fe_safetensors_read does. */
+bool fe_safetensors_map(IrArena *a, const char *path, FeTensorSet *out, char *err,
+                        size_t errlen);
+/* Let the pages of [p, p + n) of a read-only private file mapping go: they
+ * are read again from the file if touched (a view's drop_src). */
+void fe_drop_pages(const void *p, size_t n);
 /* Same, from bytes in memory (for tests and fuzzing). */
 bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, FeTensorSet *out,
                           char *err, size_t errlen);

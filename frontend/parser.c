@@ -396,7 +396,7 @@ static bool parse_weights(Parser *p) {
   lw[idx].path = path;
   char err[512];
   const char *full = join_path(p->m->arena, p->m->dir, path);
-  if (!fe_safetensors_read(p->m->arena, full, &lw[idx].set, err, sizeof err))
+  if (!fe_safetensors_map(p->m->arena, full, &lw[idx].set, err, sizeof err))
     return ir_error(p->diag, at, "%s: %s", path, err);
   lw[idx].tensors = (SupMap){0};
   for (int i = 0; i < lw[idx].set.n; i++)
@@ -415,6 +415,7 @@ static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
     return NULL;
   }
   const FeTensor *hit = NULL;
+  const FeTensorSet *hit_set = NULL;
   const char *hit_file = NULL;
   for (int i = 0; i < p->m->nweights; i++) {
     const FeTensor *t = sup_map_get(&p->loaded[i].tensors, name);
@@ -424,6 +425,7 @@ static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
     }
     if (t) {
       hit = t;
+      hit_set = &p->loaded[i].set;
       hit_file = p->loaded[i].path;
     }
   }
@@ -455,6 +457,9 @@ static IrValue *resolve_global(Parser *p, const char *name, IrLoc at) {
       ir_error(p->diag, at, "no tensor '%s' in %s", name, p->loaded[0].path);
     return NULL;
   }
+  const FeView *view = hit_set->views ? &hit_set->views[hit - hit_set->tensors] : NULL;
+  if (view && view->is_view)
+    return ir_add_const_view(p->m, name, hit->type, view->src, view->stored, fe_drop_pages, at);
   return ir_add_const(p->m, name, hit->type, hit->data, at);
 }
 
@@ -907,7 +912,9 @@ static bool parse_model(Parser *p) {
     return false;
   if (p->tok.kind != FE_TK_EOF)
     return expected(p, "end of file after the model's '}'");
-  return ir_verify(p->m);
+  /* Only the weights stay in the mapped file (docs/ir.md, "Constants in
+   * their stored form"). */
+  return ir_pin_non_weights(p->m) && ir_verify(p->m);
 }
 
 static char *dir_of(IrArena *a, const char *path) {

@@ -222,26 +222,6 @@ static float f32_from_bits(uint32_t bits) {
   return f;
 }
 
-/* IEEE half to single, exactly: every half value is a single value. */
-static float f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-  if (exp == 0x1F) /* inf, or nan with its payload */
-    return f32_from_bits(sign | 0x7F800000u | mant << 13);
-  if (exp != 0) /* rebias the exponent from 15 to 127 */
-    return f32_from_bits(sign | (exp + 112) << 23 | mant << 13);
-  if (mant == 0)
-    return f32_from_bits(sign);
-  /* A half subnormal is a normal single: shift the leading 1 into the
-   * implicit bit, lowering the exponent from that of 2^-14 once per shift. */
-  uint32_t e = 113;
-  while (!(mant & 0x400)) {
-    mant <<= 1;
-    e--;
-  }
-  return f32_from_bits(sign | e << 23 | (mant & 0x3FF) << 13);
-}
-
 /* Copy (and widen) one checked tensor into arena memory. */
 static bool load_entry(IrArena *a, const Entry *e, const unsigned char *src, FeTensor *t,
                        char *err, size_t errlen) {
@@ -260,12 +240,10 @@ static bool load_entry(IrArena *a, const Entry *e, const unsigned char *src, FeT
       ((int32_t *)dst)[i] = (int32_t)load_u32(src + 4 * i);
     break;
   case ST_F16:
-    for (size_t i = 0; i < n; i++)
-      ((float *)dst)[i] = f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+    ir_widen_f32(IR_STORED_F16, src, n, dst);
     break;
-  case ST_BF16: /* bf16 is the top half of an f32 */
-    for (size_t i = 0; i < n; i++)
-      ((float *)dst)[i] = f32_from_bits((uint32_t)src[2 * i] << 16 | (uint32_t)src[2 * i + 1] << 24);
+  case ST_BF16:
+    ir_widen_f32(IR_STORED_BF16, src, n, dst);
     break;
   case ST_I64:
     for (size_t i = 0; i < n; i++)
@@ -285,9 +263,24 @@ static bool load_entry(IrArena *a, const Entry *e, const unsigned char *src, FeT
   return true;
 }
 
+/* One checked f32 tensor left in the mapping: a view of its bytes. */
+static bool view_entry(const Entry *e, const unsigned char *src, FeTensor *t, FeView *v) {
+  StKind k = st_dtypes[e->dt].kind;
+  if (k != ST_F32 && k != ST_F16 && k != ST_BF16)
+    return false;
+  t->name = e->name;
+  t->type = e->type;
+  t->data = NULL;
+  t->nbytes = (size_t)e->numel * sizeof(float);
+  v->is_view = true;
+  v->stored = k == ST_F32 ? IR_STORED_F32 : k == ST_F16 ? IR_STORED_F16 : IR_STORED_BF16;
+  v->src = src;
+  return true;
+}
+
 /* The pages of [p, p + n) of a read-only private file mapping dropped from
  * memory: they are read again from the file if touched. */
-static void drop_pages(const unsigned char *p, size_t n) {
+void fe_drop_pages(const void *p, size_t n) {
   long page = sysconf(_SC_PAGESIZE);
   if (page <= 0 || n == 0)
     return;
@@ -298,13 +291,15 @@ static void drop_pages(const unsigned char *p, size_t n) {
 
 /* fe_safetensors_parse; `mapped`: bytes is a private read-only mapping of
  * the file, whose pages each tensor's are dropped once it is converted, so
- * that reading a file holds about one tensor of it at a time. */
+ * that reading a file holds about one tensor of it at a time; `views`: the
+ * mapping stays, and its f32 tensors are left in it as views. */
 static bool parse(IrArena *a, const unsigned char *bytes, size_t size, FeTensorSet *out,
-                  char *err, size_t errlen, bool mapped) {
+                  char *err, size_t errlen, bool mapped, bool views) {
   out->n = 0;
   out->tensors = NULL;
   out->nskipped = 0;
   out->skipped = NULL;
+  out->views = NULL;
   if (err && errlen)
     err[0] = '\0';
   if (!bytes)
@@ -389,35 +384,53 @@ static bool parse(IrArena *a, const unsigned char *bytes, size_t size, FeTensorS
   if (!ts)
     return sup_errf(err, errlen, "out of memory");
   FeSkipped *skipped = ir_alloc_data(a, nent * sizeof *skipped);
-  if (!skipped)
+  FeView *fv = views ? ir_alloc_data(a, nent * sizeof *fv + 1) : NULL;
+  if (!skipped || (views && !fv))
     return sup_errf(err, errlen, "out of memory");
   size_t nt = 0, ns = 0;
   for (size_t i = 0; i < nent; i++) {
+    bool viewed = false;
     if (ents[i].unsupported)
       skipped[ns++] = (FeSkipped){ents[i].name, ents[i].unsupported};
+    else if (views && view_entry(&ents[i], data + ents[i].begin, &ts[nt], &fv[nt]))
+      viewed = true, nt++;
     else if (!load_entry(a, &ents[i], data + ents[i].begin, &ts[nt++], err, errlen))
       return false;
-    if (mapped)
-      drop_pages(data + ents[i].begin, (size_t)(ents[i].end - ents[i].begin));
+    if (mapped && !viewed)
+      fe_drop_pages(data + ents[i].begin, (size_t)(ents[i].end - ents[i].begin));
   }
   out->n = (int)nt;
   out->tensors = ts;
   out->nskipped = (int)ns;
   out->skipped = skipped;
+  out->views = fv;
   return true;
 }
 
 bool fe_safetensors_parse(IrArena *a, const unsigned char *bytes, size_t size, FeTensorSet *out,
                           char *err, size_t errlen) {
-  return parse(a, bytes, size, out, err, errlen, false);
+  return parse(a, bytes, size, out, err, errlen, false, false);
 }
 
-bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *err,
-                         size_t errlen) {
+/* The mapping fe_safetensors_map leaves for the arena to unmap. */
+typedef struct {
+  void *p;
+  size_t n;
+} Mapping;
+
+static void unmap(void *arg) {
+  Mapping *mp = arg;
+  munmap(mp->p, mp->n);
+}
+
+/* fe_safetensors_read, or fe_safetensors_map with `views`. */
+static bool read_file(IrArena *a, const char *path, FeTensorSet *out, char *err, size_t errlen,
+                      bool views) {
   out->n = 0;
   out->tensors = NULL;
   out->nskipped = 0;
   out->skipped = NULL;
+  out->views = NULL;
   FILE *f = fopen(path, "rb");
   if (!f)
     return sup_errf(err, errlen, "cannot open: %s", strerror(errno));
@@ -448,8 +461,15 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
                                : MAP_FAILED;
     if (map != MAP_FAILED) {
       fclose(f);
-      bool ok = parse(a, map, (size_t)st.st_size, out, err, errlen, true);
-      munmap(map, (size_t)st.st_size);
+      bool ok = parse(a, map, (size_t)st.st_size, out, err, errlen, true, views);
+      if (views) {
+        /* The views read the mapping until the arena (the module) goes. */
+        Mapping *mp = ir_alloc(a, sizeof *mp);
+        *mp = (Mapping){map, (size_t)st.st_size};
+        ir_arena_defer(a, unmap, mp);
+      } else {
+        munmap(map, (size_t)st.st_size);
+      }
       return ok;
     }
   }
@@ -494,6 +514,16 @@ bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *e
   bool ok = fe_safetensors_parse(a, buf, len, out, err, errlen);
   free(buf);
   return ok;
+}
+
+bool fe_safetensors_read(IrArena *a, const char *path, FeTensorSet *out, char *err,
+                         size_t errlen) {
+  return read_file(a, path, out, err, errlen, false);
+}
+
+bool fe_safetensors_map(IrArena *a, const char *path, FeTensorSet *out, char *err,
+                        size_t errlen) {
+  return read_file(a, path, out, err, errlen, true);
 }
 
 const FeTensor *fe_tensorset_find(const FeTensorSet *s, const char *name) {

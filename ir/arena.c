@@ -64,7 +64,7 @@ void ir_recover_free_arenas(IrRecover *r) {
 
 /* Out of memory where the caller cannot check: jump, or die if nobody set a
  * recovery point (a caller inside q8c forgot to: a bug). */
-_Noreturn static void throw_nomem(IrArena *a, size_t size) {
+_Noreturn void ir_throw_nomem(IrArena *a, size_t size) {
   if (a)
     a->exhausted = true;
   if (recover_top)
@@ -100,7 +100,7 @@ static Block *new_block(size_t size) {
 IrArena *ir_arena_new(void) {
   IrArena *a = calloc(1, sizeof *a);
   if (!a)
-    throw_nomem(NULL, sizeof *a);
+    ir_throw_nomem(NULL, sizeof *a);
   a->limit = env_limit();
   if (recover_top) {
     a->region = recover_top;
@@ -186,7 +186,7 @@ void *ir_alloc_data(IrArena *a, size_t size) {
 void *ir_alloc(IrArena *a, size_t size) {
   void *p = ir_alloc_data(a, size);
   if (!p)
-    throw_nomem(a, size);
+    ir_throw_nomem(a, size);
   return p;
 }
 

@@ -1009,9 +1009,9 @@ static bool load_consts(IrModule *m, int64_t batch, Slot *slots) {
     Slot *s = &slots[v->id];
     if (!bind_slot(&m->diag, v, batch, false, s))
       return false;
-    if (!v->data && s->numel)
+    if (!ir_const_has_data(v) && s->numel)
       return ir_error(&m->diag, v->loc, "constant @%s has no data", v->name);
-    s->data = v->data;
+    s->data = (void *)ir_const_data(m, v);
   }
   return true;
 }
@@ -1172,8 +1172,8 @@ bool ir_interp_node(IrModule *m, const IrNode *n, int64_t batch, const IrTensor 
                         ir_type_str(&t->type, b1, sizeof b1),
                         ir_type_str(&s->type, b2, sizeof b2));
       s->data = t->data;
-    } else if (v->kind == IR_VAL_CONST && (v->data || !s->numel)) {
-      s->data = v->data;
+    } else if (v->kind == IR_VAL_CONST && (ir_const_has_data(v) || !s->numel)) {
+      s->data = (void *)ir_const_data(m, v);
     } else if (s->numel) {
       return ir_error(&m->diag, n->loc, "%s: operand %s%s has no data%s", ir_op_info[n->op].name,
                       sigil(v), v->name,

@@ -125,6 +125,25 @@ typedef enum { IR_VAL_INPUT, IR_VAL_CONST, IR_VAL_NODE } IrValueKind;
 
 typedef struct IrNode IrNode;
 
+/* How a constant held in its stored form (IrConstView) has its elements:
+ * little-endian f32, IEEE half, or bfloat16 (the top half of an f32). */
+typedef enum { IR_STORED_F32, IR_STORED_F16, IR_STORED_BF16 } IrStored;
+
+/* A constant not materialized: its f32 elements are those of `src` (a
+ * mapped weights file's bytes, which live as long as the module) in the
+ * stored form, converted on demand by ir_const_data into `buf` and let go
+ * by ir_const_release (constdata.c; docs/ir.md "Constants in their stored
+ * form"). */
+typedef struct IrConstView {
+  const void *src;
+  IrStored stored;
+  size_t numel;
+  float *buf;  /* the f32 form while it exists (malloc'd), else NULL */
+  /* Called with src and its size once the f32 form is made (NULL: none):
+   * the frontend lets the mapped file's pages go. */
+  void (*drop_src)(const void *src, size_t bytes);
+} IrConstView;
+
 /* real = (q - zero_point) * scale, q saturated to [qmin, qmax] (quant.c). */
 typedef struct {
   float scale;
@@ -137,7 +156,10 @@ typedef struct IrValue {
   const char *name;  /* without the % or @ sigil */
   IrType type;       /* dtype IR_DTYPE_NONE until inferred */
   IrNode *def;       /* IR_VAL_NODE: the node that produces it */
-  const void *data;  /* IR_VAL_CONST: dense row-major elements of `type` */
+  const void *data;  /* IR_VAL_CONST: dense row-major elements of `type`, or
+                      * NULL for a view: read constants through
+                      * ir_const_data, which handles both */
+  IrConstView *view; /* IR_VAL_CONST of type f32 held in its stored form */
   bool literal;      /* IR_VAL_CONST: an f32[] written as a number operand
                       * (`mul %s, 0.125`), printed back as that number */
   IrLoc loc;         /* where it is defined (or first used, for constants) */
@@ -213,6 +235,9 @@ typedef struct {
    * by name, interned (a value's `name` is the table's key). Kept by the
    * builder functions: read it through ir_find_value / ir_find_const. */
   SupMap value_names, const_names;
+  /* Bytes of views' f32 forms (IrConstView.buf) now and at most so far:
+   * what the stored form saves is visible, and tests assert it. */
+  size_t view_bytes, view_bytes_peak;
 } IrModule;
 
 /* A tensor with concrete dims (no `?`), for interpreters and file I/O. */
@@ -268,6 +293,10 @@ void ir_recover_push(IrRecover *r);
 void ir_recover_pop(IrRecover *r);
 /* After the jump: free the arenas created under `r` (their modules are lost). */
 void ir_recover_free_arenas(IrRecover *r);
+
+/* The out-of-memory jump of ir_alloc, for memory that is not the arena's
+ * (a constant's f32 form, constdata.c). */
+_Noreturn void ir_throw_nomem(IrArena *a, size_t size);
 
 /* ---- diag.c ---- */
 
@@ -407,6 +436,35 @@ IrValue *ir_find_const(const IrModule *m, const char *name);
  * definition order; returns the count. Inputs come first: an input's id is
  * its index in m->inputs. */
 int ir_number_values(IrModule *m);
+
+/* ---- constdata.c: constants held in their stored form ---- */
+
+/* A constant of f32 `type` whose elements are `src` in `stored` form: no
+ * f32 copy exists until ir_const_data asks for one. `src` must live as long
+ * as the module (a mapping the module's arena unmaps). */
+IrValue *ir_add_const_view(IrModule *m, const char *name, IrType type, const void *src,
+                           IrStored stored, void (*drop_src)(const void *, size_t), IrLoc loc);
+/* Bytes of one element of `stored` form in `src`. */
+size_t ir_stored_size(IrStored stored);
+/* Constant `v`'s elements in its type (v->data, or a view's f32 form made
+ * now if it does not exist): never NULL unless the constant has no
+ * elements; out of memory jumps (ir_throw_nomem). Valid until
+ * ir_const_release(v). */
+const void *ir_const_data(IrModule *m, const IrValue *v);
+/* Let go of a view's f32 form (made again if asked for); nothing for a
+ * constant held in memory. A pass calls it once it has what it needs of a
+ * weight (its int8 form), so that the f32 forms never all exist at once. */
+void ir_const_release(IrModule *m, const IrValue *v);
+/* Widen every view that is not a weight (operand 1 of a linear or matmul)
+ * into memory for good: scales, biases, gains and tables are read
+ * directly by code that predates views, and are small beside the weights.
+ * False when memory runs out (the constant named in m->diag). */
+bool ir_pin_non_weights(IrModule *m);
+/* Does the constant have its elements (in memory or as a view)? */
+bool ir_const_has_data(const IrValue *v);
+/* n elements of `src` in `stored` form to f32, exactly (every half and
+ * bfloat16 value is an f32 value; NaN payloads kept). */
+void ir_widen_f32(IrStored stored, const void *src, size_t n, float *dst);
 
 /* ---- attr.c: attributes through typed accessors ---- */
 

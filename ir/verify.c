@@ -53,7 +53,7 @@ static bool defined_before(const Defs *d, const IrValue *v, int upto) {
   case IR_VAL_INPUT:
     return d->pos[v->id] == -1;
   case IR_VAL_CONST:
-    return d->pos[v->id] == -1 && v->data;
+    return d->pos[v->id] == -1 && ir_const_has_data(v);
   case IR_VAL_NODE:
     return d->pos[v->id] >= 0 && d->pos[v->id] < upto;
   }

@@ -193,7 +193,7 @@ static void find_layer(IrModule *m, const PassOptions *o, Cand *c) {
       continue;
     c->layer = n;
     c->w = pass_weight_nk(m, n, &c->n, &c->k);
-    c->b = n->op == IR_OP_LINEAR && n->nopnds > 2 ? n->opnds[2]->data : NULL;
+    c->b = n->op == IR_OP_LINEAR && n->nopnds > 2 ? ir_const_data(m, n->opnds[2]) : NULL;
     int64_t nscales = o->weights_per_tensor ? 1 : c->n;
     int8_t *q = ir_alloc_data(m->arena, (size_t)(c->n * c->k) + 1);
     float *s = ir_alloc_data(m->arena, (size_t)nscales * sizeof *s);

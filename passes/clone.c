@@ -30,7 +30,11 @@ IrModule *pass_clone_module(IrModule *m) {
   }
   for (int i = 0; i < m->nconsts; i++) {
     const IrValue *v = m->consts[i];
-    IrValue *n = ir_add_const(c, ir_strdup(c->arena, v->name), v->type, v->data, v->loc);
+    /* A view stays one (over the same stored bytes) with its own f32 form. */
+    IrValue *n = v->view ? ir_add_const_view(c, ir_strdup(c->arena, v->name), v->type,
+                                             v->view->src, v->view->stored,
+                                             v->view->drop_src, v->loc)
+                         : ir_add_const(c, ir_strdup(c->arena, v->name), v->type, v->data, v->loc);
     n->literal = v->literal;
     map[v->id] = n;
   }

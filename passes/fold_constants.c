@@ -28,8 +28,10 @@ static bool fold(IrModule *m, const PassOptions *o, IrNode *n) {
   float *mult = ir_alloc_data(m->arena, (size_t)nn * sizeof *mult);
   if (!bias || !mult)
     return ir_error(&m->diag, n->loc, "out of memory folding %%%s", n->result->name);
-  int64_t sat = ir_fold_qlinear(wq->data, ws->data, (int)ws->type.dims[0], b ? b->data : NULL, nn,
+  int64_t sat = ir_fold_qlinear(wq->data, ws->data, (int)ws->type.dims[0], b ? ir_const_data(m, b) : NULL, nn,
                                 k, x_scale, x_zp, y_scale, bias, mult);
+  if (b)
+    ir_const_release(m, b); /* folded: a view's f32 form can go */
   if (sat)
     pass_note(o, "fold-constants: %%%s: %lld bias value%s saturated int32", n->result->name,
               (long long)sat, sat == 1 ? "" : "s");

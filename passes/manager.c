@@ -359,7 +359,7 @@ bool pass_write_module(IrModule *m, const char *ir_path, char *err, size_t errle
       continue;
     ir_type_numel(&c->type, 1, &numel);
     ts[nsaved++] =
-        (FeTensor){c->name, c->type, c->data, (size_t)numel * ir_dtype_size(c->type.dtype)};
+        (FeTensor){c->name, c->type, ir_const_data(m, c), (size_t)numel * ir_dtype_size(c->type.dtype)};
   }
   if (!ok)
     snprintf(err, errlen, "out of memory");

@@ -80,7 +80,7 @@ static IrValue *weight_t(IrModule *m, IrNode *n) {
     ir_error(&m->diag, n->loc, "out of memory transposing @%s", w->name);
     return NULL;
   }
-  const float *wf = w->data;
+  const float *wf = ir_const_data(m, w);
   for (int64_t i = 0; i < nn; i++)
     for (int64_t j = 0; j < k; j++)
       t[j * nn + i] = wf[i * k + j];
@@ -327,6 +327,9 @@ bool pass_quantize(IrModule *m, const PassOptions *o) {
     if (pass_is_act_matmul(n, &fits) ? !rewrite_act_matmul(m, o, n, out, &nout, &made)
                                       : !rewrite(m, o, n, out, &nout, &made))
       return false;
+    /* The weight's quantized form exists: its f32 form, if it is a view's,
+     * goes (ir_const_release), so one f32 weight at a time is ever held. */
+    ir_const_release(m, n->opnds[1]);
   }
   ir_set_nodes(m, out, nout);
   /* New nodes need their types: infer them in order. */

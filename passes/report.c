@@ -372,7 +372,7 @@ static bool ref_tensor(Report *r, const Layer *l, const RefValue *rv, const floa
     *data = r->taps[rv->tap].data;
     *numel = r->taps[rv->tap].numel;
   } else {
-    *data = rv->v->data;  /* a constant: no `?` */
+    *data = ir_const_data(r->ref, rv->v);  /* a constant: no `?` */
     ir_type_numel(&rv->v->type, 1, numel);
   }
   if (*numel < 0 || (!*data && *numel > 0))

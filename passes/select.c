@@ -65,7 +65,7 @@ bool pass_is_quantizable(const IrModule *m, const IrNode *n, const PassOptions *
 
 const float *pass_weight_nk(IrModule *m, const IrNode *n, int64_t *n_out, int64_t *k_out) {
   const IrValue *w = n->opnds[1];
-  const float *data = w->data;
+  const float *data = ir_const_data(m, w);
   if (n->op == IR_OP_LINEAR) {
     *n_out = w->type.dims[0];
     *k_out = w->type.dims[1];

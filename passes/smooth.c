@@ -281,7 +281,7 @@ static float *own_const(IrModule *m, const PassOptions *o, IrNode *n, int i) {
   if (len > 7 && strcmp(c->name + len - 7, ".smooth") == 0 && ir_count_uses(m, c) == 1)
     return (float *)c->data;
   float *data = ir_alloc_data(m->arena, (size_t)numel * sizeof *data);
-  memcpy(data, c->data, (size_t)numel * sizeof *data);
+  memcpy(data, ir_const_data(m, c), (size_t)numel * sizeof *data);
   if (i == 1 && pass_name_listed(o->keep_float, c->name))
     ir_set_attr_int(m, n, IR_ATTR_KEEP_FLOAT, 1);
   char name[600];
@@ -331,12 +331,12 @@ static void scale_producer(IrModule *m, const PassOptions *o, Group *g, const do
 }
 
 /* max|W_j| over column j of every consumer. */
-static void weight_max(const Group *g, double *wmax) {
+static void weight_max(IrModule *m, const Group *g, double *wmax) {
   for (int64_t j = 0; j < g->c; j++)
     wmax[j] = 0;
   for (int u = 0; u < g->nusers; u++) {
     const IrNode *n = g->users[u];
-    const float *w = n->opnds[1]->data;
+    const float *w = ir_const_data(m, n->opnds[1]);
     int64_t r = n->opnds[1]->type.dims[0], cols = n->opnds[1]->type.dims[1];
     for (int64_t i = 0; i < r; i++)
       for (int64_t j = 0; j < cols; j++) {
@@ -392,7 +392,7 @@ bool pass_smooth(IrModule *m, const PassOptions *o) {
     Group *g = &groups[gi];
     double *s = ir_alloc(m->arena, (size_t)g->c * sizeof *s);
     double *wmax = ir_alloc(m->arena, (size_t)g->c * sizeof *wmax);
-    weight_max(g, wmax);
+    weight_max(m, g, wmax);
     double smin = INFINITY, smax = 0, before = 0, after = 0;
     for (int64_t j = 0; j < g->c; j++) {
       double x = g->xmax[j], w = wmax[j];
