@@ -392,7 +392,10 @@ bool cg_emit_f32gemm(Cg *cg, int idx, CgIsa isa, LLVMValueRef *in, LLVMValueRef 
       if (!buf)
         return false;
       pack_w(&p, ir_const_data(cg->m, w), buf);
-      ir_const_release(cg->m, w);
+      /* In-process code may read another use of W by address (lower.c's
+       * const_global): its f32 form stays then. */
+      if (!cg->o->held || ir_count_uses(cg->m, w) == 1)
+        ir_const_release(cg->m, w);
       snprintf(name, sizeof name, "%s.%s.f32pack_%s", cg->prefix, n->result->name,
                cg_isa_info[isa].name);
       if (cg->o->held) {

@@ -13,8 +13,11 @@
 #include "module.h"
 
 static LLVMValueRef const_global(Cg *cg, const IrValue *c) {
-  if (cg->o->held) /* in-process code: the data where it is (jit.c) */
-    return cg_const_addr(cg, c->data);
+  /* In-process code (jit.c): the data where it is; a view's f32 form is
+   * made now and kept while the code lives (f32gemm.c lets go only of a
+   * weight nothing else reads). */
+  if (cg->o->held)
+    return cg_const_addr(cg, ir_const_data(cg->m, c));
   Loc *l = &cg->loc[c->id];
   if (!l->global) {
     char name[256];
