@@ -1087,16 +1087,22 @@ static int compile_stages(IrModule *m, Options *o) {
     fprintf(stderr, "q8c: error: --target: %s\n", err);
     return EXIT_USAGE;
   }
-  if (!o->quiet)
-    driver_form_note(m, co.nisas ? (int)co.isas[0] : -1, &o->pass);
-  if (to_stdout && (kind == CG_EMIT_OBJ || kind == CG_EMIT_SO))
-    return compile_to_stdout(m, &co, kind, o->emit ? o->emit : "so");
+  /* The note on AVX2's widened form follows a compile that succeeded. */
+  int note_isa = co.nisas ? (int)co.isas[0] : -1;
+  if (to_stdout && (kind == CG_EMIT_OBJ || kind == CG_EMIT_SO)) {
+    int rc = compile_to_stdout(m, &co, kind, o->emit ? o->emit : "so");
+    if (rc == 0 && !o->quiet)
+      driver_form_note(m, note_isa, &o->pass);
+    return rc;
+  }
   if (to_stdout)
     out = "/dev/stdout";
   double start = begin_stage(o, "codegen");
   bool ok = kind == CG_EMIT_SO ? compile_library(m, &co, out)
                                : cg_compile_to_file(m, &co, (CgEmit)kind, out);
   end_stage(o, "codegen", start);
+  if (ok && !o->quiet)
+    driver_form_note(m, note_isa, &o->pass);
   return ok ? 0 : driver_fail(m);
 }
 
